@@ -1,0 +1,821 @@
+//! Every frame of the protocol.
+//!
+//! A connection carries [`ClientFrame`]s up and [`ServerFrame`]s down, one per websocket
+//! binary message. Each client frame has a connection-local `id`; the server answers it with
+//! exactly one [`ServerFrame::Reply`] carrying the same id. Everything else the server sends
+//! (room events, receipts, typing, call signals) is a push that answers nothing.
+//!
+//! Mutations of a room log carry a [`RequestId`]: the idempotency key (docs/protocol.md,
+//! "Idempotency"). Ephemeral frames (typing, call signals) are relayed, never stored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    bounded::{Blob, List, Text},
+    ids::{CallId, DeviceId, MediaId, RequestId, RoomId, Seq, UserId},
+    limits::*,
+};
+
+/// Protocol version this build speaks natively.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Oldest protocol version this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// A username on the wire (validated by the server: 3–32 of `a-z 0-9 _ . -`).
+pub type Username = Text<MAX_USERNAME_BYTES>;
+/// A room name.
+pub type RoomName = Text<MAX_ROOM_NAME_BYTES>;
+/// A device or client name.
+pub type Name = Text<MAX_NAME_BYTES>;
+/// An opaque message body; the server never reads it.
+pub type Body = Blob<MAX_BODY_BYTES>;
+/// An opaque SDP or ICE blob.
+pub type SignalBlob = Blob<MAX_SIGNAL_BYTES>;
+
+/// A password. Its `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub Text<MAX_PASSWORD_BYTES>);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(…)")
+    }
+}
+
+/// A session token: `<device id>.<secret>`. Its `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(pub Text<MAX_TOKEN_BYTES>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+/// One frame from client to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Connection-local correlation id, echoed in the reply.
+    pub id: u32,
+    /// What the client asks for.
+    pub request: Request,
+}
+
+/// Direct (two people) or group room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    /// Exactly two members, no name needed.
+    Direct,
+    /// Any number of members up to the limit.
+    Group,
+}
+
+/// Where a client stands in one room's log, sent in [`Request::Join`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCursor {
+    /// The room.
+    pub room: RoomId,
+    /// The last seq the client has committed (0 if none).
+    pub last_seq: Seq,
+}
+
+/// Sign-up or sign-in credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Exact username.
+    pub username: Username,
+    /// Password.
+    pub password: Password,
+    /// Name of this device as the user will see it in their device list.
+    pub device_name: Name,
+}
+
+/// Every request a client can make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// First frame of every connection: the versions the client speaks.
+    Hello {
+        /// Oldest protocol version the client speaks.
+        min_version: u16,
+        /// Newest protocol version the client speaks.
+        max_version: u16,
+        /// Client software name and version, for logs.
+        client: Name,
+    },
+    /// Create an account and a first device session. Replies [`Reply::Session`].
+    SignUp(Credentials),
+    /// Open a new device session on an existing account. Replies [`Reply::Session`].
+    SignIn(Credentials),
+    /// Bind this connection to a session and say what the client already has.
+    /// Replies [`Reply::Joined`]; live pushes start after it.
+    Join {
+        /// The session token (presented once per connection).
+        token: Token,
+        /// Protocol version the client will speak (from the negotiated range).
+        protocol_version: u16,
+        /// Last seq the client has per room.
+        rooms: List<RoomCursor, MAX_JOIN_ROOMS>,
+        /// Request ids still in the client's outbox, to learn which ones the server has.
+        unconfirmed: List<RequestId, MAX_JOIN_UNCONFIRMED>,
+    },
+    /// End this device's session; the connection closes after the reply.
+    SignOut {},
+    /// List my devices. Replies [`Reply::Devices`].
+    ListDevices {},
+    /// Sign one of my devices out; its connections close.
+    RevokeDevice {
+        /// The device to sign out.
+        device: DeviceId,
+    },
+    /// Find a user by exact username. Replies [`Reply::User`] or `not_found`.
+    LookupUser {
+        /// The exact username.
+        username: Username,
+    },
+    /// Create a room with me and the given members. Replies [`Reply::Logged`] (seq 1).
+    CreateRoom {
+        /// Idempotency key.
+        request: RequestId,
+        /// Direct or group.
+        kind: RoomKind,
+        /// Group name (ignored for direct rooms).
+        name: Option<RoomName>,
+        /// Initial members besides me.
+        members: List<UserId, MAX_ROOM_MEMBERS>,
+    },
+    /// Add a user to a group room.
+    Invite {
+        /// Idempotency key.
+        request: RequestId,
+        /// The room.
+        room: RoomId,
+        /// Who to add.
+        user: UserId,
+    },
+    /// Leave a room.
+    Leave {
+        /// Idempotency key.
+        request: RequestId,
+        /// The room.
+        room: RoomId,
+    },
+    /// Remove another member from a group room.
+    RemoveMember {
+        /// Idempotency key.
+        request: RequestId,
+        /// The room.
+        room: RoomId,
+        /// Who to remove.
+        user: UserId,
+    },
+    /// Rename a group room.
+    Rename {
+        /// Idempotency key.
+        request: RequestId,
+        /// The room.
+        room: RoomId,
+        /// The new name.
+        name: RoomName,
+    },
+    /// Post a message.
+    Send {
+        /// Idempotency key.
+        request: RequestId,
+        /// The room.
+        room: RoomId,
+        /// Opaque body (text, caption, attachment keys).
+        body: Body,
+        /// Media this message references; members may download them.
+        attachments: List<MediaId, MAX_ATTACHMENTS>,
+    },
+    /// Store the outcome of a call in the room log.
+    RecordCall {
+        /// Idempotency key.
+        request: RequestId,
+        /// The room.
+        room: RoomId,
+        /// What happened.
+        record: CallRecord,
+    },
+    /// Move my receipt watermarks forward (never back).
+    Receipt {
+        /// The room.
+        room: RoomId,
+        /// Everything up to this seq reached one of my devices.
+        delivered: Option<Seq>,
+        /// Everything up to this seq has been read.
+        read: Option<Seq>,
+    },
+    /// I started or stopped typing. Relayed, not stored.
+    Typing {
+        /// The room.
+        room: RoomId,
+        /// Typing now.
+        active: bool,
+    },
+    /// A call signal for another member. Relayed, not stored.
+    Signal {
+        /// The room the call belongs to.
+        room: RoomId,
+        /// The member it is for.
+        to_user: UserId,
+        /// One device of theirs, or all when `None`.
+        to_device: Option<DeviceId>,
+        /// The call.
+        call: CallId,
+        /// The signal.
+        signal: CallSignal,
+    },
+    /// Events of a room after `after`, oldest first. Replies [`Reply::Page`].
+    CatchUp {
+        /// The room.
+        room: RoomId,
+        /// Return events with seq > after.
+        after: Seq,
+        /// At most this many (capped at the page limit).
+        limit: u16,
+    },
+    /// Liveness check. Replies [`Reply::Pong`].
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+}
+
+impl Request {
+    /// Names of every request kind this build knows (the tag on the wire).
+    pub const KINDS: &'static [&'static str] = &[
+        "Hello",
+        "SignUp",
+        "SignIn",
+        "Join",
+        "SignOut",
+        "ListDevices",
+        "RevokeDevice",
+        "LookupUser",
+        "CreateRoom",
+        "Invite",
+        "Leave",
+        "RemoveMember",
+        "Rename",
+        "Send",
+        "RecordCall",
+        "Receipt",
+        "Typing",
+        "Signal",
+        "CatchUp",
+        "Ping",
+    ];
+
+    /// The idempotency key of a room-log mutation; `None` for everything else.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Request::CreateRoom { request, .. }
+            | Request::Invite { request, .. }
+            | Request::Leave { request, .. }
+            | Request::RemoveMember { request, .. }
+            | Request::Rename { request, .. }
+            | Request::Send { request, .. }
+            | Request::RecordCall { request, .. } => Some(*request),
+            Request::Hello { .. }
+            | Request::SignUp(_)
+            | Request::SignIn(_)
+            | Request::Join { .. }
+            | Request::SignOut {}
+            | Request::ListDevices {}
+            | Request::RevokeDevice { .. }
+            | Request::LookupUser { .. }
+            | Request::Receipt { .. }
+            | Request::Typing { .. }
+            | Request::Signal { .. }
+            | Request::CatchUp { .. }
+            | Request::Ping { .. } => None,
+        }
+    }
+
+    /// A short stable name for metrics and logs (never the content).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::SignUp(_) => "sign_up",
+            Request::SignIn(_) => "sign_in",
+            Request::Join { .. } => "join",
+            Request::SignOut {} => "sign_out",
+            Request::ListDevices {} => "list_devices",
+            Request::RevokeDevice { .. } => "revoke_device",
+            Request::LookupUser { .. } => "lookup_user",
+            Request::CreateRoom { .. } => "create_room",
+            Request::Invite { .. } => "invite",
+            Request::Leave { .. } => "leave",
+            Request::RemoveMember { .. } => "remove_member",
+            Request::Rename { .. } => "rename",
+            Request::Send { .. } => "send",
+            Request::RecordCall { .. } => "record_call",
+            Request::Receipt { .. } => "receipt",
+            Request::Typing { .. } => "typing",
+            Request::Signal { .. } => "signal",
+            Request::CatchUp { .. } => "catch_up",
+            Request::Ping { .. } => "ping",
+        }
+    }
+}
+
+/// Why a callee refused an Inquire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseReason {
+    /// In another call.
+    Busy,
+    /// The user declined.
+    Declined,
+    /// No device of the callee is reachable (sent by the server).
+    Unavailable,
+    /// A reason a newer peer knows and this build does not.
+    #[serde(other)]
+    Other,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupReason {
+    /// A participant hung up.
+    Normal,
+    /// The callee declined the ringing call.
+    Declined,
+    /// Nobody answered in time.
+    NoAnswer,
+    /// Another device of the callee answered.
+    AnsweredElsewhere,
+    /// Another device of the callee declined.
+    DeclinedElsewhere,
+    /// Media could not be established or was lost.
+    Failed,
+    /// A reason a newer peer knows and this build does not.
+    #[serde(other)]
+    Other,
+}
+
+/// Call signaling (shared/DESIGN.md §4). Opaque to the server except for routing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CallSignal {
+    /// Caller asks whether the callee is free; nothing rings yet.
+    Inquire {
+        /// The caller wants video too.
+        video: bool,
+    },
+    /// Callee reserved the call id; the caller may send the offer.
+    Grant {},
+    /// Callee will not take the call.
+    Refuse {
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// SDP offer (after Grant).
+    Offer {
+        /// SDP.
+        sdp: SignalBlob,
+    },
+    /// SDP answer.
+    Answer {
+        /// SDP.
+        sdp: SignalBlob,
+    },
+    /// One ICE candidate (JSON of RTCIceCandidateInit).
+    Candidate {
+        /// The candidate.
+        candidate: SignalBlob,
+    },
+    /// The call ended.
+    Hangup {
+        /// Why.
+        reason: HangupReason,
+    },
+    /// The caller gave up before the call was answered.
+    Cancel {},
+}
+
+/// How a call ended, as stored in the room log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// Nobody answered.
+    Missed,
+    /// The callee declined.
+    Declined,
+    /// The callee was in another call.
+    Busy,
+    /// The call was answered and later ended.
+    Completed,
+    /// The caller cancelled before an answer.
+    Cancelled,
+    /// An outcome a newer peer knows and this build does not.
+    #[serde(other)]
+    Other,
+}
+
+/// A call's outcome (the facts; UIs derive their wording from them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The call.
+    pub call: CallId,
+    /// Who called.
+    pub caller: UserId,
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// Talk time in milliseconds (0 unless completed).
+    pub duration_ms: u64,
+    /// Video call.
+    pub video: bool,
+}
+
+/// A user as shown to others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    /// Id.
+    pub id: UserId,
+    /// Username.
+    pub username: Username,
+}
+
+/// One event of a room log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomEvent {
+    /// The room.
+    pub room: RoomId,
+    /// Its position in the room log.
+    pub seq: Seq,
+    /// Who caused it.
+    pub sender: UserId,
+    /// From which device.
+    pub device: DeviceId,
+    /// The sender's idempotency key (lets the sending device match its local echo).
+    pub request: RequestId,
+    /// Server time of the commit, Unix milliseconds.
+    pub at_ms: i64,
+    /// What happened.
+    pub content: EventContent,
+}
+
+/// What a room event says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventContent {
+    /// The room was created with these members (the creator first).
+    Created {
+        /// Direct or group.
+        kind: RoomKind,
+        /// Group name.
+        name: Option<RoomName>,
+        /// Members at creation.
+        members: List<UserRef, MAX_ROOM_MEMBERS>,
+    },
+    /// A user joined (was invited by `by`).
+    Joined {
+        /// Who joined.
+        user: UserRef,
+        /// Who added them.
+        by: UserId,
+    },
+    /// A member left.
+    Left {
+        /// Who left.
+        user: UserId,
+    },
+    /// A member was removed.
+    Removed {
+        /// Who was removed.
+        user: UserId,
+        /// By whom.
+        by: UserId,
+    },
+    /// The room was renamed.
+    Renamed {
+        /// New name.
+        name: RoomName,
+    },
+    /// A message.
+    Message {
+        /// Opaque body.
+        body: Body,
+        /// Referenced media.
+        attachments: List<MediaId, MAX_ATTACHMENTS>,
+    },
+    /// A call's outcome.
+    Call(CallRecord),
+}
+
+/// A member's state in a room, with their receipt watermarks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The member.
+    pub user: UserRef,
+    /// Everything up to this seq reached one of their devices.
+    pub delivered: Seq,
+    /// Everything up to this seq has been read by them.
+    pub read: Seq,
+}
+
+/// The head of one room the user is a member of, in [`Reply::Joined`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomHead {
+    /// The room.
+    pub room: RoomId,
+    /// Its last seq.
+    pub last_seq: Seq,
+}
+
+/// One of my devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Device id.
+    pub id: DeviceId,
+    /// Its name.
+    pub name: Name,
+    /// When it signed in, Unix ms.
+    pub created_ms: i64,
+    /// When it last joined, Unix ms.
+    pub last_seen_ms: i64,
+    /// This is the device asking.
+    pub current: bool,
+}
+
+/// A request id from [`Request::Join`] that the server has committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmed {
+    /// The request id.
+    pub request: RequestId,
+    /// Its room.
+    pub room: RoomId,
+    /// The seq it got.
+    pub seq: Seq,
+}
+
+/// Limits the server announces in [`Reply::Welcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerLimits {
+    /// Largest frame, bytes.
+    pub max_frame_bytes: u32,
+    /// Largest upload, bytes.
+    pub max_upload_bytes: u64,
+}
+
+/// A successful answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Answer to Hello: the version both sides will speak.
+    Welcome {
+        /// Negotiated protocol version.
+        version: u16,
+        /// Server software and version.
+        server: Name,
+        /// Server limits.
+        limits: ServerLimits,
+    },
+    /// Answer to SignUp/SignIn: a new device session.
+    Session {
+        /// The account.
+        user: UserRef,
+        /// The new device.
+        device: DeviceId,
+        /// Token for Join and HTTP requests. Keep it secret.
+        token: Token,
+    },
+    /// Answer to Join.
+    Joined {
+        /// The account.
+        user: UserRef,
+        /// This device.
+        device: DeviceId,
+        /// Rooms I am a member of that the client did not list or that have events after
+        /// the client's cursor, with their last seq.
+        rooms: List<RoomHead, MAX_JOIN_ROOMS>,
+        /// Rooms the client listed that I am no longer a member of.
+        left: List<RoomId, MAX_JOIN_ROOMS>,
+        /// Which of the unconfirmed request ids the server has committed.
+        confirmed: List<Confirmed, MAX_JOIN_UNCONFIRMED>,
+    },
+    /// The request took effect and has nothing to report.
+    Done {},
+    /// My devices.
+    Devices {
+        /// The devices.
+        devices: List<DeviceInfo, MAX_DEVICES>,
+    },
+    /// The user found by LookupUser.
+    User {
+        /// The user.
+        user: UserRef,
+    },
+    /// A room-log mutation was committed (or had been: same answer on a resend).
+    Logged {
+        /// The room.
+        room: RoomId,
+        /// The seq of its event.
+        seq: Seq,
+    },
+    /// A page of a room's log.
+    Page {
+        /// The room.
+        room: RoomId,
+        /// Events after the requested seq, oldest first.
+        events: List<RoomEvent, MAX_PAGE_EVENTS>,
+        /// The room's last seq: more pages follow while the last event's seq is below it.
+        last_seq: Seq,
+        /// Current members and their receipts.
+        members: List<Member, MAX_ROOM_MEMBERS>,
+    },
+    /// Answer to Ping.
+    Pong {
+        /// The nonce from the ping.
+        nonce: u64,
+    },
+}
+
+/// Typed error codes. Clients branch on the code, never on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No protocol version in common; the connection closes.
+    IncompatibleVersion,
+    /// The frame could not be decoded.
+    Malformed,
+    /// A request kind this server does not know.
+    UnknownRequest,
+    /// A frame, string or list over its limit.
+    TooLarge,
+    /// Hello must come first.
+    HelloRequired,
+    /// The request needs a joined session (or the token is bad, expired or revoked).
+    Unauthenticated,
+    /// Wrong username or password.
+    BadCredentials,
+    /// Not allowed (e.g. not a member of the room).
+    Forbidden,
+    /// No such user, room, device or media.
+    NotFound,
+    /// The username is taken.
+    UsernameTaken,
+    /// A field is invalid (message says which).
+    InvalidInput,
+    /// The request id was used before for different content.
+    RequestIdReused,
+    /// Too many requests; retry after `retry_after_ms`.
+    RateLimited,
+    /// The server is shutting down; reconnect later.
+    ShuttingDown,
+    /// The connection could not keep up with its pushes and is being closed.
+    TooSlow,
+    /// Something failed on the server; retry later.
+    Internal,
+    /// A code a newer server knows and this build does not.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// Whether retrying the same request later can succeed (the outbox retries these).
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RateLimited
+                | ErrorCode::ShuttingDown
+                | ErrorCode::TooSlow
+                | ErrorCode::Internal
+                | ErrorCode::Unauthenticated
+        )
+    }
+
+    /// Stable snake_case name (as on the wire and in metrics).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::IncompatibleVersion => "incompatible_version",
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::UnknownRequest => "unknown_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::RequestIdReused => "request_id_reused",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::TooSlow => "too_slow",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
+    /// What went wrong, for people (never contains secrets or bodies).
+    pub message: Text<MAX_ERROR_BYTES>,
+    /// For `rate_limited`: when to retry.
+    pub retry_after_ms: Option<u32>,
+}
+
+impl ErrorInfo {
+    /// An error with a message (cut to the wire limit at a char boundary).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let mut message: String = message.into();
+        if message.len() > MAX_ERROR_BYTES {
+            let mut end = MAX_ERROR_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        let message = Text::new(message).unwrap_or_default();
+        Self { code, message, retry_after_ms: None }
+    }
+}
+
+impl std::fmt::Display for ErrorInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ErrorInfo {}
+
+/// One frame from server to client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The answer to the client frame with this id.
+    Reply {
+        /// The client frame's id.
+        id: u32,
+        /// Success or a typed error.
+        result: Result<Reply, ErrorInfo>,
+    },
+    /// A new event in one of my rooms (live, after the commit).
+    Event {
+        /// The event.
+        event: RoomEvent,
+    },
+    /// A member's receipt watermarks moved.
+    Receipt {
+        /// The room.
+        room: RoomId,
+        /// The member.
+        user: UserId,
+        /// Delivered watermark.
+        delivered: Seq,
+        /// Read watermark.
+        read: Seq,
+    },
+    /// A member started or stopped typing.
+    Typing {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserId,
+        /// Typing now.
+        active: bool,
+    },
+    /// A call signal from another member.
+    Signal {
+        /// The room of the call.
+        room: RoomId,
+        /// Sender.
+        from_user: UserId,
+        /// Sender's device (answers go to it).
+        from_device: DeviceId,
+        /// The call.
+        call: CallId,
+        /// The signal.
+        signal: CallSignal,
+    },
+    /// The server is closing this connection, and why.
+    Closing {
+        /// Why.
+        error: ErrorInfo,
+    },
+}
+
+impl ServerFrame {
+    /// Names of every frame kind this build knows (the tag on the wire).
+    pub const KINDS: &'static [&'static str] =
+        &["Reply", "Event", "Receipt", "Typing", "Signal", "Closing"];
+
+    /// The wire tag of this frame.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Reply { .. } => "Reply",
+            ServerFrame::Event { .. } => "Event",
+            ServerFrame::Receipt { .. } => "Receipt",
+            ServerFrame::Typing { .. } => "Typing",
+            ServerFrame::Signal { .. } => "Signal",
+            ServerFrame::Closing { .. } => "Closing",
+        }
+    }
+}

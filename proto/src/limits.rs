@@ -1,0 +1,37 @@
+//! Hard limits of the protocol. Decoders enforce them before allocating; the server also
+//! enforces them on HTTP uploads. They are part of the protocol: docs/protocol.md lists them.
+
+/// Largest websocket frame either side accepts, in bytes. Media never travels in frames.
+pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+/// Largest message body (opaque payload), in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest SDP or ICE blob in a call signal, in bytes.
+pub const MAX_SIGNAL_BYTES: usize = 16 * 1024;
+/// Longest username, in bytes (usernames are ASCII).
+pub const MAX_USERNAME_BYTES: usize = 32;
+/// Shortest username.
+pub const MIN_USERNAME_BYTES: usize = 3;
+/// Longest password, in bytes.
+pub const MAX_PASSWORD_BYTES: usize = 256;
+/// Shortest password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest room name, in bytes.
+pub const MAX_ROOM_NAME_BYTES: usize = 128;
+/// Longest device or client name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest session token, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 128;
+/// Longest error message, in bytes.
+pub const MAX_ERROR_BYTES: usize = 512;
+/// Most members named when a room is created, and most members of a room.
+pub const MAX_ROOM_MEMBERS: usize = 256;
+/// Most room cursors in a Join (rooms a client may know).
+pub const MAX_JOIN_ROOMS: usize = 10_000;
+/// Most unconfirmed request ids in a Join.
+pub const MAX_JOIN_UNCONFIRMED: usize = 1_000;
+/// Most attachments referenced by one message.
+pub const MAX_ATTACHMENTS: usize = 16;
+/// Most events in one catch-up page.
+pub const MAX_PAGE_EVENTS: usize = 500;
+/// Most devices listed for one user.
+pub const MAX_DEVICES: usize = 100;

@@ -1,0 +1,51 @@
+//! Server configuration. `tidings serve` fills it from flags; tests build it directly.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use crate::ratelimit::Rate;
+
+/// Everything the server can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Directory for the database and media (created if missing).
+    pub data_dir: PathBuf,
+    /// How long a session token stays valid after its last Join.
+    pub session_ttl: Duration,
+    /// How often the server pings an idle connection.
+    pub ping_interval: Duration,
+    /// A connection that sends nothing (not even a pong) for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Largest media upload, bytes.
+    pub max_upload_bytes: u64,
+    /// Frames queued to one connection before it is dropped as too slow.
+    pub outbound_queue: usize,
+    /// Most simultaneous websocket connections.
+    pub max_connections: usize,
+    /// Message sends (and other room-log mutations) per connection.
+    pub send_rate: Rate,
+    /// Typing notices per connection.
+    pub typing_rate: Rate,
+    /// Sign-in and sign-up attempts per connection, and sign-ins per username.
+    pub sign_in_rate: Rate,
+}
+
+impl Config {
+    /// Defaults for a server listening on `listen` with data in `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            session_ttl: Duration::from_secs(90 * 24 * 3600),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            max_upload_bytes: 100 * 1024 * 1024,
+            outbound_queue: 4096,
+            max_connections: 100_000,
+            send_rate: Rate { per_second: 50.0, burst: 200.0 },
+            typing_rate: Rate { per_second: 2.0, burst: 5.0 },
+            sign_in_rate: Rate { per_second: 0.2, burst: 5.0 },
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! One websocket connection: the read loop, the write task and request dispatch.
+//!
+//! Lifecycle: `Hello` (version negotiation) → optionally `SignUp`/`SignIn` → `Join` (token,
+//! once per connection) → requests and live pushes. Requests of one connection are handled
+//! one at a time, in order, so a client that pipelines two sends to a room gets their seqs in
+//! the order it sent them.
+//!
+//! Two tasks per connection: this read loop, and a writer that drains the connection's
+//! bounded queue into the socket (replies and pushes share the queue, so a reply never
+//! overtakes an event committed before it). The writer also pings; a connection that sends
+//! nothing for `idle_timeout` is a dead link and is dropped. A connection is closed with a
+//! `Closing` frame saying why when it is kicked (signed out, too slow), when the server shuts
+//! down, after too many malformed frames, or when a frame is over the size limit.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tidings_proto::{
+    codec, ClientFrame, DecodeError, ErrorCode, ErrorInfo, Reply, Request, ServerFrame,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::OpError,
+    metrics::{CodeLabel, KindLabel},
+    ops::encode_frame,
+    ratelimit::TokenBucket,
+    switchboard::{ConnId, Peer},
+    Shared,
+};
+
+/// Malformed frames tolerated on one connection before it is closed.
+const MAX_MALFORMED: u32 = 8;
+/// A write to the socket that takes longer than this means the peer is gone or stuck.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// State of one connection, owned by its read loop.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) id: ConnId,
+    pub(crate) queue: mpsc::Sender<Bytes>,
+    pub(crate) kicked: CancellationToken,
+    /// Negotiated protocol version, after Hello.
+    pub(crate) version: Option<u16>,
+    /// The session, after Join.
+    pub(crate) joined: Option<Arc<Peer>>,
+    pub(crate) send_bucket: TokenBucket,
+    pub(crate) typing_bucket: TokenBucket,
+    pub(crate) auth_bucket: TokenBucket,
+    malformed: u32,
+}
+
+/// Why the read loop ended.
+enum End {
+    /// Close with this error frame.
+    Error(ErrorInfo),
+    /// The peer closed or the link is dead: nothing more to say.
+    Quiet,
+}
+
+/// Serves one upgraded websocket until it closes.
+pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
+    shared.metrics.connections.inc();
+    let (sink, mut stream) = socket.split();
+    let (queue, outbound) = mpsc::channel(shared.config.outbound_queue);
+    let kicked = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(sink, outbound, kicked.clone(), shared.clone()));
+    let now = Instant::now();
+    let mut conn = Conn {
+        id: shared.switchboard.next_conn_id(),
+        queue,
+        kicked: kicked.clone(),
+        version: None,
+        joined: None,
+        send_bucket: TokenBucket::new(shared.config.send_rate, now),
+        typing_bucket: TokenBucket::new(shared.config.typing_rate, now),
+        auth_bucket: TokenBucket::new(shared.config.sign_in_rate, now),
+        malformed: 0,
+        shared: shared.clone(),
+    };
+    let end = loop {
+        let next = tokio::select! {
+            _ = kicked.cancelled() => break End::Error(conn.kick_reason()),
+            _ = shared.shutdown.cancelled() => break End::Error(ErrorInfo::new(
+                ErrorCode::ShuttingDown, "the server is shutting down")),
+            next = tokio::time::timeout(shared.config.idle_timeout, stream.next()) => next,
+        };
+        let message = match next {
+            Err(_elapsed) => break End::Quiet,
+            Ok(None) => break End::Quiet,
+            Ok(Some(Err(e))) => {
+                // tungstenite enforces the frame size limit before buffering a frame.
+                let text = e.to_string();
+                if text.contains("Space limit exceeded") || text.contains("too long") {
+                    break End::Error(ErrorInfo::new(ErrorCode::TooLarge, "frame too large"));
+                }
+                break End::Quiet;
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        match message {
+            Message::Binary(bytes) => {
+                if let Some(end) = conn.on_frame(&bytes).await {
+                    break end;
+                }
+            }
+            Message::Text(_) => {
+                if let Some(end) = conn.malformed(0, "frames are binary MessagePack, not text") {
+                    break end;
+                }
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            Message::Close(_) => break End::Quiet,
+        }
+    };
+    if let Some(peer) = conn.joined.take() {
+        shared.switchboard.remove(peer.user, peer.conn);
+    }
+    if let End::Error(error) = end {
+        if let Ok(frame) = encode_frame(&ServerFrame::Closing { error }) {
+            let _ = conn.queue.try_send(frame);
+        }
+    }
+    drop(conn);
+    let _ = writer.await;
+    shared.metrics.connections.dec();
+}
+
+impl Conn {
+    fn kick_reason(&self) -> ErrorInfo {
+        self.joined
+            .as_ref()
+            .and_then(|p| p.kick_reason().cloned())
+            .unwrap_or_else(|| ErrorInfo::new(ErrorCode::TooSlow, "the connection was closed"))
+    }
+
+    /// Counts a malformed frame, answers it, and ends the connection after too many.
+    fn malformed(&mut self, id: u32, message: &str) -> Option<End> {
+        self.malformed += 1;
+        let error = ErrorInfo::new(ErrorCode::Malformed, message);
+        if self.malformed >= MAX_MALFORMED {
+            return Some(End::Error(ErrorInfo::new(ErrorCode::Malformed, "too many bad frames")));
+        }
+        self.reply(id, Err(error));
+        None
+    }
+
+    /// Queues a reply.
+    fn reply(&self, id: u32, result: Result<Reply, ErrorInfo>) {
+        if let Err(e) = &result {
+            self.shared.metrics.errors.get_or_create(&CodeLabel { code: e.code.as_str() }).inc();
+        }
+        let Ok(frame) = encode_frame(&ServerFrame::Reply { id, result }) else { return };
+        let queued = match &self.joined {
+            // A joined connection is kicked if it cannot take its reply.
+            Some(peer) => peer.push(frame, &self.shared.metrics),
+            None => self.queue.try_send(frame).is_ok(),
+        };
+        if queued {
+            self.shared.metrics.frames_out.inc();
+        }
+    }
+
+    /// Handles one binary frame. Returns `Some` when the connection must end.
+    async fn on_frame(&mut self, bytes: &Bytes) -> Option<End> {
+        self.shared.metrics.frames_in.inc();
+        let ClientFrame { id, request } = match codec::decode_client(bytes) {
+            Ok(frame) => frame,
+            Err(DecodeError::UnknownKind(kind)) => {
+                let id = codec::peek_client_id(bytes).unwrap_or(0);
+                let message = format!("unknown request {kind:?}");
+                self.reply(id, Err(ErrorInfo::new(ErrorCode::UnknownRequest, message)));
+                return None;
+            }
+            Err(DecodeError::TooLarge { .. }) => {
+                return Some(End::Error(ErrorInfo::new(ErrorCode::TooLarge, "frame too large")))
+            }
+            Err(e) => {
+                let id = codec::peek_client_id(bytes).unwrap_or(0);
+                return self.malformed(id, &e.to_string());
+            }
+        };
+        let kind = request.kind();
+        let started = Instant::now();
+        let result = self.dispatch(id, request).await;
+        self.shared
+            .metrics
+            .latency
+            .get_or_create(&KindLabel { kind })
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Some(reply)) => {
+                let close_after = matches!(kind, "sign_out");
+                self.reply(id, Ok(reply));
+                close_after.then_some(End::Quiet)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let info = e.into_info();
+                let fatal = matches!(info.code, ErrorCode::IncompatibleVersion);
+                self.reply(id, Err(info.clone()));
+                fatal.then_some(End::Quiet)
+            }
+        }
+    }
+
+    /// Runs one request. `Ok(None)` means the reply was already queued (Join).
+    async fn dispatch(&mut self, id: u32, request: Request) -> Result<Option<Reply>, OpError> {
+        let needs_hello = !matches!(request, Request::Hello { .. });
+        if needs_hello && self.version.is_none() {
+            return Err(OpError::new(ErrorCode::HelloRequired, "send hello first"));
+        }
+        let reply = match request {
+            Request::Hello { min_version, max_version, .. } => {
+                self.hello(min_version, max_version)?
+            }
+            Request::SignUp(c) => self.sign_up(c).await?,
+            Request::SignIn(c) => self.sign_in(c).await?,
+            Request::Join { token, protocol_version, rooms, unconfirmed } => {
+                self.join(id, token, protocol_version, rooms.into_vec(), unconfirmed.into_vec())
+                    .await?;
+                return Ok(None);
+            }
+            Request::SignOut {} => self.sign_out().await?,
+            Request::ListDevices {} => self.list_devices().await?,
+            Request::RevokeDevice { device } => {
+                let actor = self.actor()?;
+                self.revoke(actor, device).await?
+            }
+            Request::LookupUser { username } => self.lookup_user(username.into_string()).await?,
+            r @ (Request::CreateRoom { .. }
+            | Request::Invite { .. }
+            | Request::Leave { .. }
+            | Request::RemoveMember { .. }
+            | Request::Rename { .. }
+            | Request::Send { .. }
+            | Request::RecordCall { .. }) => self.room_mutation(r).await?,
+            Request::Receipt { room, delivered, read } => {
+                self.receipt(room, delivered, read).await?
+            }
+            Request::Typing { room, active } => self.typing(room, active).await?,
+            Request::Signal { room, to_user, to_device, call, signal } => {
+                self.signal(room, to_user, to_device, call, signal).await?
+            }
+            Request::CatchUp { room, after, limit } => self.catch_up(room, after, limit).await?,
+            Request::Ping { nonce } => Reply::Pong { nonce },
+        };
+        Ok(Some(reply))
+    }
+}
+
+/// Drains the connection's queue into the socket, batching writes, and pings.
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut outbound: mpsc::Receiver<Bytes>,
+    kicked: CancellationToken,
+    shared: Arc<Shared>,
+) {
+    let mut ping = tokio::time::interval(shared.config.ping_interval);
+    ping.tick().await;
+    loop {
+        let first = tokio::select! {
+            frame = outbound.recv() => frame,
+            _ = ping.tick() => {
+                let sent = tokio::time::timeout(
+                    WRITE_TIMEOUT, sink.send(Message::Ping(Bytes::new()))).await;
+                if !matches!(sent, Ok(Ok(()))) { break; }
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
+        let mut is_closing = is_closing_frame(&first);
+        let write = async {
+            sink.feed(Message::Binary(first)).await?;
+            while let Ok(frame) = outbound.try_recv() {
+                is_closing |= is_closing_frame(&frame);
+                sink.feed(Message::Binary(frame)).await?;
+            }
+            sink.flush().await
+        };
+        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+            kicked.cancel();
+            break;
+        }
+        if is_closing {
+            break;
+        }
+    }
+    let close = CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(close)))).await;
+}
+
+/// Whether a queued frame is the last one (`Closing`). Decoding only the tag is cheap.
+fn is_closing_frame(frame: &Bytes) -> bool {
+    // `{"Closing": …}`: fixmap(1), fixstr(7) "Closing".
+    frame.starts_with(b"\x81\xa7Closing")
+}

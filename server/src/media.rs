@@ -1,0 +1,186 @@
+//! Media upload and download over HTTP.
+//!
+//! `POST /v1/media` with `Authorization: Bearer <token>` streams the request body to a
+//! temporary file, counting bytes against the upload limit (a declared `Content-Length` over
+//! the limit is refused before reading anything), syncs it, renames it to a random name and
+//! only then records it: a crash leaves at most an orphan file, never a row without bytes.
+//!
+//! `GET /v1/media/{id}` streams the file to the uploader, or to a current member of a room
+//! where a message references the media. Anyone else gets 404, exactly as for a media id
+//! that does not exist, so ids reveal nothing.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Path, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use futures_util::StreamExt;
+use rand::RngCore;
+use rusqlite::{params, Connection, OptionalExtension};
+use tidings_proto::{ErrorCode, MediaId, UserId};
+use tokio::io::AsyncWriteExt;
+
+use crate::{auth, error::OpError, roomlog::Actor, unix_ms, Shared};
+
+/// Whether `user` may download `media`.
+pub(crate) fn may_read(conn: &Connection, user: UserId, media: MediaId) -> Result<bool, OpError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM media WHERE id = ?1 AND uploader = ?2
+             UNION ALL
+             SELECT 1 FROM message_media mm
+             JOIN members m ON m.room_id = mm.room_id AND m.user_id = ?2 AND m.active = 1
+             WHERE mm.media_id = ?1
+             LIMIT 1",
+        )?
+        .exists(params![media.0, user.0])?)
+}
+
+/// An HTTP error with a JSON body `{code, message}`.
+fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "code": code.as_str(), "message": message })))
+        .into_response()
+}
+
+fn op_error_response(e: OpError) -> Response {
+    let info = e.into_info();
+    let status = match info.code {
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::NotFound | ErrorCode::Forbidden => StatusCode::NOT_FOUND,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    http_error(status, info.code, &info.message)
+}
+
+async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Actor, OpError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .ok_or_else(|| OpError::new(ErrorCode::Unauthenticated, "missing bearer token"))?;
+    shared.store.read(move |conn| auth::check_token(conn, &token, unix_ms())).await
+}
+
+/// `POST /v1/media`.
+pub(crate) async fn upload(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match upload_inner(&shared, &headers, body).await {
+        Ok((media, size)) => {
+            (StatusCode::CREATED, Json(serde_json::json!({ "media": media.0, "size": size })))
+                .into_response()
+        }
+        Err(e) => op_error_response(e),
+    }
+}
+
+async fn upload_inner(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(MediaId, u64), OpError> {
+    let actor = authenticate(shared, headers).await?;
+    let limit = shared.config.max_upload_bytes;
+    let too_large = || OpError::new(ErrorCode::TooLarge, format!("uploads are at most {limit} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let dir = shared.media_dir();
+    let mut name = [0u8; 16];
+    rand::rng().fill_bytes(&mut name);
+    let file_name = hex::encode(name);
+    let tmp = dir.join(format!("{file_name}.part"));
+    let result = async {
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(OpError::internal)?;
+        let mut size = 0u64;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| OpError::invalid("the upload was interrupted"))?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_large());
+            }
+            file.write_all(&chunk).await.map_err(OpError::internal)?;
+        }
+        file.sync_all().await.map_err(OpError::internal)?;
+        tokio::fs::rename(&tmp, dir.join(&file_name)).await.map_err(OpError::internal)?;
+        Ok(size)
+    }
+    .await;
+    let size = match result {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
+    let media = shared
+        .store
+        .write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO media (uploader, file, size, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![actor.user.0, file_name, size as i64, unix_ms()])?;
+            Ok::<_, OpError>(MediaId(tx.last_insert_rowid()))
+        })
+        .await?;
+    Ok((media, size))
+}
+
+/// `GET /v1/media/{id}`.
+pub(crate) async fn download(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let actor = authenticate(&shared, &headers).await?;
+        let media = MediaId(id);
+        let found: Option<(String, i64)> = shared
+            .store
+            .read(move |conn| {
+                if !may_read(conn, actor.user, media)? {
+                    return Ok(None);
+                }
+                Ok::<_, OpError>(
+                    conn.prepare_cached("SELECT file, size FROM media WHERE id = ?1")?
+                        .query_row([media.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?,
+                )
+            })
+            .await?;
+        let (file, size) = found.ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such media"))?;
+        let file = tokio::fs::File::open(shared.media_dir().join(file))
+            .await
+            .map_err(OpError::internal)?;
+        Ok::<_, OpError>((file, size))
+    }
+    .await;
+    match result {
+        Ok((file, size)) => {
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (header::CONTENT_LENGTH, size.to_string()),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => op_error_response(e),
+    }
+}

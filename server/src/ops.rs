@@ -1,0 +1,684 @@
+//! What each request does: authentication, authorization and the change it makes.
+//!
+//! Every handler takes the connection's state explicitly and returns a [`Reply`] or an
+//! [`OpError`]. Authorization is checked in the same transaction as the change it guards,
+//! so a member removed a moment ago cannot slip a message in. Room-log mutations all go
+//! through [`Conn::mutate`], which implements idempotency (shared/DESIGN.md §2): it looks up
+//! `(device, request id)`, answers a resend with the recorded seq, refuses a reused id with
+//! different content, and otherwise applies the change, appends the event, records the answer
+//! and fans the event out after the commit.
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use rusqlite::{params, OptionalExtension};
+use sha2::{Digest, Sha256};
+use tidings_proto::{
+    codec, validate, CallSignal, Confirmed, Credentials, DeviceId, DeviceInfo, ErrorCode,
+    EventContent, MediaId, Name, RefuseReason, Reply, Request, RequestId, RoomCursor, RoomHead,
+    RoomId, RoomKind, ServerFrame, Token, UserId, UserRef,
+};
+
+use tidings_proto::limits::MAX_PAGE_EVENTS;
+
+use crate::{
+    auth,
+    connection::Conn,
+    error::OpError,
+    roomlog::{self, bounded, Actor},
+    switchboard::Peer,
+    unix_ms,
+};
+
+/// What a room-log mutation changes, decided inside the transaction.
+struct Change {
+    room: RoomId,
+    content: EventContent,
+    /// Users to tell besides the room's members after the change (who left or was removed).
+    also_notify: Vec<UserId>,
+    /// Media the event references.
+    attachments: Vec<MediaId>,
+}
+
+impl Change {
+    fn new(room: RoomId, content: EventContent) -> Self {
+        Self { room, content, also_notify: Vec::new(), attachments: Vec::new() }
+    }
+}
+
+impl Conn {
+    /// The joined actor, or `unauthenticated`.
+    pub(crate) fn actor(&self) -> Result<Actor, OpError> {
+        self.joined
+            .as_ref()
+            .map(|p| Actor { user: p.user, device: p.device })
+            .ok_or_else(|| OpError::new(ErrorCode::Unauthenticated, "join with a session first"))
+    }
+
+    /// Answers Hello: picks the newest version both sides speak.
+    pub(crate) fn hello(&mut self, min: u16, max: u16) -> Result<Reply, OpError> {
+        let version = max.min(tidings_proto::PROTOCOL_VERSION);
+        if version < min.max(tidings_proto::MIN_PROTOCOL_VERSION) {
+            return Err(OpError::new(
+                ErrorCode::IncompatibleVersion,
+                format!(
+                    "this server speaks protocol versions {}–{}, the client {min}–{max}",
+                    tidings_proto::MIN_PROTOCOL_VERSION,
+                    tidings_proto::PROTOCOL_VERSION
+                ),
+            ));
+        }
+        self.version = Some(version);
+        Ok(Reply::Welcome {
+            version,
+            server: Name::new(concat!("tidings-server/", env!("CARGO_PKG_VERSION")))
+                .map_err(OpError::internal)?,
+            limits: tidings_proto::ServerLimits {
+                max_frame_bytes: tidings_proto::limits::MAX_FRAME_BYTES as u32,
+                max_upload_bytes: self.shared.config.max_upload_bytes,
+            },
+        })
+    }
+
+    fn limit_sign_in(&mut self, username: &str) -> Result<(), OpError> {
+        let now = Instant::now();
+        self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
+        let mut by_name = self.shared.sign_ins.lock().map_err(OpError::internal)?;
+        by_name.take(username.to_owned(), now).map_err(OpError::rate_limited)
+    }
+
+    /// Creates an account and its first session.
+    pub(crate) async fn sign_up(&mut self, c: Credentials) -> Result<Reply, OpError> {
+        self.auth_bucket.take(Instant::now()).map_err(OpError::rate_limited)?;
+        validate::username(&c.username).map_err(|e| OpError::invalid(e.to_string()))?;
+        validate::password(&c.password.0).map_err(|e| OpError::invalid(e.to_string()))?;
+        validate::name(&c.device_name).map_err(|e| OpError::invalid(e.to_string()))?;
+        let password = c.password.0.into_string();
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(OpError::internal)?
+            .map_err(OpError::internal)?;
+        let ttl = self.shared.config.session_ttl;
+        self.shared
+            .store
+            .write(move |tx| {
+                let now = unix_ms();
+                let taken = tx
+                    .prepare_cached("SELECT 1 FROM users WHERE username = ?1")?
+                    .exists([c.username.as_str()])?;
+                if taken {
+                    return Err(OpError::new(ErrorCode::UsernameTaken, "that username is taken"));
+                }
+                tx.prepare_cached(
+                    "INSERT INTO users (username, password_hash, created_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![c.username.as_str(), hash, now])?;
+                let user = UserRef { id: UserId(tx.last_insert_rowid()), username: c.username };
+                new_session(tx, user, &c.device_name, ttl)
+            })
+            .await
+    }
+
+    /// Opens a new device session for an existing account.
+    pub(crate) async fn sign_in(&mut self, c: Credentials) -> Result<Reply, OpError> {
+        self.limit_sign_in(&c.username)?;
+        validate::name(&c.device_name).map_err(|e| OpError::invalid(e.to_string()))?;
+        let username = c.username.clone();
+        let found: Option<(i64, String)> = self
+            .shared
+            .store
+            .read(move |conn| {
+                Ok::<_, OpError>(
+                    conn.prepare_cached("SELECT id, password_hash FROM users WHERE username = ?1")?
+                        .query_row([username.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?,
+                )
+            })
+            .await?;
+        let password = c.password.0.into_string();
+        let stored = found.as_ref().map(|(_, h)| h.clone());
+        let ok = tokio::task::spawn_blocking(move || {
+            auth::verify_password(&password, stored.as_deref())
+        })
+        .await
+        .map_err(OpError::internal)?;
+        let (Some((id, _)), true) = (found, ok) else {
+            return Err(OpError::new(ErrorCode::BadCredentials, "wrong username or password"));
+        };
+        let ttl = self.shared.config.session_ttl;
+        let user = UserRef { id: UserId(id), username: c.username };
+        self.shared.store.write(move |tx| new_session(tx, user, &c.device_name, ttl)).await
+    }
+
+    /// Binds the connection to a session. The Joined reply is queued and the connection
+    /// registered for pushes in the same post-commit step, so no event falls between them.
+    pub(crate) async fn join(
+        &mut self,
+        id: u32,
+        token: Token,
+        protocol_version: u16,
+        rooms: Vec<RoomCursor>,
+        unconfirmed: Vec<RequestId>,
+    ) -> Result<(), OpError> {
+        if self.joined.is_some() {
+            return Err(OpError::invalid("this connection has already joined"));
+        }
+        if Some(protocol_version) != self.version {
+            return Err(OpError::invalid("join with the protocol version agreed in hello"));
+        }
+        let ttl_ms = self.shared.config.session_ttl.as_millis() as i64;
+        let shared = self.shared.clone();
+        let (conn_id, queue, kicked) = (self.id, self.queue.clone(), self.kicked.clone());
+        let peer = self
+            .shared
+            .store
+            .write(move |tx| {
+                let now = unix_ms();
+                let Actor { user, device } = auth::check_token(tx, token.0.as_str(), now)?;
+                tx.prepare_cached(
+                    "UPDATE sessions SET last_seen_ms = ?2, expires_ms = ?3 WHERE id = ?1",
+                )?
+                .execute(params![device.0, now, now + ttl_ms])?;
+                let user_ref = roomlog::user(tx, user)?
+                    .ok_or_else(|| OpError::internal("session of a missing user"))?;
+                let heads = roomlog::rooms_of(tx, user)?;
+                let known: std::collections::BTreeMap<RoomId, u64> =
+                    rooms.iter().map(|c| (c.room, c.last_seq)).collect();
+                let left: Vec<RoomId> = known
+                    .keys()
+                    .filter(|r| heads.binary_search_by_key(*r, |(id, _)| *id).is_err())
+                    .copied()
+                    .collect();
+                let changed: Vec<RoomHead> = heads
+                    .into_iter()
+                    .filter(|(room, last)| known.get(room).is_none_or(|k| k < last))
+                    .map(|(room, last_seq)| RoomHead { room, last_seq })
+                    .collect();
+                let mut confirmed = Vec::new();
+                for request in unconfirmed {
+                    if let Some((_, room, seq)) = roomlog::find_request(tx, device, request)? {
+                        confirmed.push(Confirmed { request, room, seq });
+                    }
+                }
+                let reply = Reply::Joined {
+                    user: user_ref,
+                    device,
+                    rooms: bounded(changed)?,
+                    left: bounded(left)?,
+                    confirmed: bounded(confirmed)?,
+                };
+                let frame = encode_frame(&ServerFrame::Reply { id, result: Ok(reply) })?;
+                let peer = Arc::new(Peer::new(conn_id, user, device, queue, kicked));
+                let registered = peer.clone();
+                tx.after_commit(move || {
+                    if registered.push(frame, &shared.metrics) {
+                        shared.metrics.frames_out.inc();
+                    }
+                    shared.switchboard.add(registered);
+                });
+                Ok::<_, OpError>(peer)
+            })
+            .await?;
+        self.joined = Some(peer);
+        Ok(())
+    }
+
+    /// Ends this device's session.
+    pub(crate) async fn sign_out(&mut self) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        self.revoke(actor, actor.device).await
+    }
+
+    /// Signs one of my devices out and kicks its connections.
+    pub(crate) async fn revoke(&mut self, actor: Actor, device: DeviceId) -> Result<Reply, OpError> {
+        let shared = self.shared.clone();
+        self.shared
+            .store
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE sessions SET revoked_ms = ?3
+                         WHERE id = ?1 AND user_id = ?2 AND revoked_ms IS NULL",
+                    )?
+                    .execute(params![device.0, actor.user.0, unix_ms()])?;
+                if n == 0 {
+                    return Err(OpError::new(ErrorCode::NotFound, "no such device"));
+                }
+                tx.after_commit(move || {
+                    let reason =
+                        tidings_proto::ErrorInfo::new(ErrorCode::Unauthenticated, "signed out");
+                    shared.switchboard.kick_device(actor.user, device, &reason);
+                });
+                Ok(Reply::Done {})
+            })
+            .await
+    }
+
+    /// Lists my signed-in devices.
+    pub(crate) async fn list_devices(&self) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        self.shared
+            .store
+            .read(move |conn| {
+                let mut st = conn.prepare_cached(
+                    "SELECT id, name, created_ms, last_seen_ms FROM sessions
+                     WHERE user_id = ?1 AND revoked_ms IS NULL AND expires_ms > ?2
+                     ORDER BY id LIMIT ?3",
+                )?;
+                let rows = st.query_map(
+                    params![actor.user.0, unix_ms(), tidings_proto::limits::MAX_DEVICES as i64],
+                    |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?))
+                    },
+                )?;
+                let mut devices = Vec::new();
+                for row in rows {
+                    let (id, name, created_ms, last_seen_ms) = row?;
+                    devices.push(DeviceInfo {
+                        id: DeviceId(id),
+                        name: Name::new(name).map_err(OpError::internal)?,
+                        created_ms,
+                        last_seen_ms,
+                        current: id == actor.device.0,
+                    });
+                }
+                Ok(Reply::Devices { devices: bounded(devices)? })
+            })
+            .await
+    }
+
+    /// Finds a user by exact username.
+    pub(crate) async fn lookup_user(&self, username: String) -> Result<Reply, OpError> {
+        self.actor()?;
+        self.shared
+            .store
+            .read(move |conn| {
+                let id: Option<i64> = conn
+                    .prepare_cached("SELECT id FROM users WHERE username = ?1")?
+                    .query_row([username.as_str()], |r| r.get(0))
+                    .optional()?;
+                let id = id.ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such user"))?;
+                Ok(Reply::User { user: roomlog::user_ref(UserId(id), username)? })
+            })
+            .await
+    }
+
+    /// Applies a room-log mutation exactly once per `(device, request id)`.
+    async fn mutate(
+        &mut self,
+        request: &Request,
+        apply: impl FnOnce(&rusqlite::Connection, Actor) -> Result<Change, OpError> + Send + 'static,
+    ) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        let Some(request_id) = request.request_id() else {
+            return Err(OpError::internal("mutation without a request id"));
+        };
+        let fingerprint: Vec<u8> =
+            Sha256::digest(codec::encode(request).map_err(OpError::internal)?).to_vec();
+        let shared = self.shared.clone();
+        let conn_id = self.id;
+        self.shared
+            .store
+            .write(move |tx| {
+                if let Some((recorded, room, seq)) =
+                    roomlog::find_request(tx, actor.device, request_id)?
+                {
+                    return if recorded == fingerprint {
+                        Ok(Reply::Logged { room, seq })
+                    } else {
+                        Err(OpError::new(
+                            ErrorCode::RequestIdReused,
+                            "this request id was used for a different request",
+                        ))
+                    };
+                }
+                let change = apply(tx, actor)?;
+                let room = change.room;
+                let (event, _) =
+                    roomlog::append(tx, room, actor, request_id, unix_ms(), change.content)?;
+                let seq = event.seq;
+                for media in change.attachments {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO message_media (media_id, room_id, seq)
+                         VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![media.0, room.0, seq as i64])?;
+                }
+                roomlog::record_request(tx, actor.device, request_id, &fingerprint, room, seq)?;
+                let mut recipients = roomlog::members(tx, room)?;
+                recipients.extend(change.also_notify);
+                let frame = encode_frame(&ServerFrame::Event { event })?;
+                tx.after_commit(move || {
+                    shared.switchboard.deliver(&recipients, Some(conn_id), &frame, &shared.metrics);
+                });
+                Ok(Reply::Logged { room, seq })
+            })
+            .await
+    }
+
+    /// Dispatches a room-log mutation to the change it makes.
+    pub(crate) async fn room_mutation(&mut self, request: Request) -> Result<Reply, OpError> {
+        self.send_bucket.take(Instant::now()).map_err(OpError::rate_limited)?;
+        let r = request.clone();
+        match r {
+            Request::CreateRoom { kind, name, members, .. } => {
+                if let Some(name) = &name {
+                    validate::name(name).map_err(|e| OpError::invalid(e.to_string()))?;
+                }
+                self.mutate(&request, move |tx, actor| create_room(tx, actor, kind, name, &members))
+                    .await
+            }
+            Request::Invite { room, user, .. } => {
+                self.mutate(&request, move |tx, actor| {
+                    group_member_only(tx, room, actor)?;
+                    if roomlog::is_member(tx, room, user)? {
+                        return Err(OpError::invalid("already a member"));
+                    }
+                    if roomlog::members(tx, room)?.len() >= tidings_proto::limits::MAX_ROOM_MEMBERS
+                    {
+                        return Err(OpError::invalid("the room is full"));
+                    }
+                    let user_ref = roomlog::user(tx, user)?
+                        .ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such user"))?;
+                    roomlog::activate_member(tx, room, user)?;
+                    Ok(Change::new(room, EventContent::Joined { user: user_ref, by: actor.user }))
+                })
+                .await
+            }
+            Request::Leave { room, .. } => {
+                self.mutate(&request, move |tx, actor| {
+                    member_only(tx, room, actor)?;
+                    roomlog::deactivate_member(tx, room, actor.user)?;
+                    let mut change = Change::new(room, EventContent::Left { user: actor.user });
+                    change.also_notify.push(actor.user);
+                    Ok(change)
+                })
+                .await
+            }
+            Request::RemoveMember { room, user, .. } => {
+                self.mutate(&request, move |tx, actor| {
+                    group_member_only(tx, room, actor)?;
+                    let creator: i64 = tx
+                        .prepare_cached("SELECT creator FROM rooms WHERE id = ?1")?
+                        .query_row([room.0], |r| r.get(0))?;
+                    if creator != actor.user.0 {
+                        return Err(OpError::forbidden("only the room's creator removes members"));
+                    }
+                    if user == actor.user || !roomlog::is_member(tx, room, user)? {
+                        return Err(OpError::invalid("not a member that can be removed"));
+                    }
+                    roomlog::deactivate_member(tx, room, user)?;
+                    let mut change =
+                        Change::new(room, EventContent::Removed { user, by: actor.user });
+                    change.also_notify.push(user);
+                    Ok(change)
+                })
+                .await
+            }
+            Request::Rename { room, name, .. } => {
+                validate::name(&name).map_err(|e| OpError::invalid(e.to_string()))?;
+                self.mutate(&request, move |tx, actor| {
+                    group_member_only(tx, room, actor)?;
+                    tx.prepare_cached("UPDATE rooms SET name = ?2 WHERE id = ?1")?
+                        .execute(params![room.0, name.as_str()])?;
+                    Ok(Change::new(room, EventContent::Renamed { name }))
+                })
+                .await
+            }
+            Request::Send { room, body, attachments, .. } => {
+                self.mutate(&request, move |tx, actor| {
+                    member_only(tx, room, actor)?;
+                    for media in attachments.iter() {
+                        if !crate::media::may_read(tx, actor.user, *media)? {
+                            return Err(OpError::new(ErrorCode::NotFound, "no such media"));
+                        }
+                    }
+                    let refs = attachments.to_vec();
+                    let mut change =
+                        Change::new(room, EventContent::Message { body, attachments });
+                    change.attachments = refs;
+                    Ok(change)
+                })
+                .await
+            }
+            Request::RecordCall { room, record, .. } => {
+                self.mutate(&request, move |tx, actor| {
+                    member_only(tx, room, actor)?;
+                    Ok(Change::new(room, EventContent::Call(record)))
+                })
+                .await
+            }
+            other => Err(OpError::internal(format!("{} is not a room mutation", other.kind()))),
+        }
+    }
+
+    /// Moves my receipt watermarks forward and tells the room.
+    pub(crate) async fn receipt(
+        &mut self,
+        room: RoomId,
+        delivered: Option<u64>,
+        read: Option<u64>,
+    ) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        let (shared, conn_id) = (self.shared.clone(), self.id);
+        self.shared
+            .store
+            .write(move |tx| {
+                member_only(tx, room, actor)?;
+                if let Some((delivered, read)) =
+                    roomlog::advance_receipts(tx, room, actor.user, delivered, read)?
+                {
+                    let members = roomlog::members(tx, room)?;
+                    let frame = encode_frame(&ServerFrame::Receipt {
+                        room,
+                        user: actor.user,
+                        delivered,
+                        read,
+                    })?;
+                    tx.after_commit(move || {
+                        shared.switchboard.deliver(&members, Some(conn_id), &frame, &shared.metrics);
+                    });
+                }
+                Ok(Reply::Done {})
+            })
+            .await
+    }
+
+    /// Relays "typing" to the room's other members.
+    pub(crate) async fn typing(&mut self, room: RoomId, active: bool) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        self.typing_bucket.take(Instant::now()).map_err(OpError::rate_limited)?;
+        let members = self
+            .shared
+            .store
+            .read(move |conn| {
+                member_only(conn, room, actor)?;
+                roomlog::members(conn, room)
+            })
+            .await?;
+        let others: Vec<UserId> = members.into_iter().filter(|u| *u != actor.user).collect();
+        let frame = encode_frame(&ServerFrame::Typing { room, user: actor.user, active })?;
+        self.shared.switchboard.deliver(&others, None, &frame, &self.shared.metrics);
+        Ok(Reply::Done {})
+    }
+
+    /// Relays a call signal to another member of the room. An Inquire to someone with no
+    /// connected device is refused at once with `unavailable`, so the caller does not wait.
+    pub(crate) async fn signal(
+        &mut self,
+        room: RoomId,
+        to_user: UserId,
+        to_device: Option<DeviceId>,
+        call: u64,
+        signal: CallSignal,
+    ) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        self.shared
+            .store
+            .read(move |conn| {
+                member_only(conn, room, actor)?;
+                if to_user == actor.user || !roomlog::is_member(conn, room, to_user)? {
+                    return Err(OpError::forbidden("the callee is not another member of the room"));
+                }
+                Ok(())
+            })
+            .await?;
+        let metrics = &self.shared.metrics;
+        let targets: Vec<_> = self
+            .shared
+            .switchboard
+            .peers_of(to_user)
+            .into_iter()
+            .filter(|p| to_device.is_none_or(|d| d == p.device))
+            .collect();
+        if targets.is_empty() {
+            if matches!(signal, CallSignal::Inquire { .. }) {
+                let refuse = encode_frame(&ServerFrame::Signal {
+                    room,
+                    from_user: to_user,
+                    from_device: DeviceId(0),
+                    call,
+                    signal: CallSignal::Refuse { reason: RefuseReason::Unavailable },
+                })?;
+                if let Some(me) = &self.joined {
+                    me.push(refuse, metrics);
+                }
+            }
+            return Ok(Reply::Done {});
+        }
+        let frame = encode_frame(&ServerFrame::Signal {
+            room,
+            from_user: actor.user,
+            from_device: actor.device,
+            call,
+            signal,
+        })?;
+        let mut delivered = 0;
+        for peer in targets {
+            delivered += u64::from(peer.push(frame.clone(), metrics));
+        }
+        metrics.deliveries.inc_by(delivered);
+        Ok(Reply::Done {})
+    }
+
+    /// A page of a room's log for a current member.
+    pub(crate) async fn catch_up(
+        &self,
+        room: RoomId,
+        after: u64,
+        limit: u16,
+    ) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        let limit = usize::from(limit).clamp(1, MAX_PAGE_EVENTS);
+        self.shared
+            .store
+            .read(move |conn| {
+                member_only(conn, room, actor)?;
+                let last_seq = roomlog::last_seq(conn, room)?.unwrap_or(0);
+                let events = roomlog::page(conn, room, after, limit)?;
+                let members = roomlog::member_states(conn, room)?;
+                Ok(Reply::Page {
+                    room,
+                    events: bounded(events)?,
+                    last_seq,
+                    members: bounded(members)?,
+                })
+            })
+            .await
+    }
+}
+
+/// `forbidden` unless `actor` is a current member of `room`. A room that does not exist
+/// answers the same, so ids reveal nothing.
+fn member_only(conn: &rusqlite::Connection, room: RoomId, actor: Actor) -> Result<(), OpError> {
+    if roomlog::is_member(conn, room, actor.user)? {
+        Ok(())
+    } else {
+        Err(OpError::forbidden("not a member of this room"))
+    }
+}
+
+/// Like [`member_only`], and the room must be a group.
+fn group_member_only(
+    conn: &rusqlite::Connection,
+    room: RoomId,
+    actor: Actor,
+) -> Result<(), OpError> {
+    member_only(conn, room, actor)?;
+    let kind: String = conn
+        .prepare_cached("SELECT kind FROM rooms WHERE id = ?1")?
+        .query_row([room.0], |r| r.get(0))?;
+    if kind == "group" {
+        Ok(())
+    } else {
+        Err(OpError::invalid("direct rooms have fixed members and no name"))
+    }
+}
+
+fn create_room(
+    tx: &rusqlite::Connection,
+    actor: Actor,
+    kind: RoomKind,
+    name: Option<tidings_proto::RoomName>,
+    members: &[UserId],
+) -> Result<Change, OpError> {
+    let mut ids = vec![actor.user];
+    for m in members {
+        if !ids.contains(m) {
+            ids.push(*m);
+        }
+    }
+    if kind == RoomKind::Direct && ids.len() != 2 {
+        return Err(OpError::invalid("a direct room has exactly one other member"));
+    }
+    let mut refs = Vec::with_capacity(ids.len());
+    for id in &ids {
+        refs.push(
+            roomlog::user(tx, *id)?
+                .ok_or_else(|| OpError::new(ErrorCode::NotFound, format!("no user {id}")))?,
+        );
+    }
+    let (kind_str, name) = match kind {
+        RoomKind::Direct => ("direct", None),
+        RoomKind::Group => ("group", name),
+    };
+    tx.prepare_cached(
+        "INSERT INTO rooms (kind, name, creator, last_seq, created_ms) VALUES (?1, ?2, ?3, 0, ?4)",
+    )?
+    .execute(params![kind_str, name.as_ref().map(|n| n.as_str()), actor.user.0, unix_ms()])?;
+    let room = RoomId(tx.last_insert_rowid());
+    for id in &ids {
+        roomlog::activate_member(tx, room, *id)?;
+    }
+    Ok(Change::new(room, EventContent::Created { kind, name, members: bounded(refs)? }))
+}
+
+fn new_session(
+    tx: &rusqlite::Connection,
+    user: UserRef,
+    device_name: &str,
+    ttl: std::time::Duration,
+) -> Result<Reply, OpError> {
+    let now = unix_ms();
+    let secret = auth::new_secret();
+    tx.prepare_cached(
+        "INSERT INTO sessions (user_id, secret_hash, name, created_ms, last_seen_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+    )?
+    .execute(params![
+        user.id.0,
+        &secret.hash[..],
+        device_name,
+        now,
+        now + ttl.as_millis() as i64
+    ])?;
+    let device = DeviceId(tx.last_insert_rowid());
+    let token = tidings_proto::bounded::Text::new(auth::token(device, &secret.secret))
+        .map_err(OpError::internal)?;
+    Ok(Reply::Session { user, device, token: Token(token) })
+}
+
+/// Encodes a frame once for every connection it goes to.
+pub(crate) fn encode_frame(frame: &ServerFrame) -> Result<Bytes, OpError> {
+    codec::encode_server(frame).map(Bytes::from).map_err(OpError::internal)
+}

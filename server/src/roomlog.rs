@@ -1,0 +1,221 @@
+//! SQL over the room logs: appending events with the per-room gap-free seq, membership,
+//! receipts and idempotency records. Plain functions over a connection, called inside a
+//! writer job (mutations) or a read (queries).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tidings_proto::{
+    bounded::List, codec, DeviceId, EventContent, Member, RequestId, RoomEvent, RoomId, Seq,
+    UserId, UserRef,
+};
+
+use crate::error::OpError;
+
+/// Who is acting: a joined connection's user and device.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor {
+    /// The user.
+    pub user: UserId,
+    /// The device (session).
+    pub device: DeviceId,
+}
+
+/// Appends an event to `room`'s log and returns it. The seq is the room's next one; the
+/// increment and the insert commit together, so the log has no gaps.
+pub fn append(
+    conn: &Connection,
+    room: RoomId,
+    actor: Actor,
+    request: RequestId,
+    at_ms: i64,
+    content: EventContent,
+) -> Result<(RoomEvent, Vec<u8>), OpError> {
+    let seq: i64 = conn
+        .prepare_cached("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq")?
+        .query_row([room.0], |r| r.get(0))?;
+    let event = RoomEvent {
+        room,
+        seq: seq as Seq,
+        sender: actor.user,
+        device: actor.device,
+        request,
+        at_ms,
+        content,
+    };
+    let bytes = codec::encode(&event).map_err(OpError::internal)?;
+    conn.prepare_cached("INSERT INTO events (room_id, seq, event) VALUES (?1, ?2, ?3)")?
+        .execute(params![room.0, seq, bytes])?;
+    Ok((event, bytes))
+}
+
+/// Whether `user` is a current member of `room`.
+pub fn is_member(conn: &Connection, room: RoomId, user: UserId) -> Result<bool, OpError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM members WHERE room_id = ?1 AND user_id = ?2 AND active = 1")?
+        .exists(params![room.0, user.0])?)
+}
+
+/// Current members of `room`.
+pub fn members(conn: &Connection, room: RoomId) -> Result<Vec<UserId>, OpError> {
+    let mut st =
+        conn.prepare_cached("SELECT user_id FROM members WHERE room_id = ?1 AND active = 1")?;
+    let rows = st.query_map([room.0], |r| Ok(UserId(r.get(0)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Current members of `room` with usernames and receipt watermarks.
+pub fn member_states(conn: &Connection, room: RoomId) -> Result<Vec<Member>, OpError> {
+    let mut st = conn.prepare_cached(
+        "SELECT m.user_id, u.username, m.delivered_seq, m.read_seq
+         FROM members m JOIN users u ON u.id = m.user_id
+         WHERE m.room_id = ?1 AND m.active = 1 ORDER BY m.user_id",
+    )?;
+    let rows = st.query_map([room.0], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, name, delivered, read) = row?;
+        out.push(Member {
+            user: user_ref(UserId(id), name)?,
+            delivered: delivered as Seq,
+            read: read as Seq,
+        });
+    }
+    Ok(out)
+}
+
+/// A user reference from a stored username.
+pub fn user_ref(id: UserId, username: String) -> Result<UserRef, OpError> {
+    let username = tidings_proto::Username::new(username).map_err(OpError::internal)?;
+    Ok(UserRef { id, username })
+}
+
+/// Looks a user up by id.
+pub fn user(conn: &Connection, id: UserId) -> Result<Option<UserRef>, OpError> {
+    let name: Option<String> = conn
+        .prepare_cached("SELECT username FROM users WHERE id = ?1")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?;
+    name.map(|n| user_ref(id, n)).transpose()
+}
+
+/// Adds or re-activates a membership.
+pub fn activate_member(conn: &Connection, room: RoomId, user: UserId) -> Result<(), OpError> {
+    conn.prepare_cached(
+        "INSERT INTO members (room_id, user_id, active) VALUES (?1, ?2, 1)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET active = 1",
+    )?
+    .execute(params![room.0, user.0])?;
+    Ok(())
+}
+
+/// Ends a membership (the row stays, with its watermarks).
+pub fn deactivate_member(conn: &Connection, room: RoomId, user: UserId) -> Result<(), OpError> {
+    conn.prepare_cached("UPDATE members SET active = 0 WHERE room_id = ?1 AND user_id = ?2")?
+        .execute(params![room.0, user.0])?;
+    Ok(())
+}
+
+/// The answer recorded for `(device, request)`, if any: its fingerprint, room and seq.
+pub fn find_request(
+    conn: &Connection,
+    device: DeviceId,
+    request: RequestId,
+) -> Result<Option<(Vec<u8>, RoomId, Seq)>, OpError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT fingerprint, room_id, seq FROM requests WHERE device_id = ?1 AND request_id = ?2",
+        )?
+        .query_row(params![device.0, &request.0[..]], |r| {
+            Ok((r.get(0)?, RoomId(r.get(1)?), r.get::<_, i64>(2)? as Seq))
+        })
+        .optional()?)
+}
+
+/// Records the answer to a committed mutation.
+pub fn record_request(
+    conn: &Connection,
+    device: DeviceId,
+    request: RequestId,
+    fingerprint: &[u8],
+    room: RoomId,
+    seq: Seq,
+) -> Result<(), OpError> {
+    conn.prepare_cached(
+        "INSERT INTO requests (device_id, request_id, fingerprint, room_id, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![device.0, &request.0[..], fingerprint, room.0, seq as i64])?;
+    Ok(())
+}
+
+/// The room's last seq, if the room exists.
+pub fn last_seq(conn: &Connection, room: RoomId) -> Result<Option<Seq>, OpError> {
+    Ok(conn
+        .prepare_cached("SELECT last_seq FROM rooms WHERE id = ?1")?
+        .query_row([room.0], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|s| s as Seq))
+}
+
+/// Events of `room` with seq in `(after, after + limit]`, oldest first.
+pub fn page(
+    conn: &Connection,
+    room: RoomId,
+    after: Seq,
+    limit: usize,
+) -> Result<Vec<RoomEvent>, OpError> {
+    let mut st = conn.prepare_cached(
+        "SELECT event FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = st.query_map(params![room.0, after as i64, limit as i64], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut events = Vec::new();
+    for row in rows {
+        events.push(codec::decode::<RoomEvent>(&row?).map_err(OpError::internal)?);
+    }
+    Ok(events)
+}
+
+/// Moves `user`'s watermarks in `room` forward (never back, never past the log's head).
+/// Returns the new `(delivered, read)` if either moved.
+pub fn advance_receipts(
+    conn: &Connection,
+    room: RoomId,
+    user: UserId,
+    delivered: Option<Seq>,
+    read: Option<Seq>,
+) -> Result<Option<(Seq, Seq)>, OpError> {
+    let head = last_seq(conn, room)?.unwrap_or(0);
+    let (old_d, old_r): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT delivered_seq, read_seq FROM members WHERE room_id = ?1 AND user_id = ?2",
+        )?
+        .query_row(params![room.0, user.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (old_d, old_r) = (old_d as Seq, old_r as Seq);
+    let read_to = read.unwrap_or(0).min(head).max(old_r);
+    // Whatever was read was delivered.
+    let delivered_to = delivered.unwrap_or(0).min(head).max(old_d).max(read_to);
+    if (delivered_to, read_to) == (old_d, old_r) {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "UPDATE members SET delivered_seq = ?3, read_seq = ?4 WHERE room_id = ?1 AND user_id = ?2",
+    )?
+    .execute(params![room.0, user.0, delivered_to as i64, read_to as i64])?;
+    Ok(Some((delivered_to, read_to)))
+}
+
+/// Rooms `user` is a member of, with their heads.
+pub fn rooms_of(conn: &Connection, user: UserId) -> Result<Vec<(RoomId, Seq)>, OpError> {
+    let mut st = conn.prepare_cached(
+        "SELECT r.id, r.last_seq FROM members m JOIN rooms r ON r.id = m.room_id
+         WHERE m.user_id = ?1 AND m.active = 1 ORDER BY r.id",
+    )?;
+    let rows = st.query_map([user.0], |r| Ok((RoomId(r.get(0)?), r.get::<_, i64>(1)? as Seq)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Helper for building bounded lists from query results that the schema already bounds.
+pub fn bounded<T, const MAX: usize>(items: Vec<T>) -> Result<List<T, MAX>, OpError> {
+    List::new(items).map_err(OpError::internal)
+}

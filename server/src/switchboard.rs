@@ -1,0 +1,151 @@
+//! Who is connected, and delivery of pushes to them.
+//!
+//! Every joined connection registers a [`Peer`]: its user, device and a bounded queue of
+//! encoded frames that the connection's writer task drains into the socket. Delivery never
+//! waits: a frame is put in the queue or, if the queue is full, the peer is kicked with
+//! `too_slow`, because a reader that cannot keep up must not make the server buffer without
+//! bound or slow down everybody else. The client reconnects and catches up by seq.
+//!
+//! The map is behind a `std::sync::RwLock`: every critical section is a lookup or an insert
+//! and never spans an `.await`.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock, RwLock,
+    },
+};
+
+use bytes::Bytes;
+use tidings_proto::{DeviceId, ErrorInfo, UserId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Identifies one connection for the lifetime of the process.
+pub type ConnId = u64;
+
+/// One joined connection.
+#[derive(Debug)]
+pub struct Peer {
+    /// The connection.
+    pub conn: ConnId,
+    /// Its user.
+    pub user: UserId,
+    /// Its device (session).
+    pub device: DeviceId,
+    queue: mpsc::Sender<Bytes>,
+    kicked: CancellationToken,
+    kick_reason: OnceLock<ErrorInfo>,
+}
+
+impl Peer {
+    /// A peer whose frames go to `queue`; `kicked` is cancelled when it must close.
+    pub fn new(
+        conn: ConnId,
+        user: UserId,
+        device: DeviceId,
+        queue: mpsc::Sender<Bytes>,
+        kicked: CancellationToken,
+    ) -> Self {
+        Self { conn, user, device, queue, kicked, kick_reason: OnceLock::new() }
+    }
+
+    /// Queues a frame; kicks the peer if its queue is full. Returns whether it was queued.
+    pub fn push(&self, frame: Bytes, metrics: &Metrics) -> bool {
+        match self.queue.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics.slow_disconnects.inc();
+                self.kick(ErrorInfo::new(
+                    tidings_proto::ErrorCode::TooSlow,
+                    "the connection did not read its frames fast enough",
+                ));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the connection to close with `reason` (the first reason wins).
+    pub fn kick(&self, reason: ErrorInfo) {
+        let _ = self.kick_reason.set(reason);
+        self.kicked.cancel();
+    }
+
+    /// Why the peer was kicked, if it was.
+    pub fn kick_reason(&self) -> Option<&ErrorInfo> {
+        self.kick_reason.get()
+    }
+}
+
+/// The registry of joined connections by user.
+#[derive(Debug, Default)]
+pub struct Switchboard {
+    peers: RwLock<HashMap<UserId, Vec<Arc<Peer>>>>,
+    next_conn: AtomicU64,
+}
+
+impl Switchboard {
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a joined connection.
+    pub fn add(&self, peer: Arc<Peer>) {
+        if let Ok(mut peers) = self.peers.write() {
+            peers.entry(peer.user).or_default().push(peer);
+        }
+    }
+
+    /// Removes a connection (when it closes).
+    pub fn remove(&self, user: UserId, conn: ConnId) {
+        if let Ok(mut peers) = self.peers.write() {
+            if let Some(list) = peers.get_mut(&user) {
+                list.retain(|p| p.conn != conn);
+                if list.is_empty() {
+                    peers.remove(&user);
+                }
+            }
+        }
+    }
+
+    /// The connected peers of `user`.
+    pub fn peers_of(&self, user: UserId) -> Vec<Arc<Peer>> {
+        self.peers.read().map(|p| p.get(&user).cloned().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// Pushes `frame` to every connection of every user in `users`, except connection
+    /// `except`. Returns how many connections it was queued for.
+    pub fn deliver(
+        &self,
+        users: &[UserId],
+        except: Option<ConnId>,
+        frame: &Bytes,
+        metrics: &Metrics,
+    ) -> u64 {
+        let Ok(peers) = self.peers.read() else { return 0 };
+        let mut delivered = 0;
+        for user in users {
+            for peer in peers.get(user).into_iter().flatten() {
+                if Some(peer.conn) != except && peer.push(frame.clone(), metrics) {
+                    delivered += 1;
+                }
+            }
+        }
+        metrics.deliveries.inc_by(delivered);
+        delivered
+    }
+
+    /// Kicks every connection of `device` (after it was signed out).
+    pub fn kick_device(&self, user: UserId, device: DeviceId, reason: &ErrorInfo) {
+        for peer in self.peers_of(user) {
+            if peer.device == device {
+                peer.kick(reason.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Test and benchmark support: the real server in-process on a loopback port, and a small
+//! client that speaks tidings-proto over a real websocket.
+//!
+//! The client is deliberately plain: it sends a request, buffers any pushes that arrive
+//! before the matching reply, and hands them out in order with [`Client::next_push`]. Tests
+//! see exactly the frames the server sent.
+
+use std::{collections::VecDeque, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use tidings_proto::{
+    bounded::{List, Text},
+    codec, ClientFrame, Credentials, DeviceId, ErrorInfo, Password, Reply, Request, RequestId,
+    RoomCursor, ServerFrame, Token, UserRef,
+};
+use tidings_server::{Config, Server};
+use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio_tungstenite::{
+    tungstenite::{protocol::WebSocketConfig, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// How long a test waits for a frame before calling it missing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The real server, running in this process on 127.0.0.1 with its data in a temp dir.
+#[derive(Debug)]
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with default settings and a fresh data directory.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server with settings adjusted by `tune`, in a fresh data directory.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().to_owned();
+        let mut server = Self::start_in(data, tune).await?;
+        server._dir = Some(dir);
+        Ok(server)
+    }
+
+    /// Starts a server on an existing data directory (to test restarts).
+    pub async fn start_in(data: PathBuf, tune: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let mut config = Config::new(([127, 0, 0, 1], 0).into(), data.clone());
+        tune(&mut config);
+        let server = Server::bind(config).await?;
+        let addr = server.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { addr, data, _dir: None, stop: Some(stop), task: Some(task) })
+    }
+
+    /// `ws://…/v1/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// `http://…`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data
+    }
+
+    /// Shuts down gracefully and waits for it. Keeps the data directory alive.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+/// A signed-up account's session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The user.
+    pub user: UserRef,
+    /// The device.
+    pub device: DeviceId,
+    /// The token.
+    pub token: Token,
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A protocol client over one websocket.
+#[derive(Debug)]
+pub struct Client {
+    ws: Ws,
+    next_id: u32,
+    pushes: VecDeque<ServerFrame>,
+    /// The session this client joined with, if any.
+    pub session: Option<Session>,
+}
+
+/// Makes a fresh request id.
+pub fn request_id() -> RequestId {
+    RequestId(*uuid::Uuid::new_v4().as_bytes())
+}
+
+/// Wraps a string for the wire, panicking on over-long test input.
+pub fn text<const N: usize>(s: &str) -> Text<N> {
+    Text::new(s).unwrap_or_else(|e| panic!("test string too long: {e}"))
+}
+
+impl Client {
+    /// Opens a websocket (nothing sent yet).
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let config = WebSocketConfig::default().max_message_size(Some(1 << 24));
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .with_context(|| format!("Cannot connect to {url}"))?;
+        Ok(Self { ws, next_id: 1, pushes: VecDeque::new(), session: None })
+    }
+
+    /// Opens a websocket and says hello with this build's protocol version.
+    pub async fn connect_hello(url: &str) -> anyhow::Result<Self> {
+        let mut c = Self::connect(url).await?;
+        c.hello().await?;
+        Ok(c)
+    }
+
+    /// Says hello.
+    pub async fn hello(&mut self) -> anyhow::Result<Reply> {
+        let v = tidings_proto::PROTOCOL_VERSION;
+        Ok(self
+            .request(Request::Hello { min_version: v, max_version: v, client: text("testkit") })
+            .await??)
+    }
+
+    /// Signs up `username` (password "password-<username>") and joins, on a new connection.
+    pub async fn sign_up(url: &str, username: &str) -> anyhow::Result<Self> {
+        let mut c = Self::connect_hello(url).await?;
+        let reply = c.request(Request::SignUp(credentials(username))).await??;
+        let Reply::Session { user, device, token } = reply else { bail!("unexpected {reply:?}") };
+        let session = Session { user, device, token };
+        c.join(&session, &[], &[]).await??;
+        c.session = Some(session);
+        Ok(c)
+    }
+
+    /// Signs in to an existing account with a new device, on a new connection, and joins.
+    pub async fn sign_in(url: &str, username: &str) -> anyhow::Result<Self> {
+        let mut c = Self::connect_hello(url).await?;
+        let reply = c.request(Request::SignIn(credentials(username))).await??;
+        let Reply::Session { user, device, token } = reply else { bail!("unexpected {reply:?}") };
+        let session = Session { user, device, token };
+        c.join(&session, &[], &[]).await??;
+        c.session = Some(session);
+        Ok(c)
+    }
+
+    /// Opens a new connection for an existing session and joins with the given cursors.
+    pub async fn resume(
+        url: &str,
+        session: &Session,
+        rooms: &[RoomCursor],
+        unconfirmed: &[RequestId],
+    ) -> anyhow::Result<(Self, Result<Reply, ErrorInfo>)> {
+        let mut c = Self::connect_hello(url).await?;
+        let joined = c.join(session, rooms, unconfirmed).await?;
+        if joined.is_ok() {
+            c.session = Some(session.clone());
+        }
+        Ok((c, joined))
+    }
+
+    /// Sends Join.
+    pub async fn join(
+        &mut self,
+        session: &Session,
+        rooms: &[RoomCursor],
+        unconfirmed: &[RequestId],
+    ) -> anyhow::Result<Result<Reply, ErrorInfo>> {
+        self.request(Request::Join {
+            token: session.token.clone(),
+            protocol_version: tidings_proto::PROTOCOL_VERSION,
+            rooms: List::new(rooms.to_vec())?,
+            unconfirmed: List::new(unconfirmed.to_vec())?,
+        })
+        .await
+    }
+
+    /// The session (panics if not joined: test helper).
+    pub fn me(&self) -> &Session {
+        self.session.as_ref().unwrap_or_else(|| panic!("client has not joined"))
+    }
+
+    /// Sends a request and waits for its reply; pushes that arrive meanwhile are kept.
+    pub async fn request(&mut self, request: Request) -> anyhow::Result<Result<Reply, ErrorInfo>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let bytes = codec::encode_client(&ClientFrame { id, request })?;
+        self.send_raw(bytes).await?;
+        self.reply_to(id).await
+    }
+
+    /// Waits for the reply to frame `id`, keeping pushes.
+    pub async fn reply_to(&mut self, id: u32) -> anyhow::Result<Result<Reply, ErrorInfo>> {
+        loop {
+            match self.recv().await? {
+                ServerFrame::Reply { id: got, result } if got == id => return Ok(result),
+                ServerFrame::Reply { id: got, .. } => bail!("reply to {got} while waiting for {id}"),
+                ServerFrame::Closing { error } => bail!("server closed the connection: {error}"),
+                push => self.pushes.push_back(push),
+            }
+        }
+    }
+
+    /// Sends raw bytes as one binary message.
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.ws.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
+    /// Sends a text message (not part of the protocol).
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    /// The next server frame (waits up to [`WAIT`]); errors when the connection closes.
+    pub async fn recv(&mut self) -> anyhow::Result<ServerFrame> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no frame within {WAIT:?}"))?
+                .ok_or_else(|| anyhow!("connection closed"))??;
+            match msg {
+                Message::Binary(b) => return Ok(codec::decode_server(&b)?),
+                Message::Close(_) => bail!("connection closed"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next push (buffered or new), waiting up to `wait`; `None` if none came.
+    pub async fn next_push_within(&mut self, wait: Duration) -> anyhow::Result<Option<ServerFrame>> {
+        if let Some(p) = self.pushes.pop_front() {
+            return Ok(Some(p));
+        }
+        match tokio::time::timeout(wait, self.recv()).await {
+            Ok(frame) => Ok(Some(frame?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The next push, waiting up to [`WAIT`].
+    pub async fn next_push(&mut self) -> anyhow::Result<ServerFrame> {
+        self.next_push_within(WAIT).await?.ok_or_else(|| anyhow!("no push within {WAIT:?}"))
+    }
+
+    /// Reads frames until the server closes the connection; returns the `Closing` error if
+    /// one was sent.
+    pub async fn closed(&mut self) -> anyhow::Result<Option<ErrorInfo>> {
+        let mut reason = None;
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("connection still open after {WAIT:?}"))?;
+            match next {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(reason),
+                Some(Ok(Message::Binary(b))) => {
+                    if let Ok(ServerFrame::Closing { error }) = codec::decode_server(&b) {
+                        reason = Some(error);
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Test credentials for `username`.
+pub fn credentials(username: &str) -> Credentials {
+    Credentials {
+        username: text(username),
+        password: Password(text(&format!("password-{username}"))),
+        device_name: text("test device"),
+    }
+}
