@@ -1,0 +1,8 @@
+//! Integration tests of the server: the real server on a loopback port, real websockets,
+//! real SQLite files in temp dirs. One test binary for the crate.
+
+mod authorization;
+mod bad_input;
+mod common;
+mod media;
+mod rooms;
