@@ -7,7 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "tidings", version, about = "Tidings: an offline-first messenger")]
+#[command(
+    name = "tidings",
+    version,
+    about = "Tidings: an offline-first messenger"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,14 +43,17 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().context("Cannot start the async runtime")?;
     match cli.command {
-        Command::Serve { listen, data, max_upload_bytes } => {
+        Command::Serve {
+            listen,
+            data,
+            max_upload_bytes,
+        } => {
             let data = match data {
                 Some(d) => d,
                 None => default_data_dir()?,
@@ -57,6 +64,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(listen: SocketAddr, data: PathBuf, max_upload_bytes: u64) -> anyhow::Result<()> {
+    // Every connection is a file descriptor: take the hard limit rather than the shell's
+    // usual soft limit of 1024.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "Cannot raise the open-files limit.");
+    }
     let mut config = tidings_server::Config::new(listen, data.clone());
     config.max_upload_bytes = max_upload_bytes;
     let server = tidings_server::Server::bind(config).await?;

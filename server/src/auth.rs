@@ -41,7 +41,9 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt)?;
-    Ok(argon2().hash_password(password.as_bytes(), &salt)?.to_string())
+    Ok(argon2()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 /// Verifies a password against a stored hash; `None` (unknown user) burns the same time.
@@ -49,8 +51,12 @@ pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
                          2RIhwdEjTBIpnvnBDMhDk3yxkOV3lB7dmJFnwe7pfSI";
     let stored_or_dummy = stored.unwrap_or(DUMMY);
-    let Ok(parsed) = PasswordHash::new(stored_or_dummy) else { return false };
-    let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
+    let Ok(parsed) = PasswordHash::new(stored_or_dummy) else {
+        return false;
+    };
+    let ok = argon2()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
     ok && stored.is_some()
 }
 
@@ -91,11 +97,16 @@ pub fn check_token(conn: &Connection, token: &str, now_ms: i64) -> Result<Actor,
         .prepare_cached(
             "SELECT user_id, secret_hash, expires_ms, revoked_ms FROM sessions WHERE id = ?1",
         )?
-        .query_row([device.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row([device.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
     match session {
         Some((user, stored, expires, None)) if expires > now_ms && same_hash(&stored, &hash) => {
-            Ok(Actor { user: UserId(user), device })
+            Ok(Actor {
+                user: UserId(user),
+                device,
+            })
         }
         _ => Err(bad()),
     }

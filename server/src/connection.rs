@@ -143,7 +143,10 @@ impl Conn {
         self.malformed += 1;
         let error = ErrorInfo::new(ErrorCode::Malformed, message);
         if self.malformed >= MAX_MALFORMED {
-            return Some(End::Error(ErrorInfo::new(ErrorCode::Malformed, "too many bad frames")));
+            return Some(End::Error(ErrorInfo::new(
+                ErrorCode::Malformed,
+                "too many bad frames",
+            )));
         }
         self.reply(id, Err(error));
         None
@@ -152,9 +155,17 @@ impl Conn {
     /// Queues a reply.
     fn reply(&self, id: u32, result: Result<Reply, ErrorInfo>) {
         if let Err(e) = &result {
-            self.shared.metrics.errors.get_or_create(&CodeLabel { code: e.code.as_str() }).inc();
+            self.shared
+                .metrics
+                .errors
+                .get_or_create(&CodeLabel {
+                    code: e.code.as_str(),
+                })
+                .inc();
         }
-        let Ok(frame) = encode_frame(&ServerFrame::Reply { id, result }) else { return };
+        let Ok(frame) = encode_frame(&ServerFrame::Reply { id, result }) else {
+            return;
+        };
         let queued = match &self.joined {
             // A joined connection is kicked if it cannot take its reply.
             Some(peer) => peer.push(frame, &self.shared.metrics),
@@ -177,7 +188,10 @@ impl Conn {
                 return None;
             }
             Err(DecodeError::TooLarge { .. }) => {
-                return Some(End::Error(ErrorInfo::new(ErrorCode::TooLarge, "frame too large")))
+                return Some(End::Error(ErrorInfo::new(
+                    ErrorCode::TooLarge,
+                    "frame too large",
+                )))
             }
             Err(e) => {
                 let id = codec::peek_client_id(bytes).unwrap_or(0);
@@ -215,14 +229,27 @@ impl Conn {
             return Err(OpError::new(ErrorCode::HelloRequired, "send hello first"));
         }
         let reply = match request {
-            Request::Hello { min_version, max_version, .. } => {
-                self.hello(min_version, max_version)?
-            }
+            Request::Hello {
+                min_version,
+                max_version,
+                ..
+            } => self.hello(min_version, max_version)?,
             Request::SignUp(c) => self.sign_up(c).await?,
             Request::SignIn(c) => self.sign_in(c).await?,
-            Request::Join { token, protocol_version, rooms, unconfirmed } => {
-                self.join(id, token, protocol_version, rooms.into_vec(), unconfirmed.into_vec())
-                    .await?;
+            Request::Join {
+                token,
+                protocol_version,
+                rooms,
+                unconfirmed,
+            } => {
+                self.join(
+                    id,
+                    token,
+                    protocol_version,
+                    rooms.into_vec(),
+                    unconfirmed.into_vec(),
+                )
+                .await?;
                 return Ok(None);
             }
             Request::SignOut {} => self.sign_out().await?,
@@ -239,13 +266,19 @@ impl Conn {
             | Request::Rename { .. }
             | Request::Send { .. }
             | Request::RecordCall { .. }) => self.room_mutation(r).await?,
-            Request::Receipt { room, delivered, read } => {
-                self.receipt(room, delivered, read).await?
-            }
+            Request::Receipt {
+                room,
+                delivered,
+                read,
+            } => self.receipt(room, delivered, read).await?,
             Request::Typing { room, active } => self.typing(room, active).await?,
-            Request::Signal { room, to_user, to_device, call, signal } => {
-                self.signal(room, to_user, to_device, call, signal).await?
-            }
+            Request::Signal {
+                room,
+                to_user,
+                to_device,
+                call,
+                signal,
+            } => self.signal(room, to_user, to_device, call, signal).await?,
             Request::CatchUp { room, after, limit } => self.catch_up(room, after, limit).await?,
             Request::Ping { nonce } => Reply::Pong { nonce },
         };
@@ -290,7 +323,10 @@ async fn write_loop(
             break;
         }
     }
-    let close = CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() };
+    let close = CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(close)))).await;
 }
 

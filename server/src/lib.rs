@@ -34,15 +34,14 @@ use axum::{
     extract::{State, WebSocketUpgrade},
     response::IntoResponse,
     routing::{get, post},
+    serve::ListenerExt,
     Router,
 };
 pub use config::Config;
 use tidings_proto::limits::MAX_FRAME_BYTES;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{
-    metrics::Metrics, ratelimit::KeyedBuckets, store::Store, switchboard::Switchboard,
-};
+use crate::{metrics::Metrics, ratelimit::KeyedBuckets, store::Store, switchboard::Switchboard};
 
 /// State shared by every connection and request handler.
 #[derive(Debug)]
@@ -110,7 +109,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then closes every connection with a
     /// `shutting_down` frame, waits for them, and lets the database commit what it holds.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let shared = self.shared;
         let app = Router::new()
             .route("/v1/ws", get(websocket))
@@ -125,7 +127,15 @@ impl Server {
             tracing::info!("Shutting down.");
             stop.cancel();
         };
-        axum::serve(self.listener, app).with_graceful_shutdown(signal).await?;
+        // Frames are small and latency matters: no Nagle delay on any connection.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
+            }
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await?;
         shared.connections.close();
         shared.connections.wait().await;
         let store = shared.store.clone();
@@ -136,9 +146,16 @@ impl Server {
     }
 }
 
-async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> axum::response::Response {
+async fn websocket(
+    ws: WebSocketUpgrade,
+    State(shared): State<Arc<Shared>>,
+) -> axum::response::Response {
     let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections\n",
+        )
+            .into_response();
     };
     let tracker = shared.connections.clone();
     ws.max_message_size(MAX_FRAME_BYTES)
@@ -155,7 +172,10 @@ async fn websocket(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> a
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         shared.metrics.render(),
     )
 }

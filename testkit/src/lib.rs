@@ -60,7 +60,13 @@ impl TestServer {
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, data, _dir: None, stop: Some(stop), task: Some(task) })
+        Ok(Self {
+            addr,
+            data,
+            _dir: None,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
     /// `ws://…/v1/ws`.
@@ -130,7 +136,12 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .with_context(|| format!("Cannot connect to {url}"))?;
-        Ok(Self { ws, next_id: 1, pushes: VecDeque::new(), session: None })
+        Ok(Self {
+            ws,
+            next_id: 1,
+            pushes: VecDeque::new(),
+            session: None,
+        })
     }
 
     /// Opens a websocket and says hello with this build's protocol version.
@@ -144,7 +155,11 @@ impl Client {
     pub async fn hello(&mut self) -> anyhow::Result<Reply> {
         let v = tidings_proto::PROTOCOL_VERSION;
         Ok(self
-            .request(Request::Hello { min_version: v, max_version: v, client: text("testkit") })
+            .request(Request::Hello {
+                min_version: v,
+                max_version: v,
+                client: text("testkit"),
+            })
             .await??)
     }
 
@@ -152,8 +167,19 @@ impl Client {
     pub async fn sign_up(url: &str, username: &str) -> anyhow::Result<Self> {
         let mut c = Self::connect_hello(url).await?;
         let reply = c.request(Request::SignUp(credentials(username))).await??;
-        let Reply::Session { user, device, token } = reply else { bail!("unexpected {reply:?}") };
-        let session = Session { user, device, token };
+        let Reply::Session {
+            user,
+            device,
+            token,
+        } = reply
+        else {
+            bail!("unexpected {reply:?}")
+        };
+        let session = Session {
+            user,
+            device,
+            token,
+        };
         c.join(&session, &[], &[]).await??;
         c.session = Some(session);
         Ok(c)
@@ -163,8 +189,19 @@ impl Client {
     pub async fn sign_in(url: &str, username: &str) -> anyhow::Result<Self> {
         let mut c = Self::connect_hello(url).await?;
         let reply = c.request(Request::SignIn(credentials(username))).await??;
-        let Reply::Session { user, device, token } = reply else { bail!("unexpected {reply:?}") };
-        let session = Session { user, device, token };
+        let Reply::Session {
+            user,
+            device,
+            token,
+        } = reply
+        else {
+            bail!("unexpected {reply:?}")
+        };
+        let session = Session {
+            user,
+            device,
+            token,
+        };
         c.join(&session, &[], &[]).await??;
         c.session = Some(session);
         Ok(c)
@@ -203,7 +240,9 @@ impl Client {
 
     /// The session (panics if not joined: test helper).
     pub fn me(&self) -> &Session {
-        self.session.as_ref().unwrap_or_else(|| panic!("client has not joined"))
+        self.session
+            .as_ref()
+            .unwrap_or_else(|| panic!("client has not joined"))
     }
 
     /// Sends a request and waits for its reply; pushes that arrive meanwhile are kept.
@@ -220,7 +259,9 @@ impl Client {
         loop {
             match self.recv().await? {
                 ServerFrame::Reply { id: got, result } if got == id => return Ok(result),
-                ServerFrame::Reply { id: got, .. } => bail!("reply to {got} while waiting for {id}"),
+                ServerFrame::Reply { id: got, .. } => {
+                    bail!("reply to {got} while waiting for {id}")
+                }
                 ServerFrame::Closing { error } => bail!("server closed the connection: {error}"),
                 push => self.pushes.push_back(push),
             }
@@ -255,7 +296,10 @@ impl Client {
     }
 
     /// The next push (buffered or new), waiting up to `wait`; `None` if none came.
-    pub async fn next_push_within(&mut self, wait: Duration) -> anyhow::Result<Option<ServerFrame>> {
+    pub async fn next_push_within(
+        &mut self,
+        wait: Duration,
+    ) -> anyhow::Result<Option<ServerFrame>> {
         if let Some(p) = self.pushes.pop_front() {
             return Ok(Some(p));
         }
@@ -267,7 +311,9 @@ impl Client {
 
     /// The next push, waiting up to [`WAIT`].
     pub async fn next_push(&mut self) -> anyhow::Result<ServerFrame> {
-        self.next_push_within(WAIT).await?.ok_or_else(|| anyhow!("no push within {WAIT:?}"))
+        self.next_push_within(WAIT)
+            .await?
+            .ok_or_else(|| anyhow!("no push within {WAIT:?}"))
     }
 
     /// Reads frames until the server closes the connection; returns the `Closing` error if
@@ -297,5 +343,12 @@ pub fn credentials(username: &str) -> Credentials {
         username: text(username),
         password: Password(text(&format!("password-{username}"))),
         device_name: text("test device"),
+    }
+}
+
+impl Client {
+    /// The underlying websocket (for load generators that read and write concurrently).
+    pub fn into_websocket(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
     }
 }

@@ -1,1 +1,124 @@
-fn main() {}
+//! `cargo xtask …`: the project's own automation.
+//!
+//! - `run`: build and start the server on its embedded default, print its URL;
+//! - `test`: every test — formatting, lints, the workspace's tests, a short fuzz run;
+//! - `bench server`: the server load benchmark (docs/performance.md);
+//! - `fuzz [TARGET] [SECONDS]`: run a fuzz target.
+
+mod bench;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["run", rest @ ..] => run(rest),
+        ["test"] => test(),
+        ["bench", "server", rest @ ..] => bench::server(rest),
+        ["fuzz"] => fuzz_all(30),
+        ["fuzz", target] => fuzz(target, 60),
+        ["fuzz", target, seconds] => fuzz(target, seconds.parse().context("SECONDS")?),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask run [-- serve flags…] | test | bench server [--help] | \
+                 fuzz [TARGET [SECONDS]]"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, failing with its description if it fails.
+fn step(what: &str, mut command: Command) -> anyhow::Result<()> {
+    eprintln!("\n==> {what}");
+    let status = command
+        .status()
+        .with_context(|| format!("Cannot start: {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn run(extra: &[&str]) -> anyhow::Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--bin", "tidings"]);
+    step("build tidings (release)", build)?;
+    let mut serve = Command::new(root().join("target/release/tidings"));
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        serve = Command::new(PathBuf::from(dir).join("release/tidings"));
+    }
+    serve.arg("serve").args(extra);
+    eprintln!("\n==> tidings serve (Ctrl-C stops it)");
+    let status = serve.status().context("Cannot start tidings serve")?;
+    if !status.success() {
+        bail!("tidings serve exited with {status}");
+    }
+    Ok(())
+}
+
+fn test() -> anyhow::Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    step("format check", fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    step("clippy", clippy)?;
+    let mut tests = cargo();
+    tests.args(["test", "--workspace", "--all-targets"]);
+    step("workspace tests", tests)?;
+    fuzz_all(30)
+}
+
+fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+    let found = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        step("install cargo-fuzz", install)?;
+    }
+    Ok(())
+}
+
+fn fuzz_all(seconds: u32) -> anyhow::Result<()> {
+    for target in ["decode_client", "decode_server"] {
+        fuzz(target, seconds)?;
+    }
+    Ok(())
+}
+
+fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
+    ensure_cargo_fuzz()?;
+    let mut run = cargo();
+    run.current_dir(root().join("fuzz"))
+        // cargo-fuzz passes unstable flags; the stable toolchain accepts them this way.
+        .env("RUSTC_BOOTSTRAP", "1")
+        .args(["fuzz", "run", "--sanitizer", "none", target, "--"])
+        .arg(format!("-max_total_time={seconds}"))
+        .arg("-rss_limit_mb=1024");
+    step(&format!("fuzz {target} for {seconds} s"), run)
+}

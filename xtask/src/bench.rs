@@ -1,0 +1,370 @@
+//! `cargo xtask bench server`: load on a real `tidings serve` (release build) over loopback.
+//!
+//! Two measurements, each against a fresh server process with its own data dir:
+//!
+//! 1. **Delivery**: clients in group rooms of 2–50 members (by default 20×2, 20×5, 10×10,
+//!    8×25 and 4×50: 640 clients). Every client sends on a fixed schedule (open loop, so a
+//!    slow server cannot hide latency by slowing the senders), each message carrying its send
+//!    instant; every receiving connection records the end-to-end latency of each event it
+//!    gets. Reported: delivered messages/s (one message reaching one other member's
+//!    connection), and latency p50/p99.
+//! 2. **Idle connections**: N connections that say hello and join, then stay idle.
+//!    Reported: the server's RSS growth divided by N.
+//!
+//! Flags: `--rate R` messages per client per second (default 3.2, which offers about 51,000
+//! deliveries/s with the default rooms), `--seconds S` measured time (default 10),
+//! `--idle N` idle connections (default 10,000; 0 skips).
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use tidings_proto::{
+    bounded::List, codec, Body, ClientFrame, EventContent, Reply, Request, RoomId, RoomKind,
+    ServerFrame, UserId,
+};
+use tidings_testkit::{request_id, Client};
+use tokio_tungstenite::tungstenite::Message;
+
+const ROOMS: &[(usize, usize)] = &[(20, 2), (20, 5), (10, 10), (8, 25), (4, 50)];
+
+struct Options {
+    rate: f64,
+    seconds: u64,
+    idle: usize,
+}
+
+fn parse(args: &[&str]) -> anyhow::Result<Options> {
+    let mut o = Options {
+        rate: 3.2,
+        seconds: 10,
+        idle: 10_000,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match *flag {
+            "--rate" => o.rate = value.parse()?,
+            "--seconds" => o.seconds = value.parse()?,
+            "--idle" => o.idle = value.parse()?,
+            _ => bail!("unknown flag {flag}; flags: --rate R --seconds S --idle N"),
+        }
+    }
+    Ok(o)
+}
+
+/// A `tidings serve` child process on a free port.
+struct ServerProcess {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start() -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| super::root().join("target"));
+        let mut child = Command::new(target.join("release/tidings"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("Cannot start tidings serve")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let http = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .context("no URL printed")?
+            .to_owned();
+        Ok(Self {
+            child,
+            url: http.replace("http://", "ws://") + "/v1/ws",
+            _data: data,
+        })
+    }
+
+    fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .context("VmRSS")?;
+        Ok(kb * 1024)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn server(args: &[&str]) -> anyhow::Result<()> {
+    let options = parse(args)?;
+    if cfg!(debug_assertions) {
+        // The load generator shares the machine with the server: an unoptimized one would
+        // measure itself. Run the same command from a release build of xtask.
+        let mut release = super::cargo();
+        release.args([
+            "run",
+            "--quiet",
+            "--release",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+            "server",
+        ]);
+        release.args(args);
+        return super::step("bench server (release build of xtask)", release);
+    }
+    let mut build = super::cargo();
+    build.args(["build", "--release", "--bin", "tidings"]);
+    super::step("build tidings (release)", build)?;
+    rlimit::increase_nofile_limit(u64::MAX).context("Cannot raise the open-files limit")?;
+    // One thread for the load generator leaves the other core to the server.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        delivery(&options).await?;
+        if options.idle > 0 {
+            idle(options.idle).await?;
+        }
+        Ok(())
+    })
+}
+
+/// Per-receiver latency samples in microseconds, merged at the end.
+type Samples = Arc<Mutex<Vec<u32>>>;
+
+async fn delivery(o: &Options) -> anyhow::Result<()> {
+    let server = ServerProcess::start()?;
+    let clients: usize = ROOMS.iter().map(|(n, size)| n * size).sum();
+    let offered: f64 = ROOMS
+        .iter()
+        .map(|(n, s)| (n * s * (s - 1)) as f64)
+        .sum::<f64>()
+        * o.rate;
+    eprintln!(
+        "\n==> delivery: {clients} clients in rooms {ROOMS:?} (count, members), {} msg/s each, \
+         offered {offered:.0} deliveries/s",
+        o.rate
+    );
+    // Sign everybody up (a few at a time: argon2 is deliberately slow) and make the rooms.
+    let mut members: Vec<Vec<Client>> = Vec::new();
+    let mut n = 0;
+    for (count, size) in ROOMS {
+        for _ in 0..*count {
+            let mut room = Vec::new();
+            for _ in 0..*size {
+                room.push(Client::sign_up(&server.url, &format!("user{n}")).await?);
+                n += 1;
+            }
+            members.push(room);
+        }
+    }
+    let mut rooms = Vec::new();
+    for room in &mut members {
+        let ids: Vec<UserId> = room[1..].iter().map(|c| c.me().user.id).collect();
+        let create = Request::CreateRoom {
+            request: request_id(),
+            kind: RoomKind::Group,
+            name: None,
+            members: List::new(ids)?,
+        };
+        let Reply::Logged { room: id, .. } = room[0].request(create).await?? else {
+            bail!("room not created")
+        };
+        rooms.push(id);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let start = Instant::now();
+    let warmup = Duration::from_secs(2);
+    let measure = Duration::from_secs(o.seconds);
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let samples: Samples = Arc::default();
+    let mut tasks = Vec::new();
+    for (room, clients) in rooms.into_iter().zip(members) {
+        for (i, client) in clients.into_iter().enumerate() {
+            let ws = client.into_websocket();
+            let ctx = Load {
+                room,
+                rate: o.rate,
+                start,
+                warmup,
+                until: warmup + measure,
+                stop: stop.clone(),
+                delivered: delivered.clone(),
+                samples: samples.clone(),
+                // Spread the send schedules over the first period.
+                offset: Duration::from_secs_f64((i as f64 * 0.618).fract() / o.rate),
+            };
+            tasks.push(tokio::spawn(ctx.run(ws)));
+        }
+    }
+    eprintln!(
+        "load running: {}s warm-up, {}s measured",
+        warmup.as_secs(),
+        o.seconds
+    );
+    tokio::time::sleep(warmup).await;
+    let counted_from = delivered.load(Ordering::Relaxed);
+    tokio::time::sleep(measure).await;
+    let counted = delivered.load(Ordering::Relaxed) - counted_from;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lat = std::mem::take(&mut *samples.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    lat.sort_unstable();
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)));
+    let ms = |v: Option<&u32>| v.map_or(f64::NAN, |v| f64::from(*v) / 1000.0);
+    println!(
+        "delivered: {:.0} messages/s over {} s ({} deliveries); latency p50 {:.2} ms, p99 {:.2} ms, \
+         max {:.2} ms",
+        counted as f64 / measure.as_secs_f64(),
+        o.seconds,
+        counted,
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(lat.last()),
+    );
+    Ok(())
+}
+
+struct Load {
+    room: RoomId,
+    rate: f64,
+    start: Instant,
+    warmup: Duration,
+    until: Duration,
+    stop: Arc<AtomicBool>,
+    delivered: Arc<AtomicU64>,
+    samples: Samples,
+    offset: Duration,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Load {
+    async fn run(self, ws: Ws) {
+        let (mut sink, mut stream) = ws.split();
+        let (room, rate, start, stop) = (self.room, self.rate, self.start, self.stop.clone());
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let offset = self.offset;
+        let sender = tokio::spawn(async move {
+            let mut next = tokio::time::Instant::from_std(start) + offset;
+            let mut id = 1_000_000u32;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep_until(next).await;
+                next += period;
+                let sent_us = start.elapsed().as_micros() as u64;
+                let mut body = sent_us.to_le_bytes().to_vec();
+                body.resize(100, b'.');
+                let Ok(body) = Body::new(body) else { break };
+                let frame = ClientFrame {
+                    id,
+                    request: Request::Send {
+                        request: request_id(),
+                        room,
+                        body,
+                        attachments: List::empty(),
+                    },
+                };
+                id += 1;
+                let Ok(bytes) = codec::encode_client(&frame) else {
+                    break;
+                };
+                if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.send(Message::Close(None)).await;
+        });
+        let mut local = Vec::new();
+        let mut counted = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            // The stream ends when the server closes it after the sender's Close below.
+            let Some(next) = stream.next().await else {
+                break;
+            };
+            let Ok(Message::Binary(bytes)) = next else {
+                continue;
+            };
+            let Ok(ServerFrame::Event { event }) = codec::decode_server(&bytes) else {
+                continue;
+            };
+            let EventContent::Message { body, .. } = event.content else {
+                continue;
+            };
+            let Some(sent) = body
+                .as_bytes()
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            else {
+                continue;
+            };
+            let now_us = start.elapsed().as_micros() as u64;
+            let now = Duration::from_micros(now_us);
+            if now < self.warmup || now > self.until {
+                continue;
+            }
+            counted += 1;
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+            let latency = now_us.saturating_sub(u64::from_le_bytes(sent));
+            local.push(u32::try_from(latency).unwrap_or(u32::MAX));
+        }
+        let _ = sender.await;
+        if counted > 0 {
+            if let Ok(mut s) = self.samples.lock() {
+                s.extend(local);
+            }
+        }
+    }
+}
+
+async fn idle(n: usize) -> anyhow::Result<()> {
+    let server = ServerProcess::start()?;
+    eprintln!("\n==> idle: {n} joined connections");
+    let first = Client::sign_up(&server.url, "idle").await?;
+    let session = first.me().clone();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_bytes()?;
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (c, joined) = Client::resume(&server.url, &session, &[], &[]).await?;
+        joined.map_err(|e| anyhow::anyhow!("join failed: {e}"))?;
+        conns.push(c);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_bytes()?;
+    let per = after.saturating_sub(before) as f64 / n as f64;
+    println!(
+        "idle: {n} connections, server RSS {:.1} MiB → {:.1} MiB, {:.1} KiB per connection",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        per / 1024.0
+    );
+    drop(conns);
+    Ok(())
+}
