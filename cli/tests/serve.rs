@@ -1,6 +1,8 @@
 //! `tidings serve` as a process: it prints its URL, and every acknowledged message survives
 //! kill -9 during a burst of sends.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
 use std::{
     io::{BufRead, BufReader},
     path::Path,

@@ -3,14 +3,14 @@
 //! No I/O and no async: types, encoding, limits and validation, so that it can be fuzzed and
 //! reused by any client. The map:
 //!
-//! - [`frame`]: every frame ([`ClientFrame`] up, [`ServerFrame`] down), with the room log's
+//! - [`frame`] — every frame ([`ClientFrame`] up, [`ServerFrame`] down), with the room log's
 //!   event types, call signals and typed error codes;
-//! - [`codec`]: MessagePack encoding that tolerates added fields and unknown frame kinds;
-//! - [`bounded`]: strings, byte strings and lists whose limits are checked while decoding,
+//! - [`codec`] — MessagePack encoding that tolerates added fields and unknown frame kinds;
+//! - [`bounded`] — strings, byte strings and lists whose limits are checked while decoding,
 //!   before allocating;
-//! - [`limits`]: the protocol's hard limits;
-//! - [`ids`]: identifiers;
-//! - [`validate`]: checks the server applies to user-chosen values (usernames, passwords).
+//! - [`limits`] — the protocol's hard limits;
+//! - [`ids`] — identifiers;
+//! - [`validate`] — checks the server applies to user-chosen values (usernames, passwords).
 //!
 //! docs/protocol.md describes the conversation, idempotency and limits in prose.
 

@@ -4,13 +4,13 @@
 //! `media/` folder. Clients speak tidings-proto over a websocket at `/v1/ws`; media goes over
 //! plain HTTP (`/v1/media`). The modules, in the order a request meets them:
 //!
-//! - [`connection`]: the websocket read loop, write task and dispatch;
-//! - [`ops`]: what each request does — authentication, authorization, idempotent room-log
+//! - [`connection`] — the websocket read loop, write task and dispatch;
+//! - [`ops`] — what each request does — authentication, authorization, idempotent room-log
 //!   mutations and fan-out;
-//! - [`roomlog`]: SQL over the room logs (gap-free seq, membership, receipts, request ids);
-//! - [`store`]: the database — one writer thread with group commit, post-commit hooks,
+//! - [`roomlog`] — SQL over the room logs (gap-free seq, membership, receipts, request ids);
+//! - [`store`] — the database — one writer thread with group commit, post-commit hooks,
 //!   readers, migrations;
-//! - [`switchboard`]: connected devices and bounded, non-blocking delivery to them;
+//! - [`switchboard`] — connected devices and bounded, non-blocking delivery to them;
 //! - [`auth`], [`media`], [`metrics`], [`ratelimit`], [`config`].
 //!
 //! Nothing here logs a token, a password or a message body: requests are logged by kind.
