@@ -209,14 +209,14 @@ pub enum Request {
         /// Everything up to this seq has been read.
         read: Option<Seq>,
     },
-    /// I started or stopped typing. Relayed, not stored.
+    /// I started or stopped typing. Relayed, not stored; answered only if it fails.
     Typing {
         /// The room.
         room: RoomId,
         /// Typing now.
         active: bool,
     },
-    /// A call signal for another member. Relayed, not stored.
+    /// A call signal for another member. Relayed, not stored; answered only if it fails.
     Signal {
         /// The room the call belongs to.
         room: RoomId,

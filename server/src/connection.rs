@@ -222,7 +222,8 @@ impl Conn {
         }
     }
 
-    /// Runs one request. `Ok(None)` means the reply was already queued (Join).
+    /// Runs one request. `Ok(None)` means there is nothing more to send: Join queued its own
+    /// reply, and typing and call signals are answered only when they fail.
     async fn dispatch(&mut self, id: u32, request: Request) -> Result<Option<Reply>, OpError> {
         let needs_hello = !matches!(request, Request::Hello { .. });
         if needs_hello && self.version.is_none() {
@@ -271,14 +272,21 @@ impl Conn {
                 delivered,
                 read,
             } => self.receipt(room, delivered, read).await?,
-            Request::Typing { room, active } => self.typing(room, active).await?,
+            // Ephemeral signals expect no reply: only a failure is answered.
+            Request::Typing { room, active } => {
+                self.typing(room, active).await?;
+                return Ok(None);
+            }
             Request::Signal {
                 room,
                 to_user,
                 to_device,
                 call,
                 signal,
-            } => self.signal(room, to_user, to_device, call, signal).await?,
+            } => {
+                self.signal(room, to_user, to_device, call, signal).await?;
+                return Ok(None);
+            }
             Request::CatchUp { room, after, limit } => self.catch_up(room, after, limit).await?,
             Request::Ping { nonce } => Reply::Pong { nonce },
         };

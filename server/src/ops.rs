@@ -570,7 +570,7 @@ impl Conn {
     }
 
     /// Relays "typing" to the room's other members.
-    pub(crate) async fn typing(&mut self, room: RoomId, active: bool) -> Result<Reply, OpError> {
+    pub(crate) async fn typing(&mut self, room: RoomId, active: bool) -> Result<(), OpError> {
         let actor = self.actor()?;
         self.typing_bucket
             .take(Instant::now())
@@ -592,7 +592,7 @@ impl Conn {
         self.shared
             .switchboard
             .deliver(&others, None, &frame, &self.shared.metrics);
-        Ok(Reply::Done {})
+        Ok(())
     }
 
     /// Relays a call signal to another member of the room. An Inquire to someone with no
@@ -604,7 +604,7 @@ impl Conn {
         to_device: Option<DeviceId>,
         call: u64,
         signal: CallSignal,
-    ) -> Result<Reply, OpError> {
+    ) -> Result<(), OpError> {
         let actor = self.actor()?;
         self.shared
             .store
@@ -641,7 +641,7 @@ impl Conn {
                     me.push(refuse, metrics);
                 }
             }
-            return Ok(Reply::Done {});
+            return Ok(());
         }
         let frame = encode_frame(&ServerFrame::Signal {
             room,
@@ -655,7 +655,7 @@ impl Conn {
             delivered += u64::from(peer.push(frame.clone(), metrics));
         }
         metrics.deliveries.inc_by(delivered);
-        Ok(Reply::Done {})
+        Ok(())
     }
 
     /// A page of a room's log for a current member.

@@ -254,6 +254,45 @@ impl Client {
         self.reply_to(id).await
     }
 
+    /// Sends a request without waiting for a reply (typing and call signals get none unless
+    /// they fail); returns its frame id.
+    pub async fn send(&mut self, request: Request) -> anyhow::Result<u32> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_raw(codec::encode_client(&ClientFrame { id, request })?)
+            .await?;
+        Ok(id)
+    }
+
+    /// Sends a request that is answered only on failure, then a Ping; returns the failure
+    /// if the request failed. The ping's reply comes after any answer to the request, so
+    /// no answer before the pong means the request was accepted.
+    pub async fn unanswered(&mut self, request: Request) -> anyhow::Result<Result<(), ErrorInfo>> {
+        let id = self.send(request).await?;
+        let ping = self
+            .send(Request::Ping {
+                nonce: u64::from(id),
+            })
+            .await?;
+        loop {
+            match self.recv().await? {
+                ServerFrame::Reply {
+                    id: got,
+                    result: Err(e),
+                } if got == id => {
+                    self.reply_to(ping).await??;
+                    return Ok(Err(e));
+                }
+                ServerFrame::Reply { id: got, .. } if got == ping => return Ok(Ok(())),
+                ServerFrame::Reply { id: got, result } => {
+                    bail!("unexpected reply {got}: {result:?}")
+                }
+                ServerFrame::Closing { error } => bail!("server closed the connection: {error}"),
+                push => self.pushes.push_back(push),
+            }
+        }
+    }
+
     /// Waits for the reply to frame `id`, keeping pushes.
     pub async fn reply_to(&mut self, id: u32) -> anyhow::Result<Result<Reply, ErrorInfo>> {
         loop {

@@ -423,7 +423,7 @@ async fn typing_is_relayed_to_the_other_members_only() {
     let room = group(&mut alice, &[bob.me().user.id]).await;
     next_event(&mut bob).await;
     alice
-        .request(Request::Typing { room, active: true })
+        .unanswered(Request::Typing { room, active: true })
         .await
         .unwrap()
         .unwrap();
@@ -452,7 +452,7 @@ async fn typing_floods_are_rate_limited() {
     let mut limited = None;
     for _ in 0..20 {
         if let Err(e) = alice
-            .request(Request::Typing { room, active: true })
+            .unanswered(Request::Typing { room, active: true })
             .await
             .unwrap()
         {
@@ -482,7 +482,7 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
         signal,
     };
     alice
-        .request(signal(bob_id, CallSignal::Inquire { video: false }))
+        .unanswered(signal(bob_id, CallSignal::Inquire { video: false }))
         .await
         .unwrap()
         .unwrap();
@@ -508,7 +508,7 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
         call: 7,
         signal: CallSignal::Grant {},
     };
-    bob.request(grant).await.unwrap().unwrap();
+    bob.unanswered(grant).await.unwrap().unwrap();
     assert!(matches!(
         alice.next_push().await.unwrap(),
         ServerFrame::Signal {
@@ -521,7 +521,7 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
     drop(bob);
     tokio::time::sleep(Duration::from_millis(200)).await;
     alice
-        .request(signal(bob_id, CallSignal::Inquire { video: false }))
+        .unanswered(signal(bob_id, CallSignal::Inquire { video: false }))
         .await
         .unwrap()
         .unwrap();
