@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests.
 
 use tidings_proto::{
-    bounded::List, Body, EventContent, Reply, Request, RoomId, RoomKind, ServerFrame, UserId,
+    bounded::List, Body, EventContent, MediaId, Reply, Request, RoomId, RoomKind, ServerFrame,
+    Token, UserId,
 };
 use tidings_testkit::{request_id, Client};
 
@@ -62,5 +63,46 @@ pub fn text_of(content: &EventContent) -> String {
     match content {
         EventContent::Message { body, .. } => String::from_utf8(body.as_bytes().to_vec()).unwrap(),
         other => panic!("not a message: {other:?}"),
+    }
+}
+
+/// Uploads `bytes` with `token`; the media id, or the HTTP status of a refusal.
+pub async fn upload(
+    http: &str,
+    token: &Token,
+    bytes: impl Into<reqwest::Body>,
+) -> Result<MediaId, u16> {
+    let response = reqwest::Client::new()
+        .post(format!("{http}/v1/media"))
+        .bearer_auth(token.0.as_str())
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if status != 201 {
+        return Err(status);
+    }
+    let text = response.text().await.unwrap();
+    let id = text
+        .split("\"media\":")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no media id in {text}"));
+    Ok(MediaId(id))
+}
+
+/// Downloads media with `token`; the bytes, or the HTTP status of a refusal.
+pub async fn download(http: &str, token: &Token, media: MediaId) -> Result<Vec<u8>, u16> {
+    let response = reqwest::Client::new()
+        .get(format!("{http}/v1/media/{}", media.0))
+        .bearer_auth(token.0.as_str())
+        .send()
+        .await
+        .unwrap();
+    match response.status().as_u16() {
+        200 => Ok(response.bytes().await.unwrap().to_vec()),
+        status => Err(status),
     }
 }
