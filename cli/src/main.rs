@@ -7,11 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "tidings",
-    version,
-    about = "Tidings: an offline-first messenger"
-)]
+#[command(name = "tidings", version, about = "Tidings: an offline-first messenger")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,11 +45,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Runtime::new().context("Cannot start the async runtime")?;
     match cli.command {
-        Command::Serve {
-            listen,
-            data,
-            max_upload_bytes,
-        } => {
+        Command::Serve { listen, data, max_upload_bytes } => {
             let data = match data {
                 Some(d) => d,
                 None => default_data_dir()?,

@@ -24,15 +24,8 @@ fn serve(data: &Path) -> (Child, String) {
         .expect("tidings binary starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("reads the first line");
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .expect("a URL on the first line")
-        .to_owned();
+    BufReader::new(stdout).read_line(&mut line).expect("reads the first line");
+    let url = line.trim().rsplit(' ').next().expect("a URL on the first line").to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
     (child, url.replace("http://", "ws://") + "/v1/ws")
 }
@@ -64,12 +57,8 @@ async fn acknowledged_messages_survive_kill_9_during_a_burst() {
             let mut acked = Vec::new();
             for i in 0.. {
                 let body = Body::new(format!("w{w}-{i}").into_bytes()).unwrap();
-                let send = Request::Send {
-                    request: request_id(),
-                    room,
-                    body,
-                    attachments: List::empty(),
-                };
+                let send =
+                    Request::Send { request: request_id(), room, body, attachments: List::empty() };
                 match c.request(send).await {
                     Ok(Ok(Reply::Logged { seq, .. })) => acked.push((seq, format!("w{w}-{i}"))),
                     Ok(Ok(other)) => panic!("unexpected {other:?}"),
@@ -89,50 +78,16 @@ async fn acknowledged_messages_survive_kill_9_during_a_burst() {
     for s in senders {
         acked.extend(s.await.unwrap());
     }
-    assert!(
-        acked.len() > 50,
-        "the burst was too small to mean anything: {}",
-        acked.len()
-    );
+    assert!(acked.len() > 50, "the burst was too small to mean anything: {}", acked.len());
 
     let (mut child, url) = serve(dir.path());
     let (mut alice, _) = Client::resume(&url, &session, &[], &[]).await.unwrap();
-    let mut log = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = alice
-            .request(Request::CatchUp {
-                room,
-                after,
-                limit: 500,
-            })
-            .await
-            .unwrap();
-        let Ok(Reply::Page {
-            events, last_seq, ..
-        }) = page
-        else {
-            panic!("{page:?}")
-        };
-        for e in events.iter() {
-            log.push((e.seq, e.content.clone()));
-        }
-        after = log.last().map_or(0, |(s, _)| *s);
-        if after >= last_seq {
-            break;
-        }
-    }
-    let seqs: Vec<u64> = log.iter().map(|(s, _)| *s).collect();
-    assert_eq!(
-        seqs,
-        (1..=seqs.len() as u64).collect::<Vec<_>>(),
-        "gap-free after restart"
-    );
+    let log = alice.room_log(room).await.unwrap();
+    let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gap-free after restart");
     for (seq, text) in &acked {
-        let (_, content) = &log[*seq as usize - 1];
-        let EventContent::Message { body, .. } = content else {
-            panic!("seq {seq}: {content:?}")
-        };
+        let content = &log[*seq as usize - 1].content;
+        let EventContent::Message { body, .. } = content else { panic!("seq {seq}: {content:?}") };
         assert_eq!(body.as_bytes(), text.as_bytes(), "seq {seq}");
     }
     child.kill().unwrap();

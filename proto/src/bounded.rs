@@ -34,11 +34,7 @@ impl<const MAX: usize> Text<MAX> {
     pub fn new(s: impl Into<String>) -> Result<Self, TooLong> {
         let s = s.into();
         if s.len() > MAX {
-            return Err(TooLong {
-                what: "string",
-                len: s.len(),
-                max: MAX,
-            });
+            return Err(TooLong { what: "string", len: s.len(), max: MAX });
         }
         Ok(Self(s))
     }
@@ -107,11 +103,7 @@ impl<const MAX: usize> Blob<MAX> {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, TooLong> {
         let bytes = bytes.into();
         if bytes.len() > MAX {
-            return Err(TooLong {
-                what: "byte string",
-                len: bytes.len(),
-                max: MAX,
-            });
+            return Err(TooLong { what: "byte string", len: bytes.len(), max: MAX });
         }
         Ok(Self(bytes))
     }
@@ -167,11 +159,7 @@ impl<T, const MAX: usize> List<T, MAX> {
     /// Wraps `items` if they fit the limit.
     pub fn new(items: Vec<T>) -> Result<Self, TooLong> {
         if items.len() > MAX {
-            return Err(TooLong {
-                what: "list",
-                len: items.len(),
-                max: MAX,
-            });
+            return Err(TooLong { what: "list", len: items.len(), max: MAX });
         }
         Ok(Self(items))
     }

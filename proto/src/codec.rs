@@ -70,10 +70,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
 /// Decodes any protocol value with the frame limits.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
     if bytes.len() > MAX_FRAME_BYTES {
-        return Err(DecodeError::TooLarge {
-            len: bytes.len(),
-            max: MAX_FRAME_BYTES,
-        });
+        return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_FRAME_BYTES });
     }
     let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
     de.set_max_depth(MAX_DEPTH);
@@ -84,10 +81,9 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
 pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
     decode(bytes).map_err(|e| match e {
         DecodeError::Malformed(_) => match peek_client(bytes) {
-            Some(ClientHead {
-                request: Some(Kind(kind)),
-                ..
-            }) if !crate::frame::Request::KINDS.contains(&kind) => {
+            Some(ClientHead { request: Some(Kind(kind)), .. })
+                if !crate::frame::Request::KINDS.contains(&kind) =>
+            {
                 DecodeError::UnknownKind(kind.to_owned())
             }
             _ => e,
@@ -142,9 +138,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Kind<'a> {
                 Ok(Kind(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind<'de>, A::Error> {
-                let tag: &'de str = map
-                    .next_key()?
-                    .ok_or_else(|| de::Error::custom("empty enum map"))?;
+                let tag: &'de str =
+                    map.next_key()?.ok_or_else(|| de::Error::custom("empty enum map"))?;
                 map.next_value::<IgnoredAny>()?;
                 Ok(Kind(tag))
             }

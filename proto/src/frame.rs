@@ -735,11 +735,7 @@ impl ErrorInfo {
             message.truncate(end);
         }
         let message = Text::new(message).unwrap_or_default();
-        Self {
-            code,
-            message,
-            retry_after_ms: None,
-        }
+        Self { code, message, retry_after_ms: None }
     }
 }
 

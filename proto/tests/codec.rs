@@ -102,11 +102,7 @@ fn signal() -> impl Strategy<Value = CallSignal> {
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (any::<u16>(), any::<u16>(), text()).prop_map(|(min_version, max_version, client)| {
-            Request::Hello {
-                min_version,
-                max_version,
-                client,
-            }
+            Request::Hello { min_version, max_version, client }
         }),
         credentials().prop_map(Request::SignUp),
         credentials().prop_map(Request::SignIn),
@@ -124,17 +120,10 @@ fn request() -> impl Strategy<Value = Request> {
             }),
         Just(Request::SignOut {}),
         Just(Request::ListDevices {}),
-        any::<i64>().prop_map(|d| Request::RevokeDevice {
-            device: DeviceId(d)
-        }),
+        any::<i64>().prop_map(|d| Request::RevokeDevice { device: DeviceId(d) }),
         text().prop_map(|username| Request::LookupUser { username }),
         (request_id(), room_kind(), option::of(text()), list(user())).prop_map(
-            |(request, kind, name, members)| Request::CreateRoom {
-                request,
-                kind,
-                name,
-                members
-            }
+            |(request, kind, name, members)| Request::CreateRoom { request, kind, name, members }
         ),
         (request_id(), room(), user()).prop_map(|(request, room, user)| Request::Invite {
             request,
@@ -152,40 +141,15 @@ fn request() -> impl Strategy<Value = Request> {
             room,
             name
         }),
-        (
-            request_id(),
-            room(),
-            blob(),
-            list(any::<i64>().prop_map(MediaId))
-        )
-            .prop_map(|(request, room, body, attachments)| Request::Send {
-                request,
-                room,
-                body,
-                attachments
-            }),
-        (request_id(), room(), call_record()).prop_map(|(request, room, record)| {
-            Request::RecordCall {
-                request,
-                room,
-                record,
-            }
-        }),
-        (room(), option::of(any::<u64>()), option::of(any::<u64>())).prop_map(
-            |(room, delivered, read)| Request::Receipt {
-                room,
-                delivered,
-                read
-            }
+        (request_id(), room(), blob(), list(any::<i64>().prop_map(MediaId))).prop_map(
+            |(request, room, body, attachments)| Request::Send { request, room, body, attachments }
         ),
+        (request_id(), room(), call_record())
+            .prop_map(|(request, room, record)| { Request::RecordCall { request, room, record } }),
+        (room(), option::of(any::<u64>()), option::of(any::<u64>()))
+            .prop_map(|(room, delivered, read)| Request::Receipt { room, delivered, read }),
         (room(), any::<bool>()).prop_map(|(room, active)| Request::Typing { room, active }),
-        (
-            room(),
-            user(),
-            option::of(any::<i64>().prop_map(DeviceId)),
-            any::<u64>(),
-            signal()
-        )
+        (room(), user(), option::of(any::<i64>().prop_map(DeviceId)), any::<u64>(), signal())
             .prop_map(|(room, to_user, to_device, call, signal)| Request::Signal {
                 room,
                 to_user,
@@ -204,13 +168,8 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn content() -> impl Strategy<Value = EventContent> {
     prop_oneof![
-        (room_kind(), option::of(text()), list(user_ref())).prop_map(|(kind, name, members)| {
-            EventContent::Created {
-                kind,
-                name,
-                members,
-            }
-        }),
+        (room_kind(), option::of(text()), list(user_ref()))
+            .prop_map(|(kind, name, members)| { EventContent::Created { kind, name, members } }),
         (user_ref(), user()).prop_map(|(user, by)| EventContent::Joined { user, by }),
         user().prop_map(|user| EventContent::Left { user }),
         (user(), user()).prop_map(|(user, by)| EventContent::Removed { user, by }),
@@ -222,26 +181,17 @@ fn content() -> impl Strategy<Value = EventContent> {
 }
 
 fn event() -> impl Strategy<Value = RoomEvent> {
-    (
-        room(),
-        any::<u64>(),
-        user(),
-        any::<i64>(),
-        request_id(),
-        any::<i64>(),
-        content(),
+    (room(), any::<u64>(), user(), any::<i64>(), request_id(), any::<i64>(), content()).prop_map(
+        |(room, seq, sender, device, request, at_ms, content)| RoomEvent {
+            room,
+            seq,
+            sender,
+            device: DeviceId(device),
+            request,
+            at_ms,
+            content,
+        },
     )
-        .prop_map(
-            |(room, seq, sender, device, request, at_ms, content)| RoomEvent {
-                room,
-                seq,
-                sender,
-                device: DeviceId(device),
-                request,
-                at_ms,
-                content,
-            },
-        )
 }
 
 fn error_info() -> impl Strategy<Value = ErrorInfo> {
@@ -252,10 +202,7 @@ fn error_info() -> impl Strategy<Value = ErrorInfo> {
         Just(ErrorCode::Internal)
     ];
     (code, "[a-z ]{0,20}", option::of(any::<u32>())).prop_map(|(code, m, retry_after_ms)| {
-        ErrorInfo {
-            retry_after_ms,
-            ..ErrorInfo::new(code, m)
-        }
+        ErrorInfo { retry_after_ms, ..ErrorInfo::new(code, m) }
     })
 }
 
@@ -265,10 +212,7 @@ fn reply() -> impl Strategy<Value = Reply> {
             Reply::Welcome {
                 version,
                 server,
-                limits: ServerLimits {
-                    max_frame_bytes: f,
-                    max_upload_bytes: u,
-                },
+                limits: ServerLimits { max_frame_bytes: f, max_upload_bytes: u },
             }
         }),
         (user_ref(), any::<i64>(), text()).prop_map(|(user, d, t)| Reply::Session {
@@ -294,22 +238,15 @@ fn reply() -> impl Strategy<Value = Reply> {
                 confirmed
             }),
         Just(Reply::Done {}),
-        list(
-            (
-                any::<i64>(),
-                text(),
-                any::<i64>(),
-                any::<i64>(),
-                any::<bool>()
-            )
-                .prop_map(|(id, name, created_ms, last_seen_ms, current)| DeviceInfo {
-                    id: DeviceId(id),
-                    name,
-                    created_ms,
-                    last_seen_ms,
-                    current
-                })
-        )
+        list((any::<i64>(), text(), any::<i64>(), any::<i64>(), any::<bool>()).prop_map(
+            |(id, name, created_ms, last_seen_ms, current)| DeviceInfo {
+                id: DeviceId(id),
+                name,
+                created_ms,
+                last_seen_ms,
+                current
+            }
+        ))
         .prop_map(|devices| Reply::Devices { devices }),
         user_ref().prop_map(|user| Reply::User { user }),
         (room(), any::<u64>()).prop_map(|(room, seq)| Reply::Logged { room, seq }),
@@ -318,13 +255,8 @@ fn reply() -> impl Strategy<Value = Reply> {
             list(event()),
             any::<u64>(),
             list(
-                (user_ref(), any::<u64>(), any::<u64>()).prop_map(|(user, delivered, read)| {
-                    Member {
-                        user,
-                        delivered,
-                        read,
-                    }
-                })
+                (user_ref(), any::<u64>(), any::<u64>())
+                    .prop_map(|(user, delivered, read)| { Member { user, delivered, read } })
             )
         )
             .prop_map(|(room, events, last_seq, members)| Reply::Page {
@@ -343,12 +275,7 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         (any::<u32>(), error_info()).prop_map(|(id, e)| ServerFrame::Reply { id, result: Err(e) }),
         event().prop_map(|event| ServerFrame::Event { event }),
         (room(), user(), any::<u64>(), any::<u64>()).prop_map(|(room, user, delivered, read)| {
-            ServerFrame::Receipt {
-                room,
-                user,
-                delivered,
-                read,
-            }
+            ServerFrame::Receipt { room, user, delivered, read }
         }),
         (room(), user(), any::<bool>()).prop_map(|(room, user, active)| ServerFrame::Typing {
             room,
@@ -473,26 +400,15 @@ fn an_older_client_ignores_fields_a_newer_server_adds() {
         priority: 2,
     };
     let bytes = codec::encode(&newer).unwrap();
-    let ServerFrame::Event { event } = decode_server(&bytes).unwrap() else {
-        panic!()
-    };
-    assert_eq!(
-        (event.room, event.seq, event.content),
-        (RoomId(1), 7, content)
-    );
+    let ServerFrame::Event { event } = decode_server(&bytes).unwrap() else { panic!() };
+    assert_eq!((event.room, event.seq, event.content), (RoomId(1), 7, content));
 }
 
 #[test]
 fn an_older_client_recognises_a_frame_kind_it_does_not_know() {
-    let bytes = codec::encode(&NewerServerFrame::Presence {
-        user: UserId(1),
-        online: true,
-    })
-    .unwrap();
-    assert_eq!(
-        decode_server(&bytes),
-        Err(DecodeError::UnknownKind("Presence".into()))
-    );
+    let bytes =
+        codec::encode(&NewerServerFrame::Presence { user: UserId(1), online: true }).unwrap();
+    assert_eq!(decode_server(&bytes), Err(DecodeError::UnknownKind("Presence".into())));
 }
 
 #[test]
@@ -508,31 +424,16 @@ fn unknown_codes_and_reasons_fall_back_instead_of_failing() {
         Closing { error: NewerError },
     }
     let bytes = codec::encode(&Frame::Closing {
-        error: NewerError {
-            code: "payment_required",
-            message: "x",
-            retry_after_ms: None,
-        },
+        error: NewerError { code: "payment_required", message: "x", retry_after_ms: None },
     })
     .unwrap();
-    let ServerFrame::Closing { error } = decode_server(&bytes).unwrap() else {
-        panic!()
-    };
+    let ServerFrame::Closing { error } = decode_server(&bytes).unwrap() else { panic!() };
     assert_eq!(error.code, ErrorCode::Unknown);
 
-    for (json, expected) in [("\"on_mars\"", RefuseReason::Other)] {
-        let value: String = json.trim_matches('"').into();
-        let bytes = codec::encode(&value).unwrap();
-        assert_eq!(codec::decode::<RefuseReason>(&bytes).unwrap(), expected);
-        assert_eq!(
-            codec::decode::<HangupReason>(&bytes).unwrap(),
-            HangupReason::Other
-        );
-        assert_eq!(
-            codec::decode::<CallOutcome>(&bytes).unwrap(),
-            CallOutcome::Other
-        );
-    }
+    let bytes = codec::encode(&"on_mars").unwrap();
+    assert_eq!(codec::decode::<RefuseReason>(&bytes).unwrap(), RefuseReason::Other);
+    assert_eq!(codec::decode::<HangupReason>(&bytes).unwrap(), HangupReason::Other);
+    assert_eq!(codec::decode::<CallOutcome>(&bytes).unwrap(), CallOutcome::Other);
 }
 
 #[test]
@@ -546,15 +447,8 @@ fn an_unknown_request_kind_is_typed_and_keeps_its_id() {
         id: u32,
         request: Future,
     }
-    let bytes = codec::encode(&Frame {
-        id: 42,
-        request: Future::Teleport { to: 1 },
-    })
-    .unwrap();
-    assert_eq!(
-        decode_client(&bytes),
-        Err(DecodeError::UnknownKind("Teleport".into()))
-    );
+    let bytes = codec::encode(&Frame { id: 42, request: Future::Teleport { to: 1 } }).unwrap();
+    assert_eq!(decode_client(&bytes), Err(DecodeError::UnknownKind("Teleport".into())));
     assert_eq!(codec::peek_client_id(&bytes), Some(42));
 }
 
@@ -586,10 +480,7 @@ fn a_frame_over_the_size_limit_is_refused_before_decoding() {
     let bytes = vec![0u8; MAX_FRAME_BYTES + 1];
     assert_eq!(
         decode_client(&bytes),
-        Err(DecodeError::TooLarge {
-            len: MAX_FRAME_BYTES + 1,
-            max: MAX_FRAME_BYTES
-        })
+        Err(DecodeError::TooLarge { len: MAX_FRAME_BYTES + 1, max: MAX_FRAME_BYTES })
     );
 }
 

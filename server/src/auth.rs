@@ -41,9 +41,7 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt)?;
-    Ok(argon2()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
+    Ok(argon2().hash_password(password.as_bytes(), &salt)?.to_string())
 }
 
 /// Verifies a password against a stored hash; `None` (unknown user) burns the same time.
@@ -54,9 +52,7 @@ pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
     let Ok(parsed) = PasswordHash::new(stored_or_dummy) else {
         return false;
     };
-    let ok = argon2()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
+    let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
     ok && stored.is_some()
 }
 
@@ -97,16 +93,11 @@ pub fn check_token(conn: &Connection, token: &str, now_ms: i64) -> Result<Actor,
         .prepare_cached(
             "SELECT user_id, secret_hash, expires_ms, revoked_ms FROM sessions WHERE id = ?1",
         )?
-        .query_row([device.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
+        .query_row([device.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
     match session {
         Some((user, stored, expires, None)) if expires > now_ms && same_hash(&stored, &hash) => {
-            Ok(Actor {
-                user: UserId(user),
-                device,
-            })
+            Ok(Actor { user: UserId(user), device })
         }
         _ => Err(bad()),
     }

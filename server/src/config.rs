@@ -43,18 +43,9 @@ impl Config {
             max_upload_bytes: 100 * 1024 * 1024,
             outbound_queue: 4096,
             max_connections: 100_000,
-            send_rate: Rate {
-                per_second: 50.0,
-                burst: 200.0,
-            },
-            typing_rate: Rate {
-                per_second: 2.0,
-                burst: 5.0,
-            },
-            sign_in_rate: Rate {
-                per_second: 0.2,
-                burst: 5.0,
-            },
+            send_rate: Rate { per_second: 50.0, burst: 200.0 },
+            typing_rate: Rate { per_second: 2.0, burst: 5.0 },
+            sign_in_rate: Rate { per_second: 0.2, burst: 5.0 },
         }
     }
 }

@@ -82,6 +82,7 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
         malformed: 0,
         shared: shared.clone(),
     };
+    tracing::debug!(conn = conn.id, "Connection opened.");
     let end = loop {
         let next = tokio::select! {
             _ = kicked.cancelled() => break End::Error(conn.kick_reason()),
@@ -120,6 +121,11 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
     if let Some(peer) = conn.joined.take() {
         shared.switchboard.remove(peer.user, peer.conn);
     }
+    let reason = match &end {
+        End::Error(e) => e.code.as_str(),
+        End::Quiet => "closed",
+    };
+    tracing::debug!(conn = conn.id, reason, "Connection closed.");
     if let End::Error(error) = end {
         if let Ok(frame) = encode_frame(&ServerFrame::Closing { error }) {
             let _ = conn.queue.try_send(frame);
@@ -143,10 +149,7 @@ impl Conn {
         self.malformed += 1;
         let error = ErrorInfo::new(ErrorCode::Malformed, message);
         if self.malformed >= MAX_MALFORMED {
-            return Some(End::Error(ErrorInfo::new(
-                ErrorCode::Malformed,
-                "too many bad frames",
-            )));
+            return Some(End::Error(ErrorInfo::new(ErrorCode::Malformed, "too many bad frames")));
         }
         self.reply(id, Err(error));
         None
@@ -155,13 +158,7 @@ impl Conn {
     /// Queues a reply.
     fn reply(&self, id: u32, result: Result<Reply, ErrorInfo>) {
         if let Err(e) = &result {
-            self.shared
-                .metrics
-                .errors
-                .get_or_create(&CodeLabel {
-                    code: e.code.as_str(),
-                })
-                .inc();
+            self.shared.metrics.errors.get_or_create(&CodeLabel { code: e.code.as_str() }).inc();
         }
         let Ok(frame) = encode_frame(&ServerFrame::Reply { id, result }) else {
             return;
@@ -188,10 +185,7 @@ impl Conn {
                 return None;
             }
             Err(DecodeError::TooLarge { .. }) => {
-                return Some(End::Error(ErrorInfo::new(
-                    ErrorCode::TooLarge,
-                    "frame too large",
-                )))
+                return Some(End::Error(ErrorInfo::new(ErrorCode::TooLarge, "frame too large")))
             }
             Err(e) => {
                 let id = codec::peek_client_id(bytes).unwrap_or(0);
@@ -206,6 +200,13 @@ impl Conn {
             .latency
             .get_or_create(&KindLabel { kind })
             .observe(started.elapsed().as_secs_f64());
+        // Requests are logged by kind and outcome only: never tokens, passwords or bodies.
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(OpError::Client(e)) => e.code.as_str(),
+            Err(OpError::Internal(_)) => "internal",
+        };
+        tracing::debug!(conn = self.id, kind, outcome, elapsed = ?started.elapsed(), "Request.");
         match result {
             Ok(Some(reply)) => {
                 let close_after = matches!(kind, "sign_out");
@@ -230,27 +231,14 @@ impl Conn {
             return Err(OpError::new(ErrorCode::HelloRequired, "send hello first"));
         }
         let reply = match request {
-            Request::Hello {
-                min_version,
-                max_version,
-                ..
-            } => self.hello(min_version, max_version)?,
+            Request::Hello { min_version, max_version, .. } => {
+                self.hello(min_version, max_version)?
+            }
             Request::SignUp(c) => self.sign_up(c).await?,
             Request::SignIn(c) => self.sign_in(c).await?,
-            Request::Join {
-                token,
-                protocol_version,
-                rooms,
-                unconfirmed,
-            } => {
-                self.join(
-                    id,
-                    token,
-                    protocol_version,
-                    rooms.into_vec(),
-                    unconfirmed.into_vec(),
-                )
-                .await?;
+            Request::Join { token, protocol_version, rooms, unconfirmed } => {
+                self.join(id, token, protocol_version, rooms.into_vec(), unconfirmed.into_vec())
+                    .await?;
                 return Ok(None);
             }
             Request::SignOut {} => self.sign_out().await?,
@@ -267,23 +255,15 @@ impl Conn {
             | Request::Rename { .. }
             | Request::Send { .. }
             | Request::RecordCall { .. }) => self.room_mutation(r).await?,
-            Request::Receipt {
-                room,
-                delivered,
-                read,
-            } => self.receipt(room, delivered, read).await?,
+            Request::Receipt { room, delivered, read } => {
+                self.receipt(room, delivered, read).await?
+            }
             // Ephemeral signals expect no reply: only a failure is answered.
             Request::Typing { room, active } => {
                 self.typing(room, active).await?;
                 return Ok(None);
             }
-            Request::Signal {
-                room,
-                to_user,
-                to_device,
-                call,
-                signal,
-            } => {
+            Request::Signal { room, to_user, to_device, call, signal } => {
                 self.signal(room, to_user, to_device, call, signal).await?;
                 return Ok(None);
             }
@@ -331,10 +311,7 @@ async fn write_loop(
             break;
         }
     }
-    let close = CloseFrame {
-        code: axum::extract::ws::close_code::NORMAL,
-        reason: "".into(),
-    };
+    let close = CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Close(Some(close)))).await;
 }
 

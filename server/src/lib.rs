@@ -133,9 +133,7 @@ impl Server {
                 tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
             }
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await?;
+        axum::serve(listener, app).with_graceful_shutdown(signal).await?;
         shared.connections.close();
         shared.connections.wait().await;
         let store = shared.store.clone();
@@ -151,10 +149,7 @@ async fn websocket(
     State(shared): State<Arc<Shared>>,
 ) -> axum::response::Response {
     let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
-        return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "too many connections\n",
-        )
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many connections\n")
             .into_response();
     };
     let tracker = shared.connections.clone();
@@ -171,11 +166,5 @@ async fn websocket(
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        shared.metrics.render(),
-    )
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render())
 }

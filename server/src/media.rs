@@ -42,11 +42,7 @@ pub(crate) fn may_read(conn: &Connection, user: UserId, media: MediaId) -> Resul
 
 /// An HTTP error with a JSON body `{code, message}`.
 fn http_error(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "code": code.as_str(), "message": message })),
-    )
-        .into_response()
+    (status, Json(serde_json::json!({ "code": code.as_str(), "message": message }))).into_response()
 }
 
 fn op_error_response(e: OpError) -> Response {
@@ -68,10 +64,7 @@ async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Actor, OpE
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned)
         .ok_or_else(|| OpError::new(ErrorCode::Unauthenticated, "missing bearer token"))?;
-    shared
-        .store
-        .read(move |conn| auth::check_token(conn, &token, unix_ms()))
-        .await
+    shared.store.read(move |conn| auth::check_token(conn, &token, unix_ms())).await
 }
 
 /// `POST /v1/media`.
@@ -81,11 +74,10 @@ pub(crate) async fn upload(
     body: Body,
 ) -> Response {
     match upload_inner(&shared, &headers, body).await {
-        Ok((media, size)) => (
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "media": media.0, "size": size })),
-        )
-            .into_response(),
+        Ok((media, size)) => {
+            (StatusCode::CREATED, Json(serde_json::json!({ "media": media.0, "size": size })))
+                .into_response()
+        }
         Err(e) => op_error_response(e),
     }
 }
@@ -97,12 +89,8 @@ async fn upload_inner(
 ) -> Result<(MediaId, u64), OpError> {
     let actor = authenticate(shared, headers).await?;
     let limit = shared.config.max_upload_bytes;
-    let too_large = || {
-        OpError::new(
-            ErrorCode::TooLarge,
-            format!("uploads are at most {limit} bytes"),
-        )
-    };
+    let too_large =
+        || OpError::new(ErrorCode::TooLarge, format!("uploads are at most {limit} bytes"));
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -116,9 +104,7 @@ async fn upload_inner(
     let file_name = hex::encode(name);
     let tmp = dir.join(format!("{file_name}.part"));
     let result = async {
-        let mut file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(OpError::internal)?;
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(OpError::internal)?;
         let mut size = 0u64;
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
@@ -130,9 +116,7 @@ async fn upload_inner(
             file.write_all(&chunk).await.map_err(OpError::internal)?;
         }
         file.sync_all().await.map_err(OpError::internal)?;
-        tokio::fs::rename(&tmp, dir.join(&file_name))
-            .await
-            .map_err(OpError::internal)?;
+        tokio::fs::rename(&tmp, dir.join(&file_name)).await.map_err(OpError::internal)?;
         Ok(size)
     }
     .await;

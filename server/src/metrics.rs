@@ -56,26 +56,10 @@ impl Default for Metrics {
             ])
         });
         let slow_disconnects = Counter::default();
-        registry.register(
-            "connections",
-            "Open websocket connections",
-            connections.clone(),
-        );
-        registry.register(
-            "frames_received",
-            "Frames received from clients",
-            frames_in.clone(),
-        );
-        registry.register(
-            "frames_sent",
-            "Frames queued to clients",
-            frames_out.clone(),
-        );
-        registry.register(
-            "deliveries",
-            "Pushes queued to connections",
-            deliveries.clone(),
-        );
+        registry.register("connections", "Open websocket connections", connections.clone());
+        registry.register("frames_received", "Frames received from clients", frames_in.clone());
+        registry.register("frames_sent", "Frames queued to clients", frames_out.clone());
+        registry.register("deliveries", "Pushes queued to connections", deliveries.clone());
         registry.register("errors", "Error replies by code", errors.clone());
         registry.register(
             "request_duration_seconds",

@@ -42,12 +42,7 @@ struct Change {
 
 impl Change {
     fn new(room: RoomId, content: EventContent) -> Self {
-        Self {
-            room,
-            content,
-            also_notify: Vec::new(),
-            attachments: Vec::new(),
-        }
+        Self { room, content, also_notify: Vec::new(), attachments: Vec::new() }
     }
 }
 
@@ -56,10 +51,7 @@ impl Conn {
     pub(crate) fn actor(&self) -> Result<Actor, OpError> {
         self.joined
             .as_ref()
-            .map(|p| Actor {
-                user: p.user,
-                device: p.device,
-            })
+            .map(|p| Actor { user: p.user, device: p.device })
             .ok_or_else(|| OpError::new(ErrorCode::Unauthenticated, "join with a session first"))
     }
 
@@ -92,16 +84,12 @@ impl Conn {
         let now = Instant::now();
         self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
         let mut by_name = self.shared.sign_ins.lock().map_err(OpError::internal)?;
-        by_name
-            .take(username.to_owned(), now)
-            .map_err(OpError::rate_limited)
+        by_name.take(username.to_owned(), now).map_err(OpError::rate_limited)
     }
 
     /// Creates an account and its first session.
     pub(crate) async fn sign_up(&mut self, c: Credentials) -> Result<Reply, OpError> {
-        self.auth_bucket
-            .take(Instant::now())
-            .map_err(OpError::rate_limited)?;
+        self.auth_bucket.take(Instant::now()).map_err(OpError::rate_limited)?;
         validate::username(&c.username).map_err(|e| OpError::invalid(e.to_string()))?;
         validate::password(&c.password.0).map_err(|e| OpError::invalid(e.to_string()))?;
         validate::name(&c.device_name).map_err(|e| OpError::invalid(e.to_string()))?;
@@ -119,19 +107,13 @@ impl Conn {
                     .prepare_cached("SELECT 1 FROM users WHERE username = ?1")?
                     .exists([c.username.as_str()])?;
                 if taken {
-                    return Err(OpError::new(
-                        ErrorCode::UsernameTaken,
-                        "that username is taken",
-                    ));
+                    return Err(OpError::new(ErrorCode::UsernameTaken, "that username is taken"));
                 }
                 tx.prepare_cached(
                     "INSERT INTO users (username, password_hash, created_ms) VALUES (?1, ?2, ?3)",
                 )?
                 .execute(params![c.username.as_str(), hash, now])?;
-                let user = UserRef {
-                    id: UserId(tx.last_insert_rowid()),
-                    username: c.username,
-                };
+                let user = UserRef { id: UserId(tx.last_insert_rowid()), username: c.username };
                 new_session(tx, user, &c.device_name, ttl)
             })
             .await
@@ -161,20 +143,11 @@ impl Conn {
         .await
         .map_err(OpError::internal)?;
         let (Some((id, _)), true) = (found, ok) else {
-            return Err(OpError::new(
-                ErrorCode::BadCredentials,
-                "wrong username or password",
-            ));
+            return Err(OpError::new(ErrorCode::BadCredentials, "wrong username or password"));
         };
         let ttl = self.shared.config.session_ttl;
-        let user = UserRef {
-            id: UserId(id),
-            username: c.username,
-        };
-        self.shared
-            .store
-            .write(move |tx| new_session(tx, user, &c.device_name, ttl))
-            .await
+        let user = UserRef { id: UserId(id), username: c.username };
+        self.shared.store.write(move |tx| new_session(tx, user, &c.device_name, ttl)).await
     }
 
     /// Binds the connection to a session. The Joined reply is queued and the connection
@@ -191,9 +164,7 @@ impl Conn {
             return Err(OpError::invalid("this connection has already joined"));
         }
         if Some(protocol_version) != self.version {
-            return Err(OpError::invalid(
-                "join with the protocol version agreed in hello",
-            ));
+            return Err(OpError::invalid("join with the protocol version agreed in hello"));
         }
         let ttl_ms = self.shared.config.session_ttl.as_millis() as i64;
         let shared = self.shared.clone();
@@ -236,10 +207,7 @@ impl Conn {
                     left: bounded(left)?,
                     confirmed: bounded(confirmed)?,
                 };
-                let frame = encode_frame(&ServerFrame::Reply {
-                    id,
-                    result: Ok(reply),
-                })?;
+                let frame = encode_frame(&ServerFrame::Reply { id, result: Ok(reply) })?;
                 let peer = Arc::new(Peer::new(conn_id, user, device, queue, kicked));
                 let registered = peer.clone();
                 tx.after_commit(move || {
@@ -302,19 +270,8 @@ impl Conn {
                      ORDER BY id LIMIT ?3",
                 )?;
                 let rows = st.query_map(
-                    params![
-                        actor.user.0,
-                        unix_ms(),
-                        tidings_proto::limits::MAX_DEVICES as i64
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                        ))
-                    },
+                    params![actor.user.0, unix_ms(), tidings_proto::limits::MAX_DEVICES as i64],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?)),
                 )?;
                 let mut devices = Vec::new();
                 for row in rows {
@@ -327,9 +284,7 @@ impl Conn {
                         current: id == actor.device.0,
                     });
                 }
-                Ok(Reply::Devices {
-                    devices: bounded(devices)?,
-                })
+                Ok(Reply::Devices { devices: bounded(devices)? })
             })
             .await
     }
@@ -345,9 +300,7 @@ impl Conn {
                     .query_row([username.as_str()], |r| r.get(0))
                     .optional()?;
                 let id = id.ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such user"))?;
-                Ok(Reply::User {
-                    user: roomlog::user_ref(UserId(id), username)?,
-                })
+                Ok(Reply::User { user: roomlog::user_ref(UserId(id), username)? })
             })
             .await
     }
@@ -398,9 +351,7 @@ impl Conn {
                 recipients.extend(change.also_notify);
                 let frame = encode_frame(&ServerFrame::Event { event })?;
                 tx.after_commit(move || {
-                    shared
-                        .switchboard
-                        .deliver(&recipients, Some(conn_id), &frame, &shared.metrics);
+                    shared.switchboard.deliver(&recipients, Some(conn_id), &frame, &shared.metrics);
                 });
                 Ok(Reply::Logged { room, seq })
             })
@@ -409,24 +360,15 @@ impl Conn {
 
     /// Dispatches a room-log mutation to the change it makes.
     pub(crate) async fn room_mutation(&mut self, request: Request) -> Result<Reply, OpError> {
-        self.send_bucket
-            .take(Instant::now())
-            .map_err(OpError::rate_limited)?;
+        self.send_bucket.take(Instant::now()).map_err(OpError::rate_limited)?;
         let r = request.clone();
         match r {
-            Request::CreateRoom {
-                kind,
-                name,
-                members,
-                ..
-            } => {
+            Request::CreateRoom { kind, name, members, .. } => {
                 if let Some(name) = &name {
                     validate::name(name).map_err(|e| OpError::invalid(e.to_string()))?;
                 }
-                self.mutate(&request, move |tx, actor| {
-                    create_room(tx, actor, kind, name, &members)
-                })
-                .await
+                self.mutate(&request, move |tx, actor| create_room(tx, actor, kind, name, &members))
+                    .await
             }
             Request::Invite { room, user, .. } => {
                 self.mutate(&request, move |tx, actor| {
@@ -441,13 +383,7 @@ impl Conn {
                     let user_ref = roomlog::user(tx, user)?
                         .ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such user"))?;
                     roomlog::activate_member(tx, room, user)?;
-                    Ok(Change::new(
-                        room,
-                        EventContent::Joined {
-                            user: user_ref,
-                            by: actor.user,
-                        },
-                    ))
+                    Ok(Change::new(room, EventContent::Joined { user: user_ref, by: actor.user }))
                 })
                 .await
             }
@@ -468,21 +404,14 @@ impl Conn {
                         .prepare_cached("SELECT creator FROM rooms WHERE id = ?1")?
                         .query_row([room.0], |r| r.get(0))?;
                     if creator != actor.user.0 {
-                        return Err(OpError::forbidden(
-                            "only the room's creator removes members",
-                        ));
+                        return Err(OpError::forbidden("only the room's creator removes members"));
                     }
                     if user == actor.user || !roomlog::is_member(tx, room, user)? {
                         return Err(OpError::invalid("not a member that can be removed"));
                     }
                     roomlog::deactivate_member(tx, room, user)?;
-                    let mut change = Change::new(
-                        room,
-                        EventContent::Removed {
-                            user,
-                            by: actor.user,
-                        },
-                    );
+                    let mut change =
+                        Change::new(room, EventContent::Removed { user, by: actor.user });
                     change.also_notify.push(user);
                     Ok(change)
                 })
@@ -498,12 +427,7 @@ impl Conn {
                 })
                 .await
             }
-            Request::Send {
-                room,
-                body,
-                attachments,
-                ..
-            } => {
+            Request::Send { room, body, attachments, .. } => {
                 self.mutate(&request, move |tx, actor| {
                     member_only(tx, room, actor)?;
                     for media in attachments.iter() {
@@ -525,10 +449,7 @@ impl Conn {
                 })
                 .await
             }
-            other => Err(OpError::internal(format!(
-                "{} is not a room mutation",
-                other.kind()
-            ))),
+            other => Err(OpError::internal(format!("{} is not a room mutation", other.kind()))),
         }
     }
 
@@ -572,9 +493,7 @@ impl Conn {
     /// Relays "typing" to the room's other members.
     pub(crate) async fn typing(&mut self, room: RoomId, active: bool) -> Result<(), OpError> {
         let actor = self.actor()?;
-        self.typing_bucket
-            .take(Instant::now())
-            .map_err(OpError::rate_limited)?;
+        self.typing_bucket.take(Instant::now()).map_err(OpError::rate_limited)?;
         let members = self
             .shared
             .store
@@ -584,14 +503,8 @@ impl Conn {
             })
             .await?;
         let others: Vec<UserId> = members.into_iter().filter(|u| *u != actor.user).collect();
-        let frame = encode_frame(&ServerFrame::Typing {
-            room,
-            user: actor.user,
-            active,
-        })?;
-        self.shared
-            .switchboard
-            .deliver(&others, None, &frame, &self.shared.metrics);
+        let frame = encode_frame(&ServerFrame::Typing { room, user: actor.user, active })?;
+        self.shared.switchboard.deliver(&others, None, &frame, &self.shared.metrics);
         Ok(())
     }
 
@@ -611,9 +524,7 @@ impl Conn {
             .read(move |conn| {
                 member_only(conn, room, actor)?;
                 if to_user == actor.user || !roomlog::is_member(conn, room, to_user)? {
-                    return Err(OpError::forbidden(
-                        "the callee is not another member of the room",
-                    ));
+                    return Err(OpError::forbidden("the callee is not another member of the room"));
                 }
                 Ok(())
             })
@@ -633,9 +544,7 @@ impl Conn {
                     from_user: to_user,
                     from_device: DeviceId(0),
                     call,
-                    signal: CallSignal::Refuse {
-                        reason: RefuseReason::Unavailable,
-                    },
+                    signal: CallSignal::Refuse { reason: RefuseReason::Unavailable },
                 })?;
                 if let Some(me) = &self.joined {
                     me.push(refuse, metrics);
@@ -708,9 +617,7 @@ fn group_member_only(
     if kind == "group" {
         Ok(())
     } else {
-        Err(OpError::invalid(
-            "direct rooms have fixed members and no name",
-        ))
+        Err(OpError::invalid("direct rooms have fixed members and no name"))
     }
 }
 
@@ -728,9 +635,7 @@ fn create_room(
         }
     }
     if kind == RoomKind::Direct && ids.len() != 2 {
-        return Err(OpError::invalid(
-            "a direct room has exactly one other member",
-        ));
+        return Err(OpError::invalid("a direct room has exactly one other member"));
     }
     let mut refs = Vec::with_capacity(ids.len());
     for id in &ids {
@@ -746,24 +651,12 @@ fn create_room(
     tx.prepare_cached(
         "INSERT INTO rooms (kind, name, creator, last_seq, created_ms) VALUES (?1, ?2, ?3, 0, ?4)",
     )?
-    .execute(params![
-        kind_str,
-        name.as_ref().map(|n| n.as_str()),
-        actor.user.0,
-        unix_ms()
-    ])?;
+    .execute(params![kind_str, name.as_ref().map(|n| n.as_str()), actor.user.0, unix_ms()])?;
     let room = RoomId(tx.last_insert_rowid());
     for id in &ids {
         roomlog::activate_member(tx, room, *id)?;
     }
-    Ok(Change::new(
-        room,
-        EventContent::Created {
-            kind,
-            name,
-            members: bounded(refs)?,
-        },
-    ))
+    Ok(Change::new(room, EventContent::Created { kind, name, members: bounded(refs)? }))
 }
 
 fn new_session(
@@ -788,16 +681,10 @@ fn new_session(
     let device = DeviceId(tx.last_insert_rowid());
     let token = tidings_proto::bounded::Text::new(auth::token(device, &secret.secret))
         .map_err(OpError::internal)?;
-    Ok(Reply::Session {
-        user,
-        device,
-        token: Token(token),
-    })
+    Ok(Reply::Session { user, device, token: Token(token) })
 }
 
 /// Encodes a frame once for every connection it goes to.
 pub(crate) fn encode_frame(frame: &ServerFrame) -> Result<Bytes, OpError> {
-    codec::encode_server(frame)
-        .map(Bytes::from)
-        .map_err(OpError::internal)
+    codec::encode_server(frame).map(Bytes::from).map_err(OpError::internal)
 }

@@ -29,11 +29,7 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: Rate, now: Instant) -> Self {
-        Self {
-            rate,
-            tokens: rate.burst,
-            updated: now,
-        }
+        Self { rate, tokens: rate.burst, updated: now }
     }
 
     /// Takes one token, or says how long until one is available.
@@ -63,11 +59,7 @@ pub struct KeyedBuckets<K> {
 impl<K: Hash + Eq> KeyedBuckets<K> {
     /// Empty buckets with `rate` each.
     pub fn new(rate: Rate, max_keys: usize) -> Self {
-        Self {
-            rate,
-            max_keys,
-            buckets: HashMap::new(),
-        }
+        Self { rate, max_keys, buckets: HashMap::new() }
     }
 
     /// Takes one token from `key`'s bucket.
@@ -84,10 +76,7 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
             }
         }
         let rate = self.rate;
-        self.buckets
-            .entry(key)
-            .or_insert_with(|| TokenBucket::new(rate, now))
-            .take(now)
+        self.buckets.entry(key).or_insert_with(|| TokenBucket::new(rate, now)).take(now)
     }
 }
 
@@ -95,10 +84,7 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
 mod tests {
     use super::*;
 
-    const RATE: Rate = Rate {
-        per_second: 2.0,
-        burst: 3.0,
-    };
+    const RATE: Rate = Rate { per_second: 2.0, burst: 3.0 };
 
     #[test]
     fn a_burst_is_allowed_then_the_sustained_rate() {

@@ -72,12 +72,7 @@ pub fn member_states(conn: &Connection, room: RoomId) -> Result<Vec<Member>, OpE
          WHERE m.room_id = ?1 AND m.active = 1 ORDER BY m.user_id",
     )?;
     let rows = st.query_map([room.0], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -152,13 +147,7 @@ pub fn record_request(
         "INSERT INTO requests (device_id, request_id, fingerprint, room_id, seq)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![
-        device.0,
-        &request.0[..],
-        fingerprint,
-        room.0,
-        seq as i64
-    ])?;
+    .execute(params![device.0, &request.0[..], fingerprint, room.0, seq as i64])?;
     Ok(())
 }
 
@@ -181,9 +170,8 @@ pub fn page(
     let mut st = conn.prepare_cached(
         "SELECT event FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let rows = st.query_map(params![room.0, after as i64, limit as i64], |r| {
-        r.get::<_, Vec<u8>>(0)
-    })?;
+    let rows =
+        st.query_map(params![room.0, after as i64, limit as i64], |r| r.get::<_, Vec<u8>>(0))?;
     let mut events = Vec::new();
     for row in rows {
         events.push(codec::decode::<RoomEvent>(&row?).map_err(OpError::internal)?);
@@ -226,9 +214,7 @@ pub fn rooms_of(conn: &Connection, user: UserId) -> Result<Vec<(RoomId, Seq)>, O
         "SELECT r.id, r.last_seq FROM members m JOIN rooms r ON r.id = m.room_id
          WHERE m.user_id = ?1 AND m.active = 1 ORDER BY r.id",
     )?;
-    let rows = st.query_map([user.0], |r| {
-        Ok((RoomId(r.get(0)?), r.get::<_, i64>(1)? as Seq))
-    })?;
+    let rows = st.query_map([user.0], |r| Ok((RoomId(r.get(0)?), r.get::<_, i64>(1)? as Seq)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -73,9 +73,7 @@ pub struct Tx<'a> {
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx")
-            .field("after", &self.after.len())
-            .finish()
+        f.debug_struct("Tx").field("after", &self.after.len()).finish()
     }
 }
 
@@ -146,10 +144,7 @@ impl Store {
                 let _ = tx.send(result);
             })
         });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| E::from(StoreError::Closed))?;
+        self.jobs.send(job).await.map_err(|_| E::from(StoreError::Closed))?;
         rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
@@ -198,18 +193,10 @@ fn run_in_savepoint<T, E: From<StoreError>>(
     after_all: &mut Vec<AfterCommit>,
     f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
-    conn.execute_batch("SAVEPOINT job")
-        .map_err(|e| E::from(e.into()))?;
-    let mut tx = Tx {
-        conn,
-        after: Vec::new(),
-    };
+    conn.execute_batch("SAVEPOINT job").map_err(|e| E::from(e.into()))?;
+    let mut tx = Tx { conn, after: Vec::new() };
     let result = f(&mut tx);
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
+    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
     conn.execute_batch(end).map_err(|e| E::from(e.into()))?;
     if result.is_ok() {
         after_all.append(&mut tx.after);
@@ -240,13 +227,7 @@ fn run_writer(conn: Connection, mut rx: mpsc::Receiver<Job>) {
         let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
         let ends: Vec<JobEnd> = batch
             .drain(..)
-            .map(|job| {
-                if began {
-                    job(&conn, &mut after)
-                } else {
-                    Box::new(|_| {}) as JobEnd
-                }
-            })
+            .map(|job| if began { job(&conn, &mut after) } else { Box::new(|_| {}) as JobEnd })
             .collect();
         let committed = began && conn.execute_batch("COMMIT").is_ok();
         if !committed {
@@ -322,10 +303,7 @@ mod tests {
     fn a_database_from_a_newer_server_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let err = Store::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
     }

@@ -50,14 +50,7 @@ impl Peer {
         queue: mpsc::Sender<Bytes>,
         kicked: CancellationToken,
     ) -> Self {
-        Self {
-            conn,
-            user,
-            device,
-            queue,
-            kicked,
-            kick_reason: OnceLock::new(),
-        }
+        Self { conn, user, device, queue, kicked, kick_reason: OnceLock::new() }
     }
 
     /// Queues a frame; kicks the peer if its queue is full. Returns whether it was queued.
@@ -122,10 +115,7 @@ impl Switchboard {
 
     /// The connected peers of `user`.
     pub fn peers_of(&self, user: UserId) -> Vec<Arc<Peer>> {
-        self.peers
-            .read()
-            .map(|p| p.get(&user).cloned().unwrap_or_default())
-            .unwrap_or_default()
+        self.peers.read().map(|p| p.get(&user).cloned().unwrap_or_default()).unwrap_or_default()
     }
 
     /// Pushes `frame` to every connection of every user in `users`, except connection

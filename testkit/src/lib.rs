@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use tidings_proto::{
     bounded::{List, Text},
     codec, ClientFrame, Credentials, DeviceId, ErrorInfo, Password, Reply, Request, RequestId,
-    RoomCursor, ServerFrame, Token, UserRef,
+    RoomCursor, RoomEvent, RoomId, ServerFrame, Token, UserRef,
 };
 use tidings_server::{Config, Server};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
@@ -60,13 +60,7 @@ impl TestServer {
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        Ok(Self {
-            addr,
-            data,
-            _dir: None,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        Ok(Self { addr, data, _dir: None, stop: Some(stop), task: Some(task) })
     }
 
     /// `ws://…/v1/ws`.
@@ -136,12 +130,7 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
             .await
             .with_context(|| format!("Cannot connect to {url}"))?;
-        Ok(Self {
-            ws,
-            next_id: 1,
-            pushes: VecDeque::new(),
-            session: None,
-        })
+        Ok(Self { ws, next_id: 1, pushes: VecDeque::new(), session: None })
     }
 
     /// Opens a websocket and says hello with this build's protocol version.
@@ -155,56 +144,44 @@ impl Client {
     pub async fn hello(&mut self) -> anyhow::Result<Reply> {
         let v = tidings_proto::PROTOCOL_VERSION;
         Ok(self
-            .request(Request::Hello {
-                min_version: v,
-                max_version: v,
-                client: text("testkit"),
-            })
+            .request(Request::Hello { min_version: v, max_version: v, client: text("testkit") })
             .await??)
     }
 
     /// Signs up `username` (password "password-<username>") and joins, on a new connection.
     pub async fn sign_up(url: &str, username: &str) -> anyhow::Result<Self> {
+        Self::open_session(url, Request::SignUp(credentials(username))).await
+    }
+
+    /// Signs in to an existing account with a new device, on a new connection, and joins.
+    pub async fn sign_in(url: &str, username: &str) -> anyhow::Result<Self> {
+        Self::open_session(url, Request::SignIn(credentials(username))).await
+    }
+
+    /// Sends SignUp or SignIn on a new connection and joins with the new session.
+    async fn open_session(url: &str, request: Request) -> anyhow::Result<Self> {
         let mut c = Self::connect_hello(url).await?;
-        let reply = c.request(Request::SignUp(credentials(username))).await??;
-        let Reply::Session {
-            user,
-            device,
-            token,
-        } = reply
-        else {
-            bail!("unexpected {reply:?}")
-        };
-        let session = Session {
-            user,
-            device,
-            token,
-        };
+        let reply = c.request(request).await??;
+        let Reply::Session { user, device, token } = reply else { bail!("unexpected {reply:?}") };
+        let session = Session { user, device, token };
         c.join(&session, &[], &[]).await??;
         c.session = Some(session);
         Ok(c)
     }
 
-    /// Signs in to an existing account with a new device, on a new connection, and joins.
-    pub async fn sign_in(url: &str, username: &str) -> anyhow::Result<Self> {
-        let mut c = Self::connect_hello(url).await?;
-        let reply = c.request(Request::SignIn(credentials(username))).await??;
-        let Reply::Session {
-            user,
-            device,
-            token,
-        } = reply
-        else {
-            bail!("unexpected {reply:?}")
-        };
-        let session = Session {
-            user,
-            device,
-            token,
-        };
-        c.join(&session, &[], &[]).await??;
-        c.session = Some(session);
-        Ok(c)
+    /// The whole log of `room`, fetched page by page.
+    pub async fn room_log(&mut self, room: RoomId) -> anyhow::Result<Vec<RoomEvent>> {
+        let mut log: Vec<RoomEvent> = Vec::new();
+        loop {
+            let after = log.last().map_or(0, |e| e.seq);
+            let page = self.request(Request::CatchUp { room, after, limit: 500 }).await??;
+            let Reply::Page { events, last_seq, .. } = page else { bail!("unexpected {page:?}") };
+            let got_any = !events.is_empty();
+            log.extend(events.into_vec());
+            if !got_any || log.last().is_some_and(|e| e.seq >= last_seq) {
+                return Ok(log);
+            }
+        }
     }
 
     /// Opens a new connection for an existing session and joins with the given cursors.
@@ -240,9 +217,7 @@ impl Client {
 
     /// The session (panics if not joined: test helper).
     pub fn me(&self) -> &Session {
-        self.session
-            .as_ref()
-            .unwrap_or_else(|| panic!("client has not joined"))
+        self.session.as_ref().unwrap_or_else(|| panic!("client has not joined"))
     }
 
     /// Sends a request and waits for its reply; pushes that arrive meanwhile are kept.
@@ -259,8 +234,7 @@ impl Client {
     pub async fn send(&mut self, request: Request) -> anyhow::Result<u32> {
         let id = self.next_id;
         self.next_id += 1;
-        self.send_raw(codec::encode_client(&ClientFrame { id, request })?)
-            .await?;
+        self.send_raw(codec::encode_client(&ClientFrame { id, request })?).await?;
         Ok(id)
     }
 
@@ -269,17 +243,10 @@ impl Client {
     /// no answer before the pong means the request was accepted.
     pub async fn unanswered(&mut self, request: Request) -> anyhow::Result<Result<(), ErrorInfo>> {
         let id = self.send(request).await?;
-        let ping = self
-            .send(Request::Ping {
-                nonce: u64::from(id),
-            })
-            .await?;
+        let ping = self.send(Request::Ping { nonce: u64::from(id) }).await?;
         loop {
             match self.recv().await? {
-                ServerFrame::Reply {
-                    id: got,
-                    result: Err(e),
-                } if got == id => {
+                ServerFrame::Reply { id: got, result: Err(e) } if got == id => {
                     self.reply_to(ping).await??;
                     return Ok(Err(e));
                 }
@@ -350,9 +317,7 @@ impl Client {
 
     /// The next push, waiting up to [`WAIT`].
     pub async fn next_push(&mut self) -> anyhow::Result<ServerFrame> {
-        self.next_push_within(WAIT)
-            .await?
-            .ok_or_else(|| anyhow!("no push within {WAIT:?}"))
+        self.next_push_within(WAIT).await?.ok_or_else(|| anyhow!("no push within {WAIT:?}"))
     }
 
     /// Reads frames until the server closes the connection; returns the `Closing` error if

@@ -43,11 +43,7 @@ struct Options {
 }
 
 fn parse(args: &[&str]) -> anyhow::Result<Options> {
-    let mut o = Options {
-        rate: 3.2,
-        seconds: 10,
-        idle: 10_000,
-    };
+    let mut o = Options { rate: 3.2, seconds: 10, idle: 10_000 };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -83,17 +79,8 @@ impl ServerProcess {
             .context("Cannot start tidings serve")?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let http = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .context("no URL printed")?
-            .to_owned();
-        Ok(Self {
-            child,
-            url: http.replace("http://", "ws://") + "/v1/ws",
-            _data: data,
-        })
+        let http = line.trim().rsplit(' ').next().context("no URL printed")?.to_owned();
+        Ok(Self { child, url: http.replace("http://", "ws://") + "/v1/ws", _data: data })
     }
 
     fn rss_bytes(&self) -> anyhow::Result<u64> {
@@ -139,9 +126,7 @@ pub fn server(args: &[&str]) -> anyhow::Result<()> {
     super::step("build tidings (release)", build)?;
     rlimit::increase_nofile_limit(u64::MAX).context("Cannot raise the open-files limit")?;
     // One thread for the load generator leaves the other core to the server.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         delivery(&options).await?;
         if options.idle > 0 {
@@ -157,11 +142,7 @@ type Samples = Arc<Mutex<Vec<u32>>>;
 async fn delivery(o: &Options) -> anyhow::Result<()> {
     let server = ServerProcess::start()?;
     let clients: usize = ROOMS.iter().map(|(n, size)| n * size).sum();
-    let offered: f64 = ROOMS
-        .iter()
-        .map(|(n, s)| (n * s * (s - 1)) as f64)
-        .sum::<f64>()
-        * o.rate;
+    let offered: f64 = ROOMS.iter().map(|(n, s)| (n * s * (s - 1)) as f64).sum::<f64>() * o.rate;
     eprintln!(
         "\n==> delivery: {clients} clients in rooms {ROOMS:?} (count, members), {} msg/s each, \
          offered {offered:.0} deliveries/s",
@@ -221,11 +202,7 @@ async fn delivery(o: &Options) -> anyhow::Result<()> {
             tasks.push(tokio::spawn(ctx.run(ws)));
         }
     }
-    eprintln!(
-        "load running: {}s warm-up, {}s measured",
-        warmup.as_secs(),
-        o.seconds
-    );
+    eprintln!("load running: {}s warm-up, {}s measured", warmup.as_secs(), o.seconds);
     tokio::time::sleep(warmup).await;
     let counted_from = delivered.load(Ordering::Relaxed);
     tokio::time::sleep(measure).await;
@@ -317,10 +294,7 @@ impl Load {
             let EventContent::Message { body, .. } = event.content else {
                 continue;
             };
-            let Some(sent) = body
-                .as_bytes()
-                .get(..8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            let Some(sent) = body.as_bytes().get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok())
             else {
                 continue;
             };

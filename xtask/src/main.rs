@@ -45,9 +45,7 @@ fn cargo() -> Command {
 /// Runs a command, failing with its description if it fails.
 fn step(what: &str, mut command: Command) -> anyhow::Result<()> {
     eprintln!("\n==> {what}");
-    let status = command
-        .status()
-        .with_context(|| format!("Cannot start: {what}"))?;
+    let status = command.status().with_context(|| format!("Cannot start: {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }
@@ -76,14 +74,7 @@ fn test() -> anyhow::Result<()> {
     fmt.args(["fmt", "--all", "--check"]);
     step("format check", fmt)?;
     let mut clippy = cargo();
-    clippy.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]);
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     step("clippy", clippy)?;
     let mut tests = cargo();
     tests.args(["test", "--workspace", "--all-targets"]);

@@ -136,27 +136,17 @@ impl World {
         // Time passes for erin3's session: expire it in the server's database.
         let db = rusqlite::Connection::open(server.data_dir().join("tidings.sqlite")).unwrap();
         db.busy_timeout(Duration::from_secs(5)).unwrap();
-        db.execute(
-            "UPDATE sessions SET expires_ms = 1 WHERE id = ?1",
-            [erin3.me().device.0],
-        )
-        .unwrap();
+        db.execute("UPDATE sessions SET expires_ms = 1 WHERE id = ?1", [erin3.me().device.0])
+            .unwrap();
         let bob2 = Client::sign_in(&ws, &format!("bob{tag}")).await.unwrap();
         let frank = Client::sign_up(&ws, &format!("frank{tag}")).await.unwrap();
         let members = [bob.me().user.id, dave.me().user.id, erin.me().user.id];
         let room = group(&mut alice, &members).await;
-        let leave = Request::Leave {
-            request: request_id(),
-            room,
-        };
+        let leave = Request::Leave { request: request_id(), room };
         dave.request(leave).await.unwrap().unwrap();
-        let revoke = Request::RevokeDevice {
-            device: erin2.me().device,
-        };
+        let revoke = Request::RevokeDevice { device: erin2.me().device };
         erin.request(revoke).await.unwrap().unwrap();
-        let media = upload(&http, &alice.me().token, b"photo bytes".to_vec())
-            .await
-            .unwrap();
+        let media = upload(&http, &alice.me().token, b"photo bytes".to_vec()).await.unwrap();
         let send = Request::Send {
             request: request_id(),
             room,
@@ -206,50 +196,24 @@ fn request_for(op: &str, w: &World, caller: Caller) -> Request {
     let bob = w.bob.me().user.id;
     let alice = w.alice.me().user.id;
     match op {
-        "Hello" => Request::Hello {
-            min_version: 1,
-            max_version: 1,
-            client: text("authz"),
-        },
-        "SignUp" => Request::SignUp(credentials(&format!(
-            "n{}",
-            &request_id().to_string()[..16]
-        ))),
+        "Hello" => Request::Hello { min_version: 1, max_version: 1, client: text("authz") },
+        "SignUp" => Request::SignUp(credentials(&format!("n{}", &request_id().to_string()[..16]))),
         "SignIn" => Request::SignIn(credentials(&w.frank_name)),
         "Join" => unreachable!("Join is attempted on a fresh connection"),
         "SignOut" => Request::SignOut {},
         "ListDevices" => Request::ListDevices {},
-        "RevokeDevice" => Request::RevokeDevice {
-            device: w.bob_other_device,
-        },
-        "LookupUser" => Request::LookupUser {
-            username: w.alice.me().user.username.clone(),
-        },
+        "RevokeDevice" => Request::RevokeDevice { device: w.bob_other_device },
+        "LookupUser" => Request::LookupUser { username: w.alice.me().user.username.clone() },
         "CreateRoom" => Request::CreateRoom {
             request: request_id(),
             kind: RoomKind::Direct,
             name: None,
             members: List::new(vec![alice]).unwrap(),
         },
-        "Invite" => Request::Invite {
-            request: request_id(),
-            room,
-            user: w.frank,
-        },
-        "Leave" => Request::Leave {
-            request: request_id(),
-            room,
-        },
-        "RemoveMember" => Request::RemoveMember {
-            request: request_id(),
-            room,
-            user: bob,
-        },
-        "Rename" => Request::Rename {
-            request: request_id(),
-            room,
-            name: text("renamed"),
-        },
+        "Invite" => Request::Invite { request: request_id(), room, user: w.frank },
+        "Leave" => Request::Leave { request: request_id(), room },
+        "RemoveMember" => Request::RemoveMember { request: request_id(), room, user: bob },
+        "Rename" => Request::Rename { request: request_id(), room, name: text("renamed") },
         "Send" => send(room, "hello"),
         "RecordCall" => Request::RecordCall {
             request: request_id(),
@@ -262,11 +226,7 @@ fn request_for(op: &str, w: &World, caller: Caller) -> Request {
                 video: false,
             },
         },
-        "Receipt" => Request::Receipt {
-            room,
-            delivered: Some(1),
-            read: Some(1),
-        },
+        "Receipt" => Request::Receipt { room, delivered: Some(1), read: Some(1) },
         "Typing" => Request::Typing { room, active: true },
         "Signal" => Request::Signal {
             room,
@@ -275,11 +235,7 @@ fn request_for(op: &str, w: &World, caller: Caller) -> Request {
             call: 1,
             signal: CallSignal::Inquire { video: false },
         },
-        "CatchUp" => Request::CatchUp {
-            room,
-            after: 0,
-            limit: 10,
-        },
+        "CatchUp" => Request::CatchUp { room, after: 0, limit: 10 },
         "Ping" => Request::Ping { nonce: 1 },
         other => panic!("no request for {other}"),
     }
@@ -312,11 +268,7 @@ async fn attempt(op: &str, w: &mut World, caller: Caller) -> Outcome {
         "media_upload" => return http_outcome(upload(&http, &token, b"bytes".to_vec()).await),
         "media_download" => return http_outcome(download(&http, &token, media).await),
         "Join" => {
-            let session = Session {
-                user,
-                device: DeviceId(0),
-                token,
-            };
+            let session = Session { user, device: DeviceId(0), token };
             let cursors = [RoomCursor { room, last_seq: 0 }];
             let (_c, joined) = Client::resume(&ws, &session, &cursors, &[]).await.unwrap();
             return outcome(joined);
@@ -329,18 +281,10 @@ async fn attempt(op: &str, w: &mut World, caller: Caller) -> Outcome {
         Some(client) => client,
         None => {
             // A session that cannot join: try, then send the operation anyway.
-            let session = Session {
-                user,
-                device: DeviceId(0),
-                token,
-            };
+            let session = Session { user, device: DeviceId(0), token };
             let joined;
             (stray, joined) = Client::resume(&ws, &session, &[], &[]).await.unwrap();
-            assert_eq!(
-                outcome(joined),
-                Denied(ErrorCode::Unauthenticated),
-                "{caller:?} joined"
-            );
+            assert_eq!(outcome(joined), Denied(ErrorCode::Unauthenticated), "{caller:?} joined");
             &mut stray
         }
     };
@@ -354,10 +298,7 @@ async fn attempt(op: &str, w: &mut World, caller: Caller) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_operation_succeeds_for_a_caller_it_should_not() {
-    let generous = Rate {
-        per_second: 1000.0,
-        burst: 1000.0,
-    };
+    let generous = Rate { per_second: 1000.0, burst: 1000.0 };
     let server = TestServer::start_with(|c| {
         c.sign_in_rate = generous;
         c.send_rate = generous;
@@ -380,9 +321,7 @@ async fn no_operation_succeeds_for_a_caller_it_should_not() {
                 allowed += 1;
             }
             if got != want {
-                mismatches.push(format!(
-                    "{op} as {caller:?}: expected {want:?}, got {got:?}"
-                ));
+                mismatches.push(format!("{op} as {caller:?}: expected {want:?}, got {got:?}"));
             }
         }
     }

@@ -50,17 +50,9 @@ async fn malformed_frames_get_typed_errors_and_the_connection_survives_a_few() {
     enum Future {
         Teleport { to: u32 },
     }
-    c.send_raw(raw(77, Future::Teleport { to: 1 }))
-        .await
-        .unwrap();
+    c.send_raw(raw(77, Future::Teleport { to: 1 })).await.unwrap();
     let frame = c.recv().await.unwrap();
-    let ServerFrame::Reply {
-        id: 77,
-        result: Err(e),
-    } = frame
-    else {
-        panic!("{frame:?}")
-    };
+    let ServerFrame::Reply { id: 77, result: Err(e) } = frame else { panic!("{frame:?}") };
     assert_eq!(e.code, ErrorCode::UnknownRequest);
 
     // Invalid UTF-8 in a string: fixmap{"id":1,"request":{"LookupUser":{"username": <bad>}}}.
@@ -86,11 +78,7 @@ async fn malformed_frames_get_typed_errors_and_the_connection_survives_a_few() {
     );
 
     // The connection still works.
-    let pong = c
-        .request(Request::Ping { nonce: 9 })
-        .await
-        .unwrap()
-        .unwrap();
+    let pong = c.request(Request::Ping { nonce: 9 }).await.unwrap().unwrap();
     assert_eq!(pong, Reply::Pong { nonce: 9 });
 
     // …until it has sent too many bad frames.
@@ -123,15 +111,7 @@ async fn an_oversized_list_is_refused_while_decoding() {
         }
     }
     let members: Vec<i64> = (0..10_000).collect();
-    let frame = raw(
-        3,
-        Req::CreateRoom {
-            request: [7; 16],
-            kind: "group",
-            name: None,
-            members,
-        },
-    );
+    let frame = raw(3, Req::CreateRoom { request: [7; 16], kind: "group", name: None, members });
     let e = error_for(&mut alice, frame).await;
     assert_eq!(e.code, ErrorCode::Malformed);
     assert!(e.message.contains("256"), "says the limit: {e}");
@@ -149,11 +129,7 @@ async fn raw_websocket(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     while !response.ends_with(b"\r\n\r\n") {
         response.push(tcp.read_u8().await.unwrap());
     }
-    assert!(
-        response.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&response)
-    );
+    assert!(response.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&response));
     tcp
 }
 
@@ -172,16 +148,9 @@ async fn a_frame_declaring_4_gib_is_refused_before_it_is_read() {
     let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut received)).await;
     assert!(read.is_ok(), "the server closed the connection");
     let text = String::from_utf8_lossy(&received);
-    assert!(
-        text.contains("too_large"),
-        "a Closing frame says why: {text:?}"
-    );
+    assert!(text.contains("too_large"), "a Closing frame says why: {text:?}");
     // Others are unaffected.
-    let pong = bob
-        .request(Request::Ping { nonce: 1 })
-        .await
-        .unwrap()
-        .unwrap();
+    let pong = bob.request(Request::Ping { nonce: 1 }).await.unwrap().unwrap();
     assert_eq!(pong, Reply::Pong { nonce: 1 });
 }
 
@@ -195,11 +164,7 @@ async fn a_flood_of_sends_is_rate_limited_and_others_keep_working() {
     let own = group(&mut alice, &[]).await;
     let mut limited = 0;
     for i in 0..400 {
-        match flooder
-            .request(send(room, &format!("spam {i}")))
-            .await
-            .unwrap()
-        {
+        match flooder.request(send(room, &format!("spam {i}"))).await.unwrap() {
             Ok(_) => {}
             Err(e) => {
                 assert_eq!(e.code, ErrorCode::RateLimited);
@@ -214,19 +179,12 @@ async fn a_flood_of_sends_is_rate_limited_and_others_keep_working() {
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
 #[tokio::test]
 async fn a_reader_that_does_not_keep_up_is_disconnected_not_buffered() {
-    let server = TestServer::start_with(|c| c.outbound_queue = 16)
-        .await
-        .unwrap();
+    let server = TestServer::start_with(|c| c.outbound_queue = 16).await.unwrap();
     let url = server.ws_url();
     let mut alice = Client::sign_up(&url, "alice").await.unwrap();
     let mut slow = Client::sign_in(&url, "alice").await.unwrap();
@@ -247,17 +205,9 @@ async fn a_reader_that_does_not_keep_up_is_disconnected_not_buffered() {
     for id in 0..400u32 {
         let frame = tidings_proto::ClientFrame {
             id: 1000 + id,
-            request: Request::CatchUp {
-                room,
-                after: 0,
-                limit: 500,
-            },
+            request: Request::CatchUp { room, after: 0, limit: 500 },
         };
-        if slow
-            .send_raw(codec::encode_client(&frame).unwrap())
-            .await
-            .is_err()
-        {
+        if slow.send_raw(codec::encode_client(&frame).unwrap()).await.is_err() {
             break;
         }
     }
@@ -274,18 +224,11 @@ async fn a_reader_that_does_not_keep_up_is_disconnected_not_buffered() {
     }
     assert!(closed, "the slow reader was not disconnected");
     assert_eq!(
-        alice
-            .request(Request::Ping { nonce: 3 })
-            .await
-            .unwrap()
-            .unwrap(),
+        alice.request(Request::Ping { nonce: 3 }).await.unwrap().unwrap(),
         Reply::Pong { nonce: 3 }
     );
     let metrics = reqwest_free_get(server.addr, "/metrics").await;
-    assert!(
-        metrics.contains("tidings_slow_disconnects_total 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("tidings_slow_disconnects_total 1"), "{metrics}");
 }
 
 /// A minimal HTTP GET over a TCP stream (keeps this module free of an HTTP client).
@@ -303,10 +246,7 @@ async fn health_and_metrics_endpoints_answer() {
     let server = TestServer::start().await.unwrap();
     let _alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
     let health = reqwest_free_get(server.addr, "/healthz").await;
-    assert!(
-        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
-        "{health}"
-    );
+    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
     let metrics = reqwest_free_get(server.addr, "/metrics").await;
     for name in [
         "tidings_connections 1",

@@ -21,13 +21,7 @@ async fn a_message_reaches_every_device_of_every_other_member_in_order() {
     for b in [&mut bob, &mut bob2] {
         let created = next_event(b).await;
         assert_eq!((created.room, created.seq), (room, 1));
-        assert!(matches!(
-            created.content,
-            EventContent::Created {
-                kind: RoomKind::Group,
-                ..
-            }
-        ));
+        assert!(matches!(created.content, EventContent::Created { kind: RoomKind::Group, .. }));
     }
     for i in 0..5 {
         assert_eq!(post(&mut alice, room, &format!("hello {i}")).await, 2 + i);
@@ -41,11 +35,7 @@ async fn a_message_reaches_every_device_of_every_other_member_in_order() {
         }
     }
     // The sending connection does not get its own event back: it has the reply.
-    assert!(alice
-        .next_push_within(Duration::from_millis(200))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(alice.next_push_within(Duration::from_millis(200)).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -63,21 +53,12 @@ async fn a_resent_request_id_gets_the_same_seq_and_no_second_event() {
     assert_eq!(again, first);
     // A resend on a new connection of the same device (after a reconnect) too.
     let (mut alice_again, _) = Client::resume(&url, alice.me(), &[], &[]).await.unwrap();
-    assert_eq!(
-        alice_again.request(request.clone()).await.unwrap().unwrap(),
-        first
-    );
+    assert_eq!(alice_again.request(request.clone()).await.unwrap().unwrap(), first);
     // Bob saw it once.
     assert_eq!(next_event(&mut bob).await.seq, 2);
-    assert!(bob
-        .next_push_within(Duration::from_millis(300))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(bob.next_push_within(Duration::from_millis(300)).await.unwrap().is_none());
     // The same id with different content is refused.
-    let Request::Send { request: id, .. } = request else {
-        unreachable!()
-    };
+    let Request::Send { request: id, .. } = request else { unreachable!() };
     let reused = Request::Send {
         request: id,
         room,
@@ -87,20 +68,8 @@ async fn a_resent_request_id_gets_the_same_seq_and_no_second_event() {
     let err = alice.request(reused).await.unwrap().unwrap_err();
     assert_eq!(err.code, ErrorCode::RequestIdReused);
     // The log has exactly two events.
-    let page = alice
-        .request(Request::CatchUp {
-            room,
-            after: 0,
-            limit: 100,
-        })
-        .await
-        .unwrap();
-    let Ok(Reply::Page {
-        events, last_seq, ..
-    }) = page
-    else {
-        panic!("{page:?}")
-    };
+    let page = alice.request(Request::CatchUp { room, after: 0, limit: 100 }).await.unwrap();
+    let Ok(Reply::Page { events, last_seq, .. }) = page else { panic!("{page:?}") };
     assert_eq!((events.len(), last_seq), (2, 2));
 }
 
@@ -111,25 +80,14 @@ async fn join_confirms_unconfirmed_request_ids_the_server_committed() {
     let mut alice = Client::sign_up(&url, "alice").await.unwrap();
     let room = group(&mut alice, &[]).await;
     let sent = send(room, "committed");
-    let Request::Send {
-        request: committed, ..
-    } = sent.clone()
-    else {
-        unreachable!()
-    };
+    let Request::Send { request: committed, .. } = sent.clone() else { unreachable!() };
     alice.request(sent).await.unwrap().unwrap();
     let never_sent = request_id();
-    let (_c, joined) = Client::resume(&url, alice.me(), &[], &[committed, never_sent])
-        .await
-        .unwrap();
-    let Ok(Reply::Joined { confirmed, .. }) = joined else {
-        panic!("{joined:?}")
-    };
+    let (_c, joined) =
+        Client::resume(&url, alice.me(), &[], &[committed, never_sent]).await.unwrap();
+    let Ok(Reply::Joined { confirmed, .. }) = joined else { panic!("{joined:?}") };
     assert_eq!(confirmed.len(), 1);
-    assert_eq!(
-        (confirmed[0].request, confirmed[0].room, confirmed[0].seq),
-        (committed, room, 2)
-    );
+    assert_eq!((confirmed[0].request, confirmed[0].room, confirmed[0].seq), (committed, room, 2));
 }
 
 #[tokio::test]
@@ -146,44 +104,16 @@ async fn a_client_that_was_offline_catches_up_in_pages() {
         post(&mut alice, room, &format!("m{i}")).await;
     }
     // Bob knew `quiet` up to seq 1 and `room` not at all.
-    let cursors = [RoomCursor {
-        room: quiet,
-        last_seq: 1,
-    }];
-    let (mut bob, joined) = Client::resume(&url, &bob_session, &cursors, &[])
-        .await
-        .unwrap();
-    let Ok(Reply::Joined { rooms, left, .. }) = joined else {
-        panic!("{joined:?}")
-    };
-    assert_eq!(
-        rooms
-            .iter()
-            .map(|h| (h.room, h.last_seq))
-            .collect::<Vec<_>>(),
-        [(room, 31)]
-    );
+    let cursors = [RoomCursor { room: quiet, last_seq: 1 }];
+    let (mut bob, joined) = Client::resume(&url, &bob_session, &cursors, &[]).await.unwrap();
+    let Ok(Reply::Joined { rooms, left, .. }) = joined else { panic!("{joined:?}") };
+    assert_eq!(rooms.iter().map(|h| (h.room, h.last_seq)).collect::<Vec<_>>(), [(room, 31)]);
     assert!(left.is_empty());
     let mut seen = Vec::new();
     let mut after = 0;
     loop {
-        let page = bob
-            .request(Request::CatchUp {
-                room,
-                after,
-                limit: 7,
-            })
-            .await
-            .unwrap();
-        let Ok(Reply::Page {
-            events,
-            last_seq,
-            members,
-            ..
-        }) = page
-        else {
-            panic!("{page:?}")
-        };
+        let page = bob.request(Request::CatchUp { room, after, limit: 7 }).await.unwrap();
+        let Ok(Reply::Page { events, last_seq, members, .. }) = page else { panic!("{page:?}") };
         assert_eq!(members.len(), 2);
         seen.extend(events.iter().map(|e| e.seq));
         after = events.last().map_or(after, |e| e.seq);
@@ -191,11 +121,7 @@ async fn a_client_that_was_offline_catches_up_in_pages() {
             break;
         }
     }
-    assert_eq!(
-        seen,
-        (1..=31).collect::<Vec<_>>(),
-        "gap-free, in order, no duplicates"
-    );
+    assert_eq!(seen, (1..=31).collect::<Vec<_>>(), "gap-free, in order, no duplicates");
 }
 
 #[tokio::test]
@@ -226,18 +152,7 @@ async fn two_clients_posting_at_once_get_gap_free_distinct_seqs() {
     let mut all: Vec<u64> = sa.into_iter().chain(sb).collect();
     all.sort_unstable();
     assert_eq!(all, (2..2 + 2 * n).collect::<Vec<_>>());
-    let page = alice
-        .request(Request::CatchUp {
-            room,
-            after: 0,
-            limit: 500,
-        })
-        .await
-        .unwrap();
-    let Ok(Reply::Page { events, .. }) = page else {
-        panic!()
-    };
-    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let seqs: Vec<u64> = alice.room_log(room).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..2 + 2 * n).collect::<Vec<_>>());
 }
 
@@ -252,24 +167,13 @@ async fn membership_changes_are_in_the_log_and_reach_who_they_concern() {
     let room = group(&mut alice, &[bob_id]).await;
     next_event(&mut bob).await;
 
-    let invite = Request::Invite {
-        request: request_id(),
-        room,
-        user: carol_id,
-    };
-    assert_eq!(
-        alice.request(invite).await.unwrap().unwrap(),
-        Reply::Logged { room, seq: 2 }
-    );
+    let invite = Request::Invite { request: request_id(), room, user: carol_id };
+    assert_eq!(alice.request(invite).await.unwrap().unwrap(), Reply::Logged { room, seq: 2 });
     for c in [&mut bob, &mut carol] {
         let e = next_event(c).await;
         assert!(matches!(e.content, EventContent::Joined { ref user, .. } if user.id == carol_id));
     }
-    let rename = Request::Rename {
-        request: request_id(),
-        room,
-        name: text("climbing"),
-    };
+    let rename = Request::Rename { request: request_id(), room, name: text("climbing") };
     alice.request(rename).await.unwrap().unwrap();
     for c in [&mut bob, &mut carol] {
         let e = next_event(c).await;
@@ -277,11 +181,7 @@ async fn membership_changes_are_in_the_log_and_reach_who_they_concern() {
             matches!(e.content, EventContent::Renamed { ref name } if name.as_str() == "climbing")
         );
     }
-    let remove = Request::RemoveMember {
-        request: request_id(),
-        room,
-        user: carol_id,
-    };
+    let remove = Request::RemoveMember { request: request_id(), room, user: carol_id };
     alice.request(remove).await.unwrap().unwrap();
     for c in [&mut bob, &mut carol] {
         let e = next_event(c).await;
@@ -290,34 +190,18 @@ async fn membership_changes_are_in_the_log_and_reach_who_they_concern() {
     // Carol no longer receives the room's messages and cannot post.
     post(&mut alice, room, "after carol").await;
     assert_eq!(text_of(&next_event(&mut bob).await.content), "after carol");
-    assert!(carol
-        .next_push_within(Duration::from_millis(300))
-        .await
-        .unwrap()
-        .is_none());
-    let err = carol
-        .request(send(room, "let me in"))
-        .await
-        .unwrap()
-        .unwrap_err();
+    assert!(carol.next_push_within(Duration::from_millis(300)).await.unwrap().is_none());
+    let err = carol.request(send(room, "let me in")).await.unwrap().unwrap_err();
     assert_eq!(err.code, ErrorCode::Forbidden);
 
-    let leave = Request::Leave {
-        request: request_id(),
-        room,
-    };
-    assert_eq!(
-        bob.request(leave).await.unwrap().unwrap(),
-        Reply::Logged { room, seq: 6 }
-    );
+    let leave = Request::Leave { request: request_id(), room };
+    assert_eq!(bob.request(leave).await.unwrap().unwrap(), Reply::Logged { room, seq: 6 });
     let e = next_event(&mut alice).await;
     assert!(matches!(e.content, EventContent::Left { user } if user == bob_id));
     // A rejoining client learns it left.
     let cursors = [RoomCursor { room, last_seq: 6 }];
     let (_b, joined) = Client::resume(&url, bob.me(), &cursors, &[]).await.unwrap();
-    let Ok(Reply::Joined { left, .. }) = joined else {
-        panic!()
-    };
+    let Ok(Reply::Joined { left, .. }) = joined else { panic!() };
     assert_eq!(&left[..], &[room]);
 }
 
@@ -335,27 +219,14 @@ async fn direct_rooms_have_exactly_two_members_and_no_name() {
         members: List::new(members).unwrap(),
     };
     let three = direct(vec![bob.me().user.id, carol.me().user.id]);
-    assert_eq!(
-        alice.request(three).await.unwrap().unwrap_err().code,
-        ErrorCode::InvalidInput
-    );
-    let Reply::Logged { room, .. } = alice
-        .request(direct(vec![bob.me().user.id]))
-        .await
-        .unwrap()
-        .unwrap()
+    assert_eq!(alice.request(three).await.unwrap().unwrap_err().code, ErrorCode::InvalidInput);
+    let Reply::Logged { room, .. } =
+        alice.request(direct(vec![bob.me().user.id])).await.unwrap().unwrap()
     else {
         panic!()
     };
-    let rename = Request::Rename {
-        request: request_id(),
-        room,
-        name: text("x"),
-    };
-    assert_eq!(
-        alice.request(rename).await.unwrap().unwrap_err().code,
-        ErrorCode::InvalidInput
-    );
+    let rename = Request::Rename { request: request_id(), room, name: text("x") };
+    assert_eq!(alice.request(rename).await.unwrap().unwrap_err().code, ErrorCode::InvalidInput);
 }
 
 #[tokio::test]
@@ -370,46 +241,19 @@ async fn receipts_are_watermarks_that_only_move_forward() {
     for i in 0..3 {
         post(&mut alice, room, &format!("{i}")).await;
     }
-    let receipt = |delivered, read| Request::Receipt {
-        room,
-        delivered,
-        read,
-    };
-    bob.request(receipt(Some(4), Some(2)))
-        .await
-        .unwrap()
-        .unwrap();
+    let receipt = |delivered, read| Request::Receipt { room, delivered, read };
+    bob.request(receipt(Some(4), Some(2))).await.unwrap().unwrap();
     let push = loop {
         match alice.next_push().await.unwrap() {
             r @ ServerFrame::Receipt { .. } => break r,
             _ => continue,
         }
     };
-    assert_eq!(
-        push,
-        ServerFrame::Receipt {
-            room,
-            user: bob_id,
-            delivered: 4,
-            read: 2
-        }
-    );
+    assert_eq!(push, ServerFrame::Receipt { room, user: bob_id, delivered: 4, read: 2 });
     // Backwards and beyond the head: clamped, never back.
-    bob.request(receipt(Some(1), Some(99)))
-        .await
-        .unwrap()
-        .unwrap();
-    let page = alice
-        .request(Request::CatchUp {
-            room,
-            after: 4,
-            limit: 1,
-        })
-        .await
-        .unwrap();
-    let Ok(Reply::Page { members, .. }) = page else {
-        panic!()
-    };
+    bob.request(receipt(Some(1), Some(99))).await.unwrap().unwrap();
+    let page = alice.request(Request::CatchUp { room, after: 4, limit: 1 }).await.unwrap();
+    let Ok(Reply::Page { members, .. }) = page else { panic!() };
     let b = members.iter().find(|m| m.user.id == bob_id).unwrap();
     assert_eq!((b.delivered, b.read), (4, 4));
 }
@@ -422,25 +266,10 @@ async fn typing_is_relayed_to_the_other_members_only() {
     let mut bob = Client::sign_up(&url, "bob").await.unwrap();
     let room = group(&mut alice, &[bob.me().user.id]).await;
     next_event(&mut bob).await;
-    alice
-        .unanswered(Request::Typing { room, active: true })
-        .await
-        .unwrap()
-        .unwrap();
+    alice.unanswered(Request::Typing { room, active: true }).await.unwrap().unwrap();
     let push = bob.next_push().await.unwrap();
-    assert_eq!(
-        push,
-        ServerFrame::Typing {
-            room,
-            user: alice.me().user.id,
-            active: true
-        }
-    );
-    assert!(alice
-        .next_push_within(Duration::from_millis(200))
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(push, ServerFrame::Typing { room, user: alice.me().user.id, active: true });
+    assert!(alice.next_push_within(Duration::from_millis(200)).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -451,11 +280,7 @@ async fn typing_floods_are_rate_limited() {
     let room = group(&mut alice, &[]).await;
     let mut limited = None;
     for _ in 0..20 {
-        if let Err(e) = alice
-            .unanswered(Request::Typing { room, active: true })
-            .await
-            .unwrap()
-        {
+        if let Err(e) = alice.unanswered(Request::Typing { room, active: true }).await.unwrap() {
             limited = Some(e);
             break;
         }
@@ -474,18 +299,9 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
     let bob_id = bob.me().user.id;
     let room = group(&mut alice, &[bob_id]).await;
     next_event(&mut bob).await;
-    let signal = |to_user, signal| Request::Signal {
-        room,
-        to_user,
-        to_device: None,
-        call: 7,
-        signal,
-    };
-    alice
-        .unanswered(signal(bob_id, CallSignal::Inquire { video: false }))
-        .await
-        .unwrap()
-        .unwrap();
+    let signal =
+        |to_user, signal| Request::Signal { room, to_user, to_device: None, call: 7, signal };
+    alice.unanswered(signal(bob_id, CallSignal::Inquire { video: false })).await.unwrap().unwrap();
     let push = bob.next_push().await.unwrap();
     let ServerFrame::Signal {
         from_user,
@@ -497,10 +313,7 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
     else {
         panic!("{push:?}")
     };
-    assert_eq!(
-        (from_user, from_device),
-        (alice.me().user.id, alice.me().device)
-    );
+    assert_eq!((from_user, from_device), (alice.me().user.id, alice.me().device));
     let grant = Request::Signal {
         room,
         to_user: from_user,
@@ -511,29 +324,19 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
     bob.unanswered(grant).await.unwrap().unwrap();
     assert!(matches!(
         alice.next_push().await.unwrap(),
-        ServerFrame::Signal {
-            call: 7,
-            signal: CallSignal::Grant {},
-            ..
-        }
+        ServerFrame::Signal { call: 7, signal: CallSignal::Grant {}, .. }
     ));
     // Bob goes offline: an Inquire is refused as unavailable by the server, at once.
     drop(bob);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    alice
-        .unanswered(signal(bob_id, CallSignal::Inquire { video: false }))
-        .await
-        .unwrap()
-        .unwrap();
+    alice.unanswered(signal(bob_id, CallSignal::Inquire { video: false })).await.unwrap().unwrap();
     let push = alice.next_push().await.unwrap();
     assert!(
         matches!(
             push,
             ServerFrame::Signal {
                 call: 7,
-                signal: CallSignal::Refuse {
-                    reason: RefuseReason::Unavailable
-                },
+                signal: CallSignal::Refuse { reason: RefuseReason::Unavailable },
                 ..
             }
         ),
@@ -548,28 +351,13 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
         video: false,
     };
     let reply = alice
-        .request(Request::RecordCall {
-            request: request_id(),
-            room,
-            record: record.clone(),
-        })
+        .request(Request::RecordCall { request: request_id(), room, record: record.clone() })
         .await
         .unwrap()
         .unwrap();
-    let Reply::Logged { seq, .. } = reply else {
-        panic!()
-    };
-    let page = alice
-        .request(Request::CatchUp {
-            room,
-            after: seq - 1,
-            limit: 1,
-        })
-        .await
-        .unwrap();
-    let Ok(Reply::Page { events, .. }) = page else {
-        panic!()
-    };
+    let Reply::Logged { seq, .. } = reply else { panic!() };
+    let page = alice.request(Request::CatchUp { room, after: seq - 1, limit: 1 }).await.unwrap();
+    let Ok(Reply::Page { events, .. }) = page else { panic!() };
     assert_eq!(events[0].content, EventContent::Call(record));
 }
 
@@ -581,86 +369,50 @@ async fn accounts_devices_and_sign_out() {
     let mut alice2 = Client::sign_in(&url, "alice").await.unwrap();
     // Username taken, bad password, bad username.
     let mut anon = Client::connect_hello(&url).await.unwrap();
-    let taken = anon
-        .request(Request::SignUp(tidings_testkit::credentials("alice")))
-        .await
-        .unwrap();
+    let taken = anon.request(Request::SignUp(tidings_testkit::credentials("alice"))).await.unwrap();
     assert_eq!(taken.unwrap_err().code, ErrorCode::UsernameTaken);
     let mut wrong = tidings_testkit::credentials("alice");
     wrong.password = tidings_proto::Password(text("not her password"));
     let bad = anon.request(Request::SignIn(wrong)).await.unwrap();
     assert_eq!(bad.unwrap_err().code, ErrorCode::BadCredentials);
-    let nobody = anon
-        .request(Request::SignIn(tidings_testkit::credentials("nobody")))
-        .await
-        .unwrap();
+    let nobody =
+        anon.request(Request::SignIn(tidings_testkit::credentials("nobody"))).await.unwrap();
     assert_eq!(
         nobody.unwrap_err().code,
         ErrorCode::BadCredentials,
         "same answer as a bad password"
     );
-    let invalid = anon
-        .request(Request::SignUp(tidings_testkit::credentials("No Caps")))
-        .await
-        .unwrap();
+    let invalid =
+        anon.request(Request::SignUp(tidings_testkit::credentials("No Caps"))).await.unwrap();
     assert_eq!(invalid.unwrap_err().code, ErrorCode::InvalidInput);
 
     // Lookup by exact username only.
-    let found = alice
-        .request(Request::LookupUser {
-            username: text("alice"),
-        })
-        .await
-        .unwrap();
+    let found = alice.request(Request::LookupUser { username: text("alice") }).await.unwrap();
     assert!(matches!(found, Ok(Reply::User { ref user }) if user.id == alice.me().user.id));
-    let partial = alice
-        .request(Request::LookupUser {
-            username: text("ali"),
-        })
-        .await
-        .unwrap();
+    let partial = alice.request(Request::LookupUser { username: text("ali") }).await.unwrap();
     assert_eq!(partial.unwrap_err().code, ErrorCode::NotFound);
 
-    let devices = alice
-        .request(Request::ListDevices {})
-        .await
-        .unwrap()
-        .unwrap();
-    let Reply::Devices { devices } = devices else {
-        panic!()
-    };
+    let devices = alice.request(Request::ListDevices {}).await.unwrap().unwrap();
+    let Reply::Devices { devices } = devices else { panic!() };
     assert_eq!(devices.len(), 2);
     assert_eq!(devices.iter().filter(|d| d.current).count(), 1);
 
     // Revoking alice2 kicks its connection and its token stops working; alice goes on.
-    let revoke = Request::RevokeDevice {
-        device: alice2.me().device,
-    };
+    let revoke = Request::RevokeDevice { device: alice2.me().device };
     alice.request(revoke).await.unwrap().unwrap();
     let reason = alice2.closed().await.unwrap();
     assert_eq!(reason.map(|r| r.code), Some(ErrorCode::Unauthenticated));
     let (_c, joined) = Client::resume(&url, alice2.me(), &[], &[]).await.unwrap();
     assert_eq!(joined.unwrap_err().code, ErrorCode::Unauthenticated);
-    assert!(alice
-        .request(Request::Ping { nonce: 1 })
-        .await
-        .unwrap()
-        .is_ok());
+    assert!(alice.request(Request::Ping { nonce: 1 }).await.unwrap().is_ok());
 
     // Signing out ends this session only.
     let mut alice3 = Client::sign_in(&url, "alice").await.unwrap();
-    assert_eq!(
-        alice.request(Request::SignOut {}).await.unwrap().unwrap(),
-        Reply::Done {}
-    );
+    assert_eq!(alice.request(Request::SignOut {}).await.unwrap().unwrap(), Reply::Done {});
     let (_c, joined) = Client::resume(&url, alice.me(), &[], &[]).await.unwrap();
     assert_eq!(joined.unwrap_err().code, ErrorCode::Unauthenticated);
     assert_eq!(
-        alice3
-            .request(Request::Ping { nonce: 2 })
-            .await
-            .unwrap()
-            .unwrap(),
+        alice3.request(Request::Ping { nonce: 2 }).await.unwrap().unwrap(),
         Reply::Pong { nonce: 2 }
     );
 }
@@ -669,25 +421,17 @@ async fn accounts_devices_and_sign_out() {
 async fn an_incompatible_client_gets_a_clear_error_and_the_connection_closes() {
     let server = TestServer::start().await.unwrap();
     let mut c = Client::connect(&server.ws_url()).await.unwrap();
-    let hello = Request::Hello {
-        min_version: 90,
-        max_version: 99,
-        client: text("future"),
-    };
+    let hello = Request::Hello { min_version: 90, max_version: 99, client: text("future") };
     let err = c.request(hello).await.unwrap().unwrap_err();
     assert_eq!(err.code, ErrorCode::IncompatibleVersion);
-    assert!(
-        err.message.contains("1"),
-        "says which versions the server speaks: {err}"
-    );
+    assert!(err.message.contains("1"), "says which versions the server speaks: {err}");
     c.closed().await.unwrap();
 }
 
 #[tokio::test]
 async fn an_expired_session_cannot_join() {
-    let server = TestServer::start_with(|c| c.session_ttl = Duration::from_millis(300))
-        .await
-        .unwrap();
+    let server =
+        TestServer::start_with(|c| c.session_ttl = Duration::from_millis(300)).await.unwrap();
     let url = server.ws_url();
     let alice = Client::sign_up(&url, "alice").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -718,25 +462,11 @@ async fn shutdown_closes_connections_with_a_reason_and_keeps_the_data() {
     post(&mut alice, room, "kept").await;
     let (stopped, reason) = tokio::join!(server.stop(), alice.closed());
     stopped.unwrap();
-    assert_eq!(
-        reason.unwrap().map(|r| r.code),
-        Some(ErrorCode::ShuttingDown)
-    );
+    assert_eq!(reason.unwrap().map(|r| r.code), Some(ErrorCode::ShuttingDown));
     let data = server.data_dir().to_owned();
     let again = TestServer::start_in(data, |_| {}).await.unwrap();
-    let (mut alice, _) = Client::resume(&again.ws_url(), alice.me(), &[], &[])
-        .await
-        .unwrap();
-    let page = alice
-        .request(Request::CatchUp {
-            room,
-            after: 1,
-            limit: 10,
-        })
-        .await
-        .unwrap();
-    let Ok(Reply::Page { events, .. }) = page else {
-        panic!()
-    };
+    let (mut alice, _) = Client::resume(&again.ws_url(), alice.me(), &[], &[]).await.unwrap();
+    let page = alice.request(Request::CatchUp { room, after: 1, limit: 10 }).await.unwrap();
+    let Ok(Reply::Page { events, .. }) = page else { panic!() };
     assert_eq!(text_of(&events[0].content), "kept");
 }
