@@ -53,6 +53,11 @@ fn step(what: &str, mut command: Command) -> anyhow::Result<()> {
 }
 
 fn run(extra: &[&str]) -> anyhow::Result<()> {
+    // `cargo xtask run -- --listen …`: what follows `--` goes to `tidings serve`.
+    let extra = match extra {
+        ["--", rest @ ..] => rest,
+        rest => rest,
+    };
     let mut build = cargo();
     build.args(["build", "--release", "--bin", "tidings"]);
     step("build tidings (release)", build)?;

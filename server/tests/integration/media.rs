@@ -1,12 +1,17 @@
-//! Media endpoints: upload limits, streaming to disk, and who may download.
+//! Media endpoints: the upload round trip, the upload limit (declared and streamed, leaving
+//! nothing on disk), and who may download.
+
+use std::time::{Duration, Instant};
 
 use futures_util::stream;
-use tidings_proto::{bounded::List, ErrorCode, Request};
+use serde_json::json;
+use tidings_proto::{bounded::List, ErrorCode, EventContent, MediaId, Request, RoomId, Token};
 use tidings_testkit::{request_id, Client, TestServer};
+use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
 
-/// Files in the media directory (finished uploads and partial ones).
+/// Names of the files in the media directory, finished uploads and partial ones alike.
 fn media_files(server: &TestServer) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(server.data_dir().join("media"))
         .unwrap()
@@ -16,51 +21,110 @@ fn media_files(server: &TestServer) -> Vec<String> {
     names
 }
 
+/// `POST /v1/media`: the status and the JSON body.
+async fn post_media(
+    server: &TestServer,
+    token: Option<&Token>,
+    bytes: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let mut post = reqwest::Client::new().post(format!("{}/v1/media", server.http_url()));
+    if let Some(token) = token {
+        post = post.bearer_auth(token.0.as_str());
+    }
+    let response = post.body(bytes).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// A body of `chunks` chunks of `size` bytes, streamed without a declared length.
+fn streamed(chunks: usize, size: usize) -> reqwest::Body {
+    let chunks = stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(vec![7u8; size])));
+    reqwest::Body::wrap_stream(chunks)
+}
+
+/// A Send of `text` with `attachments`.
+fn send_with(room: RoomId, text: &str, attachments: Vec<MediaId>) -> Request {
+    Request::Send {
+        request: request_id(),
+        room,
+        body: body(text),
+        attachments: List::new(attachments).unwrap(),
+    }
+}
+
 #[tokio::test]
 async fn an_upload_downloads_byte_for_byte() {
     let server = TestServer::start().await.unwrap();
     let alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let media = upload(&server.http_url(), &alice.me().token, bytes.clone()).await.unwrap();
+    let (status, answer) = post_media(&server, Some(&alice.me().token), bytes.clone()).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["size"], json!(bytes.len()));
+    let media = MediaId(answer["media"].as_i64().unwrap());
     let got = download(&server.http_url(), &alice.me().token, media).await.unwrap();
     assert_eq!(got, bytes);
+    let files = media_files(&server);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(!files[0].ends_with(".part"), "{files:?}");
 }
 
 #[tokio::test]
-async fn an_upload_over_the_limit_is_refused_and_leaves_nothing_behind() {
+async fn uploads_and_downloads_need_a_valid_session() {
+    let server = TestServer::start().await.unwrap();
+    let alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let media = upload(&server.http_url(), &alice.me().token, b"photo".to_vec()).await.unwrap();
+    let (status, answer) = post_media(&server, None, b"anonymous".to_vec()).await;
+    assert_eq!((status, &answer["code"]), (401, &json!("unauthenticated")), "{answer}");
+    let anonymous = reqwest::get(format!("{}/v1/media/{}", server.http_url(), media.0)).await;
+    assert_eq!(anonymous.unwrap().status().as_u16(), 401);
+    assert_eq!(media_files(&server).len(), 1, "the anonymous upload left a file");
+}
+
+#[tokio::test]
+async fn an_upload_over_the_limit_is_refused_whether_declared_or_streamed_and_leaves_no_file() {
     let server = TestServer::start_with(|c| c.max_upload_bytes = 1024).await.unwrap();
     let alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
-    let http = server.http_url();
-    // Declared too large: refused before reading.
-    assert_eq!(upload(&http, &alice.me().token, vec![0u8; 2048]).await, Err(413));
-    // Streamed without a length: refused while reading.
-    let chunks = stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![1u8; 512])));
-    let streamed = reqwest::Body::wrap_stream(chunks);
-    assert_eq!(upload(&http, &alice.me().token, streamed).await, Err(413));
-    assert!(media_files(&server).is_empty(), "{:?}", media_files(&server));
-    // At the limit is fine.
-    assert!(upload(&http, &alice.me().token, vec![0u8; 1024]).await.is_ok());
-    assert_eq!(media_files(&server).len(), 1);
+    let token = Some(&alice.me().token);
+    // Content-Length over the limit: refused before reading the body.
+    let (status, answer) = post_media(&server, token, vec![0u8; 1025]).await;
+    assert_eq!((status, &answer["code"]), (413, &json!("too_large")), "{answer}");
+    // No length declared: refused once the bytes read pass the limit.
+    let (status, answer) = post_media(&server, token, streamed(8, 512)).await;
+    assert_eq!((status, &answer["code"]), (413, &json!("too_large")), "{answer}");
+    let (status, answer) = post_media(&server, token, streamed(1, 1025)).await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(media_files(&server), Vec::<String>::new(), "a refused upload left a file");
+
+    // Exactly at the limit is fine, declared or streamed.
+    let (status, answer) = post_media(&server, token, vec![0u8; 1024]).await;
+    assert_eq!((status, &answer["size"]), (201, &json!(1024)), "{answer}");
+    let (status, answer) = post_media(&server, token, streamed(2, 512)).await;
+    assert_eq!((status, &answer["size"]), (201, &json!(1024)), "{answer}");
+    let files = media_files(&server);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().all(|f| !f.ends_with(".part")), "{files:?}");
 }
 
 #[tokio::test]
-async fn a_message_cannot_reference_media_its_sender_cannot_read() {
+async fn a_message_cannot_attach_media_its_sender_cannot_read() {
     let server = TestServer::start().await.unwrap();
-    let url = server.ws_url();
+    let (url, http) = (server.ws_url(), server.http_url());
     let alice = Client::sign_up(&url, "alice").await.unwrap();
     let mut mallory = Client::sign_up(&url, "mallory").await.unwrap();
-    let secret = upload(&server.http_url(), &alice.me().token, b"private".to_vec()).await.unwrap();
-    let room = group(&mut mallory, &[]).await;
-    // Referencing it would make it readable to mallory's room: refused as unknown.
-    let send = Request::Send {
-        request: request_id(),
-        room,
-        body: body("look"),
-        attachments: List::new(vec![secret]).unwrap(),
-    };
-    let err = mallory.request(send).await.unwrap().unwrap_err();
+    let friend = Client::sign_up(&url, "friend").await.unwrap();
+    let secret = upload(&http, &alice.me().token, b"private".to_vec()).await.unwrap();
+    // Alice and mallory share no room; attaching alice's upload would hand it to mallory
+    // and her friend.
+    let room = group(&mut mallory, &[friend.me().user.id]).await;
+    let err = mallory.request(send_with(room, "look", vec![secret])).await.unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotFound, "same answer as for media that does not exist");
+    let missing = MediaId(secret.0 + 1000);
+    let err = mallory.request(send_with(room, "look", vec![missing])).await.unwrap().unwrap_err();
     assert_eq!(err.code, ErrorCode::NotFound);
-    assert_eq!(download(&server.http_url(), &mallory.me().token, secret).await, Err(404));
+    // Nothing was logged, and the media stays unreadable to both.
+    let log = mallory.room_log(room).await.unwrap();
+    assert!(log.iter().all(|e| !matches!(e.content, EventContent::Message { .. })), "{log:?}");
+    assert_eq!(download(&http, &mallory.me().token, secret).await, Err(404));
+    assert_eq!(download(&http, &friend.me().token, secret).await, Err(404));
 }
 
 #[tokio::test]
@@ -71,16 +135,42 @@ async fn a_removed_member_can_no_longer_download_the_rooms_media() {
     let bob = Client::sign_up(&url, "bob").await.unwrap();
     let room = group(&mut alice, &[bob.me().user.id]).await;
     let media = upload(&http, &alice.me().token, b"photo".to_vec()).await.unwrap();
-    assert_eq!(download(&http, &bob.me().token, media).await, Err(404), "not referenced yet");
-    let send = Request::Send {
-        request: request_id(),
-        room,
-        body: body("photo"),
-        attachments: List::new(vec![media]).unwrap(),
-    };
-    alice.request(send).await.unwrap().unwrap();
+    assert_eq!(download(&http, &bob.me().token, media).await, Err(404), "not posted yet");
+    alice.request(send_with(room, "photo", vec![media])).await.unwrap().unwrap();
     assert_eq!(download(&http, &bob.me().token, media).await.unwrap(), b"photo");
+
     let remove = Request::RemoveMember { request: request_id(), room, user: bob.me().user.id };
     alice.request(remove).await.unwrap().unwrap();
     assert_eq!(download(&http, &bob.me().token, media).await, Err(404));
+    // The same answer as for media that does not exist; the uploader still has it.
+    let missing = MediaId(media.0 + 1000);
+    assert_eq!(download(&http, &bob.me().token, missing).await, Err(404));
+    assert_eq!(download(&http, &alice.me().token, media).await.unwrap(), b"photo");
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_midway_leaves_no_file() {
+    let server = TestServer::start().await.unwrap();
+    let alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/media HTTP/1.1\r\nHost: tidings\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 100000\r\n\r\n",
+        alice.me().token.0.as_str()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&[1u8; 10_000]).await.unwrap();
+    tcp.flush().await.unwrap();
+    eventually("the upload starts", || !media_files(&server).is_empty()).await;
+    drop(tcp);
+    eventually("the partial file is gone", || media_files(&server).is_empty()).await;
+}
+
+/// Waits (up to five seconds) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited in vain until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
