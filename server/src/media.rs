@@ -26,6 +26,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{auth, error::OpError, roomlog::Actor, unix_ms, Shared};
 
+/// Longest pause between two chunks of an upload before it is abandoned.
+const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Whether `user` may download `media`.
 pub(crate) fn may_read(conn: &Connection, user: UserId, media: MediaId) -> Result<bool, OpError> {
     Ok(conn
@@ -107,7 +110,12 @@ async fn upload_inner(
         let mut file = tokio::fs::File::create(&tmp).await.map_err(OpError::internal)?;
         let mut size = 0u64;
         let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
+        loop {
+            // A client that stops sending mid-upload must not hold a task and a file forever.
+            let next = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next())
+                .await
+                .map_err(|_| OpError::invalid("the upload stalled"))?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|_| OpError::invalid("the upload was interrupted"))?;
             size += chunk.len() as u64;
             if size > limit {
