@@ -67,8 +67,27 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
     Ok(rmp_serde::to_vec_named(value)?)
 }
 
-/// Decodes any protocol value with the frame limits.
+/// Decodes any protocol value with the frame limits. The bytes must hold exactly one value:
+/// anything after it (say, a second frame in the same websocket message) is `Malformed`
+/// rather than silently dropped.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    let value = decode_prefix(bytes)?;
+    // The value decoded, so skipping it again is cheap and bounded like the decode itself.
+    let mut rest = bytes;
+    let mut de = rmp_serde::Deserializer::new(&mut rest);
+    de.set_max_depth(MAX_DEPTH);
+    IgnoredAny::deserialize(&mut de).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Malformed(format!(
+            "{} bytes after the end of the frame",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// Decodes the value at the start of `bytes`, with the frame limits, ignoring what follows.
+fn decode_prefix<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
     if bytes.len() > MAX_FRAME_BYTES {
         return Err(DecodeError::TooLarge { len: bytes.len(), max: MAX_FRAME_BYTES });
     }
@@ -111,8 +130,9 @@ pub fn decode_server(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
     })
 }
 
+/// Lenient on purpose: the id of a frame with trailing bytes still reaches its error reply.
 fn peek_client(bytes: &[u8]) -> Option<ClientHead<'_>> {
-    decode::<ClientHead<'_>>(bytes).ok()
+    decode_prefix::<ClientHead<'_>>(bytes).ok()
 }
 
 /// The parts of a client frame needed to answer it even when it does not decode.
