@@ -54,6 +54,7 @@ fn op_error_response(e: OpError) -> Response {
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::NotFound | ErrorCode::Forbidden => StatusCode::NOT_FOUND,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

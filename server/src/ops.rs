@@ -634,6 +634,12 @@ fn create_room(
             ids.push(*m);
         }
     }
+    if ids.len() > tidings_proto::limits::MAX_ROOM_MEMBERS {
+        return Err(OpError::invalid(format!(
+            "a room has at most {} members, you included",
+            tidings_proto::limits::MAX_ROOM_MEMBERS
+        )));
+    }
     if kind == RoomKind::Direct && ids.len() != 2 {
         return Err(OpError::invalid("a direct room has exactly one other member"));
     }

@@ -470,3 +470,21 @@ async fn shutdown_closes_connections_with_a_reason_and_keeps_the_data() {
     let Ok(Reply::Page { events, .. }) = page else { panic!() };
     assert_eq!(text_of(&events[0].content), "kept");
 }
+
+#[tokio::test]
+async fn a_room_over_the_member_limit_is_invalid_input_not_a_server_fault() {
+    let server = TestServer::start().await.unwrap();
+    let mut alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let others: Vec<tidings_proto::UserId> = (1000..1000
+        + tidings_proto::limits::MAX_ROOM_MEMBERS as i64)
+        .map(tidings_proto::UserId)
+        .collect();
+    let create = Request::CreateRoom {
+        request: request_id(),
+        kind: RoomKind::Group,
+        name: None,
+        members: List::new(others).unwrap(),
+    };
+    let err = alice.request(create).await.unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidInput, "{err}");
+}
