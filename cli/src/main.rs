@@ -1,7 +1,9 @@
-//! The `tidings` binary: `tidings serve` runs the server; client commands follow with the
-//! client core.
+//! The `tidings` binary: `tidings serve` runs the server; the client commands (client.rs)
+//! drive a profile through tidings-core. docs/cli.md documents them.
 
-use std::{net::SocketAddr, path::PathBuf};
+mod client;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -9,6 +11,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "tidings", version, about = "Tidings: an offline-first messenger")]
 struct Cli {
+    /// Profile directory of the client commands.
+    #[arg(long, global = true, env = "TIDINGS_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Print one JSON object per line.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +35,81 @@ enum Command {
         #[arg(long, default_value_t = 100 * 1024 * 1024)]
         max_upload_bytes: u64,
     },
+    /// Create an account and sign this profile in (password on stdin).
+    Signup {
+        /// Server base URL, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        server: String,
+        /// Username.
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Sign this profile in to an existing account as a new device (password on stdin).
+    Login {
+        /// Server base URL.
+        #[arg(long)]
+        server: String,
+        /// Username.
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Show who this profile is signed in as.
+    Whoami,
+    /// Create a room (direct with one member and no name, else a group).
+    CreateRoom {
+        /// Group name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Members by username.
+        #[arg(long = "member", required = true, num_args = 1..)]
+        members: Vec<String>,
+    },
+    /// Queue a text message; returns at once, also offline.
+    Send {
+        /// Room id (from `rooms`).
+        room: String,
+        /// The text.
+        text: String,
+    },
+    /// Connect, send the outbox, catch up; exit 0 when done.
+    Sync {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// List rooms.
+    Rooms,
+    /// Show a room's messages, oldest first.
+    Messages {
+        /// Room id.
+        room: String,
+        /// How many of the newest.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Mark everything in a room read (sent on the next sync).
+    Read {
+        /// Room id.
+        room: String,
+    },
+    /// List pending and failed outbox items.
+    Outbox,
+    /// Put a failed outbox item back in line.
+    Retry {
+        /// Outbox id.
+        id: i64,
+    },
+    /// Drop a failed outbox item.
+    Discard {
+        /// Outbox id.
+        id: i64,
+    },
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -35,22 +118,70 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(dirs.data_dir().join("server"))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The server logs what it does; client commands keep stderr for errors unless asked.
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("Cannot start the async runtime")?;
-    match cli.command {
-        Command::Serve { listen, data, max_upload_bytes } => {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(client::EXIT_FAILURE);
+        }
+    };
+    if let Command::Serve { listen, data, max_upload_bytes } = cli.command {
+        let served = runtime.block_on(async {
             let data = match data {
                 Some(d) => d,
                 None => default_data_dir()?,
             };
-            runtime.block_on(serve(listen, data, max_upload_bytes))
+            serve(listen, data, max_upload_bytes).await
+        });
+        return match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(client::EXIT_FAILURE)
+            }
+        };
+    }
+    let out = client::Output { json: cli.json };
+    let result = runtime.block_on(async {
+        let c = client::open(cli.profile)?;
+        match cli.command {
+            Command::Serve { .. } => Ok(()),
+            Command::Signup { server, username, .. } => {
+                client::session(&c, out, true, &server, &username).await
+            }
+            Command::Login { server, username, .. } => {
+                client::session(&c, out, false, &server, &username).await
+            }
+            Command::Whoami => client::whoami(&c, out).await,
+            Command::CreateRoom { name, members } => {
+                client::create_room(&c, out, name.as_deref(), &members).await
+            }
+            Command::Send { room, text } => client::send(&c, out, &room, &text).await,
+            Command::Sync { timeout } => client::sync_now(&c, timeout).await,
+            Command::Rooms => client::rooms(&c, out).await,
+            Command::Messages { room, limit } => client::messages(&c, out, &room, limit).await,
+            Command::Read { room } => client::read(&c, &room).await,
+            Command::Outbox => client::outbox(&c, out).await,
+            Command::Retry { id } => client::outbox_action(&c, id, true).await,
+            Command::Discard { id } => client::outbox_action(&c, id, false).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }

@@ -1,12 +1,63 @@
 //! tidings-core: the client engine of Tidings (shared/DESIGN.md §3).
 //!
 //! It owns all client state in SQLite so that whatever the network does, what a user sends is
-//! saved at once, delivered when it can be, never lost and never duplicated. This is its
-//! beginning; the map so far:
+//! saved at once, delivered when it can be, never lost and never duplicated. The map:
 //!
-//! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`;
-//! - [`outbox`] — the sans-IO rules for sending the outbox: order per room, failures that do
-//!   not block, backoff with jitter.
+//! - [`client`] — the handle front ends use: open a profile, read rooms and messages (always
+//!   from SQLite), make changes (written with their local echo and outbox row in one
+//!   transaction), subscribe to events;
+//! - [`sync`] — the connection: sign-up/sign-in, and a sync session that joins, catches up,
+//!   flushes the outbox and sends receipts;
+//! - [`apply`] — applying server events, watermarks and confirmations to the store;
+//! - [`outbox`] — the sans-IO rules for sending the outbox;
+//! - [`model`] — what front ends render, and the change events;
+//! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
 
+pub mod apply;
+pub mod client;
+pub mod model;
 pub mod outbox;
 pub mod store;
+pub mod sync;
+
+pub use client::{Account, Client, Subscription};
+pub use model::*;
+
+/// What can go wrong in the client engine. Front ends branch on the variant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The profile's database could not be opened.
+    #[error(transparent)]
+    Open(#[from] store::OpenError),
+    /// A database operation failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file could not be read or written.
+    #[error("file error: {0}")]
+    Io(String),
+    /// The profile is not signed in.
+    #[error("this profile is not signed in; sign up or log in first")]
+    NotSignedIn,
+    /// No room with this id in the profile.
+    #[error("no room {0} in this profile")]
+    NoSuchRoom(i64),
+    /// I am no longer a member of the room.
+    #[error("you are no longer a member of room {0}")]
+    NotAMember(i64),
+    /// No failed outbox item with this id.
+    #[error("no failed outbox item {0}")]
+    NoSuchOutboxItem(i64),
+    /// A value given by the user is not acceptable.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The server could not be reached or the connection broke.
+    #[error("network: {0}")]
+    Network(String),
+    /// The server answered with an error.
+    #[error("server: {0}")]
+    Server(tidings_proto::ErrorInfo),
+    /// A fault in this program.
+    #[error("internal error: {0}")]
+    Internal(String),
+}

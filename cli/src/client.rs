@@ -1,0 +1,211 @@
+//! The client commands of `tidings`: a thin layer over tidings-core for scripts and bots.
+//!
+//! Output: one line per item; with `--json`, one JSON object per line. Errors: one line on
+//! stderr and a non-zero exit code (docs/cli.md lists them).
+
+use std::{io::BufRead, path::PathBuf, time::Duration};
+
+use serde_json::json;
+use tidings_core::{sync, Client, Error};
+use tidings_proto::RoomKind;
+
+/// Exit code for a usage or input error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the server cannot be reached or a sync timed out.
+pub const EXIT_NETWORK: u8 = 3;
+/// Exit code for any other failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// A client command's failure, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// One line for stderr.
+    pub message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::Network(_) => EXIT_NETWORK,
+            Error::Invalid(_) | Error::NoSuchRoom(_) | Error::NoSuchOutboxItem(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        };
+        Failure { code, message: e.to_string() }
+    }
+}
+
+/// How to print.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// One JSON object per line.
+    pub json: bool,
+}
+
+impl Output {
+    fn line(&self, value: serde_json::Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", human());
+        }
+    }
+}
+
+/// Opens the profile given by `--profile` / `TIDINGS_PROFILE`.
+pub fn open(profile: Option<PathBuf>) -> Result<Client, Failure> {
+    let dir = profile.ok_or_else(|| Failure {
+        code: EXIT_USAGE,
+        message: "no profile: pass --profile DIR or set TIDINGS_PROFILE".into(),
+    })?;
+    Ok(Client::open(&dir)?)
+}
+
+fn read_password() -> Result<String, Failure> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Failure {
+        code: EXIT_USAGE,
+        message: format!("cannot read the password from stdin: {e}"),
+    })?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn parse_room(room: &str) -> Result<i64, Failure> {
+    room.parse()
+        .map_err(|_| Failure { code: EXIT_USAGE, message: format!("not a room id: {room}") })
+}
+
+/// `signup` / `login`.
+pub async fn session(
+    client: &Client,
+    out: Output,
+    new_account: bool,
+    server: &str,
+    username: &str,
+) -> Result<(), Failure> {
+    let password = read_password()?;
+    let account = if new_account {
+        sync::sign_up(client, server, username, &password).await?
+    } else {
+        sync::sign_in(client, server, username, &password).await?
+    };
+    out.line(
+        json!({"user": account.user_id, "username": account.username, "device": account.device_id}),
+        || format!("signed in as {} (device {})", account.username, account.device_id),
+    );
+    Ok(())
+}
+
+/// `whoami`.
+pub async fn whoami(client: &Client, out: Output) -> Result<(), Failure> {
+    let a = client.account().await?.ok_or(Error::NotSignedIn)?;
+    out.line(
+        json!({"user": a.user_id, "username": a.username, "device": a.device_id, "server": a.server}),
+        || format!("{} on {} (device {})", a.username, a.server, a.device_id),
+    );
+    Ok(())
+}
+
+/// `create-room`.
+pub async fn create_room(
+    client: &Client,
+    out: Output,
+    name: Option<&str>,
+    members: &[String],
+) -> Result<(), Failure> {
+    let mut ids = Vec::new();
+    for m in members {
+        ids.push(sync::lookup_user(client, m).await?);
+    }
+    let kind = if name.is_none() && ids.len() == 1 { RoomKind::Direct } else { RoomKind::Group };
+    let room = client.create_room(kind, name, ids).await?;
+    out.line(json!({"room": room.to_string()}), || room.to_string());
+    Ok(())
+}
+
+/// `send`.
+pub async fn send(client: &Client, out: Output, room: &str, text: &str) -> Result<(), Failure> {
+    let request = client.send_text(parse_room(room)?, text).await?;
+    out.line(json!({"request_id": request.to_string(), "state": "pending"}), || {
+        format!("queued {request}")
+    });
+    Ok(())
+}
+
+/// `sync`.
+pub async fn sync_now(client: &Client, timeout: u64) -> Result<(), Failure> {
+    match tokio::time::timeout(Duration::from_secs(timeout), sync::sync_until_idle(client)).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            Err(Failure { code: EXIT_NETWORK, message: format!("not caught up after {timeout} s") })
+        }
+    }
+}
+
+/// `rooms`.
+pub async fn rooms(client: &Client, out: Output) -> Result<(), Failure> {
+    for r in client.rooms().await? {
+        out.line(
+            json!({"room": r.room.to_string(), "name": r.name, "unread": r.unread,
+                   "last_seq": r.last_seq, "member": r.member}),
+            || format!("{}\t{}\t{} unread", r.room, r.name, r.unread),
+        );
+    }
+    Ok(())
+}
+
+/// `messages`.
+pub async fn messages(
+    client: &Client,
+    out: Output,
+    room: &str,
+    limit: usize,
+) -> Result<(), Failure> {
+    let room = parse_room(room)?;
+    let mut page = client.messages(room, None, limit).await?;
+    page.reverse();
+    for m in page {
+        out.line(
+            json!({"room": m.room.to_string(), "seq": m.seq, "request_id": m.request_id,
+                   "sender": m.sender, "text": m.text, "state": m.state}),
+            || format!("{}: {} [{:?}]", m.sender, m.text, m.state),
+        );
+    }
+    Ok(())
+}
+
+/// `read`.
+pub async fn read(client: &Client, room: &str) -> Result<(), Failure> {
+    Ok(client.mark_read(parse_room(room)?).await?)
+}
+
+/// `outbox`.
+pub async fn outbox(client: &Client, out: Output) -> Result<(), Failure> {
+    for e in client.outbox().await? {
+        out.line(
+            json!({"id": e.id, "request_id": e.request_id, "room": e.room.map(|r| r.to_string()),
+                   "kind": e.kind, "state": e.state, "attempts": e.attempts, "error": e.error}),
+            || {
+                format!(
+                    "{}\t{}\t{}\t{}",
+                    e.id,
+                    e.kind,
+                    e.state,
+                    e.error.clone().unwrap_or_default()
+                )
+            },
+        );
+    }
+    Ok(())
+}
+
+/// `retry` / `discard`.
+pub async fn outbox_action(client: &Client, id: i64, retry: bool) -> Result<(), Failure> {
+    if retry {
+        client.retry(id).await?;
+    } else {
+        client.discard(id).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The client commands end to end: two profiles chat through a real `tidings serve`.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use serde_json::Value;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    Server { child, url }
+}
+
+/// Runs `tidings --json --profile DIR ARGS…` with `stdin`; returns (exit code, JSON lines).
+fn tidings(profile: &Path, args: &[&str], stdin: &str) -> (i32, Vec<Value>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .arg("--json")
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+fn ok(profile: &Path, args: &[&str]) -> Vec<Value> {
+    let (code, lines) = tidings(profile, args, "");
+    assert_eq!(code, 0, "tidings {args:?} failed");
+    lines
+}
+
+#[test]
+fn a_message_sent_offline_is_delivered_once_and_its_ticks_follow_the_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    let server = serve(&dir.path().join("server"));
+    let signup = |p: &Path, name: &str| {
+        let args = ["signup", "--server", &server.url, "--username", name, "--password-stdin"];
+        let (code, lines) = tidings(p, &args, "correct horse battery\n");
+        assert_eq!(code, 0);
+        assert_eq!(lines[0]["username"], name);
+    };
+    signup(&alice, "alice");
+    signup(&bob, "bob");
+
+    let room =
+        ok(&alice, &["create-room", "--member", "bob"])[0]["room"].as_str().unwrap().to_owned();
+    // Queued at once, before any sync: pending.
+    let sent = ok(&alice, &["send", &room, "hello bob"]);
+    assert_eq!(sent[0]["state"], "pending");
+    let request_id = sent[0]["request_id"].as_str().unwrap().to_owned();
+    let mine = ok(&alice, &["messages", &room]);
+    assert_eq!((mine[0]["state"].as_str(), mine[0]["seq"].is_null()), (Some("pending"), true));
+
+    ok(&alice, &["sync"]);
+    assert!(ok(&alice, &["outbox"]).is_empty(), "the outbox is empty after sync");
+    let mine = ok(&alice, &["messages", &room]);
+    assert_eq!(mine.last().unwrap()["state"], "sent");
+
+    // Syncing twice delivers once.
+    ok(&alice, &["sync"]);
+    ok(&bob, &["sync"]);
+    ok(&bob, &["sync"]);
+    let rooms = ok(&bob, &["rooms"]);
+    assert_eq!(
+        (rooms.len(), rooms[0]["name"].as_str(), rooms[0]["unread"].as_u64()),
+        (1, Some("alice"), Some(1))
+    );
+    let bob_room = rooms[0]["room"].as_str().unwrap().to_owned();
+    let theirs = ok(&bob, &["messages", &bob_room]);
+    let texts: Vec<&str> = theirs.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts.iter().filter(|t| **t == "hello bob").count(), 1, "{texts:?}");
+    let hello = theirs.iter().find(|m| m["text"] == "hello bob").unwrap();
+    assert_eq!(
+        (hello["sender"].as_str(), hello["request_id"].as_str()),
+        (Some("alice"), Some(request_id.as_str()))
+    );
+
+    // Bob's sync acknowledged delivery: two ticks for alice.
+    ok(&alice, &["sync"]);
+    assert_eq!(ok(&alice, &["messages", &room]).last().unwrap()["state"], "delivered");
+    // Bob reads: blue ticks for alice, no unread for bob.
+    ok(&bob, &["read", &bob_room]);
+    ok(&bob, &["sync"]);
+    assert_eq!(ok(&bob, &["rooms"])[0]["unread"], 0);
+    ok(&alice, &["sync"]);
+    assert_eq!(ok(&alice, &["messages", &room]).last().unwrap()["state"], "read");
+}
+
+#[test]
+fn scripts_get_exit_codes_and_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p");
+    let (code, _) = tidings(&profile, &["send", "1", "x"], "");
+    assert_eq!(code, 1, "not signed in");
+    let (code, _) = tidings(&profile, &["messages", "not-a-room"], "");
+    assert_eq!(code, 2, "bad input");
+    let args = ["signup", "--server", "http://127.0.0.1:9", "--username", "x", "--password-stdin"];
+    let (code, _) = tidings(&profile, &args, "password123\n");
+    assert_eq!(code, 3, "server unreachable");
+}

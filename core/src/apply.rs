@@ -1,0 +1,218 @@
+//! Applying what the server says to the store: room events (in seq order, gap-free), member
+//! watermarks, and the confirmation of outbox items. Plain functions over a transaction; the
+//! caller commits and then emits events.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use tidings_proto::{codec, EventContent, Member, RequestId, RoomEvent, RoomKind, Seq, UserRef};
+
+use crate::{model::RoomKey, Error};
+
+/// Timeline position of a server event.
+pub fn position_of_seq(seq: Seq) -> i64 {
+    (seq as i64) << 20
+}
+
+/// Timeline position base of local echoes (after every server event).
+pub const PENDING_POSITION: i64 = 1 << 62;
+
+/// The body of a text message, inside the opaque `Body` the server carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageBody {
+    /// The text.
+    pub text: String,
+}
+
+/// Decodes a message body; a body this build cannot read shows as a placeholder.
+pub fn body_text(body: &[u8]) -> String {
+    codec::decode::<MessageBody>(body)
+        .map(|b| b.text)
+        .unwrap_or_else(|_| "(message this version cannot show)".into())
+}
+
+/// The local room for a server room id, created (as a placeholder) if unknown.
+pub fn local_room(tx: &Connection, server_id: i64) -> Result<RoomKey, Error> {
+    let found: Option<i64> = tx
+        .prepare_cached("SELECT id FROM rooms WHERE server_id = ?1")?
+        .query_row([server_id], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    tx.prepare_cached("INSERT INTO rooms (server_id, kind) VALUES (?1, 'group')")?
+        .execute([server_id])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn remember_user(tx: &Connection, user: &UserRef) -> Result<(), Error> {
+    tx.prepare_cached(
+        "INSERT INTO users (id, username) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET username = excluded.username",
+    )?
+    .execute(params![user.id.0, user.username.as_str()])?;
+    Ok(())
+}
+
+fn set_member(tx: &Connection, room: RoomKey, user: i64, active: bool) -> Result<(), Error> {
+    tx.prepare_cached(
+        "INSERT INTO members (room_id, user_id, active) VALUES (?1, ?2, ?3)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET active = excluded.active",
+    )?
+    .execute(params![room, user, active])?;
+    Ok(())
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It was the next event: applied.
+    Applied,
+    /// Already had it.
+    Duplicate,
+    /// Events are missing before it: catch up from the room's synced seq first.
+    Gap,
+}
+
+/// Applies one event of a room whose local id is `room`, if it is the next in its log.
+pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<Applied, Error> {
+    let synced: i64 = tx
+        .prepare_cached("SELECT synced_seq FROM rooms WHERE id = ?1")?
+        .query_row([room], |r| r.get(0))?;
+    let seq = e.seq as i64;
+    if seq <= synced {
+        return Ok(Applied::Duplicate);
+    }
+    if seq > synced + 1 {
+        return Ok(Applied::Gap);
+    }
+    match &e.content {
+        EventContent::Created { kind, name, members } => {
+            let kind = match kind {
+                RoomKind::Direct => "direct",
+                RoomKind::Group => "group",
+            };
+            tx.prepare_cached("UPDATE rooms SET kind = ?2, name = ?3 WHERE id = ?1")?
+                .execute(params![room, kind, name.as_ref().map(|n| n.as_str())])?;
+            for m in members.iter() {
+                remember_user(tx, m)?;
+                set_member(tx, room, m.id.0, true)?;
+            }
+        }
+        EventContent::Joined { user, .. } => {
+            remember_user(tx, user)?;
+            set_member(tx, room, user.id.0, true)?;
+            if user.id.0 == me {
+                tx.prepare_cached("UPDATE rooms SET member = 1 WHERE id = ?1")?.execute([room])?;
+            }
+        }
+        EventContent::Left { user } | EventContent::Removed { user, .. } => {
+            set_member(tx, room, user.0, false)?;
+            if user.0 == me {
+                tx.prepare_cached("UPDATE rooms SET member = 0 WHERE id = ?1")?.execute([room])?;
+            }
+        }
+        EventContent::Renamed { name } => {
+            tx.prepare_cached("UPDATE rooms SET name = ?2 WHERE id = ?1")?
+                .execute(params![room, name.as_str()])?;
+        }
+        EventContent::Message { .. } | EventContent::Call(_) => {}
+    }
+    let content = codec::encode(&e.content).map_err(|err| Error::Internal(err.to_string()))?;
+    // My own local echo becomes this event; anything else is new.
+    let updated = tx
+        .prepare_cached(
+            "UPDATE events SET seq = ?2, position = ?3, at_ms = ?4 WHERE request_id = ?1 AND room_id = ?5",
+        )?
+        .execute(params![&e.request.0[..], seq, position_of_seq(e.seq), e.at_ms, room])?;
+    let event_id = if updated == 0 {
+        tx.prepare_cached(
+            "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (request_id) DO NOTHING",
+        )?
+        .execute(params![
+            room,
+            seq,
+            position_of_seq(e.seq),
+            &e.request.0[..],
+            e.sender.0,
+            e.at_ms,
+            content
+        ])?;
+        tx.last_insert_rowid()
+    } else {
+        tx.prepare_cached("SELECT id FROM events WHERE request_id = ?1")?
+            .query_row([&e.request.0[..]], |r| r.get(0))?
+    };
+    let counts = e.sender.0 != me && matches!(e.content, EventContent::Message { .. });
+    tx.prepare_cached(
+        "UPDATE rooms SET synced_seq = ?2,
+             unread = unread + CASE WHEN ?3 AND ?2 > read_seq THEN 1 ELSE 0 END,
+             last_event_id = CASE WHEN ?5 THEN ?4 ELSE last_event_id END,
+             last_activity_ms = max(last_activity_ms, ?6)
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        room,
+        seq,
+        counts,
+        event_id,
+        matches!(e.content, EventContent::Message { .. } | EventContent::Call(_)),
+        e.at_ms
+    ])?;
+    // The outbox item for this request, if it was ours, is done.
+    tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?.execute([&e.request.0[..]])?;
+    Ok(Applied::Applied)
+}
+
+/// Stores members' receipt watermarks (they only move forward).
+pub fn members(tx: &Connection, room: RoomKey, members: &[Member]) -> Result<(), Error> {
+    for m in members {
+        remember_user(tx, &m.user)?;
+        watermarks(tx, room, m.user.id.0, m.delivered, m.read)?;
+    }
+    Ok(())
+}
+
+/// Moves one member's watermarks forward.
+pub fn watermarks(
+    tx: &Connection,
+    room: RoomKey,
+    user: i64,
+    delivered: Seq,
+    read: Seq,
+) -> Result<(), Error> {
+    tx.prepare_cached(
+        "INSERT INTO members (room_id, user_id, active, delivered_seq, read_seq)
+         VALUES (?1, ?2, 1, ?3, ?4)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET
+             delivered_seq = max(delivered_seq, excluded.delivered_seq),
+             read_seq = max(read_seq, excluded.read_seq)",
+    )?
+    .execute(params![room, user, delivered as i64, read as i64])?;
+    Ok(())
+}
+
+/// Records the server's answer to an outbox item: its seq (and the room's server id for a
+/// created room). The event itself arrives with catch-up; until then the echo shows `sent`.
+pub fn confirmed(
+    tx: &Connection,
+    request: &RequestId,
+    server_room: i64,
+    seq: Seq,
+) -> Result<(), Error> {
+    let row: Option<Option<i64>> = tx
+        .prepare_cached("SELECT room_id FROM outbox WHERE request_id = ?1")?
+        .query_row([&request.0[..]], |r| r.get(0))
+        .optional()?;
+    if let Some(Some(room)) = row {
+        tx.prepare_cached("UPDATE rooms SET server_id = ?2 WHERE id = ?1 AND server_id IS NULL")?
+            .execute(params![room, server_room])?;
+    }
+    tx.prepare_cached(
+        "UPDATE events SET seq = ?2, position = ?3 WHERE request_id = ?1 AND seq IS NULL",
+    )?
+    .execute(params![&request.0[..], seq as i64, position_of_seq(seq)])?;
+    tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?.execute([&request.0[..]])?;
+    Ok(())
+}

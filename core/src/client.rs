@@ -1,0 +1,550 @@
+//! The public handle front ends use: open a profile, read rooms and messages, make changes.
+//!
+//! Every read comes from SQLite and never waits on the network. Every change the server must
+//! confirm is written in **one transaction** together with its local echo and its outbox
+//! row (with the request id made here, before any I/O), and only after that commit is an
+//! [`Event`] emitted and the sync engine woken. So a message the user sees as pending is on
+//! disk, survives kill -9, and is sent exactly once whatever the network does.
+//!
+//! The database connection is used from the blocking pool, one call at a time (one writer).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tidings_proto::{
+    bounded::{List, Text},
+    codec, Body, EventContent, MediaId, Request, RequestId, RoomKind, Seq,
+};
+use tokio::sync::{broadcast, Notify};
+
+use crate::{
+    apply::{body_text, MessageBody, PENDING_POSITION},
+    model::{Event, Message, MessageState, OutboxEntry, RoomKey, RoomSummary},
+    store, Error,
+};
+
+/// Capacity of the event channel; a subscriber further behind gets [`Event::Overflow`].
+const EVENT_CAPACITY: usize = 1024;
+
+/// The signed-in account of a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Server base URL (`http://host:port`).
+    pub server: String,
+    /// My user id.
+    pub user_id: i64,
+    /// My username.
+    pub username: String,
+    /// This device.
+    pub device_id: i64,
+    /// Session token (secret).
+    pub token: String,
+}
+
+/// A profile: one account on one device, with all its state.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) db: Arc<Mutex<Connection>>,
+    pub(crate) events: broadcast::Sender<Event>,
+    /// Woken when the outbox or read markers have something to send.
+    pub(crate) outbox_ready: Arc<Notify>,
+    dir: PathBuf,
+}
+
+/// Receives [`Event`]s; turns falling behind into [`Event::Overflow`].
+#[derive(Debug)]
+pub struct Subscription(broadcast::Receiver<Event>);
+
+impl Subscription {
+    /// The next event; `None` when the client is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        match self.0.recv().await {
+            Ok(e) => Some(e),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Event::Overflow),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+impl Client {
+    /// Opens (creating if needed) the profile in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(e.to_string()))?;
+        let conn = store::open(&dir.join("tidings.sqlite"))?;
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Ok(Self {
+            db: Arc::new(Mutex::new(conn)),
+            events,
+            outbox_ready: Arc::new(Notify::new()),
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The profile directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Subscribes to change events.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription(self.events.subscribe())
+    }
+
+    pub(crate) fn emit(&self, events: impl IntoIterator<Item = Event>) {
+        for e in events {
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// Runs `f` with the database on the blocking pool.
+    pub(crate) async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn =
+                db.lock().map_err(|_| Error::Internal("database lock poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// The signed-in account, if any.
+    pub async fn account(&self) -> Result<Option<Account>, Error> {
+        self.db(|c| account(c)).await
+    }
+
+    pub(crate) async fn require_account(&self) -> Result<Account, Error> {
+        self.account().await?.ok_or(Error::NotSignedIn)
+    }
+
+    /// Stores the session after sign-up or sign-in.
+    pub(crate) async fn save_account(&self, a: Account) -> Result<(), Error> {
+        self.db(move |c| {
+            c.execute(
+                "INSERT INTO account (id, server, user_id, username, device_id, token)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET server = excluded.server,
+                     user_id = excluded.user_id, username = excluded.username,
+                     device_id = excluded.device_id, token = excluded.token",
+                params![a.server, a.user_id, a.username, a.device_id, a.token],
+            )?;
+            c.execute(
+                "INSERT INTO users (id, username) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                params![a.user_id, a.username],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Writes an operation and its local echo in one transaction, then wakes the sync engine.
+    async fn enqueue(
+        &self,
+        room: RoomKey,
+        request: RequestId,
+        operation: Request,
+        echo: Option<EventContent>,
+    ) -> Result<RequestId, Error> {
+        let me = self.require_account().await?.user_id;
+        let operation = codec::encode(&operation).map_err(|e| Error::Internal(e.to_string()))?;
+        let echo = echo
+            .map(|c| codec::encode(&c))
+            .transpose()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.db(move |c| {
+            let tx = c.transaction()?;
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO outbox (request_id, room_id, operation, state, created_ms)
+                 VALUES (?1, ?2, ?3, 'pending', ?4)",
+                params![&request.0[..], room, operation, now],
+            )?;
+            if let Some(content) = echo {
+                tx.execute(
+                    "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content)
+                     VALUES (?1, NULL, 0, ?2, ?3, ?4, ?5)",
+                    params![room, &request.0[..], me, now, content],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.execute(
+                    "UPDATE events SET position = ?2 WHERE id = ?1",
+                    params![id, PENDING_POSITION + id],
+                )?;
+                tx.execute(
+                    "UPDATE rooms SET last_event_id = ?2, last_activity_ms = ?3 WHERE id = ?1",
+                    params![room, id, now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        self.emit([Event::TimelineChanged { room }, Event::RoomsChanged, Event::OutboxChanged]);
+        self.outbox_ready.notify_one();
+        Ok(request)
+    }
+
+    /// Sends a text message: saved at once as pending, delivered by sync.
+    pub async fn send_text(&self, room: RoomKey, text: &str) -> Result<RequestId, Error> {
+        self.require_account().await?;
+        let body = codec::encode(&MessageBody { text: text.to_owned() })
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
+        let server_room = self.server_room(room).await?;
+        let request = new_request_id();
+        let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> = List::empty();
+        let op = Request::Send {
+            request,
+            // Filled in by sync when the room is created offline and has no server id yet.
+            room: tidings_proto::RoomId(server_room.unwrap_or(0)),
+            body: body.clone(),
+            attachments: attachments.clone(),
+        };
+        self.enqueue(room, request, op, Some(EventContent::Message { body, attachments })).await
+    }
+
+    /// Creates a room with the given members (user ids known from lookups), at once locally.
+    pub async fn create_room(
+        &self,
+        kind: RoomKind,
+        name: Option<&str>,
+        members: Vec<i64>,
+    ) -> Result<RoomKey, Error> {
+        let name =
+            name.map(|n| Text::new(n).map_err(|e| Error::Invalid(e.to_string()))).transpose()?;
+        let ids = List::new(members.into_iter().map(tidings_proto::UserId).collect())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let kind_str = match kind {
+            RoomKind::Direct => "direct",
+            RoomKind::Group => "group",
+        };
+        let local_name = name.as_ref().map(|n| n.as_str().to_owned());
+        let room = self
+            .db(move |c| {
+                c.execute(
+                    "INSERT INTO rooms (kind, name, last_activity_ms) VALUES (?1, ?2, ?3)",
+                    params![kind_str, local_name, now_ms()],
+                )?;
+                Ok(c.last_insert_rowid())
+            })
+            .await?;
+        let request = new_request_id();
+        let op = Request::CreateRoom { request, kind, name, members: ids };
+        self.enqueue(room, request, op, None).await?;
+        Ok(room)
+    }
+
+    /// The server id of a local room, if the server has created it.
+    async fn server_room(&self, room: RoomKey) -> Result<Option<i64>, Error> {
+        self.db(move |c| {
+            let row: Option<(Option<i64>, bool)> = c
+                .query_row("SELECT server_id, member FROM rooms WHERE id = ?1", [room], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            match row {
+                None => Err(Error::NoSuchRoom(room)),
+                Some((_, false)) => Err(Error::NotAMember(room)),
+                Some((server, true)) => Ok(server),
+            }
+        })
+        .await
+    }
+
+    /// The room list, most recently active first.
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, Error> {
+        self.db(|c| {
+            let me = account(c)?.map_or(0, |a| a.user_id);
+            let mut st = c.prepare_cached(
+                "SELECT r.id, r.server_id, r.kind, r.name, r.unread, r.synced_seq, r.member,
+                        e.content, e.sender, e.seq, e.request_id,
+                        (SELECT u.username FROM members m JOIN users u ON u.id = m.user_id
+                         WHERE m.room_id = r.id AND m.user_id != ?1 ORDER BY m.user_id LIMIT 1)
+                 FROM rooms r LEFT JOIN events e ON e.id = r.last_event_id
+                 ORDER BY r.last_activity_ms DESC, r.id DESC",
+            )?;
+            let rows = st.query_map([me], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, bool>(6)?,
+                    r.get::<_, Option<Vec<u8>>>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
+                    r.get::<_, Option<Vec<u8>>>(10)?,
+                    r.get::<_, Option<String>>(11)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (
+                    id,
+                    server_id,
+                    kind,
+                    name,
+                    unread,
+                    synced,
+                    member,
+                    content,
+                    sender,
+                    seq,
+                    req,
+                    other,
+                ) = row?;
+                let last_message = content.as_deref().map(describe);
+                let my_last_state = match (sender, req) {
+                    (Some(s), Some(req)) if s == me => {
+                        Some(state_of(c, id, seq.map(|s| s as Seq), &req)?)
+                    }
+                    _ => None,
+                };
+                let name = match (kind.as_str(), name) {
+                    (_, Some(n)) => n,
+                    ("direct", None) => other.unwrap_or_else(|| "direct chat".into()),
+                    _ => "group".into(),
+                };
+                out.push(RoomSummary {
+                    room: id,
+                    server_id,
+                    name,
+                    unread: unread as u64,
+                    last_seq: synced as Seq,
+                    last_message,
+                    my_last_state,
+                    member,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// A page of a room's timeline, newest first, strictly before `before` (a message's
+    /// `position`), by keyset: the cost does not grow with how far back the page is.
+    pub async fn messages(
+        &self,
+        room: RoomKey,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Message>, Error> {
+        self.db(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT e.seq, e.request_id, e.sender, e.content, e.position,
+                        coalesce(u.username, '?')
+                 FROM events e LEFT JOIN users u ON u.id = e.sender
+                 WHERE e.room_id = ?1 AND e.position < ?2
+                 ORDER BY e.position DESC LIMIT ?3",
+            )?;
+            let rows =
+                st.query_map(params![room, before.unwrap_or(i64::MAX), limit as i64], |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, req, content, position, sender) = row?;
+                let seq = seq.map(|s| s as Seq);
+                out.push(Message {
+                    room,
+                    seq,
+                    request_id: request_string(&req),
+                    sender,
+                    text: describe(&content),
+                    state: state_of(c, room, seq, &req)?,
+                    position,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Pending and failed outbox items, oldest first.
+    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>, Error> {
+        self.db(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, request_id, room_id, operation, state, attempts, error
+                 FROM outbox ORDER BY id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, u32>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, req, room, op, state, attempts, error) = row?;
+                let kind = codec::decode::<Request>(&op).map_or("unknown", |r| r.kind());
+                out.push(OutboxEntry {
+                    id,
+                    request_id: request_string(&req),
+                    room,
+                    kind: kind.to_owned(),
+                    state,
+                    attempts,
+                    error,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Puts a failed outbox item back in line (same request id).
+    pub async fn retry(&self, id: i64) -> Result<(), Error> {
+        let n = self
+            .db(move |c| {
+                Ok(c.execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = 0
+                     WHERE id = ?1 AND state = 'failed'",
+                    [id],
+                )?)
+            })
+            .await?;
+        if n == 0 {
+            return Err(Error::NoSuchOutboxItem(id));
+        }
+        self.emit([Event::OutboxChanged]);
+        self.outbox_ready.notify_one();
+        Ok(())
+    }
+
+    /// Drops a failed outbox item and its local echo.
+    pub async fn discard(&self, id: i64) -> Result<(), Error> {
+        let room = self
+            .db(move |c| {
+                let tx = c.transaction()?;
+                let row: Option<(Vec<u8>, Option<i64>)> = tx
+                    .query_row(
+                        "SELECT request_id, room_id FROM outbox WHERE id = ?1 AND state = 'failed'",
+                        [id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let (req, room) = row.ok_or(Error::NoSuchOutboxItem(id))?;
+                tx.execute("DELETE FROM events WHERE request_id = ?1 AND seq IS NULL", [&req])?;
+                tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+                tx.commit()?;
+                Ok(room)
+            })
+            .await?;
+        self.emit(room.map(|room| Event::TimelineChanged { room }));
+        self.emit([Event::OutboxChanged, Event::RoomsChanged]);
+        Ok(())
+    }
+
+    /// Marks everything in the room read (sent to the server by sync).
+    pub async fn mark_read(&self, room: RoomKey) -> Result<(), Error> {
+        self.db(move |c| {
+            c.execute("UPDATE rooms SET read_seq = synced_seq, unread = 0 WHERE id = ?1", [room])?;
+            Ok(())
+        })
+        .await?;
+        self.emit([Event::RoomsChanged]);
+        self.outbox_ready.notify_one();
+        Ok(())
+    }
+}
+
+pub(crate) fn account(c: &Connection) -> Result<Option<Account>, Error> {
+    Ok(c.query_row(
+        "SELECT server, user_id, username, device_id, token FROM account WHERE id = 1",
+        [],
+        |r| {
+            Ok(Account {
+                server: r.get(0)?,
+                user_id: r.get(1)?,
+                username: r.get(2)?,
+                device_id: r.get(3)?,
+                token: r.get(4)?,
+            })
+        },
+    )
+    .optional()?)
+}
+
+/// A fresh request id (a v4 UUID), made before any I/O.
+pub fn new_request_id() -> RequestId {
+    RequestId(*uuid::Uuid::new_v4().as_bytes())
+}
+
+fn request_string(bytes: &[u8]) -> String {
+    <[u8; 16]>::try_from(bytes).map(|b| RequestId(b).to_string()).unwrap_or_default()
+}
+
+/// A short text for a timeline item.
+fn describe(content: &[u8]) -> String {
+    match codec::decode::<EventContent>(content) {
+        Ok(EventContent::Message { body, .. }) => body_text(body.as_bytes()),
+        Ok(EventContent::Created { .. }) => "created the room".into(),
+        Ok(EventContent::Joined { user, .. }) => format!("{} joined", user.username),
+        Ok(EventContent::Left { .. }) => "left".into(),
+        Ok(EventContent::Removed { .. }) => "removed a member".into(),
+        Ok(EventContent::Renamed { name }) => format!("renamed the room to {name}"),
+        Ok(EventContent::Call(record)) => format!("call: {:?}", record.outcome).to_lowercase(),
+        Err(_) => "(event this version cannot show)".into(),
+    }
+}
+
+/// The state of the event with `request` in `room`: pending/failed from the outbox, else from
+/// the other members' watermarks.
+fn state_of(
+    c: &Connection,
+    room: RoomKey,
+    seq: Option<Seq>,
+    request: &[u8],
+) -> Result<MessageState, Error> {
+    let outbox: Option<String> = c
+        .prepare_cached("SELECT state FROM outbox WHERE request_id = ?1")?
+        .query_row([request], |r| r.get(0))
+        .optional()?;
+    match (outbox.as_deref(), seq) {
+        (Some("failed"), _) => return Ok(MessageState::Failed),
+        (Some(_), None) | (None, None) => return Ok(MessageState::Pending),
+        _ => {}
+    }
+    let seq = seq.unwrap_or(0) as i64;
+    let me = account(c)?.map_or(0, |a| a.user_id);
+    let (others, delivered, read): (i64, i64, i64) = c
+        .prepare_cached(
+            "SELECT count(*), coalesce(min(delivered_seq), 0), coalesce(min(read_seq), 0)
+             FROM members WHERE room_id = ?1 AND active = 1 AND user_id != ?2",
+        )?
+        .query_row(params![room, me], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(if others > 0 && read >= seq {
+        MessageState::Read
+    } else if others > 0 && delivered >= seq {
+        MessageState::Delivered
+    } else {
+        MessageState::Sent
+    })
+}
+
+/// Wall-clock Unix ms (only for display and local ordering of pending items).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

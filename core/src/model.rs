@@ -1,0 +1,141 @@
+//! What front ends render: rooms, messages with their state, outbox entries, and the events
+//! that say something changed. Plain data, read from SQLite; never waits on the network.
+
+use serde::{Deserialize, Serialize};
+use tidings_proto::{RequestId, Seq};
+
+/// Local room id (stable for the life of the profile, also for rooms made offline).
+pub type RoomKey = i64;
+
+/// Delivery state of a message, as ticks show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Saved here, not yet confirmed by the server (clock).
+    Pending,
+    /// The server refused it; see the outbox for why (retry or discard).
+    Failed,
+    /// The server has it (one tick). Messages from others are always at least this.
+    Sent,
+    /// Every other member's device has it (two ticks).
+    Delivered,
+    /// Every other member has read it (two blue ticks).
+    Read,
+}
+
+/// One room in the room list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomSummary {
+    /// Local id.
+    pub room: RoomKey,
+    /// Server id, once the server has created the room.
+    pub server_id: Option<i64>,
+    /// Group name, or the other member's username for a direct room.
+    pub name: String,
+    /// Messages from others after my read marker.
+    pub unread: u64,
+    /// Highest seq applied here.
+    pub last_seq: Seq,
+    /// Text of the newest message, if any.
+    pub last_message: Option<String>,
+    /// State of my newest message, if the newest message is mine.
+    pub my_last_state: Option<MessageState>,
+    /// Still a member.
+    pub member: bool,
+}
+
+/// One timeline item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    /// Local room id.
+    pub room: RoomKey,
+    /// Server seq; `None` while pending.
+    pub seq: Option<Seq>,
+    /// The request id it was sent with.
+    pub request_id: String,
+    /// Sender's username.
+    pub sender: String,
+    /// Text (for membership and call events, a short description).
+    pub text: String,
+    /// Delivery state.
+    pub state: MessageState,
+    /// Keyset cursor: pass it as `before` to get the next older page.
+    pub position: i64,
+}
+
+/// An outbox entry the user may need to act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxEntry {
+    /// Outbox id (for retry and discard).
+    pub id: i64,
+    /// Request id.
+    pub request_id: String,
+    /// Local room, if the operation is in a room.
+    pub room: Option<RoomKey>,
+    /// What it is (`send`, `create_room`, …).
+    pub kind: String,
+    /// `pending` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Why it failed (for failed items) or last failed (for pending ones).
+    pub error: Option<String>,
+}
+
+/// Connection state, for a banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Not connected (no network, or signed out).
+    Offline,
+    /// Connecting or joining.
+    Connecting,
+    /// Catching up.
+    Syncing,
+    /// Live.
+    Online,
+}
+
+/// Something changed; emitted only after the transaction that made it true committed. Small
+/// on purpose: a front end reloads what the event names from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The room list changed (a room, its name, counters or last message).
+    RoomsChanged,
+    /// A room's timeline changed.
+    TimelineChanged {
+        /// The room.
+        room: RoomKey,
+    },
+    /// The outbox changed.
+    OutboxChanged,
+    /// Someone started or stopped typing.
+    Typing {
+        /// The room.
+        room: RoomKey,
+        /// Who.
+        user: String,
+        /// Typing now.
+        active: bool,
+    },
+    /// The connection changed state.
+    Connection {
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// Catch-up progress (events applied so far of those announced).
+    SyncProgress {
+        /// Applied.
+        done: u64,
+        /// Announced.
+        total: u64,
+    },
+    /// Events were lost because the subscriber was too slow: reload everything.
+    Overflow,
+}
+
+/// Formats a request id for people and scripts.
+pub fn request_id_string(id: &RequestId) -> String {
+    id.to_string()
+}
