@@ -209,3 +209,59 @@ pub async fn outbox_action(client: &Client, id: i64, retry: bool) -> Result<(), 
     }
     Ok(())
 }
+
+fn queued(out: Output, request: tidings_proto::RequestId) {
+    out.line(json!({"request_id": request.to_string(), "state": "pending"}), || {
+        format!("queued {request}")
+    });
+}
+
+/// `logout`.
+pub async fn logout(client: &Client) -> Result<(), Failure> {
+    Ok(sync::sign_out(client).await?)
+}
+
+/// `invite`.
+pub async fn invite(
+    client: &Client,
+    out: Output,
+    room: &str,
+    username: &str,
+) -> Result<(), Failure> {
+    let room = parse_room(room)?;
+    let user = sync::lookup_user(client, username).await?;
+    queued(out, client.invite(room, user).await?);
+    Ok(())
+}
+
+/// `leave`.
+pub async fn leave(client: &Client, out: Output, room: &str) -> Result<(), Failure> {
+    queued(out, client.leave(parse_room(room)?).await?);
+    Ok(())
+}
+
+/// `rename`.
+pub async fn rename(client: &Client, out: Output, room: &str, name: &str) -> Result<(), Failure> {
+    queued(out, client.rename(parse_room(room)?, name).await?);
+    Ok(())
+}
+
+/// `typing`.
+pub async fn typing(client: &Client, room: &str) -> Result<(), Failure> {
+    Ok(sync::typing(client, parse_room(room)?, true).await?)
+}
+
+/// `listen`: prints every event as a line until the session ends (signed out or revoked).
+pub async fn listen(client: &Client, out: Output) -> Result<(), Failure> {
+    let mut events = client.subscribe();
+    let printer = async {
+        while let Some(event) = events.recv().await {
+            let value = serde_json::to_value(&event).unwrap_or_default();
+            out.line(value, || format!("{event:?}"));
+        }
+    };
+    tokio::select! {
+        _ = printer => Ok(()),
+        e = sync::run(client) => Err(e.into()),
+    }
+}

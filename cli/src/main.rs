@@ -59,8 +59,36 @@ enum Command {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Sign this device out (on the server too).
+    Logout,
     /// Show who this profile is signed in as.
     Whoami,
+    /// Add a user to a group room.
+    Invite {
+        /// Room id.
+        room: String,
+        /// Username.
+        username: String,
+    },
+    /// Leave a room.
+    Leave {
+        /// Room id.
+        room: String,
+    },
+    /// Rename a group room.
+    Rename {
+        /// Room id.
+        room: String,
+        /// New name.
+        name: String,
+    },
+    /// Tell the room I am typing.
+    Typing {
+        /// Room id.
+        room: String,
+    },
+    /// Stay connected and print every event as it happens.
+    Listen,
     /// Create a room (direct with one member and no name, else a group).
     CreateRoom {
         /// Group name.
@@ -164,6 +192,12 @@ fn main() -> ExitCode {
                 client::session(&c, out, false, &server, &username).await
             }
             Command::Whoami => client::whoami(&c, out).await,
+            Command::Logout => client::logout(&c).await,
+            Command::Invite { room, username } => client::invite(&c, out, &room, &username).await,
+            Command::Leave { room } => client::leave(&c, out, &room).await,
+            Command::Rename { room, name } => client::rename(&c, out, &room, &name).await,
+            Command::Typing { room } => client::typing(&c, &room).await,
+            Command::Listen => client::listen(&c, out).await,
             Command::CreateRoom { name, members } => {
                 client::create_room(&c, out, name.as_deref(), &members).await
             }

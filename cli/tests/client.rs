@@ -134,3 +134,88 @@ fn scripts_get_exit_codes_and_one_line_errors() {
     let (code, _) = tidings(&profile, &args, "password123\n");
     assert_eq!(code, 3, "server unreachable");
 }
+
+#[test]
+fn membership_commands_listen_and_a_second_device_of_the_same_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"));
+    let p = |name: &str| dir.path().join(name);
+    for (profile, name, cmd) in [
+        ("alice", "alice", "signup"),
+        ("bob", "bob", "signup"),
+        ("carol", "carol", "signup"),
+        ("alice2", "alice", "login"),
+    ] {
+        let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
+        assert_eq!(tidings(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
+    }
+    let room = ok(&p("alice"), &["create-room", "--name", "climbing", "--member", "bob"])[0]
+        ["room"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&p("alice"), &["sync"]);
+
+    // Bob listens: events arrive as JSON lines while alice acts.
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["--json", "listen", "--profile"])
+        .arg(p("bob"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(listener.stdout.take().unwrap()).lines();
+    let wait_for = |lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>,
+                    kind: &str| {
+        for line in lines.by_ref() {
+            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            if v["kind"] == kind {
+                return v;
+            }
+        }
+        panic!("listen ended before a {kind} event");
+    };
+    assert_eq!(wait_for(&mut lines, "connection")["state"], "connecting");
+    wait_for(&mut lines, "timeline_changed");
+
+    ok(&p("alice"), &["invite", &room, "carol"]);
+    ok(&p("alice"), &["rename", &room, "bouldering"]);
+    ok(&p("alice"), &["send", &room, "see you at 6"]);
+    ok(&p("alice"), &["sync"]);
+    let live = wait_for(&mut lines, "timeline_changed");
+    assert!(live["room"].is_number(), "{live}");
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+
+    // What bob's listener applied is in his profile: renamed, and the message.
+    let rooms = ok(&p("bob"), &["rooms"]);
+    assert_eq!(rooms[0]["name"], "bouldering");
+    let bob_room = rooms[0]["room"].as_str().unwrap().to_owned();
+    let texts: Vec<String> = ok(&p("bob"), &["messages", &bob_room])
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(texts.contains(&"see you at 6".to_owned()), "{texts:?}");
+    assert!(texts.contains(&"carol joined".to_owned()), "{texts:?}");
+
+    // Alice's second device sees her message as hers, and its outbox is its own (empty).
+    ok(&p("alice2"), &["sync"]);
+    let rooms2 = ok(&p("alice2"), &["rooms"]);
+    let mine = ok(&p("alice2"), &["messages", rooms2[0]["room"].as_str().unwrap()]);
+    let last = mine.last().unwrap();
+    assert_eq!(
+        (last["text"].as_str(), last["sender"].as_str()),
+        (Some("see you at 6"), Some("alice"))
+    );
+    assert!(ok(&p("alice2"), &["outbox"]).is_empty());
+
+    // Carol leaves; bob sees it.
+    ok(&p("carol"), &["sync"]);
+    let carol_room = ok(&p("carol"), &["rooms"])[0]["room"].as_str().unwrap().to_owned();
+    ok(&p("carol"), &["leave", &carol_room]);
+    ok(&p("carol"), &["sync"]);
+    assert_eq!(ok(&p("carol"), &["rooms"])[0]["member"], false);
+    ok(&p("bob"), &["sync"]);
+    let last = ok(&p("bob"), &["messages", &bob_room]).last().unwrap().clone();
+    assert_eq!(last["text"], "left");
+}

@@ -240,6 +240,61 @@ impl Client {
         Ok(room)
     }
 
+    /// Forgets the session (after signing out); the profile's data stays.
+    pub(crate) async fn forget_account(&self) -> Result<(), Error> {
+        self.db(|c| Ok(c.execute("DELETE FROM account", []).map(|_| ())?)).await
+    }
+
+    /// The server id of a local room, if known (whatever the membership).
+    pub(crate) async fn server_room_id(&self, room: RoomKey) -> Result<Option<i64>, Error> {
+        self.db(move |c| {
+            Ok(c.query_row("SELECT server_id FROM rooms WHERE id = ?1", [room], |r| r.get(0))
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+
+    /// Invites a user (by id) to a group room.
+    pub async fn invite(&self, room: RoomKey, user: i64) -> Result<RequestId, Error> {
+        self.room_operation(room, |request, target| Request::Invite {
+            request,
+            room: target,
+            user: tidings_proto::UserId(user),
+        })
+        .await
+    }
+
+    /// Leaves a room.
+    pub async fn leave(&self, room: RoomKey) -> Result<RequestId, Error> {
+        self.room_operation(room, |request, target| Request::Leave { request, room: target }).await
+    }
+
+    /// Renames a group room.
+    pub async fn rename(&self, room: RoomKey, name: &str) -> Result<RequestId, Error> {
+        let name = Text::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.room_operation(room, move |request, target| Request::Rename {
+            request,
+            room: target,
+            name,
+        })
+        .await
+    }
+
+    /// Queues a room operation without a local echo (the room's event shows it once the
+    /// server has it; the outbox shows it until then).
+    async fn room_operation(
+        &self,
+        room: RoomKey,
+        make: impl FnOnce(RequestId, tidings_proto::RoomId) -> Request,
+    ) -> Result<RequestId, Error> {
+        self.require_account().await?;
+        let server = self.server_room(room).await?;
+        let request = new_request_id();
+        let op = make(request, tidings_proto::RoomId(server.unwrap_or(0)));
+        self.enqueue(room, request, op, None).await
+    }
+
     /// The server id of a local room, if the server has created it.
     async fn server_room(&self, room: RoomKey) -> Result<Option<i64>, Error> {
         self.db(move |c| {

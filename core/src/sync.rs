@@ -79,8 +79,8 @@ impl Session {
         Ok(s)
     }
 
-    /// Sends a request and waits for its reply, applying pushes that arrive meanwhile.
-    async fn request(&mut self, request: Request) -> Result<Result<Reply, ErrorInfo>, Error> {
+    /// Sends a request without waiting for its reply; returns its frame id.
+    async fn send(&mut self, request: Request) -> Result<u32, Error> {
         let id = self.next_id;
         self.next_id += 1;
         let bytes = codec::encode_client(&ClientFrame { id, request })
@@ -89,6 +89,12 @@ impl Session {
             .send(Message::Binary(bytes.into()))
             .await
             .map_err(|e| Error::Network(e.to_string()))?;
+        Ok(id)
+    }
+
+    /// Sends a request and waits for its reply, applying pushes that arrive meanwhile.
+    async fn request(&mut self, request: Request) -> Result<Result<Reply, ErrorInfo>, Error> {
+        let id = self.send(request).await?;
         loop {
             let msg = self
                 .ws
@@ -108,6 +114,34 @@ impl Session {
                 ServerFrame::Reply { .. } => continue,
                 ServerFrame::Closing { error } => return Err(Error::Server(error)),
                 push => self.on_push(push).await?,
+            }
+        }
+    }
+
+    /// Waits for the next push (and applies it), the outbox waking us, or a ping interval;
+    /// a server that stays silent past two intervals is a dead link.
+    async fn idle(&mut self, wake: &tokio::sync::Notify) -> Result<(), Error> {
+        let ping = std::time::Duration::from_secs(20);
+        tokio::select! {
+            _ = wake.notified() => Ok(()),
+            next = tokio::time::timeout(ping, self.ws.next()) => match next {
+                Err(_) => {
+                    let nonce = rand::rng().random();
+                    tokio::time::timeout(ping, self.request(Request::Ping { nonce }))
+                        .await
+                        .map_err(|_| Error::Network("the server stopped answering".into()))??
+                        .map_err(Error::Server)?;
+                    Ok(())
+                }
+                Ok(None) => Err(Error::Network("connection closed".into())),
+                Ok(Some(Err(e))) => Err(Error::Network(e.to_string())),
+                Ok(Some(Ok(Message::Binary(bytes)))) => match codec::decode_server(&bytes) {
+                    Ok(ServerFrame::Closing { error }) => Err(Error::Server(error)),
+                    Ok(frame) => self.on_push(frame).await,
+                    Err(tidings_proto::DecodeError::UnknownKind(_)) => Ok(()),
+                    Err(e) => Err(Error::Network(format!("bad frame from server: {e}"))),
+                },
+                Ok(Some(Ok(_))) => Ok(()),
             }
         }
     }
@@ -241,10 +275,24 @@ impl Session {
                     })?)
                 })
                 .await? as u64;
-            let reply = self
+            let reply = match self
                 .request(Request::CatchUp { room: RoomId(server_room), after, limit: 500 })
                 .await?
-                .map_err(Error::Server)?;
+            {
+                Ok(reply) => reply,
+                // No longer a member (removed meanwhile): keep what we have, stop syncing it.
+                Err(e) if e.code == tidings_proto::ErrorCode::Forbidden => {
+                    self.client
+                        .db(move |c| {
+                            c.execute("UPDATE rooms SET member = 0 WHERE id = ?1", [room])?;
+                            Ok(())
+                        })
+                        .await?;
+                    self.client.emit([Event::RoomsChanged]);
+                    return Ok(());
+                }
+                Err(e) => return Err(Error::Server(e)),
+            };
             let Reply::Page { events, last_seq, members, .. } = reply else {
                 return Err(Error::Network("unexpected reply to catch-up".into()));
             };
@@ -303,19 +351,34 @@ impl Session {
             let (request, attempts) = self.client.db(move |c| prepared_request(c, id)).await?;
             let Some(request) = request else { continue };
             let request_id = request.request_id();
+            let left = matches!(request, Request::Leave { .. });
+            // A message's echo already shows it; a membership or name change is applied from
+            // the log (a later push would find the gap anyway).
+            let apply_own = !matches!(request, Request::Send { .. } | Request::RecordCall { .. });
             let result = self.request(request).await?;
             let client = self.client.clone();
             match result {
                 Ok(Reply::Logged { room, seq }) => {
                     let Some(rid) = request_id else { continue };
-                    client
+                    let local = client
                         .db(move |c| {
                             let tx = c.transaction()?;
                             apply::confirmed(&tx, &rid, room.0, seq)?;
+                            if left {
+                                tx.execute(
+                                    "UPDATE rooms SET member = 0 WHERE server_id = ?1",
+                                    [room.0],
+                                )?;
+                            }
+                            let local = apply::local_room(&tx, room.0)?;
                             tx.commit()?;
-                            Ok(())
+                            Ok(local)
                         })
                         .await?;
+                    // Apply my own event (the server does not echo it to this connection).
+                    if apply_own && !left {
+                        self.gaps.insert(local);
+                    }
                 }
                 Ok(_) => {
                     client
@@ -484,38 +547,76 @@ fn prepared_request(
 /// Connects, catches up, flushes the outbox and sends receipts; returns when nothing is left
 /// to do now (items backing off are waited for).
 pub async fn sync_until_idle(client: &Client) -> Result<(), Error> {
-    let account = client.require_account().await?;
-    client.emit([Event::Connection { state: ConnectionState::Connecting }]);
-    let result = async {
-        let mut s = Session::connect(client, &account.server, account.user_id).await?;
-        let targets = s.join(&account).await?;
-        client.emit([Event::Connection { state: ConnectionState::Syncing }]);
-        for (room, server) in targets {
-            s.catch_up(room, server).await?;
-        }
-        // Receipts move without new events: refresh the watermarks of rooms where someone
-        // has not read my newest message yet.
-        let me = account.user_id;
-        for (room, server) in client.db(move |c| rooms_awaiting_receipts(c, me)).await? {
-            s.catch_up(room, server).await?;
-        }
-        loop {
-            let waiting = s.flush_outbox().await?;
-            s.close_gaps().await?;
-            s.send_receipts().await?;
-            if !waiting {
-                return Ok(());
-            }
-            let items = client.db(load_items).await?;
-            if let Some(wake) = outbox::next_wake(&items, now_ms()) {
-                let wait = (wake - now_ms()).max(0) as u64;
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            }
-        }
-    }
-    .await;
+    let result = session(client, false).await;
     client.emit([Event::Connection { state: ConnectionState::Offline }]);
     result
+}
+
+/// Stays connected: syncs, then applies pushes as they come and sends what the user does,
+/// reconnecting with jittered exponential backoff (0.5 s up to 60 s) whenever the link
+/// breaks. Returns only if the session is no longer valid (signed out or revoked).
+pub async fn run(client: &Client) -> Error {
+    let mut failures = 0u32;
+    loop {
+        match session(client, true).await {
+            Err(Error::Server(e)) if e.code == tidings_proto::ErrorCode::Unauthenticated => {
+                client.emit([Event::Connection { state: ConnectionState::Offline }]);
+                return Error::Server(e);
+            }
+            Err(Error::NotSignedIn) => return Error::NotSignedIn,
+            Err(e) => tracing::debug!(error = %e, "Sync session ended."),
+            Ok(()) => {}
+        }
+        client.emit([Event::Connection { state: ConnectionState::Offline }]);
+        let delay = outbox::backoff(failures, rand::rng().random());
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One connection's work; with `live`, stays on it until it breaks.
+async fn session(client: &Client, live: bool) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    client.emit([Event::Connection { state: ConnectionState::Connecting }]);
+    let mut s = Session::connect(client, &account.server, account.user_id).await?;
+    let targets = s.join(&account).await?;
+    client.emit([Event::Connection { state: ConnectionState::Syncing }]);
+    for (room, server) in targets {
+        s.catch_up(room, server).await?;
+    }
+    // Receipts move without new events: refresh the watermarks of rooms where someone
+    // has not read my newest message yet.
+    let me = account.user_id;
+    for (room, server) in client.db(move |c| rooms_awaiting_receipts(c, me)).await? {
+        s.catch_up(room, server).await?;
+    }
+    if live {
+        client.emit([Event::Connection { state: ConnectionState::Online }]);
+    }
+    loop {
+        let waiting = s.flush_outbox().await?;
+        s.close_gaps().await?;
+        s.send_receipts().await?;
+        if live {
+            let items = client.db(load_items).await?;
+            match outbox::next_wake(&items, now_ms()) {
+                Some(wake) => {
+                    let wait = std::time::Duration::from_millis((wake - now_ms()).max(0) as u64);
+                    let _ = tokio::time::timeout(wait, s.idle(&client.outbox_ready)).await;
+                }
+                None => s.idle(&client.outbox_ready).await?,
+            }
+            continue;
+        }
+        if !waiting {
+            return Ok(());
+        }
+        let items = client.db(load_items).await?;
+        if let Some(wake) = outbox::next_wake(&items, now_ms()) {
+            let wait = (wake - now_ms()).max(0) as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        }
+    }
 }
 
 fn credentials(username: &str, password: &str, device: &str) -> Result<Credentials, Error> {
@@ -580,4 +681,25 @@ pub async fn lookup_user(client: &Client, username: &str) -> Result<i64, Error> 
         Reply::User { user } => Ok(user.id.0),
         other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
     }
+}
+
+/// Tells the room's other members I am (or stopped) typing.
+pub async fn typing(client: &Client, room: RoomKey, active: bool) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    let server = client.server_room_id(room).await?.ok_or(Error::NoSuchRoom(room))?;
+    let mut s = Session::connect(client, &account.server, account.user_id).await?;
+    s.join(&account).await?;
+    let id = s.send(Request::Typing { room: RoomId(server), active }).await?;
+    // Typing gets no reply unless it fails; a ping's reply comes after any failure.
+    let result = s.request(Request::Ping { nonce: u64::from(id) }).await?;
+    result.map(|_| ()).map_err(Error::Server)
+}
+
+/// Signs this device out on the server and forgets the session here.
+pub async fn sign_out(client: &Client) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    let mut s = Session::connect(client, &account.server, account.user_id).await?;
+    s.join(&account).await?;
+    s.request(Request::SignOut {}).await?.map_err(Error::Server)?;
+    client.forget_account().await
 }
