@@ -60,6 +60,8 @@ CREATE TABLE "events" (
     "sender" INTEGER NOT NULL,
     "at_ms" INTEGER NOT NULL,
     "content" BLOB NOT NULL,
+    -- A message (counts as unread), not a membership, name or call event.
+    "is_message" INTEGER NOT NULL DEFAULT 0,
     UNIQUE ("room_id", "seq")
 ) STRICT;
 CREATE INDEX "events_timeline" ON "events" ("room_id", "position");

@@ -219,3 +219,31 @@ fn membership_commands_listen_and_a_second_device_of_the_same_account() {
     let last = ok(&p("bob"), &["messages", &bob_room]).last().unwrap().clone();
     assert_eq!(last["text"], "left");
 }
+
+#[test]
+fn reading_on_one_device_clears_unread_on_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"));
+    let p = |name: &str| dir.path().join(name);
+    for (profile, name, cmd) in
+        [("alice", "alice", "signup"), ("bob", "bob", "signup"), ("alice2", "alice", "login")]
+    {
+        let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
+        assert_eq!(tidings(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
+    }
+    let room = ok(&p("bob"), &["create-room", "--member", "alice"])[0]["room"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&p("bob"), &["send", &room, "one"]);
+    ok(&p("bob"), &["send", &room, "two"]);
+    ok(&p("bob"), &["sync"]);
+    ok(&p("alice"), &["sync"]);
+    ok(&p("alice2"), &["sync"]);
+    assert_eq!(ok(&p("alice2"), &["rooms"])[0]["unread"], 2);
+    let alice_room = ok(&p("alice"), &["rooms"])[0]["room"].as_str().unwrap().to_owned();
+    ok(&p("alice"), &["read", &alice_room]);
+    ok(&p("alice"), &["sync"]);
+    ok(&p("alice2"), &["sync"]);
+    assert_eq!(ok(&p("alice2"), &["rooms"])[0]["unread"], 0, "read on the other device");
+}

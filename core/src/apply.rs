@@ -126,8 +126,9 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         .execute(params![&e.request.0[..], seq, position_of_seq(e.seq), e.at_ms, room])?;
     let event_id = if updated == 0 {
         tx.prepare_cached(
-            "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content,
+                                 is_message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (request_id) DO NOTHING",
         )?
         .execute(params![
@@ -137,7 +138,8 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
             &e.request.0[..],
             e.sender.0,
             e.at_ms,
-            content
+            content,
+            matches!(e.content, EventContent::Message { .. })
         ])?;
         tx.last_insert_rowid()
     } else {
@@ -165,11 +167,14 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
     Ok(Applied::Applied)
 }
 
-/// Stores members' receipt watermarks (they only move forward).
-pub fn members(tx: &Connection, room: RoomKey, members: &[Member]) -> Result<(), Error> {
+/// Stores members' receipt watermarks (they only move forward), mine included.
+pub fn members(tx: &Connection, room: RoomKey, me: i64, members: &[Member]) -> Result<(), Error> {
     for m in members {
         remember_user(tx, &m.user)?;
         watermarks(tx, room, m.user.id.0, m.delivered, m.read)?;
+        if m.user.id.0 == me {
+            my_read_marker(tx, room, me, m.read)?;
+        }
     }
     Ok(())
 }
@@ -190,6 +195,27 @@ pub fn watermarks(
              read_seq = max(read_seq, excluded.read_seq)",
     )?
     .execute(params![room, user, delivered as i64, read as i64])?;
+    Ok(())
+}
+
+/// My read watermark as the server knows it, set by another of my devices: moves my read
+/// marker forward here and recounts what is still unread.
+pub fn my_read_marker(tx: &Connection, room: RoomKey, me: i64, read: Seq) -> Result<(), Error> {
+    let moved = tx
+        .prepare_cached(
+            "UPDATE rooms SET read_seq = ?2, read_sent_seq = max(read_sent_seq, ?2)
+             WHERE id = ?1 AND read_seq < ?2",
+        )?
+        .execute(params![room, read as i64])?;
+    if moved > 0 {
+        tx.prepare_cached(
+            "UPDATE rooms SET unread = (SELECT count(*) FROM events e
+                 WHERE e.room_id = ?1 AND e.sender != ?2 AND e.seq > rooms.read_seq
+                   AND e.is_message = 1)
+             WHERE id = ?1",
+        )?
+        .execute(params![room, me])?;
+    }
     Ok(())
 }
 

@@ -167,8 +167,9 @@ impl Client {
             )?;
             if let Some(content) = echo {
                 tx.execute(
-                    "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content)
-                     VALUES (?1, NULL, 0, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content,
+                                         is_message)
+                     VALUES (?1, NULL, 0, ?2, ?3, ?4, ?5, 1)",
                     params![room, &request.0[..], me, now, content],
                 )?;
                 let id = tx.last_insert_rowid();
@@ -427,6 +428,19 @@ impl Client {
             Ok(out)
         })
         .await
+    }
+
+    /// The newest `limit` items of a room's timeline together with a subscription taken
+    /// before they were read: a change committed between the load and the first `recv` is
+    /// announced, never missed.
+    pub async fn timeline(
+        &self,
+        room: RoomKey,
+        limit: usize,
+    ) -> Result<(Vec<Message>, Subscription), Error> {
+        let updates = self.subscribe();
+        let snapshot = self.messages(room, None, limit).await?;
+        Ok((snapshot, updates))
     }
 
     /// Pending and failed outbox items, oldest first.

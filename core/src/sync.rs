@@ -177,6 +177,9 @@ impl Session {
                     .db(move |c| {
                         let room = apply::local_room(c, room.0)?;
                         apply::watermarks(c, room, user.0, delivered, read)?;
+                        if user.0 == me {
+                            apply::my_read_marker(c, room, me, read)?;
+                        }
                         Ok(room)
                     })
                     .await?;
@@ -305,7 +308,7 @@ impl Session {
                     for e in events.iter() {
                         apply::event(&tx, room, me, e)?;
                     }
-                    apply::members(&tx, room, &members)?;
+                    apply::members(&tx, room, me, &members)?;
                     tx.commit()?;
                     Ok(())
                 })
@@ -474,7 +477,8 @@ impl Session {
     }
 }
 
-/// Rooms where another member's read watermark is below my newest confirmed message.
+/// Rooms whose watermarks may have moved without new events: another member has not read my
+/// newest message yet, or I have unread messages (another device of mine may have read them).
 fn rooms_awaiting_receipts(
     c: &mut rusqlite::Connection,
     me: i64,
@@ -482,10 +486,10 @@ fn rooms_awaiting_receipts(
     let mut st = c.prepare_cached(
         "SELECT r.id, r.server_id FROM rooms r
          WHERE r.server_id IS NOT NULL AND r.member = 1
-           AND EXISTS (SELECT 1 FROM members m WHERE m.room_id = r.id AND m.active = 1
+           AND (r.unread > 0 OR EXISTS (SELECT 1 FROM members m WHERE m.room_id = r.id AND m.active = 1
                        AND m.user_id != ?1
                        AND m.read_seq < (SELECT coalesce(max(e.seq), 0) FROM events e
-                                         WHERE e.room_id = r.id AND e.sender = ?1))",
+                                         WHERE e.room_id = r.id AND e.sender = ?1)))",
     )?;
     let rows = st.query_map([me], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -584,8 +588,7 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
     for (room, server) in targets {
         s.catch_up(room, server).await?;
     }
-    // Receipts move without new events: refresh the watermarks of rooms where someone
-    // has not read my newest message yet.
+    // Receipts move without new events: refresh the watermarks where they matter.
     let me = account.user_id;
     for (room, server) in client.db(move |c| rooms_awaiting_receipts(c, me)).await? {
         s.catch_up(room, server).await?;
