@@ -180,3 +180,67 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
     expected.sort();
     assert_eq!(seen, expected, "lost messages (seed {seed})");
 }
+
+/// Starts `tidings serve` on `addr` with `data`.
+fn serve_on(addr: &str, data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--listen", addr, "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains(addr), "{line}");
+    Server(child)
+}
+
+#[test]
+fn the_outbox_delivers_the_rest_after_the_server_is_killed_mid_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    // A fixed port, so that the restarted server is where the profiles expect it.
+    let addr =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let url = format!("http://{addr}");
+    let mut server = serve_on(&addr, &data);
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    for (p, n) in [(&alice, "alice"), (&bob, "bob")] {
+        run(
+            p,
+            &["signup", "--server", &url, "--username", n, "--password-stdin"],
+            "correct horse battery\n",
+        );
+    }
+    let room = run(&alice, &["create-room", "--member", "bob"], "")[0]["room"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sent: Vec<String> = (0..150).map(|i| format!("m{i:03}")).collect();
+    for text in &sent {
+        run(&alice, &["send", &room, text], "");
+    }
+    // Sync, and kill -9 the server while it is taking the burst.
+    let mut sync =
+        tidings(&alice).arg("sync").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let status = sync.wait().unwrap();
+    assert!(!status.success(), "the sync cannot have finished: the server died under it");
+    let left = run(&alice, &["outbox"], "").len();
+    println!("outbox items left after the crash: {left}");
+
+    // Restart on the same data; the next sync delivers the rest, once.
+    let _server = serve_on(&addr, &data);
+    run(&alice, &["sync", "--timeout", "60"], "");
+    assert!(run(&alice, &["outbox"], "").is_empty());
+    run(&bob, &["sync", "--timeout", "60"], "");
+    let bob_room = run(&bob, &["rooms"], "")[0]["room"].as_str().unwrap().to_owned();
+    let got: Vec<String> = run(&bob, &["messages", &bob_room, "--limit", "1000"], "")
+        .iter()
+        .filter_map(|m| m["text"].as_str().filter(|t| t.starts_with('m')).map(str::to_owned))
+        .collect();
+    assert_eq!(got, sent, "every message once, in the order sent");
+}
