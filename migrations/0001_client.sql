@@ -33,10 +33,21 @@ CREATE TABLE "rooms" (
     "read_sent_seq" INTEGER NOT NULL DEFAULT 0,
     -- Kept in step with the timeline so that the room list never counts rows.
     "unread" INTEGER NOT NULL DEFAULT 0,
+    -- The newest message, kept on the room row so that the room list reads no timeline:
+    -- its event id, text, sender, seq (NULL while pending) and request id.
     "last_event_id" INTEGER,
+    "last_preview" TEXT,
+    "last_sender" INTEGER,
+    "last_message_seq" INTEGER,
+    "last_request_id" BLOB,
+    -- The other current members: how many, and their lowest watermarks (ticks for my
+    -- messages), kept up to date when receipts or members change.
+    "others" INTEGER NOT NULL DEFAULT 0,
+    "others_delivered_seq" INTEGER NOT NULL DEFAULT 0,
+    "others_read_seq" INTEGER NOT NULL DEFAULT 0,
     "last_activity_ms" INTEGER NOT NULL DEFAULT 0
 ) STRICT;
-CREATE INDEX "rooms_by_activity" ON "rooms" ("last_activity_ms" DESC);
+CREATE INDEX "rooms_by_activity" ON "rooms" ("last_activity_ms" DESC, "id" DESC);
 
 CREATE TABLE "members" (
     -- Room membership with everyone's receipt watermarks (receipts are watermarks, not rows).

@@ -30,6 +30,19 @@ pub fn body_text(body: &[u8]) -> String {
         .unwrap_or_else(|_| "(message this version cannot show)".into())
 }
 
+/// A short text for a timeline item.
+pub fn describe(content: &EventContent) -> String {
+    match content {
+        EventContent::Message { body, .. } => body_text(body.as_bytes()),
+        EventContent::Created { .. } => "created the room".into(),
+        EventContent::Joined { user, .. } => format!("{} joined", user.username),
+        EventContent::Left { .. } => "left".into(),
+        EventContent::Removed { .. } => "removed a member".into(),
+        EventContent::Renamed { name } => format!("renamed the room to {name}"),
+        EventContent::Call(record) => format!("call: {:?}", record.outcome).to_lowercase(),
+    }
+}
+
 /// The local room for a server room id, created (as a placeholder) if unknown.
 pub fn local_room(tx: &Connection, server_id: i64) -> Result<RoomKey, Error> {
     let found: Option<i64> = tx
@@ -71,6 +84,19 @@ pub enum Applied {
     Duplicate,
     /// Events are missing before it: catch up from the room's synced seq first.
     Gap,
+}
+
+/// Recomputes the room's summary of the other members (count and lowest watermarks), which
+/// the room list shows as ticks without reading members.
+pub fn refresh_others(tx: &Connection, room: RoomKey, me: i64) -> Result<(), Error> {
+    tx.prepare_cached(
+        "UPDATE rooms SET (others, others_delivered_seq, others_read_seq) =
+             (SELECT count(*), coalesce(min(delivered_seq), 0), coalesce(min(read_seq), 0)
+              FROM members WHERE room_id = ?1 AND active = 1 AND user_id != ?2)
+         WHERE id = ?1",
+    )?
+    .execute(params![room, me])?;
+    Ok(())
 }
 
 /// Applies one event of a room whose local id is `room`, if it is the next in its log.
@@ -117,13 +143,26 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         }
         EventContent::Message { .. } | EventContent::Call(_) => {}
     }
+    if matches!(
+        e.content,
+        EventContent::Created { .. }
+            | EventContent::Joined { .. }
+            | EventContent::Left { .. }
+            | EventContent::Removed { .. }
+    ) {
+        refresh_others(tx, room, me)?;
+    }
     let content = codec::encode(&e.content).map_err(|err| Error::Internal(err.to_string()))?;
     // My own local echo becomes this event; anything else is new.
-    let updated = tx
-        .prepare_cached(
-            "UPDATE events SET seq = ?2, position = ?3, at_ms = ?4 WHERE request_id = ?1 AND room_id = ?5",
+    let updated = if e.sender.0 == me {
+        tx.prepare_cached(
+            "UPDATE events SET seq = ?2, position = ?3, at_ms = ?4
+             WHERE request_id = ?1 AND room_id = ?5",
         )?
-        .execute(params![&e.request.0[..], seq, position_of_seq(e.seq), e.at_ms, room])?;
+        .execute(params![&e.request.0[..], seq, position_of_seq(e.seq), e.at_ms, room])?
+    } else {
+        0
+    };
     let event_id = if updated == 0 {
         tx.prepare_cached(
             "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content,
@@ -147,10 +186,16 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
             .query_row([&e.request.0[..]], |r| r.get(0))?
     };
     let counts = e.sender.0 != me && matches!(e.content, EventContent::Message { .. });
+    let shown = matches!(e.content, EventContent::Message { .. } | EventContent::Call(_));
     tx.prepare_cached(
         "UPDATE rooms SET synced_seq = ?2,
              unread = unread + CASE WHEN ?3 AND ?2 > read_seq THEN 1 ELSE 0 END,
              last_event_id = CASE WHEN ?5 THEN ?4 ELSE last_event_id END,
+             last_preview = CASE WHEN ?5 THEN ?7 ELSE last_preview END,
+             last_sender = CASE WHEN ?5 THEN ?8 ELSE last_sender END,
+             last_message_seq = CASE WHEN ?5 THEN ?2
+                 WHEN last_request_id = ?9 THEN ?2 ELSE last_message_seq END,
+             last_request_id = CASE WHEN ?5 THEN ?9 ELSE last_request_id END,
              last_activity_ms = max(last_activity_ms, ?6)
          WHERE id = ?1",
     )?
@@ -159,11 +204,17 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         seq,
         counts,
         event_id,
-        matches!(e.content, EventContent::Message { .. } | EventContent::Call(_)),
-        e.at_ms
+        shown,
+        e.at_ms,
+        shown.then(|| describe(&e.content)),
+        e.sender.0,
+        &e.request.0[..]
     ])?;
-    // The outbox item for this request, if it was ours, is done.
-    tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?.execute([&e.request.0[..]])?;
+    if e.sender.0 == me {
+        // The outbox item for this request, if it was this device's, is done.
+        tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?
+            .execute([&e.request.0[..]])?;
+    }
     Ok(Applied::Applied)
 }
 
@@ -176,7 +227,7 @@ pub fn members(tx: &Connection, room: RoomKey, me: i64, members: &[Member]) -> R
             my_read_marker(tx, room, me, m.read)?;
         }
     }
-    Ok(())
+    refresh_others(tx, room, me)
 }
 
 /// Moves one member's watermarks forward.
@@ -239,6 +290,8 @@ pub fn confirmed(
         "UPDATE events SET seq = ?2, position = ?3 WHERE request_id = ?1 AND seq IS NULL",
     )?
     .execute(params![&request.0[..], seq as i64, position_of_seq(seq)])?;
+    tx.prepare_cached("UPDATE rooms SET last_message_seq = ?2 WHERE last_request_id = ?1")?
+        .execute(params![&request.0[..], seq as i64])?;
     tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?.execute([&request.0[..]])?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use tidings_proto::{
 use tokio::sync::{broadcast, Notify};
 
 use crate::{
-    apply::{body_text, MessageBody, PENDING_POSITION},
+    apply::{MessageBody, PENDING_POSITION},
     model::{Event, Message, MessageState, OutboxEntry, RoomKey, RoomSummary},
     store, Error,
 };
@@ -153,6 +153,7 @@ impl Client {
     ) -> Result<RequestId, Error> {
         let me = self.require_account().await?.user_id;
         let operation = codec::encode(&operation).map_err(|e| Error::Internal(e.to_string()))?;
+        let preview = echo.as_ref().map(crate::apply::describe);
         let echo = echo
             .map(|c| codec::encode(&c))
             .transpose()
@@ -178,8 +179,10 @@ impl Client {
                     params![id, PENDING_POSITION + id],
                 )?;
                 tx.execute(
-                    "UPDATE rooms SET last_event_id = ?2, last_activity_ms = ?3 WHERE id = ?1",
-                    params![room, id, now],
+                    "UPDATE rooms SET last_event_id = ?2, last_activity_ms = ?3, last_preview = ?4,
+                         last_sender = ?5, last_message_seq = NULL, last_request_id = ?6
+                     WHERE id = ?1",
+                    params![room, id, now, preview, me, &request.0[..]],
                 )?;
             }
             tx.commit()?;
@@ -317,70 +320,53 @@ impl Client {
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, Error> {
         self.db(|c| {
             let me = account(c)?.map_or(0, |a| a.user_id);
+            // One pass over the rooms table in index order: counters, the newest message and
+            // the other members' watermarks are kept on the room row, so nothing is counted,
+            // joined per member or decoded here.
             let mut st = c.prepare_cached(
                 "SELECT r.id, r.server_id, r.kind, r.name, r.unread, r.synced_seq, r.member,
-                        e.content, e.sender, e.seq, e.request_id,
-                        (SELECT u.username FROM members m JOIN users u ON u.id = m.user_id
-                         WHERE m.room_id = r.id AND m.user_id != ?1 ORDER BY m.user_id LIMIT 1)
-                 FROM rooms r LEFT JOIN events e ON e.id = r.last_event_id
+                        r.last_preview, r.last_sender, r.last_message_seq, o.state,
+                        r.others, r.others_delivered_seq, r.others_read_seq,
+                        CASE WHEN r.name IS NULL AND r.kind = 'direct' THEN
+                            (SELECT u.username FROM members m JOIN users u ON u.id = m.user_id
+                             WHERE m.room_id = r.id AND m.user_id != ?1
+                             ORDER BY m.user_id LIMIT 1)
+                        END
+                 FROM rooms r
+                 LEFT JOIN outbox o ON o.request_id = r.last_request_id
                  ORDER BY r.last_activity_ms DESC, r.id DESC",
             )?;
             let rows = st.query_map([me], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, bool>(6)?,
-                    r.get::<_, Option<Vec<u8>>>(7)?,
-                    r.get::<_, Option<i64>>(8)?,
-                    r.get::<_, Option<i64>>(9)?,
-                    r.get::<_, Option<Vec<u8>>>(10)?,
-                    r.get::<_, Option<String>>(11)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (
-                    id,
-                    server_id,
-                    kind,
-                    name,
-                    unread,
-                    synced,
-                    member,
-                    content,
-                    sender,
-                    seq,
-                    req,
-                    other,
-                ) = row?;
-                let last_message = content.as_deref().map(describe);
-                let my_last_state = match (sender, req) {
-                    (Some(s), Some(req)) if s == me => {
-                        Some(state_of(c, id, seq.map(|s| s as Seq), &req)?)
-                    }
-                    _ => None,
-                };
-                let name = match (kind.as_str(), name) {
-                    (_, Some(n)) => n,
-                    ("direct", None) => other.unwrap_or_else(|| "direct chat".into()),
-                    _ => "group".into(),
-                };
-                out.push(RoomSummary {
-                    room: id,
-                    server_id,
-                    name,
-                    unread: unread as u64,
-                    last_seq: synced as Seq,
-                    last_message,
-                    my_last_state,
-                    member,
+                let kind: String = r.get(2)?;
+                let name: Option<String> = r.get(3)?;
+                let other: Option<String> = r.get(14)?;
+                let sender: Option<i64> = r.get(8)?;
+                let outbox: Option<String> = r.get(10)?;
+                let my_last_state = (sender == Some(me)).then(|| {
+                    Ok::<_, rusqlite::Error>(tick(
+                        outbox.as_deref(),
+                        r.get(9)?,
+                        r.get(11)?,
+                        r.get(12)?,
+                        r.get(13)?,
+                    ))
                 });
-            }
-            Ok(out)
+                Ok(RoomSummary {
+                    room: r.get(0)?,
+                    server_id: r.get(1)?,
+                    name: match (kind.as_str(), name) {
+                        (_, Some(n)) => n,
+                        ("direct", None) => other.unwrap_or_else(|| "direct chat".into()),
+                        _ => "group".into(),
+                    },
+                    unread: r.get::<_, i64>(4)? as u64,
+                    last_seq: r.get::<_, i64>(5)? as Seq,
+                    member: r.get(6)?,
+                    last_message: r.get(7)?,
+                    my_last_state: my_last_state.transpose()?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -394,6 +380,7 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<Message>, Error> {
         self.db(move |c| {
+            let me = account(c)?.map_or(0, |a| a.user_id);
             let mut st = c.prepare_cached(
                 "SELECT e.seq, e.request_id, e.sender, e.content, e.position,
                         coalesce(u.username, '?')
@@ -421,7 +408,7 @@ impl Client {
                     request_id: request_string(&req),
                     sender,
                     text: describe(&content),
-                    state: state_of(c, room, seq, &req)?,
+                    state: state_of(c, me, room, seq, &req)?,
                     position,
                 });
             }
@@ -562,17 +549,28 @@ fn request_string(bytes: &[u8]) -> String {
     <[u8; 16]>::try_from(bytes).map(|b| RequestId(b).to_string()).unwrap_or_default()
 }
 
-/// A short text for a timeline item.
+/// A short text for a stored timeline item.
 fn describe(content: &[u8]) -> String {
-    match codec::decode::<EventContent>(content) {
-        Ok(EventContent::Message { body, .. }) => body_text(body.as_bytes()),
-        Ok(EventContent::Created { .. }) => "created the room".into(),
-        Ok(EventContent::Joined { user, .. }) => format!("{} joined", user.username),
-        Ok(EventContent::Left { .. }) => "left".into(),
-        Ok(EventContent::Removed { .. }) => "removed a member".into(),
-        Ok(EventContent::Renamed { name }) => format!("renamed the room to {name}"),
-        Ok(EventContent::Call(record)) => format!("call: {:?}", record.outcome).to_lowercase(),
-        Err(_) => "(event this version cannot show)".into(),
+    codec::decode::<EventContent>(content)
+        .map(|c| crate::apply::describe(&c))
+        .unwrap_or_else(|_| "(event this version cannot show)".into())
+}
+
+/// Ticks from the facts: the outbox row (if still there), the seq, and the other members'
+/// lowest watermarks (`others` is how many other members there are).
+fn tick(
+    outbox: Option<&str>,
+    seq: Option<i64>,
+    others: i64,
+    delivered: i64,
+    read: i64,
+) -> MessageState {
+    match (outbox, seq) {
+        (Some("failed"), _) => MessageState::Failed,
+        (Some(_), None) | (None, None) => MessageState::Pending,
+        (_, Some(seq)) if others > 0 && read >= seq => MessageState::Read,
+        (_, Some(seq)) if others > 0 && delivered >= seq => MessageState::Delivered,
+        (_, Some(_)) => MessageState::Sent,
     }
 }
 
@@ -580,6 +578,7 @@ fn describe(content: &[u8]) -> String {
 /// the other members' watermarks.
 fn state_of(
     c: &Connection,
+    me: i64,
     room: RoomKey,
     seq: Option<Seq>,
     request: &[u8],
@@ -588,26 +587,13 @@ fn state_of(
         .prepare_cached("SELECT state FROM outbox WHERE request_id = ?1")?
         .query_row([request], |r| r.get(0))
         .optional()?;
-    match (outbox.as_deref(), seq) {
-        (Some("failed"), _) => return Ok(MessageState::Failed),
-        (Some(_), None) | (None, None) => return Ok(MessageState::Pending),
-        _ => {}
-    }
-    let seq = seq.unwrap_or(0) as i64;
-    let me = account(c)?.map_or(0, |a| a.user_id);
     let (others, delivered, read): (i64, i64, i64) = c
         .prepare_cached(
             "SELECT count(*), coalesce(min(delivered_seq), 0), coalesce(min(read_seq), 0)
              FROM members WHERE room_id = ?1 AND active = 1 AND user_id != ?2",
         )?
         .query_row(params![room, me], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(if others > 0 && read >= seq {
-        MessageState::Read
-    } else if others > 0 && delivered >= seq {
-        MessageState::Delivered
-    } else {
-        MessageState::Sent
-    })
+    Ok(tick(outbox.as_deref(), seq.map(|s| s as i64), others, delivered, read))
 }
 
 /// Wall-clock Unix ms (only for display and local ordering of pending items).

@@ -7,8 +7,8 @@
 //! (a version above the ones this build knows) is refused with [`OpenError::TooNew`] and left
 //! untouched rather than damaged.
 //!
-//! Pragmas: WAL (readers never block the writer), `synchronous=FULL` (what the outbox
-//! acknowledges to the user survives power loss), foreign keys on.
+//! Pragmas: WAL (readers never block the writer), `synchronous=NORMAL` (a commit survives
+//! kill -9 of the app at any instant; see `open_up_to` for why not FULL), foreign keys on.
 
 use std::path::Path;
 
@@ -60,7 +60,11 @@ pub(crate) fn open_up_to(path: &Path, stop: usize) -> Result<Connection, OpenErr
     let mut conn = Connection::open(path)?;
     // WAL must be chosen outside a transaction.
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // NORMAL in WAL mode: a commit survives the process being killed at any instant (the
+    // WAL is in the OS's hands); only an OS crash or power loss can lose the last commits —
+    // never acknowledged by the server, so never inconsistent with it. FULL would put an
+    // fsync on every keystroke-to-echo path (measured: p99 8.6 ms vs the 1 ms goal).
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&mut conn, stop)?;

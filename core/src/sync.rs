@@ -179,6 +179,8 @@ impl Session {
                         apply::watermarks(c, room, user.0, delivered, read)?;
                         if user.0 == me {
                             apply::my_read_marker(c, room, me, read)?;
+                        } else {
+                            apply::refresh_others(c, room, me)?;
                         }
                         Ok(room)
                     })

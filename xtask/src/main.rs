@@ -2,10 +2,11 @@
 //!
 //! - `run`: build and start the server on its embedded default, print its URL;
 //! - `test`: every test — formatting, lints, the workspace's tests, a short fuzz run;
-//! - `bench server`: the server load benchmark (docs/performance.md);
+//! - `bench server`, `bench core`: the benchmarks (docs/performance.md);
 //! - `fuzz [TARGET] [SECONDS]`: run a fuzz target.
 
 mod bench;
+mod bench_core;
 
 use std::{path::PathBuf, process::Command};
 
@@ -18,12 +19,13 @@ fn main() -> anyhow::Result<()> {
         ["run", rest @ ..] => run(rest),
         ["test"] => test(),
         ["bench", "server", rest @ ..] => bench::server(rest),
+        ["bench", "core", rest @ ..] => bench_core::run(rest),
         ["fuzz"] => fuzz_all(30),
         ["fuzz", target] => fuzz(target, 60),
         ["fuzz", target, seconds] => fuzz(target, seconds.parse().context("SECONDS")?),
         _ => {
             eprintln!(
-                "usage: cargo xtask run [-- serve flags…] | test | bench server [--help] | \
+                "usage: cargo xtask run [-- serve flags…] | test | bench server|core | \
                  fuzz [TARGET [SECONDS]]"
             );
             std::process::exit(2);

@@ -1,0 +1,221 @@
+//! `cargo xtask bench core`: the client engine on a large profile.
+//!
+//! Builds a profile holding 1,000 rooms and 1,000,000 messages (written straight into its
+//! SQLite file, as years of use would leave it), then measures through the public API:
+//! the room list, a room's newest 50 messages, applying catch-up pages (500 events per
+//! transaction, as sync does), the local echo of `send_text` (call → its event), and the
+//! process's peak RSS.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rusqlite::params;
+use tidings_core::{apply, apply::MessageBody, Client, Event};
+use tidings_proto::{
+    bounded::List, codec, Body, DeviceId, EventContent, RequestId, RoomEvent, RoomId, UserId,
+};
+
+const ROOMS: i64 = 1_000;
+const PER_ROOM: i64 = 1_000;
+const CATCH_UP_EVENTS: u64 = 50_000;
+
+pub fn run(args: &[&str]) -> anyhow::Result<()> {
+    if !args.is_empty() {
+        anyhow::bail!("bench core takes no flags");
+    }
+    if cfg!(debug_assertions) {
+        let mut release = super::cargo();
+        release.args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench", "core"]);
+        return super::step("bench core (release build of xtask)", release);
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(measure())
+}
+
+fn message(text: &str) -> anyhow::Result<EventContent> {
+    let body = Body::new(codec::encode(&MessageBody { text: text.into() })?)?;
+    Ok(EventContent::Message { body, attachments: List::empty() })
+}
+
+fn request_id(n: u64) -> RequestId {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&n.to_le_bytes());
+    b[8] = 0xbe;
+    RequestId(b)
+}
+
+fn populate(path: &std::path::Path) -> anyhow::Result<()> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO account (id, server, user_id, username, device_id, token)
+         VALUES (1, 'http://127.0.0.1:9', 1, 'me', 1, '1.x')",
+        [],
+    )?;
+    tx.execute("INSERT INTO users (id, username) VALUES (1, 'me')", [])?;
+    let content = codec::encode(&message("a message of a typical length, about sixty bytes")?)?;
+    {
+        let mut user = tx.prepare("INSERT INTO users (id, username) VALUES (?1, ?2)")?;
+        let mut room = tx.prepare(
+            "INSERT INTO rooms (id, server_id, kind, name, synced_seq, read_seq, unread,
+                                last_activity_ms)
+             VALUES (?1, ?1, 'group', ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut last = tx.prepare(
+            "UPDATE rooms SET last_event_id = ?2, last_preview = 'a message', last_sender = ?3,
+                 last_message_seq = ?4, last_request_id = ?5, others = 1,
+                 others_delivered_seq = ?4 - 1, others_read_seq = ?4 - 3
+             WHERE id = ?1",
+        )?;
+        let mut member = tx.prepare(
+            "INSERT INTO members (room_id, user_id, active, delivered_seq, read_seq)
+             VALUES (?1, ?2, 1, ?3, ?4)",
+        )?;
+        let mut event = tx.prepare(
+            "INSERT INTO events (id, room_id, seq, position, request_id, sender, at_ms, content,
+                                 is_message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
+        )?;
+        let mut id = 0i64;
+        for r in 1..=ROOMS {
+            let other = 1 + r;
+            user.execute(params![other, format!("user{other}")])?;
+            room.execute(params![r, format!("room {r}"), PER_ROOM, PER_ROOM - 10, 5, r])?;
+            for seq in 1..=PER_ROOM {
+                id += 1;
+                let sender = if seq % 2 == 0 { 1 } else { other };
+                let rid = request_id(id as u64);
+                event.execute(params![
+                    id,
+                    r,
+                    seq,
+                    apply::position_of_seq(seq as u64),
+                    &rid.0[..],
+                    sender,
+                    seq,
+                    content
+                ])?;
+            }
+            let last_sender = if PER_ROOM % 2 == 0 { 1 } else { other };
+            last.execute(params![r, id, last_sender, PER_ROOM, &request_id(id as u64).0[..]])?;
+            member.execute(params![r, 1, PER_ROOM, PER_ROOM - 10])?;
+            member.execute(params![r, other, PER_ROOM - 1, PER_ROOM - 3])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn measure() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    drop(Client::open(dir.path())?);
+    let started = Instant::now();
+    populate(&dir.path().join("tidings.sqlite")).context("populate the profile")?;
+    eprintln!(
+        "==> profile: {ROOMS} rooms × {PER_ROOM} messages written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let opened = Instant::now();
+    let client = Client::open(dir.path())?;
+    let open_time = opened.elapsed();
+
+    let mut times = Vec::new();
+    let n: usize = std::env::var("ROOM_LIST_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    for _ in 0..n {
+        let t = Instant::now();
+        let rooms = client.rooms().await?;
+        times.push(t.elapsed());
+        anyhow::ensure!(rooms.len() == ROOMS as usize);
+    }
+    times.sort();
+    println!(
+        "room list ({ROOMS} rooms): median {:.2} ms, p99 {:.2} ms (goal ≤ 2 ms)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99))
+    );
+
+    let mut times = Vec::new();
+    for i in 0..200 {
+        let t = Instant::now();
+        let page = client.messages(1 + (i * 7) % ROOMS, None, 50).await?;
+        times.push(t.elapsed());
+        anyhow::ensure!(page.len() == 50);
+    }
+    times.sort();
+    println!(
+        "newest 50 messages of a room: median {:.3} ms, p99 {:.3} ms (goal ≤ 1 ms)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99))
+    );
+
+    // Catch-up: a new room's log applied in pages of 500, one transaction each.
+    let content = message("caught up")?;
+    let events: Vec<RoomEvent> = (1..=CATCH_UP_EVENTS)
+        .map(|seq| RoomEvent {
+            room: RoomId(9_999),
+            seq,
+            sender: UserId(2),
+            device: DeviceId(2),
+            request: request_id(10_000_000 + seq),
+            at_ms: seq as i64,
+            content: content.clone(),
+        })
+        .collect();
+    let mut conn = tidings_core::store::open(&dir.path().join("tidings.sqlite"))?;
+    let t = Instant::now();
+    let room = apply::local_room(&conn, 9_999)?;
+    for page in events.chunks(500) {
+        let tx = conn.transaction()?;
+        for e in page {
+            apply::event(&tx, room, 1, e)?;
+        }
+        tx.commit()?;
+    }
+    let elapsed = t.elapsed();
+    println!(
+        "catch-up apply: {:.0} events/s ({CATCH_UP_EVENTS} events in pages of 500) (goal ≥ 50,000)",
+        CATCH_UP_EVENTS as f64 / elapsed.as_secs_f64()
+    );
+    drop(conn);
+
+    // Local echo: from the call to send_text to its TimelineChanged event.
+    let mut events = client.subscribe();
+    let mut times = Vec::new();
+    for i in 0..1_000 {
+        let t = Instant::now();
+        client.send_text(1 + i % ROOMS, "hello").await?;
+        loop {
+            match events.recv().await {
+                Some(Event::TimelineChanged { .. }) => break,
+                Some(_) => continue,
+                None => anyhow::bail!("event channel closed"),
+            }
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "local echo (send_text → its event): median {:.3} ms, p99 {:.3} ms (goal p99 ≤ 1 ms)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99))
+    );
+
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let peak =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("?").trim().to_owned();
+    println!(
+        "open the profile: {:.1} ms; peak RSS of the whole benchmark process: {peak}",
+        ms(open_time)
+    );
+    Ok(())
+}
