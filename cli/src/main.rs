@@ -36,29 +36,9 @@ enum Command {
         max_upload_bytes: u64,
     },
     /// Create an account and sign this profile in (password on stdin).
-    Signup {
-        /// Server base URL, e.g. http://127.0.0.1:7878.
-        #[arg(long)]
-        server: String,
-        /// Username.
-        #[arg(long)]
-        username: String,
-        /// Read the password from the first line of stdin.
-        #[arg(long, required = true)]
-        password_stdin: bool,
-    },
+    Signup(SessionArgs),
     /// Sign this profile in to an existing account as a new device (password on stdin).
-    Login {
-        /// Server base URL.
-        #[arg(long)]
-        server: String,
-        /// Username.
-        #[arg(long)]
-        username: String,
-        /// Read the password from the first line of stdin.
-        #[arg(long, required = true)]
-        password_stdin: bool,
-    },
+    Login(SessionArgs),
     /// Sign this device out (on the server too).
     Logout,
     /// Show who this profile is signed in as.
@@ -140,6 +120,20 @@ enum Command {
     },
 }
 
+/// Where and as whom to sign in.
+#[derive(clap::Args, Debug)]
+struct SessionArgs {
+    /// Server base URL, e.g. http://127.0.0.1:7878.
+    #[arg(long)]
+    server: String,
+    /// Username.
+    #[arg(long)]
+    username: String,
+    /// Read the password from the first line of stdin (the only way to give it).
+    #[arg(long, required = true)]
+    password_stdin: bool,
+}
+
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     let dirs = directories::ProjectDirs::from("", "", "tidings")
         .context("Cannot find the user's data directory; pass --data")?;
@@ -185,12 +179,8 @@ fn main() -> ExitCode {
         let c = client::open(cli.profile)?;
         match cli.command {
             Command::Serve { .. } => Ok(()),
-            Command::Signup { server, username, .. } => {
-                client::session(&c, out, true, &server, &username).await
-            }
-            Command::Login { server, username, .. } => {
-                client::session(&c, out, false, &server, &username).await
-            }
+            Command::Signup(a) => client::session(&c, out, true, &a.server, &a.username).await,
+            Command::Login(a) => client::session(&c, out, false, &a.server, &a.username).await,
             Command::Whoami => client::whoami(&c, out).await,
             Command::Logout => client::logout(&c).await,
             Command::Invite { room, username } => client::invite(&c, out, &room, &username).await,

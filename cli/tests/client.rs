@@ -2,67 +2,16 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 
+mod common;
+
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
+use common::{exec, ok, serve};
 use serde_json::Value;
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    Server { child, url }
-}
-
-/// Runs `tidings --json --profile DIR ARGS…` with `stdin`; returns (exit code, JSON lines).
-fn tidings(profile: &Path, args: &[&str], stdin: &str) -> (i32, Vec<Value>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .arg("--json")
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect();
-    (out.status.code().unwrap_or(-1), lines)
-}
-
-fn ok(profile: &Path, args: &[&str]) -> Vec<Value> {
-    let (code, lines) = tidings(profile, args, "");
-    assert_eq!(code, 0, "tidings {args:?} failed");
-    lines
-}
 
 #[test]
 fn a_message_sent_offline_is_delivered_once_and_its_ticks_follow_the_reader() {
@@ -71,7 +20,7 @@ fn a_message_sent_offline_is_delivered_once_and_its_ticks_follow_the_reader() {
     let server = serve(&dir.path().join("server"));
     let signup = |p: &Path, name: &str| {
         let args = ["signup", "--server", &server.url, "--username", name, "--password-stdin"];
-        let (code, lines) = tidings(p, &args, "correct horse battery\n");
+        let (code, lines) = exec(p, &args, "correct horse battery\n");
         assert_eq!(code, 0);
         assert_eq!(lines[0]["username"], name);
     };
@@ -126,12 +75,12 @@ fn a_message_sent_offline_is_delivered_once_and_its_ticks_follow_the_reader() {
 fn scripts_get_exit_codes_and_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("p");
-    let (code, _) = tidings(&profile, &["send", "1", "x"], "");
+    let (code, _) = exec(&profile, &["send", "1", "x"], "");
     assert_eq!(code, 1, "not signed in");
-    let (code, _) = tidings(&profile, &["messages", "not-a-room"], "");
+    let (code, _) = exec(&profile, &["messages", "not-a-room"], "");
     assert_eq!(code, 2, "bad input");
     let args = ["signup", "--server", "http://127.0.0.1:9", "--username", "x", "--password-stdin"];
-    let (code, _) = tidings(&profile, &args, "password123\n");
+    let (code, _) = exec(&profile, &args, "password123\n");
     assert_eq!(code, 3, "server unreachable");
 }
 
@@ -147,7 +96,7 @@ fn membership_commands_listen_and_a_second_device_of_the_same_account() {
         ("alice2", "alice", "login"),
     ] {
         let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
-        assert_eq!(tidings(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
+        assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
     }
     let room = ok(&p("alice"), &["create-room", "--name", "climbing", "--member", "bob"])[0]
         ["room"]
@@ -229,7 +178,7 @@ fn reading_on_one_device_clears_unread_on_the_other() {
         [("alice", "alice", "signup"), ("bob", "bob", "signup"), ("alice2", "alice", "login")]
     {
         let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
-        assert_eq!(tidings(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
+        assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
     }
     let room = ok(&p("bob"), &["create-room", "--member", "alice"])[0]["room"]
         .as_str()

@@ -5,49 +5,13 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+mod common;
+
+use std::{collections::BTreeMap, path::PathBuf, process::Child, process::Stdio, time::Duration};
+
+use common::{command, ok_stdin, serve, serve_on};
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use serde_json::Value;
-
-fn tidings(profile: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    c.arg("--json").arg("--profile").arg(profile);
-    c
-}
-
-fn run(profile: &Path, args: &[&str], stdin: &str) -> Vec<Value> {
-    let mut child = tidings(profile)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "tidings {args:?} failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn killed_syncs_lose_nothing_and_duplicate_nothing() {
@@ -57,23 +21,14 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
         .unwrap_or_else(|| rand::rng().random());
     println!("CRASH_SEED={seed}");
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("server"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let _server = Server(server);
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let server = serve(&dir.path().join("server"));
+    let url = server.url.clone();
 
     let names = ["ann", "ben", "cat"];
     let profiles: Vec<PathBuf> = names.iter().map(|n| dir.path().join(n)).collect();
     for (p, n) in profiles.iter().zip(names) {
         let args = ["signup", "--server", &url, "--username", n, "--password-stdin"];
-        run(p, &args, "correct horse battery\n");
+        ok_stdin(p, &args, "correct horse battery\n");
     }
     // Three rooms with all three members, one created by each client.
     let mut rooms = Vec::new();
@@ -85,11 +40,11 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
         for o in &others {
             args.extend(["--member", o]);
         }
-        rooms.push(run(p, &args, "")[0]["room"].as_str().unwrap().to_owned());
-        run(p, &["sync"], "");
+        rooms.push(ok_stdin(p, &args, "")[0]["room"].as_str().unwrap().to_owned());
+        ok_stdin(p, &["sync"], "");
     }
     for p in &profiles {
-        run(p, &["sync"], "");
+        ok_stdin(p, &["sync"], "");
     }
 
     // Each client sends to all three rooms while its syncs are killed at random moments.
@@ -102,7 +57,7 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
             let count = per_client[i];
             let mut rng = StdRng::seed_from_u64(seed + i as u64);
             std::thread::spawn(move || {
-                let rooms_here = run(&profile, &["rooms"], "");
+                let rooms_here = ok_stdin(&profile, &["rooms"], "");
                 let ids: Vec<String> =
                     rooms_here.iter().map(|r| r["room"].as_str().unwrap().to_owned()).collect();
                 let mut sent = Vec::new();
@@ -110,7 +65,7 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
                 for n in 0..count {
                     let room = &ids[n % ids.len()];
                     let text = format!("{}-{n}", profile.file_name().unwrap().to_string_lossy());
-                    run(&profile, &["send", room, &text], "");
+                    ok_stdin(&profile, &["send", room, &text], "");
                     sent.push(text);
                     if rng.random_bool(0.15) {
                         if let Some(mut s) = sync.take() {
@@ -118,7 +73,7 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
                             let _ = s.wait();
                         }
                         sync = Some(
-                            tidings(&profile)
+                            command(&profile)
                                 .arg("sync")
                                 .stdout(Stdio::null())
                                 .stderr(Stdio::null())
@@ -145,17 +100,17 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
     // Heal: sync everyone until the outboxes are empty and all have caught up.
     for _ in 0..3 {
         for p in &profiles {
-            run(p, &["sync", "--timeout", "60"], "");
+            ok_stdin(p, &["sync", "--timeout", "60"], "");
         }
     }
     let mut logs: Vec<BTreeMap<String, Vec<(u64, String)>>> = Vec::new();
     for p in &profiles {
-        assert!(run(p, &["outbox"], "").is_empty(), "outbox of {} not empty", p.display());
+        assert!(ok_stdin(p, &["outbox"], "").is_empty(), "outbox of {} not empty", p.display());
         let mut by_room = BTreeMap::new();
-        for r in run(p, &["rooms"], "") {
+        for r in ok_stdin(p, &["rooms"], "") {
             let name = r["name"].as_str().unwrap().to_owned();
             let id = r["room"].as_str().unwrap();
-            let msgs = run(p, &["messages", id, "--limit", "10000"], "");
+            let msgs = ok_stdin(p, &["messages", id, "--limit", "10000"], "");
             let log: Vec<(u64, String)> = msgs
                 .iter()
                 .filter(|m| m["text"].as_str().is_some_and(|t| t.contains('-') && !t.contains(' ')))
@@ -181,21 +136,6 @@ fn killed_syncs_lose_nothing_and_duplicate_nothing() {
     assert_eq!(seen, expected, "lost messages (seed {seed})");
 }
 
-/// Starts `tidings serve` on `addr` with `data`.
-fn serve_on(addr: &str, data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--listen", addr, "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains(addr), "{line}");
-    Server(child)
-}
-
 #[test]
 fn the_outbox_delivers_the_rest_after_the_server_is_killed_mid_sync() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,38 +147,38 @@ fn the_outbox_delivers_the_rest_after_the_server_is_killed_mid_sync() {
     let mut server = serve_on(&addr, &data);
     let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
     for (p, n) in [(&alice, "alice"), (&bob, "bob")] {
-        run(
+        ok_stdin(
             p,
             &["signup", "--server", &url, "--username", n, "--password-stdin"],
             "correct horse battery\n",
         );
     }
-    let room = run(&alice, &["create-room", "--member", "bob"], "")[0]["room"]
+    let room = ok_stdin(&alice, &["create-room", "--member", "bob"], "")[0]["room"]
         .as_str()
         .unwrap()
         .to_owned();
     let sent: Vec<String> = (0..150).map(|i| format!("m{i:03}")).collect();
     for text in &sent {
-        run(&alice, &["send", &room, text], "");
+        ok_stdin(&alice, &["send", &room, text], "");
     }
     // Sync, and kill -9 the server while it is taking the burst.
     let mut sync =
-        tidings(&alice).arg("sync").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        command(&alice).arg("sync").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(150));
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     let status = sync.wait().unwrap();
     assert!(!status.success(), "the sync cannot have finished: the server died under it");
-    let left = run(&alice, &["outbox"], "").len();
+    let left = ok_stdin(&alice, &["outbox"], "").len();
     println!("outbox items left after the crash: {left}");
 
     // Restart on the same data; the next sync delivers the rest, once.
     let _server = serve_on(&addr, &data);
-    run(&alice, &["sync", "--timeout", "60"], "");
-    assert!(run(&alice, &["outbox"], "").is_empty());
-    run(&bob, &["sync", "--timeout", "60"], "");
-    let bob_room = run(&bob, &["rooms"], "")[0]["room"].as_str().unwrap().to_owned();
-    let got: Vec<String> = run(&bob, &["messages", &bob_room, "--limit", "1000"], "")
+    ok_stdin(&alice, &["sync", "--timeout", "60"], "");
+    assert!(ok_stdin(&alice, &["outbox"], "").is_empty());
+    ok_stdin(&bob, &["sync", "--timeout", "60"], "");
+    let bob_room = ok_stdin(&bob, &["rooms"], "")[0]["room"].as_str().unwrap().to_owned();
+    let got: Vec<String> = ok_stdin(&bob, &["messages", &bob_room, "--limit", "1000"], "")
         .iter()
         .filter_map(|m| m["text"].as_str().filter(|t| t.starts_with('m')).map(str::to_owned))
         .collect();

@@ -1,0 +1,94 @@
+//! Helpers shared by the CLI's test binaries: the real `tidings serve` as a child process and
+//! the client commands run as scripts would run them.
+
+// Each test binary uses a different subset.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use serde_json::Value;
+
+/// A `tidings serve` child process, killed when dropped.
+pub struct Server {
+    /// The process (tests kill -9 it on purpose).
+    pub child: Child,
+    /// Its HTTP base URL, as printed on its first line.
+    pub url: String,
+}
+
+impl Server {
+    /// The websocket URL.
+    pub fn ws_url(&self) -> String {
+        self.url.replace("http://", "ws://") + "/v1/ws"
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tidings serve` on `addr` (port 0 for any) with its data in `data`.
+pub fn serve_on(addr: &str, data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--listen", addr, "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the tidings binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "first line: {line:?}");
+    Server { child, url }
+}
+
+/// Starts `tidings serve` on a free loopback port.
+pub fn serve(data: &Path) -> Server {
+    serve_on("127.0.0.1:0", data)
+}
+
+/// `tidings --json --profile DIR`, ready for a command.
+pub fn command(profile: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    c.arg("--json").arg("--profile").arg(profile);
+    c
+}
+
+/// Runs a client command with `stdin`; returns its exit code and JSON lines.
+pub fn exec(profile: &Path, args: &[&str], stdin: &str) -> (i32, Vec<Value>) {
+    let mut child = command(profile)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+/// Runs a client command that must succeed, with `stdin`.
+pub fn ok_stdin(profile: &Path, args: &[&str], stdin: &str) -> Vec<Value> {
+    let (code, lines) = exec(profile, args, stdin);
+    assert_eq!(code, 0, "tidings {args:?} failed");
+    lines
+}
+
+/// Runs a client command that must succeed.
+pub fn ok(profile: &Path, args: &[&str]) -> Vec<Value> {
+    ok_stdin(profile, args, "")
+}
