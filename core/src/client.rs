@@ -73,14 +73,15 @@ impl Client {
     /// Opens (creating if needed) the profile in `dir`.
     pub fn open(dir: &Path) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(e.to_string()))?;
-        let conn = store::open(&dir.join("tidings.sqlite"))?;
+        let path = dir.join("tidings.sqlite");
+        let db = Arc::new(Mutex::new(store::open(&path)?));
+        let alive = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || store::checkpoint_while(&path, alive))
+            .map_err(|e| Error::Io(e.to_string()))?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Ok(Self {
-            db: Arc::new(Mutex::new(conn)),
-            events,
-            outbox_ready: Arc::new(Notify::new()),
-            dir: dir.to_owned(),
-        })
+        Ok(Self { db, events, outbox_ready: Arc::new(Notify::new()), dir: dir.to_owned() })
     }
 
     /// The profile directory.

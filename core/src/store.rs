@@ -66,9 +66,30 @@ pub(crate) fn open_up_to(path: &Path, stop: usize) -> Result<Connection, OpenErr
     // fsync on every keystroke-to-echo path (measured: p99 8.6 ms vs the 1 ms goal).
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints happen off the write path (see `checkpoint_while`): an automatic one runs
+    // inside whichever commit crosses the threshold, which is a user's send.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     migrate(&mut conn, stop)?;
     Ok(conn)
+}
+
+/// How often the background checkpoint runs.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Copies the WAL back into the database every second on a connection of its own, for as
+/// long as `alive` can be upgraded (the profile is open). A PASSIVE checkpoint never blocks
+/// the writer; measured on a 1 M-message profile, moving checkpoints here took catch-up from
+/// 31 k to 62 k events/s and the local echo's p99 from 11 ms to under 2 ms
+/// (docs/performance.md). The last connection to close checkpoints what is left.
+pub fn checkpoint_while<T>(path: &Path, alive: std::sync::Weak<T>) {
+    let Ok(conn) = Connection::open(path) else { return };
+    while alive.upgrade().is_some() {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::debug!(error = %e, "Checkpoint skipped.");
+        }
+    }
 }
 
 fn migrate(conn: &mut Connection, stop: usize) -> Result<(), OpenError> {
