@@ -127,6 +127,9 @@ fn membership_commands_listen_and_a_second_device_of_the_same_account() {
     assert_eq!(wait_for(&mut lines, "connection")["state"], "connecting");
     wait_for(&mut lines, "timeline_changed");
 
+    ok(&p("alice"), &["typing", &room]);
+    let typing = wait_for(&mut lines, "typing");
+    assert_eq!((typing["user"].as_str(), typing["active"].as_bool()), (Some("alice"), Some(true)));
     ok(&p("alice"), &["invite", &room, "carol"]);
     ok(&p("alice"), &["rename", &room, "bouldering"]);
     ok(&p("alice"), &["send", &room, "see you at 6"]);

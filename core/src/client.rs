@@ -51,6 +51,8 @@ pub struct Client {
     pub(crate) events: broadcast::Sender<Event>,
     /// Woken when the outbox or read markers have something to send.
     pub(crate) outbox_ready: Arc<Notify>,
+    /// Who is typing where, until when (ephemeral: never stored).
+    pub(crate) typing: Arc<Mutex<crate::typing::Typing>>,
     dir: PathBuf,
 }
 
@@ -81,7 +83,13 @@ impl Client {
             .spawn(move || store::checkpoint_while(&path, alive))
             .map_err(|e| Error::Io(e.to_string()))?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Ok(Self { db, events, outbox_ready: Arc::new(Notify::new()), dir: dir.to_owned() })
+        Ok(Self {
+            db,
+            events,
+            outbox_ready: Arc::new(Notify::new()),
+            typing: Arc::default(),
+            dir: dir.to_owned(),
+        })
     }
 
     /// The profile directory.
@@ -319,7 +327,12 @@ impl Client {
 
     /// The room list, most recently active first.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, Error> {
-        self.db(|c| {
+        let typing = self
+            .typing
+            .lock()
+            .map(|mut t| t.snapshot(std::time::Instant::now()))
+            .unwrap_or_default();
+        self.db(move |c| {
             let me = account(c)?.map_or(0, |a| a.user_id);
             // One pass over the rooms table in index order: counters, the newest message and
             // the other members' watermarks are kept on the room row, so nothing is counted,
@@ -365,9 +378,14 @@ impl Client {
                     member: r.get(6)?,
                     last_message: r.get(7)?,
                     my_last_state: my_last_state.transpose()?,
+                    typing: Vec::new(),
                 })
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rooms: Vec<RoomSummary> = rows.collect::<Result<_, _>>()?;
+            for room in &mut rooms {
+                room.typing = typing.get(&room.room).cloned().unwrap_or_default();
+            }
+            Ok(rooms)
         })
         .await
     }

@@ -11,6 +11,7 @@
 //! - [`apply`] — applying server events, watermarks and confirmations to the store;
 //! - [`outbox`] — the sans-IO rules for sending the outbox;
 //! - [`model`] — what front ends render, and the change events;
+//! - [`typing`] — who is typing where (in memory, expiring);
 //! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
 
 pub mod apply;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod outbox;
 pub mod store;
 pub mod sync;
+pub mod typing;
 
 pub use client::{Account, Client, Subscription};
 pub use model::*;

@@ -42,6 +42,8 @@ pub struct RoomSummary {
     pub my_last_state: Option<MessageState>,
     /// Still a member.
     pub member: bool,
+    /// Who is typing in the room now (usernames).
+    pub typing: Vec<String>,
 }
 
 /// One timeline item.

@@ -200,7 +200,10 @@ impl Session {
                         Ok((room, name))
                     })
                     .await?;
-                self.client.emit([Event::Typing { room, user, active }]);
+                if let Ok(mut typing) = self.client.typing.lock() {
+                    typing.set(room, &user, active, std::time::Instant::now());
+                }
+                self.client.emit([Event::Typing { room, user, active }, Event::RoomsChanged]);
             }
             // Calls are handled by the call machine (a later issue); nothing to store here.
             ServerFrame::Signal { .. } => {}
