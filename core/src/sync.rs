@@ -35,6 +35,9 @@ use crate::{
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Longest wait for any frame while a reply is due.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// One websocket to the server, speaking request/reply; pushes go to the client's store.
 struct Session {
     ws: Ws,
@@ -59,9 +62,11 @@ fn ws_url(server: &str) -> String {
 
 impl Session {
     async fn connect(client: &Client, server: &str, me: i64) -> Result<Self, Error> {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url(server))
-            .await
-            .map_err(|e| Error::Network(e.to_string()))?;
+        let (ws, _) =
+            tokio::time::timeout(REPLY_TIMEOUT, tokio_tungstenite::connect_async(ws_url(server)))
+                .await
+                .map_err(|_| Error::Network("the server did not answer".into()))?
+                .map_err(|e| Error::Network(e.to_string()))?;
         let mut s = Self {
             ws,
             next_id: 1,
@@ -96,10 +101,11 @@ impl Session {
     async fn request(&mut self, request: Request) -> Result<Result<Reply, ErrorInfo>, Error> {
         let id = self.send(request).await?;
         loop {
-            let msg = self
-                .ws
-                .next()
+            // A link that stays silent this long is dead (or half-open): give up on it and
+            // let the caller reconnect; the request id makes the resend safe.
+            let msg = tokio::time::timeout(REPLY_TIMEOUT, self.ws.next())
                 .await
+                .map_err(|_| Error::Network("no answer from the server".into()))?
                 .ok_or_else(|| Error::Network("connection closed".into()))?
                 .map_err(|e| Error::Network(e.to_string()))?;
             let Message::Binary(bytes) = msg else { continue };
