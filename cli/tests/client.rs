@@ -199,3 +199,41 @@ fn reading_on_one_device_clears_unread_on_the_other() {
     ok(&p("alice2"), &["sync"]);
     assert_eq!(ok(&p("alice2"), &["rooms"])[0]["unread"], 0, "read on the other device");
 }
+
+#[test]
+fn a_listening_profile_sends_what_another_process_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"));
+    let p = |name: &str| dir.path().join(name);
+    for name in ["alice", "bob"] {
+        let args = ["signup", "--server", &server.url, "--username", name, "--password-stdin"];
+        assert_eq!(exec(&p(name), &args, "correct horse battery\n").0, 0);
+    }
+    let room = ok(&p("alice"), &["create-room", "--member", "bob"])[0]["room"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut listener = common::command(&p("alice"))
+        .arg("listen")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ok(&p("alice"), &["send", &room, "from a script"]);
+    // No `sync` from alice: her listening process picks the message up on its own.
+    let mut delivered = false;
+    for _ in 0..50 {
+        ok(&p("bob"), &["sync"]);
+        if let Some(r) = ok(&p("bob"), &["rooms"]).first() {
+            let msgs = ok(&p("bob"), &["messages", r["room"].as_str().unwrap()]);
+            if msgs.iter().any(|m| m["text"] == "from a script") {
+                delivered = true;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+    assert!(delivered, "the listening process never sent the queued message");
+}

@@ -613,12 +613,14 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
         s.send_receipts().await?;
         if live {
             let items = client.db(load_items).await?;
-            match outbox::next_wake(&items, now_ms()) {
-                Some(wake) => {
-                    let wait = std::time::Duration::from_millis((wake - now_ms()).max(0) as u64);
-                    let _ = tokio::time::timeout(wait, s.idle(&client.outbox_ready)).await;
-                }
-                None => s.idle(&client.outbox_ready).await?,
+            // Wake for the next retry, and at least every second: another process on this
+            // profile (a `tidings send` next to `tidings listen`) cannot notify us.
+            let until_retry =
+                outbox::next_wake(&items, now_ms()).map(|wake| (wake - now_ms()).max(0));
+            let wait =
+                std::time::Duration::from_millis(until_retry.unwrap_or(1000).min(1000) as u64);
+            if let Ok(result) = tokio::time::timeout(wait, s.idle(&client.outbox_ready)).await {
+                result?;
             }
             continue;
         }
