@@ -222,6 +222,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
 pub fn members(tx: &Connection, room: RoomKey, me: i64, members: &[Member]) -> Result<(), Error> {
     for m in members {
         remember_user(tx, &m.user)?;
+        set_member(tx, room, m.user.id.0, true)?;
         watermarks(tx, room, m.user.id.0, m.delivered, m.read)?;
         if m.user.id.0 == me {
             my_read_marker(tx, room, me, m.read)?;
@@ -230,7 +231,9 @@ pub fn members(tx: &Connection, room: RoomKey, me: i64, members: &[Member]) -> R
     refresh_others(tx, room, me)
 }
 
-/// Moves one member's watermarks forward.
+/// Moves one known member's watermarks forward. A receipt of someone not known as a member
+/// yet changes nothing: counting a room's members from receipts alone would show a tick
+/// that the next member list takes back.
 pub fn watermarks(
     tx: &Connection,
     room: RoomKey,
@@ -239,11 +242,8 @@ pub fn watermarks(
     read: Seq,
 ) -> Result<(), Error> {
     tx.prepare_cached(
-        "INSERT INTO members (room_id, user_id, active, delivered_seq, read_seq)
-         VALUES (?1, ?2, 1, ?3, ?4)
-         ON CONFLICT (room_id, user_id) DO UPDATE SET
-             delivered_seq = max(delivered_seq, excluded.delivered_seq),
-             read_seq = max(read_seq, excluded.read_seq)",
+        "UPDATE members SET delivered_seq = max(delivered_seq, ?3), read_seq = max(read_seq, ?4)
+         WHERE room_id = ?1 AND user_id = ?2",
     )?
     .execute(params![room, user, delivered as i64, read as i64])?;
     Ok(())

@@ -108,6 +108,17 @@ impl Client {
         }
     }
 
+    /// Runs `f` with the database on this thread (the simulation drives machines this way).
+    #[cfg(test)]
+    pub(crate) fn with_db<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut conn =
+            self.db.lock().map_err(|_| Error::Internal("database lock poisoned".into()))?;
+        f(&mut conn)
+    }
+
     /// Runs `f` with the database on the blocking pool.
     pub(crate) async fn db<T: Send + 'static>(
         &self,
@@ -152,77 +163,92 @@ impl Client {
         .await
     }
 
-    /// Writes an operation and its local echo in one transaction, then wakes the sync engine.
+    /// Writes an operation and its local echo in one transaction (one trip to the database:
+    /// the account, the room's server id and the writes together), then emits and wakes the
+    /// sync engine. `make` builds the operation from the new request id and the room's
+    /// server id (0 while the room is being created; sync fills it in).
     async fn enqueue(
         &self,
-        room: RoomKey,
-        request: RequestId,
-        operation: Request,
-        echo: Option<EventContent>,
-    ) -> Result<RequestId, Error> {
-        let me = self.require_account().await?.user_id;
-        let operation = codec::encode(&operation).map_err(|e| Error::Internal(e.to_string()))?;
-        let preview = echo.as_ref().map(crate::apply::describe);
-        let echo = echo
-            .map(|c| codec::encode(&c))
-            .transpose()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        self.db(move |c| {
-            let tx = c.transaction()?;
-            let now = now_ms();
-            tx.execute(
-                "INSERT INTO outbox (request_id, room_id, operation, state, created_ms)
-                 VALUES (?1, ?2, ?3, 'pending', ?4)",
-                params![&request.0[..], room, operation, now],
-            )?;
-            if let Some(content) = echo {
+        target: Target,
+        make: impl FnOnce(RequestId, tidings_proto::RoomId) -> (Request, Option<EventContent>)
+            + Send
+            + 'static,
+    ) -> Result<(RoomKey, RequestId), Error> {
+        let (room, request) = self
+            .db(move |c| {
+                let me = account(c)?.ok_or(Error::NotSignedIn)?.user_id;
+                let tx = c.transaction()?;
+                let now = now_ms();
+                let (room, server) = match target {
+                    Target::Room(room) => (room, member_room(&tx, room)?),
+                    Target::NewRoom { kind, name } => {
+                        tx.execute(
+                            "INSERT INTO rooms (kind, name, last_activity_ms) VALUES (?1, ?2, ?3)",
+                            params![kind, name, now],
+                        )?;
+                        (tx.last_insert_rowid(), None)
+                    }
+                };
+                let request = new_request_id();
+                let (operation, echo) = make(request, tidings_proto::RoomId(server.unwrap_or(0)));
+                let operation =
+                    codec::encode(&operation).map_err(|e| Error::Internal(e.to_string()))?;
                 tx.execute(
-                    "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content,
-                                         is_message)
-                     VALUES (?1, NULL, 0, ?2, ?3, ?4, ?5, 1)",
-                    params![room, &request.0[..], me, now, content],
+                    "INSERT INTO outbox (request_id, room_id, operation, state, created_ms)
+                     VALUES (?1, ?2, ?3, 'pending', ?4)",
+                    params![&request.0[..], room, operation, now],
                 )?;
-                let id = tx.last_insert_rowid();
-                tx.execute(
-                    "UPDATE events SET position = ?2 WHERE id = ?1",
-                    params![id, PENDING_POSITION + id],
-                )?;
-                tx.execute(
-                    "UPDATE rooms SET last_event_id = ?2, last_activity_ms = ?3, last_preview = ?4,
-                         last_sender = ?5, last_message_seq = NULL, last_request_id = ?6
-                     WHERE id = ?1",
-                    params![room, id, now, preview, me, &request.0[..]],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+                if let Some(echo) = echo {
+                    let preview = crate::apply::describe(&echo);
+                    let content =
+                        codec::encode(&echo).map_err(|e| Error::Internal(e.to_string()))?;
+                    tx.execute(
+                        "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms,
+                                             content, is_message)
+                         VALUES (?1, NULL, 0, ?2, ?3, ?4, ?5, 1)",
+                        params![room, &request.0[..], me, now, content],
+                    )?;
+                    let id = tx.last_insert_rowid();
+                    tx.execute(
+                        "UPDATE events SET position = ?2 WHERE id = ?1",
+                        params![id, PENDING_POSITION + id],
+                    )?;
+                    tx.execute(
+                        "UPDATE rooms SET last_event_id = ?2, last_activity_ms = ?3,
+                             last_preview = ?4, last_sender = ?5, last_message_seq = NULL,
+                             last_request_id = ?6
+                         WHERE id = ?1",
+                        params![room, id, now, preview, me, &request.0[..]],
+                    )?;
+                }
+                tx.commit()?;
+                Ok((room, request))
+            })
+            .await?;
         self.emit([Event::TimelineChanged { room }, Event::RoomsChanged, Event::OutboxChanged]);
         self.outbox_ready.notify_one();
-        Ok(request)
+        Ok((room, request))
     }
 
     /// Sends a text message: saved at once as pending, delivered by sync.
     pub async fn send_text(&self, room: RoomKey, text: &str) -> Result<RequestId, Error> {
-        self.require_account().await?;
         let body = codec::encode(&MessageBody { text: text.to_owned() })
             .map_err(|e| Error::Internal(e.to_string()))?;
         let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
-        let server_room = self.server_room(room).await?;
-        let request = new_request_id();
-        let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> = List::empty();
-        let op = Request::Send {
-            request,
-            // Filled in by sync when the room is created offline and has no server id yet.
-            room: tidings_proto::RoomId(server_room.unwrap_or(0)),
-            body: body.clone(),
-            attachments: attachments.clone(),
-        };
-        self.enqueue(room, request, op, Some(EventContent::Message { body, attachments })).await
+        let (_, request) = self
+            .enqueue(Target::Room(room), move |request, room| {
+                let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
+                    List::empty();
+                let echo =
+                    EventContent::Message { body: body.clone(), attachments: attachments.clone() };
+                (Request::Send { request, room, body, attachments }, Some(echo))
+            })
+            .await?;
+        Ok(request)
     }
 
-    /// Creates a room with the given members (user ids known from lookups), at once locally.
+    /// Creates a room with the given members (user ids known from lookups), at once locally:
+    /// the room and its outbox item are written together.
     pub async fn create_room(
         &self,
         kind: RoomKind,
@@ -237,19 +263,13 @@ impl Client {
             RoomKind::Direct => "direct",
             RoomKind::Group => "group",
         };
-        let local_name = name.as_ref().map(|n| n.as_str().to_owned());
-        let room = self
-            .db(move |c| {
-                c.execute(
-                    "INSERT INTO rooms (kind, name, last_activity_ms) VALUES (?1, ?2, ?3)",
-                    params![kind_str, local_name, now_ms()],
-                )?;
-                Ok(c.last_insert_rowid())
+        let target =
+            Target::NewRoom { kind: kind_str, name: name.as_ref().map(|n| n.as_str().to_owned()) };
+        let (room, _) = self
+            .enqueue(target, move |request, _| {
+                (Request::CreateRoom { request, kind, name, members: ids }, None)
             })
             .await?;
-        let request = new_request_id();
-        let op = Request::CreateRoom { request, kind, name, members: ids };
-        self.enqueue(room, request, op, None).await?;
         Ok(room)
     }
 
@@ -270,7 +290,7 @@ impl Client {
 
     /// Invites a user (by id) to a group room.
     pub async fn invite(&self, room: RoomKey, user: i64) -> Result<RequestId, Error> {
-        self.room_operation(room, |request, target| Request::Invite {
+        self.room_operation(room, move |request, target| Request::Invite {
             request,
             room: target,
             user: tidings_proto::UserId(user),
@@ -299,30 +319,12 @@ impl Client {
     async fn room_operation(
         &self,
         room: RoomKey,
-        make: impl FnOnce(RequestId, tidings_proto::RoomId) -> Request,
+        make: impl FnOnce(RequestId, tidings_proto::RoomId) -> Request + Send + 'static,
     ) -> Result<RequestId, Error> {
-        self.require_account().await?;
-        let server = self.server_room(room).await?;
-        let request = new_request_id();
-        let op = make(request, tidings_proto::RoomId(server.unwrap_or(0)));
-        self.enqueue(room, request, op, None).await
-    }
-
-    /// The server id of a local room, if the server has created it.
-    async fn server_room(&self, room: RoomKey) -> Result<Option<i64>, Error> {
-        self.db(move |c| {
-            let row: Option<(Option<i64>, bool)> = c
-                .query_row("SELECT server_id, member FROM rooms WHERE id = ?1", [room], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            match row {
-                None => Err(Error::NoSuchRoom(room)),
-                Some((_, false)) => Err(Error::NotAMember(room)),
-                Some((server, true)) => Ok(server),
-            }
-        })
-        .await
+        let (_, request) = self
+            .enqueue(Target::Room(room), move |request, room| (make(request, room), None))
+            .await?;
+        Ok(request)
     }
 
     /// The room list, most recently active first.
@@ -539,6 +541,27 @@ impl Client {
         self.emit([Event::RoomsChanged]);
         self.outbox_ready.notify_one();
         Ok(())
+    }
+}
+
+/// Where an enqueued operation goes.
+enum Target {
+    /// An existing room I am a member of.
+    Room(RoomKey),
+    /// A room made now, with this kind and name.
+    NewRoom { kind: &'static str, name: Option<String> },
+}
+
+/// The server id of a room I am a member of (`None` while it is being created).
+fn member_room(c: &Connection, room: RoomKey) -> Result<Option<i64>, Error> {
+    let row: Option<(Option<i64>, bool)> = c
+        .prepare_cached("SELECT server_id, member FROM rooms WHERE id = ?1")?
+        .query_row([room], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        None => Err(Error::NoSuchRoom(room)),
+        Some((_, false)) => Err(Error::NotAMember(room)),
+        Some((server, true)) => Ok(server),
     }
 }
 

@@ -70,6 +70,11 @@ pub(crate) fn open_up_to(path: &Path, stop: usize) -> Result<Connection, OpenErr
     // inside whichever commit crosses the threshold, which is a user's send.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Several processes may use one profile (`tidings listen` next to `tidings send`). A
+    // transaction that reads and then writes must hold the write lock from its start: a
+    // deferred one that read an older snapshot cannot upgrade and fails with SQLITE_BUSY
+    // instead of waiting out the busy timeout.
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     migrate(&mut conn, stop)?;
     Ok(conn)
 }

@@ -1,0 +1,532 @@
+//! The sync protocol's logic as a sans-IO state machine.
+//!
+//! The machine decides what to send and applies what arrives; it never touches a socket or a
+//! clock. The connection loop in [`super`] (and the deterministic simulation in `sim`) drive
+//! it with two calls, each given the profile's database and the time:
+//!
+//! - [`Machine::poll`] — what to do now: send a frame, wait for the reply in flight, idle
+//!   until a time (an outbox item backing off), or stop (a one-shot sync with nothing left);
+//! - [`Machine::on_frame`] — apply a frame from the server; returns the events to emit, which
+//!   are true already: every change is committed before `on_frame` returns.
+//!
+//! One request is in flight at a time, so replies never race each other. Work is picked in
+//! this order: join; catch up the rooms with news (each page in one transaction, and again
+//! while pages remain); close gaps that pushes revealed; send the next due outbox item (the
+//! rules are in [`crate::outbox`]); send read markers that moved, then delivered watermarks of
+//! rooms that received events. A push is applied when it arrives, between replies.
+//!
+//! Reading the database inside the machine keeps the protocol logic in one place; the
+//! database is local, its calls short, and the driver runs them off the async runtime.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tidings_proto::{
+    bounded::{List, Text},
+    codec, ClientFrame, ErrorCode, ErrorInfo, Reply, Request, RequestId, RoomCursor, RoomId,
+    ServerFrame, Token,
+};
+
+use crate::{
+    apply::{self, Applied},
+    model::{ConnectionState, Event, RoomKey},
+    outbox::{self, Item, Verdict},
+    Error,
+};
+
+/// Catch-up page size asked of the server.
+pub const PAGE: u16 = 500;
+
+/// What the driver should do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Poll {
+    /// Send this frame.
+    Send(ClientFrame),
+    /// A reply is due: wait for frames (and give the link up if none comes in time).
+    AwaitReply,
+    /// Nothing to send: wait for pushes, the user, or until `wake_ms` (an item's retry time).
+    Idle {
+        /// When an outbox item becomes due, Unix ms.
+        wake_ms: Option<i64>,
+    },
+    /// A one-shot sync is finished: caught up and nothing is left to send.
+    Done,
+}
+
+/// The request in flight and what its reply means.
+#[derive(Debug, Clone)]
+enum Awaiting {
+    Join,
+    CatchUp { room: RoomKey, after: u64 },
+    Outbox { id: i64, attempts: u32, request: Option<RequestId>, left: bool, apply_own: bool },
+    Read { room: RoomKey, read: i64 },
+    Delivered,
+    Ping,
+}
+
+/// One connection's sync state. A new connection starts a new machine; everything that must
+/// outlive it is in the database.
+#[derive(Debug)]
+pub struct Machine {
+    me: i64,
+    token: String,
+    /// Stay connected (`listen`, the app) rather than stop when idle (`tidings sync`).
+    live: bool,
+    next_id: u32,
+    joined: bool,
+    online: bool,
+    awaiting: Option<(u32, Awaiting)>,
+    /// Rooms to catch up, in order.
+    catch_up: VecDeque<RoomKey>,
+    /// Rooms with a gap a push revealed.
+    gaps: BTreeSet<RoomKey>,
+    /// Rooms whose events from others were applied and not yet acknowledged as delivered.
+    delivered_dirty: BTreeSet<RoomKey>,
+}
+
+impl Machine {
+    /// A machine for a fresh connection (after Hello) of user `me` with session `token`.
+    pub fn new(me: i64, token: String, live: bool) -> Self {
+        Self {
+            me,
+            token,
+            live,
+            next_id: 1,
+            joined: false,
+            online: false,
+            awaiting: None,
+            catch_up: VecDeque::new(),
+            gaps: BTreeSet::new(),
+            delivered_dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Whether a reply is due.
+    pub fn awaiting_reply(&self) -> bool {
+        self.awaiting.is_some()
+    }
+
+    /// A liveness check, when the link has been silent; `None` while a reply is due anyway.
+    pub fn ping(&mut self, nonce: u64) -> Option<ClientFrame> {
+        if self.awaiting.is_some() {
+            return None;
+        }
+        Some(self.request(Request::Ping { nonce }, Awaiting::Ping))
+    }
+
+    fn request(&mut self, request: Request, awaiting: Awaiting) -> ClientFrame {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.awaiting = Some((id, awaiting));
+        ClientFrame { id, request }
+    }
+
+    /// What to do now.
+    pub fn poll(&mut self, c: &mut Connection, now_ms: i64) -> Result<Poll, Error> {
+        if self.awaiting.is_some() {
+            return Ok(Poll::AwaitReply);
+        }
+        if !self.joined {
+            let join = join_request(c, &self.token)?;
+            return Ok(Poll::Send(self.request(join, Awaiting::Join)));
+        }
+        for room in std::mem::take(&mut self.gaps) {
+            if !self.catch_up.contains(&room) {
+                self.catch_up.push_back(room);
+            }
+        }
+        while let Some(room) = self.catch_up.pop_front() {
+            if let Some((server, after)) = cursor(c, room)? {
+                let request = Request::CatchUp { room: RoomId(server), after, limit: PAGE };
+                return Ok(Poll::Send(self.request(request, Awaiting::CatchUp { room, after })));
+            }
+        }
+        let items = load_items(c)?;
+        for id in outbox::due(&items, now_ms) {
+            // An item whose room the server has not created yet waits (its CreateRoom is
+            // ahead of it in the same room's queue, or failed and must be retried first).
+            let Some((request, attempts)) = prepared_request(c, id)? else { continue };
+            let awaiting = Awaiting::Outbox {
+                id,
+                attempts,
+                request: request.request_id(),
+                left: matches!(request, Request::Leave { .. }),
+                // A message's echo already shows it; a membership or name change is applied
+                // from the log.
+                apply_own: !matches!(request, Request::Send { .. } | Request::RecordCall { .. }),
+            };
+            return Ok(Poll::Send(self.request(request, awaiting)));
+        }
+        if let Some((room, server, read)) = read_to_send(c)? {
+            let request =
+                Request::Receipt { room: RoomId(server), delivered: None, read: Some(read as u64) };
+            return Ok(Poll::Send(self.request(request, Awaiting::Read { room, read })));
+        }
+        while let Some(room) = self.delivered_dirty.pop_first() {
+            if let Some((server, synced)) = cursor(c, room)? {
+                let request =
+                    Request::Receipt { room: RoomId(server), delivered: Some(synced), read: None };
+                return Ok(Poll::Send(self.request(request, Awaiting::Delivered)));
+            }
+        }
+        let wake_ms = outbox::next_wake(&items, now_ms);
+        if !self.live && wake_ms.is_none() {
+            return Ok(Poll::Done);
+        }
+        Ok(Poll::Idle { wake_ms })
+    }
+
+    /// Applies a frame from the server. `jitter` is uniform in `[0, 1)` (for retry delays).
+    /// Returns the events to emit, all committed; an error ends the connection.
+    pub fn on_frame(
+        &mut self,
+        c: &mut Connection,
+        frame: ServerFrame,
+        now_ms: i64,
+        jitter: f64,
+    ) -> Result<Vec<Event>, Error> {
+        match frame {
+            ServerFrame::Reply { id, result } => match self.awaiting.take() {
+                Some((want, awaiting)) if want == id => {
+                    self.on_reply(c, awaiting, result, now_ms, jitter)
+                }
+                other => {
+                    // A late reply to a request this machine did not send: not ours to apply.
+                    self.awaiting = other;
+                    Ok(Vec::new())
+                }
+            },
+            ServerFrame::Closing { error } => Err(Error::Server(error)),
+            push => self.on_push(c, push),
+        }
+    }
+
+    fn on_reply(
+        &mut self,
+        c: &mut Connection,
+        awaiting: Awaiting,
+        result: Result<Reply, ErrorInfo>,
+        now_ms: i64,
+        jitter: f64,
+    ) -> Result<Vec<Event>, Error> {
+        match awaiting {
+            Awaiting::Join => self.on_joined(c, result.map_err(Error::Server)?),
+            Awaiting::CatchUp { room, after } => self.on_page(c, room, after, result),
+            Awaiting::Outbox { id, attempts, request, left, apply_own } => {
+                let reply = match result {
+                    Ok(reply) => reply,
+                    Err(error) => {
+                        failed(c, id, &error, attempts, now_ms, jitter)?;
+                        return Ok(vec![Event::OutboxChanged, Event::RoomsChanged]);
+                    }
+                };
+                match (reply, request) {
+                    (Reply::Logged { room, seq }, Some(rid)) => {
+                        let tx = c.transaction()?;
+                        apply::confirmed(&tx, &rid, room.0, seq)?;
+                        if left {
+                            tx.execute(
+                                "UPDATE rooms SET member = 0 WHERE server_id = ?1",
+                                [room.0],
+                            )?;
+                        }
+                        let local = apply::local_room(&tx, room.0)?;
+                        tx.commit()?;
+                        // My own event comes from the log (the server does not echo it to
+                        // this connection).
+                        if apply_own && !left {
+                            self.gaps.insert(local);
+                        }
+                    }
+                    _ => {
+                        c.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+                    }
+                }
+                Ok(vec![Event::OutboxChanged, Event::RoomsChanged])
+            }
+            Awaiting::Read { room, read } => match result {
+                // A busy server: end this connection and try again after the backoff.
+                Err(e) if e.code.is_transient() => Err(Error::Server(e)),
+                // Sent, or refused for good (no longer a member): done either way; a later
+                // mark-read sends a new one.
+                _ => {
+                    c.execute(
+                        "UPDATE rooms SET read_sent_seq = max(read_sent_seq, ?2) WHERE id = ?1",
+                        params![room, read],
+                    )?;
+                    Ok(Vec::new())
+                }
+            },
+            Awaiting::Delivered | Awaiting::Ping => Ok(Vec::new()),
+        }
+    }
+
+    fn on_joined(&mut self, c: &mut Connection, reply: Reply) -> Result<Vec<Event>, Error> {
+        let Reply::Joined { rooms, left, confirmed, .. } = reply else {
+            return Err(Error::Network(format!("unexpected reply to join: {reply:?}")));
+        };
+        let tx = c.transaction()?;
+        for conf in confirmed.iter() {
+            apply::confirmed(&tx, &conf.request, conf.room.0, conf.seq)?;
+        }
+        for room in left.iter() {
+            tx.execute("UPDATE rooms SET member = 0 WHERE server_id = ?1", [room.0])?;
+        }
+        let mut targets = Vec::new();
+        for head in rooms.iter() {
+            targets.push(apply::local_room(&tx, head.room.0)?);
+        }
+        tx.commit()?;
+        // Receipts move without new events: refresh the watermarks where they matter.
+        targets.extend(rooms_awaiting_receipts(c, self.me)?);
+        for room in targets {
+            if !self.catch_up.contains(&room) {
+                self.catch_up.push_back(room);
+            }
+        }
+        self.joined = true;
+        let mut events = vec![
+            Event::RoomsChanged,
+            Event::OutboxChanged,
+            Event::Connection { state: ConnectionState::Syncing },
+        ];
+        self.announce_online(&mut events);
+        Ok(events)
+    }
+
+    fn announce_online(&mut self, events: &mut Vec<Event>) {
+        if self.live && !self.online && self.catch_up.is_empty() {
+            self.online = true;
+            events.push(Event::Connection { state: ConnectionState::Online });
+        }
+    }
+
+    fn on_page(
+        &mut self,
+        c: &mut Connection,
+        room: RoomKey,
+        after: u64,
+        result: Result<Reply, ErrorInfo>,
+    ) -> Result<Vec<Event>, Error> {
+        let reply = match result {
+            Ok(reply) => reply,
+            // No longer a member (removed meanwhile): keep what we have, stop syncing it.
+            Err(e) if e.code == ErrorCode::Forbidden => {
+                c.execute("UPDATE rooms SET member = 0 WHERE id = ?1", [room])?;
+                let mut events = vec![Event::RoomsChanged];
+                self.announce_online(&mut events);
+                return Ok(events);
+            }
+            Err(e) => return Err(Error::Server(e)),
+        };
+        let Reply::Page { events, last_seq, members, .. } = reply else {
+            return Err(Error::Network("unexpected reply to catch-up".into()));
+        };
+        let count = events.len();
+        let last = events.last().map_or(after, |e| e.seq);
+        let tx = c.transaction()?;
+        for e in events.iter() {
+            apply::event(&tx, room, self.me, e)?;
+        }
+        apply::members(&tx, room, self.me, &members)?;
+        tx.commit()?;
+        if count > 0 {
+            self.delivered_dirty.insert(room);
+        }
+        if count > 0 && last < last_seq {
+            self.catch_up.push_front(room);
+        }
+        let mut out = vec![
+            Event::TimelineChanged { room },
+            Event::RoomsChanged,
+            Event::SyncProgress { done: last, total: last_seq },
+        ];
+        self.announce_online(&mut out);
+        Ok(out)
+    }
+
+    fn on_push(&mut self, c: &mut Connection, frame: ServerFrame) -> Result<Vec<Event>, Error> {
+        let me = self.me;
+        match frame {
+            ServerFrame::Event { event } => {
+                let tx = c.transaction()?;
+                let room = apply::local_room(&tx, event.room.0)?;
+                let applied = apply::event(&tx, room, me, &event)?;
+                tx.commit()?;
+                match applied {
+                    Applied::Applied => {
+                        self.delivered_dirty.insert(room);
+                        Ok(vec![Event::TimelineChanged { room }, Event::RoomsChanged])
+                    }
+                    Applied::Gap => {
+                        self.gaps.insert(room);
+                        Ok(Vec::new())
+                    }
+                    Applied::Duplicate => Ok(Vec::new()),
+                }
+            }
+            ServerFrame::Receipt { room, user, delivered, read } => {
+                let tx = c.transaction()?;
+                let room = apply::local_room(&tx, room.0)?;
+                apply::watermarks(&tx, room, user.0, delivered, read)?;
+                if user.0 == me {
+                    apply::my_read_marker(&tx, room, me, read)?;
+                } else {
+                    apply::refresh_others(&tx, room, me)?;
+                }
+                tx.commit()?;
+                Ok(vec![Event::TimelineChanged { room }, Event::RoomsChanged])
+            }
+            ServerFrame::Typing { room, user, active } => {
+                let room = apply::local_room(c, room.0)?;
+                let name: String = c
+                    .query_row("SELECT username FROM users WHERE id = ?1", [user.0], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or_else(|| user.to_string());
+                Ok(vec![Event::Typing { room, user: name, active }, Event::RoomsChanged])
+            }
+            // Calls are handled by the call machine (a later issue); nothing to store here.
+            ServerFrame::Signal { .. }
+            | ServerFrame::Reply { .. }
+            | ServerFrame::Closing { .. } => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Records a failed attempt: retry later, or mark the item failed with the server's reason.
+fn failed(
+    c: &Connection,
+    id: i64,
+    error: &ErrorInfo,
+    attempts: u32,
+    now_ms: i64,
+    jitter: f64,
+) -> Result<(), Error> {
+    let reason = error.to_string();
+    match outbox::after_failure(error.code, attempts, jitter) {
+        Verdict::RetryAfter(delay) => c.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, error = ?3
+             WHERE id = ?1",
+            params![id, now_ms + delay.as_millis() as i64, reason],
+        )?,
+        Verdict::Fail => c.execute(
+            "UPDATE outbox SET attempts = attempts + 1, state = 'failed', error = ?2 WHERE id = ?1",
+            params![id, reason],
+        )?,
+    };
+    Ok(())
+}
+
+/// Join with the store's cursors and the outbox's request ids.
+fn join_request(c: &Connection, token: &str) -> Result<Request, Error> {
+    let mut st = c.prepare_cached(
+        "SELECT server_id, synced_seq FROM rooms WHERE server_id IS NOT NULL AND member = 1",
+    )?;
+    let cursors: Vec<RoomCursor> = st
+        .query_map([], |r| {
+            Ok(RoomCursor { room: RoomId(r.get(0)?), last_seq: r.get::<_, i64>(1)? as u64 })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut st = c.prepare_cached("SELECT request_id FROM outbox ORDER BY id LIMIT ?1")?;
+    let unconfirmed: Vec<RequestId> = st
+        .query_map([tidings_proto::limits::MAX_JOIN_UNCONFIRMED as i64], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?
+        .filter_map(|r| r.ok())
+        .filter_map(|b| <[u8; 16]>::try_from(b.as_slice()).ok().map(RequestId))
+        .collect();
+    let internal = |e: tidings_proto::bounded::TooLong| Error::Internal(e.to_string());
+    Ok(Request::Join {
+        token: Token(Text::new(token.to_owned()).map_err(internal)?),
+        protocol_version: tidings_proto::PROTOCOL_VERSION,
+        rooms: List::new(cursors).map_err(internal)?,
+        unconfirmed: List::new(unconfirmed).map_err(internal)?,
+    })
+}
+
+/// A member room's server id and synced seq.
+fn cursor(c: &Connection, room: RoomKey) -> Result<Option<(i64, u64)>, Error> {
+    Ok(c.prepare_cached(
+        "SELECT server_id, synced_seq FROM rooms
+             WHERE id = ?1 AND member = 1 AND server_id IS NOT NULL",
+    )?
+    .query_row([room], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+    .optional()?)
+}
+
+/// A room whose read marker moved since it was last sent.
+fn read_to_send(c: &Connection) -> Result<Option<(RoomKey, i64, i64)>, Error> {
+    Ok(c.prepare_cached(
+        "SELECT id, server_id, read_seq FROM rooms
+             WHERE server_id IS NOT NULL AND member = 1 AND read_seq > read_sent_seq
+             ORDER BY id LIMIT 1",
+    )?
+    .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    .optional()?)
+}
+
+/// Rooms whose watermarks may have moved without new events: another member has not read my
+/// newest message yet, or I have unread messages (another device of mine may have read them).
+fn rooms_awaiting_receipts(c: &Connection, me: i64) -> Result<Vec<RoomKey>, Error> {
+    let mut st = c.prepare_cached(
+        "SELECT r.id FROM rooms r
+         WHERE r.server_id IS NOT NULL AND r.member = 1
+           AND (r.unread > 0 OR EXISTS (SELECT 1 FROM members m WHERE m.room_id = r.id AND m.active = 1
+                       AND m.user_id != ?1
+                       AND m.read_seq < (SELECT coalesce(max(e.seq), 0) FROM events e
+                                         WHERE e.room_id = r.id AND e.sender = ?1)))",
+    )?;
+    let rows = st.query_map([me], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The outbox as the scheduler sees it.
+pub(crate) fn load_items(c: &Connection) -> Result<Vec<Item>, Error> {
+    let mut st = c.prepare_cached(
+        "SELECT id, room_id, state, attempts, next_attempt_ms FROM outbox ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(Item {
+            id: r.get(0)?,
+            room: r.get(1)?,
+            failed: r.get::<_, String>(2)? == "failed",
+            attempts: r.get(3)?,
+            next_attempt_ms: r.get(4)?,
+            in_flight: false,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The stored operation of outbox item `id`, with its room's server id filled in (a room made
+/// offline gets its id when its CreateRoom is confirmed, which is earlier in the same queue);
+/// `None` while that room has no server id.
+fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Request, u32)>, Error> {
+    let (op, room, attempts): (Vec<u8>, Option<i64>, u32) =
+        c.query_row("SELECT operation, room_id, attempts FROM outbox WHERE id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let mut request: Request = codec::decode(&op).map_err(|e| Error::Internal(e.to_string()))?;
+    let server: Option<i64> = match room {
+        Some(room) => {
+            c.query_row("SELECT server_id FROM rooms WHERE id = ?1", [room], |r| r.get(0))?
+        }
+        None => None,
+    };
+    let target = match &mut request {
+        Request::Send { room, .. }
+        | Request::Invite { room, .. }
+        | Request::Leave { room, .. }
+        | Request::RemoveMember { room, .. }
+        | Request::Rename { room, .. }
+        | Request::RecordCall { room, .. } => Some(room),
+        _ => None,
+    };
+    if let Some(target) = target {
+        match server {
+            Some(server) => *target = RoomId(server),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((request, attempts)))
+}

@@ -1,0 +1,323 @@
+//! The connection to the server: sign-up/sign-in, and a sync session that joins, catches up,
+//! flushes the outbox and sends receipts.
+//!
+//! One websocket per session. What to send and how to apply what arrives is decided by the
+//! sans-IO [`Machine`] (see its module for the order of work); this module owns the socket
+//! and the clocks: it sends what the machine asks, waits for frames with timeouts (a reply
+//! that does not come in 15 s means a dead or half-open link), pings a link silent for 20 s,
+//! wakes for outbox retries and for the user's new items, and emits the machine's events,
+//! which are committed already. The `sim` tests drive the same machine over a simulated
+//! network and server for thousands of seeds.
+//!
+//! [`sync_until_idle`] returns once the outbox has nothing left to send now and every room is
+//! caught up: what `tidings sync` does. [`run`] stays connected and reconnects with jittered
+//! backoff: what `tidings listen` and the app do.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use tidings_proto::{
+    bounded::Text, codec, ClientFrame, Credentials, ErrorInfo, Password, Reply, Request, RoomId,
+    ServerFrame,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
+
+use crate::{
+    client::{now_ms, Account},
+    model::{ConnectionState, Event, RoomKey},
+    outbox, Client, Error,
+};
+
+mod machine;
+#[cfg(test)]
+mod sim;
+
+pub use machine::{Machine, Poll};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Longest wait for any frame while a reply is due.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// A link silent this long gets a ping.
+const PING_AFTER: Duration = Duration::from_secs(20);
+/// A live session looks at the outbox at least this often: another process on the same
+/// profile (a `tidings send` next to `tidings listen`) cannot wake it.
+const OUTBOX_POLL: Duration = Duration::from_secs(1);
+
+/// One websocket to the server, after Hello: frames out, frames in.
+struct Link {
+    ws: Ws,
+    next_id: u32,
+}
+
+fn ws_url(server: &str) -> String {
+    let base = server.trim_end_matches('/');
+    let base = base
+        .strip_prefix("https://")
+        .map(|r| format!("wss://{r}"))
+        .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
+        .unwrap_or_else(|| base.to_owned());
+    format!("{base}/v1/ws")
+}
+
+impl Link {
+    /// Connects and says Hello. Frame ids from 1 000 000 on are the link's own, so they
+    /// never collide with a [`Machine`]'s.
+    async fn connect(server: &str) -> Result<Self, Error> {
+        let (ws, _) =
+            tokio::time::timeout(REPLY_TIMEOUT, tokio_tungstenite::connect_async(ws_url(server)))
+                .await
+                .map_err(|_| Error::Network("the server did not answer".into()))?
+                .map_err(|e| Error::Network(e.to_string()))?;
+        let mut link = Self { ws, next_id: 1_000_000 };
+        let v = tidings_proto::PROTOCOL_VERSION;
+        let client_name = Text::new(concat!("tidings-core/", env!("CARGO_PKG_VERSION")))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        link.request(Request::Hello { min_version: v, max_version: v, client: client_name })
+            .await?
+            .map_err(Error::Server)?;
+        Ok(link)
+    }
+
+    async fn send(&mut self, frame: &ClientFrame) -> Result<(), Error> {
+        let bytes = codec::encode_client(frame).map_err(|e| Error::Internal(e.to_string()))?;
+        self.ws.send(Message::Binary(bytes.into())).await.map_err(|e| Error::Network(e.to_string()))
+    }
+
+    /// The next frame from the server, waiting at most `timeout`. Frames of kinds a newer
+    /// server knows and this build does not are skipped.
+    async fn next(&mut self, timeout: Duration) -> Result<ServerFrame, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // A link that stays silent this long is dead (or half-open): give up on it and
+            // let the caller reconnect; request ids make resends safe.
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| Error::Network("no answer from the server".into()))?
+                .ok_or_else(|| Error::Network("connection closed".into()))?
+                .map_err(|e| Error::Network(e.to_string()))?;
+            let Message::Binary(bytes) = msg else { continue };
+            match codec::decode_server(&bytes) {
+                Ok(frame) => return Ok(frame),
+                Err(tidings_proto::DecodeError::UnknownKind(_)) => continue,
+                Err(e) => return Err(Error::Network(format!("bad frame from server: {e}"))),
+            }
+        }
+    }
+
+    /// Sends a one-off request and waits for its reply. Pushes meanwhile are left to the
+    /// sync session (it catches up what this connection skips).
+    async fn request(&mut self, request: Request) -> Result<Result<Reply, ErrorInfo>, Error> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&ClientFrame { id, request }).await?;
+        loop {
+            match self.next(REPLY_TIMEOUT).await? {
+                ServerFrame::Reply { id: got, result } if got == id => return Ok(result),
+                ServerFrame::Closing { error } => return Err(Error::Server(error)),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Connects and joins with the session only (no cursors): for one-off requests.
+    async fn joined(account: &Account) -> Result<Self, Error> {
+        let mut link = Self::connect(&account.server).await?;
+        let token = tidings_proto::Token(
+            Text::new(account.token.clone()).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        link.request(Request::Join {
+            token,
+            protocol_version: tidings_proto::PROTOCOL_VERSION,
+            rooms: tidings_proto::bounded::List::empty(),
+            unconfirmed: tidings_proto::bounded::List::empty(),
+        })
+        .await?
+        .map_err(Error::Server)?;
+        Ok(link)
+    }
+}
+
+/// Connects, catches up, flushes the outbox and sends receipts; returns when nothing is left
+/// to do now (items backing off are waited for).
+pub async fn sync_until_idle(client: &Client) -> Result<(), Error> {
+    let result = session(client, false).await;
+    client.emit([Event::Connection { state: ConnectionState::Offline }]);
+    result
+}
+
+/// Stays connected: syncs, then applies pushes as they come and sends what the user does,
+/// reconnecting with jittered exponential backoff (0.5 s up to 60 s) whenever the link
+/// breaks. Returns only if the session is no longer valid (signed out or revoked).
+pub async fn run(client: &Client) -> Error {
+    let mut failures = 0u32;
+    loop {
+        let started = Instant::now();
+        match session(client, true).await {
+            Err(Error::Server(e)) if e.code == tidings_proto::ErrorCode::Unauthenticated => {
+                client.emit([Event::Connection { state: ConnectionState::Offline }]);
+                return Error::Server(e);
+            }
+            Err(Error::NotSignedIn) => return Error::NotSignedIn,
+            Err(e) => tracing::debug!(error = %e, "Sync session ended."),
+            Ok(()) => {}
+        }
+        client.emit([Event::Connection { state: ConnectionState::Offline }]);
+        // A connection that held for a while starts the backoff over.
+        if started.elapsed() > Duration::from_secs(60) {
+            failures = 0;
+        }
+        let delay = outbox::backoff(failures, rand::rng().random());
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One connection's work, driving a [`Machine`]; with `live`, stays on it until it breaks.
+async fn session(client: &Client, live: bool) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    client.emit([Event::Connection { state: ConnectionState::Connecting }]);
+    let mut link = Link::connect(&account.server).await?;
+    let machine = Arc::new(Mutex::new(Machine::new(account.user_id, account.token.clone(), live)));
+    let mut heard = Instant::now();
+    loop {
+        let m = machine.clone();
+        let poll = client.db(move |c| lock(&m)?.poll(c, now_ms())).await?;
+        let frame = match poll {
+            Poll::Send(frame) => {
+                link.send(&frame).await?;
+                continue;
+            }
+            Poll::Done => return Ok(()),
+            Poll::AwaitReply => link.next(REPLY_TIMEOUT).await?,
+            Poll::Idle { wake_ms } => {
+                let until_wake =
+                    wake_ms.map(|w| Duration::from_millis((w - now_ms()).max(0) as u64));
+                let wait = if live {
+                    if heard.elapsed() >= PING_AFTER {
+                        let ping = lock(&machine)?.ping(rand::rng().random());
+                        if let Some(ping) = ping {
+                            link.send(&ping).await?;
+                        }
+                        heard = Instant::now();
+                        continue;
+                    }
+                    until_wake.unwrap_or(OUTBOX_POLL).min(OUTBOX_POLL)
+                } else {
+                    until_wake.unwrap_or(REPLY_TIMEOUT)
+                };
+                tokio::select! {
+                    _ = client.outbox_ready.notified(), if live => continue,
+                    _ = tokio::time::sleep(wait) => continue,
+                    frame = link.next(PING_AFTER * 2) => frame?,
+                }
+            }
+        };
+        heard = Instant::now();
+        let m = machine.clone();
+        let jitter: f64 = rand::rng().random();
+        let events = client.db(move |c| lock(&m)?.on_frame(c, frame, now_ms(), jitter)).await?;
+        for event in &events {
+            if let Event::Typing { room, user, active } = event {
+                if let Ok(mut typing) = client.typing.lock() {
+                    typing.set(*room, user, *active, Instant::now());
+                }
+            }
+        }
+        client.emit(events);
+    }
+}
+
+fn lock(m: &Mutex<Machine>) -> Result<std::sync::MutexGuard<'_, Machine>, Error> {
+    m.lock().map_err(|_| Error::Internal("sync state lock poisoned".into()))
+}
+
+fn credentials(username: &str, password: &str, device: &str) -> Result<Credentials, Error> {
+    let invalid = |e: tidings_proto::bounded::TooLong| Error::Invalid(e.to_string());
+    Ok(Credentials {
+        username: Text::new(username).map_err(invalid)?,
+        password: Password(Text::new(password).map_err(invalid)?),
+        device_name: Text::new(device).map_err(invalid)?,
+    })
+}
+
+/// Creates an account on `server` and signs this profile in to it.
+pub async fn sign_up(
+    client: &Client,
+    server: &str,
+    username: &str,
+    password: &str,
+) -> Result<Account, Error> {
+    let request = Request::SignUp(credentials(username, password, &device_name())?);
+    open_session(client, server, request).await
+}
+
+/// Signs this profile in to an existing account (a new device session).
+pub async fn sign_in(
+    client: &Client,
+    server: &str,
+    username: &str,
+    password: &str,
+) -> Result<Account, Error> {
+    let request = Request::SignIn(credentials(username, password, &device_name())?);
+    open_session(client, server, request).await
+}
+
+fn device_name() -> String {
+    format!("tidings on {}", std::env::consts::OS)
+}
+
+async fn open_session(client: &Client, server: &str, request: Request) -> Result<Account, Error> {
+    let mut link = Link::connect(server).await?;
+    let reply = link.request(request).await?.map_err(Error::Server)?;
+    let Reply::Session { user, device, token } = reply else {
+        return Err(Error::Network(format!("unexpected reply: {reply:?}")));
+    };
+    let account = Account {
+        server: server.trim_end_matches('/').to_owned(),
+        user_id: user.id.0,
+        username: user.username.into_string(),
+        device_id: device.0,
+        token: token.0.into_string(),
+    };
+    client.save_account(account.clone()).await?;
+    Ok(account)
+}
+
+/// Looks a user up by exact username (needs the network).
+pub async fn lookup_user(client: &Client, username: &str) -> Result<i64, Error> {
+    let account = client.require_account().await?;
+    let mut link = Link::joined(&account).await?;
+    let username = Text::new(username).map_err(|e| Error::Invalid(e.to_string()))?;
+    match link.request(Request::LookupUser { username }).await?.map_err(Error::Server)? {
+        Reply::User { user } => Ok(user.id.0),
+        other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
+    }
+}
+
+/// Tells the room's other members I am (or stopped) typing.
+pub async fn typing(client: &Client, room: RoomKey, active: bool) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    let server = client.server_room_id(room).await?.ok_or(Error::NoSuchRoom(room))?;
+    let mut link = Link::joined(&account).await?;
+    let id = link.next_id;
+    link.next_id += 1;
+    let typing = Request::Typing { room: RoomId(server), active };
+    link.send(&ClientFrame { id, request: typing }).await?;
+    // Typing gets no reply unless it fails; a ping's reply comes after any failure.
+    let result = link.request(Request::Ping { nonce: u64::from(id) }).await?;
+    result.map(|_| ()).map_err(Error::Server)
+}
+
+/// Signs this device out on the server and forgets the session here.
+pub async fn sign_out(client: &Client) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    let mut link = Link::joined(&account).await?;
+    link.request(Request::SignOut {}).await?.map_err(Error::Server)?;
+    client.forget_account().await
+}
