@@ -18,6 +18,7 @@ pub mod apply;
 pub mod client;
 pub mod model;
 pub mod outbox;
+pub mod photo;
 pub mod store;
 pub mod sync;
 pub mod typing;

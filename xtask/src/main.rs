@@ -2,11 +2,12 @@
 //!
 //! - `run`: build and start the server on its embedded default, print its URL;
 //! - `test`: every test — formatting, lints, the workspace's tests, a short fuzz run;
-//! - `bench server`, `bench core`: the benchmarks (docs/performance.md);
+//! - `bench server`, `bench core`, `bench photo`: the benchmarks (docs/performance.md);
 //! - `fuzz [TARGET] [SECONDS]`: run a fuzz target.
 
 mod bench;
 mod bench_core;
+mod bench_photo;
 
 use std::{path::PathBuf, process::Command};
 
@@ -20,12 +21,14 @@ fn main() -> anyhow::Result<()> {
         ["test"] => test(),
         ["bench", "server", rest @ ..] => bench::server(rest),
         ["bench", "core", rest @ ..] => bench_core::run(rest),
+        ["bench", "photo", rest @ ..] => bench_photo::run(rest),
+        ["thumbnail", rest @ ..] => bench_photo::thumbnail(rest),
         ["fuzz"] => fuzz_all(30),
         ["fuzz", target] => fuzz(target, 60),
         ["fuzz", target, seconds] => fuzz(target, seconds.parse().context("SECONDS")?),
         _ => {
             eprintln!(
-                "usage: cargo xtask run [-- serve flags…] | test | bench server|core | \
+                "usage: cargo xtask run [-- serve flags…] | test | bench server|core|photo | \
                  fuzz [TARGET [SECONDS]]"
             );
             std::process::exit(2);
