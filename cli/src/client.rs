@@ -29,7 +29,11 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
             Error::Network(_) => EXIT_NETWORK,
-            Error::Invalid(_) | Error::NoSuchRoom(_) | Error::NoSuchOutboxItem(_) => EXIT_USAGE,
+            Error::Invalid(_)
+            | Error::NoSuchRoom(_)
+            | Error::NoSuchOutboxItem(_)
+            | Error::Photo(_)
+            | Error::NoSuchImage { .. } => EXIT_USAGE,
             _ => EXIT_FAILURE,
         };
         Failure { code, message: e.to_string() }
@@ -133,6 +137,43 @@ pub async fn send(client: &Client, out: Output, room: &str, text: &str) -> Resul
     Ok(())
 }
 
+/// `send --image`.
+pub async fn send_image(
+    client: &Client,
+    out: Output,
+    room: &str,
+    image: &std::path::Path,
+    caption: &str,
+) -> Result<(), Failure> {
+    let request = client.send_image(parse_room(room)?, image, caption).await?;
+    out.line(json!({"request_id": request.to_string(), "state": "pending"}), || {
+        format!("queued {request}")
+    });
+    Ok(())
+}
+
+/// `fetch-media`.
+pub async fn fetch_media(
+    client: &Client,
+    room: &str,
+    seq: u64,
+    file: &std::path::Path,
+    thumbnail: bool,
+) -> Result<(), Failure> {
+    let room = parse_room(room)?;
+    let io = |e: std::io::Error| Failure {
+        code: EXIT_FAILURE,
+        message: format!("cannot write {}: {e}", file.display()),
+    };
+    if thumbnail {
+        std::fs::write(file, client.thumbnail(room, seq).await?).map_err(io)?;
+    } else {
+        let cached = client.open_full(room, seq).await?;
+        std::fs::copy(cached, file).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// `sync`.
 pub async fn sync_now(client: &Client, timeout: u64) -> Result<(), Failure> {
     match tokio::time::timeout(Duration::from_secs(timeout), sync::sync_until_idle(client)).await {
@@ -168,7 +209,7 @@ pub async fn messages(
     for m in page {
         out.line(
             json!({"room": m.room.to_string(), "seq": m.seq, "request_id": m.request_id,
-                   "sender": m.sender, "text": m.text, "state": m.state}),
+                   "sender": m.sender, "text": m.text, "state": m.state, "image": m.image}),
             || format!("{}: {} [{:?}]", m.sender, m.text, m.state),
         );
     }

@@ -78,12 +78,33 @@ enum Command {
         #[arg(long = "member", required = true, num_args = 1..)]
         members: Vec<String>,
     },
-    /// Queue a text message; returns at once, also offline.
+    /// Queue a text message or a photo; returns at once, also offline.
     Send {
         /// Room id (from `rooms`).
         room: String,
         /// The text.
-        text: String,
+        #[arg(required_unless_present = "image", conflicts_with = "image")]
+        text: Option<String>,
+        /// Send this photo (JPEG, PNG, WebP or GIF) instead of a text.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// The photo's caption.
+        #[arg(long, requires = "image")]
+        caption: Option<String>,
+    },
+    /// Write a message's photo to a file: the full image (downloaded if not cached) or,
+    /// with --thumbnail, the thumbnail that came with the message.
+    FetchMedia {
+        /// Room id.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// The thumbnail instead of the full image (no network needed).
+        #[arg(long)]
+        thumbnail: bool,
     },
     /// Connect, send the outbox, catch up; exit 0 when done.
     Sync {
@@ -191,7 +212,15 @@ fn main() -> ExitCode {
             Command::CreateRoom { name, members } => {
                 client::create_room(&c, out, name.as_deref(), &members).await
             }
-            Command::Send { room, text } => client::send(&c, out, &room, &text).await,
+            Command::Send { room, image: Some(image), caption, .. } => {
+                client::send_image(&c, out, &room, &image, caption.as_deref().unwrap_or("")).await
+            }
+            Command::Send { room, text, image: None, .. } => {
+                client::send(&c, out, &room, text.as_deref().unwrap_or("")).await
+            }
+            Command::FetchMedia { room, seq, out: file, thumbnail } => {
+                client::fetch_media(&c, &room, seq, &file, thumbnail).await
+            }
             Command::Sync { timeout } => client::sync_now(&c, timeout).await,
             Command::Rooms => client::rooms(&c, out).await,
             Command::Messages { room, limit } => client::messages(&c, out, &room, limit).await,

@@ -16,18 +16,61 @@ pub fn position_of_seq(seq: Seq) -> i64 {
 /// Timeline position base of local echoes (after every server event).
 pub const PENDING_POSITION: i64 = 1 << 62;
 
-/// The body of a text message, inside the opaque `Body` the server carries.
+/// Largest thumbnail carried inside a message (the body is at most 64 KiB).
+pub const MAX_THUMBNAIL_BYTES: usize = 48 * 1024;
+
+/// The body of a message, inside the opaque `Body` the server carries. Fields are named on
+/// the wire and unknown ones ignored, so older builds read newer bodies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageBody {
-    /// The text.
+    /// The text (a photo's caption; may be empty then).
     pub text: String,
+    /// A photo: the full image is the message's first attachment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageBody>,
 }
 
-/// Decodes a message body; a body this build cannot read shows as a placeholder.
+impl MessageBody {
+    /// A text message.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self { text: text.into(), image: None }
+    }
+}
+
+/// What a receiver needs to show a photo before downloading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageBody {
+    /// MIME type of the full image.
+    pub mime: String,
+    /// Width of the full image, as displayed.
+    pub width: u32,
+    /// Height of the full image, as displayed.
+    pub height: u32,
+    /// Size of the full image in bytes.
+    pub size: u64,
+    /// The thumbnail (JPEG).
+    pub thumbnail: tidings_proto::bounded::Blob<MAX_THUMBNAIL_BYTES>,
+    /// Its width.
+    pub thumbnail_width: u32,
+    /// Its height.
+    pub thumbnail_height: u32,
+    /// A blurhash to show before even the thumbnail is decoded.
+    pub placeholder: String,
+}
+
+/// Decodes a message body; a body this build cannot read decodes as `None`.
+pub fn decode_body(body: &[u8]) -> Option<MessageBody> {
+    codec::decode::<MessageBody>(body).ok()
+}
+
+/// A message body's text for lists and previews; a body this build cannot read shows as a
+/// placeholder, a photo without a caption as "Photo".
 pub fn body_text(body: &[u8]) -> String {
-    codec::decode::<MessageBody>(body)
-        .map(|b| b.text)
-        .unwrap_or_else(|_| "(message this version cannot show)".into())
+    match decode_body(body) {
+        Some(MessageBody { text, image: Some(_) }) if text.is_empty() => "Photo".into(),
+        Some(b) => b.text,
+        None => "(message this version cannot show)".into(),
+    }
 }
 
 /// A short text for a timeline item.
@@ -155,11 +198,20 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
     let content = codec::encode(&e.content).map_err(|err| Error::Internal(err.to_string()))?;
     // My own local echo becomes this event; anything else is new.
     let updated = if e.sender.0 == me {
+        // The server's copy replaces the echo's content too: it carries the media ids the
+        // uploads produced.
         tx.prepare_cached(
-            "UPDATE events SET seq = ?2, position = ?3, at_ms = ?4
+            "UPDATE events SET seq = ?2, position = ?3, at_ms = ?4, content = ?6
              WHERE request_id = ?1 AND room_id = ?5",
         )?
-        .execute(params![&e.request.0[..], seq, position_of_seq(e.seq), e.at_ms, room])?
+        .execute(params![
+            &e.request.0[..],
+            seq,
+            position_of_seq(e.seq),
+            e.at_ms,
+            room,
+            content
+        ])?
     } else {
         0
     };

@@ -170,6 +170,7 @@ impl Client {
     async fn enqueue(
         &self,
         target: Target,
+        upload: Option<String>,
         make: impl FnOnce(RequestId, tidings_proto::RoomId) -> (Request, Option<EventContent>)
             + Send
             + 'static,
@@ -194,9 +195,10 @@ impl Client {
                 let operation =
                     codec::encode(&operation).map_err(|e| Error::Internal(e.to_string()))?;
                 tx.execute(
-                    "INSERT INTO outbox (request_id, room_id, operation, state, created_ms)
-                     VALUES (?1, ?2, ?3, 'pending', ?4)",
-                    params![&request.0[..], room, operation, now],
+                    "INSERT INTO outbox (request_id, room_id, operation, state, created_ms,
+                                         upload_path)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
+                    params![&request.0[..], room, operation, now, upload],
                 )?;
                 if let Some(echo) = echo {
                     let preview = crate::apply::describe(&echo);
@@ -232,11 +234,11 @@ impl Client {
 
     /// Sends a text message: saved at once as pending, delivered by sync.
     pub async fn send_text(&self, room: RoomKey, text: &str) -> Result<RequestId, Error> {
-        let body = codec::encode(&MessageBody { text: text.to_owned() })
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let body =
+            codec::encode(&MessageBody::text(text)).map_err(|e| Error::Internal(e.to_string()))?;
         let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
         let (_, request) = self
-            .enqueue(Target::Room(room), move |request, room| {
+            .enqueue(Target::Room(room), None, move |request, room| {
                 let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
                     List::empty();
                 let echo =
@@ -245,6 +247,103 @@ impl Client {
             })
             .await?;
         Ok(request)
+    }
+
+    /// Sends a photo with an optional caption. The photo is prepared first (decoded within
+    /// limits, oriented, stripped, downscaled, thumbnailed) on a bounded pool of blocking
+    /// threads; a file that cannot be a photo is refused with [`Error::Photo`] and nothing is
+    /// queued. Then the message appears at once as pending, with its thumbnail, and the
+    /// outbox uploads the full image and sends the message, across restarts.
+    pub async fn send_image(
+        &self,
+        room: RoomKey,
+        path: &Path,
+        caption: &str,
+    ) -> Result<RequestId, Error> {
+        self.require_account().await?;
+        let prepared = crate::photo::prepare_file(path, crate::photo::Limits::default()).await?;
+        let thumbnail = tidings_proto::bounded::Blob::new(prepared.thumbnail.bytes)
+            .map_err(|e| Error::Internal(format!("thumbnail: {e}")))?;
+        let image = crate::apply::ImageBody {
+            mime: prepared.full.mime.to_owned(),
+            width: prepared.full.width,
+            height: prepared.full.height,
+            size: prepared.full.bytes.len() as u64,
+            thumbnail,
+            thumbnail_width: prepared.thumbnail.width,
+            thumbnail_height: prepared.thumbnail.height,
+            placeholder: prepared.placeholder,
+        };
+        let body = codec::encode(&MessageBody { text: caption.to_owned(), image: Some(image) })
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
+        // The prepared image waits in the profile until the server has it.
+        let ext = if prepared.full.mime == "image/png" { "png" } else { "jpg" };
+        let name = format!("outgoing/{}.{ext}", uuid::Uuid::new_v4().simple());
+        let file = self.dir.join(&name);
+        let io = |e: std::io::Error| Error::Io(e.to_string());
+        tokio::fs::create_dir_all(self.dir.join("outgoing")).await.map_err(io)?;
+        tokio::fs::write(&file, &prepared.full.bytes).await.map_err(io)?;
+        let queued = self
+            .enqueue(Target::Room(room), Some(name), move |request, room| {
+                let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
+                    List::empty();
+                let echo =
+                    EventContent::Message { body: body.clone(), attachments: attachments.clone() };
+                (Request::Send { request, room, body, attachments }, Some(echo))
+            })
+            .await;
+        match queued {
+            Ok((_, request)) => Ok(request),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&file).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The thumbnail (JPEG bytes) of the photo in message `seq` of `room`, from the store.
+    pub async fn thumbnail(&self, room: RoomKey, seq: Seq) -> Result<Vec<u8>, Error> {
+        let (image, _) = self.db(move |c| image_of(c, room, seq)).await?;
+        Ok(image.thumbnail.into_vec())
+    }
+
+    /// The full image of the photo in message `seq` of `room`: a file in the profile's media
+    /// cache, downloaded now if it is not there (the only call that waits on the network for
+    /// media).
+    pub async fn open_full(&self, room: RoomKey, seq: Seq) -> Result<PathBuf, Error> {
+        let (image, media) = self.db(move |c| image_of(c, room, seq)).await?;
+        let media = media.ok_or(Error::NoSuchImage { room, seq })?;
+        let now = now_ms();
+        if let Some(path) = self.db(move |c| crate::media::cached(c, media, now)).await? {
+            let path = self.dir.join(path);
+            if path.exists() {
+                return Ok(path);
+            }
+        }
+        let account = self.require_account().await?;
+        let ext = if image.mime == "image/png" { "png" } else { "jpg" };
+        let name = format!("cache/{media}.{ext}");
+        let io = |e: std::io::Error| Error::Io(e.to_string());
+        tokio::fs::create_dir_all(self.dir.join("cache")).await.map_err(io)?;
+        let dest = self.dir.join(&name);
+        let size = crate::media::download(&account.server, &account.token, media, &dest).await?;
+        let evicted = self
+            .db(move |c| {
+                crate::media::remember(
+                    c,
+                    media,
+                    &name,
+                    size,
+                    now_ms(),
+                    crate::media::CACHE_LIMIT_BYTES,
+                )
+            })
+            .await?;
+        for old in evicted {
+            let _ = tokio::fs::remove_file(self.dir.join(old)).await;
+        }
+        Ok(dest)
     }
 
     /// Creates a room with the given members (user ids known from lookups), at once locally:
@@ -266,7 +365,7 @@ impl Client {
         let target =
             Target::NewRoom { kind: kind_str, name: name.as_ref().map(|n| n.as_str().to_owned()) };
         let (room, _) = self
-            .enqueue(target, move |request, _| {
+            .enqueue(target, None, move |request, _| {
                 (Request::CreateRoom { request, kind, name, members: ids }, None)
             })
             .await?;
@@ -322,7 +421,7 @@ impl Client {
         make: impl FnOnce(RequestId, tidings_proto::RoomId) -> Request + Send + 'static,
     ) -> Result<RequestId, Error> {
         let (_, request) = self
-            .enqueue(Target::Room(room), move |request, room| (make(request, room), None))
+            .enqueue(Target::Room(room), None, move |request, room| (make(request, room), None))
             .await?;
         Ok(request)
     }
@@ -423,14 +522,16 @@ impl Client {
             for row in rows {
                 let (seq, req, content, position, sender) = row?;
                 let seq = seq.map(|s| s as Seq);
+                let (text, image) = view(&content);
                 out.push(Message {
                     room,
                     seq,
                     request_id: request_string(&req),
                     sender,
-                    text: describe(&content),
+                    text,
                     state: state_of(c, me, room, seq, &req)?,
                     position,
+                    image,
                 });
             }
             Ok(out)
@@ -592,10 +693,45 @@ fn request_string(bytes: &[u8]) -> String {
 }
 
 /// A short text for a stored timeline item.
-fn describe(content: &[u8]) -> String {
-    codec::decode::<EventContent>(content)
-        .map(|c| crate::apply::describe(&c))
-        .unwrap_or_else(|_| "(event this version cannot show)".into())
+/// A stored event's text and photo, for the timeline.
+fn view(content: &[u8]) -> (String, Option<crate::model::ImageView>) {
+    let Ok(content) = codec::decode::<EventContent>(content) else {
+        return ("(event this version cannot show)".into(), None);
+    };
+    let text = crate::apply::describe(&content);
+    let EventContent::Message { body, attachments } = content else { return (text, None) };
+    let image = crate::apply::decode_body(body.as_bytes()).and_then(|b| b.image).map(|i| {
+        crate::model::ImageView {
+            width: i.width,
+            height: i.height,
+            mime: i.mime,
+            size: i.size,
+            thumbnail_width: i.thumbnail_width,
+            thumbnail_height: i.thumbnail_height,
+            placeholder: i.placeholder,
+            media: attachments.iter().next().map(|m| m.0),
+        }
+    });
+    (text, image)
+}
+
+/// The photo of message `seq` in `room` and its media id.
+fn image_of(
+    c: &Connection,
+    room: RoomKey,
+    seq: Seq,
+) -> Result<(crate::apply::ImageBody, Option<i64>), Error> {
+    let content: Option<Vec<u8>> = c
+        .prepare_cached("SELECT content FROM events WHERE room_id = ?1 AND seq = ?2")?
+        .query_row(params![room, seq as i64], |r| r.get(0))
+        .optional()?;
+    let missing = || Error::NoSuchImage { room, seq };
+    let content: EventContent =
+        codec::decode(&content.ok_or_else(missing)?).map_err(|_| missing())?;
+    let EventContent::Message { body, attachments } = content else { return Err(missing()) };
+    let image =
+        crate::apply::decode_body(body.as_bytes()).and_then(|b| b.image).ok_or_else(missing)?;
+    Ok((image, attachments.iter().next().map(|m| m.0)))
 }
 
 /// Ticks from the facts: the outbox row (if still there), the seq, and the other members'

@@ -10,12 +10,15 @@
 //!   flushes the outbox and sends receipts;
 //! - [`apply`] — applying server events, watermarks and confirmations to the store;
 //! - [`outbox`] — the sans-IO rules for sending the outbox;
+//! - [`photo`] — photos made ready to send (limits, orientation, thumbnails), off the runtime;
+//! - [`media`] — uploads and on-demand downloads over HTTP, and the media cache;
 //! - [`model`] — what front ends render, and the change events;
 //! - [`typing`] — who is typing where (in memory, expiring);
 //! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
 
 pub mod apply;
 pub mod client;
+pub mod media;
 pub mod model;
 pub mod outbox;
 pub mod photo;
@@ -51,6 +54,17 @@ pub enum Error {
     /// No failed outbox item with this id.
     #[error("no failed outbox item {0}")]
     NoSuchOutboxItem(i64),
+    /// A photo cannot be sent (format, size, damage); nothing was queued.
+    #[error(transparent)]
+    Photo(#[from] photo::PhotoError),
+    /// The message has no photo, or no such message.
+    #[error("no photo in message {seq} of room {room}")]
+    NoSuchImage {
+        /// The room.
+        room: i64,
+        /// The message's seq.
+        seq: u64,
+    },
     /// A value given by the user is not acceptable.
     #[error("invalid input: {0}")]
     Invalid(String),

@@ -63,6 +63,30 @@ pub struct Message {
     pub state: MessageState,
     /// Keyset cursor: pass it as `before` to get the next older page.
     pub position: i64,
+    /// A photo, if the message carries one.
+    pub image: Option<ImageView>,
+}
+
+/// A photo in a message: enough to lay it out and show the placeholder and thumbnail at
+/// once; the full image comes from [`crate::Client::open_full`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageView {
+    /// Full image width, as displayed.
+    pub width: u32,
+    /// Full image height, as displayed.
+    pub height: u32,
+    /// Full image MIME type.
+    pub mime: String,
+    /// Full image size in bytes.
+    pub size: u64,
+    /// Thumbnail width.
+    pub thumbnail_width: u32,
+    /// Thumbnail height.
+    pub thumbnail_height: u32,
+    /// Blurhash placeholder.
+    pub placeholder: String,
+    /// The full image's media id once uploaded (`None` while the sender's upload is pending).
+    pub media: Option<i64>,
 }
 
 /// An outbox entry the user may need to act on.

@@ -15,8 +15,10 @@ use std::path::Path;
 use rusqlite::Connection;
 
 /// The migrations, in order. Version N is reached by applying the first N.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_client", include_str!("../../migrations/0001_client.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_client", include_str!("../../migrations/0001_client.sql")),
+    ("0002_media", include_str!("../../migrations/0002_media.sql")),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

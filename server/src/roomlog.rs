@@ -160,7 +160,11 @@ pub fn last_seq(conn: &Connection, room: RoomId) -> Result<Option<Seq>, OpError>
         .map(|s| s as Seq))
 }
 
-/// Events of `room` with seq in `(after, after + limit]`, oldest first.
+/// Encoded events a page may carry: the frame limit less room for the member list.
+pub const PAGE_BUDGET_BYTES: usize = tidings_proto::limits::MAX_FRAME_BYTES - 32 * 1024;
+
+/// Events of `room` after `after`, oldest first: at most `limit`, and no more than fit in
+/// [`PAGE_BUDGET_BYTES`] (at least one), so a page of photo messages still fits a frame.
 pub fn page(
     conn: &Connection,
     room: RoomId,
@@ -173,8 +177,14 @@ pub fn page(
     let rows =
         st.query_map(params![room.0, after as i64, limit as i64], |r| r.get::<_, Vec<u8>>(0))?;
     let mut events = Vec::new();
+    let mut bytes = 0;
     for row in rows {
-        events.push(codec::decode::<RoomEvent>(&row?).map_err(OpError::internal)?);
+        let row = row?;
+        bytes += row.len();
+        if bytes > PAGE_BUDGET_BYTES && !events.is_empty() {
+            break;
+        }
+        events.push(codec::decode::<RoomEvent>(&row).map_err(OpError::internal)?);
     }
     Ok(events)
 }

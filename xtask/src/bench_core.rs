@@ -33,7 +33,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn message(text: &str) -> anyhow::Result<EventContent> {
-    let body = Body::new(codec::encode(&MessageBody { text: text.into() })?)?;
+    let body = Body::new(codec::encode(&MessageBody::text(text))?)?;
     Ok(EventContent::Message { body, attachments: List::empty() })
 }
 

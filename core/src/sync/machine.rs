@@ -51,6 +51,22 @@ pub enum Poll {
     },
     /// A one-shot sync is finished: caught up and nothing is left to send.
     Done,
+    /// Upload the file at `path` (relative to the profile) for outbox item `item`, then
+    /// report with [`Machine::on_uploaded`].
+    Upload {
+        /// The outbox item.
+        item: i64,
+        /// The prepared file.
+        path: String,
+    },
+}
+
+/// What an outbox item needs next.
+enum Step {
+    /// Its file must be uploaded first.
+    Upload(String),
+    /// Its operation, ready to send.
+    Send(Request),
 }
 
 /// The request in flight and what its reply means.
@@ -76,6 +92,8 @@ pub struct Machine {
     joined: bool,
     online: bool,
     awaiting: Option<(u32, Awaiting)>,
+    /// The outbox item whose upload is running, with its attempts so far.
+    uploading: Option<(i64, u32)>,
     /// Rooms to catch up, in order.
     catch_up: VecDeque<RoomKey>,
     /// Rooms with a gap a push revealed.
@@ -95,6 +113,7 @@ impl Machine {
             joined: false,
             online: false,
             awaiting: None,
+            uploading: None,
             catch_up: VecDeque::new(),
             gaps: BTreeSet::new(),
             delivered_dirty: BTreeSet::new(),
@@ -103,7 +122,7 @@ impl Machine {
 
     /// Whether a reply is due.
     pub fn awaiting_reply(&self) -> bool {
-        self.awaiting.is_some()
+        self.awaiting.is_some() || self.uploading.is_some()
     }
 
     /// A liveness check, when the link has been silent; `None` while a reply is due anyway.
@@ -123,7 +142,7 @@ impl Machine {
 
     /// What to do now.
     pub fn poll(&mut self, c: &mut Connection, now_ms: i64) -> Result<Poll, Error> {
-        if self.awaiting.is_some() {
+        if self.awaiting_reply() {
             return Ok(Poll::AwaitReply);
         }
         if !self.joined {
@@ -145,7 +164,14 @@ impl Machine {
         for id in outbox::due(&items, now_ms) {
             // An item whose room the server has not created yet waits (its CreateRoom is
             // ahead of it in the same room's queue, or failed and must be retried first).
-            let Some((request, attempts)) = prepared_request(c, id)? else { continue };
+            let Some((step, attempts)) = prepared_request(c, id)? else { continue };
+            let request = match step {
+                Step::Upload(path) => {
+                    self.uploading = Some((id, attempts));
+                    return Ok(Poll::Upload { item: id, path });
+                }
+                Step::Send(request) => request,
+            };
             let awaiting = Awaiting::Outbox {
                 id,
                 attempts,
@@ -174,6 +200,47 @@ impl Machine {
             return Ok(Poll::Done);
         }
         Ok(Poll::Idle { wake_ms })
+    }
+
+    /// Records the outcome of the upload [`Poll::Upload`] asked for: the media id (the file
+    /// becomes the media's cached copy), or a failure, retried with backoff or final.
+    pub fn on_uploaded(
+        &mut self,
+        c: &mut Connection,
+        result: Result<(i64, u64), ErrorInfo>,
+        now_ms: i64,
+        jitter: f64,
+    ) -> Result<Vec<Event>, Error> {
+        let Some((id, attempts)) = self.uploading.take() else { return Ok(Vec::new()) };
+        match result {
+            Ok((media, size)) => {
+                let tx = c.transaction()?;
+                let path: Option<String> = tx
+                    .query_row("SELECT upload_path FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                tx.execute(
+                    "UPDATE outbox SET upload_media = ?2 WHERE id = ?1",
+                    params![id, media],
+                )?;
+                attach_to_echo(&tx, id, media)?;
+                if let Some(path) = path {
+                    // The sender's copy is the cache's now: opening it needs no download. The
+                    // cache never evicts the newest entry, and its limit is far above one photo.
+                    crate::media::remember(
+                        &tx,
+                        media,
+                        &path,
+                        size,
+                        now_ms,
+                        crate::media::CACHE_LIMIT_BYTES,
+                    )?;
+                }
+                tx.commit()?;
+            }
+            Err(error) => failed(c, id, &error, attempts, now_ms, jitter)?,
+        }
+        Ok(vec![Event::OutboxChanged])
     }
 
     /// Applies a frame from the server. `jitter` is uniform in `[0, 1)` (for retry delays).
@@ -393,6 +460,29 @@ impl Machine {
     }
 }
 
+/// Gives the local echo of outbox item `id` its uploaded media, so the sender's timeline
+/// knows the media id (and opens the cached copy) before the server's event arrives.
+fn attach_to_echo(c: &Connection, id: i64, media: i64) -> Result<(), Error> {
+    let echo: Option<(i64, Vec<u8>)> = c
+        .query_row(
+            "SELECT e.id, e.content FROM events e JOIN outbox o ON o.request_id = e.request_id
+             WHERE o.id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((event, content)) = echo else { return Ok(()) };
+    let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
+    let mut content: tidings_proto::EventContent =
+        codec::decode(&content).map_err(|e| internal(&e))?;
+    if let tidings_proto::EventContent::Message { attachments, .. } = &mut content {
+        *attachments = List::new(vec![tidings_proto::MediaId(media)]).map_err(|e| internal(&e))?;
+    }
+    let content = codec::encode(&content).map_err(|e| internal(&e))?;
+    c.execute("UPDATE events SET content = ?2 WHERE id = ?1", params![event, content])?;
+    Ok(())
+}
+
 /// Records a failed attempt: retry later, or mark the item failed with the server's reason.
 fn failed(
     c: &Connection,
@@ -498,15 +588,30 @@ pub(crate) fn load_items(c: &Connection) -> Result<Vec<Item>, Error> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The stored operation of outbox item `id`, with its room's server id filled in (a room made
-/// offline gets its id when its CreateRoom is confirmed, which is earlier in the same queue);
-/// `None` while that room has no server id.
-fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Request, u32)>, Error> {
-    let (op, room, attempts): (Vec<u8>, Option<i64>, u32) =
-        c.query_row("SELECT operation, room_id, attempts FROM outbox WHERE id = ?1", [id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
+/// What outbox item `id` needs next: its upload, or its stored operation with its room's
+/// server id (a room made offline gets its id when its CreateRoom is confirmed, earlier in
+/// the same queue) and its uploaded media filled in; `None` while that room has no server id.
+fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Step, u32)>, Error> {
+    #[allow(clippy::type_complexity)]
+    let (op, room, attempts, upload_path, upload_media): (
+        Vec<u8>,
+        Option<i64>,
+        u32,
+        Option<String>,
+        Option<i64>,
+    ) = c.query_row(
+        "SELECT operation, room_id, attempts, upload_path, upload_media FROM outbox WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
+    if let (Some(path), None) = (upload_path, upload_media) {
+        return Ok(Some((Step::Upload(path), attempts)));
+    }
     let mut request: Request = codec::decode(&op).map_err(|e| Error::Internal(e.to_string()))?;
+    if let (Some(media), Request::Send { attachments, .. }) = (upload_media, &mut request) {
+        *attachments = List::new(vec![tidings_proto::MediaId(media)])
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
     let server: Option<i64> = match room {
         Some(room) => {
             c.query_row("SELECT server_id FROM rooms WHERE id = ?1", [room], |r| r.get(0))?
@@ -528,5 +633,5 @@ fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Request, u32)>, E
             None => return Ok(None),
         }
     }
-    Ok(Some((request, attempts)))
+    Ok(Some((Step::Send(request), attempts)))
 }

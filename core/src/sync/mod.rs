@@ -194,6 +194,18 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 continue;
             }
             Poll::Done => return Ok(()),
+            Poll::Upload { item, path } => {
+                tracing::debug!(item, "Uploading.");
+                let result =
+                    crate::media::upload(&account.server, &account.token, &client.dir().join(path))
+                        .await;
+                let m = machine.clone();
+                let jitter: f64 = rand::rng().random();
+                let events =
+                    client.db(move |c| lock(&m)?.on_uploaded(c, result, now_ms(), jitter)).await?;
+                client.emit(events);
+                continue;
+            }
             Poll::AwaitReply => link.next(REPLY_TIMEOUT).await?,
             Poll::Idle { wake_ms } => {
                 let until_wake =

@@ -413,6 +413,7 @@ impl World {
             }
             Poll::Idle { .. } | Poll::AwaitReply => {}
             Poll::Done => return Err("a live machine said done".into()),
+            Poll::Upload { .. } => return Err("nothing in the simulation uploads".into()),
         }
         Ok(())
     }

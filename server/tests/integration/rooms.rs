@@ -488,3 +488,34 @@ async fn a_room_over_the_member_limit_is_invalid_input_not_a_server_fault() {
     let err = alice.request(create).await.unwrap().unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidInput, "{err}");
 }
+
+#[tokio::test]
+async fn pages_of_large_messages_stay_within_the_frame_limit_and_miss_nothing() {
+    let server = TestServer::start().await.unwrap();
+    let url = server.ws_url();
+    let mut alice = Client::sign_up(&url, "alice").await.unwrap();
+    let bob = Client::sign_up(&url, "bob").await.unwrap();
+    let room = group(&mut alice, &[bob.me().user.id]).await;
+    // Bodies near the 64 KiB limit (a photo message carries its thumbnail): 500 of them
+    // would be 30 MB in one page.
+    let big = "x".repeat(60 * 1024);
+    for _ in 0..20 {
+        post(&mut alice, room, &big).await;
+    }
+    let mut bob = bob;
+    let (mut after, mut pages) = (0, 0);
+    loop {
+        let page = bob.request(Request::CatchUp { room, after, limit: 500 }).await.unwrap();
+        let Ok(Reply::Page { events, last_seq, .. }) = page else { panic!("{page:?}") };
+        let bytes = tidings_proto::codec::encode(&events.clone().into_vec()).unwrap().len();
+        assert!(bytes < tidings_proto::limits::MAX_FRAME_BYTES, "a page of {bytes} bytes");
+        assert!(!events.is_empty());
+        assert_eq!(events[0].seq, after + 1, "no gap between pages");
+        after = events.last().unwrap().seq;
+        pages += 1;
+        if after >= last_seq {
+            break;
+        }
+    }
+    assert_eq!((after, pages > 1), (21, true));
+}
