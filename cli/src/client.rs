@@ -152,6 +152,20 @@ pub async fn send_image(
     Ok(())
 }
 
+/// `send --file`.
+pub async fn send_file(
+    client: &Client,
+    out: Output,
+    room: &str,
+    file: &std::path::Path,
+) -> Result<(), Failure> {
+    let request = client.send_file(parse_room(room)?, file).await?;
+    out.line(json!({"request_id": request.to_string(), "state": "pending"}), || {
+        format!("queued {request}")
+    });
+    Ok(())
+}
+
 /// `fetch-media`.
 pub async fn fetch_media(
     client: &Client,
@@ -209,7 +223,8 @@ pub async fn messages(
     for m in page {
         out.line(
             json!({"room": m.room.to_string(), "seq": m.seq, "request_id": m.request_id,
-                   "sender": m.sender, "text": m.text, "state": m.state, "image": m.image}),
+                   "sender": m.sender, "text": m.text, "state": m.state, "image": m.image,
+                   "file": m.file, "video": m.video}),
             || format!("{}: {} [{:?}]", m.sender, m.text, m.state),
         );
     }

@@ -83,11 +83,14 @@ enum Command {
         /// Room id (from `rooms`).
         room: String,
         /// The text.
-        #[arg(required_unless_present = "image", conflicts_with = "image")]
+        #[arg(required_unless_present_any = ["image", "file"], conflicts_with_all = ["image", "file"])]
         text: Option<String>,
         /// Send this photo (JPEG, PNG, WebP or GIF) instead of a text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "file")]
         image: Option<PathBuf>,
+        /// Send this file (any type, up to 100 MB; a video gets a preview).
+        #[arg(long)]
+        file: Option<PathBuf>,
         /// The photo's caption.
         #[arg(long, requires = "image")]
         caption: Option<String>,
@@ -214,6 +217,9 @@ fn main() -> ExitCode {
             }
             Command::Send { room, image: Some(image), caption, .. } => {
                 client::send_image(&c, out, &room, &image, caption.as_deref().unwrap_or("")).await
+            }
+            Command::Send { room, file: Some(file), .. } => {
+                client::send_file(&c, out, &room, &file).await
             }
             Command::Send { room, text, image: None, .. } => {
                 client::send(&c, out, &room, text.as_deref().unwrap_or("")).await

@@ -28,13 +28,48 @@ pub struct MessageBody {
     /// A photo: the full image is the message's first attachment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageBody>,
+    /// A file (any type, a video too): the message's first attachment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileBody>,
+    /// The preview of a file that is a video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoBody>,
 }
 
 impl MessageBody {
     /// A text message.
     pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), image: None }
+        Self { text: text.into(), image: None, file: None, video: None }
     }
+}
+
+/// A file attached to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileBody {
+    /// Its name (no directories).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its MIME type: claimed by the name and, for images and videos, confirmed by the
+    /// content (else `application/octet-stream`).
+    pub mime: String,
+}
+
+/// What a receiver shows of a video before downloading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoBody {
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The first frame (JPEG).
+    pub poster: tidings_proto::bounded::Blob<MAX_THUMBNAIL_BYTES>,
+    /// Its width.
+    pub poster_width: u32,
+    /// Its height.
+    pub poster_height: u32,
 }
 
 /// What a receiver needs to show a photo before downloading it.
@@ -67,7 +102,10 @@ pub fn decode_body(body: &[u8]) -> Option<MessageBody> {
 /// placeholder, a photo without a caption as "Photo".
 pub fn body_text(body: &[u8]) -> String {
     match decode_body(body) {
-        Some(MessageBody { text, image: Some(_) }) if text.is_empty() => "Photo".into(),
+        Some(b) if !b.text.is_empty() => b.text,
+        Some(MessageBody { video: Some(_), .. }) => "Video".into(),
+        Some(MessageBody { file: Some(f), .. }) => f.name,
+        Some(MessageBody { image: Some(_), .. }) => "Photo".into(),
         Some(b) => b.text,
         None => "(message this version cannot show)".into(),
     }

@@ -26,6 +26,10 @@ use crate::{
     store, Error,
 };
 
+/// Largest file `send_file` accepts (the server may allow less; its refusal is then the
+/// outbox item's reason).
+pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+
 /// Capacity of the event channel; a subscriber further behind gets [`Event::Overflow`].
 const EVENT_CAPACITY: usize = 1024;
 
@@ -108,9 +112,10 @@ impl Client {
         }
     }
 
-    /// Runs `f` with the database on this thread (the simulation drives machines this way).
-    #[cfg(test)]
-    pub(crate) fn with_db<T>(
+    /// Runs `f` with the database on this thread: for one short statement where waiting
+    /// for the blocking pool is not possible (and for the simulation, which drives machines
+    /// this way).
+    pub(crate) fn db_blocking<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, Error>,
     ) -> Result<T, Error> {
@@ -274,8 +279,8 @@ impl Client {
             thumbnail_height: prepared.thumbnail.height,
             placeholder: prepared.placeholder,
         };
-        let body = codec::encode(&MessageBody { text: caption.to_owned(), image: Some(image) })
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let body = MessageBody { image: Some(image), ..MessageBody::text(caption) };
+        let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
         let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
         // The prepared image waits in the profile until the server has it.
         let ext = if prepared.full.mime == "image/png" { "png" } else { "jpg" };
@@ -302,17 +307,98 @@ impl Client {
         }
     }
 
-    /// The thumbnail (JPEG bytes) of the photo in message `seq` of `room`, from the store.
-    pub async fn thumbnail(&self, room: RoomKey, seq: Seq) -> Result<Vec<u8>, Error> {
-        let (image, _) = self.db(move |c| image_of(c, room, seq)).await?;
-        Ok(image.thumbnail.into_vec())
+    /// Sends any file (at most [`MAX_FILE_BYTES`]) as an attachment with its name, size and
+    /// type. A video (MP4, WebM, QuickTime whose content is what its name says) also gets its
+    /// duration, dimensions and poster frame (through ffmpeg), so the receiver shows a
+    /// preview first; a file whose content does not match the image or video type its name
+    /// claims goes as a plain file. The file is copied into the profile at once; the upload
+    /// is resumable and continues after a restart.
+    pub async fn send_file(&self, room: RoomKey, path: &Path) -> Result<RequestId, Error> {
+        self.require_account().await?;
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+        let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+        if size > MAX_FILE_BYTES {
+            return Err(Error::Invalid(format!(
+                "the file is {size} bytes; files are at most {MAX_FILE_BYTES} bytes"
+            )));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "file".to_owned());
+        let mut head = vec![0u8; 64];
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let n = tokio::io::AsyncReadExt::read(&mut file, &mut head).await.map_err(io)?;
+        head.truncate(n);
+        drop(file);
+        let mime = crate::video::checked_mime(&name, &head);
+        let video = if mime.starts_with("video/") {
+            match crate::video::probe(path).await {
+                Ok(info) => Some(crate::apply::VideoBody {
+                    duration_ms: info.duration_ms,
+                    width: info.width,
+                    height: info.height,
+                    poster: tidings_proto::bounded::Blob::new(info.poster.bytes)
+                        .map_err(|e| Error::Internal(format!("poster: {e}")))?,
+                    poster_width: info.poster.width,
+                    poster_height: info.poster.height,
+                }),
+                Err(e) => {
+                    tracing::info!(error = %e, "Sending a video without a preview.");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let file = crate::apply::FileBody { name, size, mime: mime.to_owned() };
+        let body = MessageBody { file: Some(file), video, ..MessageBody::text("") };
+        let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
+        let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
+        // The copy waits in the profile until the server has it all (a hard link when the
+        // file system allows: instant, and the sent version cannot change).
+        let stored = format!("outgoing/{}", uuid::Uuid::new_v4().simple());
+        let dest = self.dir.join(&stored);
+        let io = |e: std::io::Error| Error::Io(e.to_string());
+        tokio::fs::create_dir_all(self.dir.join("outgoing")).await.map_err(io)?;
+        if tokio::fs::hard_link(path, &dest).await.is_err() {
+            tokio::fs::copy(path, &dest).await.map_err(io)?;
+        }
+        let queued = self
+            .enqueue(Target::Room(room), Some(stored), move |request, room| {
+                let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
+                    List::empty();
+                let echo =
+                    EventContent::Message { body: body.clone(), attachments: attachments.clone() };
+                (Request::Send { request, room, body, attachments }, Some(echo))
+            })
+            .await;
+        match queued {
+            Ok((_, request)) => Ok(request),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&dest).await;
+                Err(e)
+            }
+        }
     }
 
-    /// The full image of the photo in message `seq` of `room`: a file in the profile's media
-    /// cache, downloaded now if it is not there (the only call that waits on the network for
-    /// media).
+    /// The thumbnail (JPEG bytes) of the photo, or the poster of the video, in message `seq`
+    /// of `room`, from the store (no network).
+    pub async fn thumbnail(&self, room: RoomKey, seq: Seq) -> Result<Vec<u8>, Error> {
+        let (body, _) = self.db(move |c| attachment_of(c, room, seq)).await?;
+        match (body.image, body.video) {
+            (Some(image), _) => Ok(image.thumbnail.into_vec()),
+            (None, Some(video)) => Ok(video.poster.into_vec()),
+            (None, None) => Err(Error::NoSuchImage { room, seq }),
+        }
+    }
+
+    /// The full photo, file or video of message `seq` in `room`: a file in the profile's
+    /// media cache, downloaded now if it is not there (the only call that waits on the network
+    /// for media; an interrupted download continues where it stopped).
     pub async fn open_full(&self, room: RoomKey, seq: Seq) -> Result<PathBuf, Error> {
-        let (image, media) = self.db(move |c| image_of(c, room, seq)).await?;
+        let (body, media) = self.db(move |c| attachment_of(c, room, seq)).await?;
         let media = media.ok_or(Error::NoSuchImage { room, seq })?;
         let now = now_ms();
         if let Some(path) = self.db(move |c| crate::media::cached(c, media, now)).await? {
@@ -322,7 +408,12 @@ impl Client {
             }
         }
         let account = self.require_account().await?;
-        let ext = if image.mime == "image/png" { "png" } else { "jpg" };
+        let ext = match (&body.image, &body.file) {
+            (Some(image), _) if image.mime == "image/png" => "png".to_owned(),
+            (Some(_), _) => "jpg".to_owned(),
+            (None, Some(file)) => safe_extension(&file.name),
+            (None, None) => "bin".to_owned(),
+        };
         let name = format!("cache/{media}.{ext}");
         let io = |e: std::io::Error| Error::Io(e.to_string());
         tokio::fs::create_dir_all(self.dir.join("cache")).await.map_err(io)?;
@@ -522,16 +613,18 @@ impl Client {
             for row in rows {
                 let (seq, req, content, position, sender) = row?;
                 let seq = seq.map(|s| s as Seq);
-                let (text, image) = view(&content);
+                let shown = view(&content);
                 out.push(Message {
                     room,
                     seq,
                     request_id: request_string(&req),
                     sender,
-                    text,
+                    text: shown.text,
                     state: state_of(c, me, room, seq, &req)?,
                     position,
-                    image,
+                    image: shown.image,
+                    file: shown.file,
+                    video: shown.video,
                 });
             }
             Ok(out)
@@ -692,16 +785,26 @@ fn request_string(bytes: &[u8]) -> String {
     <[u8; 16]>::try_from(bytes).map(|b| RequestId(b).to_string()).unwrap_or_default()
 }
 
-/// A short text for a stored timeline item.
-/// A stored event's text and photo, for the timeline.
-fn view(content: &[u8]) -> (String, Option<crate::model::ImageView>) {
+/// What a stored event shows in the timeline: its text and its attachment's views.
+struct Shown {
+    text: String,
+    image: Option<crate::model::ImageView>,
+    file: Option<crate::model::FileView>,
+    video: Option<crate::model::VideoView>,
+}
+
+fn view(content: &[u8]) -> Shown {
+    let none = |text: String| Shown { text, image: None, file: None, video: None };
     let Ok(content) = codec::decode::<EventContent>(content) else {
-        return ("(event this version cannot show)".into(), None);
+        return none("(event this version cannot show)".into());
     };
     let text = crate::apply::describe(&content);
-    let EventContent::Message { body, attachments } = content else { return (text, None) };
-    let image = crate::apply::decode_body(body.as_bytes()).and_then(|b| b.image).map(|i| {
-        crate::model::ImageView {
+    let EventContent::Message { body, attachments } = content else { return none(text) };
+    let Some(body) = crate::apply::decode_body(body.as_bytes()) else { return none(text) };
+    let media = attachments.iter().next().map(|m| m.0);
+    Shown {
+        text,
+        image: body.image.map(|i| crate::model::ImageView {
             width: i.width,
             height: i.height,
             mime: i.mime,
@@ -709,18 +812,29 @@ fn view(content: &[u8]) -> (String, Option<crate::model::ImageView>) {
             thumbnail_width: i.thumbnail_width,
             thumbnail_height: i.thumbnail_height,
             placeholder: i.placeholder,
-            media: attachments.iter().next().map(|m| m.0),
-        }
-    });
-    (text, image)
+            media,
+        }),
+        file: body.file.map(|f| crate::model::FileView {
+            name: f.name,
+            size: f.size,
+            mime: f.mime,
+            media,
+        }),
+        video: body.video.map(|v| crate::model::VideoView {
+            duration_ms: v.duration_ms,
+            width: v.width,
+            height: v.height,
+            poster: !v.poster.as_bytes().is_empty(),
+        }),
+    }
 }
 
-/// The photo of message `seq` in `room` and its media id.
-fn image_of(
+/// The body of message `seq` in `room`, if it has an attachment, and its media id.
+fn attachment_of(
     c: &Connection,
     room: RoomKey,
     seq: Seq,
-) -> Result<(crate::apply::ImageBody, Option<i64>), Error> {
+) -> Result<(MessageBody, Option<i64>), Error> {
     let content: Option<Vec<u8>> = c
         .prepare_cached("SELECT content FROM events WHERE room_id = ?1 AND seq = ?2")?
         .query_row(params![room, seq as i64], |r| r.get(0))
@@ -729,9 +843,19 @@ fn image_of(
     let content: EventContent =
         codec::decode(&content.ok_or_else(missing)?).map_err(|_| missing())?;
     let EventContent::Message { body, attachments } = content else { return Err(missing()) };
-    let image =
-        crate::apply::decode_body(body.as_bytes()).and_then(|b| b.image).ok_or_else(missing)?;
-    Ok((image, attachments.iter().next().map(|m| m.0)))
+    let body = crate::apply::decode_body(body.as_bytes()).ok_or_else(missing)?;
+    if body.image.is_none() && body.file.is_none() {
+        return Err(missing());
+    }
+    Ok((body, attachments.iter().next().map(|m| m.0)))
+}
+
+/// A file name's extension if it is plain (letters and digits, short), for cache file names.
+fn safe_extension(name: &str) -> String {
+    name.rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .filter(|e| !e.is_empty() && e.len() <= 8 && e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| "bin".to_owned())
 }
 
 /// Ticks from the facts: the outbox row (if still there), the seq, and the other members'

@@ -25,6 +25,7 @@ pub mod photo;
 pub mod store;
 pub mod sync;
 pub mod typing;
+pub mod video;
 
 pub use client::{Account, Client, Subscription};
 pub use model::*;

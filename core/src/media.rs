@@ -1,9 +1,11 @@
 //! Media over HTTP: uploads of prepared files and on-demand downloads into a size-capped
 //! cache in the profile (docs/protocol.md, "Media").
 //!
-//! Uploads are steps of outbox items (a photo's full image goes up before its message): the
-//! sync machine asks for one, the connection loop runs [`upload`] and hands the outcome
-//! back. Downloads happen only when the user opens a full image ([`crate::Client::open_full`]);
+//! Uploads are steps of outbox items (a photo's full image or a file goes up before its
+//! message): the sync machine asks for one, the connection loop runs [`upload`] and hands the
+//! outcome back. Uploads are resumable, in chunks of [`CHUNK_BYTES`]: the upload's id is
+//! stored with the outbox item as soon as the server opens it, so after kill -9 the next sync
+//! continues at the offset the server has. Downloads happen only when the user opens a full image ([`crate::Client::open_full`]);
 //! catch-up never waits on them, because thumbnails and placeholders travel inside messages.
 //! Cached files are evicted least recently used first once the cache passes its limit.
 
@@ -11,7 +13,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tidings_proto::{bounded::Text, ErrorCode, ErrorInfo};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::Error;
 
@@ -52,48 +54,122 @@ async fn http_error(response: reqwest::Response) -> ErrorInfo {
     info(code, message)
 }
 
-/// Uploads the file at `path`; returns its media id and size. A network failure is
-/// `internal` (the outbox retries it with backoff); the server's refusals keep their codes.
-pub async fn upload(server: &str, token: &str, path: &Path) -> Result<(i64, u64), ErrorInfo> {
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| info(ErrorCode::InvalidInput, format!("the prepared file is gone: {e}")))?;
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/media", server.trim_end_matches('/')))
-        .bearer_auth(token)
-        .body(bytes)
-        .send()
-        .await
-        .map_err(|e| info(ErrorCode::Internal, format!("upload failed: {e}")))?;
+/// Bytes per chunk of a resumable upload: what an interruption can cost at most.
+pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Uploads the file at `path` through the server's resumable uploads, continuing `session`
+/// (an upload opened earlier, maybe by a process that was killed) where the server stands.
+/// `opened` is called with a new session's id before any byte is sent, so the caller can
+/// persist it. Returns the media id and size. A network failure is `internal` (the outbox
+/// retries it with backoff); the server's refusals keep their codes.
+pub async fn upload(
+    server: &str,
+    token: &str,
+    path: &Path,
+    mut session: Option<String>,
+    mut opened: impl FnMut(&str) -> Result<(), Error>,
+) -> Result<(i64, u64), ErrorInfo> {
+    let base = format!("{}/v1/uploads", server.trim_end_matches('/'));
+    let http = reqwest::Client::new();
+    let io =
+        |e: std::io::Error| info(ErrorCode::InvalidInput, format!("the file to send is gone: {e}"));
+    let net = |e: reqwest::Error| info(ErrorCode::Internal, format!("upload failed: {e}"));
+    let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    loop {
+        let id = match session.take() {
+            Some(id) => id,
+            None => {
+                let response = http
+                    .post(&base)
+                    .bearer_auth(token)
+                    .header("upload-length", size.to_string())
+                    .send()
+                    .await
+                    .map_err(net)?;
+                let answer = json_answer(response).await?;
+                let id = answer
+                    .get("upload")
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or_else(|| info(ErrorCode::Internal, "no upload id in the answer"))?
+                    .to_owned();
+                opened(&id).map_err(|e| info(ErrorCode::Internal, e.to_string()))?;
+                id
+            }
+        };
+        let url = format!("{base}/{id}");
+        let state = http.get(&url).bearer_auth(token).send().await.map_err(net)?;
+        if state.status().as_u16() == 404 {
+            // The server no longer has it (expired or lost): start a new one.
+            continue;
+        }
+        let mut answer = json_answer(state).await?;
+        loop {
+            if let Some(done) = media_of(&answer) {
+                return Ok(done);
+            }
+            let offset = answer.get("received").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let len = CHUNK_BYTES.min(size.saturating_sub(offset));
+            let mut chunk = vec![0u8; len as usize];
+            file.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
+            file.read_exact(&mut chunk).await.map_err(io)?;
+            let response = http
+                .patch(&url)
+                .bearer_auth(token)
+                .header("upload-offset", offset.to_string())
+                .body(chunk)
+                .send()
+                .await
+                .map_err(net)?;
+            answer = json_answer(response).await?;
+        }
+    }
+}
+
+fn media_of(answer: &serde_json::Value) -> Option<(i64, u64)> {
+    let media = answer.get("media").and_then(serde_json::Value::as_i64)?;
+    let size = answer.get("size").and_then(serde_json::Value::as_u64)?;
+    Some((media, size))
+}
+
+/// The JSON body of a successful answer, or the server's error.
+async fn json_answer(response: reqwest::Response) -> Result<serde_json::Value, ErrorInfo> {
     if !response.status().is_success() {
         return Err(http_error(response).await);
     }
     let body = response
         .bytes()
         .await
-        .map_err(|e| info(ErrorCode::Internal, format!("upload failed: {e}")))?;
-    let body: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| info(ErrorCode::Internal, format!("bad upload answer: {e}")))?;
-    let media = body.get("media").and_then(serde_json::Value::as_i64);
-    let size = body.get("size").and_then(serde_json::Value::as_u64);
-    media.zip(size).ok_or_else(|| info(ErrorCode::Internal, "the upload answer has no media id"))
+        .map_err(|e| info(ErrorCode::Internal, format!("the answer was cut: {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| info(ErrorCode::Internal, format!("bad answer: {e}")))
 }
 
-/// Downloads media `id` to `dest` (through a `.part` file, renamed when complete).
+/// Downloads media `id` to `dest`, streaming to disk through a `.part` file that a later call
+/// continues (`Range`) if this one is interrupted; renamed to `dest` when complete.
 pub async fn download(server: &str, token: &str, id: i64, dest: &Path) -> Result<u64, Error> {
-    let mut response = reqwest::Client::new()
+    let part = dest.with_extension("part");
+    let io = |e: std::io::Error| Error::Io(e.to_string());
+    let have = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
+    let mut request = reqwest::Client::new()
         .get(format!("{}/v1/media/{id}", server.trim_end_matches('/')))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| Error::Network(e.to_string()))?;
+        .bearer_auth(token);
+    if have > 0 {
+        request = request.header("range", format!("bytes={have}-"));
+    }
+    let mut response = request.send().await.map_err(|e| Error::Network(e.to_string()))?;
     if !response.status().is_success() {
         return Err(Error::Server(http_error(response).await));
     }
-    let part = dest.with_extension("part");
-    let io = |e: std::io::Error| Error::Io(e.to_string());
-    let mut file = tokio::fs::File::create(&part).await.map_err(io)?;
-    let mut size = 0u64;
+    let resumed = response.status().as_u16() == 206;
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(resumed)
+        .write(true)
+        .truncate(!resumed)
+        .open(&part)
+        .await
+        .map_err(io)?;
+    let mut size = if resumed { have } else { 0 };
     while let Some(chunk) = response.chunk().await.map_err(|e| Error::Network(e.to_string()))? {
         size += chunk.len() as u64;
         file.write_all(&chunk).await.map_err(io)?;
@@ -101,6 +177,12 @@ pub async fn download(server: &str, token: &str, id: i64, dest: &Path) -> Result
     file.sync_all().await.map_err(io)?;
     tokio::fs::rename(&part, dest).await.map_err(io)?;
     Ok(size)
+}
+
+/// Remembers the resumable upload opened for outbox item `item`.
+pub(crate) fn set_upload_session(c: &Connection, item: i64, session: &str) -> Result<(), Error> {
+    c.execute("UPDATE outbox SET upload_session = ?2 WHERE id = ?1", params![item, session])?;
+    Ok(())
 }
 
 /// The cached file of media `id` (relative to the profile), marking it used.

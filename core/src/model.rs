@@ -65,6 +65,36 @@ pub struct Message {
     pub position: i64,
     /// A photo, if the message carries one.
     pub image: Option<ImageView>,
+    /// A file, if the message carries one (a video too).
+    pub file: Option<FileView>,
+    /// A video's preview, if the file is a video.
+    pub video: Option<VideoView>,
+}
+
+/// A file in a message; its bytes come from [`crate::Client::open_full`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileView {
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its MIME type (`application/octet-stream` when the content did not match the name).
+    pub mime: String,
+    /// The media id once uploaded.
+    pub media: Option<i64>,
+}
+
+/// A video's preview: its poster comes from [`crate::Client::thumbnail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VideoView {
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Whether a poster frame came with it.
+    pub poster: bool,
 }
 
 /// A photo in a message: enough to lay it out and show the placeholder and thumbnail at

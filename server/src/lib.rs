@@ -118,6 +118,8 @@ impl Server {
             .route("/v1/ws", get(websocket))
             .route("/v1/media", post(media::upload))
             .route("/v1/media/{id}", get(media::download))
+            .route("/v1/uploads", post(media::start_upload))
+            .route("/v1/uploads/{id}", get(media::upload_state).patch(media::append_upload))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/metrics", get(metrics_text))
             .with_state(shared.clone());

@@ -5,9 +5,18 @@
 //! the limit is refused before reading anything), syncs it, renames it to a random name and
 //! only then records it: a crash leaves at most an orphan file, never a row without bytes.
 //!
+//! Large files go in chunks that survive interruptions (a tus-like protocol):
+//! `POST /v1/uploads` with `Upload-Length` opens an upload; `PATCH /v1/uploads/{id}` with
+//! `Upload-Offset` appends a chunk at exactly the offset the server has (a chunk is synced to
+//! disk before the offset is recorded, and a file found longer than its record is cut back,
+//! so a crash at any point loses at most the chunk in flight); `GET /v1/uploads/{id}` tells
+//! an interrupted client where to continue. The chunk that completes the file turns it into
+//! media, and the upload keeps its media id so a lost answer can be asked again.
+//!
 //! `GET /v1/media/{id}` streams the file to the uploader, or to a current member of a room
-//! where a message references the media. Anyone else gets 404, exactly as for a media id
-//! that does not exist, so ids reveal nothing.
+//! where a message references the media, from the offset of a `Range: bytes=N-` header if
+//! given (a download resumes too). Anyone else gets 404, exactly as for a media id that does
+//! not exist, so ids reveal nothing.
 
 use std::sync::Arc;
 
@@ -22,7 +31,7 @@ use futures_util::StreamExt;
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
 use tidings_proto::{ErrorCode, MediaId, UserId};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::{auth, error::OpError, roomlog::Actor, unix_ms, Shared};
 
@@ -173,24 +182,232 @@ pub(crate) async fn download(
             .await?;
         let (file, size) =
             found.ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such media"))?;
-        let file = tokio::fs::File::open(shared.media_dir().join(file))
+        let mut file = tokio::fs::File::open(shared.media_dir().join(file))
             .await
             .map_err(OpError::internal)?;
-        Ok::<_, OpError>((file, size))
+        let from = range_start(&headers);
+        if let Some(from) = from {
+            if from >= size as u64 {
+                return Err(OpError::invalid("the range starts past the end"));
+            }
+            file.seek(std::io::SeekFrom::Start(from)).await.map_err(OpError::internal)?;
+        }
+        Ok::<_, OpError>((file, size as u64, from))
     }
     .await;
     match result {
-        Ok((file, size)) => {
+        Ok((file, size, from)) => {
             let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-            (
+            let start = from.unwrap_or(0);
+            let mut response = (
                 [
                     (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-                    (header::CONTENT_LENGTH, size.to_string()),
+                    (header::CONTENT_LENGTH, (size - start).to_string()),
+                    (header::ACCEPT_RANGES, "bytes".to_owned()),
                 ],
                 body,
             )
-                .into_response()
+                .into_response();
+            if from.is_some() {
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                if let Ok(v) = format!("bytes {start}-{}/{size}", size - 1).parse() {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            response
         }
         Err(e) => op_error_response(e),
     }
+}
+
+/// The start of a `Range: bytes=N-` header (the only form clients need to resume).
+fn range_start(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::RANGE)?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
+}
+
+fn number_header(headers: &HeaderMap, name: &str) -> Result<u64, OpError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| OpError::invalid(format!("a numeric {name} header is required")))
+}
+
+/// Where an upload stands.
+fn upload_json(received: u64, media: Option<i64>) -> serde_json::Value {
+    match media {
+        Some(media) => {
+            serde_json::json!({ "received": received, "media": media, "size": received })
+        }
+        None => serde_json::json!({ "received": received }),
+    }
+}
+
+/// An upload of `uploader`: (size, received, media).
+fn find_upload(
+    conn: &Connection,
+    id: &str,
+    uploader: UserId,
+) -> Result<(u64, u64, Option<i64>), OpError> {
+    conn.prepare_cached(
+        "SELECT size, received, media FROM uploads WHERE id = ?1 AND uploader = ?2",
+    )?
+    .query_row(params![id, uploader.0], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get(2)?))
+    })
+    .optional()?
+    .ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such upload"))
+}
+
+/// `POST /v1/uploads` with `Upload-Length`: opens a resumable upload.
+pub(crate) async fn start_upload(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let actor = authenticate(&shared, &headers).await?;
+        let size = number_header(&headers, "upload-length")?;
+        let limit = shared.config.max_upload_bytes;
+        if size > limit {
+            return Err(OpError::new(
+                ErrorCode::TooLarge,
+                format!("uploads are at most {limit} bytes"),
+            ));
+        }
+        let mut name = [0u8; 16];
+        rand::rng().fill_bytes(&mut name);
+        let id = hex::encode(name);
+        tokio::fs::File::create(shared.media_dir().join(format!("{id}.part")))
+            .await
+            .map_err(OpError::internal)?;
+        let row = id.clone();
+        shared
+            .store
+            .write(move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO uploads (id, uploader, size, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![row, actor.user.0, size as i64, unix_ms()])?;
+                Ok::<_, OpError>(())
+            })
+            .await?;
+        Ok(id)
+    }
+    .await;
+    match result {
+        Ok(id) => (StatusCode::CREATED, Json(serde_json::json!({ "upload": id, "received": 0 })))
+            .into_response(),
+        Err(e) => op_error_response(e),
+    }
+}
+
+/// `GET /v1/uploads/{id}`: how much the server has (and the media id once complete).
+pub(crate) async fn upload_state(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let actor = authenticate(&shared, &headers).await?;
+        shared.store.read(move |conn| find_upload(conn, &id, actor.user)).await
+    }
+    .await;
+    match result {
+        Ok((_, received, media)) => Json(upload_json(received, media)).into_response(),
+        Err(e) => op_error_response(e),
+    }
+}
+
+/// `PATCH /v1/uploads/{id}` with `Upload-Offset`: appends a chunk at that offset.
+pub(crate) async fn append_upload(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match append_inner(&shared, id, &headers, body).await {
+        Ok((received, media)) => {
+            let status = if media.is_some() { StatusCode::CREATED } else { StatusCode::OK };
+            (status, Json(upload_json(received, media))).into_response()
+        }
+        Err(e) => op_error_response(e),
+    }
+}
+
+async fn append_inner(
+    shared: &Shared,
+    id: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(u64, Option<i64>), OpError> {
+    let actor = authenticate(shared, headers).await?;
+    let offset = number_header(headers, "upload-offset")?;
+    let key = id.clone();
+    let (size, received, media) =
+        shared.store.read(move |conn| find_upload(conn, &key, actor.user)).await?;
+    if media.is_some() {
+        return Ok((received, media));
+    }
+    if offset != received {
+        return Err(OpError::new(
+            ErrorCode::InvalidInput,
+            format!("the upload continues at offset {received}"),
+        ));
+    }
+    let part = shared.media_dir().join(format!("{id}.part"));
+    let mut file =
+        tokio::fs::OpenOptions::new().write(true).open(&part).await.map_err(OpError::internal)?;
+    // A crash after a chunk reached the disk but before its offset was recorded leaves the
+    // file longer than the record: the record wins.
+    file.set_len(received).await.map_err(OpError::internal)?;
+    file.seek(std::io::SeekFrom::Start(received)).await.map_err(OpError::internal)?;
+    let mut stream = body.into_data_stream();
+    let mut now = received;
+    loop {
+        let next = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next())
+            .await
+            .map_err(|_| OpError::invalid("the upload stalled"))?;
+        let Some(chunk) = next else { break };
+        let Ok(chunk) = chunk else { break };
+        if now + chunk.len() as u64 > size {
+            return Err(OpError::new(ErrorCode::TooLarge, "more bytes than the upload's length"));
+        }
+        file.write_all(&chunk).await.map_err(OpError::internal)?;
+        now += chunk.len() as u64;
+    }
+    // What arrived is kept even if the chunk was cut short: the client continues from here.
+    file.sync_all().await.map_err(OpError::internal)?;
+    drop(file);
+    let complete = now == size;
+    let file_name = id.clone();
+    if complete {
+        tokio::fs::rename(&part, shared.media_dir().join(&file_name))
+            .await
+            .map_err(OpError::internal)?;
+    }
+    shared
+        .store
+        .write(move |tx| {
+            tx.prepare_cached("UPDATE uploads SET received = ?2 WHERE id = ?1")?
+                .execute(params![id, now as i64])?;
+            if !complete {
+                return Ok::<_, OpError>((now, None));
+            }
+            tx.prepare_cached(
+                "INSERT INTO media (uploader, file, size, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![actor.user.0, file_name, size as i64, unix_ms()])?;
+            let media = tx.last_insert_rowid();
+            tx.prepare_cached("UPDATE uploads SET media = ?2 WHERE id = ?1")?
+                .execute(params![id, media])?;
+            Ok((now, Some(media)))
+        })
+        .await
 }

@@ -35,7 +35,10 @@ const QUEUE_DEPTH: usize = 4096;
 const READERS_KEPT: usize = 8;
 
 /// The migrations, in order. Version N is reached by applying the first N files.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../migrations/0001_init.sql")),
+    ("0002_uploads", include_str!("../migrations/0002_uploads.sql")),
+];
 
 /// What can go wrong opening or using the database.
 #[derive(Debug, thiserror::Error)]

@@ -80,6 +80,7 @@ fn run(extra: &[&str]) -> anyhow::Result<()> {
 }
 
 fn test() -> anyhow::Result<()> {
+    ensure_packages(&[("ffmpeg", "ffmpeg")])?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     step("format check", fmt)?;
@@ -90,6 +91,30 @@ fn test() -> anyhow::Result<()> {
     tests.args(["test", "--workspace", "--all-targets"]);
     step("workspace tests", tests)?;
     fuzz_all(30)
+}
+
+/// Installs the Debian packages the tests need, for each `(program, package)` whose program
+/// is missing (ffmpeg: the video tests make and probe real videos).
+fn ensure_packages(needed: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(program, _)| {
+            !Command::new(program).arg("-version").output().is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    step("apt-get update", update)?;
+    let mut install = Command::new("apt-get");
+    install
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing);
+    step(&format!("install {}", missing.join(" ")), install)
 }
 
 fn ensure_cargo_fuzz() -> anyhow::Result<()> {

@@ -58,13 +58,15 @@ pub enum Poll {
         item: i64,
         /// The prepared file.
         path: String,
+        /// The server's resumable upload already opened for it, to continue.
+        session: Option<String>,
     },
 }
 
 /// What an outbox item needs next.
 enum Step {
-    /// Its file must be uploaded first.
-    Upload(String),
+    /// Its file must be uploaded first (continuing the upload session, if any).
+    Upload(String, Option<String>),
     /// Its operation, ready to send.
     Send(Request),
 }
@@ -166,9 +168,9 @@ impl Machine {
             // ahead of it in the same room's queue, or failed and must be retried first).
             let Some((step, attempts)) = prepared_request(c, id)? else { continue };
             let request = match step {
-                Step::Upload(path) => {
+                Step::Upload(path, session) => {
                     self.uploading = Some((id, attempts));
-                    return Ok(Poll::Upload { item: id, path });
+                    return Ok(Poll::Upload { item: id, path, session });
                 }
                 Step::Send(request) => request,
             };
@@ -592,20 +594,15 @@ pub(crate) fn load_items(c: &Connection) -> Result<Vec<Item>, Error> {
 /// server id (a room made offline gets its id when its CreateRoom is confirmed, earlier in
 /// the same queue) and its uploaded media filled in; `None` while that room has no server id.
 fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Step, u32)>, Error> {
-    #[allow(clippy::type_complexity)]
-    let (op, room, attempts, upload_path, upload_media): (
-        Vec<u8>,
-        Option<i64>,
-        u32,
-        Option<String>,
-        Option<i64>,
-    ) = c.query_row(
-        "SELECT operation, room_id, attempts, upload_path, upload_media FROM outbox WHERE id = ?1",
+    type Row = (Vec<u8>, Option<i64>, u32, Option<String>, Option<i64>, Option<String>);
+    let (op, room, attempts, upload_path, upload_media, session): Row = c.query_row(
+        "SELECT operation, room_id, attempts, upload_path, upload_media, upload_session
+         FROM outbox WHERE id = ?1",
         [id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
     )?;
     if let (Some(path), None) = (upload_path, upload_media) {
-        return Ok(Some((Step::Upload(path), attempts)));
+        return Ok(Some((Step::Upload(path, session), attempts)));
     }
     let mut request: Request = codec::decode(&op).map_err(|e| Error::Internal(e.to_string()))?;
     if let (Some(media), Request::Send { attachments, .. }) = (upload_media, &mut request) {

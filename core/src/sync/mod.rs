@@ -194,10 +194,14 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 continue;
             }
             Poll::Done => return Ok(()),
-            Poll::Upload { item, path } => {
+            Poll::Upload { item, path, session } => {
                 tracing::debug!(item, "Uploading.");
+                let file = client.dir().join(path);
+                let remember = |id: &str| {
+                    client.db_blocking(|c| crate::media::set_upload_session(c, item, id))
+                };
                 let result =
-                    crate::media::upload(&account.server, &account.token, &client.dir().join(path))
+                    crate::media::upload(&account.server, &account.token, &file, session, remember)
                         .await;
                 let m = machine.clone();
                 let jitter: f64 = rand::rng().random();

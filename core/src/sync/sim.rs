@@ -398,7 +398,7 @@ impl World {
             return Ok(());
         }
         let poll =
-            dev.client.with_db(|c| machine.poll(c, now)).map_err(|e| format!("poll: {e}"))?;
+            dev.client.db_blocking(|c| machine.poll(c, now)).map_err(|e| format!("poll: {e}"))?;
         match poll {
             Poll::Send(frame) => {
                 link.sent_ms = now;
@@ -463,7 +463,7 @@ impl World {
         if std::env::var_os("SIM_TRACE").is_some() {
             eprintln!("{now} -> device {}: {frame:?}", dev.id);
         }
-        let result = dev.client.with_db(|c| machine.on_frame(c, frame, now, jitter));
+        let result = dev.client.db_blocking(|c| machine.on_frame(c, frame, now, jitter));
         match result {
             Ok(events) => {
                 let rooms: Vec<RoomKey> = events
@@ -486,7 +486,7 @@ impl World {
     fn member_rooms(&self, d: usize) -> Vec<i64> {
         self.devices[d]
             .client
-            .with_db(|c| {
+            .db_blocking(|c| {
                 let mut st = c.prepare("SELECT id FROM rooms WHERE member = 1 AND server_id IS NOT NULL ORDER BY id").unwrap();
                 let rooms: Vec<i64> = st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
                 Ok(rooms)
@@ -565,7 +565,7 @@ impl World {
     fn local_room(&self, d: usize, server: i64) -> Option<i64> {
         self.devices[d]
             .client
-            .with_db(|c| {
+            .db_blocking(|c| {
                 Ok(c.query_row("SELECT id FROM rooms WHERE server_id = ?1", [server], |r| r.get(0))
                     .optional()?)
             })
@@ -632,7 +632,7 @@ impl World {
             let machine_idle = dev.machine.as_ref().is_some_and(|m| !m.awaiting_reply());
             let outbox_done = dev
                 .client
-                .with_db(|c| {
+                .db_blocking(|c| {
                     Ok(c.query_row(
                         "SELECT count(*) FROM outbox WHERE state = 'pending'",
                         [],
@@ -722,7 +722,7 @@ impl World {
                 }
                 let local: Vec<(u64, String)> = self.devices[d]
                     .client
-                    .with_db(|c| {
+                    .db_blocking(|c| {
                         let mut st = c.prepare(
                             "SELECT e.seq, e.request_id FROM events e JOIN rooms r ON r.id = e.room_id
                              WHERE r.server_id = ?1 AND e.seq IS NOT NULL ORDER BY e.position",
@@ -759,7 +759,7 @@ impl World {
             }
             let echoes: i64 = self.devices[d]
                 .client
-                .with_db(|c| {
+                .db_blocking(|c| {
                     Ok(c.query_row("SELECT count(*) FROM events WHERE seq IS NULL", [], |r| {
                         r.get(0)
                     })?)
@@ -767,7 +767,7 @@ impl World {
                 .unwrap();
             let failed: i64 = self.devices[d]
                 .client
-                .with_db(|c| {
+                .db_blocking(|c| {
                     Ok(c.query_row(
                         "SELECT count(*) FROM outbox WHERE state = 'failed'",
                         [],

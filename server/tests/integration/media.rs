@@ -174,3 +174,99 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `method url` with alice's token and `headers`: the status and the JSON body.
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: &Token,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new().request(method, url).bearer_auth(token.0.as_str());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.body(body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(json!(null)))
+}
+
+#[tokio::test]
+async fn a_resumable_upload_continues_at_the_servers_offset_and_becomes_media_once() {
+    let server = TestServer::start_with(|c| c.max_upload_bytes = 100_000).await.unwrap();
+    let http = server.http_url();
+    let alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let eve = Client::sign_up(&server.ws_url(), "eve").await.unwrap();
+    let token = &alice.me().token;
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+
+    let (status, answer) = call(
+        reqwest::Method::POST,
+        format!("{http}/v1/uploads"),
+        token,
+        &[("upload-length", "200000".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!((status, &answer["code"]), (413, &json!("too_large")), "over the limit upfront");
+    let (status, answer) = call(
+        reqwest::Method::POST,
+        format!("{http}/v1/uploads"),
+        token,
+        &[("upload-length", bytes.len().to_string())],
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let url = format!("{http}/v1/uploads/{}", answer["upload"].as_str().unwrap());
+    let patch = |offset: usize, chunk: &[u8]| {
+        let headers = vec![("upload-offset", offset.to_string())];
+        let (url, chunk) = (url.clone(), chunk.to_vec());
+        async move { call(reqwest::Method::PATCH, url, token, &headers, chunk).await }
+    };
+    let (status, answer) = patch(0, &bytes[..20_000]).await;
+    assert_eq!((status, &answer["received"]), (200, &json!(20_000)), "{answer}");
+    // A chunk at the wrong offset (a client that lost track) is refused and says where to go.
+    let (status, answer) = patch(10_000, &bytes[10_000..30_000]).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("20000"), "{answer}");
+    // Someone else's upload does not exist for them.
+    let (status, _) = call(reqwest::Method::GET, url.clone(), &eve.me().token, &[], vec![]).await;
+    assert_eq!(status, 404);
+    let (status, answer) = call(reqwest::Method::GET, url.clone(), token, &[], vec![]).await;
+    assert_eq!((status, &answer["received"]), (200, &json!(20_000)));
+    // Too many bytes for the declared length.
+    let mut long = bytes[20_000..].to_vec();
+    long.push(0);
+    let (status, _) = patch(20_000, &long).await;
+    assert_eq!(status, 413);
+    let (_, answer) = call(reqwest::Method::GET, url.clone(), token, &[], vec![]).await;
+    let at = answer["received"].as_u64().unwrap() as usize;
+    let (status, answer) = patch(at, &bytes[at..]).await;
+    assert_eq!(status, 201, "{answer}");
+    let media = MediaId(answer["media"].as_i64().unwrap());
+    // Asking again (a lost answer) gives the same media.
+    let (_, again) = call(reqwest::Method::GET, url.clone(), token, &[], vec![]).await;
+    assert_eq!(again["media"], json!(media.0));
+    assert_eq!(download(&http, token, media).await.unwrap(), bytes);
+    assert!(media_files(&server).iter().all(|f| !f.ends_with(".part")));
+}
+
+#[tokio::test]
+async fn a_download_resumes_from_a_range() {
+    let server = TestServer::start().await.unwrap();
+    let http = server.http_url();
+    let alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    let media = upload(&http, &alice.me().token, bytes.clone()).await.unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("{http}/v1/media/{}", media.0))
+        .bearer_auth(alice.me().token.0.as_str())
+        .header("range", "bytes=6000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 206);
+    assert_eq!(response.headers()["content-range"], "bytes 6000-9999/10000");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), bytes[6000..]);
+}
