@@ -92,3 +92,37 @@ pub fn ok_stdin(profile: &Path, args: &[&str], stdin: &str) -> Vec<Value> {
 pub fn ok(profile: &Path, args: &[&str]) -> Vec<Value> {
     ok_stdin(profile, args, "")
 }
+
+/// A TCP proxy to `target` (`host:port`) forwarding at most `bytes_per_sec` each way on each
+/// connection, like a slow uplink; returns its `host:port`. It runs until the test ends.
+pub fn throttled_proxy(target: &str, bytes_per_sec: usize) -> String {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let target = target.to_owned();
+    let pump = move |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_secs_f64(
+                    n as f64 / bytes_per_sec as f64,
+                ));
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    };
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(&target) else { continue };
+            let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else { continue };
+            pump(client, server);
+            pump(s2, c2);
+        }
+    });
+    addr
+}

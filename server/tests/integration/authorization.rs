@@ -87,7 +87,8 @@ const U: Outcome = Outcome::Denied(ErrorCode::Unauthenticated);
 const N: Outcome = Outcome::Denied(ErrorCode::NotFound);
 
 /// The HTTP operations, besides every `Request` kind.
-const HTTP_OPS: [&str; 2] = ["media_upload", "media_download"];
+const HTTP_OPS: [&str; 5] =
+    ["media_upload", "media_download", "upload_open", "upload_state", "upload_append"];
 
 /// Every operation against every caller. Columns follow [`CALLERS`].
 ///
@@ -126,6 +127,11 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     // for media that does not exist.
     ("media_upload",    [A,     A,    A,      U,      U,     U,      U,      A]),
     ("media_download",  [N,     N,    N,      U,      U,     U,      U,      A]),
+    // Resumable uploads: anyone signed in opens one; only its uploader (here the member,
+    // bob) sees or extends it — to everyone else it does not exist.
+    ("upload_open",     [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("upload_state",    [N,     N,    N,      U,      U,     U,      U,      A]),
+    ("upload_append",   [N,     N,    N,      U,      U,     U,      U,      A]),
 ];
 
 #[test]
@@ -220,6 +226,8 @@ struct World {
     frank_name: String,
     room: RoomId,
     media: MediaId,
+    /// A resumable upload bob opened.
+    upload: String,
 }
 
 impl World {
@@ -238,6 +246,15 @@ impl World {
         let members = [bob.me().user.id, dave.me().user.id, grace.me().user.id];
         let room = group(&mut alice, &members).await;
         let media = upload(&http, &alice.me().token, b"photo".to_vec()).await.unwrap();
+        let opened = reqwest::Client::new()
+            .post(format!("{http}/v1/uploads"))
+            .bearer_auth(bob.me().token.0.as_str())
+            .header("upload-length", "10")
+            .send()
+            .await
+            .unwrap();
+        let opened: serde_json::Value = opened.json().await.unwrap();
+        let upload_id = opened["upload"].as_str().unwrap().to_owned();
         let photo = Request::Send {
             request: request_id(),
             room,
@@ -270,6 +287,7 @@ impl World {
             frank_name: name("frank"),
             room,
             media,
+            upload: upload_id,
         }
     }
 
@@ -299,6 +317,8 @@ fn device_of(token: &Token) -> DeviceId {
 enum Operation {
     Upload,
     Download(MediaId),
+    /// `method` on `/v1/uploads[/id]` with these headers.
+    Resumable(reqwest::Method, String, Vec<(&'static str, &'static str)>),
     Join(RoomId),
     Request(Request),
 }
@@ -310,6 +330,18 @@ fn operation(op: &str, w: &World) -> Operation {
     let request = match op {
         "media_upload" => return Operation::Upload,
         "media_download" => return Operation::Download(w.media),
+        "upload_open" => {
+            let url = format!("{}/v1/uploads", w.http);
+            return Operation::Resumable(reqwest::Method::POST, url, vec![("upload-length", "5")]);
+        }
+        "upload_state" => {
+            let url = format!("{}/v1/uploads/{}", w.http, w.upload);
+            return Operation::Resumable(reqwest::Method::GET, url, vec![]);
+        }
+        "upload_append" => {
+            let url = format!("{}/v1/uploads/{}", w.http, w.upload);
+            return Operation::Resumable(reqwest::Method::PATCH, url, vec![("upload-offset", "0")]);
+        }
         "Join" => return Operation::Join(room),
         "Hello" => Request::Hello {
             min_version: PROTOCOL_VERSION,
@@ -386,6 +418,16 @@ async fn attempt(op: &str, caller: Caller, world: &mut World, expired: &World) -
     match operation {
         Operation::Upload => http_outcome(upload(&http, &token, b"bytes".to_vec()).await),
         Operation::Download(media) => http_outcome(download(&http, &token, media).await),
+        Operation::Resumable(method, url, headers) => {
+            let mut request =
+                reqwest::Client::new().request(method, url).bearer_auth(token.0.as_str());
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            // An empty chunk: the uploader may send it any number of times.
+            let status = request.body(Vec::new()).send().await.unwrap().status();
+            http_outcome(if status.is_success() { Ok(()) } else { Err(status.as_u16()) })
+        }
         Operation::Join(room) => join(&ws, token, &[RoomCursor { room, last_seq: 0 }]).await.1,
         Operation::Request(request) => {
             let mut fresh;
