@@ -152,9 +152,24 @@ fn a_video_arrives_with_its_poster_duration_and_size() {
     let poster = std::fs::read(poster).unwrap();
     assert_eq!(&poster[..3], &[0xFF, 0xD8, 0xFF], "a JPEG poster");
     assert!(files_in(&bob.join("cache")).is_empty());
+    // A download interrupted after its first kilobyte continues from there rather than
+    // starting over. To see that, the part left behind is marked (zeros): they must survive
+    // in front of the rest.
+    let original = std::fs::read(&clip).unwrap();
+    let media = m["file"]["media"].as_i64().unwrap();
+    std::fs::create_dir_all(bob.join("cache")).unwrap();
+    std::fs::write(bob.join(format!("cache/{media}.part")), [0u8; 1000]).unwrap();
+    let resumed = dir.path().join("resumed.mp4");
+    ok(&bob, &["fetch-media", &bob_room, &seq, "--out", resumed.to_str().unwrap()]);
+    let resumed = std::fs::read(resumed).unwrap();
+    assert_eq!(resumed.len(), original.len());
+    assert!(resumed[..1000].iter().all(|b| *b == 0) && resumed[1000..] == original[1000..]);
+    // A clean download is the file byte for byte.
+    let cached = files_in(&bob.join("cache"));
+    std::fs::remove_file(&cached[0]).unwrap();
     let full = dir.path().join("full.mp4");
     ok(&bob, &["fetch-media", &bob_room, &seq, "--out", full.to_str().unwrap()]);
-    assert_eq!(std::fs::read(full).unwrap(), std::fs::read(&clip).unwrap());
+    assert_eq!(std::fs::read(full).unwrap(), original);
 }
 
 #[test]
