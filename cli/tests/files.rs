@@ -20,6 +20,10 @@ fn signup(profile: &Path, url: &str, name: &str) {
     assert_eq!(exec(profile, &args, "correct horse battery\n").0, 0);
 }
 
+fn has(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle)
+}
+
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -126,7 +130,8 @@ fn a_video_arrives_with_its_poster_duration_and_size() {
     let clip = dir.path().join("clip.mp4");
     let made = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=25"])
-        .args(["-pix_fmt", "yuv420p"])
+        .args(["-pix_fmt", "yuv420p", "-metadata", "location=+48.8584+002.2945/"])
+        .args(["-metadata", "title=Secret spot"])
         .arg(&clip)
         .status()
         .expect("ffmpeg is installed (cargo xtask test installs it)");
@@ -155,7 +160,10 @@ fn a_video_arrives_with_its_poster_duration_and_size() {
     // A download interrupted after its first kilobyte continues from there rather than
     // starting over. To see that, the part left behind is marked (zeros): they must survive
     // in front of the rest.
-    let original = std::fs::read(&clip).unwrap();
+    assert!(has(&std::fs::read(&clip).unwrap(), b"Secret spot"), "the clip carries metadata");
+    // What was sent: the clip without its metadata.
+    let original = std::fs::read(files_in(&dir.path().join("server/media"))[0].clone()).unwrap();
+    assert!(!has(&original, b"Secret spot") && !has(&original, b"48.8584"), "metadata was sent");
     let media = m["file"]["media"].as_i64().unwrap();
     std::fs::create_dir_all(bob.join("cache")).unwrap();
     std::fs::write(bob.join(format!("cache/{media}.part")), [0u8; 1000]).unwrap();

@@ -310,8 +310,9 @@ impl Client {
     /// Sends any file (at most [`MAX_FILE_BYTES`]) as an attachment with its name, size and
     /// type. A video (MP4, WebM, QuickTime whose content is what its name says) also gets its
     /// duration, dimensions and poster frame (through ffmpeg), so the receiver shows a
-    /// preview first; a file whose content does not match the image or video type its name
-    /// claims goes as a plain file. The file is copied into the profile at once; the upload
+    /// preview first, and is sent without its container metadata (location, device); a file
+    /// whose content does not match the image or video type its name claims goes as a plain
+    /// file, unchanged. The file is copied into the profile at once; the upload
     /// is resumable and continues after a restart.
     pub async fn send_file(&self, room: RoomKey, path: &Path) -> Result<RequestId, Error> {
         self.require_account().await?;
@@ -352,19 +353,33 @@ impl Client {
         } else {
             None
         };
-        let file = crate::apply::FileBody { name, size, mime: mime.to_owned() };
-        let body = MessageBody { file: Some(file), video, ..MessageBody::text("") };
-        let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
-        let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
-        // The copy waits in the profile until the server has it all (a hard link when the
-        // file system allows: instant, and the sent version cannot change).
+        // The copy waits in the profile until the server has it all. A video is remuxed
+        // without its metadata (phones record where it was shot); any other file is sent as
+        // it is — a hard link when the file system allows: instant, and the sent version
+        // cannot change.
         let stored = format!("outgoing/{}", uuid::Uuid::new_v4().simple());
         let dest = self.dir.join(&stored);
         let io = |e: std::io::Error| Error::Io(e.to_string());
         tokio::fs::create_dir_all(self.dir.join("outgoing")).await.map_err(io)?;
-        if tokio::fs::hard_link(path, &dest).await.is_err() {
+        let stripped = match &video {
+            Some(_) => match crate::video::strip_metadata(path, &dest, mime).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::info!(error = %e, "Sending a video with its metadata.");
+                    let _ = tokio::fs::remove_file(&dest).await;
+                    false
+                }
+            },
+            None => false,
+        };
+        if !stripped && tokio::fs::hard_link(path, &dest).await.is_err() {
             tokio::fs::copy(path, &dest).await.map_err(io)?;
         }
+        let size = tokio::fs::metadata(&dest).await.map_err(io)?.len();
+        let file = crate::apply::FileBody { name, size, mime: mime.to_owned() };
+        let body = MessageBody { file: Some(file), video, ..MessageBody::text("") };
+        let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
+        let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
         let queued = self
             .enqueue(Target::Room(room), Some(stored), move |request, room| {
                 let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =

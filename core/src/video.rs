@@ -157,3 +157,38 @@ pub async fn probe(path: &Path) -> Result<VideoInfo, ProbeError> {
     .map_err(|e| ProbeError::Unreadable(format!("poster: {e}")))?;
     Ok(VideoInfo { duration_ms: (seconds * 1000.0).round() as u64, width, height, poster })
 }
+
+/// Copies the video at `src` to `dest` without its metadata (global and per stream: where
+/// and with what it was shot), remuxing the streams unchanged.
+pub async fn strip_metadata(src: &Path, dest: &Path, mime: &str) -> Result<(), ProbeError> {
+    let format = match mime {
+        "video/webm" => "webm",
+        "video/quicktime" => "mov",
+        _ => "mp4",
+    };
+    run(
+        "ffmpeg",
+        &[
+            "-v".as_ref(),
+            "error".as_ref(),
+            "-i".as_ref(),
+            src.as_os_str(),
+            "-map".as_ref(),
+            "0".as_ref(),
+            "-map_metadata".as_ref(),
+            "-1".as_ref(),
+            "-map_chapters".as_ref(),
+            "-1".as_ref(),
+            "-c".as_ref(),
+            "copy".as_ref(),
+            "-fflags".as_ref(),
+            "+bitexact".as_ref(),
+            "-f".as_ref(),
+            format.as_ref(),
+            "-y".as_ref(),
+            dest.as_os_str(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
