@@ -17,6 +17,7 @@
 //! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
 
 pub mod apply;
+pub mod call;
 pub mod client;
 pub mod media;
 pub mod model;
