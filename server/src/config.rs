@@ -19,6 +19,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Largest media upload, bytes.
     pub max_upload_bytes: u64,
+    /// How long a resumable upload may take: after this its partial bytes are deleted (and a
+    /// finished one's record, kept so a client that lost the last answer can ask again).
+    pub upload_ttl: Duration,
     /// Frames queued to one connection before it is dropped as too slow.
     pub outbound_queue: usize,
     /// Most simultaneous websocket connections.
@@ -41,6 +44,7 @@ impl Config {
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             max_upload_bytes: 100 * 1024 * 1024,
+            upload_ttl: Duration::from_secs(24 * 3600),
             outbound_queue: 4096,
             max_connections: 100_000,
             send_rate: Rate { per_second: 50.0, burst: 200.0 },

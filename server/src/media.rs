@@ -11,7 +11,9 @@
 //! disk before the offset is recorded, and a file found longer than its record is cut back,
 //! so a crash at any point loses at most the chunk in flight); `GET /v1/uploads/{id}` tells
 //! an interrupted client where to continue. The chunk that completes the file turns it into
-//! media, and the upload keeps its media id so a lost answer can be asked again.
+//! media, and the upload keeps its media id so a lost answer can be asked again. Uploads older
+//! than the upload TTL (a day by default) are forgotten when the next one opens, the partial
+//! bytes of unfinished ones deleted.
 //!
 //! `GET /v1/media/{id}` streams the file to the uploader, or to a current member of a room
 //! where a message references the media, from the offset of a `Range: bytes=N-` header if
@@ -266,6 +268,27 @@ fn find_upload(
     .ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such upload"))
 }
 
+/// Forgets uploads older than the upload TTL: their rows, and the partial bytes of those
+/// never finished. Runs before each new upload opens, so abandoned uploads cannot pile up.
+async fn sweep_uploads(shared: &Shared) -> Result<(), OpError> {
+    let cutoff = unix_ms() - shared.config.upload_ttl.as_millis() as i64;
+    let abandoned: Vec<String> = shared
+        .store
+        .write(move |tx| {
+            let abandoned = tx
+                .prepare_cached("SELECT id FROM uploads WHERE created_ms < ?1 AND media IS NULL")?
+                .query_map([cutoff], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            tx.prepare_cached("DELETE FROM uploads WHERE created_ms < ?1")?.execute([cutoff])?;
+            Ok::<_, OpError>(abandoned)
+        })
+        .await?;
+    for id in abandoned {
+        let _ = tokio::fs::remove_file(shared.media_dir().join(format!("{id}.part"))).await;
+    }
+    Ok(())
+}
+
 /// `POST /v1/uploads` with `Upload-Length`: opens a resumable upload.
 pub(crate) async fn start_upload(
     State(shared): State<Arc<Shared>>,
@@ -281,6 +304,7 @@ pub(crate) async fn start_upload(
                 format!("uploads are at most {limit} bytes"),
             ));
         }
+        sweep_uploads(&shared).await?;
         let mut name = [0u8; 16];
         rand::rng().fill_bytes(&mut name);
         let id = hex::encode(name);

@@ -270,3 +270,30 @@ async fn a_download_resumes_from_a_range() {
     assert_eq!(response.headers()["content-range"], "bytes 6000-9999/10000");
     assert_eq!(response.bytes().await.unwrap().to_vec(), bytes[6000..]);
 }
+
+#[tokio::test]
+async fn an_abandoned_upload_is_forgotten_after_its_ttl_with_its_partial_bytes() {
+    let server = TestServer::start_with(|c| c.upload_ttl = Duration::from_secs(2)).await.unwrap();
+    let http = server.http_url();
+    let alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let token = &alice.me().token;
+    let open = || {
+        let url = format!("{http}/v1/uploads");
+        let headers = vec![("upload-length", "100".to_owned())];
+        async move { call(reqwest::Method::POST, url, token, &headers, vec![]).await }
+    };
+    let (_, answer) = open().await;
+    let old = format!("{http}/v1/uploads/{}", answer["upload"].as_str().unwrap());
+    let headers = [("upload-offset", "0".to_owned())];
+    let (status, _) = call(reqwest::Method::PATCH, old.clone(), token, &headers, vec![1; 40]).await;
+    assert_eq!(status, 200);
+    assert_eq!(media_files(&server).len(), 1, "its partial bytes");
+    // Within the TTL it is kept when another upload opens.
+    open().await;
+    assert_eq!(call(reqwest::Method::GET, old.clone(), token, &[], vec![]).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let (_, fresh) = open().await;
+    assert_eq!(call(reqwest::Method::GET, old, token, &[], vec![]).await.0, 404, "forgotten");
+    let fresh = format!("{}.part", fresh["upload"].as_str().unwrap());
+    assert_eq!(media_files(&server), [fresh], "only the new upload's file is left");
+}
