@@ -202,3 +202,40 @@ fn a_file_whose_content_does_not_match_its_name_is_sent_as_a_plain_file() {
     assert_eq!(code, 2);
     assert!(ok(&alice, &["outbox"]).is_empty());
 }
+
+#[test]
+fn a_file_the_server_refuses_fails_with_its_reason_and_discard_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    let server = common::serve_with(
+        "127.0.0.1:0",
+        &dir.path().join("server"),
+        &["--max-upload-bytes", "1000"],
+    );
+    let url = server.url.clone();
+    signup(&alice, &url, "alice");
+    signup(&bob, &url, "bob");
+    let room =
+        ok(&alice, &["create-room", "--member", "bob"])[0]["room"].as_str().unwrap().to_owned();
+    let file = dir.path().join("report.txt");
+    std::fs::write(&file, "x".repeat(5000)).unwrap();
+    ok(&alice, &["send", &room, "--file", file.to_str().unwrap()]);
+    ok(&alice, &["send", &room, "and a text after it"]);
+    ok(&alice, &["sync"]);
+    // The refused file fails for good, with the server's reason; the text behind it went.
+    let outbox = ok(&alice, &["outbox"]);
+    assert_eq!((outbox.len(), outbox[0]["state"].as_str()), (1, Some("failed")), "{outbox:?}");
+    assert!(outbox[0]["error"].as_str().unwrap().contains("1000"), "{outbox:?}");
+    let states: Vec<String> = ok(&alice, &["messages", &room])
+        .iter()
+        .map(|m| format!("{}={}", m["text"].as_str().unwrap(), m["state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&"report.txt=failed".to_owned()), "{states:?}");
+    assert!(states.contains(&"and a text after it=sent".to_owned()), "{states:?}");
+    assert_eq!(files_in(&alice.join("outgoing")).len(), 1);
+    let id = outbox[0]["id"].to_string();
+    ok(&alice, &["discard", &id]);
+    assert!(ok(&alice, &["outbox"]).is_empty());
+    assert!(files_in(&alice.join("outgoing")).is_empty(), "the discarded file stays behind");
+    assert!(ok(&alice, &["messages", &room]).iter().all(|m| m["text"] != "report.txt"));
+}

@@ -721,20 +721,28 @@ impl Client {
         let room = self
             .db(move |c| {
                 let tx = c.transaction()?;
-                let row: Option<(Vec<u8>, Option<i64>)> = tx
+                type Row = (Vec<u8>, Option<i64>, Option<String>, Option<i64>);
+                let row: Option<Row> = tx
                     .query_row(
-                        "SELECT request_id, room_id FROM outbox WHERE id = ?1 AND state = 'failed'",
+                        "SELECT request_id, room_id, upload_path, upload_media FROM outbox
+                         WHERE id = ?1 AND state = 'failed'",
                         [id],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )
                     .optional()?;
-                let (req, room) = row.ok_or(Error::NoSuchOutboxItem(id))?;
+                let (req, room, upload, uploaded) = row.ok_or(Error::NoSuchOutboxItem(id))?;
                 tx.execute("DELETE FROM events WHERE request_id = ?1 AND seq IS NULL", [&req])?;
                 tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
                 tx.commit()?;
-                Ok(room)
+                // The file it would have uploaded goes too (once uploaded it is the media
+                // cache's copy, which the cache manages).
+                Ok((room, upload.filter(|_| uploaded.is_none())))
             })
             .await?;
+        let (room, file) = room;
+        if let Some(file) = file {
+            let _ = tokio::fs::remove_file(self.dir.join(file)).await;
+        }
         self.emit(room.map(|room| Event::TimelineChanged { room }));
         self.emit([Event::OutboxChanged, Event::RoomsChanged]);
         Ok(())

@@ -36,8 +36,15 @@ impl Drop for Server {
 
 /// Starts `tidings serve` on `addr` (port 0 for any) with its data in `data`.
 pub fn serve_on(addr: &str, data: &Path) -> Server {
+    serve_with(addr, data, &[])
+}
+
+/// Starts `tidings serve` on `addr` with its data in `data` and `extra` flags.
+pub fn serve_with(addr: &str, data: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--listen", addr, "--data"])
+        .args(["serve", "--listen", addr])
+        .args(extra)
+        .arg("--data")
         .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
