@@ -130,10 +130,7 @@ pub async fn create_room(
 
 /// `send`.
 pub async fn send(client: &Client, out: Output, room: &str, text: &str) -> Result<(), Failure> {
-    let request = client.send_text(parse_room(room)?, text).await?;
-    out.line(json!({"request_id": request.to_string(), "state": "pending"}), || {
-        format!("queued {request}")
-    });
+    queued(out, client.send_text(parse_room(room)?, text).await?);
     Ok(())
 }
 
@@ -145,10 +142,7 @@ pub async fn send_image(
     image: &std::path::Path,
     caption: &str,
 ) -> Result<(), Failure> {
-    let request = client.send_image(parse_room(room)?, image, caption).await?;
-    out.line(json!({"request_id": request.to_string(), "state": "pending"}), || {
-        format!("queued {request}")
-    });
+    queued(out, client.send_image(parse_room(room)?, image, caption).await?);
     Ok(())
 }
 
@@ -159,10 +153,7 @@ pub async fn send_file(
     room: &str,
     file: &std::path::Path,
 ) -> Result<(), Failure> {
-    let request = client.send_file(parse_room(room)?, file).await?;
-    out.line(json!({"request_id": request.to_string(), "state": "pending"}), || {
-        format!("queued {request}")
-    });
+    queued(out, client.send_file(parse_room(room)?, file).await?);
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{exec, ok, serve};
+use common::{exec, files_in, ok, serve};
 use serde_json::Value;
 
 fn signup(profile: &Path, url: &str, name: &str) {
@@ -22,12 +22,6 @@ fn signup(profile: &Path, url: &str, name: &str) {
 
 fn has(bytes: &[u8], needle: &[u8]) -> bool {
     bytes.windows(needle.len()).any(|w| w == needle)
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default()
 }
 
 /// Bob's view of the newest message with a file.

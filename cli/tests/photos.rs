@@ -7,20 +7,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{exec, ok, serve};
+use common::{exec, files_in, ok, serve};
 use serde_json::Value;
 
 fn images() -> PathBuf {
-    [
-        std::env::var_os("TIDINGS_TESTDATA").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")),
-        Some(PathBuf::from("/work/shared/testdata")),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|d| d.join("images"))
-    .find(|d| d.join("README.md").exists())
-    .expect("shared/testdata/images not found; set TIDINGS_TESTDATA")
+    tidings_testkit::test_images().unwrap()
 }
 
 /// Width and height from a JPEG's frame header.
@@ -44,12 +35,6 @@ fn has_metadata(bytes: &[u8]) -> bool {
     [&b"Exif"[..], b"GPS", b"http://ns.adobe.com/xap"]
         .iter()
         .any(|needle| bytes.windows(needle.len()).any(|w| w == *needle))
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default()
 }
 
 struct Pair {

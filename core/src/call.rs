@@ -304,6 +304,19 @@ enum Phase {
     Connected { since: Instant },
 }
 
+impl Phase {
+    /// Whether media has the remote description, so candidates may go to it: the callee
+    /// hands it the offer at Accept, the caller the answer when it arrives.
+    fn remote_described(&self) -> bool {
+        match self {
+            Phase::Connecting | Phase::Answering | Phase::Connected { .. } => true,
+            Phase::Inquiring | Phase::Offering { .. } | Phase::Reserved | Phase::Ringing { .. } => {
+                false
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Active {
     call: CallId,
@@ -312,8 +325,6 @@ struct Active {
     video: bool,
     phase: Phase,
     deadline: Option<Instant>,
-    /// Whether media has the remote description (candidates may go to it).
-    remote_described: bool,
     early_candidates: Vec<SignalBlob>,
 }
 
@@ -342,15 +353,6 @@ impl CallMachine {
     /// The active call id, if any.
     pub fn active_call(&self) -> Option<CallId> {
         self.active.as_ref().map(|a| a.call)
-    }
-
-    /// Whether media may run: only from Accept (callee) or Grant (caller) on.
-    pub fn media_allowed(&self) -> bool {
-        self.active.as_ref().is_some_and(|a| match a.phase {
-            Phase::Inquiring | Phase::Reserved | Phase::Ringing { .. } => false,
-            Phase::Offering { .. } | Phase::Connecting | Phase::Answering => true,
-            Phase::Connected { .. } => true,
-        })
     }
 
     /// The next output to act on.
@@ -436,7 +438,6 @@ impl CallMachine {
                     video,
                     phase: Phase::Inquiring,
                     deadline: Some(now + self.timeouts.grant),
-                    remote_described: false,
                     early_candidates: Vec::new(),
                 });
                 self.signal(peer, call, CallSignal::Inquire { video });
@@ -444,16 +445,15 @@ impl CallMachine {
             }
             // One call at a time: a second Call while active does nothing.
             (Some(_), Local::Call { .. }) => {}
-            (Some((Role::Callee, Phase::Ringing { offer }, _, call)), Local::Accept) => {
+            (Some((Role::Callee, Phase::Ringing { offer }, peer, call)), Local::Accept) => {
                 if let Some(a) = self.active.as_mut() {
                     a.phase = Phase::Answering;
                     a.deadline = Some(now + self.timeouts.connect);
-                    a.remote_described = true;
                 }
                 self.emit(Output::Media(MediaCommand::CreateAnswer { offer }));
                 self.flush_candidates();
                 // My other devices stop ringing.
-                let mine = Peer { room: self.room(), user: self.me, device: None };
+                let mine = Peer { room: peer.room, user: self.me, device: None };
                 let elsewhere = CallSignal::Hangup { reason: HangupReason::AnsweredElsewhere };
                 self.signal(mine, call, elsewhere);
                 self.emit(Output::Ui(CallEvent::Connecting { call }));
@@ -506,10 +506,6 @@ impl CallMachine {
             }
             (None, Local::Hangup) => {}
         }
-    }
-
-    fn room(&self) -> i64 {
-        self.active.as_ref().map_or(0, |a| a.peer.room)
     }
 
     fn flush_candidates(&mut self) {
@@ -586,7 +582,6 @@ impl CallMachine {
             video,
             phase: Phase::Reserved,
             deadline: Some(now + self.timeouts.reservation),
-            remote_described: false,
             early_candidates: Vec::new(),
         });
         self.signal(peer, r.call, CallSignal::Grant {});
@@ -649,7 +644,6 @@ impl CallMachine {
                     a.phase = Phase::Connecting;
                     a.deadline = Some(now + self.timeouts.connect);
                     a.peer.device = Some(from_device);
-                    a.remote_described = true;
                 }
                 self.emit(Output::Media(MediaCommand::ApplyAnswer { answer: sdp }));
                 self.flush_candidates();
@@ -667,7 +661,7 @@ impl CallMachine {
                 if from_peer_device || role == Role::Caller =>
             {
                 let Some(a) = self.active.as_mut() else { return };
-                if a.remote_described {
+                if a.phase.remote_described() {
                     self.emit(Output::Media(MediaCommand::AddCandidate { candidate }));
                 } else if a.early_candidates.len() < MAX_EARLY_CANDIDATES {
                     a.early_candidates.push(candidate);

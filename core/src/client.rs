@@ -239,19 +239,38 @@ impl Client {
 
     /// Sends a text message: saved at once as pending, delivered by sync.
     pub async fn send_text(&self, room: RoomKey, text: &str) -> Result<RequestId, Error> {
-        let body =
-            codec::encode(&MessageBody::text(text)).map_err(|e| Error::Internal(e.to_string()))?;
-        let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
-        let (_, request) = self
-            .enqueue(Target::Room(room), None, move |request, room| {
+        self.send_message(room, MessageBody::text(text), None).await
+    }
+
+    /// Queues a message with its local echo. `upload` is the file (relative to the profile)
+    /// the outbox uploads first as the message's attachment; it is deleted if queueing fails.
+    async fn send_message(
+        &self,
+        room: RoomKey,
+        body: MessageBody,
+        upload: Option<String>,
+    ) -> Result<RequestId, Error> {
+        let queued = async {
+            let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
+            let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
+            self.enqueue(Target::Room(room), upload.clone(), move |request, room| {
                 let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
                     List::empty();
                 let echo =
                     EventContent::Message { body: body.clone(), attachments: attachments.clone() };
                 (Request::Send { request, room, body, attachments }, Some(echo))
             })
-            .await?;
-        Ok(request)
+            .await
+        }
+        .await;
+        match (queued, upload) {
+            (Ok((_, request)), _) => Ok(request),
+            (Err(e), Some(file)) => {
+                let _ = tokio::fs::remove_file(self.dir.join(file)).await;
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 
     /// Sends a photo with an optional caption. The photo is prepared first (decoded within
@@ -279,32 +298,14 @@ impl Client {
             thumbnail_height: prepared.thumbnail.height,
             placeholder: prepared.placeholder,
         };
-        let body = MessageBody { image: Some(image), ..MessageBody::text(caption) };
-        let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
-        let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
         // The prepared image waits in the profile until the server has it.
         let ext = if prepared.full.mime == "image/png" { "png" } else { "jpg" };
         let name = format!("outgoing/{}.{ext}", uuid::Uuid::new_v4().simple());
-        let file = self.dir.join(&name);
         let io = |e: std::io::Error| Error::Io(e.to_string());
         tokio::fs::create_dir_all(self.dir.join("outgoing")).await.map_err(io)?;
-        tokio::fs::write(&file, &prepared.full.bytes).await.map_err(io)?;
-        let queued = self
-            .enqueue(Target::Room(room), Some(name), move |request, room| {
-                let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
-                    List::empty();
-                let echo =
-                    EventContent::Message { body: body.clone(), attachments: attachments.clone() };
-                (Request::Send { request, room, body, attachments }, Some(echo))
-            })
-            .await;
-        match queued {
-            Ok((_, request)) => Ok(request),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&file).await;
-                Err(e)
-            }
-        }
+        tokio::fs::write(self.dir.join(&name), &prepared.full.bytes).await.map_err(io)?;
+        let body = MessageBody { image: Some(image), ..MessageBody::text(caption) };
+        self.send_message(room, body, Some(name)).await
     }
 
     /// Sends any file (at most [`MAX_FILE_BYTES`]) as an attachment with its name, size and
@@ -378,24 +379,7 @@ impl Client {
         let size = tokio::fs::metadata(&dest).await.map_err(io)?.len();
         let file = crate::apply::FileBody { name, size, mime: mime.to_owned() };
         let body = MessageBody { file: Some(file), video, ..MessageBody::text("") };
-        let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
-        let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
-        let queued = self
-            .enqueue(Target::Room(room), Some(stored), move |request, room| {
-                let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
-                    List::empty();
-                let echo =
-                    EventContent::Message { body: body.clone(), attachments: attachments.clone() };
-                (Request::Send { request, room, body, attachments }, Some(echo))
-            })
-            .await;
-        match queued {
-            Ok((_, request)) => Ok(request),
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&dest).await;
-                Err(e)
-            }
-        }
+        self.send_message(room, body, Some(stored)).await
     }
 
     /// The thumbnail (JPEG bytes) of the photo, or the poster of the video, in message `seq`
@@ -804,7 +788,7 @@ pub fn new_request_id() -> RequestId {
     RequestId(*uuid::Uuid::new_v4().as_bytes())
 }
 
-fn request_string(bytes: &[u8]) -> String {
+pub(crate) fn request_string(bytes: &[u8]) -> String {
     <[u8; 16]>::try_from(bytes).map(|b| RequestId(b).to_string()).unwrap_or_default()
 }
 

@@ -50,11 +50,10 @@ pub fn claimed_mime(name: &str) -> &'static str {
 
 /// The image or video type the first bytes show, if any.
 pub fn sniffed_mime(head: &[u8]) -> Option<&'static str> {
+    if let Some(image) = photo::sniffed_mime(head) {
+        return Some(image);
+    }
     match head {
-        [0xFF, 0xD8, 0xFF, ..] => Some("image/jpeg"),
-        [0x89, b'P', b'N', b'G', ..] => Some("image/png"),
-        [b'G', b'I', b'F', b'8', ..] => Some("image/gif"),
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some("image/webp"),
         [_, _, _, _, b'f', b't', b'y', b'p', b'q', b't', ..] => Some("video/quicktime"),
         [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some("video/mp4"),
         [0x1A, 0x45, 0xDF, 0xA3, ..] if head.windows(4).any(|w| w == b"webm") => Some("video/webm"),

@@ -149,15 +149,23 @@ async fn upload_inner(
     };
     let media = shared
         .store
-        .write(move |tx| {
-            tx.prepare_cached(
-                "INSERT INTO media (uploader, file, size, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![actor.user.0, file_name, size as i64, unix_ms()])?;
-            Ok::<_, OpError>(MediaId(tx.last_insert_rowid()))
-        })
+        .write(move |tx| Ok::<_, OpError>(MediaId(record_media(tx, actor.user, &file_name, size)?)))
         .await?;
     Ok((media, size))
+}
+
+/// Records a finished file in `<data>/media` as media of `uploader`; returns its id.
+fn record_media(
+    conn: &Connection,
+    uploader: UserId,
+    file: &str,
+    size: u64,
+) -> Result<i64, OpError> {
+    conn.prepare_cached(
+        "INSERT INTO media (uploader, file, size, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![uploader.0, file, size as i64, unix_ms()])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// `GET /v1/media/{id}`.
@@ -424,11 +432,7 @@ async fn append_inner(
             if !complete {
                 return Ok::<_, OpError>((now, None));
             }
-            tx.prepare_cached(
-                "INSERT INTO media (uploader, file, size, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![actor.user.0, file_name, size as i64, unix_ms()])?;
-            let media = tx.last_insert_rowid();
+            let media = record_media(tx, actor.user, &file_name, size)?;
             tx.prepare_cached("UPDATE uploads SET media = ?2 WHERE id = ?1")?
                 .execute(params![id, media])?;
             Ok((now, Some(media)))

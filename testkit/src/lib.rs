@@ -113,6 +113,23 @@ pub struct Client {
     pub session: Option<Session>,
 }
 
+/// shared/testdata/images, the real camera photos of the media tests and benchmarks:
+/// `TIDINGS_TESTDATA` if set, else the `shared/` next to the checkout or the workspace's
+/// usual place.
+pub fn test_images() -> anyhow::Result<PathBuf> {
+    let beside_checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    [
+        std::env::var_os("TIDINGS_TESTDATA").map(PathBuf::from),
+        Some(beside_checkout.join("shared/testdata")),
+        Some(PathBuf::from("/work/shared/testdata")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| d.join("images"))
+    .find(|d| d.join("README.md").exists())
+    .context("shared/testdata/images not found; set TIDINGS_TESTDATA")
+}
+
 /// Makes a fresh request id.
 pub fn request_id() -> RequestId {
     RequestId(*uuid::Uuid::new_v4().as_bytes())

@@ -16,7 +16,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use tidings_core::photo::{self, Limits};
 
 const RUNS: usize = 7;
@@ -36,7 +35,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
             "vipsthumbnail or GNU time is missing; install them with: apt-get install -y libvips-tools time"
         );
     }
-    let images = images()?;
+    let images = tidings_testkit::test_images()?;
     let out = tempfile::tempdir()?;
     let me = std::env::current_exe()?;
     println!(
@@ -98,20 +97,6 @@ pub fn thumbnail(args: &[&str]) -> anyhow::Result<()> {
     let thumb = photo::thumbnail(&bytes, SIDE, &Limits::default())?;
     std::fs::write(output, thumb.bytes)?;
     Ok(())
-}
-
-fn images() -> anyhow::Result<PathBuf> {
-    let root = super::root();
-    [
-        std::env::var_os("TIDINGS_TESTDATA").map(PathBuf::from),
-        Some(root.join("../shared/testdata")),
-        Some(PathBuf::from("/work/shared/testdata")),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|d| d.join("images"))
-    .find(|d| d.join("README.md").exists())
-    .context("shared/testdata/images not found; set TIDINGS_TESTDATA")
 }
 
 /// Runs `program args…` under GNU time to completion: wall time and peak RSS in KiB.

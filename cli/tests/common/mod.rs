@@ -133,3 +133,10 @@ pub fn throttled_proxy(target: &str, bytes_per_sec: usize) -> String {
     });
     addr
 }
+
+/// The entries of `dir` (none if it does not exist).
+pub fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}

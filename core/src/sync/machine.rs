@@ -573,7 +573,7 @@ fn rooms_awaiting_receipts(c: &Connection, me: i64) -> Result<Vec<RoomKey>, Erro
 }
 
 /// The outbox as the scheduler sees it.
-pub(crate) fn load_items(c: &Connection) -> Result<Vec<Item>, Error> {
+fn load_items(c: &Connection) -> Result<Vec<Item>, Error> {
     let mut st = c.prepare_cached(
         "SELECT id, room_id, state, attempts, next_attempt_ms FROM outbox ORDER BY id",
     )?;

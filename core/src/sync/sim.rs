@@ -43,7 +43,10 @@ use tidings_proto::{
 };
 
 use super::{Machine, Poll};
-use crate::{client::Account, Client, Event, MessageState, RoomKey};
+use crate::{
+    client::{request_string, Account},
+    Client, Event, MessageState, RoomKey,
+};
 
 const USERS: [(i64, &str); 3] = [(1, "ann"), (2, "bob"), (3, "cy")];
 /// (device id, user): ann has two devices.
@@ -729,12 +732,12 @@ impl World {
                         )?;
                         let rows = st.query_map([server_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)))?;
                         Ok(rows
-                            .map(|r| r.map(|(s, id)| (s, hex(&id))))
+                            .map(|r| r.map(|(s, id)| (s, request_string(&id))))
                             .collect::<Result<Vec<_>, _>>()?)
                     })
                     .map_err(|e| e.to_string())?;
                 let expected: Vec<(u64, String)> =
-                    r.log.iter().map(|e| (e.seq, hex(&e.request.0))).collect();
+                    r.log.iter().map(|e| (e.seq, e.request.to_string())).collect();
                 if r.members.contains_key(&user) {
                     ensure!(
                         local == expected,
@@ -784,10 +787,6 @@ impl World {
         }
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn seqs(events: &[(u64, String)]) -> Vec<u64> {
