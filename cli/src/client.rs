@@ -48,7 +48,7 @@ pub struct Output {
 }
 
 impl Output {
-    fn line(&self, value: serde_json::Value, human: impl FnOnce() -> String) {
+    pub(crate) fn line(&self, value: serde_json::Value, human: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
         } else {
@@ -215,7 +215,7 @@ pub async fn messages(
         out.line(
             json!({"room": m.room.to_string(), "seq": m.seq, "request_id": m.request_id,
                    "sender": m.sender, "text": m.text, "state": m.state, "image": m.image,
-                   "file": m.file, "video": m.video}),
+                   "file": m.file, "video": m.video, "call": m.call}),
             || format!("{}: {} [{:?}]", m.sender, m.text, m.state),
         );
     }

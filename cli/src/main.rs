@@ -1,6 +1,7 @@
 //! The `tidings` binary: `tidings serve` runs the server; the client commands (client.rs)
 //! drive a profile through tidings-core. docs/cli.md documents them.
 
+mod call;
 mod client;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -34,6 +35,8 @@ enum Command {
         /// Largest media upload in bytes.
         #[arg(long, default_value_t = 100 * 1024 * 1024)]
         max_upload_bytes: u64,
+        #[command(flatten)]
+        ice: IceArgs,
     },
     /// Create an account and sign this profile in (password on stdin).
     Signup(SessionArgs),
@@ -142,6 +145,40 @@ enum Command {
         /// Outbox id.
         id: i64,
     },
+    /// Call a user (voice, a synthetic tone); prints the call's states, exits with its
+    /// outcome.
+    Call {
+        /// Username.
+        username: String,
+        /// Hang up this many seconds after the call connects.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[command(flatten)]
+        audio: call::CallArgs,
+    },
+    /// Wait for a call and take it; prints its states, exits when it ends.
+    Answer {
+        /// Accept at once (else ask on stdin).
+        #[arg(long)]
+        auto: bool,
+        #[command(flatten)]
+        audio: call::CallArgs,
+    },
+}
+
+/// STUN/TURN servers handed to clients for calls.
+#[derive(clap::Args, Debug, Default)]
+struct IceArgs {
+    /// A STUN server URL (stun:host:port); repeatable.
+    #[arg(long = "stun-url")]
+    stun_urls: Vec<String>,
+    /// A TURN server URL (turn:host:port?transport=udp); repeatable. Needs the secret.
+    #[arg(long = "turn-url")]
+    turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn use-auth-secret); best given in the
+    /// environment so it stays out of the process list.
+    #[arg(long, env = "TIDINGS_TURN_SECRET", hide_env_values = true)]
+    turn_secret: Option<String>,
 }
 
 /// Where and as whom to sign in.
@@ -182,13 +219,13 @@ fn main() -> ExitCode {
             return ExitCode::from(client::EXIT_FAILURE);
         }
     };
-    if let Command::Serve { listen, data, max_upload_bytes } = cli.command {
+    if let Command::Serve { listen, data, max_upload_bytes, ice } = cli.command {
         let served = runtime.block_on(async {
             let data = match data {
                 Some(d) => d,
                 None => default_data_dir()?,
             };
-            serve(listen, data, max_upload_bytes).await
+            serve(listen, data, max_upload_bytes, ice).await
         });
         return match served {
             Ok(()) => ExitCode::SUCCESS,
@@ -234,6 +271,10 @@ fn main() -> ExitCode {
             Command::Outbox => client::outbox(&c, out).await,
             Command::Retry { id } => client::outbox_action(&c, id, true).await,
             Command::Discard { id } => client::outbox_action(&c, id, false).await,
+            Command::Call { username, seconds, audio } => {
+                call::call(&c, out, &username, seconds, &audio).await
+            }
+            Command::Answer { auto, audio } => call::answer(&c, out, auto, &audio).await,
         }
     });
     match result {
@@ -245,7 +286,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(listen: SocketAddr, data: PathBuf, max_upload_bytes: u64) -> anyhow::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    data: PathBuf,
+    max_upload_bytes: u64,
+    ice: IceArgs,
+) -> anyhow::Result<()> {
     // Every connection is a file descriptor: take the hard limit rather than the shell's
     // usual soft limit of 1024.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
@@ -253,6 +299,12 @@ async fn serve(listen: SocketAddr, data: PathBuf, max_upload_bytes: u64) -> anyh
     }
     let mut config = tidings_server::Config::new(listen, data.clone());
     config.max_upload_bytes = max_upload_bytes;
+    if !ice.turn_urls.is_empty() && ice.turn_secret.is_none() {
+        anyhow::bail!("--turn-url needs the TURN secret (TIDINGS_TURN_SECRET)");
+    }
+    config.stun_urls = ice.stun_urls;
+    config.turn_urls = ice.turn_urls;
+    config.turn_secret = ice.turn_secret;
     let server = tidings_server::Server::bind(config).await?;
     let addr = server.local_addr()?;
     tracing::info!(data = %data.display(), "Data directory.");

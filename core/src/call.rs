@@ -29,6 +29,12 @@
 //! ids are dropped. **Records** (missed, declined, busy, cancelled, completed with its
 //! duration) are emitted by the caller's device only, so a call is recorded once.
 
+pub mod audio;
+pub mod driver;
+pub mod media;
+
+pub use driver::{AudioFactory, CallOptions};
+
 use std::{
     collections::VecDeque,
     time::{Duration, Instant},
@@ -68,7 +74,7 @@ impl Default for Timeouts {
 }
 
 /// The other party of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Peer {
     /// The room the call belongs to.
     pub room: i64,
@@ -207,7 +213,8 @@ pub enum MediaCommand {
 }
 
 /// What the UI shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum CallEvent {
     /// Outgoing: asking whether they are free ("requesting…").
     Requesting {
@@ -257,7 +264,8 @@ pub enum CallEvent {
 }
 
 /// Why a call ended, as the UI says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// I hung up (or cancelled).
     HungUp,

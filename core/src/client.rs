@@ -57,6 +57,8 @@ pub struct Client {
     pub(crate) outbox_ready: Arc<Notify>,
     /// Who is typing where, until when (ephemeral: never stored).
     pub(crate) typing: Arc<Mutex<crate::typing::Typing>>,
+    /// The call driver's wires (commands in, signals out).
+    pub(crate) calls: Arc<crate::call::driver::Wires>,
     dir: PathBuf,
 }
 
@@ -92,6 +94,7 @@ impl Client {
             events,
             outbox_ready: Arc::new(Notify::new()),
             typing: Arc::default(),
+            calls: Arc::default(),
             dir: dir.to_owned(),
         })
     }
@@ -172,7 +175,7 @@ impl Client {
     /// the account, the room's server id and the writes together), then emits and wakes the
     /// sync engine. `make` builds the operation from the new request id and the room's
     /// server id (0 while the room is being created; sync fills it in).
-    async fn enqueue(
+    pub(crate) async fn enqueue(
         &self,
         target: Target,
         upload: Option<String>,
@@ -477,6 +480,21 @@ impl Client {
         .await
     }
 
+    /// My direct room with `user`, if there is one (the newest, should there be several).
+    pub async fn direct_room_with(&self, user: i64) -> Result<Option<RoomKey>, Error> {
+        self.db(move |c| {
+            Ok(c.query_row(
+                "SELECT r.id FROM rooms r JOIN members m ON m.room_id = r.id
+                 WHERE r.kind = 'direct' AND r.member = 1 AND m.user_id = ?1
+                 ORDER BY r.id DESC LIMIT 1",
+                [user],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     /// Invites a user (by id) to a group room.
     pub async fn invite(&self, room: RoomKey, user: i64) -> Result<RequestId, Error> {
         self.room_operation(room, move |request, target| Request::Invite {
@@ -624,6 +642,7 @@ impl Client {
                     image: shown.image,
                     file: shown.file,
                     video: shown.video,
+                    call: shown.call,
                 });
             }
             Ok(out)
@@ -746,7 +765,7 @@ impl Client {
 }
 
 /// Where an enqueued operation goes.
-enum Target {
+pub(crate) enum Target {
     /// An existing room I am a member of.
     Room(RoomKey),
     /// A room made now, with this kind and name.
@@ -798,14 +817,24 @@ struct Shown {
     image: Option<crate::model::ImageView>,
     file: Option<crate::model::FileView>,
     video: Option<crate::model::VideoView>,
+    call: Option<crate::model::CallView>,
 }
 
 fn view(content: &[u8]) -> Shown {
-    let none = |text: String| Shown { text, image: None, file: None, video: None };
+    let none = |text: String| Shown { text, image: None, file: None, video: None, call: None };
     let Ok(content) = codec::decode::<EventContent>(content) else {
         return none("(event this version cannot show)".into());
     };
     let text = crate::apply::describe(&content);
+    if let EventContent::Call(r) = &content {
+        let call = crate::model::CallView {
+            caller: r.caller.0,
+            outcome: r.outcome,
+            duration_ms: r.duration_ms,
+            video: r.video,
+        };
+        return Shown { call: Some(call), ..none(text) };
+    }
     let EventContent::Message { body, attachments } = content else { return none(text) };
     let Some(body) = crate::apply::decode_body(body.as_bytes()) else { return none(text) };
     let media = attachments.iter().next().map(|m| m.0);
@@ -833,6 +862,7 @@ fn view(content: &[u8]) -> Shown {
             height: v.height,
             poster: !v.poster.as_bytes().is_empty(),
         }),
+        call: None,
     }
 }
 

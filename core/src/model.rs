@@ -69,6 +69,21 @@ pub struct Message {
     pub file: Option<FileView>,
     /// A video's preview, if the file is a video.
     pub video: Option<VideoView>,
+    /// The call this event records, if it is a call record.
+    pub call: Option<CallView>,
+}
+
+/// A call record in a timeline (the facts; the UI words them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallView {
+    /// Who called (user id).
+    pub caller: i64,
+    /// How it ended.
+    pub outcome: tidings_proto::CallOutcome,
+    /// Talk time in milliseconds (0 unless completed).
+    pub duration_ms: u64,
+    /// A video call.
+    pub video: bool,
 }
 
 /// A file in a message; its bytes come from [`crate::Client::open_full`].
@@ -189,6 +204,8 @@ pub enum Event {
     },
     /// Events were lost because the subscriber was too slow: reload everything.
     Overflow,
+    /// A call's progress.
+    Call(crate::call::CallEvent),
 }
 
 /// Formats a request id for people and scripts.

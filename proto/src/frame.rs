@@ -238,6 +238,9 @@ pub enum Request {
         /// At most this many (capped at the page limit).
         limit: u16,
     },
+    /// STUN/TURN servers for calls, with TURN credentials valid for a while. Replies
+    /// [`Reply::IceServers`] (an empty list when the server has none configured).
+    IceServers {},
     /// Liveness check. Replies [`Reply::Pong`].
     Ping {
         /// Echoed back.
@@ -267,6 +270,7 @@ impl Request {
         "Typing",
         "Signal",
         "CatchUp",
+        "IceServers",
         "Ping",
     ];
 
@@ -292,6 +296,7 @@ impl Request {
             | Request::Typing { .. }
             | Request::Signal { .. }
             | Request::CatchUp { .. }
+            | Request::IceServers {}
             | Request::Ping { .. } => None,
         }
     }
@@ -318,6 +323,7 @@ impl Request {
             Request::Typing { .. } => "typing",
             Request::Signal { .. } => "signal",
             Request::CatchUp { .. } => "catch_up",
+            Request::IceServers {} => "ice_servers",
             Request::Ping { .. } => "ping",
         }
     }
@@ -627,11 +633,29 @@ pub enum Reply {
         /// Current members and their receipts.
         members: List<Member, MAX_ROOM_MEMBERS>,
     },
+    /// Answer to IceServers.
+    IceServers {
+        /// The servers, in order of preference.
+        servers: List<IceServer, MAX_ICE_SERVERS>,
+        /// Seconds the TURN credentials stay valid.
+        ttl_s: u32,
+    },
     /// Answer to Ping.
     Pong {
         /// The nonce from the ping.
         nonce: u64,
     },
+}
+
+/// A STUN or TURN server for calls (WebRTC's `RTCIceServer`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` / `turn:` URLs.
+    pub urls: List<Text<MAX_ICE_URL_BYTES>, MAX_ICE_SERVERS>,
+    /// TURN username (coturn REST scheme: `expiry:user`); empty for STUN.
+    pub username: Text<MAX_ICE_URL_BYTES>,
+    /// TURN password (base64 HMAC-SHA1 of the username); empty for STUN.
+    pub credential: Text<MAX_ICE_URL_BYTES>,
 }
 
 /// Typed error codes. Clients branch on the code, never on the message.

@@ -35,3 +35,8 @@ pub const MAX_ATTACHMENTS: usize = 16;
 pub const MAX_PAGE_EVENTS: usize = 500;
 /// Most devices listed for one user.
 pub const MAX_DEVICES: usize = 100;
+
+/// STUN/TURN servers (and URLs per server) handed to a client for calls.
+pub const MAX_ICE_SERVERS: usize = 8;
+/// Longest STUN/TURN URL, username or credential, in bytes.
+pub const MAX_ICE_URL_BYTES: usize = 256;

@@ -32,6 +32,15 @@ pub struct Config {
     pub typing_rate: Rate,
     /// Sign-in and sign-up attempts per connection, and sign-ins per username.
     pub sign_in_rate: Rate,
+    /// STUN URLs handed to clients for calls.
+    pub stun_urls: Vec<String>,
+    /// TURN URLs (`turn:host:port?transport=udp`) handed out with credentials.
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn `static-auth-secret`); without it no
+    /// TURN server is handed out.
+    pub turn_secret: Option<String>,
+    /// How long TURN credentials stay valid.
+    pub turn_ttl: Duration,
 }
 
 impl Config {
@@ -50,6 +59,10 @@ impl Config {
             send_rate: Rate { per_second: 50.0, burst: 200.0 },
             typing_rate: Rate { per_second: 2.0, burst: 5.0 },
             sign_in_rate: Rate { per_second: 0.2, burst: 5.0 },
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }

@@ -268,6 +268,9 @@ impl Conn {
                 return Ok(None);
             }
             Request::CatchUp { room, after, limit } => self.catch_up(room, after, limit).await?,
+            Request::IceServers {} => {
+                crate::turn::ice_servers(&self.shared.config, self.actor()?.user)?
+            }
             Request::Ping { nonce } => Reply::Pong { nonce },
         };
         Ok(Some(reply))

@@ -11,7 +11,8 @@
 //! - [`store`] — the database — one writer thread with group commit, post-commit hooks,
 //!   readers, migrations;
 //! - [`switchboard`] — connected devices and bounded, non-blocking delivery to them;
-//! - [`auth`], [`media`], [`metrics`], [`ratelimit`], [`config`].
+//! - [`auth`], [`media`], [`metrics`], [`ratelimit`], [`config`], [`turn`] (STUN/TURN for
+//!   calls).
 //!
 //! Nothing here logs a token, a password or a message body: requests are logged by kind.
 
@@ -26,6 +27,7 @@ pub mod ratelimit;
 pub mod roomlog;
 pub mod store;
 pub mod switchboard;
+pub mod turn;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
 

@@ -508,7 +508,8 @@ impl Conn {
         Ok(())
     }
 
-    /// Relays a call signal to another member of the room. An Inquire to someone with no
+    /// Relays a call signal to another member of the room, or to my own other devices (a
+    /// call answered or declined here stops their ringing). An Inquire to someone with no
     /// connected device is refused at once with `unavailable`, so the caller does not wait.
     pub(crate) async fn signal(
         &mut self,
@@ -523,8 +524,9 @@ impl Conn {
             .store
             .read(move |conn| {
                 member_only(conn, room, actor)?;
-                if to_user == actor.user || !roomlog::is_member(conn, room, to_user)? {
-                    return Err(OpError::forbidden("the callee is not another member of the room"));
+                // To myself: my other devices (a call answered or declined here).
+                if to_user != actor.user && !roomlog::is_member(conn, room, to_user)? {
+                    return Err(OpError::forbidden("the callee is not a member of the room"));
                 }
                 Ok(())
             })
@@ -536,8 +538,9 @@ impl Conn {
             .peers_of(to_user)
             .into_iter()
             .filter(|p| to_device.is_none_or(|d| d == p.device))
+            .filter(|p| (p.user, p.device) != (actor.user, actor.device))
             .collect();
-        if targets.is_empty() {
+        if targets.is_empty() && to_user != actor.user {
             if matches!(signal, CallSignal::Inquire { .. }) {
                 let refuse = encode_frame(&ServerFrame::Signal {
                     room,

@@ -1,9 +1,11 @@
-//! Test and benchmark support: the real server in-process on a loopback port, and a small
-//! client that speaks tidings-proto over a real websocket.
+//! Test and benchmark support: the real server in-process on a loopback port, a small
+//! client that speaks tidings-proto over a real websocket, and a real TURN server.
 //!
 //! The client is deliberately plain: it sends a request, buffers any pushes that arrive
 //! before the matching reply, and hands them out in order with [`Client::next_push`]. Tests
 //! see exactly the frames the server sent.
+
+mod coturn;
 
 use std::{collections::VecDeque, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -20,6 +22,8 @@ use tokio_tungstenite::{
     tungstenite::{protocol::WebSocketConfig, Message},
     MaybeTlsStream, WebSocketStream,
 };
+
+pub use coturn::Coturn;
 
 /// How long a test waits for a frame before calling it missing.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -2,14 +2,19 @@
 //!
 //! - `run`: build and start the server on its embedded default, print its URL;
 //! - `test`: every test — formatting, lints, the workspace's tests, a short fuzz run;
-//! - `bench server`, `bench core`, `bench photo`: the benchmarks (docs/performance.md);
+//! - `bench server`, `bench core`, `bench photo`, `bench call`: the benchmarks
+//!   (docs/performance.md);
 //! - `fuzz [TARGET] [SECONDS]`: run a fuzz target.
 
 mod bench;
+mod bench_call;
 mod bench_core;
 mod bench_photo;
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{bail, Context};
 
@@ -22,13 +27,14 @@ fn main() -> anyhow::Result<()> {
         ["bench", "server", rest @ ..] => bench::server(rest),
         ["bench", "core", rest @ ..] => bench_core::run(rest),
         ["bench", "photo", rest @ ..] => bench_photo::run(rest),
+        ["bench", "call", rest @ ..] => bench_call::run(rest),
         ["thumbnail", rest @ ..] => bench_photo::thumbnail(rest),
         ["fuzz"] => fuzz_all(30),
         ["fuzz", target] => fuzz(target, 60),
         ["fuzz", target, seconds] => fuzz(target, seconds.parse().context("SECONDS")?),
         _ => {
             eprintln!(
-                "usage: cargo xtask run [-- serve flags…] | test | bench server|core|photo | \
+                "usage: cargo xtask run [-- serve flags…] | test | bench server|core|photo|call | \
                  fuzz [TARGET [SECONDS]]"
             );
             std::process::exit(2);
@@ -63,6 +69,8 @@ fn run(extra: &[&str]) -> anyhow::Result<()> {
         ["--", rest @ ..] => rest,
         rest => rest,
     };
+    // Opus (for calls) is built from source with cmake.
+    ensure_packages(&[("cmake", "cmake")])?;
     let mut build = cargo();
     build.args(["build", "--release", "--bin", "tidings"]);
     step("build tidings (release)", build)?;
@@ -80,13 +88,29 @@ fn run(extra: &[&str]) -> anyhow::Result<()> {
 }
 
 fn test() -> anyhow::Result<()> {
-    ensure_packages(&[("ffmpeg", "ffmpeg")])?;
+    ensure_packages(&[
+        // The video tests make and probe real videos.
+        ("ffmpeg", "ffmpeg"),
+        // Opus is built from source (opusic-sys) with cmake.
+        ("cmake", "cmake"),
+        // The relay-only call test runs a real TURN server.
+        ("turnserver", "coturn"),
+        // The browser interop call test runs headless Chromium.
+        ("chromium", "chromium"),
+        // The app's microphone and speaker (feature device-audio) build on ALSA.
+        ("/usr/include/alsa/asoundlib.h", "libasound2-dev"),
+    ])?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     step("format check", fmt)?;
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     step("clippy", clippy)?;
+    // The app's audio backend is behind a feature the tests do not use: keep it compiling.
+    let mut device_audio = cargo();
+    device_audio.args(["clippy", "-p", "tidings-core", "--features", "device-audio"]);
+    device_audio.args(["--", "-D", "warnings"]);
+    step("clippy (core with device-audio)", device_audio)?;
     let mut tests = cargo();
     tests.args(["test", "--workspace", "--all-targets"]);
     step("workspace tests", tests)?;
@@ -94,15 +118,17 @@ fn test() -> anyhow::Result<()> {
 }
 
 /// Installs the Debian packages the tests need, for each `(program, package)` whose program
-/// is missing (ffmpeg: the video tests make and probe real videos).
+/// is not on the PATH (or, for an absolute path, whose file is missing).
 fn ensure_packages(needed: &[(&str, &str)]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = needed
-        .iter()
-        .filter(|(program, _)| {
-            !Command::new(program).arg("-version").output().is_ok_and(|o| o.status.success())
-        })
-        .map(|(_, package)| *package)
-        .collect();
+    let present = |what: &str| {
+        if what.starts_with('/') {
+            return Path::new(what).is_file();
+        }
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(what).is_file()))
+    };
+    let missing: Vec<&str> =
+        needed.iter().filter(|(what, _)| !present(what)).map(|(_, package)| *package).collect();
     if missing.is_empty() {
         return Ok(());
     }

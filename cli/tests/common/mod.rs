@@ -41,9 +41,15 @@ pub fn serve_on(addr: &str, data: &Path) -> Server {
 
 /// Starts `tidings serve` on `addr` with its data in `data` and `extra` flags.
 pub fn serve_with(addr: &str, data: &Path, extra: &[&str]) -> Server {
+    serve_with_env(addr, data, extra, &[])
+}
+
+/// Starts `tidings serve` with `extra` flags and `env` variables.
+pub fn serve_with_env(addr: &str, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args(["serve", "--listen", addr])
         .args(extra)
+        .envs(env.iter().copied())
         .arg("--data")
         .arg(data)
         .stdout(Stdio::piped())

@@ -49,6 +49,10 @@ const PING_AFTER: Duration = Duration::from_secs(20);
 /// profile (a `tidings send` next to `tidings listen`) cannot wake it.
 const OUTBOX_POLL: Duration = Duration::from_secs(1);
 
+/// Frame ids from here on are the link's own (one-off requests and call signals), so they
+/// never collide with a [`Machine`]'s.
+const OWN_IDS: u32 = 1_000_000;
+
 /// One websocket to the server, after Hello: frames out, frames in.
 struct Link {
     ws: Ws,
@@ -66,15 +70,14 @@ fn ws_url(server: &str) -> String {
 }
 
 impl Link {
-    /// Connects and says Hello. Frame ids from 1 000 000 on are the link's own, so they
-    /// never collide with a [`Machine`]'s.
+    /// Connects and says Hello.
     async fn connect(server: &str) -> Result<Self, Error> {
         let (ws, _) =
             tokio::time::timeout(REPLY_TIMEOUT, tokio_tungstenite::connect_async(ws_url(server)))
                 .await
                 .map_err(|_| Error::Network("the server did not answer".into()))?
                 .map_err(|e| Error::Network(e.to_string()))?;
-        let mut link = Self { ws, next_id: 1_000_000 };
+        let mut link = Self { ws, next_id: OWN_IDS };
         let v = tidings_proto::PROTOCOL_VERSION;
         let client_name = Text::new(concat!("tidings-core/", env!("CARGO_PKG_VERSION")))
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -82,6 +85,13 @@ impl Link {
             .await?
             .map_err(Error::Server)?;
         Ok(link)
+    }
+
+    /// Sends a request with one of the link's own ids, expecting no reply (call signals).
+    async fn send_own(&mut self, request: Request) -> Result<(), Error> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(OWN_IDS);
+        self.send(&ClientFrame { id, request }).await
     }
 
     async fn send(&mut self, frame: &ClientFrame) -> Result<(), Error> {
@@ -185,6 +195,9 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
     let mut link = Link::connect(&account.server).await?;
     let machine = Arc::new(Mutex::new(Machine::new(account.user_id, account.token.clone(), live)));
     let mut heard = Instant::now();
+    // A session carries the call driver's signals (one session at a time does); a
+    // non-live one sends those already queued before it ends (a hang-up on the way out).
+    let mut calls = client.calls.outgoing_rx.try_lock().ok();
     loop {
         let m = machine.clone();
         let poll = client.db(move |c| lock(&m)?.poll(c, now_ms())).await?;
@@ -193,7 +206,14 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 link.send(&frame).await?;
                 continue;
             }
-            Poll::Done => return Ok(()),
+            Poll::Done => {
+                while let Some(signal) = calls.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    link.send_own(signal).await?;
+                }
+                // A ping's answer comes after the server handled what was sent before it.
+                link.request(Request::Ping { nonce: 0 }).await?.map_err(Error::Server)?;
+                return Ok(());
+            }
             Poll::Upload { item, path, session } => {
                 tracing::debug!(item, "Uploading.");
                 let file = client.dir().join(path);
@@ -210,7 +230,13 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 client.emit(events);
                 continue;
             }
-            Poll::AwaitReply => link.next(REPLY_TIMEOUT).await?,
+            Poll::AwaitReply => tokio::select! {
+                frame = link.next(REPLY_TIMEOUT) => frame?,
+                Some(signal) = next_signal(&mut calls) => {
+                    link.send_own(signal).await?;
+                    continue;
+                }
+            },
             Poll::Idle { wake_ms } => {
                 let until_wake =
                     wake_ms.map(|w| Duration::from_millis((w - now_ms()).max(0) as u64));
@@ -229,12 +255,29 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 };
                 tokio::select! {
                     _ = client.outbox_ready.notified(), if live => continue,
+                    Some(signal) = next_signal(&mut calls) => {
+                        link.send_own(signal).await?;
+                        continue;
+                    }
                     _ = tokio::time::sleep(wait) => continue,
                     frame = link.next(PING_AFTER * 2) => frame?,
                 }
             }
         };
         heard = Instant::now();
+        let frame = match frame {
+            ServerFrame::Signal { room, from_user, from_device, call, signal } => {
+                client.deliver_signal(room, from_user, from_device.0, call, signal).await;
+                continue;
+            }
+            // A call signal failed (they are answered only then): the call's timeouts
+            // settle it; nothing for the sync machine.
+            ServerFrame::Reply { id, result: Err(e) } if id >= OWN_IDS => {
+                tracing::debug!(code = ?e.code, "A call signal was refused.");
+                continue;
+            }
+            frame => frame,
+        };
         let m = machine.clone();
         let jitter: f64 = rand::rng().random();
         let events = client.db(move |c| lock(&m)?.on_frame(c, frame, now_ms(), jitter)).await?;
@@ -246,6 +289,15 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
             }
         }
         client.emit(events);
+    }
+}
+
+async fn next_signal(
+    calls: &mut Option<tokio::sync::MutexGuard<'_, tokio::sync::mpsc::UnboundedReceiver<Request>>>,
+) -> Option<Request> {
+    match calls {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -328,6 +380,22 @@ pub async fn typing(client: &Client, room: RoomKey, active: bool) -> Result<(), 
     // Typing gets no reply unless it fails; a ping's reply comes after any failure.
     let result = link.request(Request::Ping { nonce: u64::from(id) }).await?;
     result.map(|_| ()).map_err(Error::Server)
+}
+
+/// The STUN/TURN servers for calls and how long their credentials last (needs the
+/// network).
+pub(crate) async fn ice_servers(
+    client: &Client,
+) -> Result<(Vec<crate::call::media::IceServer>, Duration), Error> {
+    let account = client.require_account().await?;
+    let mut link = Link::joined(&account).await?;
+    match link.request(Request::IceServers {}).await?.map_err(Error::Server)? {
+        Reply::IceServers { servers, ttl_s } => Ok((
+            crate::call::driver::ice_from_reply(servers.into_vec()),
+            Duration::from_secs(u64::from(ttl_s)),
+        )),
+        other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
+    }
 }
 
 /// Signs this device out on the server and forgets the session here.

@@ -192,6 +192,7 @@ pub fn request() -> impl Strategy<Value = Request> {
             after,
             limit
         }),
+        Just(Request::IceServers {}),
         any::<u64>().prop_map(|nonce| Request::Ping { nonce }),
     ]
 }
@@ -289,6 +290,13 @@ pub fn reply() -> impl Strategy<Value = Reply> {
                 last_seq,
                 members
             }),
+        (
+            list((list(text()), text(), text()).prop_map(|(urls, username, credential)| {
+                IceServer { urls, username, credential }
+            })),
+            any::<u32>()
+        )
+            .prop_map(|(servers, ttl_s)| Reply::IceServers { servers, ttl_s }),
         any::<u64>().prop_map(|nonce| Reply::Pong { nonce }),
     ]
 }
@@ -342,6 +350,7 @@ pub fn request_tag(r: &Request) -> &'static str {
         Request::Typing { .. } => "Typing",
         Request::Signal { .. } => "Signal",
         Request::CatchUp { .. } => "CatchUp",
+        Request::IceServers {} => "IceServers",
         Request::Ping { .. } => "Ping",
     }
 }
@@ -367,6 +376,7 @@ pub fn reply_tag(r: &Reply) -> &'static str {
         Reply::User { .. } => "User",
         Reply::Logged { .. } => "Logged",
         Reply::Page { .. } => "Page",
+        Reply::IceServers { .. } => "IceServers",
         Reply::Pong { .. } => "Pong",
     }
 }

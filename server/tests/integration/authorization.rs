@@ -110,6 +110,7 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     ("ListDevices",     [A,     A,    A,      U,      U,     U,      U,      A]),
     ("RevokeDevice",    [N,     N,    N,      U,      U,     U,      U,      A]),
     ("LookupUser",      [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("IceServers",      [A,     A,    A,      U,      U,     U,      U,      A]),
     ("CreateRoom",      [A,     A,    A,      U,      U,     U,      U,      A]),
     // Room operations: current members only.
     ("Invite",          [F,     F,    F,      U,      U,     U,      U,      A]),
@@ -353,6 +354,7 @@ fn operation(op: &str, w: &World) -> Operation {
         }
         "SignIn" => Request::SignIn(credentials(&w.frank_name)),
         "Ping" => Request::Ping { nonce: 7 },
+        "IceServers" => Request::IceServers {},
         "SignOut" => Request::SignOut {},
         "ListDevices" => Request::ListDevices {},
         // Bob's own idle device: the member is bob; for everyone else it is someone else's.

@@ -1,0 +1,423 @@
+//! The call driver: runs one device's [`CallMachine`] on the runtime.
+//!
+//! The machine decides; this task does the I/O it asks for and feeds back what happens:
+//!
+//! - **signals** out go to the live sync session (one websocket for everything), which
+//!   also hands every `Signal` push it receives to this task;
+//! - **media** commands go to a [`MediaSession`] (one per call, made when the machine asks
+//!   for the offer or the answer, so nothing touches the network before Grant and Accept);
+//!   its candidates, "connected" and "failed" come back as machine inputs;
+//! - **timers**: the machine's next deadline is a branch of the task's `select!`;
+//! - **UI** events become [`Event::Call`] on the client's event stream;
+//! - **records** are queued in the outbox as `RecordCall` with a local echo, so a call's
+//!   outcome reaches the room log exactly once even if the network is gone when it ends.
+//!
+//! STUN/TURN servers come from the server (`IceServers`: TURN credentials in coturn's REST
+//! scheme), fetched when calls start and again when the credentials near their expiry.
+//! The machine works with local room keys and server user ids; this task translates rooms
+//! at the edge.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tidings_proto::{
+    bounded::Text, CallId, CallOutcome, CallRecord, EventContent, Request, RoomId, UserId,
+};
+use tokio::sync::mpsc;
+
+use super::{
+    audio::{AudioSink, AudioSource},
+    media::{IceServer, MediaConfig, MediaSession},
+    CallMachine, Input, Local, Media, MediaCommand, Output, Remote, Timeouts,
+};
+use crate::{model::Event, model::RoomKey, Client, Error};
+
+/// How long a hung-up call's media stays open (silent) so the Hangup signal arrives first.
+const MEDIA_LINGER: Duration = Duration::from_millis(1500);
+
+/// Makes a call's audio source and sink (the front end's choice: devices, a tone, a file).
+pub type AudioFactory =
+    Arc<dyn Fn() -> (Box<dyn AudioSource>, Box<dyn AudioSink>) + Send + Sync + 'static>;
+
+/// How this device takes part in calls.
+#[derive(Clone)]
+pub struct CallOptions {
+    /// Media settings. With no `ice_servers`, the server's are used.
+    pub media: MediaConfig,
+    /// Each call's audio.
+    pub audio: AudioFactory,
+    /// Phase timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("media", &self.media)
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Command {
+    Local(Local),
+    Remote(Remote),
+    Mute(bool),
+}
+
+/// The client's side of the calls: the driver's command channel (once started) and the
+/// queue of signals for the sync session to send.
+#[derive(Debug)]
+pub(crate) struct Wires {
+    commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
+    outgoing: mpsc::UnboundedSender<Request>,
+    /// Taken by the live sync session for as long as it runs.
+    pub(crate) outgoing_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Local(_) => "Local",
+            Command::Remote(_) => "Remote",
+            Command::Mute(_) => "Mute",
+        })
+    }
+}
+
+impl Default for Wires {
+    fn default() -> Self {
+        let (outgoing, rx) = mpsc::unbounded_channel();
+        Self { commands: Mutex::new(None), outgoing, outgoing_rx: tokio::sync::Mutex::new(rx) }
+    }
+}
+
+impl Client {
+    /// Starts taking part in calls (needs a live sync session, [`crate::sync::run`], to
+    /// carry the signals). Until this is called, calls to this device go unanswered.
+    pub async fn start_calls(&self, options: CallOptions) -> Result<(), Error> {
+        let account = self.require_account().await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut commands =
+                self.calls.commands.lock().map_err(|_| Error::Internal("calls lock".into()))?;
+            if commands.as_ref().is_some_and(|c| !c.is_closed()) {
+                return Err(Error::Invalid("calls are already started".into()));
+            }
+            *commands = Some(tx);
+        }
+        tokio::spawn(drive(self.clone(), options, account.user_id, rx));
+        Ok(())
+    }
+
+    fn call_command(&self, command: Command) -> Result<(), Error> {
+        let commands =
+            self.calls.commands.lock().map_err(|_| Error::Internal("calls lock".into()))?;
+        let tx = commands.as_ref().ok_or_else(|| Error::Invalid("calls are not started".into()))?;
+        tx.send(command).map_err(|_| Error::Internal("the call driver stopped".into()))
+    }
+
+    /// Calls `user` in `room` (in a direct room, `None` means the other member). The call's
+    /// progress arrives as [`Event::Call`]; returns its id.
+    pub async fn call(&self, room: RoomKey, user: Option<i64>) -> Result<CallId, Error> {
+        let me = self.require_account().await?.user_id;
+        let user = match user {
+            Some(u) => u,
+            None => {
+                self.db(move |c| {
+                    let mut others = c
+                        .prepare(
+                            "SELECT user_id FROM members WHERE room_id = ?1 AND user_id != ?2",
+                        )?
+                        .query_map([room, me], |r| r.get::<_, i64>(0))?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    match (others.pop(), others.is_empty()) {
+                        (Some(u), true) => Ok(u),
+                        _ => Err(Error::Invalid("say whom to call in a group".into())),
+                    }
+                })
+                .await?
+            }
+        };
+        if self.server_room_id(room).await?.is_none() {
+            return Err(Error::Invalid("the room is not on the server yet; sync first".into()));
+        }
+        let call: CallId = rand::random::<u64>() >> 11; // exact in JSON numbers
+        let local = Local::Call { call, room, user, video: false };
+        self.call_command(Command::Local(local))?;
+        Ok(call)
+    }
+
+    /// Answers the ringing call.
+    pub fn accept_call(&self) -> Result<(), Error> {
+        self.call_command(Command::Local(Local::Accept))
+    }
+
+    /// Declines the ringing call.
+    pub fn decline_call(&self) -> Result<(), Error> {
+        self.call_command(Command::Local(Local::Decline))
+    }
+
+    /// Hangs up (or cancels) the current call.
+    pub fn hang_up(&self) -> Result<(), Error> {
+        self.call_command(Command::Local(Local::Hangup))
+    }
+
+    /// Mutes or unmutes my microphone in the current call.
+    pub fn set_muted(&self, muted: bool) -> Result<(), Error> {
+        self.call_command(Command::Mute(muted))
+    }
+
+    /// A `Signal` push from the sync session.
+    pub(crate) async fn deliver_signal(
+        &self,
+        room: RoomId,
+        from_user: UserId,
+        from_device: i64,
+        call: CallId,
+        signal: tidings_proto::CallSignal,
+    ) {
+        let started = self.calls.commands.lock().is_ok_and(|c| c.is_some());
+        if !started {
+            return;
+        }
+        let local = self
+            .db(move |c| {
+                use rusqlite::OptionalExtension;
+                Ok(c.prepare_cached("SELECT id FROM rooms WHERE server_id = ?1")?
+                    .query_row([room.0], |r| r.get::<_, i64>(0))
+                    .optional()?)
+            })
+            .await;
+        let Ok(Some(room)) = local else {
+            tracing::debug!(call, "Signal for an unknown room dropped.");
+            return;
+        };
+        let remote = Remote { room, from_user: from_user.0, from_device, call, signal };
+        let _ = self.call_command(Command::Remote(remote));
+    }
+
+    /// Queues a call's outcome for the room log, with its local echo.
+    async fn record_call(&self, room: RoomKey, record: CallRecord) -> Result<(), Error> {
+        self.enqueue(crate::client::Target::Room(room), None, move |request, server| {
+            let echo = EventContent::Call(record.clone());
+            (Request::RecordCall { request, room: server, record }, Some(echo))
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+struct Driver {
+    client: Client,
+    options: CallOptions,
+    me: i64,
+    machine: CallMachine,
+    media: Option<MediaSession>,
+    media_events: Option<mpsc::UnboundedReceiver<Media>>,
+    ice: Option<(Vec<IceServer>, Instant)>,
+}
+
+async fn drive(
+    client: Client,
+    options: CallOptions,
+    me: i64,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let machine = CallMachine::new(me, options.timeouts);
+    let mut d = Driver { client, options, me, machine, media: None, media_events: None, ice: None };
+    d.refresh_ice().await;
+    loop {
+        let deadline = d.machine.poll_timeout().map(tokio::time::Instant::from_std);
+        let input = tokio::select! {
+            command = commands.recv() => match command {
+                None => break,
+                Some(Command::Local(local)) => Input::Local(local),
+                Some(Command::Remote(remote)) => Input::Remote(remote),
+                Some(Command::Mute(muted)) => {
+                    if let Some(m) = &d.media { m.set_muted(muted); }
+                    continue;
+                }
+            },
+            Some(media) = next_media(&mut d.media_events) => Input::Media(media),
+            _ = sleep_until(deadline) => Input::Timer,
+        };
+        d.machine.handle(Instant::now(), input);
+        while let Some(output) = d.machine.poll_output() {
+            if let Some(feedback) = d.perform(output).await {
+                d.machine.handle(Instant::now(), feedback);
+            }
+        }
+    }
+    if let Some(m) = d.media.take() {
+        m.close().await;
+    }
+}
+
+async fn next_media(rx: &mut Option<mpsc::UnboundedReceiver<Media>>) -> Option<Media> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// Does what the machine asked; returns the media's answer to feed back, if any.
+    async fn perform(&mut self, output: Output) -> Option<Input> {
+        match output {
+            Output::Signal { room, to_user, to_device, call, signal } => {
+                match self.client.server_room_id(room).await {
+                    Ok(Some(server)) => {
+                        let request = Request::Signal {
+                            room: RoomId(server),
+                            to_user: UserId(to_user),
+                            to_device: to_device.map(tidings_proto::DeviceId),
+                            call,
+                            signal,
+                        };
+                        let _ = self.client.calls.outgoing.send(request);
+                    }
+                    _ => tracing::warn!(call, "No server room for a call signal."),
+                }
+                None
+            }
+            Output::Ui(event) => {
+                self.client.emit([Event::Call(event)]);
+                None
+            }
+            Output::Media(command) => self.media_command(command).await,
+            Output::Record { room, call, outcome, duration, video } => {
+                let record = CallRecord {
+                    call,
+                    caller: UserId(self.me),
+                    outcome,
+                    duration_ms: if outcome == CallOutcome::Completed {
+                        duration.as_millis() as u64
+                    } else {
+                        0
+                    },
+                    video,
+                };
+                if let Err(e) = self.client.record_call(room, record).await {
+                    tracing::warn!(error = %e, call, "The call's record could not be queued.");
+                }
+                None
+            }
+        }
+    }
+
+    async fn media_command(&mut self, command: MediaCommand) -> Option<Input> {
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "Call media failed.");
+            Some(Input::Media(Media::Failed))
+        };
+        match command {
+            MediaCommand::CreateOffer { .. } => {
+                let session = match self.open_media().await {
+                    Ok(s) => s,
+                    Err(e) => return failed(&e),
+                };
+                match session.create_offer().await {
+                    Ok(sdp) => Some(Input::Media(Media::OfferCreated(sdp))),
+                    Err(e) => failed(&e),
+                }
+            }
+            MediaCommand::CreateAnswer { offer } => {
+                let session = match self.open_media().await {
+                    Ok(s) => s,
+                    Err(e) => return failed(&e),
+                };
+                match session.create_answer(&offer).await {
+                    Ok(sdp) => Some(Input::Media(Media::AnswerCreated(sdp))),
+                    Err(e) => failed(&e),
+                }
+            }
+            MediaCommand::ApplyAnswer { answer } => match &self.media {
+                Some(m) => match m.apply_answer(&answer).await {
+                    Ok(()) => None,
+                    Err(e) => failed(&e),
+                },
+                None => None,
+            },
+            MediaCommand::AddCandidate { candidate } => {
+                if let Some(m) = &self.media {
+                    // One bad candidate does not end a call: the others may connect.
+                    if let Err(e) = m.add_candidate(&candidate).await {
+                        tracing::debug!(error = %e, "Remote candidate skipped.");
+                    }
+                }
+                None
+            }
+            MediaCommand::Stop => {
+                self.media_events = None;
+                if let Some(m) = self.media.take() {
+                    // Silent at once, closed a moment later: the Hangup signal (sent just
+                    // before, through the server) should reach the peer before its media
+                    // sees the connection close, or it would end the call as failed.
+                    m.stop_audio();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(MEDIA_LINGER).await;
+                        m.close().await;
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    /// A fresh media session for the current call (closing any left over).
+    async fn open_media(&mut self) -> Result<&MediaSession, crate::call::media::MediaError> {
+        if let Some(old) = self.media.take() {
+            old.close().await;
+        }
+        let stale = self.ice.as_ref().is_none_or(|(_, until)| *until <= Instant::now());
+        if stale {
+            self.refresh_ice().await;
+        }
+        let mut config = self.options.media.clone();
+        if config.ice_servers.is_empty() {
+            config.ice_servers = self.ice.as_ref().map(|(s, _)| s.clone()).unwrap_or_default();
+        }
+        let (source, sink) = (self.options.audio)();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let session = MediaSession::new(&config, source, sink, tx).await?;
+        self.media_events = Some(rx);
+        Ok(self.media.insert(session))
+    }
+
+    /// Asks the server for STUN/TURN servers (kept until shortly before the credentials
+    /// expire). Without an answer, calls go on with host candidates only.
+    async fn refresh_ice(&mut self) {
+        if !self.options.media.ice_servers.is_empty() {
+            return;
+        }
+        match crate::sync::ice_servers(&self.client).await {
+            Ok((servers, ttl)) => {
+                let keep = ttl.saturating_sub(ttl / 4).max(Duration::from_secs(10));
+                self.ice = Some((servers, Instant::now() + keep));
+            }
+            Err(e) => tracing::warn!(error = %e, "No STUN/TURN servers from the server."),
+        }
+    }
+}
+
+/// Converts the server's ICE servers.
+pub(crate) fn ice_from_reply(servers: Vec<tidings_proto::IceServer>) -> Vec<IceServer> {
+    servers
+        .into_iter()
+        .map(|s| IceServer {
+            urls: s.urls.into_vec().into_iter().map(Text::into_string).collect(),
+            username: s.username.into_string(),
+            credential: s.credential.into_string(),
+        })
+        .collect()
+}
