@@ -167,7 +167,7 @@ enum Command {
 }
 
 /// STUN/TURN servers handed to clients for calls.
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Default)]
 struct IceArgs {
     /// A STUN server URL (stun:host:port); repeatable.
     #[arg(long = "stun-url")]
@@ -179,6 +179,16 @@ struct IceArgs {
     /// environment so it stays out of the process list.
     #[arg(long, env = "TIDINGS_TURN_SECRET", hide_env_values = true)]
     turn_secret: Option<String>,
+}
+
+impl std::fmt::Debug for IceArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceArgs")
+            .field("stun_urls", &self.stun_urls)
+            .field("turn_urls", &self.turn_urls)
+            .field("turn_secret", &self.turn_secret.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// Where and as whom to sign in.
@@ -304,7 +314,7 @@ async fn serve(
     }
     config.stun_urls = ice.stun_urls;
     config.turn_urls = ice.turn_urls;
-    config.turn_secret = ice.turn_secret;
+    config.turn_secret = ice.turn_secret.map(tidings_server::config::Secret);
     let server = tidings_server::Server::bind(config).await?;
     let addr = server.local_addr()?;
     tracing::info!(data = %data.display(), "Data directory.");

@@ -38,7 +38,7 @@ pub struct Config {
     pub turn_urls: Vec<String>,
     /// The secret shared with the TURN server (coturn `static-auth-secret`); without it no
     /// TURN server is handed out.
-    pub turn_secret: Option<String>,
+    pub turn_secret: Option<Secret>,
     /// How long TURN credentials stay valid.
     pub turn_ttl: Duration,
 }
@@ -64,5 +64,15 @@ impl Config {
             turn_secret: None,
             turn_ttl: Duration::from_secs(12 * 3600),
         }
+    }
+}
+
+/// A secret that never shows in `Debug` output (so never in a log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
     }
 }

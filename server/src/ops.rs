@@ -520,12 +520,18 @@ impl Conn {
         signal: CallSignal,
     ) -> Result<(), OpError> {
         let actor = self.actor()?;
+        let is_hangup = matches!(signal, CallSignal::Hangup { .. });
         self.shared
             .store
             .read(move |conn| {
                 member_only(conn, room, actor)?;
-                // To myself: my other devices (a call answered or declined here).
-                if to_user != actor.user && !roomlog::is_member(conn, room, to_user)? {
+                // To myself: only a Hangup, to my other devices (a call answered or declined
+                // here); calling myself is not a thing.
+                if to_user == actor.user {
+                    if !is_hangup {
+                        return Err(OpError::forbidden("only a hang-up goes to my own devices"));
+                    }
+                } else if !roomlog::is_member(conn, room, to_user)? {
                     return Err(OpError::forbidden("the callee is not a member of the room"));
                 }
                 Ok(())

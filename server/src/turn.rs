@@ -52,7 +52,7 @@ pub fn ice_servers(config: &Config, user: UserId) -> Result<Reply, OpError> {
     if let (Some(secret), false) = (&config.turn_secret, config.turn_urls.is_empty()) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let expires = (now + config.turn_ttl).as_secs();
-        let (username, password) = credentials(secret, user, expires);
+        let (username, password) = credentials(&secret.0, user, expires);
         servers.push(IceServer {
             urls: urls(&config.turn_urls)?,
             username: text(&username)?,
@@ -92,7 +92,7 @@ mod tests {
         assert_eq!(servers.len(), 1, "STUN only without a secret");
         assert!(servers[0].username.as_str().is_empty());
 
-        config.turn_secret = Some("north".into());
+        config.turn_secret = Some(crate::config::Secret("north".into()));
         let Reply::IceServers { servers, ttl_s } = ice_servers(&config, UserId(7)).unwrap() else {
             panic!("not an IceServers reply")
         };

@@ -24,6 +24,7 @@ use tokio_tungstenite::{
 };
 
 pub use coturn::Coturn;
+pub use tidings_server::config::Secret;
 
 /// How long a test waits for a frame before calling it missing.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -45,7 +45,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         let turn = Coturn::start(SECRET)?;
         let server = TestServer::start_with(|c| {
             c.turn_urls = vec![turn.url()];
-            c.turn_secret = Some(SECRET.into());
+            c.turn_secret = Some(tidings_testkit::Secret(SECRET.into()));
         })
         .await?;
         let relayed = setup_times(&server.http_url(), true, calls).await?;

@@ -29,13 +29,17 @@ use tokio::sync::mpsc;
 
 use super::{
     audio::{AudioSink, AudioSource},
-    media::{IceServer, MediaConfig, MediaSession},
-    CallMachine, Input, Local, Media, MediaCommand, Output, Remote, Timeouts,
+    media::{IceServer, MediaConfig, MediaError, MediaSession},
+    CallEvent, CallMachine, Input, Local, Media, MediaCommand, Output, Remote, Timeouts,
 };
 use crate::{model::Event, model::RoomKey, Client, Error};
 
 /// How long a hung-up call's media stays open (silent) so the Hangup signal arrives first.
 const MEDIA_LINGER: Duration = Duration::from_millis(1500);
+/// Longest a media step (making the connection, an offer, an answer) may take.
+const MEDIA_STEP: Duration = Duration::from_secs(5);
+/// Longest a call waits for STUN/TURN servers that were not fetched yet.
+const ICE_FETCH_WAIT: Duration = Duration::from_secs(3);
 
 /// Makes a call's audio source and sink (the front end's choice: devices, a tone, a file).
 pub type AudioFactory =
@@ -109,6 +113,14 @@ impl Client {
             *commands = Some(tx);
         }
         tokio::spawn(drive(self.clone(), options, account.user_id, rx));
+        Ok(())
+    }
+
+    /// Stops taking part in calls: the current call's media closes and the driver ends.
+    pub fn stop_calls(&self) -> Result<(), Error> {
+        let mut commands =
+            self.calls.commands.lock().map_err(|_| Error::Internal("calls lock".into()))?;
+        *commands = None;
         Ok(())
     }
 
@@ -215,10 +227,15 @@ struct Driver {
     options: CallOptions,
     me: i64,
     machine: CallMachine,
-    media: Option<MediaSession>,
+    media: Option<Arc<MediaSession>>,
     media_events: Option<mpsc::UnboundedReceiver<Media>>,
-    ice: Option<(Vec<IceServer>, Instant)>,
+    /// The server's STUN/TURN servers and until when to use them.
+    ice: Ice,
+    /// Mute asked for in this call (kept across its media session being made).
+    muted: bool,
 }
+
+type Ice = Arc<Mutex<Option<(Vec<IceServer>, Instant)>>>;
 
 async fn drive(
     client: Client,
@@ -227,8 +244,14 @@ async fn drive(
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let machine = CallMachine::new(me, options.timeouts);
-    let mut d = Driver { client, options, me, machine, media: None, media_events: None, ice: None };
-    d.refresh_ice().await;
+    let ice: Ice = Arc::default();
+    if options.media.ice_servers.is_empty() {
+        // Fetched beside the driver, which must never wait on the network.
+        let (client, ice) = (client.clone(), ice.clone());
+        tokio::spawn(async move { fetch_ice(&client, &ice).await });
+    }
+    let mut d =
+        Driver { client, options, me, machine, media: None, media_events: None, ice, muted: false };
     loop {
         let deadline = d.machine.poll_timeout().map(tokio::time::Instant::from_std);
         let input = tokio::select! {
@@ -237,6 +260,7 @@ async fn drive(
                 Some(Command::Local(local)) => Input::Local(local),
                 Some(Command::Remote(remote)) => Input::Remote(remote),
                 Some(Command::Mute(muted)) => {
+                    d.muted = muted;
                     if let Some(m) = &d.media { m.set_muted(muted); }
                     continue;
                 }
@@ -245,11 +269,22 @@ async fn drive(
             _ = sleep_until(deadline) => Input::Timer,
         };
         d.machine.handle(Instant::now(), input);
+        // UI events go out once this input's outputs are all done (the record queued, the
+        // signals handed to the session), so whoever reacts to them sees the effects.
+        let mut ui = Vec::new();
         while let Some(output) = d.machine.poll_output() {
+            if let Output::Ui(event) = output {
+                if matches!(event, CallEvent::Ended { .. }) {
+                    d.muted = false;
+                }
+                ui.push(Event::Call(event));
+                continue;
+            }
             if let Some(feedback) = d.perform(output).await {
                 d.machine.handle(Instant::now(), feedback);
             }
         }
+        d.client.emit(ui);
     }
     if let Some(m) = d.media.take() {
         m.close().await;
@@ -270,8 +305,35 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Runs one media step in a task of its own with a time limit: a step that panics (on a
+/// peer's malformed description, say) or hangs fails the call, never the driver.
+async fn guarded<T: Send + 'static>(
+    step: impl std::future::Future<Output = Result<T, MediaError>> + Send + 'static,
+) -> Result<T, MediaError> {
+    match tokio::time::timeout(MEDIA_STEP, tokio::spawn(step)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(MediaError::Setup(format!("the media step failed: {e}"))),
+        Err(_) => Err(MediaError::Setup("the media step did not finish in time".into())),
+    }
+}
+
+/// Asks the server for its STUN/TURN servers and keeps them until shortly before the
+/// credentials expire. Without an answer, calls go on with host candidates only.
+async fn fetch_ice(client: &Client, ice: &Ice) {
+    match crate::sync::ice_servers(client).await {
+        Ok((servers, ttl)) => {
+            let keep = ttl.saturating_sub(ttl / 4).max(Duration::from_secs(10));
+            if let Ok(mut ice) = ice.lock() {
+                *ice = Some((servers, Instant::now() + keep));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "No STUN/TURN servers from the server."),
+    }
+}
+
 impl Driver {
-    /// Does what the machine asked; returns the media's answer to feed back, if any.
+    /// Does what the machine asked (UI events aside); returns the media's answer to feed
+    /// back, if any.
     async fn perform(&mut self, output: Output) -> Option<Input> {
         match output {
             Output::Signal { room, to_user, to_device, call, signal } => {
@@ -326,7 +388,7 @@ impl Driver {
                     Ok(s) => s,
                     Err(e) => return failed(&e),
                 };
-                match session.create_offer().await {
+                match guarded(async move { session.create_offer().await }).await {
                     Ok(sdp) => Some(Input::Media(Media::OfferCreated(sdp))),
                     Err(e) => failed(&e),
                 }
@@ -336,24 +398,25 @@ impl Driver {
                     Ok(s) => s,
                     Err(e) => return failed(&e),
                 };
-                match session.create_answer(&offer).await {
+                match guarded(async move { session.create_answer(&offer).await }).await {
                     Ok(sdp) => Some(Input::Media(Media::AnswerCreated(sdp))),
                     Err(e) => failed(&e),
                 }
             }
-            MediaCommand::ApplyAnswer { answer } => match &self.media {
-                Some(m) => match m.apply_answer(&answer).await {
+            MediaCommand::ApplyAnswer { answer } => {
+                let session = self.media.clone()?;
+                match guarded(async move { session.apply_answer(&answer).await }).await {
                     Ok(()) => None,
                     Err(e) => failed(&e),
-                },
-                None => None,
-            },
+                }
+            }
             MediaCommand::AddCandidate { candidate } => {
-                if let Some(m) = &self.media {
-                    // One bad candidate does not end a call: the others may connect.
-                    if let Err(e) = m.add_candidate(&candidate).await {
-                        tracing::debug!(error = %e, "Remote candidate skipped.");
-                    }
+                let session = self.media.clone()?;
+                // One bad candidate does not end a call: the others may connect.
+                if let Err(e) =
+                    guarded(async move { session.add_candidate(&candidate).await }).await
+                {
+                    tracing::debug!(error = %e, "Remote candidate skipped.");
                 }
                 None
             }
@@ -374,39 +437,39 @@ impl Driver {
         }
     }
 
-    /// A fresh media session for the current call (closing any left over).
-    async fn open_media(&mut self) -> Result<&MediaSession, crate::call::media::MediaError> {
+    /// A fresh media session for the current call (closing any left over, beside).
+    async fn open_media(&mut self) -> Result<Arc<MediaSession>, MediaError> {
         if let Some(old) = self.media.take() {
-            old.close().await;
-        }
-        let stale = self.ice.as_ref().is_none_or(|(_, until)| *until <= Instant::now());
-        if stale {
-            self.refresh_ice().await;
+            tokio::spawn(async move { old.close().await });
         }
         let mut config = self.options.media.clone();
         if config.ice_servers.is_empty() {
-            config.ice_servers = self.ice.as_ref().map(|(s, _)| s.clone()).unwrap_or_default();
+            let cached = |ice: &Ice| {
+                ice.lock().ok().and_then(|i| i.clone()).filter(|(_, until)| *until > Instant::now())
+            };
+            config.ice_servers = match cached(&self.ice) {
+                Some((servers, _)) => servers,
+                None => {
+                    // Not fetched yet (or expired): ask now, but not for long.
+                    let fetch = fetch_ice(&self.client, &self.ice);
+                    let _ = tokio::time::timeout(ICE_FETCH_WAIT, fetch).await;
+                    cached(&self.ice).map(|(s, _)| s).unwrap_or_default()
+                }
+            };
         }
-        let (source, sink) = (self.options.audio)();
+        let audio = self.options.audio.clone();
+        // The factory may open devices, which blocks.
+        let (source, sink) = tokio::task::spawn_blocking(move || audio())
+            .await
+            .map_err(|e| MediaError::Setup(format!("audio: {e}")))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let session = MediaSession::new(&config, source, sink, tx).await?;
+        let session = Arc::new(
+            guarded(async move { MediaSession::new(&config, source, sink, tx).await }).await?,
+        );
+        session.set_muted(self.muted);
         self.media_events = Some(rx);
-        Ok(self.media.insert(session))
-    }
-
-    /// Asks the server for STUN/TURN servers (kept until shortly before the credentials
-    /// expire). Without an answer, calls go on with host candidates only.
-    async fn refresh_ice(&mut self) {
-        if !self.options.media.ice_servers.is_empty() {
-            return;
-        }
-        match crate::sync::ice_servers(&self.client).await {
-            Ok((servers, ttl)) => {
-                let keep = ttl.saturating_sub(ttl / 4).max(Duration::from_secs(10));
-                self.ice = Some((servers, Instant::now() + keep));
-            }
-            Err(e) => tracing::warn!(error = %e, "No STUN/TURN servers from the server."),
-        }
+        self.media = Some(session.clone());
+        Ok(session)
     }
 }
 

@@ -55,7 +55,7 @@ use super::{
 };
 
 /// A STUN or TURN server (from the server's configuration, with short-lived credentials).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct IceServer {
     /// `stun:` or `turn:` URLs (TURN over UDP only: webrtc 0.21 has no TCP/TLS relay).
     pub urls: Vec<String>,
@@ -63,6 +63,13 @@ pub struct IceServer {
     pub username: String,
     /// TURN password.
     pub credential: String,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential stays out of logs.
+        f.debug_struct("IceServer").field("urls", &self.urls).finish_non_exhaustive()
+    }
 }
 
 /// How a call's media connects.
@@ -91,6 +98,9 @@ pub enum MediaError {
 }
 
 type Events = mpsc::UnboundedSender<Media>;
+
+/// Between ICE connectivity checks (webrtc's default is 200 ms).
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 type SharedSink = Arc<Mutex<Box<dyn AudioSink>>>;
 
 /// One call's peer connection and audio tasks. Closed with [`MediaSession::close`] (dropping
@@ -99,7 +109,18 @@ pub struct MediaSession {
     pc: Arc<dyn PeerConnection>,
     sink: SharedSink,
     muted: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Tasks,
+}
+
+/// The session's audio tasks (sending, and receiving once the track arrives).
+type Tasks = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+fn abort_all(tasks: &Tasks) {
+    if let Ok(mut tasks) = tasks.lock() {
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -112,6 +133,7 @@ struct Handler {
     events: Events,
     connected: watch::Sender<bool>,
     sink: SharedSink,
+    tasks: Tasks,
 }
 
 #[async_trait::async_trait]
@@ -148,7 +170,7 @@ impl PeerConnectionEventHandler for Handler {
             return;
         }
         let sink = self.sink.clone();
-        tokio::spawn(async move {
+        let hear = tokio::spawn(async move {
             let mut decoder = match opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono) {
                 Ok(d) => d,
                 Err(e) => {
@@ -173,6 +195,9 @@ impl PeerConnectionEventHandler for Handler {
                 }
             }
         });
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(hear);
+        }
     }
 }
 
@@ -188,8 +213,11 @@ impl MediaSession {
         let setup = |e: rtc::shared::error::Error| MediaError::Setup(e.to_string());
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(setup)?;
-        let mut settings =
-            SettingEngineBuilder::new().with_prflx_acceptance_min_wait(Some(Duration::ZERO));
+        let mut settings = SettingEngineBuilder::new()
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            // Connectivity checks every 50 ms instead of 200 (for as long in total: 1.4 s
+            // per pair), so a pair is found, nominated and secured sooner.
+            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(28));
         if config.relay_only {
             settings = settings.with_relay_acceptance_min_wait(Some(Duration::ZERO));
         }
@@ -212,8 +240,10 @@ impl MediaSession {
             .with_ice_transport_policy(policy)
             .build();
         let sink: SharedSink = Arc::new(Mutex::new(sink));
+        let tasks: Tasks = Arc::default();
         let (connected, on_connected) = watch::channel(false);
-        let handler = Arc::new(Handler { events, connected, sink: sink.clone() });
+        let handler =
+            Arc::new(Handler { events, connected, sink: sink.clone(), tasks: tasks.clone() });
         let mut builder = PeerConnectionBuilder::new()
             .with_configuration(configuration)
             .with_media_engine(media)
@@ -223,38 +253,19 @@ impl MediaSession {
             builder = builder.with_udp_addrs(config.udp_addrs.clone());
         }
         let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await.map_err(setup)?);
-
-        let ssrc: u32 = rand::random();
-        let track = Arc::new(
-            TrackLocalStaticSample::new(
-                Instant::now(),
-                MediaStreamTrack::new(
-                    "tidings".to_owned(),
-                    "voice".to_owned(),
-                    "voice".to_owned(),
-                    RtpCodecKind::Audio,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec: RTCRtpCodec {
-                            mime_type: MIME_TYPE_OPUS.to_owned(),
-                            clock_rate: SAMPLE_RATE,
-                            channels: 2,
-                            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-                            rtcp_feedback: vec![],
-                        },
-                        ..Default::default()
-                    }],
-                ),
-            )
-            .map_err(setup)?,
-        );
-        let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(setup)?;
         let muted = Arc::new(AtomicBool::new(false));
-        let speak = tokio::spawn(speak(track, sender, ssrc, source, on_connected, muted.clone()));
-        Ok(Self { pc, sink, muted, tasks: vec![speak] })
+        match add_voice(&pc, source, on_connected, muted.clone()).await {
+            Ok(speak) => {
+                if let Ok(mut t) = tasks.lock() {
+                    t.push(speak);
+                }
+                Ok(Self { pc, sink, muted, tasks })
+            }
+            Err(e) => {
+                let _ = pc.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// Caller: makes the offer and sets it locally.
@@ -312,10 +323,8 @@ impl MediaSession {
     }
 
     /// Ends the media: stops the audio, closes the connection, finishes the sink.
-    pub async fn close(mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
-        }
+    pub async fn close(&self) {
+        abort_all(&self.tasks);
         if let Err(e) = self.pc.close().await {
             tracing::debug!(error = %e, "Closing the peer connection failed.");
         }
@@ -325,10 +334,47 @@ impl MediaSession {
 
 impl Drop for MediaSession {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        abort_all(&self.tasks);
     }
+}
+
+/// Adds the outgoing Opus track; returns the task that feeds it once connected.
+async fn add_voice(
+    pc: &Arc<dyn PeerConnection>,
+    source: Box<dyn AudioSource>,
+    on_connected: watch::Receiver<bool>,
+    muted: Arc<AtomicBool>,
+) -> Result<tokio::task::JoinHandle<()>, MediaError> {
+    let setup = |e: rtc::shared::error::Error| MediaError::Setup(e.to_string());
+    let ssrc: u32 = rand::random();
+    let track = Arc::new(
+        TrackLocalStaticSample::new(
+            Instant::now(),
+            MediaStreamTrack::new(
+                "tidings".to_owned(),
+                "voice".to_owned(),
+                "voice".to_owned(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: RTCRtpCodec {
+                        mime_type: MIME_TYPE_OPUS.to_owned(),
+                        clock_rate: SAMPLE_RATE,
+                        channels: 2,
+                        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                        rtcp_feedback: vec![],
+                    },
+                    ..Default::default()
+                }],
+            ),
+        )
+        .map_err(setup)?,
+    );
+    let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.map_err(setup)?;
+    Ok(tokio::spawn(speak(track, sender, ssrc, source, on_connected, muted)))
 }
 
 /// Once connected, sends a frame from `source` every 20 ms until the track refuses.

@@ -137,7 +137,8 @@ impl Machine {
 
     fn request(&mut self, request: Request, awaiting: Awaiting) -> ClientFrame {
         let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
+        // Ids from 1,000,000 on belong to the link (call signals, one-off requests).
+        self.next_id = if self.next_id + 1 >= 1_000_000 { 1 } else { self.next_id + 1 };
         self.awaiting = Some((id, awaiting));
         ClientFrame { id, request }
     }

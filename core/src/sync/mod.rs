@@ -199,6 +199,10 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
     // non-live one sends those already queued before it ends (a hang-up on the way out).
     let mut calls = client.calls.outgoing_rx.try_lock().ok();
     loop {
+        if calls.is_none() && live {
+            // A one-off sync held the queue when this session began; take it when free.
+            calls = client.calls.outgoing_rx.try_lock().ok();
+        }
         let m = machine.clone();
         let poll = client.db(move |c| lock(&m)?.poll(c, now_ms())).await?;
         let frame = match poll {
@@ -207,11 +211,16 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 continue;
             }
             Poll::Done => {
+                let mut sent = false;
                 while let Some(signal) = calls.as_mut().and_then(|rx| rx.try_recv().ok()) {
                     link.send_own(signal).await?;
+                    sent = true;
                 }
-                // A ping's answer comes after the server handled what was sent before it.
-                link.request(Request::Ping { nonce: 0 }).await?.map_err(Error::Server)?;
+                if sent {
+                    // The answer to a ping comes after the server has relayed what was sent
+                    // before it; the sync itself is done whatever it says.
+                    let _ = link.request(Request::Ping { nonce: 0 }).await;
+                }
                 return Ok(());
             }
             Poll::Upload { item, path, session } => {

@@ -362,6 +362,32 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
 }
 
 #[tokio::test]
+async fn a_hang_up_reaches_my_other_devices_and_nothing_else_goes_to_myself() {
+    let server = TestServer::start().await.unwrap();
+    let url = server.ws_url();
+    let mut phone = Client::sign_up(&url, "bob").await.unwrap();
+    let mut laptop = Client::sign_in(&url, "bob").await.unwrap();
+    let alice = Client::sign_up(&url, "alice").await.unwrap();
+    let room = group(&mut phone, &[alice.me().user.id]).await;
+    next_event(&mut laptop).await;
+    let me = phone.me().user.id;
+    let to_me = |signal| Request::Signal { room, to_user: me, to_device: None, call: 9, signal };
+    // Answered on the phone: the laptop stops ringing; the phone does not hear itself.
+    let elsewhere = CallSignal::Hangup { reason: tidings_proto::HangupReason::AnsweredElsewhere };
+    phone.unanswered(to_me(elsewhere.clone())).await.unwrap().unwrap();
+    let push = laptop.next_push().await.unwrap();
+    assert!(
+        matches!(&push, ServerFrame::Signal { call: 9, signal, .. } if *signal == elsewhere),
+        "{push:?}"
+    );
+    // Calling myself is refused.
+    let inquire = phone.unanswered(to_me(CallSignal::Inquire { video: false })).await.unwrap();
+    assert_eq!(inquire.unwrap_err().code, ErrorCode::Forbidden);
+    let echo = phone.next_push_within(Duration::from_millis(300)).await.unwrap();
+    assert!(echo.is_none(), "nothing came back to the sender: {echo:?}");
+}
+
+#[tokio::test]
 async fn accounts_devices_and_sign_out() {
     let server = TestServer::start().await.unwrap();
     let url = server.ws_url();
