@@ -26,13 +26,14 @@ impl Coturn {
     pub fn start(secret: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
-        // Relay ports near the listening port, so parallel servers rarely collide.
-        let relay_min = 50_000 + (port % 1000) * 10;
+        // A hundred relay ports (two per call, held until released), chosen by the
+        // listening port so that parallel servers rarely collide.
+        let relay_min = 50_000 + (port % 150) * 100;
         let child = Command::new("turnserver")
             .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"])
             .arg(format!("--listening-port={port}"))
             .arg(format!("--min-port={relay_min}"))
-            .arg(format!("--max-port={}", relay_min + 9))
+            .arg(format!("--max-port={}", relay_min + 99))
             .args(["--use-auth-secret", &format!("--static-auth-secret={secret}")])
             .args(["--realm=tidings.test", "--no-tls", "--no-dtls", "--fingerprint"])
             .args(["--allow-loopback-peers", "--no-cli", "--log-file=stdout", "--simple-log"])

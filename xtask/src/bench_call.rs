@@ -55,6 +55,10 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn report(what: &str, times: &[Duration]) {
+    if times.is_empty() {
+        println!("{what}: no call connected");
+        return;
+    }
     let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
@@ -131,22 +135,43 @@ async fn setup_times(
     });
 
     let mut times = Vec::with_capacity(calls);
+    let mut failed = Vec::new();
     for _ in 0..calls {
         let mut events = caller.subscribe();
         let mut callee_events = callee.subscribe();
         let started = Instant::now();
         caller.call(room, Some(callee_id)).await?;
-        let connected = |e: &Event| match e {
+        let mut ended_early = None;
+        let settled = |e: &Event| match e {
             Event::Call(CallEvent::Connected { .. }) => true,
-            Event::Call(CallEvent::Ended { reason, .. }) => panic!("the call ended: {reason:?}"),
+            Event::Call(CallEvent::Ended { reason, .. }) => {
+                ended_early = Some(*reason);
+                true
+            }
             _ => false,
         };
-        wait_for(&mut events, "connected", connected).await?;
-        times.push(started.elapsed());
-        caller.hang_up()?;
+        wait_for(&mut events, "connected", settled).await?;
         let ended = |e: &Event| matches!(e, Event::Call(CallEvent::Ended { .. }));
-        wait_for(&mut events, "the caller's end", ended).await?;
-        wait_for(&mut callee_events, "the callee's end", ended).await?;
+        match ended_early {
+            Some(reason) => {
+                failed.push(reason);
+                // The callee may never have rung; give it a moment either way.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    wait_for(&mut callee_events, "the callee's end", ended),
+                )
+                .await;
+            }
+            None => {
+                times.push(started.elapsed());
+                caller.hang_up()?;
+                wait_for(&mut events, "the caller's end", ended).await?;
+                wait_for(&mut callee_events, "the callee's end", ended).await?;
+            }
+        }
+    }
+    if !failed.is_empty() {
+        println!("  {} of {calls} calls did not connect: {failed:?}", failed.len());
     }
     Ok(times)
 }
