@@ -33,7 +33,10 @@ impl From<Error> for Failure {
             | Error::NoSuchRoom(_)
             | Error::NoSuchOutboxItem(_)
             | Error::Photo(_)
-            | Error::NoSuchImage { .. } => EXIT_USAGE,
+            | Error::NoSuchImage { .. }
+            | Error::ForeignServer { .. }
+            | Error::Scan(_)
+            | Error::ContactCode(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         };
         Failure { code, message: e.to_string() }

@@ -3,6 +3,7 @@
 
 mod call;
 mod client;
+mod contacts;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -156,6 +157,43 @@ enum Command {
         #[command(flatten)]
         audio: call::CallArgs,
     },
+    /// Print my contact code (and write it as a QR code).
+    ContactCode {
+        /// Write the QR code as PNG here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Write the QR code as SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// A new code (the old one stops working).
+        #[arg(long)]
+        reset: bool,
+        /// With --reset: the new code stops working after this many minutes.
+        #[arg(long, requires = "reset")]
+        minutes: Option<f64>,
+    },
+    /// Replace my contact code (the old one stops working); prints the new one.
+    ResetContactCode {
+        /// The new code stops working after this many minutes.
+        #[arg(long)]
+        minutes: Option<f64>,
+    },
+    /// Add a contact from their code, or from a picture of their QR code.
+    AddContact {
+        /// The code (tidings:contact?…).
+        #[arg(required_unless_present = "qr_image", conflicts_with = "qr_image")]
+        uri: Option<String>,
+        /// A picture of their QR code (PNG, JPEG, WebP, GIF; a photo of a screen works).
+        #[arg(long)]
+        qr_image: Option<PathBuf>,
+    },
+    /// List my contacts.
+    Contacts,
+    /// Find a user by exact username.
+    FindUser {
+        /// Username.
+        username: String,
+    },
     /// Wait for a call and take it; prints its states, exits when it ends.
     Answer {
         /// Accept at once (else ask on stdin).
@@ -285,6 +323,18 @@ fn main() -> ExitCode {
                 call::call(&c, out, &username, seconds, &audio).await
             }
             Command::Answer { auto, audio } => call::answer(&c, out, auto, &audio).await,
+            Command::ContactCode { png, svg, reset, minutes } => {
+                contacts::contact_code(&c, out, reset, minutes, png.as_deref(), svg.as_deref())
+                    .await
+            }
+            Command::ResetContactCode { minutes } => {
+                contacts::contact_code(&c, out, true, minutes, None, None).await
+            }
+            Command::AddContact { uri, qr_image } => {
+                contacts::add_contact(&c, out, uri.as_deref(), qr_image.as_deref()).await
+            }
+            Command::Contacts => contacts::contacts(&c, out).await,
+            Command::FindUser { username } => contacts::find_user(&c, out, &username).await,
         }
     });
     match result {

@@ -14,11 +14,13 @@
 //! - [`media`] — uploads and on-demand downloads over HTTP, and the media cache;
 //! - [`model`] — what front ends render, and the change events;
 //! - [`typing`] — who is typing where (in memory, expiring);
+//! - [`contact`] — contact codes as QR codes (made and read from images), and adding contacts;
 //! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
 
 pub mod apply;
 pub mod call;
 pub mod client;
+pub mod contact;
 pub mod media;
 pub mod model;
 pub mod outbox;
@@ -67,6 +69,18 @@ pub enum Error {
         /// The message's seq.
         seq: u64,
     },
+    /// A contact code for another server than this profile's.
+    #[error("this contact code is for another server ({server}); this profile is on another")]
+    ForeignServer {
+        /// The code's server.
+        server: String,
+    },
+    /// No contact code could be read from an image.
+    #[error(transparent)]
+    Scan(#[from] contact::ScanError),
+    /// Text that is not a valid contact code.
+    #[error(transparent)]
+    ContactCode(#[from] contact::ContactCodeError),
     /// A value given by the user is not acceptable.
     #[error("invalid input: {0}")]
     Invalid(String),

@@ -238,6 +238,25 @@ pub enum Request {
         /// At most this many (capped at the page limit).
         limit: u16,
     },
+    /// My contact key (what my QR code carries), made if I have none; `reset` replaces it
+    /// (the old one stops working), `ttl_s` makes the new one expire. Replies
+    /// [`Reply::ContactKey`].
+    ContactKey {
+        /// Replace the current key.
+        reset: bool,
+        /// Seconds the new key stays valid (`None`: until reset).
+        ttl_s: Option<u32>,
+    },
+    /// Become contacts with `user` by showing their contact key (from their code); opens
+    /// our direct room, or reuses the one we have. Replies [`Reply::Contact`].
+    AddContact {
+        /// Their username.
+        user: Username,
+        /// Their contact key.
+        key: ContactKeyText,
+    },
+    /// My contacts. Replies [`Reply::Contacts`].
+    Contacts {},
     /// STUN/TURN servers for calls, with TURN credentials valid for a while. Replies
     /// [`Reply::IceServers`] (an empty list when the server has none configured).
     IceServers {},
@@ -270,6 +289,9 @@ impl Request {
         "Typing",
         "Signal",
         "CatchUp",
+        "ContactKey",
+        "AddContact",
+        "Contacts",
         "IceServers",
         "Ping",
     ];
@@ -296,6 +318,9 @@ impl Request {
             | Request::Typing { .. }
             | Request::Signal { .. }
             | Request::CatchUp { .. }
+            | Request::ContactKey { .. }
+            | Request::AddContact { .. }
+            | Request::Contacts {}
             | Request::IceServers {}
             | Request::Ping { .. } => None,
         }
@@ -323,6 +348,9 @@ impl Request {
             Request::Typing { .. } => "typing",
             Request::Signal { .. } => "signal",
             Request::CatchUp { .. } => "catch_up",
+            Request::ContactKey { .. } => "contact_key",
+            Request::AddContact { .. } => "add_contact",
+            Request::Contacts {} => "contacts",
             Request::IceServers {} => "ice_servers",
             Request::Ping { .. } => "ping",
         }
@@ -633,6 +661,23 @@ pub enum Reply {
         /// Current members and their receipts.
         members: List<Member, MAX_ROOM_MEMBERS>,
     },
+    /// Answer to ContactKey.
+    ContactKey {
+        /// The key (a secret: it goes into my contact code and nowhere else).
+        key: ContactKeyText,
+        /// When it stops working (Unix ms), if ever.
+        expires_ms: Option<i64>,
+    },
+    /// Answer to AddContact.
+    Contact {
+        /// The new (or existing) contact.
+        contact: Contact,
+    },
+    /// Answer to Contacts.
+    Contacts {
+        /// Everyone I have as a contact.
+        contacts: List<Contact, MAX_CONTACTS>,
+    },
     /// Answer to IceServers.
     IceServers {
         /// The servers, in order of preference.
@@ -645,6 +690,18 @@ pub enum Reply {
         /// The nonce from the ping.
         nonce: u64,
     },
+}
+
+/// A contact key as it travels (16–64 characters of `A-Z a-z 0-9 - _`).
+pub type ContactKeyText = Text<64>;
+
+/// One of my contacts and our direct room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Who.
+    pub user: UserRef,
+    /// Our direct room.
+    pub room: RoomId,
 }
 
 /// A STUN or TURN server for calls (WebRTC's `RTCIceServer`).
@@ -694,6 +751,10 @@ pub enum ErrorCode {
     TooSlow,
     /// Something failed on the server; retry later.
     Internal,
+    /// No such contact key: mistyped, or replaced by a newer one (revoked).
+    InvalidContactKey,
+    /// The contact key has expired.
+    ExpiredContactKey,
     /// A code a newer server knows and this build does not.
     #[serde(other)]
     Unknown,
@@ -731,6 +792,8 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::TooSlow => "too_slow",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidContactKey => "invalid_contact_key",
+            ErrorCode::ExpiredContactKey => "expired_contact_key",
             ErrorCode::Unknown => "unknown",
         }
     }

@@ -10,12 +10,14 @@
 //!   before allocating;
 //! - [`limits`] — the protocol's hard limits;
 //! - [`ids`] — identifiers;
-//! - [`validate`] — checks the server applies to user-chosen values (usernames, passwords).
+//! - [`validate`] — checks the server applies to user-chosen values (usernames, passwords);
+//! - [`contact`] — contact codes (what QR codes carry): the typed parser for scanned text.
 //!
 //! docs/protocol.md describes the conversation, idempotency and limits in prose.
 
 pub mod bounded;
 pub mod codec;
+pub mod contact;
 pub mod frame;
 pub mod ids;
 pub mod limits;

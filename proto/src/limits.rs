@@ -36,6 +36,8 @@ pub const MAX_PAGE_EVENTS: usize = 500;
 /// Most devices listed for one user.
 pub const MAX_DEVICES: usize = 100;
 
+/// Contacts one user can have.
+pub const MAX_CONTACTS: usize = 10_000;
 /// STUN/TURN servers (and URLs per server) handed to a client for calls.
 pub const MAX_ICE_SERVERS: usize = 8;
 /// Longest STUN/TURN URL, username or credential, in bytes.

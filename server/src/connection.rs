@@ -268,6 +268,11 @@ impl Conn {
                 return Ok(None);
             }
             Request::CatchUp { room, after, limit } => self.catch_up(room, after, limit).await?,
+            Request::ContactKey { reset, ttl_s } => self.contact_key(reset, ttl_s).await?,
+            Request::AddContact { user, key } => {
+                self.add_contact(user.into_string(), key.into_string()).await?
+            }
+            Request::Contacts {} => self.contacts().await?,
             Request::IceServers {} => {
                 crate::turn::ice_servers(&self.shared.config, self.actor()?.user)?
             }

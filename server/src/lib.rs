@@ -12,13 +12,14 @@
 //!   readers, migrations;
 //! - [`switchboard`] — connected devices and bounded, non-blocking delivery to them;
 //! - [`auth`], [`media`], [`metrics`], [`ratelimit`], [`config`], [`turn`] (STUN/TURN for
-//!   calls).
+//!   calls), `contacts` (contact keys and redeeming them).
 //!
 //! Nothing here logs a token, a password or a message body: requests are logged by kind.
 
 pub mod auth;
 pub mod config;
 mod connection;
+mod contacts;
 pub mod error;
 mod media;
 pub mod metrics;

@@ -31,9 +31,9 @@ use crate::{
 };
 
 /// What a room-log mutation changes, decided inside the transaction.
-struct Change {
-    room: RoomId,
-    content: EventContent,
+pub(crate) struct Change {
+    pub(crate) room: RoomId,
+    pub(crate) content: EventContent,
     /// Users to tell besides the room's members after the change (who left or was removed).
     also_notify: Vec<UserId>,
     /// Media the event references.
@@ -630,7 +630,7 @@ fn group_member_only(
     }
 }
 
-fn create_room(
+pub(crate) fn create_room(
     tx: &rusqlite::Connection,
     actor: Actor,
     kind: RoomKind,

@@ -38,6 +38,7 @@ const READERS_KEPT: usize = 8;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../migrations/0001_init.sql")),
     ("0002_uploads", include_str!("../migrations/0002_uploads.sql")),
+    ("0003_contacts", include_str!("../migrations/0003_contacts.sql")),
 ];
 
 /// What can go wrong opening or using the database.

@@ -97,6 +97,9 @@ fn test() -> anyhow::Result<()> {
         ("turnserver", "coturn"),
         // The browser interop call test runs headless Chromium.
         ("chromium", "chromium"),
+        // The contact tests read our QR codes with zbar and read codes made by qrencode.
+        ("zbarimg", "zbar-tools"),
+        ("qrencode", "qrencode"),
         // The app's microphone and speaker (feature device-audio) build on ALSA.
         ("/usr/include/alsa/asoundlib.h", "libasound2-dev"),
     ])?;
@@ -157,7 +160,7 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
 }
 
 fn fuzz_all(seconds: u32) -> anyhow::Result<()> {
-    for target in ["decode_client", "decode_server"] {
+    for target in ["decode_client", "decode_server", "contact_code"] {
         fuzz(target, seconds)?;
     }
     Ok(())

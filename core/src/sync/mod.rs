@@ -391,6 +391,76 @@ pub async fn typing(client: &Client, room: RoomKey, active: bool) -> Result<(), 
     result.map(|_| ()).map_err(Error::Server)
 }
 
+/// My contact code (what my QR code shows): the server's current contact key for me, made
+/// if I have none; `reset` replaces it (the old code stops working), `ttl` makes the new one
+/// expire.
+pub async fn contact_code(
+    client: &Client,
+    reset: bool,
+    ttl: Option<Duration>,
+) -> Result<crate::contact::ContactCode, Error> {
+    let account = client.require_account().await?;
+    let mut link = Link::joined(&account).await?;
+    let ttl_s = ttl.map(|t| t.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
+    match link.request(Request::ContactKey { reset, ttl_s }).await?.map_err(Error::Server)? {
+        Reply::ContactKey { key, .. } => Ok(crate::contact::ContactCode {
+            server: account.server,
+            user: account.username,
+            key: key.into_string(),
+        }),
+        other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
+    }
+}
+
+/// Redeems a contact code: we become contacts and share a direct room (made now, or the one
+/// we had). Returns their user id and the room's local key (after a sync brought it here).
+pub async fn add_contact(
+    client: &Client,
+    code: &crate::contact::ContactCode,
+) -> Result<(i64, RoomKey), Error> {
+    let account = client.require_account().await?;
+    if code.server.trim_end_matches('/') != account.server.trim_end_matches('/') {
+        return Err(Error::ForeignServer { server: code.server.clone() });
+    }
+    let mut link = Link::joined(&account).await?;
+    let user = Text::new(code.user.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let key = Text::new(code.key.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let contact = match link.request(Request::AddContact { user, key }).await? {
+        Ok(Reply::Contact { contact }) => contact,
+        Ok(other) => return Err(Error::Network(format!("unexpected reply: {other:?}"))),
+        Err(e) => return Err(Error::Server(e)),
+    };
+    drop(link);
+    sync_until_idle(client).await?;
+    let server_room = contact.room.0;
+    let room = client
+        .db(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(c.query_row("SELECT id FROM rooms WHERE server_id = ?1", [server_room], |r| {
+                r.get(0)
+            })
+            .optional()?)
+        })
+        .await?
+        .ok_or(Error::NoSuchRoom(server_room))?;
+    Ok((contact.user.id.0, room))
+}
+
+/// My contacts (kept on the server, the same on every device): username, user id and the
+/// server id of our direct room.
+pub async fn contacts(client: &Client) -> Result<Vec<(String, i64, i64)>, Error> {
+    let account = client.require_account().await?;
+    let mut link = Link::joined(&account).await?;
+    match link.request(Request::Contacts {}).await?.map_err(Error::Server)? {
+        Reply::Contacts { contacts } => Ok(contacts
+            .into_vec()
+            .into_iter()
+            .map(|c| (c.user.username.into_string(), c.user.id.0, c.room.0))
+            .collect()),
+        other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
+    }
+}
+
 /// The STUN/TURN servers for calls and how long their credentials last (needs the
 /// network).
 pub(crate) async fn ice_servers(

@@ -61,7 +61,7 @@ pub fn room_kind() -> impl Strategy<Value = RoomKind> {
 }
 
 /// Every error code; `code_name` below is the exhaustive check on this list.
-pub const ALL_CODES: [ErrorCode; 17] = [
+pub const ALL_CODES: [ErrorCode; 19] = [
     ErrorCode::IncompatibleVersion,
     ErrorCode::Malformed,
     ErrorCode::UnknownRequest,
@@ -78,6 +78,8 @@ pub const ALL_CODES: [ErrorCode; 17] = [
     ErrorCode::ShuttingDown,
     ErrorCode::TooSlow,
     ErrorCode::Internal,
+    ErrorCode::InvalidContactKey,
+    ErrorCode::ExpiredContactKey,
     ErrorCode::Unknown,
 ];
 
@@ -192,6 +194,10 @@ pub fn request() -> impl Strategy<Value = Request> {
             after,
             limit
         }),
+        (any::<bool>(), option::of(any::<u32>()))
+            .prop_map(|(reset, ttl_s)| Request::ContactKey { reset, ttl_s }),
+        (text(), text()).prop_map(|(user, key)| Request::AddContact { user, key }),
+        Just(Request::Contacts {}),
         Just(Request::IceServers {}),
         any::<u64>().prop_map(|nonce| Request::Ping { nonce }),
     ]
@@ -290,6 +296,12 @@ pub fn reply() -> impl Strategy<Value = Reply> {
                 last_seq,
                 members
             }),
+        (text(), option::of(any::<i64>()))
+            .prop_map(|(key, expires_ms)| Reply::ContactKey { key, expires_ms }),
+        (user_ref(), room())
+            .prop_map(|(user, room)| Reply::Contact { contact: Contact { user, room } }),
+        list((user_ref(), room()).prop_map(|(user, room)| Contact { user, room }))
+            .prop_map(|contacts| Reply::Contacts { contacts }),
         (
             list((list(text()), text(), text()).prop_map(|(urls, username, credential)| {
                 IceServer { urls, username, credential }
@@ -350,6 +362,9 @@ pub fn request_tag(r: &Request) -> &'static str {
         Request::Typing { .. } => "Typing",
         Request::Signal { .. } => "Signal",
         Request::CatchUp { .. } => "CatchUp",
+        Request::ContactKey { .. } => "ContactKey",
+        Request::AddContact { .. } => "AddContact",
+        Request::Contacts {} => "Contacts",
         Request::IceServers {} => "IceServers",
         Request::Ping { .. } => "Ping",
     }
@@ -376,6 +391,9 @@ pub fn reply_tag(r: &Reply) -> &'static str {
         Reply::User { .. } => "User",
         Reply::Logged { .. } => "Logged",
         Reply::Page { .. } => "Page",
+        Reply::ContactKey { .. } => "ContactKey",
+        Reply::Contact { .. } => "Contact",
+        Reply::Contacts { .. } => "Contacts",
         Reply::IceServers { .. } => "IceServers",
         Reply::Pong { .. } => "Pong",
     }
@@ -425,6 +443,8 @@ pub fn code_name(c: ErrorCode) -> &'static str {
         ErrorCode::ShuttingDown => "shutting_down",
         ErrorCode::TooSlow => "too_slow",
         ErrorCode::Internal => "internal",
+        ErrorCode::InvalidContactKey => "invalid_contact_key",
+        ErrorCode::ExpiredContactKey => "expired_contact_key",
         ErrorCode::Unknown => "unknown",
     }
 }

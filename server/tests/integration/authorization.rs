@@ -13,7 +13,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use tidings_proto::{
     bounded::{List, Text},
-    CallOutcome, CallRecord, CallSignal, DeviceId, ErrorCode, ErrorInfo, MediaId, Request,
+    CallOutcome, CallRecord, CallSignal, DeviceId, ErrorCode, ErrorInfo, MediaId, Reply, Request,
     RoomCursor, RoomId, RoomKind, Token, UserId, PROTOCOL_VERSION,
 };
 use tidings_server::{ratelimit::Rate, Config};
@@ -111,6 +111,9 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     ("RevokeDevice",    [N,     N,    N,      U,      U,     U,      U,      A]),
     ("LookupUser",      [A,     A,    A,      U,      U,     U,      U,      A]),
     ("IceServers",      [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("ContactKey",      [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("Contacts",        [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("AddContact",      [A,     A,    A,      U,      U,     U,      U,      A]),
     ("CreateRoom",      [A,     A,    A,      U,      U,     U,      U,      A]),
     // Room operations: current members only.
     ("Invite",          [F,     F,    F,      U,      U,     U,      U,      A]),
@@ -229,6 +232,8 @@ struct World {
     media: MediaId,
     /// A resumable upload bob opened.
     upload: String,
+    /// Alice's contact key (what AddContact redeems).
+    alice_key: String,
 }
 
 impl World {
@@ -273,6 +278,8 @@ impl World {
         alice.request(remove).await.unwrap().unwrap();
         let revoke = Request::RevokeDevice { device: device_of(&revoked) };
         bob.request(revoke).await.unwrap().unwrap();
+        let key = alice.request(Request::ContactKey { reset: false, ttl_s: None }).await.unwrap();
+        let Ok(Reply::ContactKey { key, .. }) = key else { panic!("{key:?}") };
 
         Self {
             ws,
@@ -289,6 +296,7 @@ impl World {
             room,
             media,
             upload: upload_id,
+            alice_key: key.into_string(),
         }
     }
 
@@ -355,6 +363,12 @@ fn operation(op: &str, w: &World) -> Operation {
         "SignIn" => Request::SignIn(credentials(&w.frank_name)),
         "Ping" => Request::Ping { nonce: 7 },
         "IceServers" => Request::IceServers {},
+        "ContactKey" => Request::ContactKey { reset: false, ttl_s: None },
+        "Contacts" => Request::Contacts {},
+        "AddContact" => Request::AddContact {
+            user: w.alice.me().user.username.clone(),
+            key: text(&w.alice_key),
+        },
         "SignOut" => Request::SignOut {},
         "ListDevices" => Request::ListDevices {},
         // Bob's own idle device: the member is bob; for everyone else it is someone else's.

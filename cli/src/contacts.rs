@@ -1,0 +1,88 @@
+//! Contacts from scripts: show my contact code (text, PNG or SVG QR code), add a contact from
+//! a code or a QR image, list contacts, find a user by exact username.
+
+use std::{path::Path, time::Duration};
+
+use serde_json::json;
+use tidings_core::{
+    contact::{self, ContactCode},
+    sync, Client,
+};
+
+use crate::client::{Failure, Output, EXIT_USAGE};
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    std::fs::write(path, bytes)
+        .map_err(|e| Failure { code: EXIT_USAGE, message: format!("{}: {e}", path.display()) })
+}
+
+/// `contact-code` / `reset-contact-code`: prints the URI; writes the QR code if asked.
+pub async fn contact_code(
+    client: &Client,
+    out: Output,
+    reset: bool,
+    minutes: Option<f64>,
+    png: Option<&Path>,
+    svg: Option<&Path>,
+) -> Result<(), Failure> {
+    let ttl = match minutes {
+        Some(m) if m.is_finite() && m > 0.0 => Some(Duration::from_secs_f64((m * 60.0).max(1.0))),
+        Some(_) => return Err(Failure { code: EXIT_USAGE, message: "minutes must be > 0".into() }),
+        None => None,
+    };
+    let code = sync::contact_code(client, reset, ttl).await?;
+    if let Some(path) = png {
+        write(path, &contact::qr_png(&code, 8))?;
+    }
+    if let Some(path) = svg {
+        write(path, contact::qr_svg(&code).as_bytes())?;
+    }
+    let uri = code.to_uri();
+    out.line(json!({"uri": uri, "user": code.user, "server": code.server}), || uri.clone());
+    Ok(())
+}
+
+/// `add-contact (URI | --qr-image FILE)`.
+pub async fn add_contact(
+    client: &Client,
+    out: Output,
+    uri: Option<&str>,
+    qr_image: Option<&Path>,
+) -> Result<(), Failure> {
+    let code = match (uri, qr_image) {
+        (Some(uri), None) => ContactCode::parse(uri).map_err(tidings_core::Error::from)?,
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|e| Failure {
+                code: EXIT_USAGE,
+                message: format!("{}: {e}", path.display()),
+            })?;
+            tokio::task::spawn_blocking(move || contact::scan(&bytes))
+                .await
+                .map_err(|e| Failure { code: crate::client::EXIT_FAILURE, message: e.to_string() })?
+                .map_err(tidings_core::Error::from)?
+        }
+        _ => return Err(Failure { code: EXIT_USAGE, message: "give a URI or --qr-image".into() }),
+    };
+    let (user, room) = sync::add_contact(client, &code).await?;
+    out.line(json!({"user": code.user, "user_id": user, "room": room.to_string()}), || {
+        format!("{} added; room {room}", code.user)
+    });
+    Ok(())
+}
+
+/// `contacts`.
+pub async fn contacts(client: &Client, out: Output) -> Result<(), Failure> {
+    for (username, id, room) in sync::contacts(client).await? {
+        out.line(json!({"user": username, "user_id": id, "server_room": room}), || {
+            username.clone()
+        });
+    }
+    Ok(())
+}
+
+/// `find-user USERNAME`: exact usernames only (no listing, no prefix search).
+pub async fn find_user(client: &Client, out: Output, username: &str) -> Result<(), Failure> {
+    let id = sync::lookup_user(client, username).await?;
+    out.line(json!({"user": username, "user_id": id}), || format!("{username} ({id})"));
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Contacts end to end through a real `tidings serve`: QR codes that other tools read (and
+//! theirs that we read), redeeming from a picture, one direct room per pair, reset and
+//! expired codes, and codes that are not ours.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::{exec, ok, serve};
+
+fn signup(url: &str, profile: &Path, name: &str) {
+    let args = ["signup", "--server", url, "--username", name, "--password-stdin"];
+    assert_eq!(exec(profile, &args, "correct horse battery\n").0, 0, "signup {name}");
+}
+
+/// Runs a command that must fail; returns its exit code (stderr holds the reason).
+fn fails(profile: &Path, args: &[&str]) -> i32 {
+    let (code, _) = exec(profile, args, "");
+    assert_ne!(code, 0, "tidings {args:?} should fail");
+    code
+}
+
+#[test]
+fn scanning_a_qr_code_makes_two_people_contacts_with_one_direct_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"));
+    let (alice, bob, carol, dave) = (
+        dir.path().join("alice"),
+        dir.path().join("bob"),
+        dir.path().join("carol"),
+        dir.path().join("dave"),
+    );
+    for (p, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol"), (&dave, "dave")] {
+        signup(&server.url, p, name);
+    }
+
+    // Alice shows her code; zbar (an independent reader) reads what we drew.
+    let png = dir.path().join("alice.png");
+    let svg = dir.path().join("alice.svg");
+    let shown = ok(
+        &alice,
+        &["contact-code", "--png", png.to_str().unwrap(), "--svg", svg.to_str().unwrap()],
+    );
+    let uri = shown[0]["uri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("tidings:contact?v=1&server="), "{uri}");
+    let zbar = Command::new("zbarimg").args(["--raw", "-q"]).arg(&png).output().unwrap();
+    assert!(zbar.status.success(), "zbarimg reads our PNG");
+    assert_eq!(String::from_utf8(zbar.stdout).unwrap().trim(), uri);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    // Asking again shows the same code (every device shows one code).
+    assert_eq!(ok(&alice, &["contact-code"])[0]["uri"], uri.as_str());
+
+    // Bob scans the picture: contacts, with a direct room both sides see.
+    let added = ok(&bob, &["add-contact", "--qr-image", png.to_str().unwrap()]);
+    assert_eq!(added[0]["user"], "alice");
+    let bob_room = added[0]["room"].as_str().unwrap().to_owned();
+    ok(&bob, &["send", &bob_room, "hi alice, scanned you"]);
+    ok(&bob, &["sync"]);
+    ok(&alice, &["sync"]);
+    let rooms = ok(&alice, &["rooms"]);
+    assert_eq!(rooms.len(), 1, "{rooms:?}");
+    assert_eq!(rooms[0]["name"], "bob");
+    let alice_room = rooms[0]["room"].as_str().unwrap();
+    let texts: Vec<String> = ok(&alice, &["messages", alice_room])
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(texts.contains(&"hi alice, scanned you".to_owned()), "{texts:?}");
+    let names = |p: &Path| -> Vec<String> {
+        ok(p, &["contacts"]).iter().map(|c| c["user"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names(&alice), ["bob"]);
+    assert_eq!(names(&bob), ["alice"]);
+
+    // Scanning again, or from the text, reuses the room.
+    let again = ok(&bob, &["add-contact", &uri]);
+    assert_eq!(again[0]["room"].as_str(), Some(bob_room.as_str()));
+    assert_eq!(ok(&bob, &["rooms"]).len(), 1);
+
+    // A QR code made by another tool (qrencode) reads too.
+    let theirs = dir.path().join("qrencode.png");
+    let made = Command::new("qrencode").arg("-o").arg(&theirs).arg(&uri).status().unwrap();
+    assert!(made.success());
+    let added = ok(&dave, &["add-contact", "--qr-image", theirs.to_str().unwrap()]);
+    assert_eq!(added[0]["user"], "alice");
+
+    // Reset: the old code no longer works, the new one does.
+    let new_uri = ok(&alice, &["reset-contact-code"])[0]["uri"].as_str().unwrap().to_owned();
+    assert_ne!(new_uri, uri);
+    assert_eq!(fails(&carol, &["add-contact", &uri]), 1);
+    assert_eq!(ok(&carol, &["add-contact", &new_uri])[0]["user"], "alice");
+    let mut all = names(&alice);
+    all.sort();
+    assert_eq!(all, ["bob", "carol", "dave"]);
+}
+
+#[test]
+fn bad_codes_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"));
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    signup(&server.url, &alice, "alice");
+    signup(&server.url, &bob, "bob");
+
+    // Expired.
+    let uri = ok(&alice, &["contact-code", "--reset", "--minutes", "0.02"])[0]["uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(fails(&bob, &["add-contact", &uri]), 1);
+    // Another server's code, not a code at all, a picture without a code, my own code.
+    let foreign = uri.replace("127.0.0.1", "chat.example.org");
+    assert_eq!(fails(&bob, &["add-contact", &foreign]), 2);
+    assert_eq!(fails(&bob, &["add-contact", "https://example.com/"]), 2);
+    assert_eq!(fails(&bob, &["add-contact", &"x".repeat(5000)]), 2);
+    let blank = dir.path().join("blank.png");
+    image::GrayImage::from_pixel(64, 64, image::Luma([255])).save(&blank).unwrap();
+    assert_eq!(fails(&bob, &["add-contact", "--qr-image", blank.to_str().unwrap()]), 2);
+    let not_image = dir.path().join("notes.txt");
+    std::fs::write(&not_image, "hello").unwrap();
+    assert_eq!(fails(&bob, &["add-contact", "--qr-image", not_image.to_str().unwrap()]), 2);
+    let fresh = ok(&alice, &["reset-contact-code"])[0]["uri"].as_str().unwrap().to_owned();
+    assert_eq!(fails(&alice, &["add-contact", &fresh]), 1);
+    // Nothing of this made a contact or a room.
+    assert!(ok(&bob, &["contacts"]).is_empty());
+    assert!(ok(&bob, &["rooms"]).is_empty());
+
+    // Find by exact username only.
+    assert_eq!(ok(&bob, &["find-user", "alice"])[0]["user"], "alice");
+    assert_eq!(fails(&bob, &["find-user", "ali"]), 1);
+}

@@ -1,0 +1,213 @@
+//! Contact codes as QR codes: made with `qrcode` (SVG for a UI, PNG for a file) and read
+//! with `rqrr` from an image — a file, a pasted screenshot or a camera frame.
+//!
+//! Reading is meant for real photos of screens, not just clean renders: the image goes
+//! through the photo pipeline first (limits checked before decoding, JPEG decoded at a
+//! reduced scale, EXIF orientation applied, at most [`SCAN_SIDE`] px on the long side),
+//! then `rqrr` looks for codes in the grey image as it is, contrast-stretched, and
+//! binarized at its mean — whichever finds one first. What a code says is untrusted and goes
+//! through [`ContactCode::parse`], so every failure is a typed [`ScanError`].
+
+use image::{DynamicImage, GrayImage, ImageFormat, Luma};
+use qrcode::{render::svg, EcLevel, QrCode};
+pub use tidings_proto::contact::{ContactCode, ContactCodeError};
+
+use crate::photo::{self, Limits, PhotoError};
+
+/// Longest side an image is scanned at (photos are scaled down to it first).
+pub const SCAN_SIDE: u32 = 1600;
+
+/// Why no contact code came out of an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The file is not an image this reads, too large, or damaged.
+    #[error(transparent)]
+    Image(#[from] PhotoError),
+    /// No QR code was found in the image.
+    #[error("no QR code found in the image")]
+    NoCode,
+    /// A QR code was found, but it is not a (valid) contact code.
+    #[error(transparent)]
+    Code(#[from] ContactCodeError),
+}
+
+fn qr(code: &ContactCode) -> QrCode {
+    // Medium error correction: survives glare and a few damaged modules; the text is at
+    // most 512 bytes, which always fits (version 40-M holds 2,331).
+    QrCode::with_error_correction_level(code.to_uri().as_bytes(), EcLevel::M)
+        .expect("a contact code always fits in a QR code")
+}
+
+/// The code as an SVG document (black modules on white, with the quiet zone).
+pub fn qr_svg(code: &ContactCode) -> String {
+    qr(code)
+        .render::<svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build()
+}
+
+/// The code as a PNG image, `module_px` pixels per module (with the quiet zone).
+pub fn qr_png(code: &ContactCode, module_px: u32) -> Vec<u8> {
+    let image = qr(code).render::<Luma<u8>>().module_dimensions(module_px, module_px).build();
+    let mut png = Vec::new();
+    DynamicImage::ImageLuma8(image)
+        .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+        .expect("encoding a PNG into memory does not fail");
+    png
+}
+
+/// Reads the contact code in an image file's bytes (PNG, JPEG, WebP, GIF).
+pub fn scan(bytes: &[u8]) -> Result<ContactCode, ScanError> {
+    let image = photo::thumbnail_pixels(bytes, SCAN_SIDE, &Limits::default())?;
+    scan_gray(&image.into_luma8())
+}
+
+/// Reads the contact code in a grey image (a camera frame, say).
+pub fn scan_gray(gray: &GrayImage) -> Result<ContactCode, ScanError> {
+    let mut found_text = None;
+    for variant in variants(gray) {
+        let mut prepared = rqrr::PreparedImage::prepare(variant);
+        for grid in prepared.detect_grids() {
+            let Ok((_, text)) = grid.decode() else { continue };
+            match ContactCode::parse(&text) {
+                Ok(code) => return Ok(code),
+                Err(e) => found_text = Some(e),
+            }
+        }
+    }
+    Err(found_text.map_or(ScanError::NoCode, ScanError::Code))
+}
+
+/// The image as it is, then contrast-stretched, then binarized at its mean (for washed-out
+/// or dim photos of screens).
+fn variants(gray: &GrayImage) -> impl Iterator<Item = GrayImage> + '_ {
+    let (lo, hi, mean) = {
+        let (mut lo, mut hi, mut sum) = (u8::MAX, u8::MIN, 0u64);
+        for p in gray.pixels() {
+            lo = lo.min(p.0[0]);
+            hi = hi.max(p.0[0]);
+            sum += u64::from(p.0[0]);
+        }
+        let n = u64::from(gray.width()) * u64::from(gray.height());
+        (lo, hi, sum.checked_div(n).unwrap_or(128) as u8)
+    };
+    let stretch = move |g: &GrayImage| {
+        let span = u16::from(hi.saturating_sub(lo)).max(1);
+        let mut out = g.clone();
+        for p in out.pixels_mut() {
+            p.0[0] = ((u16::from(p.0[0].saturating_sub(lo)) * 255) / span).min(255) as u8;
+        }
+        out
+    };
+    let binarize = move |g: &GrayImage| {
+        let mut out = g.clone();
+        for p in out.pixels_mut() {
+            p.0[0] = if p.0[0] < mean { 0 } else { 255 };
+        }
+        out
+    };
+    [0u8, 1, 2].into_iter().map(move |i| match i {
+        0 => gray.clone(),
+        1 => stretch(gray),
+        _ => binarize(gray),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> ContactCode {
+        ContactCode {
+            server: "http://127.0.0.1:7878".into(),
+            user: "alice".into(),
+            key: "0123456789abcdefghijKLMNOP_-".into(),
+        }
+    }
+
+    fn gray_of(png: &[u8]) -> GrayImage {
+        image::load_from_memory(png).unwrap().into_luma8()
+    }
+
+    /// Nearest-neighbour rotation by `degrees` about the centre, on a white margin (as a
+    /// photo has around a screen).
+    fn rotate(g: &GrayImage, degrees: f32) -> GrayImage {
+        let margin = g.width() / 4;
+        let mut padded =
+            GrayImage::from_pixel(g.width() + 2 * margin, g.height() + 2 * margin, Luma([255]));
+        image::imageops::overlay(&mut padded, g, i64::from(margin), i64::from(margin));
+        let g = &padded;
+        let (w, h) = g.dimensions();
+        let (s, c) = degrees.to_radians().sin_cos();
+        let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+        GrayImage::from_fn(w, h, |x, y| {
+            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+            let (sx, sy) = (c * dx + s * dy + cx, -s * dx + c * dy + cy);
+            if sx >= 0.0 && sy >= 0.0 && (sx as u32) < w && (sy as u32) < h {
+                *g.get_pixel(sx as u32, sy as u32)
+            } else {
+                Luma([255])
+            }
+        })
+    }
+
+    /// Like a dim, washed-out photo of a screen: low contrast plus grain.
+    fn photographed(g: &GrayImage) -> GrayImage {
+        let mut seed = 0x2545_f491u32;
+        let mut out = g.clone();
+        for p in out.pixels_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let grain = (seed % 41) as i32 - 20;
+            let v = 90 + i32::from(p.0[0]) * 70 / 255 + grain;
+            p.0[0] = v.clamp(0, 255) as u8;
+        }
+        out
+    }
+
+    #[test]
+    fn our_png_reads_back() {
+        let png = qr_png(&alice(), 6);
+        assert_eq!(scan(&png).unwrap(), alice());
+        assert!(qr_svg(&alice()).starts_with("<?xml"));
+    }
+
+    #[test]
+    fn photographed_style_images_read() {
+        let clean = gray_of(&qr_png(&alice(), 8));
+        let cases = [
+            ("rotated 8°", rotate(&clean, 8.0)),
+            ("rotated -15°", rotate(&clean, -15.0)),
+            (
+                "scaled to 60 %",
+                image::imageops::resize(
+                    &clean,
+                    clean.width() * 3 / 5,
+                    clean.height() * 3 / 5,
+                    image::imageops::FilterType::Triangle,
+                ),
+            ),
+            ("low contrast and grain", photographed(&clean)),
+            ("all of it", photographed(&rotate(&clean, 5.0))),
+        ];
+        for (what, image) in cases {
+            assert_eq!(scan_gray(&image).map_err(|e| e.to_string()), Ok(alice()), "{what}");
+        }
+    }
+
+    #[test]
+    fn images_without_a_contact_code_say_why() {
+        let blank = GrayImage::from_pixel(200, 200, Luma([255]));
+        assert!(matches!(scan_gray(&blank), Err(ScanError::NoCode)));
+        let other = QrCode::new(b"https://example.com/").unwrap();
+        let other = other.render::<Luma<u8>>().module_dimensions(6, 6).build();
+        assert!(matches!(
+            scan_gray(&other),
+            Err(ScanError::Code(ContactCodeError::ForeignScheme { .. }))
+        ));
+        assert!(matches!(scan(b"not an image at all"), Err(ScanError::Image(_))));
+    }
+}

@@ -1,0 +1,277 @@
+//! Contact codes: what a QR code on someone's screen says (docs/protocol.md, "Contact codes").
+//!
+//! ```text
+//! tidings:contact?v=1&server=http%3A%2F%2Fchat.example%3A7878&user=alice&key=Q2x…
+//! ```
+//!
+//! `server` is the base URL of the user's server, `user` their username, `key` the contact
+//! key their server issued (revocable, optionally expiring, resettable). Redeeming the code
+//! with that server makes both users contacts.
+//!
+//! Whatever a camera or a pasted screenshot gives is untrusted: [`ContactCode::parse`]
+//! checks the length before anything else, allows only the `tidings` scheme, and names
+//! what is wrong in a typed [`ContactCodeError`]. It never panics (a fuzz target holds it
+//! to that) and keeps no more of the input than a code can hold.
+
+use std::fmt;
+
+use crate::validate;
+
+/// Longest contact code accepted, in bytes.
+pub const MAX_CONTACT_CODE_BYTES: usize = 512;
+/// Longest server URL in a code.
+pub const MAX_SERVER_URL_BYTES: usize = 200;
+/// Contact keys are 16–64 characters of `A-Z a-z 0-9 - _`.
+pub const CONTACT_KEY_CHARS: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// A parsed, valid contact code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContactCode {
+    /// The user's server, `http(s)://host[:port]` with no trailing slash.
+    pub server: String,
+    /// Their username.
+    pub user: String,
+    /// The contact key their server issued (a secret: shown only in the code).
+    pub key: String,
+}
+
+impl fmt::Debug for ContactCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContactCode")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a scanned or pasted text is not a contact code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContactCodeError {
+    /// Longer than any contact code.
+    #[error("this code is too long to be a Tidings contact code ({len} bytes, at most {max})")]
+    TooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Another kind of link or text (a web address, Wi-Fi details, …).
+    #[error("this is not a Tidings contact code (it is a {scheme}: code)")]
+    ForeignScheme {
+        /// Its scheme, as found (shortened).
+        scheme: String,
+    },
+    /// No scheme at all: plain text.
+    #[error("this is not a Tidings contact code")]
+    NotACode,
+    /// A `tidings:` link of another kind, or a malformed one.
+    #[error("this Tidings code is not a contact code")]
+    NotAContactCode,
+    /// Made by a newer version of Tidings.
+    #[error("this contact code is from a newer version of Tidings (version {0})")]
+    UnsupportedVersion(String),
+    /// A field is missing.
+    #[error("this contact code has no {0}")]
+    Missing(&'static str),
+    /// A field appears twice, or an unknown one appears.
+    #[error("this contact code has a repeated or unknown field: {0}")]
+    BadField(String),
+    /// The server address is not an http(s) base URL.
+    #[error("this contact code names an invalid server address")]
+    BadServer,
+    /// The username is not a valid username.
+    #[error("this contact code names an invalid username")]
+    BadUser,
+    /// The key is malformed.
+    #[error("this contact code's key is malformed")]
+    BadKey,
+}
+
+impl ContactCode {
+    /// Parses scanned or pasted text (surrounding whitespace is ignored).
+    pub fn parse(text: &str) -> Result<Self, ContactCodeError> {
+        if text.len() > MAX_CONTACT_CODE_BYTES {
+            return Err(ContactCodeError::TooLong { len: text.len(), max: MAX_CONTACT_CODE_BYTES });
+        }
+        let text = text.trim();
+        let Some((scheme, rest)) = text.split_once(':') else {
+            return Err(ContactCodeError::NotACode);
+        };
+        let scheme_ok = !scheme.is_empty()
+            && scheme.len() <= 32
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !scheme_ok {
+            return Err(ContactCodeError::NotACode);
+        }
+        if !scheme.eq_ignore_ascii_case("tidings") {
+            return Err(ContactCodeError::ForeignScheme { scheme: scheme.to_ascii_lowercase() });
+        }
+        let Some(query) = rest.strip_prefix("contact?") else {
+            return Err(ContactCodeError::NotAContactCode);
+        };
+        let (mut version, mut server, mut user, mut key) = (None, None, None, None);
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match name {
+                "v" => &mut version,
+                "server" => &mut server,
+                "user" => &mut user,
+                "key" => &mut key,
+                other => return Err(ContactCodeError::BadField(shorten(other))),
+            };
+            if slot.is_some() {
+                return Err(ContactCodeError::BadField(name.to_owned()));
+            }
+            *slot = Some(percent_decode(value).ok_or(ContactCodeError::NotAContactCode)?);
+        }
+        match version.as_deref() {
+            Some("1") => {}
+            Some(v) => return Err(ContactCodeError::UnsupportedVersion(shorten(v))),
+            None => return Err(ContactCodeError::Missing("version")),
+        }
+        let server = server.ok_or(ContactCodeError::Missing("server"))?;
+        let user = user.ok_or(ContactCodeError::Missing("user"))?;
+        let key = key.ok_or(ContactCodeError::Missing("key"))?;
+        let server = check_server(&server)?;
+        validate::username(&user).map_err(|_| ContactCodeError::BadUser)?;
+        if !valid_key(&key) {
+            return Err(ContactCodeError::BadKey);
+        }
+        Ok(Self { server, user, key })
+    }
+
+    /// The code as text (what the QR code holds).
+    pub fn to_uri(&self) -> String {
+        format!(
+            "tidings:contact?v=1&server={}&user={}&key={}",
+            percent_encode(&self.server),
+            self.user,
+            self.key
+        )
+    }
+}
+
+/// Whether `key` looks like a contact key (the server's own check is the real one).
+pub fn valid_key(key: &str) -> bool {
+    CONTACT_KEY_CHARS.contains(&key.len())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// An `http(s)://host[:port]` base URL, normalized without a trailing slash.
+fn check_server(server: &str) -> Result<String, ContactCodeError> {
+    let server = server.trim_end_matches('/');
+    if server.len() > MAX_SERVER_URL_BYTES {
+        return Err(ContactCodeError::BadServer);
+    }
+    let rest = server
+        .strip_prefix("http://")
+        .or_else(|| server.strip_prefix("https://"))
+        .ok_or(ContactCodeError::BadServer)?;
+    let host_ok = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !host_ok {
+        return Err(ContactCodeError::BadServer);
+    }
+    Ok(server.to_owned())
+}
+
+fn shorten(s: &str) -> String {
+    s.chars().take(24).collect()
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; `None` for a broken escape or text that is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> ContactCode {
+        ContactCode {
+            server: "http://127.0.0.1:7878".into(),
+            user: "alice".into(),
+            key: "Q2xldmVyIGdpcmwhIGtleQ".into(),
+        }
+    }
+
+    #[test]
+    fn a_code_round_trips() {
+        let uri = alice().to_uri();
+        assert_eq!(
+            uri,
+            "tidings:contact?v=1&server=http%3A%2F%2F127.0.0.1%3A7878&user=alice&key=Q2xldmVyIGdpcmwhIGtleQ"
+        );
+        assert_eq!(ContactCode::parse(&uri).unwrap(), alice());
+        assert_eq!(
+            ContactCode::parse(&format!("  {}\n", uri.replace("tidings", "TIDINGS"))).unwrap(),
+            alice()
+        );
+    }
+
+    #[test]
+    fn bad_codes_say_what_is_wrong() {
+        use ContactCodeError as E;
+        let uri = alice().to_uri();
+        let cases: Vec<(String, E)> = vec![
+            ("x".repeat(600), E::TooLong { len: 600, max: MAX_CONTACT_CODE_BYTES }),
+            ("hello there".into(), E::NotACode),
+            ("https://example.com/".into(), E::ForeignScheme { scheme: "https".into() }),
+            ("WIFI:S:home;T:WPA;P:secret;;".into(), E::ForeignScheme { scheme: "wifi".into() }),
+            ("tidings:room?id=4".into(), E::NotAContactCode),
+            (uri.replace("v=1", "v=2"), E::UnsupportedVersion("2".into())),
+            (uri.replace("v=1&", ""), E::Missing("version")),
+            (uri.replace("&user=alice", ""), E::Missing("user")),
+            (uri.replace("&user=alice", "&user=alice&user=bob"), E::BadField("user".into())),
+            (format!("{uri}&extra=1"), E::BadField("extra".into())),
+            (uri.replace("http%3A", "ftp%3A"), E::BadServer),
+            (uri.replace("%3A7878", "%2Fpath%3Fq%3D1"), E::BadServer),
+            (uri.replace("user=alice", "user=Alice%20Smith"), E::BadUser),
+            (uri.replace("key=Q2xldmVyIGdpcmwhIGtleQ", "key=short"), E::BadKey),
+            (uri.replace("key=Q2xldmVyIGdpcmwhIGtleQ", "key=Q2xldmVyIGdpcmwhIGtleQ%21"), E::BadKey),
+            (uri.replace("%3A%2F", "%zz"), E::NotAContactCode),
+            (uri.replace("user=alice", "user=%FF%FE"), E::NotAContactCode),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ContactCode::parse(&text), Err(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_key_stays_out_of_debug_output() {
+        assert!(!format!("{:?}", alice()).contains("Q2xl"));
+    }
+}

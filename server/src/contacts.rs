@@ -1,0 +1,185 @@
+//! Contacts: contact keys (what a user's QR code carries) and redeeming them.
+//!
+//! A user has at most one contact key; asking for it makes one (or gives the current one,
+//! so every device of the user shows the same code), `reset` replaces it (so the old one is
+//! revoked), and it may expire. The key is stored as it is — every device must be able to
+//! show it — and grants nothing but becoming a contact. Showing a valid key
+//! makes both users contacts and opens their direct room — or reuses the direct room they
+//! already share, so redeeming twice, or redeeming each other's codes, never makes a second
+//! room. The room is made like `CreateRoom` makes it (a `Created` event, fanned out after
+//! the commit), so both users' devices learn about it by the usual sync. Keys are 256-bit
+//! random, so guessing one is hopeless; a wrong key says `invalid_contact_key` and an old
+//! one `expired_contact_key`.
+
+use rusqlite::{params, OptionalExtension};
+use tidings_proto::{
+    bounded::Text, validate, Contact, ErrorCode, Reply, RequestId, RoomId, RoomKind, ServerFrame,
+    UserId,
+};
+
+use crate::{
+    auth,
+    connection::Conn,
+    error::OpError,
+    ops::{create_room, encode_frame},
+    roomlog::{self, bounded},
+    unix_ms,
+};
+
+impl Conn {
+    /// My contact key, made (or replaced) as asked.
+    pub(crate) async fn contact_key(
+        &mut self,
+        reset: bool,
+        ttl_s: Option<u32>,
+    ) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        self.shared
+            .store
+            .write(move |tx| {
+                let now = unix_ms();
+                if !reset {
+                    let current: Option<(String, Option<i64>)> = tx
+                        .prepare_cached(
+                            "SELECT key, expires_ms FROM contact_keys WHERE user_id = ?1",
+                        )?
+                        .query_row([actor.user.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    // A live key is shown again; an expired one is replaced.
+                    if let Some((key, expires_ms)) =
+                        current.filter(|(_, e)| e.is_none_or(|e| e > now))
+                    {
+                        let key = Text::new(key).map_err(OpError::internal)?;
+                        return Ok(Reply::ContactKey { key, expires_ms });
+                    }
+                }
+                let key = auth::new_secret().secret;
+                let expires_ms = ttl_s.map(|s| now + i64::from(s) * 1000);
+                tx.prepare_cached(
+                    "INSERT INTO contact_keys (user_id, key, created_ms, expires_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (user_id) DO UPDATE SET key = excluded.key,
+                         created_ms = excluded.created_ms, expires_ms = excluded.expires_ms",
+                )?
+                .execute(params![actor.user.0, key, now, expires_ms])?;
+                let key = Text::new(key).map_err(OpError::internal)?;
+                Ok(Reply::ContactKey { key, expires_ms })
+            })
+            .await
+    }
+
+    /// Redeems `user`'s contact key: we become contacts with a direct room.
+    pub(crate) async fn add_contact(
+        &mut self,
+        user: String,
+        key: String,
+    ) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        if validate::username(&user).is_err() || !tidings_proto::contact::valid_key(&key) {
+            return Err(OpError::new(ErrorCode::InvalidContactKey, "no such contact key"));
+        }
+        let shared = self.shared.clone();
+        let conn_id = self.id;
+        self.shared
+            .store
+            .write(move |tx| {
+                let now = unix_ms();
+                let found: Option<(i64, Option<i64>)> = tx
+                    .prepare_cached(
+                        "SELECT u.id, k.expires_ms FROM users u
+                         JOIN contact_keys k ON k.user_id = u.id
+                         WHERE u.username = ?1 AND k.key = ?2",
+                    )?
+                    .query_row([user.as_str(), key.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((owner, expires)) = found else {
+                    return Err(OpError::new(ErrorCode::InvalidContactKey, "no such contact key"));
+                };
+                if expires.is_some_and(|e| e <= now) {
+                    return Err(OpError::new(
+                        ErrorCode::ExpiredContactKey,
+                        "this contact code has expired; ask for a new one",
+                    ));
+                }
+                let owner = UserId(owner);
+                if owner == actor.user {
+                    return Err(OpError::invalid("this is your own contact code"));
+                }
+                let room = match direct_room(tx, actor.user, owner)? {
+                    Some(room) => room,
+                    None => {
+                        let change = create_room(tx, actor, RoomKind::Direct, None, &[owner])?;
+                        let request = RequestId(rand::random());
+                        let (event, _) =
+                            roomlog::append(tx, change.room, actor, request, now, change.content)?;
+                        let recipients = roomlog::members(tx, change.room)?;
+                        let frame = encode_frame(&ServerFrame::Event { event })?;
+                        let (shared, conn_id) = (shared.clone(), conn_id);
+                        tx.after_commit(move || {
+                            shared.switchboard.deliver(
+                                &recipients,
+                                Some(conn_id),
+                                &frame,
+                                &shared.metrics,
+                            );
+                        });
+                        change.room
+                    }
+                };
+                for (a, b) in [(actor.user, owner), (owner, actor.user)] {
+                    tx.prepare_cached(
+                        "INSERT INTO contacts (user_id, contact_id, room_id, added_ms)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (user_id, contact_id) DO UPDATE SET room_id = excluded.room_id",
+                    )?
+                    .execute(params![a.0, b.0, room.0, now])?;
+                }
+                let user = roomlog::user(tx, owner)?
+                    .ok_or_else(|| OpError::internal("the key's owner has no user row"))?;
+                Ok(Reply::Contact { contact: Contact { user, room } })
+            })
+            .await
+    }
+
+    /// My contacts, by username.
+    pub(crate) async fn contacts(&self) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        self.shared
+            .store
+            .read(move |conn| {
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT u.id, u.username, c.room_id FROM contacts c
+                         JOIN users u ON u.id = c.contact_id
+                         WHERE c.user_id = ?1 ORDER BY u.username",
+                    )?
+                    .query_map([actor.user.0], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut contacts = Vec::with_capacity(rows.len());
+                for (id, name, room) in rows {
+                    contacts.push(Contact {
+                        user: roomlog::user_ref(UserId(id), name)?,
+                        room: RoomId(room),
+                    });
+                }
+                Ok(Reply::Contacts { contacts: bounded(contacts)? })
+            })
+            .await
+    }
+}
+
+/// The direct room `a` and `b` are both current members of, if any (the oldest).
+fn direct_room(tx: &rusqlite::Connection, a: UserId, b: UserId) -> Result<Option<RoomId>, OpError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT r.id FROM rooms r
+             JOIN members ma ON ma.room_id = r.id AND ma.user_id = ?1 AND ma.active = 1
+             JOIN members mb ON mb.room_id = r.id AND mb.user_id = ?2 AND mb.active = 1
+             WHERE r.kind = 'direct' ORDER BY r.id LIMIT 1",
+        )?
+        .query_row([a.0, b.0], |r| r.get(0))
+        .optional()?
+        .map(RoomId))
+}
