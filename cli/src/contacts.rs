@@ -86,3 +86,29 @@ pub async fn find_user(client: &Client, out: Output, username: &str) -> Result<(
     out.line(json!({"user": username, "user_id": id}), || format!("{username} ({id})"));
     Ok(())
 }
+
+/// `nearby on --lat --lon [--minutes N]`.
+pub async fn nearby_on(client: &Client, lat: f64, lon: f64, minutes: f64) -> Result<(), Failure> {
+    if !(minutes.is_finite() && minutes > 0.0 && minutes <= 60.0) {
+        return Err(Failure { code: EXIT_USAGE, message: "minutes are > 0 and at most 60".into() });
+    }
+    sync::nearby_on(client, lat, lon, Duration::from_secs_f64(minutes * 60.0)).await?;
+    Ok(())
+}
+
+/// `nearby off`.
+pub async fn nearby_off(client: &Client) -> Result<(), Failure> {
+    Ok(sync::nearby_off(client).await?)
+}
+
+/// `nearby list`.
+pub async fn nearby_list(client: &Client, out: Output) -> Result<(), Failure> {
+    for p in sync::nearby_list(client).await? {
+        let name = p.user.username.as_str().to_owned();
+        let distance = serde_json::to_value(p.distance).unwrap_or_default();
+        out.line(json!({"user": name, "user_id": p.user.id.0, "distance": distance}), || {
+            format!("{name} ({distance})")
+        });
+    }
+    Ok(())
+}

@@ -189,6 +189,11 @@ enum Command {
     },
     /// List my contacts.
     Contacts,
+    /// People nearby: opt-in, for at most an hour, shown as a distance bucket.
+    Nearby {
+        #[command(subcommand)]
+        action: NearbyAction,
+    },
     /// Find a user by exact username.
     FindUser {
         /// Username.
@@ -202,6 +207,27 @@ enum Command {
         #[command(flatten)]
         audio: call::CallArgs,
     },
+}
+
+/// `nearby` subcommands.
+#[derive(Subcommand, Debug)]
+enum NearbyAction {
+    /// Be visible to people nearby (only a ~1 km cell leaves this device).
+    On {
+        /// Latitude, degrees.
+        #[arg(long, allow_negative_numbers = true)]
+        lat: f64,
+        /// Longitude, degrees.
+        #[arg(long, allow_negative_numbers = true)]
+        lon: f64,
+        /// Stay visible this long (at most 60).
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+    },
+    /// Stop being visible, at once.
+    Off,
+    /// Who is visible nearby (needs `nearby on`).
+    List,
 }
 
 /// STUN/TURN servers handed to clients for calls.
@@ -335,6 +361,11 @@ fn main() -> ExitCode {
             }
             Command::Contacts => contacts::contacts(&c, out).await,
             Command::FindUser { username } => contacts::find_user(&c, out, &username).await,
+            Command::Nearby { action: NearbyAction::On { lat, lon, minutes } } => {
+                contacts::nearby_on(&c, lat, lon, minutes).await
+            }
+            Command::Nearby { action: NearbyAction::Off } => contacts::nearby_off(&c).await,
+            Command::Nearby { action: NearbyAction::List } => contacts::nearby_list(&c, out).await,
         }
     });
     match result {

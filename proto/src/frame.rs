@@ -257,6 +257,19 @@ pub enum Request {
     },
     /// My contacts. Replies [`Reply::Contacts`].
     Contacts {},
+    /// Be visible to people nearby, in this ~1 km cell (a 6-character geohash the client
+    /// computed: exact coordinates never leave the device), for `ttl_s` seconds (at most
+    /// an hour). Replies [`Reply::Done`].
+    NearbyOn {
+        /// The geohash cell.
+        cell: Text<12>,
+        /// Seconds to stay visible.
+        ttl_s: u32,
+    },
+    /// Stop being visible at once. Replies [`Reply::Done`].
+    NearbyOff {},
+    /// Who is visible near my cell (I must be visible too). Replies [`Reply::Nearby`].
+    NearbyList {},
     /// STUN/TURN servers for calls, with TURN credentials valid for a while. Replies
     /// [`Reply::IceServers`] (an empty list when the server has none configured).
     IceServers {},
@@ -292,6 +305,9 @@ impl Request {
         "ContactKey",
         "AddContact",
         "Contacts",
+        "NearbyOn",
+        "NearbyOff",
+        "NearbyList",
         "IceServers",
         "Ping",
     ];
@@ -321,6 +337,9 @@ impl Request {
             | Request::ContactKey { .. }
             | Request::AddContact { .. }
             | Request::Contacts {}
+            | Request::NearbyOn { .. }
+            | Request::NearbyOff {}
+            | Request::NearbyList {}
             | Request::IceServers {}
             | Request::Ping { .. } => None,
         }
@@ -351,6 +370,9 @@ impl Request {
             Request::ContactKey { .. } => "contact_key",
             Request::AddContact { .. } => "add_contact",
             Request::Contacts {} => "contacts",
+            Request::NearbyOn { .. } => "nearby_on",
+            Request::NearbyOff {} => "nearby_off",
+            Request::NearbyList {} => "nearby_list",
             Request::IceServers {} => "ice_servers",
             Request::Ping { .. } => "ping",
         }
@@ -678,6 +700,11 @@ pub enum Reply {
         /// Everyone I have as a contact.
         contacts: List<Contact, MAX_CONTACTS>,
     },
+    /// Answer to NearbyList: nearest first.
+    Nearby {
+        /// Who, and how far as a bucket (never a distance).
+        people: List<NearbyPerson, MAX_NEARBY>,
+    },
     /// Answer to IceServers.
     IceServers {
         /// The servers, in order of preference.
@@ -702,6 +729,30 @@ pub struct Contact {
     pub user: UserRef,
     /// Our direct room.
     pub room: RoomId,
+}
+
+/// Someone visible nearby.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearbyPerson {
+    /// Who.
+    pub user: UserRef,
+    /// How far, roughly.
+    pub distance: DistanceBucket,
+}
+
+/// How far someone nearby is, as a bucket (between the centres of the two ~1 km cells).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DistanceBucket {
+    /// Under 1 km.
+    Under1Km,
+    /// Under 5 km.
+    Under5Km,
+    /// Under 20 km.
+    Under20Km,
+    /// A bucket a newer server knows and this build does not.
+    #[serde(other)]
+    Other,
 }
 
 /// A STUN or TURN server for calls (WebRTC's `RTCIceServer`).

@@ -36,6 +36,10 @@ pub const MAX_PAGE_EVENTS: usize = 500;
 /// Most devices listed for one user.
 pub const MAX_DEVICES: usize = 100;
 
+/// People returned by one nearby lookup.
+pub const MAX_NEARBY: usize = 50;
+/// Longest time one can be visible nearby without turning it on again, in seconds.
+pub const MAX_NEARBY_TTL_S: u32 = 3600;
 /// Contacts one user can have.
 pub const MAX_CONTACTS: usize = 10_000;
 /// STUN/TURN servers (and URLs per server) handed to a client for calls.

@@ -32,6 +32,8 @@ pub struct Config {
     pub typing_rate: Rate,
     /// Sign-in and sign-up attempts per connection, and sign-ins per username.
     pub sign_in_rate: Rate,
+    /// People-nearby lookups (turning on, listing) per user.
+    pub nearby_rate: Rate,
     /// STUN URLs handed to clients for calls.
     pub stun_urls: Vec<String>,
     /// TURN URLs (`turn:host:port?transport=udp`) handed out with credentials.
@@ -59,6 +61,7 @@ impl Config {
             send_rate: Rate { per_second: 50.0, burst: 200.0 },
             typing_rate: Rate { per_second: 2.0, burst: 5.0 },
             sign_in_rate: Rate { per_second: 0.2, burst: 5.0 },
+            nearby_rate: Rate { per_second: 1.0 / 60.0, burst: 6.0 },
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,

@@ -273,6 +273,9 @@ impl Conn {
                 self.add_contact(user.into_string(), key.into_string()).await?
             }
             Request::Contacts {} => self.contacts().await?,
+            Request::NearbyOn { cell, ttl_s } => self.nearby_on(cell.into_string(), ttl_s).await?,
+            Request::NearbyOff {} => self.nearby_off().await?,
+            Request::NearbyList {} => self.nearby_list().await?,
             Request::IceServers {} => {
                 crate::turn::ice_servers(&self.shared.config, self.actor()?.user)?
             }

@@ -12,7 +12,8 @@
 //!   readers, migrations;
 //! - [`switchboard`] — connected devices and bounded, non-blocking delivery to them;
 //! - [`auth`], [`media`], [`metrics`], [`ratelimit`], [`config`], [`turn`] (STUN/TURN for
-//!   calls), `contacts` (contact keys and redeeming them).
+//!   calls), `contacts` (contact keys and redeeming them), `nearby` (people nearby:
+//!   opt-in, expiring, coarse).
 //!
 //! Nothing here logs a token, a password or a message body: requests are logged by kind.
 
@@ -23,6 +24,7 @@ mod contacts;
 pub mod error;
 mod media;
 pub mod metrics;
+mod nearby;
 mod ops;
 pub mod ratelimit;
 pub mod roomlog;
@@ -54,6 +56,8 @@ pub(crate) struct Shared {
     switchboard: Switchboard,
     metrics: Metrics,
     sign_ins: std::sync::Mutex<KeyedBuckets<String>>,
+    /// People-nearby lookups per user id.
+    nearby_lookups: std::sync::Mutex<KeyedBuckets<i64>>,
     shutdown: CancellationToken,
     connections: TaskTracker,
     connection_slots: Arc<tokio::sync::Semaphore>,
@@ -94,6 +98,7 @@ impl Server {
             .with_context(|| format!("Cannot listen on {}", config.listen))?;
         let shared = Arc::new(Shared {
             sign_ins: std::sync::Mutex::new(KeyedBuckets::new(config.sign_in_rate, 100_000)),
+            nearby_lookups: std::sync::Mutex::new(KeyedBuckets::new(config.nearby_rate, 100_000)),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
             config,
             store,

@@ -39,6 +39,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init", include_str!("../migrations/0001_init.sql")),
     ("0002_uploads", include_str!("../migrations/0002_uploads.sql")),
     ("0003_contacts", include_str!("../migrations/0003_contacts.sql")),
+    ("0004_nearby", include_str!("../migrations/0004_nearby.sql")),
 ];
 
 /// What can go wrong opening or using the database.

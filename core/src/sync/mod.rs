@@ -461,6 +461,44 @@ pub async fn contacts(client: &Client) -> Result<Vec<(String, i64, i64)>, Error>
     }
 }
 
+/// Becomes visible to people nearby for `ttl` (at most an hour) in the ~1 km cell around
+/// `lat`, `lon`. Only the cell (a 6-character geohash, computed here) is sent: the exact
+/// position never leaves the device.
+pub async fn nearby_on(client: &Client, lat: f64, lon: f64, ttl: Duration) -> Result<(), Error> {
+    let valid = lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0;
+    if !valid {
+        return Err(Error::Invalid("latitude is -90…90 and longitude -180…180".into()));
+    }
+    let cell = geohash::encode(geohash::Coord { x: lon, y: lat }, NEARBY_CELL_CHARS)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let ttl_s = ttl.as_secs().clamp(1, u64::from(tidings_proto::limits::MAX_NEARBY_TTL_S)) as u32;
+    let cell = Text::new(cell).map_err(|e| Error::Internal(e.to_string()))?;
+    one_request(client, Request::NearbyOn { cell, ttl_s }).await.map(|_| ())
+}
+
+/// Stops being visible to people nearby, at once.
+pub async fn nearby_off(client: &Client) -> Result<(), Error> {
+    one_request(client, Request::NearbyOff {}).await.map(|_| ())
+}
+
+/// Who is visible nearby (I must be visible too), nearest first.
+pub async fn nearby_list(client: &Client) -> Result<Vec<tidings_proto::NearbyPerson>, Error> {
+    match one_request(client, Request::NearbyList {}).await? {
+        Reply::Nearby { people } => Ok(people.into_vec()),
+        other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
+    }
+}
+
+/// Geohash cells for people nearby: 6 characters, ~1.2 × 0.6 km.
+const NEARBY_CELL_CHARS: usize = 6;
+
+/// Sends one request on a fresh signed-in connection and returns its reply.
+async fn one_request(client: &Client, request: Request) -> Result<Reply, Error> {
+    let account = client.require_account().await?;
+    let mut link = Link::joined(&account).await?;
+    link.request(request).await?.map_err(Error::Server)
+}
+
 /// The STUN/TURN servers for calls and how long their credentials last (needs the
 /// network).
 pub(crate) async fn ice_servers(

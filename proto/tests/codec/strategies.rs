@@ -198,6 +198,9 @@ pub fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(reset, ttl_s)| Request::ContactKey { reset, ttl_s }),
         (text(), text()).prop_map(|(user, key)| Request::AddContact { user, key }),
         Just(Request::Contacts {}),
+        (text(), any::<u32>()).prop_map(|(cell, ttl_s)| Request::NearbyOn { cell, ttl_s }),
+        Just(Request::NearbyOff {}),
+        Just(Request::NearbyList {}),
         Just(Request::IceServers {}),
         any::<u64>().prop_map(|nonce| Request::Ping { nonce }),
     ]
@@ -302,6 +305,18 @@ pub fn reply() -> impl Strategy<Value = Reply> {
             .prop_map(|(user, room)| Reply::Contact { contact: Contact { user, room } }),
         list((user_ref(), room()).prop_map(|(user, room)| Contact { user, room }))
             .prop_map(|contacts| Reply::Contacts { contacts }),
+        list(
+            (
+                user_ref(),
+                prop_oneof![
+                    Just(DistanceBucket::Under1Km),
+                    Just(DistanceBucket::Under5Km),
+                    Just(DistanceBucket::Under20Km)
+                ]
+            )
+                .prop_map(|(user, distance)| NearbyPerson { user, distance })
+        )
+        .prop_map(|people| Reply::Nearby { people }),
         (
             list((list(text()), text(), text()).prop_map(|(urls, username, credential)| {
                 IceServer { urls, username, credential }
@@ -365,6 +380,9 @@ pub fn request_tag(r: &Request) -> &'static str {
         Request::ContactKey { .. } => "ContactKey",
         Request::AddContact { .. } => "AddContact",
         Request::Contacts {} => "Contacts",
+        Request::NearbyOn { .. } => "NearbyOn",
+        Request::NearbyOff {} => "NearbyOff",
+        Request::NearbyList {} => "NearbyList",
         Request::IceServers {} => "IceServers",
         Request::Ping { .. } => "Ping",
     }
@@ -394,6 +412,7 @@ pub fn reply_tag(r: &Reply) -> &'static str {
         Reply::ContactKey { .. } => "ContactKey",
         Reply::Contact { .. } => "Contact",
         Reply::Contacts { .. } => "Contacts",
+        Reply::Nearby { .. } => "Nearby",
         Reply::IceServers { .. } => "IceServers",
         Reply::Pong { .. } => "Pong",
     }

@@ -83,6 +83,8 @@ const A: Outcome = Outcome::Allowed;
 const F: Outcome = Outcome::Denied(ErrorCode::Forbidden);
 /// Denied: no valid session (HTTP 401).
 const U: Outcome = Outcome::Denied(ErrorCode::Unauthenticated);
+/// Denied: invalid input (here: not visible nearby, so not allowed to look).
+const I: Outcome = Outcome::Denied(ErrorCode::InvalidInput);
 /// Denied as if the thing did not exist (HTTP 404).
 const N: Outcome = Outcome::Denied(ErrorCode::NotFound);
 
@@ -114,6 +116,11 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     ("ContactKey",      [A,     A,    A,      U,      U,     U,      U,      A]),
     ("Contacts",        [A,     A,    A,      U,      U,     U,      U,      A]),
     ("AddContact",      [A,     A,    A,      U,      U,     U,      U,      A]),
+    // People nearby: anyone signed in may appear or vanish; only the visible (here the
+    // member) may look.
+    ("NearbyOn",        [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("NearbyOff",       [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("NearbyList",      [I,     I,    I,      U,      U,     U,      U,      A]),
     ("CreateRoom",      [A,     A,    A,      U,      U,     U,      U,      A]),
     // Room operations: current members only.
     ("Invite",          [F,     F,    F,      U,      U,     U,      U,      A]),
@@ -279,6 +286,8 @@ impl World {
         let revoke = Request::RevokeDevice { device: device_of(&revoked) };
         bob.request(revoke).await.unwrap().unwrap();
         let key = alice.request(Request::ContactKey { reset: false, ttl_s: None }).await.unwrap();
+        let visible = Request::NearbyOn { cell: text("u09tvw"), ttl_s: 600 };
+        bob.request(visible).await.unwrap().unwrap();
         let Ok(Reply::ContactKey { key, .. }) = key else { panic!("{key:?}") };
 
         Self {
@@ -365,6 +374,9 @@ fn operation(op: &str, w: &World) -> Operation {
         "IceServers" => Request::IceServers {},
         "ContactKey" => Request::ContactKey { reset: false, ttl_s: None },
         "Contacts" => Request::Contacts {},
+        "NearbyOn" => Request::NearbyOn { cell: text("u09tvw"), ttl_s: 600 },
+        "NearbyOff" => Request::NearbyOff {},
+        "NearbyList" => Request::NearbyList {},
         "AddContact" => Request::AddContact {
             user: w.alice.me().user.username.clone(),
             key: text(&w.alice_key),
