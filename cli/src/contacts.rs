@@ -26,8 +26,15 @@ pub async fn contact_code(
     svg: Option<&Path>,
 ) -> Result<(), Failure> {
     let ttl = match minutes {
-        Some(m) if m.is_finite() && m > 0.0 => Some(Duration::from_secs_f64((m * 60.0).max(1.0))),
-        Some(_) => return Err(Failure { code: EXIT_USAGE, message: "minutes must be > 0".into() }),
+        Some(m) if m.is_finite() && m > 0.0 && m <= 60.0 * 24.0 * 365.0 => {
+            Some(Duration::from_secs_f64((m * 60.0).max(1.0)))
+        }
+        Some(_) => {
+            return Err(Failure {
+                code: EXIT_USAGE,
+                message: "minutes are > 0, at most a year".into(),
+            })
+        }
         None => None,
     };
     let code = sync::contact_code(client, reset, ttl).await?;
@@ -52,6 +59,12 @@ pub async fn add_contact(
     let code = match (uri, qr_image) {
         (Some(uri), None) => ContactCode::parse(uri).map_err(tidings_core::Error::from)?,
         (None, Some(path)) => {
+            let too_big =
+                std::fs::metadata(path).is_ok_and(|m| m.len() > contact::MAX_SCAN_FILE_BYTES);
+            if too_big {
+                let message = format!("{}: too large to be a picture of a code", path.display());
+                return Err(Failure { code: EXIT_USAGE, message });
+            }
             let bytes = std::fs::read(path).map_err(|e| Failure {
                 code: EXIT_USAGE,
                 message: format!("{}: {e}", path.display()),

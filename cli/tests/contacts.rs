@@ -22,6 +22,14 @@ fn fails(profile: &Path, args: &[&str]) -> i32 {
     code
 }
 
+/// Runs a command that must fail with exit code 1 and `reason` on stderr.
+fn refused(profile: &Path, args: &[&str], reason: &str) {
+    let out = common::command(profile).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "tidings {args:?}: {stderr}");
+    assert!(stderr.contains(reason), "tidings {args:?}: {stderr}");
+}
+
 #[test]
 fn scanning_a_qr_code_makes_two_people_contacts_with_one_direct_room() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,7 +97,7 @@ fn scanning_a_qr_code_makes_two_people_contacts_with_one_direct_room() {
     // Reset: the old code no longer works, the new one does.
     let new_uri = ok(&alice, &["reset-contact-code"])[0]["uri"].as_str().unwrap().to_owned();
     assert_ne!(new_uri, uri);
-    assert_eq!(fails(&carol, &["add-contact", &uri]), 1);
+    refused(&carol, &["add-contact", &uri], "invalid_contact_key");
     assert_eq!(ok(&carol, &["add-contact", &new_uri])[0]["user"], "alice");
     let mut all = names(&alice);
     all.sort();
@@ -110,7 +118,12 @@ fn bad_codes_get_clear_errors() {
         .unwrap()
         .to_owned();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert_eq!(fails(&bob, &["add-contact", &uri]), 1);
+    refused(&bob, &["add-contact", &uri], "expired_contact_key");
+    // Asking for the code again gives a new one that lives as long (not forever).
+    let again = ok(&alice, &["contact-code"])[0]["uri"].as_str().unwrap().to_owned();
+    assert_ne!(again, uri);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    refused(&bob, &["add-contact", &again], "expired_contact_key");
     // Another server's code, not a code at all, a picture without a code, my own code.
     let foreign = uri.replace("127.0.0.1", "chat.example.org");
     assert_eq!(fails(&bob, &["add-contact", &foreign]), 2);
@@ -123,7 +136,7 @@ fn bad_codes_get_clear_errors() {
     std::fs::write(&not_image, "hello").unwrap();
     assert_eq!(fails(&bob, &["add-contact", "--qr-image", not_image.to_str().unwrap()]), 2);
     let fresh = ok(&alice, &["reset-contact-code"])[0]["uri"].as_str().unwrap().to_owned();
-    assert_eq!(fails(&alice, &["add-contact", &fresh]), 1);
+    refused(&alice, &["add-contact", &fresh], "own contact code");
     // Nothing of this made a contact or a room.
     assert!(ok(&bob, &["contacts"]).is_empty());
     assert!(ok(&bob, &["rooms"]).is_empty());

@@ -45,8 +45,8 @@ fn people_nearby_is_opt_in_coarse_expiring_and_rate_limited() {
     on(bob, "48.86061", "2.33764", "60");
     on(carol, "48.80488", "2.12036", "60");
     on(dave, "45.76404", "4.83566", "60");
-    // Erin, next door to alice, visible for a moment only.
-    on(erin, "48.85840", "2.29450", "0.02");
+    // Erin, next door to alice, visible for six seconds only.
+    on(erin, "48.85840", "2.29450", "0.1");
     assert_eq!(
         list(alice),
         [
@@ -61,12 +61,22 @@ fn people_nearby_is_opt_in_coarse_expiring_and_rate_limited() {
     let (code, _) = exec(lurker, &["nearby", "list"], "");
     assert_eq!(code, 1, "only the visible see others");
 
-    // Expiry: erin's minute-fraction is over.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Expiry: erin's six seconds are over.
+    std::thread::sleep(std::time::Duration::from_millis(6500));
     assert!(!list(alice).iter().any(|(u, _)| u == "erin"), "expired");
     // Opting out removes bob at once.
     ok(bob, &["nearby", "off"]);
     assert_eq!(list(alice), [("carol".to_owned(), "under20_km".to_owned())]);
+    // Neither bob's nor erin's cell is kept.
+    let db = rusqlite::Connection::open(data.join("tidings.sqlite")).unwrap();
+    let kept: Vec<String> = db
+        .prepare("SELECT u.username FROM nearby n JOIN users u ON u.id = n.user_id ORDER BY 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(kept, ["alice", "carol", "dave"]);
 
     // The rate limit: a few lookups, then refusals (alice used 4 of her 6 so far).
     let mut refused = 0;
@@ -89,7 +99,6 @@ fn people_nearby_is_opt_in_coarse_expiring_and_rate_limited() {
     for coordinate in ["48.858", "2.294", "48.860", "2.337", "48.804", "45.764", "4.835"] {
         assert!(!text.contains(coordinate), "{coordinate} is in the server's database");
     }
-    let db = rusqlite::Connection::open(data.join("tidings.sqlite")).unwrap();
     let cells: Vec<String> = db
         .prepare("SELECT cell FROM nearby")
         .unwrap()

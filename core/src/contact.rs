@@ -58,9 +58,19 @@ pub fn qr_png(code: &ContactCode, module_px: u32) -> Vec<u8> {
     png
 }
 
+/// Largest image file scanned for a code.
+pub const MAX_SCAN_FILE_BYTES: u64 = 50 * 1024 * 1024;
+/// Most pixels an image scanned for a code may have (checked before decoding).
+pub const MAX_SCAN_PIXELS: u64 = 40_000_000;
+
 /// Reads the contact code in an image file's bytes (PNG, JPEG, WebP, GIF).
 pub fn scan(bytes: &[u8]) -> Result<ContactCode, ScanError> {
-    let image = photo::thumbnail_pixels(bytes, SCAN_SIDE, &Limits::default())?;
+    if bytes.len() as u64 > MAX_SCAN_FILE_BYTES {
+        let bytes = bytes.len() as u64;
+        return Err(ScanError::Image(PhotoError::FileTooLarge { bytes, max: MAX_SCAN_FILE_BYTES }));
+    }
+    let limits = Limits { max_pixels: MAX_SCAN_PIXELS, ..Limits::default() };
+    let image = photo::thumbnail_pixels(bytes, SCAN_SIDE, &limits)?;
     scan_gray(&image.into_luma8())
 }
 
@@ -68,9 +78,18 @@ pub fn scan(bytes: &[u8]) -> Result<ContactCode, ScanError> {
 pub fn scan_gray(gray: &GrayImage) -> Result<ContactCode, ScanError> {
     let mut found_text = None;
     for variant in variants(gray) {
-        let mut prepared = rqrr::PreparedImage::prepare(variant);
-        for grid in prepared.detect_grids() {
-            let Ok((_, text)) = grid.decode() else { continue };
+        // rqrr can still assert on odd geometry in real photos (its issue #54): a frame that
+        // makes it panic is a frame without a readable code, not a crash.
+        let texts = std::panic::catch_unwind(move || {
+            let mut prepared = rqrr::PreparedImage::prepare(variant);
+            prepared
+                .detect_grids()
+                .into_iter()
+                .filter_map(|grid| grid.decode().ok().map(|(_, text)| text))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+        for text in texts {
             match ContactCode::parse(&text) {
                 Ok(code) => return Ok(code),
                 Err(e) => found_text = Some(e),

@@ -138,7 +138,13 @@ impl ContactCode {
         if !valid_key(&key) {
             return Err(ContactCodeError::BadKey);
         }
-        Ok(Self { server, user, key })
+        let code = Self { server, user, key };
+        // Escapes make the printed form longer than what was read; it must still fit.
+        let printed = code.to_uri().len();
+        if printed > MAX_CONTACT_CODE_BYTES {
+            return Err(ContactCodeError::TooLong { len: printed, max: MAX_CONTACT_CODE_BYTES });
+        }
+        Ok(code)
     }
 
     /// The code as text (what the QR code holds).
@@ -168,11 +174,25 @@ fn check_server(server: &str) -> Result<String, ContactCodeError> {
         .strip_prefix("http://")
         .or_else(|| server.strip_prefix("https://"))
         .ok_or(ContactCodeError::BadServer)?;
-    let host_ok = !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    if !host_ok {
+    // host[:port], the host a name, an IPv4 address or a bracketed IPv6 address.
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6.len() <= 45
+                && v6.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        }
+        None => {
+            !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        }
+    };
+    if !(host_ok && port_ok) {
         return Err(ContactCodeError::BadServer);
     }
     Ok(server.to_owned())
@@ -259,6 +279,8 @@ mod tests {
             (format!("{uri}&extra=1"), E::BadField("extra".into())),
             (uri.replace("http%3A", "ftp%3A"), E::BadServer),
             (uri.replace("%3A7878", "%2Fpath%3Fq%3D1"), E::BadServer),
+            (uri.replace("%3A7878", "%3A%3A%3A%3A"), E::BadServer),
+            (uri.replace("%3A7878", "%3A78a"), E::BadServer),
             (uri.replace("user=alice", "user=Alice%20Smith"), E::BadUser),
             (uri.replace("key=Q2xldmVyIGdpcmwhIGtleQ", "key=short"), E::BadKey),
             (uri.replace("key=Q2xldmVyIGdpcmwhIGtleQ", "key=Q2xldmVyIGdpcmwhIGtleQ%21"), E::BadKey),

@@ -6,3 +6,4 @@ CREATE TABLE "nearby" (
     "cell" TEXT NOT NULL CHECK (length("cell") = 6),
     "expires_ms" INTEGER NOT NULL
 ) STRICT;
+CREATE INDEX "nearby_by_cell" ON "nearby" ("cell");

@@ -13,8 +13,8 @@
 
 use rusqlite::{params, OptionalExtension};
 use tidings_proto::{
-    bounded::Text, validate, Contact, ErrorCode, Reply, RequestId, RoomId, RoomKind, ServerFrame,
-    UserId,
+    bounded::Text, limits::MAX_CONTACTS, validate, Contact, ErrorCode, Reply, RequestId, RoomId,
+    RoomKind, ServerFrame, UserId,
 };
 
 use crate::{
@@ -38,23 +38,30 @@ impl Conn {
             .store
             .write(move |tx| {
                 let now = unix_ms();
+                let mut lifetime_ms = ttl_s.map(|s| i64::from(s) * 1000);
                 if !reset {
-                    let current: Option<(String, Option<i64>)> = tx
+                    let current: Option<(String, i64, Option<i64>)> = tx
                         .prepare_cached(
-                            "SELECT key, expires_ms FROM contact_keys WHERE user_id = ?1",
+                            "SELECT key, created_ms, expires_ms FROM contact_keys
+                             WHERE user_id = ?1",
                         )?
-                        .query_row([actor.user.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .query_row([actor.user.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .optional()?;
-                    // A live key is shown again; an expired one is replaced.
-                    if let Some((key, expires_ms)) =
-                        current.filter(|(_, e)| e.is_none_or(|e| e > now))
-                    {
-                        let key = Text::new(key).map_err(OpError::internal)?;
-                        return Ok(Reply::ContactKey { key, expires_ms });
+                    match current {
+                        // A live key is shown again.
+                        Some((key, _, expires_ms)) if expires_ms.is_none_or(|e| e > now) => {
+                            let key = Text::new(key).map_err(OpError::internal)?;
+                            return Ok(Reply::ContactKey { key, expires_ms });
+                        }
+                        // An expired one is replaced by one that lives as long as it did.
+                        Some((_, created, Some(expired))) => {
+                            lifetime_ms = Some((expired - created).max(1000));
+                        }
+                        _ => {}
                     }
                 }
                 let key = auth::new_secret().secret;
-                let expires_ms = ttl_s.map(|s| now + i64::from(s) * 1000);
+                let expires_ms = lifetime_ms.map(|l| now + l);
                 tx.prepare_cached(
                     "INSERT INTO contact_keys (user_id, key, created_ms, expires_ms)
                      VALUES (?1, ?2, ?3, ?4)
@@ -75,6 +82,8 @@ impl Conn {
         key: String,
     ) -> Result<Reply, OpError> {
         let actor = self.actor()?;
+        // Like making a room (which this may do): the send rate applies.
+        self.send_bucket.take(std::time::Instant::now()).map_err(OpError::rate_limited)?;
         if validate::username(&user).is_err() || !tidings_proto::contact::valid_key(&key) {
             return Err(OpError::new(ErrorCode::InvalidContactKey, "no such contact key"));
         }
@@ -104,6 +113,21 @@ impl Conn {
                 let owner = UserId(owner);
                 if owner == actor.user {
                     return Err(OpError::invalid("this is your own contact code"));
+                }
+                let count = |u: UserId| -> Result<usize, OpError> {
+                    let n: i64 = tx
+                        .prepare_cached(
+                            "SELECT count(*) FROM contacts WHERE user_id = ?1 AND contact_id != ?2",
+                        )?
+                        .query_row(params![u.0, if u == owner { actor.user.0 } else { owner.0 }], |r| {
+                            r.get(0)
+                        })?;
+                    Ok(n as usize)
+                };
+                if count(actor.user)? >= MAX_CONTACTS || count(owner)? >= MAX_CONTACTS {
+                    return Err(OpError::invalid(format!(
+                        "a user has at most {MAX_CONTACTS} contacts"
+                    )));
                 }
                 let room = match direct_room(tx, actor.user, owner)? {
                     Some(room) => room,

@@ -79,8 +79,9 @@ impl Conn {
         self.limit_nearby(actor.user)?;
         self.shared
             .store
-            .read(move |conn| {
+            .write(move |conn| {
                 let now = unix_ms();
+                conn.prepare_cached("DELETE FROM nearby WHERE expires_ms <= ?1")?.execute([now])?;
                 let mine: Option<String> = rusqlite::OptionalExtension::optional(
                     conn.prepare_cached(
                         "SELECT cell FROM nearby WHERE user_id = ?1 AND expires_ms > ?2",
@@ -91,22 +92,40 @@ impl Conn {
                     OpError::invalid("turn people nearby on first: only the visible see others")
                 })?;
                 let here = centre(&mine)?;
-                let rows = conn
-                    .prepare_cached(
-                        "SELECT u.id, u.username, n.cell FROM nearby n JOIN users u ON u.id = n.user_id
-                         WHERE n.expires_ms > ?1 AND n.user_id != ?2",
-                    )?
-                    .query_map(params![now, actor.user.0], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
+                // Only the ~150 km cell around mine and its neighbours can be within 20 km.
+                let area = &mine[..3];
+                let n = geohash::neighbors(area).map_err(OpError::internal)?;
+                let areas = [area, &n.n, &n.ne, &n.e, &n.se, &n.s, &n.sw, &n.w, &n.nw];
+                let mut rows = Vec::new();
+                for area in areas {
+                    let found = conn
+                        .prepare_cached(
+                            "SELECT u.id, u.username, n.cell FROM nearby n
+                             JOIN users u ON u.id = n.user_id
+                             WHERE n.cell >= ?1 AND n.cell < ?1 || '~' AND n.expires_ms > ?2
+                                 AND n.user_id != ?3",
+                        )?
+                        .query_map(params![area, now, actor.user.0], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                            ))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    rows.extend(found);
+                }
                 let mut people = Vec::new();
                 for (id, username, cell) in rows {
                     let Some(distance) = bucket(km(here, centre(&cell)?)) else { continue };
-                    people.push(NearbyPerson { user: roomlog::user_ref(UserId(id), username)?, distance });
+                    people.push(NearbyPerson {
+                        user: roomlog::user_ref(UserId(id), username)?,
+                        distance,
+                    });
                 }
                 people.sort_by(|a, b| {
-                    (a.distance, a.user.username.as_str()).cmp(&(b.distance, b.user.username.as_str()))
+                    (a.distance, a.user.username.as_str())
+                        .cmp(&(b.distance, b.user.username.as_str()))
                 });
                 people.truncate(MAX_NEARBY);
                 Ok(Reply::Nearby { people: bounded(people)? })

@@ -403,11 +403,16 @@ pub async fn contact_code(
     let mut link = Link::joined(&account).await?;
     let ttl_s = ttl.map(|t| t.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
     match link.request(Request::ContactKey { reset, ttl_s }).await?.map_err(Error::Server)? {
-        Reply::ContactKey { key, .. } => Ok(crate::contact::ContactCode {
-            server: account.server,
-            user: account.username,
-            key: key.into_string(),
-        }),
+        Reply::ContactKey { key, .. } => {
+            let code = crate::contact::ContactCode {
+                server: account.server,
+                user: account.username,
+                key: key.into_string(),
+            };
+            // A server address a scanner would refuse (a path, say) makes no usable code.
+            crate::contact::ContactCode::parse(&code.to_uri())?;
+            Ok(code)
+        }
         other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
     }
 }
