@@ -295,5 +295,13 @@ mod tests {
     #[test]
     fn the_key_stays_out_of_debug_output() {
         assert!(!format!("{:?}", alice()).contains("Q2xl"));
+        let key = crate::ContactKeyText(crate::bounded::Text::new(alice().key).unwrap());
+        let request = crate::Request::AddContact {
+            user: crate::bounded::Text::new("alice").unwrap(),
+            key: key.clone(),
+        };
+        assert!(!format!("{request:?}").contains("Q2xl"), "{request:?}");
+        let reply = crate::Reply::ContactKey { key, expires_ms: None };
+        assert!(!format!("{reply:?}").contains("Q2xl"), "{reply:?}");
     }
 }

@@ -719,8 +719,17 @@ pub enum Reply {
     },
 }
 
-/// A contact key as it travels (16–64 characters of `A-Z a-z 0-9 - _`).
-pub type ContactKeyText = Text<64>;
+/// A contact key as it travels (16–64 characters of `A-Z a-z 0-9 - _`). Its `Debug` never
+/// prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContactKeyText(pub Text<64>);
+
+impl std::fmt::Debug for ContactKeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContactKeyText(…)")
+    }
+}
 
 /// One of my contacts and our direct room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

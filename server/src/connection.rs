@@ -270,7 +270,7 @@ impl Conn {
             Request::CatchUp { room, after, limit } => self.catch_up(room, after, limit).await?,
             Request::ContactKey { reset, ttl_s } => self.contact_key(reset, ttl_s).await?,
             Request::AddContact { user, key } => {
-                self.add_contact(user.into_string(), key.into_string()).await?
+                self.add_contact(user.into_string(), key.0.into_string()).await?
             }
             Request::Contacts {} => self.contacts().await?,
             Request::NearbyOn { cell, ttl_s } => self.nearby_on(cell.into_string(), ttl_s).await?,

@@ -13,8 +13,8 @@
 
 use rusqlite::{params, OptionalExtension};
 use tidings_proto::{
-    bounded::Text, limits::MAX_CONTACTS, validate, Contact, ErrorCode, Reply, RequestId, RoomId,
-    RoomKind, ServerFrame, UserId,
+    bounded::Text, limits::MAX_CONTACTS, validate, Contact, ContactKeyText, ErrorCode, Reply,
+    RequestId, RoomId, RoomKind, ServerFrame, UserId,
 };
 
 use crate::{
@@ -50,7 +50,7 @@ impl Conn {
                     match current {
                         // A live key is shown again.
                         Some((key, _, expires_ms)) if expires_ms.is_none_or(|e| e > now) => {
-                            let key = Text::new(key).map_err(OpError::internal)?;
+                            let key = ContactKeyText(Text::new(key).map_err(OpError::internal)?);
                             return Ok(Reply::ContactKey { key, expires_ms });
                         }
                         // An expired one is replaced by one that lives as long as it did.
@@ -69,7 +69,7 @@ impl Conn {
                          created_ms = excluded.created_ms, expires_ms = excluded.expires_ms",
                 )?
                 .execute(params![actor.user.0, key, now, expires_ms])?;
-                let key = Text::new(key).map_err(OpError::internal)?;
+                let key = ContactKeyText(Text::new(key).map_err(OpError::internal)?);
                 Ok(Reply::ContactKey { key, expires_ms })
             })
             .await

@@ -407,7 +407,7 @@ pub async fn contact_code(
             let code = crate::contact::ContactCode {
                 server: account.server,
                 user: account.username,
-                key: key.into_string(),
+                key: key.0.into_string(),
             };
             // A server address a scanner would refuse (a path, say) makes no usable code.
             crate::contact::ContactCode::parse(&code.to_uri())?;
@@ -429,7 +429,9 @@ pub async fn add_contact(
     }
     let mut link = Link::joined(&account).await?;
     let user = Text::new(code.user.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
-    let key = Text::new(code.key.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let key = tidings_proto::ContactKeyText(
+        Text::new(code.key.clone()).map_err(|e| Error::Invalid(e.to_string()))?,
+    );
     let contact = match link.request(Request::AddContact { user, key }).await? {
         Ok(Reply::Contact { contact }) => contact,
         Ok(other) => return Err(Error::Network(format!("unexpected reply: {other:?}"))),

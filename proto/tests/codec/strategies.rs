@@ -196,7 +196,8 @@ pub fn request() -> impl Strategy<Value = Request> {
         }),
         (any::<bool>(), option::of(any::<u32>()))
             .prop_map(|(reset, ttl_s)| Request::ContactKey { reset, ttl_s }),
-        (text(), text()).prop_map(|(user, key)| Request::AddContact { user, key }),
+        (text(), text())
+            .prop_map(|(user, key)| Request::AddContact { user, key: ContactKeyText(key) }),
         Just(Request::Contacts {}),
         (text(), any::<u32>()).prop_map(|(cell, ttl_s)| Request::NearbyOn { cell, ttl_s }),
         Just(Request::NearbyOff {}),
@@ -299,8 +300,10 @@ pub fn reply() -> impl Strategy<Value = Reply> {
                 last_seq,
                 members
             }),
-        (text(), option::of(any::<i64>()))
-            .prop_map(|(key, expires_ms)| Reply::ContactKey { key, expires_ms }),
+        (text(), option::of(any::<i64>())).prop_map(|(key, expires_ms)| Reply::ContactKey {
+            key: ContactKeyText(key),
+            expires_ms
+        }),
         (user_ref(), room())
             .prop_map(|(user, room)| Reply::Contact { contact: Contact { user, room } }),
         list((user_ref(), room()).prop_map(|(user, room)| Contact { user, room }))

@@ -305,7 +305,7 @@ impl World {
             room,
             media,
             upload: upload_id,
-            alice_key: key.into_string(),
+            alice_key: key.0.into_string(),
         }
     }
 
@@ -379,7 +379,7 @@ fn operation(op: &str, w: &World) -> Operation {
         "NearbyList" => Request::NearbyList {},
         "AddContact" => Request::AddContact {
             user: w.alice.me().user.username.clone(),
-            key: text(&w.alice_key),
+            key: tidings_proto::ContactKeyText(text(&w.alice_key)),
         },
         "SignOut" => Request::SignOut {},
         "ListDevices" => Request::ListDevices {},
