@@ -87,7 +87,9 @@ fn people_nearby_is_opt_in_coarse_expiring_and_rate_limited() {
     }
     assert!(refused >= 1, "lookups are rate limited");
 
-    // The server's files hold cells, never the coordinates.
+    // The server's files hold cells, never the coordinates. (The protocol has no field for
+    // coordinates, so this holds by construction; it guards a later change that adds one.
+    // The rows checks above are what this test relies on.)
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(&data).unwrap() {
         let path = entry.unwrap().path();

@@ -124,13 +124,16 @@ pub fn describe(content: &EventContent) -> String {
     }
 }
 
+/// The local room for a server room id, if this profile knows it.
+pub fn known_room(c: &Connection, server_id: i64) -> Result<Option<RoomKey>, Error> {
+    Ok(c.prepare_cached("SELECT id FROM rooms WHERE server_id = ?1")?
+        .query_row([server_id], |r| r.get(0))
+        .optional()?)
+}
+
 /// The local room for a server room id, created (as a placeholder) if unknown.
 pub fn local_room(tx: &Connection, server_id: i64) -> Result<RoomKey, Error> {
-    let found: Option<i64> = tx
-        .prepare_cached("SELECT id FROM rooms WHERE server_id = ?1")?
-        .query_row([server_id], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = found {
+    if let Some(id) = known_room(tx, server_id)? {
         return Ok(id);
     }
     tx.prepare_cached("INSERT INTO rooms (server_id, kind) VALUES (?1, 'group')")?

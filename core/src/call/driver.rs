@@ -195,14 +195,7 @@ impl Client {
         if !started {
             return;
         }
-        let local = self
-            .db(move |c| {
-                use rusqlite::OptionalExtension;
-                Ok(c.prepare_cached("SELECT id FROM rooms WHERE server_id = ?1")?
-                    .query_row([room.0], |r| r.get::<_, i64>(0))
-                    .optional()?)
-            })
-            .await;
+        let local = self.db(move |c| crate::apply::known_room(c, room.0)).await;
         let Ok(Some(room)) = local else {
             tracing::debug!(call, "Signal for an unknown room dropped.");
             return;
@@ -233,6 +226,8 @@ struct Driver {
     ice: Ice,
     /// Mute asked for in this call (kept across its media session being made).
     muted: bool,
+    /// Server ids of the rooms calls were in (a room's server id never changes).
+    server_rooms: std::collections::HashMap<RoomKey, i64>,
 }
 
 type Ice = Arc<Mutex<Option<(Vec<IceServer>, Instant)>>>;
@@ -250,8 +245,17 @@ async fn drive(
         let (client, ice) = (client.clone(), ice.clone());
         tokio::spawn(async move { fetch_ice(&client, &ice).await });
     }
-    let mut d =
-        Driver { client, options, me, machine, media: None, media_events: None, ice, muted: false };
+    let mut d = Driver {
+        client,
+        options,
+        me,
+        machine,
+        media: None,
+        media_events: None,
+        ice,
+        muted: false,
+        server_rooms: Default::default(),
+    };
     loop {
         let deadline = d.machine.poll_timeout().map(tokio::time::Instant::from_std);
         let input = tokio::select! {
@@ -273,14 +277,7 @@ async fn drive(
         // signals handed to the session), so whoever reacts to them sees the effects.
         let mut ui = Vec::new();
         while let Some(output) = d.machine.poll_output() {
-            if let Output::Ui(event) = output {
-                if matches!(event, CallEvent::Ended { .. }) {
-                    d.muted = false;
-                }
-                ui.push(Event::Call(event));
-                continue;
-            }
-            if let Some(feedback) = d.perform(output).await {
+            if let Some(feedback) = d.perform(output, &mut ui).await {
                 d.machine.handle(Instant::now(), feedback);
             }
         }
@@ -332,13 +329,13 @@ async fn fetch_ice(client: &Client, ice: &Ice) {
 }
 
 impl Driver {
-    /// Does what the machine asked (UI events aside); returns the media's answer to feed
-    /// back, if any.
-    async fn perform(&mut self, output: Output) -> Option<Input> {
+    /// Does what the machine asked (UI events are collected in `ui`, to be emitted after
+    /// the rest); returns the media's answer to feed back, if any.
+    async fn perform(&mut self, output: Output, ui: &mut Vec<Event>) -> Option<Input> {
         match output {
             Output::Signal { room, to_user, to_device, call, signal } => {
-                match self.client.server_room_id(room).await {
-                    Ok(Some(server)) => {
+                match self.server_room(room).await {
+                    Some(server) => {
                         let request = Request::Signal {
                             room: RoomId(server),
                             to_user: UserId(to_user),
@@ -353,7 +350,10 @@ impl Driver {
                 None
             }
             Output::Ui(event) => {
-                self.client.emit([Event::Call(event)]);
+                if matches!(event, CallEvent::Ended { .. }) {
+                    self.muted = false;
+                }
+                ui.push(Event::Call(event));
                 None
             }
             Output::Media(command) => self.media_command(command).await,
@@ -435,6 +435,16 @@ impl Driver {
                 None
             }
         }
+    }
+
+    /// The server id of a local room, looked up once per room (every candidate is a signal).
+    async fn server_room(&mut self, room: RoomKey) -> Option<i64> {
+        if let Some(server) = self.server_rooms.get(&room) {
+            return Some(*server);
+        }
+        let server = self.client.server_room_id(room).await.ok().flatten()?;
+        self.server_rooms.insert(room, server);
+        Some(server)
     }
 
     /// A fresh media session for the current call (closing any left over, beside).

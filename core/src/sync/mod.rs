@@ -400,9 +400,8 @@ pub async fn contact_code(
     ttl: Option<Duration>,
 ) -> Result<crate::contact::ContactCode, Error> {
     let account = client.require_account().await?;
-    let mut link = Link::joined(&account).await?;
     let ttl_s = ttl.map(|t| t.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
-    match link.request(Request::ContactKey { reset, ttl_s }).await?.map_err(Error::Server)? {
+    match one_request(&account, Request::ContactKey { reset, ttl_s }).await? {
         Reply::ContactKey { key, .. } => {
             let code = crate::contact::ContactCode {
                 server: account.server,
@@ -427,27 +426,18 @@ pub async fn add_contact(
     if code.server.trim_end_matches('/') != account.server.trim_end_matches('/') {
         return Err(Error::ForeignServer { server: code.server.clone() });
     }
-    let mut link = Link::joined(&account).await?;
     let user = Text::new(code.user.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
     let key = tidings_proto::ContactKeyText(
         Text::new(code.key.clone()).map_err(|e| Error::Invalid(e.to_string()))?,
     );
-    let contact = match link.request(Request::AddContact { user, key }).await? {
-        Ok(Reply::Contact { contact }) => contact,
-        Ok(other) => return Err(Error::Network(format!("unexpected reply: {other:?}"))),
-        Err(e) => return Err(Error::Server(e)),
+    let contact = match one_request(&account, Request::AddContact { user, key }).await? {
+        Reply::Contact { contact } => contact,
+        other => return Err(Error::Network(format!("unexpected reply: {other:?}"))),
     };
-    drop(link);
     sync_until_idle(client).await?;
     let server_room = contact.room.0;
     let room = client
-        .db(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.query_row("SELECT id FROM rooms WHERE server_id = ?1", [server_room], |r| {
-                r.get(0)
-            })
-            .optional()?)
-        })
+        .db(move |c| crate::apply::known_room(c, server_room))
         .await?
         .ok_or(Error::NoSuchRoom(server_room))?;
     Ok((contact.user.id.0, room))
@@ -457,8 +447,7 @@ pub async fn add_contact(
 /// server id of our direct room.
 pub async fn contacts(client: &Client) -> Result<Vec<(String, i64, i64)>, Error> {
     let account = client.require_account().await?;
-    let mut link = Link::joined(&account).await?;
-    match link.request(Request::Contacts {}).await?.map_err(Error::Server)? {
+    match one_request(&account, Request::Contacts {}).await? {
         Reply::Contacts { contacts } => Ok(contacts
             .into_vec()
             .into_iter()
@@ -480,17 +469,20 @@ pub async fn nearby_on(client: &Client, lat: f64, lon: f64, ttl: Duration) -> Re
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let ttl_s = ttl.as_secs().clamp(1, u64::from(tidings_proto::limits::MAX_NEARBY_TTL_S)) as u32;
     let cell = Text::new(cell).map_err(|e| Error::Internal(e.to_string()))?;
-    one_request(client, Request::NearbyOn { cell, ttl_s }).await.map(|_| ())
+    let account = client.require_account().await?;
+    one_request(&account, Request::NearbyOn { cell, ttl_s }).await.map(|_| ())
 }
 
 /// Stops being visible to people nearby, at once.
 pub async fn nearby_off(client: &Client) -> Result<(), Error> {
-    one_request(client, Request::NearbyOff {}).await.map(|_| ())
+    let account = client.require_account().await?;
+    one_request(&account, Request::NearbyOff {}).await.map(|_| ())
 }
 
 /// Who is visible nearby (I must be visible too), nearest first.
 pub async fn nearby_list(client: &Client) -> Result<Vec<tidings_proto::NearbyPerson>, Error> {
-    match one_request(client, Request::NearbyList {}).await? {
+    let account = client.require_account().await?;
+    match one_request(&account, Request::NearbyList {}).await? {
         Reply::Nearby { people } => Ok(people.into_vec()),
         other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
     }
@@ -500,9 +492,8 @@ pub async fn nearby_list(client: &Client) -> Result<Vec<tidings_proto::NearbyPer
 const NEARBY_CELL_CHARS: usize = 6;
 
 /// Sends one request on a fresh signed-in connection and returns its reply.
-async fn one_request(client: &Client, request: Request) -> Result<Reply, Error> {
-    let account = client.require_account().await?;
-    let mut link = Link::joined(&account).await?;
+async fn one_request(account: &Account, request: Request) -> Result<Reply, Error> {
+    let mut link = Link::joined(account).await?;
     link.request(request).await?.map_err(Error::Server)
 }
 
@@ -512,8 +503,7 @@ pub(crate) async fn ice_servers(
     client: &Client,
 ) -> Result<(Vec<crate::call::media::IceServer>, Duration), Error> {
     let account = client.require_account().await?;
-    let mut link = Link::joined(&account).await?;
-    match link.request(Request::IceServers {}).await?.map_err(Error::Server)? {
+    match one_request(&account, Request::IceServers {}).await? {
         Reply::IceServers { servers, ttl_s } => Ok((
             crate::call::driver::ice_from_reply(servers.into_vec()),
             Duration::from_secs(u64::from(ttl_s)),
