@@ -75,6 +75,7 @@ impl Default for Timeouts {
 
 /// The other party of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Peer {
     /// The room the call belongs to.
     pub room: i64,
@@ -215,6 +216,7 @@ pub enum MediaCommand {
 /// What the UI shows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CallEvent {
     /// Outgoing: asking whether they are free ("requesting…").
     Requesting {
@@ -266,6 +268,7 @@ pub enum CallEvent {
 /// Why a call ended, as the UI says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum EndReason {
     /// I hung up (or cancelled).
     HungUp,

@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, Notify};
 
 use crate::{
     apply::{MessageBody, PENDING_POSITION},
-    model::{Event, Message, MessageState, OutboxEntry, RoomKey, RoomSummary},
+    model::{Event, MemberReceipt, Message, MessageState, OutboxEntry, RoomKey, RoomSummary},
     store, Error,
 };
 
@@ -550,6 +550,7 @@ impl Client {
                 "SELECT r.id, r.server_id, r.kind, r.name, r.unread, r.synced_seq, r.member,
                         r.last_preview, r.last_sender, r.last_message_seq, o.state,
                         r.others, r.others_delivered_seq, r.others_read_seq,
+                        r.last_activity_ms,
                         CASE WHEN r.name IS NULL AND r.kind = 'direct' THEN
                             (SELECT u.username FROM members m JOIN users u ON u.id = m.user_id
                              WHERE m.room_id = r.id AND m.user_id != ?1
@@ -562,7 +563,7 @@ impl Client {
             let rows = st.query_map([me], |r| {
                 let kind: String = r.get(2)?;
                 let name: Option<String> = r.get(3)?;
-                let other: Option<String> = r.get(14)?;
+                let other: Option<String> = r.get(15)?;
                 let sender: Option<i64> = r.get(8)?;
                 let outbox: Option<String> = r.get(10)?;
                 let my_last_state = (sender == Some(me)).then(|| {
@@ -585,6 +586,8 @@ impl Client {
                     unread: r.get::<_, i64>(4)? as u64,
                     last_seq: r.get::<_, i64>(5)? as Seq,
                     member: r.get(6)?,
+                    direct: kind == "direct",
+                    last_activity_ms: r.get(14)?,
                     last_message: r.get(7)?,
                     my_last_state: my_last_state.transpose()?,
                     typing: Vec::new(),
@@ -611,7 +614,7 @@ impl Client {
             let me = account(c)?.map_or(0, |a| a.user_id);
             let mut st = c.prepare_cached(
                 "SELECT e.seq, e.request_id, e.sender, e.content, e.position,
-                        coalesce(u.username, '?')
+                        coalesce(u.username, '?'), e.at_ms
                  FROM events e LEFT JOIN users u ON u.id = e.sender
                  WHERE e.room_id = ?1 AND e.position < ?2
                  ORDER BY e.position DESC LIMIT ?3",
@@ -624,11 +627,12 @@ impl Client {
                         r.get::<_, Vec<u8>>(3)?,
                         r.get::<_, i64>(4)?,
                         r.get::<_, String>(5)?,
+                        r.get::<_, i64>(6)?,
                     ))
                 })?;
             let mut out = Vec::new();
             for row in rows {
-                let (seq, req, content, position, sender) = row?;
+                let (seq, req, content, position, sender, at_ms) = row?;
                 let seq = seq.map(|s| s as Seq);
                 let shown = view(&content);
                 out.push(Message {
@@ -636,7 +640,9 @@ impl Client {
                     seq,
                     request_id: request_string(&req),
                     sender,
+                    at_ms,
                     text: shown.text,
+                    notice: shown.notice,
                     state: state_of(c, me, room, seq, &req)?,
                     position,
                     image: shown.image,
@@ -762,6 +768,25 @@ impl Client {
         self.outbox_ready.notify_one();
         Ok(())
     }
+
+    /// Who of the room's other current members has got and read message `seq` (from their
+    /// receipt watermarks; for "read by" in groups), by username.
+    pub async fn read_by(&self, room: RoomKey, seq: Seq) -> Result<Vec<MemberReceipt>, Error> {
+        self.db(move |c| {
+            let me = account(c)?.map_or(0, |a| a.user_id);
+            let mut st = c.prepare_cached(
+                "SELECT coalesce(u.username, '?'), m.delivered_seq >= ?3, m.read_seq >= ?3
+                 FROM members m LEFT JOIN users u ON u.id = m.user_id
+                 WHERE m.room_id = ?1 AND m.active = 1 AND m.user_id != ?2
+                 ORDER BY 3 DESC, 2 DESC, 1",
+            )?;
+            let rows = st.query_map(params![room, me, seq as i64], |r| {
+                Ok(MemberReceipt { username: r.get(0)?, delivered: r.get(1)?, read: r.get(2)? })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
 }
 
 /// Where an enqueued operation goes.
@@ -814,6 +839,7 @@ pub(crate) fn request_string(bytes: &[u8]) -> String {
 /// What a stored event shows in the timeline: its text and its attachment's views.
 struct Shown {
     text: String,
+    notice: bool,
     image: Option<crate::model::ImageView>,
     file: Option<crate::model::FileView>,
     video: Option<crate::model::VideoView>,
@@ -821,7 +847,14 @@ struct Shown {
 }
 
 fn view(content: &[u8]) -> Shown {
-    let none = |text: String| Shown { text, image: None, file: None, video: None, call: None };
+    let none = |text: String| Shown {
+        text,
+        notice: false,
+        image: None,
+        file: None,
+        video: None,
+        call: None,
+    };
     let Ok(content) = codec::decode::<EventContent>(content) else {
         return none("(event this version cannot show)".into());
     };
@@ -835,11 +868,14 @@ fn view(content: &[u8]) -> Shown {
         };
         return Shown { call: Some(call), ..none(text) };
     }
-    let EventContent::Message { body, attachments } = content else { return none(text) };
+    let EventContent::Message { body, attachments } = content else {
+        return Shown { notice: true, ..none(text) };
+    };
     let Some(body) = crate::apply::decode_body(body.as_bytes()) else { return none(text) };
     let media = attachments.iter().next().map(|m| m.0);
     Shown {
         text,
+        notice: false,
         image: body.image.map(|i| crate::model::ImageView {
             width: i.width,
             height: i.height,

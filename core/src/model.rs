@@ -9,6 +9,7 @@ pub type RoomKey = i64;
 
 /// Delivery state of a message, as ticks show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
     /// Saved here, not yet confirmed by the server (clock).
@@ -25,6 +26,7 @@ pub enum MessageState {
 
 /// One room in the room list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RoomSummary {
     /// Local id.
     pub room: RoomKey,
@@ -42,12 +44,17 @@ pub struct RoomSummary {
     pub my_last_state: Option<MessageState>,
     /// Still a member.
     pub member: bool,
+    /// A direct (one-to-one) room rather than a group.
+    pub direct: bool,
+    /// When something last happened in it (Unix ms; local time for local echoes).
+    pub last_activity_ms: i64,
     /// Who is typing in the room now (usernames).
     pub typing: Vec<String>,
 }
 
 /// One timeline item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Message {
     /// Local room id.
     pub room: RoomKey,
@@ -57,8 +64,12 @@ pub struct Message {
     pub request_id: String,
     /// Sender's username.
     pub sender: String,
+    /// When it was sent (Unix ms): the server's time, or this device's while pending.
+    pub at_ms: i64,
     /// Text (for membership and call events, a short description).
     pub text: String,
+    /// A membership or naming event (joined, left, renamed…), shown as a line, not a bubble.
+    pub notice: bool,
     /// Delivery state.
     pub state: MessageState,
     /// Keyset cursor: pass it as `before` to get the next older page.
@@ -75,6 +86,7 @@ pub struct Message {
 
 /// A call record in a timeline (the facts; the UI words them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CallView {
     /// Who called (user id).
     pub caller: i64,
@@ -88,6 +100,7 @@ pub struct CallView {
 
 /// A file in a message; its bytes come from [`crate::Client::open_full`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FileView {
     /// Its name.
     pub name: String,
@@ -101,6 +114,7 @@ pub struct FileView {
 
 /// A video's preview: its poster comes from [`crate::Client::thumbnail`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct VideoView {
     /// Duration in milliseconds.
     pub duration_ms: u64,
@@ -115,6 +129,7 @@ pub struct VideoView {
 /// A photo in a message: enough to lay it out and show the placeholder and thumbnail at
 /// once; the full image comes from [`crate::Client::open_full`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ImageView {
     /// Full image width, as displayed.
     pub width: u32,
@@ -136,6 +151,7 @@ pub struct ImageView {
 
 /// An outbox entry the user may need to act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OutboxEntry {
     /// Outbox id (for retry and discard).
     pub id: i64,
@@ -153,8 +169,37 @@ pub struct OutboxEntry {
     pub error: Option<String>,
 }
 
+/// How far one other member has got with one of my messages (for "read by" in groups).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct MemberReceipt {
+    /// Their username.
+    pub username: String,
+    /// One of their devices has it.
+    pub delivered: bool,
+    /// They have read it.
+    pub read: bool,
+}
+
+/// One of my signed-in devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Device {
+    /// Device id (for signing it out).
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// When it signed in (Unix ms).
+    pub created_ms: i64,
+    /// When it last connected (Unix ms).
+    pub last_seen_ms: i64,
+    /// This device.
+    pub current: bool,
+}
+
 /// Connection state, for a banner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionState {
     /// Not connected (no network, or signed out).
@@ -170,6 +215,7 @@ pub enum ConnectionState {
 /// Something changed; emitted only after the transaction that made it true committed. Small
 /// on purpose: a front end reloads what the event names from the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// The room list changed (a room, its name, counters or last message).

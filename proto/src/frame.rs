@@ -457,6 +457,7 @@ pub enum CallSignal {
 /// How a call ended, as stored in the room log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum CallOutcome {
     /// Nobody answered.
     Missed,
@@ -752,6 +753,7 @@ pub struct NearbyPerson {
 /// How far someone nearby is, as a bucket (between the centres of the two ~1 km cells).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub enum DistanceBucket {
     /// Under 1 km.
     Under1Km,

@@ -79,9 +79,13 @@ pub struct MediaConfig {
     pub ice_servers: Vec<IceServer>,
     /// Only relayed candidates (hides my addresses from the peer; needs a TURN server).
     pub relay_only: bool,
-    /// Local UDP addresses to bind (`127.0.0.1:0` in tests); empty binds every interface.
+    /// Local UDP addresses to bind (`127.0.0.1:0` in tests); empty binds every IPv4
+    /// interface ([`DEFAULT_BIND`]).
     pub udp_addrs: Vec<String>,
 }
+
+/// What a call binds when told nothing: every IPv4 interface, on ports the OS picks.
+pub const DEFAULT_BIND: &str = "0.0.0.0:0";
 
 /// What can go wrong with media.
 #[derive(Debug, thiserror::Error)]
@@ -262,9 +266,14 @@ impl MediaSession {
             .with_media_engine(media)
             .with_setting_engine(settings.build())
             .with_handler(handler);
-        if !config.udp_addrs.is_empty() {
-            builder = builder.with_udp_addrs(config.udp_addrs.clone());
-        }
+        // webrtc 0.21 binds nothing unless told: the default is every IPv4 interface (the
+        // wildcard expands to one socket per usable interface, loopback left out).
+        let addrs = if config.udp_addrs.is_empty() {
+            vec![DEFAULT_BIND.to_owned()]
+        } else {
+            config.udp_addrs.clone()
+        };
+        builder = builder.with_udp_addrs(addrs);
         let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await.map_err(setup)?);
         let muted = Arc::new(AtomicBool::new(false));
         match add_voice(&pc, source, on_connected, muted.clone()).await {

@@ -355,11 +355,12 @@ impl Machine {
             }
         }
         self.joined = true;
-        let mut events = vec![
-            Event::RoomsChanged,
-            Event::OutboxChanged,
-            Event::Connection { state: ConnectionState::Syncing },
-        ];
+        let mut events = vec![Event::RoomsChanged, Event::OutboxChanged];
+        // The connection banner follows the live session only: a one-off sync beside it
+        // (adding a contact, a script's `sync`) must not make it say "syncing" or "offline".
+        if self.live {
+            events.push(Event::Connection { state: ConnectionState::Syncing });
+        }
         self.announce_online(&mut events);
         Ok(events)
     }

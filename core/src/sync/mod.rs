@@ -155,10 +155,9 @@ impl Link {
 
 /// Connects, catches up, flushes the outbox and sends receipts; returns when nothing is left
 /// to do now (items backing off are waited for).
+/// It does not touch the connection state (that is the live session's, [`run`]).
 pub async fn sync_until_idle(client: &Client) -> Result<(), Error> {
-    let result = session(client, false).await;
-    client.emit([Event::Connection { state: ConnectionState::Offline }]);
-    result
+    session(client, false).await
 }
 
 /// Stays connected: syncs, then applies pushes as they come and sends what the user does,
@@ -191,7 +190,9 @@ pub async fn run(client: &Client) -> Error {
 /// One connection's work, driving a [`Machine`]; with `live`, stays on it until it breaks.
 async fn session(client: &Client, live: bool) -> Result<(), Error> {
     let account = client.require_account().await?;
-    client.emit([Event::Connection { state: ConnectionState::Connecting }]);
+    if live {
+        client.emit([Event::Connection { state: ConnectionState::Connecting }]);
+    }
     let mut link = Link::connect(&account.server).await?;
     let machine = Arc::new(Mutex::new(Machine::new(account.user_id, account.token.clone(), live)));
     let mut heard = Instant::now();
@@ -510,6 +511,32 @@ pub(crate) async fn ice_servers(
         )),
         other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
     }
+}
+
+/// My signed-in devices (needs the network).
+pub async fn devices(client: &Client) -> Result<Vec<crate::model::Device>, Error> {
+    let account = client.require_account().await?;
+    match one_request(&account, Request::ListDevices {}).await? {
+        Reply::Devices { devices } => Ok(devices
+            .into_vec()
+            .into_iter()
+            .map(|d| crate::model::Device {
+                id: d.id.0,
+                name: d.name.into_string(),
+                created_ms: d.created_ms,
+                last_seen_ms: d.last_seen_ms,
+                current: d.current,
+            })
+            .collect()),
+        other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
+    }
+}
+
+/// Signs one of my other devices out (its connections close; it must sign in again).
+pub async fn revoke_device(client: &Client, device: i64) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    let request = Request::RevokeDevice { device: tidings_proto::DeviceId(device) };
+    one_request(&account, request).await.map(|_| ())
 }
 
 /// Signs this device out on the server and forgets the session here.
