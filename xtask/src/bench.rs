@@ -67,10 +67,7 @@ struct ServerProcess {
 impl ServerProcess {
     fn start() -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| super::root().join("target"));
-        let mut child = Command::new(target.join("release/tidings"))
+        let mut child = Command::new(super::target_dir().join("release/tidings"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .env("RUST_LOG", "warn")

@@ -44,7 +44,9 @@ fn request_id(n: u64) -> RequestId {
     RequestId(b)
 }
 
-fn populate(path: &std::path::Path) -> anyhow::Result<()> {
+/// Writes `rooms` rooms of `per_room` messages each into the profile database at `path`
+/// (signed in to a server that is not running).
+pub(crate) fn populate(path: &std::path::Path, rooms: i64, per_room: i64) -> anyhow::Result<()> {
     let mut conn = rusqlite::Connection::open(path)?;
     conn.pragma_update(None, "synchronous", "OFF")?;
     let tx = conn.transaction()?;
@@ -78,11 +80,11 @@ fn populate(path: &std::path::Path) -> anyhow::Result<()> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
         )?;
         let mut id = 0i64;
-        for r in 1..=ROOMS {
+        for r in 1..=rooms {
             let other = 1 + r;
             user.execute(params![other, format!("user{other}")])?;
-            room.execute(params![r, format!("room {r}"), PER_ROOM, PER_ROOM - 10, 5, r])?;
-            for seq in 1..=PER_ROOM {
+            room.execute(params![r, format!("room {r}"), per_room, per_room - 10, 5, r])?;
+            for seq in 1..=per_room {
                 id += 1;
                 let sender = if seq % 2 == 0 { 1 } else { other };
                 let rid = request_id(id as u64);
@@ -97,10 +99,10 @@ fn populate(path: &std::path::Path) -> anyhow::Result<()> {
                     content
                 ])?;
             }
-            let last_sender = if PER_ROOM % 2 == 0 { 1 } else { other };
-            last.execute(params![r, id, last_sender, PER_ROOM, &request_id(id as u64).0[..]])?;
-            member.execute(params![r, 1, PER_ROOM, PER_ROOM - 10])?;
-            member.execute(params![r, other, PER_ROOM - 1, PER_ROOM - 3])?;
+            let last_sender = if per_room % 2 == 0 { 1 } else { other };
+            last.execute(params![r, id, last_sender, per_room, &request_id(id as u64).0[..]])?;
+            member.execute(params![r, 1, per_room, per_room - 10])?;
+            member.execute(params![r, other, per_room - 1, per_room - 3])?;
         }
     }
     tx.commit()?;
@@ -119,7 +121,8 @@ async fn measure() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     drop(Client::open(dir.path())?);
     let started = Instant::now();
-    populate(&dir.path().join("tidings.sqlite")).context("populate the profile")?;
+    populate(&dir.path().join("tidings.sqlite"), ROOMS, PER_ROOM)
+        .context("populate the profile")?;
     eprintln!(
         "==> profile: {ROOMS} rooms × {PER_ROOM} messages written in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -1,12 +1,15 @@
 //! `cargo xtask …`: the project's own automation.
 //!
-//! - `run`: build and start the server on its embedded default, print its URL;
-//! - `test`: every test — formatting, lints, the workspace's tests, a short fuzz run;
-//! - `bench server`, `bench core`, `bench photo`, `bench call`: the benchmarks
+//! - `run`: build the UI, the server and the app; start the server on its embedded
+//!   default (unless `TIDINGS_SERVER` names one) and open the app connected to it;
+//! - `test`: every test — the UI's types and unit tests, formatting, lints, the
+//!   workspace's tests, the UI in Chromium, the real app end to end, a short fuzz run;
+//! - `bench server`, `bench core`, `bench photo`, `bench call`, `bench app`: the benchmarks
 //!   (docs/performance.md);
 //! - `fuzz [TARGET] [SECONDS]`: run a fuzz target.
 
 mod bench;
+mod bench_app;
 mod bench_call;
 mod bench_core;
 mod bench_photo;
@@ -28,13 +31,14 @@ fn main() -> anyhow::Result<()> {
         ["bench", "core", rest @ ..] => bench_core::run(rest),
         ["bench", "photo", rest @ ..] => bench_photo::run(rest),
         ["bench", "call", rest @ ..] => bench_call::run(rest),
+        ["bench", "app", rest @ ..] => bench_app::run(rest),
         ["thumbnail", rest @ ..] => bench_photo::thumbnail(rest),
         ["fuzz"] => fuzz_all(30),
         ["fuzz", target] => fuzz(target, 60),
         ["fuzz", target, seconds] => fuzz(target, seconds.parse().context("SECONDS")?),
         _ => {
             eprintln!(
-                "usage: cargo xtask run [-- serve flags…] | test | bench server|core|photo|call | \
+                "usage: cargo xtask run [-- serve flags…] | test | bench server|core|photo|call|app | \
                  fuzz [TARGET [SECONDS]]"
             );
             std::process::exit(2);
@@ -63,61 +67,153 @@ fn step(what: &str, mut command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where cargo puts what it builds.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"))
+}
+
+/// What building the app needs on Debian: WebKitGTK (the web view), the tray's indicator
+/// library, ALSA (microphone and speaker), cmake (Opus is built from source).
+const APP_BUILD_PACKAGES: &[(&str, &str)] = &[
+    ("cmake", "cmake"),
+    ("/usr/lib/x86_64-linux-gnu/pkgconfig/webkit2gtk-4.1.pc", "libwebkit2gtk-4.1-dev"),
+    (
+        "/usr/include/libayatana-appindicator3-0.1/libayatana-appindicator/app-indicator.h",
+        "libayatana-appindicator3-dev",
+    ),
+    ("/usr/include/alsa/asoundlib.h", "libasound2-dev"),
+];
+
+/// `npm` in ui/.
+fn npm(args: &[&str]) -> Command {
+    let mut c = Command::new("npm");
+    c.current_dir(root().join("ui")).args(args);
+    c
+}
+
+/// Installs the UI's npm packages (exactly the lock file's) when they are missing or older
+/// than the lock file, then builds the UI into ui/dist (embedded by the app).
+fn build_ui() -> anyhow::Result<()> {
+    let ui = root().join("ui");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(&ui.join("node_modules/.package-lock.json"));
+    if installed.is_none() || installed < modified(&ui.join("package-lock.json")) {
+        step("npm ci (ui)", npm(&["ci", "--no-audit", "--no-fund"]))?;
+    }
+    step("build the UI", npm(&["run", "build"]))
+}
+
 fn run(extra: &[&str]) -> anyhow::Result<()> {
     // `cargo xtask run -- --listen …`: what follows `--` goes to `tidings serve`.
     let extra = match extra {
         ["--", rest @ ..] => rest,
         rest => rest,
     };
-    // Opus (for calls) is built from source with cmake.
-    ensure_packages(&[("cmake", "cmake")])?;
+    ensure_packages(APP_BUILD_PACKAGES)?;
+    build_ui()?;
     let mut build = cargo();
-    build.args(["build", "--release", "--bin", "tidings"]);
-    step("build tidings (release)", build)?;
-    let mut serve = Command::new(root().join("target/release/tidings"));
-    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
-        serve = Command::new(PathBuf::from(dir).join("release/tidings"));
+    build.args(["build", "--release", "-p", "tidings-cli", "-p", "tidings-app"]);
+    step("build tidings and the app (release)", build)?;
+    let release = target_dir().join("release");
+    let display = ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some());
+    // A server named by TIDINGS_SERVER is used as it is; otherwise one runs here on its
+    // embedded default (SQLite and a media folder in the user's data directory).
+    let configured = std::env::var("TIDINGS_SERVER").ok().filter(|s| !s.is_empty());
+    let mut server = None;
+    let url = match configured {
+        Some(url) => url,
+        None => {
+            let mut serve = Command::new(release.join("tidings"));
+            serve.arg("serve").args(extra).stdout(std::process::Stdio::piped());
+            eprintln!("\n==> tidings serve");
+            let mut child = serve.spawn().context("Cannot start tidings serve")?;
+            let mut line = String::new();
+            let stdout = child.stdout.take().context("server stdout")?;
+            let mut lines = std::io::BufReader::new(stdout);
+            std::io::BufRead::read_line(&mut lines, &mut line)?;
+            print!("{line}");
+            // Keep echoing what the server prints.
+            std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::stdout()));
+            server = Some(child);
+            line.trim().rsplit(' ').next().context("the server printed no URL")?.to_owned()
+        }
+    };
+    let result = if display {
+        eprintln!("\n==> the app, connected to {url} (closing the window keeps it in the tray; Quit there ends it)");
+        Command::new(release.join("tidings-app"))
+            .args(["--server", &url])
+            .status()
+            .context("Cannot start the app")
+            .map(|_| ())
+    } else {
+        eprintln!(
+            "\nNo display here (DISPLAY is not set): the server runs at {url}; start the app \
+             on a desktop with `{} --server {url}`. Ctrl-C stops the server.",
+            release.join("tidings-app").display()
+        );
+        match server.as_mut() {
+            Some(child) => child.wait().map(|_| ()).context("server"),
+            None => Ok(()),
+        }
+    };
+    if let Some(mut child) = server {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    serve.arg("serve").args(extra);
-    eprintln!("\n==> tidings serve (Ctrl-C stops it)");
-    let status = serve.status().context("Cannot start tidings serve")?;
-    if !status.success() {
-        bail!("tidings serve exited with {status}");
-    }
-    Ok(())
+    result
 }
 
 fn test() -> anyhow::Result<()> {
+    ensure_packages(APP_BUILD_PACKAGES)?;
     ensure_packages(&[
         // The video tests make and probe real videos.
         ("ffmpeg", "ffmpeg"),
-        // Opus is built from source (opusic-sys) with cmake.
-        ("cmake", "cmake"),
         // The relay-only call test runs a real TURN server.
         ("turnserver", "coturn"),
-        // The browser interop call test runs headless Chromium.
+        // The browser interop call test and the fast UI tests run headless Chromium.
         ("chromium", "chromium"),
-        // The contact tests read our QR codes with zbar and read codes made by qrencode.
+        // The contact tests read our QR codes with zbar and make codes with qrencode.
         ("zbarimg", "zbar-tools"),
         ("qrencode", "qrencode"),
-        // The app's microphone and speaker (feature device-audio) build on ALSA.
-        ("/usr/include/alsa/asoundlib.h", "libasound2-dev"),
+        // The app's end-to-end tests: a virtual display and WebKitGTK's WebDriver.
+        ("Xvfb", "xvfb"),
+        ("WebKitWebDriver", "webkit2gtk-driver"),
     ])?;
+    ensure_tauri_driver()?;
+    // The UI first: its types, unit tests and build (the app embeds ui/dist).
+    build_ui()?;
+    step("UI type check", npm(&["run", "check"]))?;
+    step("UI unit tests (vitest)", npm(&["test"]))?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     step("format check", fmt)?;
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     step("clippy", clippy)?;
-    // The app's audio backend is behind a feature the tests do not use: keep it compiling.
-    let mut device_audio = cargo();
-    device_audio.args(["clippy", "-p", "tidings-core", "--features", "device-audio"]);
-    device_audio.args(["--", "-D", "warnings"]);
-    step("clippy (core with device-audio)", device_audio)?;
+    // Builds the binaries too (tidings, tidings-app): the end-to-end tests use them.
     let mut tests = cargo();
     tests.args(["test", "--workspace", "--all-targets"]);
     step("workspace tests", tests)?;
+    step("UI tests in Chromium (mocked IPC)", npm(&["run", "test:ui"]))?;
+    let debug = target_dir().join("debug");
+    let mut e2e = npm(&["run", "test:e2e"]);
+    e2e.env("TIDINGS_BIN", debug.join("tidings"))
+        .env("TIDINGS_APP", debug.join("tidings-app"))
+        .env("TIDINGS_TESTDATA", tidings_testkit::test_images()?.join(".."));
+    step("end-to-end tests of the real app (tauri-driver, Xvfb)", e2e)?;
     fuzz_all(30)
+}
+
+/// tauri-driver (the WebDriver bridge for the app), pinned to 2.x: crates.io's newest is a
+/// 3.0 alpha.
+fn ensure_tauri_driver() -> anyhow::Result<()> {
+    let found = Command::new("tauri-driver").arg("--help").output().is_ok();
+    if !found {
+        let mut install = cargo();
+        install.args(["install", "tauri-driver", "--version", "^2", "--locked"]);
+        step("install tauri-driver", install)?;
+    }
+    Ok(())
 }
 
 /// Installs the Debian packages the tests need, for each `(program, package)` whose program

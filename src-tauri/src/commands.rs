@@ -1,0 +1,450 @@
+//! The commands the UI invokes: each a few lines over `tidings-core`, no logic of their own
+//! beyond turning UI words (usernames, picked files) into core calls. Reads come from the
+//! profile's SQLite store; changes are saved and queued by the core before they return, so
+//! the UI shows them at once whatever the network does. Errors reach the UI as
+//! [`AppError`] (`{code, message, reason}`).
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tauri::{ipc::InvokeBody, AppHandle, State};
+use tidings_core::{
+    contact::ContactCode, sync, ConnectionState, Device, MemberReceipt, Message, OutboxEntry,
+    RoomKey, RoomSummary,
+};
+use tidings_proto::RoomKind;
+use ts_rs::TS;
+
+use crate::{
+    error::{AppError, ErrorCode, Result},
+    App,
+};
+
+/// The signed-in account, as the UI shows it (the session token stays in the core).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SessionView {
+    /// Server base URL.
+    pub server: String,
+    /// My username.
+    pub username: String,
+    /// My user id.
+    pub user_id: i64,
+    /// This device.
+    pub device_id: i64,
+}
+
+/// What the first screen needs: the session, if any, and the server to suggest.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct Startup {
+    /// Signed in as.
+    pub session: Option<SessionView>,
+    /// The server the first-run screen suggests (`--server`, `TIDINGS_SERVER`).
+    pub suggested_server: Option<String>,
+    /// The connection now.
+    pub connection: ConnectionState,
+}
+
+/// My contact code: its text and its QR code.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct ContactCodeView {
+    /// The `tidings:contact?…` text.
+    pub uri: String,
+    /// The QR code as an SVG document.
+    pub svg: String,
+}
+
+/// One contact.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct ContactView {
+    /// Their username.
+    pub username: String,
+    /// Their user id.
+    pub user_id: i64,
+    /// Our direct room here, once synced.
+    pub room: Option<RoomKey>,
+}
+
+fn session_view(a: tidings_core::Account) -> SessionView {
+    SessionView {
+        server: a.server,
+        username: a.username,
+        user_id: a.user_id,
+        device_id: a.device_id,
+    }
+}
+
+#[tauri::command]
+pub async fn startup(app: State<'_, App>) -> Result<Startup> {
+    Ok(Startup {
+        session: app.client.account().await?.map(session_view),
+        suggested_server: app.launch.server.clone(),
+        connection: app.connection(),
+    })
+}
+
+/// The UI has painted the chat list: logged with the time since the app started (and
+/// printed for `cargo xtask bench app` when `TIDINGS_PRINT_READY` is set).
+#[tauri::command]
+pub fn ready(app: State<'_, App>, rooms: u32) {
+    let ms = app.started.elapsed().as_millis();
+    tracing::info!(ms, rooms, "Chat list shown.");
+    if std::env::var_os("TIDINGS_PRINT_READY").is_some() {
+        println!("ready {ms} ms after start, {rooms} rooms");
+    }
+}
+
+#[tauri::command]
+pub async fn sign_up(
+    handle: AppHandle,
+    app: State<'_, App>,
+    server: String,
+    username: String,
+    password: String,
+) -> Result<SessionView> {
+    enter(&handle, &app, &server, &username, &password, true).await
+}
+
+#[tauri::command]
+pub async fn sign_in(
+    handle: AppHandle,
+    app: State<'_, App>,
+    server: String,
+    username: String,
+    password: String,
+) -> Result<SessionView> {
+    enter(&handle, &app, &server, &username, &password, false).await
+}
+
+/// Creates the account (`new_account`) or signs in to it, then starts syncing and calls.
+async fn enter(
+    handle: &AppHandle,
+    app: &App,
+    server: &str,
+    username: &str,
+    password: &str,
+    new_account: bool,
+) -> Result<SessionView> {
+    let server = normalize_server(server)?;
+    let username = username.trim();
+    let account = if new_account {
+        sync::sign_up(&app.client, &server, username, password).await?
+    } else {
+        sync::sign_in(&app.client, &server, username, password).await?
+    };
+    app.go_online(handle);
+    Ok(session_view(account))
+}
+
+/// `host:port` or a full URL → `http(s)://host:port` without a trailing slash.
+fn normalize_server(server: &str) -> Result<String> {
+    let server = server.trim().trim_end_matches('/');
+    if server.is_empty() || server.contains(char::is_whitespace) {
+        return Err(AppError::new(ErrorCode::Invalid, "Enter the server's address."));
+    }
+    Ok(if server.starts_with("http://") || server.starts_with("https://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    })
+}
+
+#[tauri::command]
+pub async fn sign_out(app: State<'_, App>) -> Result<()> {
+    app.go_offline();
+    Ok(sync::sign_out(&app.client).await?)
+}
+
+#[tauri::command]
+pub async fn devices(app: State<'_, App>) -> Result<Vec<Device>> {
+    Ok(sync::devices(&app.client).await?)
+}
+
+#[tauri::command]
+pub async fn revoke_device(app: State<'_, App>, device: i64) -> Result<()> {
+    Ok(sync::revoke_device(&app.client, device).await?)
+}
+
+#[tauri::command]
+pub async fn rooms(app: State<'_, App>) -> Result<Vec<RoomSummary>> {
+    Ok(app.client.rooms().await?)
+}
+
+#[tauri::command]
+pub async fn messages(
+    app: State<'_, App>,
+    room: RoomKey,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Message>> {
+    Ok(app.client.messages(room, before, limit.min(200) as usize).await?)
+}
+
+#[tauri::command]
+pub async fn read_by(app: State<'_, App>, room: RoomKey, seq: u64) -> Result<Vec<MemberReceipt>> {
+    Ok(app.client.read_by(room, seq).await?)
+}
+
+#[tauri::command]
+pub async fn send_text(app: State<'_, App>, room: RoomKey, text: String) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(AppError::new(ErrorCode::Invalid, "Type a message first."));
+    }
+    app.client.send_text(room, &text).await?;
+    Ok(())
+}
+
+/// A picked or dropped file, as raw bytes with `room` and `name` (URI-encoded) headers:
+/// photos are sent as photos (made right by the core), anything else as a file.
+#[tauri::command]
+pub async fn send_attachment(app: State<'_, App>, request: tauri::ipc::Request<'_>) -> Result<()> {
+    let (room, name, bytes) = attachment(&request)?;
+    let path = app.stage(&name, bytes).await?;
+    let result = if is_photo(&name) {
+        app.client.send_image(room, &path, "").await.map(|_| ())
+    } else {
+        app.client.send_file(room, &path).await.map(|_| ())
+    };
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(result?)
+}
+
+fn attachment(request: &tauri::ipc::Request<'_>) -> Result<(RoomKey, String, Vec<u8>)> {
+    let InvokeBody::Raw(bytes) = request.body() else {
+        return Err(AppError::new(ErrorCode::Invalid, "expected the file's bytes"));
+    };
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let room = header("room")
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| AppError::new(ErrorCode::Invalid, "no room given"))?;
+    let name = header("name").map(percent_decode).unwrap_or_else(|| "file".into());
+    Ok((room, name, bytes.clone()))
+}
+
+fn is_photo(name: &str) -> bool {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "webp" | "gif")
+}
+
+/// `encodeURIComponent`'s inverse (bad escapes are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tauri::command]
+pub async fn thumbnail(
+    app: State<'_, App>,
+    room: RoomKey,
+    seq: u64,
+) -> Result<tauri::ipc::Response> {
+    Ok(tauri::ipc::Response::new(app.client.thumbnail(room, seq).await?))
+}
+
+#[tauri::command]
+pub async fn full_image(
+    app: State<'_, App>,
+    room: RoomKey,
+    seq: u64,
+) -> Result<tauri::ipc::Response> {
+    let path = app.client.open_full(room, seq).await?;
+    let bytes =
+        tokio::fs::read(&path).await.map_err(|e| AppError::new(ErrorCode::File, e.to_string()))?;
+    Ok(tauri::ipc::Response::new(bytes))
+}
+
+#[tauri::command]
+pub async fn outbox(app: State<'_, App>) -> Result<Vec<OutboxEntry>> {
+    Ok(app.client.outbox().await?)
+}
+
+#[tauri::command]
+pub async fn retry(app: State<'_, App>, id: i64) -> Result<()> {
+    Ok(app.client.retry(id).await?)
+}
+
+#[tauri::command]
+pub async fn discard(app: State<'_, App>, id: i64) -> Result<()> {
+    Ok(app.client.discard(id).await?)
+}
+
+#[tauri::command]
+pub async fn mark_read(app: State<'_, App>, room: RoomKey) -> Result<()> {
+    Ok(app.client.mark_read(room).await?)
+}
+
+#[tauri::command]
+pub async fn set_typing(app: State<'_, App>, room: RoomKey, active: bool) -> Result<()> {
+    Ok(sync::typing(&app.client, room, active).await?)
+}
+
+/// Our direct room with `username`: the one we have, or a new one (usable at once, made on
+/// the server when online).
+#[tauri::command]
+pub async fn open_direct(app: State<'_, App>, username: String) -> Result<RoomKey> {
+    let user = sync::lookup_user(&app.client, username.trim()).await?;
+    if let Some(room) = app.client.direct_room_with(user).await? {
+        return Ok(room);
+    }
+    Ok(app.client.create_room(RoomKind::Direct, None, vec![user]).await?)
+}
+
+#[tauri::command]
+pub async fn create_group(
+    app: State<'_, App>,
+    name: String,
+    members: Vec<String>,
+) -> Result<RoomKey> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AppError::new(ErrorCode::Invalid, "Give the group a name."));
+    }
+    let mut ids = Vec::with_capacity(members.len());
+    for username in members.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        ids.push(sync::lookup_user(&app.client, username).await?);
+    }
+    Ok(app.client.create_room(RoomKind::Group, Some(name), ids).await?)
+}
+
+#[tauri::command]
+pub async fn invite(app: State<'_, App>, room: RoomKey, username: String) -> Result<()> {
+    let user = sync::lookup_user(&app.client, username.trim()).await?;
+    app.client.invite(room, user).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn leave(app: State<'_, App>, room: RoomKey) -> Result<()> {
+    app.client.leave(room).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn rename(app: State<'_, App>, room: RoomKey, name: String) -> Result<()> {
+    app.client.rename(room, name.trim()).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn contact_code(app: State<'_, App>, reset: bool) -> Result<ContactCodeView> {
+    let code = sync::contact_code(&app.client, reset, None).await?;
+    Ok(ContactCodeView { uri: code.to_uri(), svg: tidings_core::contact::qr_svg(&code) })
+}
+
+/// Adds the contact in a pasted or typed code; returns our direct room.
+#[tauri::command]
+pub async fn add_contact(app: State<'_, App>, code: String) -> Result<RoomKey> {
+    let code = ContactCode::parse(code.trim()).map_err(tidings_core::Error::from)?;
+    Ok(sync::add_contact(&app.client, &code).await?.1)
+}
+
+/// Adds the contact in a QR code picture (raw bytes: a file, a pasted screenshot, a camera
+/// frame); returns our direct room.
+#[tauri::command]
+pub async fn add_contact_image(
+    app: State<'_, App>,
+    request: tauri::ipc::Request<'_>,
+) -> Result<RoomKey> {
+    let InvokeBody::Raw(bytes) = request.body() else {
+        return Err(AppError::new(ErrorCode::Invalid, "expected the picture's bytes"));
+    };
+    let bytes = bytes.clone();
+    let code = tokio::task::spawn_blocking(move || tidings_core::contact::scan(&bytes))
+        .await
+        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(tidings_core::Error::from)?;
+    Ok(sync::add_contact(&app.client, &code).await?.1)
+}
+
+#[tauri::command]
+pub async fn contacts(app: State<'_, App>) -> Result<Vec<ContactView>> {
+    let mut out = Vec::new();
+    for (username, user_id, _server_room) in sync::contacts(&app.client).await? {
+        let room = app.client.direct_room_with(user_id).await?;
+        out.push(ContactView { username, user_id, room });
+    }
+    Ok(out)
+}
+
+#[tauri::command]
+pub async fn call(app: State<'_, App>, room: RoomKey) -> Result<()> {
+    app.client.call(room, None).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub fn accept_call(app: State<'_, App>) -> Result<()> {
+    Ok(app.client.accept_call()?)
+}
+
+#[tauri::command]
+pub fn decline_call(app: State<'_, App>) -> Result<()> {
+    Ok(app.client.decline_call()?)
+}
+
+#[tauri::command]
+pub fn hang_up(app: State<'_, App>) -> Result<()> {
+    Ok(app.client.hang_up()?)
+}
+
+#[tauri::command]
+pub fn set_muted(app: State<'_, App>, muted: bool) -> Result<()> {
+    Ok(app.client.set_muted(muted)?)
+}
+
+/// Where a picked file waits while the core takes it in.
+pub(crate) fn staging_path(profile: &std::path::Path, name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .rev()
+        .take(80)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(|c| if c.is_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    profile.join("picked").join(uuid::Uuid::new_v4().simple().to_string()).join(safe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_the_ui_are_decoded_and_made_safe() {
+        assert_eq!(percent_decode("caf%C3%A9%20photo.jpg"), "café photo.jpg");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        let p = staging_path(std::path::Path::new("/p"), "../../x y.JPG");
+        assert!(p.starts_with("/p/picked"));
+        assert_eq!(p.file_name().and_then(|n| n.to_str()), Some(".._.._x_y.JPG"));
+        assert!(is_photo("IMG_1.JPG") && is_photo("a.webp") && !is_photo("notes.txt"));
+    }
+
+    #[test]
+    fn server_addresses_get_a_scheme() {
+        assert_eq!(
+            normalize_server(" 127.0.0.1:7878/ ").ok().as_deref(),
+            Some("http://127.0.0.1:7878")
+        );
+        assert_eq!(
+            normalize_server("https://chat.example").ok().as_deref(),
+            Some("https://chat.example")
+        );
+        assert!(normalize_server("  ").is_err());
+    }
+}

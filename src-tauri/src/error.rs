@@ -1,0 +1,113 @@
+//! What a failed command gives the UI: `{code, message, reason}` — a code to branch on, a
+//! sentence for people. The UI never matches on message text.
+
+use serde::Serialize;
+use ts_rs::TS;
+
+/// What kind of failure, for the UI to branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// This profile is not signed in.
+    NotSignedIn,
+    /// No such room here.
+    NoSuchRoom,
+    /// No longer a member of the room.
+    NotAMember,
+    /// No failed outbox item with that id.
+    NoSuchOutboxItem,
+    /// No photo in that message.
+    NoSuchImage,
+    /// The picture cannot be sent (format, size, damage).
+    BadPhoto,
+    /// No QR code could be read from the picture.
+    NoCode,
+    /// The text or QR code is not a Tidings contact code.
+    BadContactCode,
+    /// A contact code for another server.
+    ForeignServer,
+    /// A value the user gave is not acceptable.
+    Invalid,
+    /// The server cannot be reached.
+    Network,
+    /// The server refused; `reason` has its error code.
+    Server,
+    /// A file could not be read or written.
+    File,
+    /// A fault in this program.
+    Internal,
+}
+
+/// A failed command.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct AppError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// For people.
+    pub message: String,
+    /// For `server`: the server's error code (`bad_credentials`, `username_taken`, …).
+    pub reason: Option<String>,
+}
+
+impl AppError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), reason: None }
+    }
+}
+
+impl From<tidings_core::Error> for AppError {
+    fn from(e: tidings_core::Error) -> Self {
+        use tidings_core::Error as E;
+        let code = match &e {
+            E::NotSignedIn => ErrorCode::NotSignedIn,
+            E::NoSuchRoom(_) => ErrorCode::NoSuchRoom,
+            E::NotAMember(_) => ErrorCode::NotAMember,
+            E::NoSuchOutboxItem(_) => ErrorCode::NoSuchOutboxItem,
+            E::NoSuchImage { .. } => ErrorCode::NoSuchImage,
+            E::Photo(_) => ErrorCode::BadPhoto,
+            E::Scan(_) => ErrorCode::NoCode,
+            E::ContactCode(_) => ErrorCode::BadContactCode,
+            E::ForeignServer { .. } => ErrorCode::ForeignServer,
+            E::Invalid(_) => ErrorCode::Invalid,
+            E::Network(_) => ErrorCode::Network,
+            E::Server(_) => ErrorCode::Server,
+            E::Io(_) => ErrorCode::File,
+            _ => ErrorCode::Internal,
+        };
+        let reason = match &e {
+            E::Server(info) => {
+                serde_json::to_value(info.code).ok().and_then(|v| v.as_str().map(str::to_owned))
+            }
+            _ => None,
+        };
+        let message = match &e {
+            // The server's sentence without our "server:" prefix.
+            E::Server(info) => info.message.as_str().to_owned(),
+            other => other.to_string(),
+        };
+        Self { code, message, reason }
+    }
+}
+
+/// What commands return.
+pub type Result<T> = std::result::Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_refusals_carry_the_server_code_and_sentence() {
+        let info = tidings_proto::ErrorInfo::new(
+            tidings_proto::ErrorCode::BadCredentials,
+            "wrong username or password",
+        );
+        let e = AppError::from(tidings_core::Error::Server(info));
+        let json = serde_json::to_value(&e).expect("serializes");
+        assert_eq!(json["code"], "server");
+        assert_eq!(json["reason"], "bad_credentials");
+        assert_eq!(json["message"], "wrong username or password");
+        let e = AppError::from(tidings_core::Error::NoSuchRoom(4));
+        assert_eq!(serde_json::to_value(&e).expect("serializes")["code"], "no_such_room");
+    }
+}

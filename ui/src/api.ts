@@ -1,0 +1,88 @@
+// The app's commands, typed. Every call goes through `invoke`; a failure rejects with an
+// AppError ({code, message, reason}) from the Rust side.
+
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type {
+  AppError,
+  ContactCodeView,
+  ContactView,
+  Device,
+  Event,
+  MemberReceipt,
+  Message,
+  OutboxEntry,
+  RoomSummary,
+  SessionView,
+  Startup,
+} from "./bindings";
+
+/** Whether a thrown value is an AppError from a command. */
+export function isAppError(e: unknown): e is AppError {
+  return typeof e === "object" && e !== null && "code" in e && "message" in e;
+}
+
+/** A sentence for any failure. */
+export function errorText(e: unknown): string {
+  if (isAppError(e)) {
+    if (e.code === "network") return "Cannot reach the server. Check the address and your connection.";
+    if (e.reason === "bad_credentials") return "Wrong username or password.";
+    if (e.reason === "username_taken") return "That username is taken.";
+    if (e.reason === "not_found") return "No such user.";
+    return e.message;
+  }
+  return String(e);
+}
+
+export const api = {
+  startup: () => invoke<Startup>("startup"),
+  ready: (rooms: number) => invoke<void>("ready", { rooms }),
+  signUp: (server: string, username: string, password: string) =>
+    invoke<SessionView>("sign_up", { server, username, password }),
+  signIn: (server: string, username: string, password: string) =>
+    invoke<SessionView>("sign_in", { server, username, password }),
+  signOut: () => invoke<void>("sign_out"),
+  devices: () => invoke<Device[]>("devices"),
+  revokeDevice: (device: number) => invoke<void>("revoke_device", { device }),
+  rooms: () => invoke<RoomSummary[]>("rooms"),
+  messages: (room: number, before: number | null, limit: number) =>
+    invoke<Message[]>("messages", { room, before, limit }),
+  readBy: (room: number, seq: number) => invoke<MemberReceipt[]>("read_by", { room, seq }),
+  sendText: (room: number, text: string) => invoke<void>("send_text", { room, text }),
+  sendAttachment: async (room: number, file: File) =>
+    invoke<void>("send_attachment", new Uint8Array(await file.arrayBuffer()), {
+      headers: { room: String(room), name: encodeURIComponent(file.name || "file") },
+    }),
+  thumbnail: (room: number, seq: number) => invoke<ArrayBuffer>("thumbnail", { room, seq }),
+  fullImage: (room: number, seq: number) => invoke<ArrayBuffer>("full_image", { room, seq }),
+  outbox: () => invoke<OutboxEntry[]>("outbox"),
+  retry: (id: number) => invoke<void>("retry", { id }),
+  discard: (id: number) => invoke<void>("discard", { id }),
+  markRead: (room: number) => invoke<void>("mark_read", { room }),
+  setTyping: (room: number, active: boolean) => invoke<void>("set_typing", { room, active }),
+  openDirect: (username: string) => invoke<number>("open_direct", { username }),
+  createGroup: (name: string, members: string[]) => invoke<number>("create_group", { name, members }),
+  invite: (room: number, username: string) => invoke<void>("invite", { room, username }),
+  leave: (room: number) => invoke<void>("leave", { room }),
+  rename: (room: number, name: string) => invoke<void>("rename", { room, name }),
+  contactCode: (reset: boolean) => invoke<ContactCodeView>("contact_code", { reset }),
+  addContact: (code: string) => invoke<number>("add_contact", { code }),
+  addContactImage: async (image: Blob) =>
+    invoke<number>("add_contact_image", new Uint8Array(await image.arrayBuffer())),
+  contacts: () => invoke<ContactView[]>("contacts"),
+  call: (room: number) => invoke<void>("call", { room }),
+  acceptCall: () => invoke<void>("accept_call"),
+  declineCall: () => invoke<void>("decline_call"),
+  hangUp: () => invoke<void>("hang_up"),
+  setMuted: (muted: boolean) => invoke<void>("set_muted", { muted }),
+};
+
+/** The core's events, in batches. */
+export function onCoreEvents(f: (batch: Event[]) => void): Promise<UnlistenFn> {
+  return listen<Event[]>("core", (e) => f(e.payload));
+}
+
+/** The session ended (signed out elsewhere, device revoked). */
+export function onSessionEnded(f: (e: AppError) => void): Promise<UnlistenFn> {
+  return listen<AppError>("session-ended", (e) => f(e.payload));
+}

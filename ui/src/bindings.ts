@@ -1,0 +1,430 @@
+// Generated from the Rust types by src-tauri/src/bindings.rs. Do not edit:
+// TIDINGS_WRITE_BINDINGS=1 cargo test -p tidings-app bindings
+
+export type RoomSummary = { 
+/**
+ * Local id.
+ */
+room: number, 
+/**
+ * Server id, once the server has created the room.
+ */
+server_id: number | null, 
+/**
+ * Group name, or the other member's username for a direct room.
+ */
+name: string, 
+/**
+ * Messages from others after my read marker.
+ */
+unread: number, 
+/**
+ * Highest seq applied here.
+ */
+last_seq: number, 
+/**
+ * Text of the newest message, if any.
+ */
+last_message: string | null, 
+/**
+ * State of my newest message, if the newest message is mine.
+ */
+my_last_state: MessageState | null, 
+/**
+ * Still a member.
+ */
+member: boolean, 
+/**
+ * A direct (one-to-one) room rather than a group.
+ */
+direct: boolean, 
+/**
+ * When something last happened in it (Unix ms; local time for local echoes).
+ */
+last_activity_ms: number, 
+/**
+ * Who is typing in the room now (usernames).
+ */
+typing: Array<string>, };
+
+export type Message = { 
+/**
+ * Local room id.
+ */
+room: number, 
+/**
+ * Server seq; `None` while pending.
+ */
+seq: number | null, 
+/**
+ * The request id it was sent with.
+ */
+request_id: string, 
+/**
+ * Sender's username.
+ */
+sender: string, 
+/**
+ * When it was sent (Unix ms): the server's time, or this device's while pending.
+ */
+at_ms: number, 
+/**
+ * Text (for membership and call events, a short description).
+ */
+text: string, 
+/**
+ * A membership or naming event (joined, left, renamed…), shown as a line, not a bubble.
+ */
+notice: boolean, 
+/**
+ * Delivery state.
+ */
+state: MessageState, 
+/**
+ * Keyset cursor: pass it as `before` to get the next older page.
+ */
+position: number, 
+/**
+ * A photo, if the message carries one.
+ */
+image: ImageView | null, 
+/**
+ * A file, if the message carries one (a video too).
+ */
+file: FileView | null, 
+/**
+ * A video's preview, if the file is a video.
+ */
+video: VideoView | null, 
+/**
+ * The call this event records, if it is a call record.
+ */
+call: CallView | null, };
+
+export type MessageState = "pending" | "failed" | "sent" | "delivered" | "read";
+
+export type ImageView = { 
+/**
+ * Full image width, as displayed.
+ */
+width: number, 
+/**
+ * Full image height, as displayed.
+ */
+height: number, 
+/**
+ * Full image MIME type.
+ */
+mime: string, 
+/**
+ * Full image size in bytes.
+ */
+size: number, 
+/**
+ * Thumbnail width.
+ */
+thumbnail_width: number, 
+/**
+ * Thumbnail height.
+ */
+thumbnail_height: number, 
+/**
+ * Blurhash placeholder.
+ */
+placeholder: string, 
+/**
+ * The full image's media id once uploaded (`None` while the sender's upload is pending).
+ */
+media: number | null, };
+
+export type FileView = { 
+/**
+ * Its name.
+ */
+name: string, 
+/**
+ * Its size in bytes.
+ */
+size: number, 
+/**
+ * Its MIME type (`application/octet-stream` when the content did not match the name).
+ */
+mime: string, 
+/**
+ * The media id once uploaded.
+ */
+media: number | null, };
+
+export type VideoView = { 
+/**
+ * Duration in milliseconds.
+ */
+duration_ms: number, 
+/**
+ * Width in pixels.
+ */
+width: number, 
+/**
+ * Height in pixels.
+ */
+height: number, 
+/**
+ * Whether a poster frame came with it.
+ */
+poster: boolean, };
+
+export type CallView = { 
+/**
+ * Who called (user id).
+ */
+caller: number, 
+/**
+ * How it ended.
+ */
+outcome: CallOutcome, 
+/**
+ * Talk time in milliseconds (0 unless completed).
+ */
+duration_ms: number, 
+/**
+ * A video call.
+ */
+video: boolean, };
+
+export type OutboxEntry = { 
+/**
+ * Outbox id (for retry and discard).
+ */
+id: number, 
+/**
+ * Request id.
+ */
+request_id: string, 
+/**
+ * Local room, if the operation is in a room.
+ */
+room: number | null, 
+/**
+ * What it is (`send`, `create_room`, …).
+ */
+kind: string, 
+/**
+ * `pending` or `failed`.
+ */
+state: string, 
+/**
+ * Attempts so far.
+ */
+attempts: number, 
+/**
+ * Why it failed (for failed items) or last failed (for pending ones).
+ */
+error: string | null, };
+
+export type MemberReceipt = { 
+/**
+ * Their username.
+ */
+username: string, 
+/**
+ * One of their devices has it.
+ */
+delivered: boolean, 
+/**
+ * They have read it.
+ */
+read: boolean, };
+
+export type Device = { 
+/**
+ * Device id (for signing it out).
+ */
+id: number, 
+/**
+ * Its name.
+ */
+name: string, 
+/**
+ * When it signed in (Unix ms).
+ */
+created_ms: number, 
+/**
+ * When it last connected (Unix ms).
+ */
+last_seen_ms: number, 
+/**
+ * This device.
+ */
+current: boolean, };
+
+export type ConnectionState = "offline" | "connecting" | "syncing" | "online";
+
+export type Event = { "kind": "rooms_changed" } | { "kind": "timeline_changed", 
+/**
+ * The room.
+ */
+room: number, } | { "kind": "outbox_changed" } | { "kind": "typing", 
+/**
+ * The room.
+ */
+room: number, 
+/**
+ * Who.
+ */
+user: string, 
+/**
+ * Typing now.
+ */
+active: boolean, } | { "kind": "connection", 
+/**
+ * The new state.
+ */
+state: ConnectionState, } | { "kind": "sync_progress", 
+/**
+ * Applied.
+ */
+done: number, 
+/**
+ * Announced.
+ */
+total: number, } | { "kind": "overflow" } | { "kind": "call" } & CallEvent;
+
+export type CallEvent = { "state": "requesting", 
+/**
+ * The call.
+ */
+call: number, 
+/**
+ * Whom.
+ */
+peer: Peer, } | { "state": "ringing_remote", 
+/**
+ * The call.
+ */
+call: number, } | { "state": "ringing", 
+/**
+ * The call.
+ */
+call: number, 
+/**
+ * Who calls.
+ */
+peer: Peer, 
+/**
+ * With video.
+ */
+video: boolean, } | { "state": "connecting", 
+/**
+ * The call.
+ */
+call: number, } | { "state": "connected", 
+/**
+ * The call.
+ */
+call: number, } | { "state": "ended", 
+/**
+ * The call.
+ */
+call: number, 
+/**
+ * Why.
+ */
+reason: EndReason, } | { "state": "called_while_busy", 
+/**
+ * Their call.
+ */
+call: number, 
+/**
+ * Who.
+ */
+peer: Peer, };
+
+export type Peer = { 
+/**
+ * The room the call belongs to.
+ */
+room: number, 
+/**
+ * The other user.
+ */
+user: number, 
+/**
+ * Their device, once known (from their first signal).
+ */
+device: number | null, };
+
+export type EndReason = "hung_up" | "remote_hung_up" | "cancelled" | "declined" | "remote_declined" | "busy" | "unavailable" | "no_answer" | "answered_elsewhere" | "declined_elsewhere" | "failed" | "glare" | "reservation_expired";
+
+export type CallOutcome = "missed" | "declined" | "busy" | "completed" | "cancelled" | "other";
+
+export type SessionView = { 
+/**
+ * Server base URL.
+ */
+server: string, 
+/**
+ * My username.
+ */
+username: string, 
+/**
+ * My user id.
+ */
+user_id: number, 
+/**
+ * This device.
+ */
+device_id: number, };
+
+export type Startup = { 
+/**
+ * Signed in as.
+ */
+session: SessionView | null, 
+/**
+ * The server the first-run screen suggests (`--server`, `TIDINGS_SERVER`).
+ */
+suggested_server: string | null, 
+/**
+ * The connection now.
+ */
+connection: ConnectionState, };
+
+export type ContactCodeView = { 
+/**
+ * The `tidings:contact?…` text.
+ */
+uri: string, 
+/**
+ * The QR code as an SVG document.
+ */
+svg: string, };
+
+export type ContactView = { 
+/**
+ * Their username.
+ */
+username: string, 
+/**
+ * Their user id.
+ */
+user_id: number, 
+/**
+ * Our direct room here, once synced.
+ */
+room: number | null, };
+
+export type AppError = { 
+/**
+ * What kind of failure.
+ */
+code: ErrorCode, 
+/**
+ * For people.
+ */
+message: string, 
+/**
+ * For `server`: the server's error code (`bad_credentials`, `username_taken`, …).
+ */
+reason: string | null, };
+
+export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "foreign_server" | "invalid" | "network" | "server" | "file" | "internal";

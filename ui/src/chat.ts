@@ -1,0 +1,274 @@
+// One chat: messages grouped by day with ticks, typing, photos (placeholder → thumbnail →
+// full), older pages on scroll, the composer (text, picker, drag and drop) and the call
+// button in direct chats.
+
+import { api, errorText } from "./api";
+import type { Event, Message, RoomSummary } from "./bindings";
+import { fill, h } from "./dom";
+import { bytes, callRecord, caption, clock, dayLabel, groupByDay, tick } from "./format";
+import { fullUrl, placeholder, thumbnailUrl } from "./media";
+import { readByDialog, roomDialog } from "./dialogs";
+import { icon } from "./icons";
+import { store } from "./store";
+
+const PAGE = 50;
+const TYPING_REFRESH_MS = 3000;
+const TYPING_IDLE_MS = 4000;
+
+/** Builds the chat pane for `room`; returns it and a disposer. */
+export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLElement; dispose: () => void } {
+  let messages: Message[] = []; // oldest first
+  let exhausted = false;
+  let loadingOlder = false;
+
+  const title = h("h2", { id: "chat-title" }, room.name);
+  const sub = h("p", { class: "chat-sub", id: "chat-typing", "aria-live": "polite" });
+  const callBtn = room.direct
+    ? h("button", { class: "icon", id: "call-button", "aria-label": `Call ${room.name}`, title: "Call", type: "button" }, icon("phone"))
+    : null;
+  const info = h("button", { class: "icon", "aria-label": "Chat details", title: "Details", type: "button", id: "room-info-button" }, icon("more"));
+  const header = h("header", { class: "chat-header" },
+    h("div", { class: "chat-title" }, title, sub), h("div", { class: "row" }, callBtn, info));
+
+  const list = h("div", { class: "timeline", id: "timeline", role: "log", "aria-label": `Messages with ${room.name}`, tabindex: 0 });
+  const sentinel = h("div", { class: "sentinel", "aria-hidden": "true" });
+  const error = h("p", { class: "composer-error", role: "alert", id: "composer-error" });
+  const text = h("textarea", { id: "composer", rows: 1, placeholder: "Message", "aria-label": `Message ${room.name}`, maxlength: 16000 });
+  const file = h("input", { type: "file", id: "attach-input", class: "visually-hidden", multiple: true });
+  const attach = h("label", { for: "attach-input", class: "icon button", title: "Attach a photo or file", "aria-label": "Attach a photo or file" }, icon("clip"));
+  const send = h("button", { class: "primary send", id: "send-button", type: "submit", "aria-label": "Send" }, icon("send"));
+  const composer = h("form", { class: "composer" }, attach, file, text, send);
+  const drop = h("div", { class: "drop-hint", hidden: true }, "Drop to send");
+  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, list, error, composer, drop);
+  if (!room.member) {
+    composer.hidden = true;
+    error.textContent = "You are no longer a member of this chat.";
+  }
+
+  // Rendering --------------------------------------------------------------------------
+  const render = () => {
+    const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    const me = store.session?.username;
+    const groups = groupByDay(messages);
+    fill(list, sentinel, exhausted ? h("p", { class: "muted center small" }, "This is the beginning of the chat") : null,
+      groups.map((g) => h("section", { class: "day", "aria-label": dayLabel(g.at) },
+        h("h3", { class: "day-label" }, h("span", {}, dayLabel(g.at))),
+        g.messages.map((m) => bubble(m, m.sender === me)))));
+    if (nearBottom) list.scrollTop = list.scrollHeight;
+  };
+
+  const bubble = (m: Message, mine: boolean): HTMLElement => {
+    if (m.call) {
+      return h("div", { class: "event call-record", "data-seq": m.seq ?? "" }, icon("phone"), " ", callRecord(m.call, store.session?.user_id ?? 0), ` · ${clock(m.at_ms)}`);
+    }
+    if (m.notice) return h("div", { class: "event" }, noticeText(m));
+    const t = tick(m.state);
+    const ticks = mine
+      ? h("button", { class: t.cls, "aria-label": t.label, title: t.label, type: "button", "data-state": m.state, disabled: room.direct || m.seq === null,
+          onclick: () => m.seq !== null && void readByDialog(room.room, m.seq, m.at_ms) }, t.symbol)
+      : null;
+    return h("article", { class: `msg ${mine ? "mine" : "theirs"} ${m.state}`, "data-seq": m.seq ?? "", "data-request": m.request_id },
+      !mine && !room.direct ? h("div", { class: "sender" }, m.sender) : null,
+      m.image ? photo(m) : null,
+      m.file && !m.image ? h("div", { class: "file" }, icon("file"), " ", h("span", {}, m.file.name), h("span", { class: "muted small" }, ` ${bytes(Number(m.file.size))}`)) : null,
+      caption(m) !== null ? h("p", { class: "text" }, caption(m)) : null,
+      h("div", { class: "meta" }, h("time", { datetime: new Date(m.at_ms).toISOString() }, clock(m.at_ms)), ticks),
+      m.state === "failed" ? h("div", { class: "failed-note" }, "Not sent. ", h("button", { type: "button", class: "link", onclick: () => retryMessage(m) }, "Retry")) : null,
+    );
+  };
+
+  const photo = (m: Message): HTMLElement => {
+    const img = m.image!;
+    const scale = Math.min(1, 280 / Math.max(1, img.thumbnail_width), 280 / Math.max(1, img.thumbnail_height));
+    const w = Math.max(80, Math.round(img.thumbnail_width * scale));
+    const hh = Math.max(60, Math.round(img.thumbnail_height * scale));
+    const el = h("img", { class: "photo", alt: "Photo", width: w, height: hh, "data-loaded": "placeholder" });
+    const ph = placeholder(img.placeholder, img.width, img.height);
+    if (ph) el.src = ph;
+    if (m.seq !== null) {
+      thumbnailUrl(m.room, m.seq).then((url) => {
+        el.src = url;
+        el.dataset.loaded = "thumbnail";
+      }, () => undefined);
+    }
+    const button = h("button", { class: "photo-button", type: "button", "aria-label": "Open photo", disabled: m.seq === null || img.media === null }, el);
+    button.addEventListener("click", () => m.seq !== null && void lightbox(m.room, m.seq, img.mime));
+    return button;
+  };
+
+  const retryMessage = async (m: Message) => {
+    await store.loadOutbox();
+    const item = store.outbox.find((o) => o.request_id === m.request_id);
+    if (item) await api.retry(item.id).catch((e) => (error.textContent = errorText(e)));
+  };
+
+  // Loading ------------------------------------------------------------------------------
+  const loadNewest = async () => {
+    const count = Math.max(PAGE, messages.length);
+    const page = await api.messages(room.room, null, count);
+    messages = page.reverse();
+    if (page.length < count) exhausted = true;
+    render();
+    void markRead();
+  };
+  const loadOlder = async () => {
+    if (loadingOlder || exhausted || messages.length === 0) return;
+    loadingOlder = true;
+    try {
+      const page = await api.messages(room.room, messages[0].position, PAGE);
+      if (page.length < PAGE) exhausted = true;
+      const before = list.scrollHeight - list.scrollTop;
+      messages = [...page.reverse(), ...messages];
+      render();
+      list.scrollTop = list.scrollHeight - before; // keep the reader's place
+    } finally {
+      loadingOlder = false;
+    }
+  };
+  const observer = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting)) void loadOlder();
+  }, { root: list, rootMargin: "400px 0px 0px 0px" });
+  observer.observe(sentinel);
+
+  const markRead = async () => {
+    const r = store.room(room.room);
+    if (r && r.unread > 0 && document.visibilityState === "visible") await api.markRead(room.room).catch(() => undefined);
+  };
+
+  // Typing -------------------------------------------------------------------------------
+  let typingSent = 0;
+  let idle: number | undefined;
+  const stopTyping = () => {
+    window.clearTimeout(idle);
+    if (typingSent > 0) {
+      typingSent = 0;
+      void api.setTyping(room.room, false).catch(() => undefined);
+    }
+  };
+  text.addEventListener("input", () => {
+    text.style.height = "auto";
+    text.style.height = `${Math.min(text.scrollHeight, 160)}px`;
+    const now = Date.now();
+    if (text.value && now - typingSent > TYPING_REFRESH_MS) {
+      typingSent = now;
+      void api.setTyping(room.room, true).catch(() => undefined);
+    }
+    window.clearTimeout(idle);
+    idle = window.setTimeout(stopTyping, TYPING_IDLE_MS);
+  });
+  const showTyping = () => {
+    const who = store.room(room.room)?.typing ?? [];
+    sub.textContent = who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…` : `${who.join(", ")} are typing…`;
+  };
+
+  // Sending ------------------------------------------------------------------------------
+  const submit = async () => {
+    const value = text.value;
+    if (!value.trim()) return;
+    error.textContent = "";
+    text.value = "";
+    text.style.height = "auto";
+    stopTyping();
+    try {
+      await api.sendText(room.room, value);
+    } catch (e) {
+      text.value = value;
+      error.textContent = errorText(e);
+    }
+  };
+  composer.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    void submit();
+  });
+  text.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      void submit();
+    }
+  });
+  const sendFiles = async (files: FileList | File[]) => {
+    error.textContent = "";
+    for (const f of Array.from(files)) {
+      try {
+        await api.sendAttachment(room.room, f);
+      } catch (e) {
+        error.textContent = `${f.name}: ${errorText(e)}`;
+      }
+    }
+  };
+  file.addEventListener("change", () => {
+    if (file.files) void sendFiles(file.files);
+    file.value = "";
+  });
+  pane.addEventListener("dragover", (ev) => {
+    if (ev.dataTransfer?.types.includes("Files")) {
+      ev.preventDefault();
+      drop.hidden = false;
+    }
+  });
+  pane.addEventListener("dragleave", (ev) => {
+    if (ev.target === drop || !pane.contains(ev.relatedTarget as Node)) drop.hidden = true;
+  });
+  pane.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.hidden = true;
+    if (ev.dataTransfer?.files.length) void sendFiles(ev.dataTransfer.files);
+  });
+  text.addEventListener("paste", (ev) => {
+    const files = [...(ev.clipboardData?.files ?? [])];
+    if (files.length > 0) {
+      ev.preventDefault();
+      void sendFiles(files);
+    }
+  });
+
+  callBtn?.addEventListener("click", () => void api.call(room.room).catch((e) => (error.textContent = errorText(e))));
+  info.addEventListener("click", () => roomDialog(store.room(room.room) ?? room, onLeft));
+
+  // Updates ------------------------------------------------------------------------------
+  const off = store.on((batch: Event[]) => {
+    const fresh = store.room(room.room);
+    if (fresh) {
+      title.textContent = fresh.name;
+      composer.hidden = !fresh.member;
+    }
+    showTyping();
+    if (batch.some((e) => (e.kind === "timeline_changed" && e.room === room.room) || e.kind === "overflow")) void loadNewest();
+  });
+  const onFocus = () => void markRead();
+  window.addEventListener("focus", onFocus);
+
+  void loadNewest();
+  showTyping();
+  queueMicrotask(() => text.focus());
+  return {
+    el: pane,
+    dispose: () => {
+      off();
+      observer.disconnect();
+      stopTyping();
+      window.removeEventListener("focus", onFocus);
+    },
+  };
+}
+
+/** "alice created the room", "bob joined" (the core's text names the joiner itself). */
+function noticeText(m: Message): string {
+  return / joined$/.test(m.text) ? m.text : `${m.sender} ${m.text}`;
+}
+
+async function lightbox(room: number, seq: number, mime: string): Promise<void> {
+  const img = h("img", { class: "full", alt: "Photo" });
+  const box = h("dialog", { class: "lightbox", id: "lightbox", "aria-label": "Photo" },
+    h("button", { class: "icon close", type: "button", "aria-label": "Close", onclick: () => box.close() }, icon("close")),
+    h("p", { class: "muted" }, "Loading…"), img);
+  box.addEventListener("close", () => box.remove());
+  document.body.append(box);
+  box.showModal();
+  try {
+    img.src = await fullUrl(room, seq, mime);
+    box.querySelector("p")?.remove();
+  } catch (e) {
+    fill(box.querySelector("p")!, errorText(e));
+  }
+}

@@ -1,0 +1,287 @@
+// Modal dialogs (native <dialog>: focus trap, Escape to close, screen-reader semantics).
+
+import { api, errorText } from "./api";
+import type { RoomSummary } from "./bindings";
+import { fill, h } from "./dom";
+import { clock, outboxKind } from "./format";
+import { icon } from "./icons";
+import { store } from "./store";
+
+/** Opens a modal with a title and body; returns a closer. */
+export function modal(title: string, body: HTMLElement, id: string): { close: () => void; dialog: HTMLDialogElement } {
+  document.getElementById(id)?.remove();
+  const close = h("button", { class: "icon close", "aria-label": "Close", type: "button" }, icon("close"));
+  const dialog = h("dialog", { id, class: "modal", "aria-labelledby": `${id}-title` },
+    h("header", {}, h("h2", { id: `${id}-title` }, title), close),
+    body,
+  );
+  const done = () => {
+    dialog.close();
+    dialog.remove();
+  };
+  close.addEventListener("click", done);
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  return { close: done, dialog };
+}
+
+/** A form row: label + input. */
+function field(id: string, label: string, attrs: Record<string, string | boolean> = {}): [HTMLElement, HTMLInputElement] {
+  const input = h("input", { id, name: id, autocapitalize: "off", spellcheck: "false", ...attrs });
+  return [h("div", { class: "field" }, h("label", { for: id }, label), input), input];
+}
+
+/** New chat (by username) or new group (name + members). */
+export function newChatDialog(open: (room: number) => void): void {
+  const [userRow, user] = field("new-chat-username", "Username", { required: true, placeholder: "e.g. alice" });
+  const err1 = h("p", { class: "form-error", role: "alert" });
+  const direct = h("form", { class: "stack" }, userRow, err1, h("button", { class: "primary", type: "submit", id: "new-chat-start" }, "Start chat"));
+  const [nameRow, name] = field("new-group-name", "Group name", { required: true, maxlength: "64" });
+  const [membersRow, members] = field("new-group-members", "Members (usernames, comma-separated)", { placeholder: "alice, bob" });
+  const err2 = h("p", { class: "form-error", role: "alert" });
+  const group = h("form", { class: "stack" }, nameRow, membersRow, err2, h("button", { class: "primary", type: "submit", id: "new-group-create" }, "Create group"));
+  const body = h("div", { class: "stack" }, h("h3", {}, "Chat with someone"), direct, h("hr"), h("h3", {}, "New group"), group);
+  const { close } = modal("New chat", body, "new-chat");
+  direct.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err1.textContent = "";
+    try {
+      const room = await api.openDirect(user.value);
+      close();
+      open(room);
+    } catch (e) {
+      err1.textContent = errorText(e);
+    }
+  });
+  group.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err2.textContent = "";
+    try {
+      const room = await api.createGroup(name.value, members.value.split(","));
+      close();
+      open(room);
+    } catch (e) {
+      err2.textContent = errorText(e);
+    }
+  });
+  user.focus();
+}
+
+/** Contacts: my QR code, add by picture / paste / camera / text, the list. */
+export function contactsDialog(open: (room: number) => void): void {
+  const qr = h("div", { class: "qr", id: "my-qr", role: "img", "aria-label": "My contact QR code" }, "Loading…");
+  const uri = h("input", { id: "my-code", readonly: true, "aria-label": "My contact code as text" });
+  const status = h("p", { class: "form-error", role: "alert", id: "contact-status" });
+  const list = h("ul", { class: "contacts", id: "contact-list", "aria-label": "Contacts" });
+  const file = h("input", { type: "file", accept: "image/*", id: "qr-file", class: "visually-hidden" });
+  const pickLabel = h("label", { for: "qr-file", class: "button" }, "Scan a QR picture…");
+  const [codeRow, codeText] = field("contact-code-text", "…or paste a contact code", { placeholder: "tidings:contact?…" });
+  const video = h("video", { class: "camera", autoplay: true, muted: true, playsinline: true, hidden: true, "aria-label": "Camera" });
+  const camera = h("button", { type: "button", id: "qr-camera" }, "Use the camera");
+  const reset = h("button", { type: "button", class: "danger", id: "reset-code" }, "Reset my code");
+
+  const load = async (resetCode: boolean) => {
+    try {
+      const code = await api.contactCode(resetCode);
+      const doc = new DOMParser().parseFromString(code.svg, "image/svg+xml").documentElement;
+      fill(qr, document.importNode(doc, true));
+      uri.value = code.uri;
+    } catch (e) {
+      fill(qr, h("p", {}, errorText(e)));
+    }
+  };
+  const loadContacts = async () => {
+    try {
+      const contacts = await api.contacts();
+      fill(list, contacts.length === 0 ? h("li", { class: "muted" }, "No contacts yet") : contacts.map((c) =>
+        h("li", {}, h("button", { type: "button", class: "contact", onclick: () => { if (c.room !== null) { done.close(); open(c.room); } } }, c.username))));
+    } catch (e) {
+      fill(list, h("li", { class: "muted" }, errorText(e)));
+    }
+  };
+  const added = async (room: Promise<number>) => {
+    status.textContent = "Adding…";
+    try {
+      const r = await room;
+      status.textContent = "Contact added.";
+      stopCamera();
+      await loadContacts();
+      done.close();
+      open(r);
+    } catch (e) {
+      status.textContent = errorText(e);
+    }
+  };
+  file.addEventListener("change", () => {
+    const f = file.files?.[0];
+    if (f) void added(api.addContactImage(f));
+    file.value = "";
+  });
+  codeText.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && codeText.value.trim()) void added(api.addContact(codeText.value));
+  });
+  const onPaste = (ev: ClipboardEvent) => {
+    const item = [...(ev.clipboardData?.items ?? [])].find((i) => i.type.startsWith("image/"));
+    const blob = item?.getAsFile();
+    if (blob) {
+      ev.preventDefault();
+      void added(api.addContactImage(blob));
+    }
+  };
+  reset.addEventListener("click", async () => {
+    if (confirm("Reset your code? People who have the old one can no longer add you with it.")) await load(true);
+  });
+
+  let stream: MediaStream | null = null;
+  let timer: number | undefined;
+  const stopCamera = () => {
+    window.clearInterval(timer);
+    stream?.getTracks().forEach((t) => t.stop());
+    stream = null;
+    video.hidden = true;
+  };
+  if (!navigator.mediaDevices?.getUserMedia) camera.hidden = true;
+  camera.addEventListener("click", async () => {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+      video.srcObject = stream;
+      video.hidden = false;
+      status.textContent = "Point the camera at a Tidings QR code.";
+      let busy = false;
+      timer = window.setInterval(async () => {
+        if (busy || video.videoWidth === 0) return;
+        busy = true;
+        const canvas = document.createElement("canvas");
+        canvas.width = video.videoWidth;
+        canvas.height = video.videoHeight;
+        canvas.getContext("2d")?.drawImage(video, 0, 0);
+        const blob = await new Promise<Blob | null>((r) => canvas.toBlob(r, "image/png"));
+        try {
+          if (blob) {
+            const room = await api.addContactImage(blob);
+            stopCamera();
+            done.close();
+            open(room);
+          }
+        } catch {
+          // No code in this frame yet: keep looking.
+        } finally {
+          busy = false;
+        }
+      }, 700);
+    } catch {
+      status.textContent = "The camera is not available here; use a picture instead.";
+      camera.hidden = true;
+    }
+  });
+
+  const body = h("div", { class: "contacts-body" },
+    h("section", { class: "my-code", "aria-label": "My code" }, h("p", { class: "muted" }, "Let people scan this to add you."), qr, uri, reset),
+    h("section", { class: "add", "aria-label": "Add a contact" },
+      h("div", { class: "row" }, pickLabel, file, camera),
+      h("p", { class: "muted small" }, "You can also paste a screenshot of a QR code here."),
+      video, codeRow, status,
+      h("h3", {}, "Contacts"), list),
+  );
+  const done = modal("Contacts", body, "contacts");
+  done.dialog.addEventListener("paste", onPaste);
+  done.dialog.addEventListener("close", stopCamera);
+  void load(false);
+  void loadContacts();
+}
+
+/** Settings: who I am, my devices, sign out. */
+export function settingsDialog(signedOut: () => void): void {
+  const s = store.session;
+  const devices = h("ul", { class: "devices", id: "device-list", "aria-label": "My devices" }, h("li", {}, "Loading…"));
+  const signOut = h("button", { class: "danger", type: "button", id: "sign-out" }, "Sign out of this device");
+  const err = h("p", { class: "form-error", role: "alert" });
+  const loadDevices = async () => {
+    try {
+      const list = await api.devices();
+      fill(devices, list.map((d) => h("li", {},
+        h("div", {}, h("strong", {}, d.name), d.current ? h("span", { class: "badge-soft" }, "this device") : null,
+          h("div", { class: "muted small" }, `Last active ${new Date(d.last_seen_ms).toLocaleString()}`)),
+        d.current ? null : h("button", { type: "button", class: "danger small", onclick: async () => {
+          try { await api.revokeDevice(d.id); await loadDevices(); } catch (e) { err.textContent = errorText(e); }
+        } }, "Sign out"))));
+    } catch (e) {
+      fill(devices, h("li", { class: "muted" }, errorText(e)));
+    }
+  };
+  signOut.addEventListener("click", async () => {
+    try {
+      await api.signOut();
+      done.close();
+      signedOut();
+    } catch (e) {
+      err.textContent = errorText(e);
+    }
+  });
+  const body = h("div", { class: "stack" },
+    h("p", {}, "Signed in as ", h("strong", { id: "me" }, s?.username ?? "?"), " on ", h("code", {}, s?.server ?? "?")),
+    h("h3", {}, "My devices"), devices, err, signOut);
+  const done = modal("Settings", body, "settings");
+  void loadDevices();
+}
+
+/** Items the server has not confirmed: why, and retry / discard for failures. */
+export function pendingDialog(): void {
+  const list = h("ul", { class: "pending-list", id: "pending-list", "aria-label": "Unsent items" });
+  const render = () => {
+    const items = store.outbox;
+    fill(list, items.length === 0 ? h("li", { class: "muted" }, "Everything has been sent.") : items.map((o) => {
+      const room = o.room !== null ? store.room(o.room)?.name : null;
+      return h("li", { class: `pending-item ${o.state}` },
+        h("div", {},
+          h("strong", {}, outboxKind(o.kind)), room ? ` in ${room}` : "",
+          h("div", { class: "muted small" }, o.state === "failed" ? `Failed: ${o.error ?? "unknown reason"}` :
+            o.error ? `Waiting to retry (${o.attempts} attempts): ${o.error}` : "Waiting for the network")),
+        o.state === "failed" ? h("div", { class: "row" },
+          h("button", { type: "button", class: "small retry", onclick: () => void api.retry(o.id) }, "Retry"),
+          h("button", { type: "button", class: "small danger", onclick: () => void api.discard(o.id) }, "Discard")) : null);
+    }));
+  };
+  const body = h("div", { class: "stack" }, list);
+  const done = modal("Unsent", body, "pending");
+  const off = store.on(render);
+  done.dialog.addEventListener("close", off);
+  void store.loadOutbox().then(render);
+}
+
+/** A room's details: members' read state for a message, rename, invite, leave. */
+export function roomDialog(room: RoomSummary, left: () => void): void {
+  const err = h("p", { class: "form-error", role: "alert" });
+  const [nameRow, name] = field("room-name", "Group name", { value: room.name });
+  const [inviteRow, invitee] = field("room-invite", "Invite (username)");
+  const rename = h("form", { class: "row-form" }, nameRow, h("button", { type: "submit" }, "Rename"));
+  const invite = h("form", { class: "row-form" }, inviteRow, h("button", { type: "submit" }, "Invite"));
+  const leave = h("button", { type: "button", class: "danger", id: "leave-room" }, room.direct ? "Leave chat" : "Leave group");
+  rename.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api.rename(room.room, name.value); err.textContent = "Renamed."; } catch (e) { err.textContent = errorText(e); }
+  });
+  invite.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await api.invite(room.room, invitee.value); invitee.value = ""; err.textContent = "Invited."; } catch (e) { err.textContent = errorText(e); }
+  });
+  leave.addEventListener("click", async () => {
+    try { await api.leave(room.room); done.close(); left(); } catch (e) { err.textContent = errorText(e); }
+  });
+  const body = h("div", { class: "stack" }, room.direct ? null : rename, room.direct ? null : invite, err, leave);
+  const done = modal(room.name, body, "room-info");
+}
+
+/** Who has read one of my messages in a group. */
+export async function readByDialog(room: number, seq: number, at: number): Promise<void> {
+  const list = h("ul", { class: "read-by", id: "read-by-list" });
+  modal(`Message sent ${clock(at)}`, h("div", {}, list), "read-by");
+  try {
+    const receipts = await api.readBy(room, seq);
+    fill(list, receipts.map((r) => h("li", {}, h("span", {}, r.username),
+      h("span", { class: r.read ? "tick read" : r.delivered ? "tick delivered" : "tick sent" }, r.read ? "Read" : r.delivered ? "Delivered" : "Not yet delivered"))));
+  } catch (e) {
+    fill(list, h("li", {}, errorText(e)));
+  }
+}

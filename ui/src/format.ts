@@ -1,0 +1,208 @@
+// Words and numbers as people read them. Pure functions: unit-tested (tests/unit).
+
+import type { CallEvent, CallView, ConnectionState, EndReason, Message, MessageState } from "./bindings";
+
+/** The tick for a message state, and what a screen reader says for it. */
+export function tick(state: MessageState): { symbol: string; label: string; cls: string } {
+  switch (state) {
+    case "pending":
+      return { symbol: "🕓", label: "Sending", cls: "tick pending" };
+    case "failed":
+      return { symbol: "!", label: "Not sent", cls: "tick failed" };
+    case "sent":
+      return { symbol: "✓", label: "Sent", cls: "tick sent" };
+    case "delivered":
+      return { symbol: "✓✓", label: "Delivered", cls: "tick delivered" };
+    case "read":
+      return { symbol: "✓✓", label: "Read", cls: "tick read" };
+  }
+}
+
+/** The banner over the chat list, or null when all is well. */
+export function banner(state: ConnectionState, progress?: { done: number; total: number }): string | null {
+  switch (state) {
+    case "online":
+      return null;
+    case "offline":
+      return "Offline — messages will be sent when you are back online";
+    case "connecting":
+      return "Connecting…";
+    case "syncing":
+      if (progress && progress.total > 0) {
+        const pct = Math.min(100, Math.floor((100 * progress.done) / progress.total));
+        return `Syncing… ${pct}%`;
+      }
+      return "Syncing…";
+  }
+}
+
+/** Local-day key for grouping (YYYY-MM-DD in local time). */
+export function dayKey(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
+
+/** "Today", "Yesterday", a weekday within the week, else the date. */
+export function dayLabel(ms: number, now: number = Date.now()): string {
+  const startOf = (t: number) => {
+    const d = new Date(t);
+    d.setHours(0, 0, 0, 0);
+    return d.getTime();
+  };
+  const days = Math.round((startOf(now) - startOf(ms)) / 86_400_000);
+  if (days === 0) return "Today";
+  if (days === 1) return "Yesterday";
+  const d = new Date(ms);
+  if (days > 1 && days < 7) return d.toLocaleDateString(undefined, { weekday: "long" });
+  const sameYear = d.getFullYear() === new Date(now).getFullYear();
+  return d.toLocaleDateString(undefined, sameYear ? { day: "numeric", month: "long" } : { day: "numeric", month: "long", year: "numeric" });
+}
+
+/** Messages (oldest first) split into days. */
+export function groupByDay(messages: Message[]): { day: string; at: number; messages: Message[] }[] {
+  const groups: { day: string; at: number; messages: Message[] }[] = [];
+  for (const m of messages) {
+    const day = dayKey(m.at_ms);
+    const last = groups[groups.length - 1];
+    if (last && last.day === day) last.messages.push(m);
+    else groups.push({ day, at: m.at_ms, messages: [m] });
+  }
+  return groups;
+}
+
+/** "14:05". */
+export function clock(ms: number): string {
+  return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+}
+
+/** "4:07" or "1:02:03". */
+export function duration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const hh = Math.floor(s / 3600);
+  const mm = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return hh > 0 ? `${hh}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
+}
+
+/** "2.4 MB". */
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
+
+/** A call record in a chat, from my point of view. */
+export function callRecord(call: CallView, myUserId: number): string {
+  const outgoing = call.caller === myUserId;
+  const kind = call.video ? "video call" : "call";
+  switch (call.outcome) {
+    case "completed":
+      return `${outgoing ? "Outgoing" : "Incoming"} ${kind} · ${duration(call.duration_ms)}`;
+    case "missed":
+      return outgoing ? `No answer` : `Missed ${kind}`;
+    case "declined":
+      return outgoing ? `Call declined` : `You declined a ${kind}`;
+    case "busy":
+      return outgoing ? `Line busy` : `Missed ${kind} (you were in another call)`;
+    case "cancelled":
+      return outgoing ? `Cancelled ${kind}` : `Missed ${kind}`;
+    default:
+      return `Call`;
+  }
+}
+
+/** Why a call ended, said plainly (null: no need to say anything). */
+export function endReason(reason: EndReason): string | null {
+  switch (reason) {
+    case "hung_up":
+    case "remote_hung_up":
+      return "Call ended";
+    case "cancelled":
+      return "They cancelled the call";
+    case "declined":
+      return null;
+    case "remote_declined":
+      return "Call declined";
+    case "busy":
+      return "Busy — they are in another call";
+    case "unavailable":
+      return "Unavailable — they are not online";
+    case "no_answer":
+      return "No answer";
+    case "answered_elsewhere":
+      return "Answered on another device";
+    case "declined_elsewhere":
+      return "Declined on another device";
+    case "failed":
+      return "The call could not connect";
+    case "glare":
+      return "You called each other at once — try again";
+    case "reservation_expired":
+      return "The call did not start";
+  }
+}
+
+/** The call screen's status line for a call event. */
+export function callStatus(e: CallEvent): string {
+  switch (e.state) {
+    case "requesting":
+      return "Requesting…";
+    case "ringing_remote":
+      return "Ringing…";
+    case "ringing":
+      return "Incoming call";
+    case "connecting":
+      return "Connecting…";
+    case "connected":
+      return "Connected";
+    case "ended":
+      return endReason(e.reason) ?? "Call ended";
+    case "called_while_busy":
+      return "Someone tried to call you";
+  }
+}
+
+/** A message's own words, without the stand-in the core gives attachments without a
+ * caption ("Photo", "Video", the file's name). */
+export function caption(m: Message): string | null {
+  if (m.video && m.text === "Video") return null;
+  if (m.file && m.text === m.file.name) return null;
+  if (m.image && m.text === "Photo") return null;
+  return m.text === "" ? null : m.text;
+}
+
+/** One or two letters for an avatar. */
+export function initials(name: string): string {
+  const parts = name.trim().split(/[\s._-]+/).filter(Boolean);
+  if (parts.length === 0) return "?";
+  const first = [...parts[0]][0] ?? "?";
+  const second = parts.length > 1 ? [...parts[1]][0] ?? "" : "";
+  return (first + second).toUpperCase();
+}
+
+/** A stable hue per name, for avatars. */
+export function hue(name: string): number {
+  let h = 0;
+  for (const c of name) h = (h * 31 + c.codePointAt(0)!) % 360;
+  return h;
+}
+
+/** What a failed outbox item was, in words. */
+export function outboxKind(kind: string): string {
+  const words: Record<string, string> = {
+    send: "Message",
+    create_room: "New chat",
+    invite: "Invitation",
+    leave: "Leaving a chat",
+    rename: "Renaming",
+    record_call: "Call record",
+    remove_member: "Removing a member",
+  };
+  return words[kind] ?? kind;
+}

@@ -1,0 +1,260 @@
+// End-to-end: the real app (the Tauri binary with the embedded UI) driven through
+// tauri-driver + WebKitWebDriver, each of two profiles on its own Xvfb display, against a
+// real `tidings serve` on a loopback port. Two people sign up, one adds the other from a
+// picture of their QR code, messages go both ways, ticks turn to read, a photo arrives with
+// its thumbnail, and a send the server refused (too large) is retried after the limit is
+// raised; then Ann calls Bob from the chat, he answers, both connect, she hangs up.
+//
+// Needs: TIDINGS_BIN (the server), TIDINGS_APP (the app), TIDINGS_TESTDATA (photos),
+// Xvfb, tauri-driver, WebKitWebDriver, qrencode. `cargo xtask test` sets all of it up.
+// TIDINGS_SCREENSHOTS=DIR saves screenshots of both windows (README's are made this way).
+
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import assert from "node:assert/strict";
+import { remote } from "webdriverio";
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (run through cargo xtask test)`);
+  return v;
+};
+const SERVER_BIN = env("TIDINGS_BIN");
+const APP = env("TIDINGS_APP");
+const PHOTO = join(env("TIDINGS_TESTDATA"), "images", "jolla_8mp_progressive.jpg");
+const SHOTS = process.env.TIDINGS_SCREENSHOTS;
+const work = mkdtempSync(join(tmpdir(), "tidings-e2e-"));
+const children = [];
+// Whatever happens, no server, display, driver or app outlives the test.
+process.on("exit", () => children.forEach((c) => c.kill("SIGKILL")));
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
+
+function start(cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  child.output = () => out;
+  children.push(child);
+  return child;
+}
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(what, f, ms = 20_000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(150);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}
+
+// --- the server --------------------------------------------------------------------------
+const port = await freePort();
+const url = `http://127.0.0.1:${port}`;
+const data = join(work, "server");
+let server;
+async function startServer(maxUpload) {
+  server = start(SERVER_BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--data", data, "--max-upload-bytes", String(maxUpload)]);
+  await until("the server", async () => (await fetch(`${url}/healthz`)).ok);
+}
+async function stopServer() {
+  server.kill("SIGTERM");
+  await new Promise((r) => server.once("exit", r));
+}
+
+// --- two displays, two drivers, two apps ---------------------------------------------------
+// A display of its own: Xvfb picks a free number and tells it (-displayfd), so a stale
+// server from an earlier run can never be reused.
+async function display() {
+  const x = spawn("Xvfb", ["-displayfd", "3", "-screen", "0", "1040x720x24", "-nolisten", "tcp"], {
+    stdio: ["ignore", "ignore", "pipe", "pipe"],
+  });
+  children.push(x);
+  let out = "";
+  x.stdio[3].on("data", (d) => (out += d));
+  const n = await until("Xvfb's display number", () => /\n/.test(out) && out.trim());
+  return `:${n}`;
+}
+
+async function app(name) {
+  const screen = await display();
+  const port = await freePort();
+  const nativePort = await freePort();
+  start("tauri-driver", ["--port", String(port), "--native-port", String(nativePort)], {
+    env: { ...process.env, DISPLAY: screen },
+  });
+  await until("tauri-driver", async () => (await fetch(`http://127.0.0.1:${port}/status`)).ok);
+  const browser = await remote({
+    hostname: "127.0.0.1",
+    port,
+    logLevel: "error",
+    connectionRetryTimeout: 60_000,
+    capabilities: {
+      "wdio:enforceWebDriverClassic": true,
+      "tauri:options": { application: APP, args: ["--profile-dir", join(work, name), "--server", url] },
+    },
+  });
+  browser.display = screen;
+  return browser;
+}
+
+async function shot(b, name) {
+  if (!SHOTS) return;
+  // WebDriver screenshots can be stale in WebKitWebDriver; the X server's pixels are not.
+  await sleep(400);
+  execFileSync("import", ["-window", "root", join(SHOTS, `${name}.png`)], { env: { ...process.env, DISPLAY: b.display } });
+}
+
+// A person picks a file in the system dialog; WebDriver types its path into the (hidden)
+// file input instead, which it can only do to a visible one.
+async function pickFile(b, sel, path) {
+  await b.execute((s) => document.querySelector(s)?.classList.remove("visually-hidden"), sel);
+  await (await b.$(sel)).addValue(path);
+  await b.execute((s) => document.querySelector(s)?.classList.add("visually-hidden"), sel);
+}
+
+const text = async (b, sel) => (await b.$(sel)).getText();
+const attr = async (b, sel, a) => (await b.$(sel)).getAttribute(a);
+
+async function signUp(b, username) {
+  await (await b.$("#username")).waitForExist({ timeout: 30_000 });
+  assert.equal(await (await b.$("#server")).getValue(), url, "the first-run screen suggests the server");
+  await (await b.$("#username")).setValue(username);
+  await (await b.$("#password")).setValue("correct horse battery");
+  await (await b.$("#signin-submit")).click();
+  await (await b.$("#room-list")).waitForExist({ timeout: 20_000 });
+}
+
+async function openRoom(b, name) {
+  // By textContent: WebKitWebDriver's getText leaves out text in overflow-hidden boxes.
+  const id = await until(`room ${name}`, () =>
+    b.execute((n) => [...document.querySelectorAll("button.room")].find((x) => x.querySelector(".room-name")?.textContent === n)?.dataset.room, name));
+  await (await b.$(`button.room[data-room="${id}"]`)).click();
+  await until(`chat ${name}`, async () => (await text(b, "#chat-title")) === name);
+}
+
+async function send(b, message) {
+  const box = await b.$("#composer");
+  await box.setValue(message);
+  await (await b.$("#send-button")).click();
+}
+
+async function lastMineState(b) {
+  const ticks = await b.$$("#timeline article.mine .tick");
+  return ticks.length ? ticks[ticks.length - 1].getAttribute("data-state") : null;
+}
+
+const started = Date.now();
+let ann;
+let bob;
+try {
+  await startServer(1_500_000);
+  [ann, bob] = [await app("ann"), await app("bob")];
+  const suffix = randomBytes(3).toString("hex");
+  await signUp(ann, `ann${suffix}`);
+  await signUp(bob, `bob${suffix}`);
+  await shot(ann, "signed-in");
+  console.log("ok - both signed up");
+
+  // Bob shows his code; Ann adds him from a picture of it.
+  await (await bob.$("#contacts-button")).click();
+  const uri = await until("bob's code", async () => (await bob.$("#my-code")).getValue());
+  assert.match(uri, /^tidings:contact\?/);
+  await until("bob's QR code", async () => (await bob.$$("#my-qr svg")).length === 1);
+  await shot(bob, "contacts");
+  await bob.keys("Escape");
+  const qr = join(work, "bob-qr.png");
+  execFileSync("qrencode", ["-o", qr, "-s", "8", uri]);
+  await (await ann.$("#contacts-button")).click();
+  await pickFile(ann, "#qr-file", qr);
+  await until("the direct chat with bob", async () => (await text(ann, "#chat-title")) === `bob${suffix}`);
+  console.log("ok - a QR picture added a contact and opened our chat");
+
+  // Messages both ways; ticks go to read when Bob opens the chat.
+  await send(ann, "Hi Bob! Dinner at 7?");
+  await until("ann's message sent", async () => ["sent", "delivered", "read"].includes(await lastMineState(ann)));
+  await openRoom(bob, `ann${suffix}`);
+  await until("bob sees the message", async () => (await text(bob, "#timeline")).includes("Hi Bob! Dinner at 7?"));
+  await until("ann's tick turns read", async () => (await lastMineState(ann)) === "read");
+  console.log("ok - message delivered and read ticks");
+  await send(bob, "Yes! See you there");
+  await until("ann sees the reply", async () => (await text(ann, "#timeline")).includes("See you there"));
+  console.log("ok - reply arrived");
+
+  // A photo: Bob sees its thumbnail.
+  await pickFile(ann, "#attach-input", PHOTO);
+  await until("the photo sent", async () => (await ann.$$("#timeline article.mine img.photo")).length === 1 && (await lastMineState(ann)) !== "pending", 60_000);
+  await until("bob's thumbnail", async () => (await attr(bob, "#timeline img.photo", "data-loaded")) === "thumbnail", 30_000);
+  await shot(ann, "chat");
+  console.log("ok - photo arrived with its thumbnail");
+
+  // A file over the server's limit fails with the reason; after the limit is raised, Retry sends it.
+  const big = join(work, "notes-2mb.bin");
+  writeFileSync(big, randomBytes(2_000_000));
+  await pickFile(ann, "#attach-input", big);
+  await until("the refusal", async () => (await lastMineState(ann)) === "failed", 30_000);
+  await until("the unsent banner", async () => (await text(ann, "#pending-button")).includes("not sent"));
+  await (await ann.$("#pending-button")).click();
+  await until("the reason", async () => /too large|limit|bytes/i.test(await text(ann, "#pending-list")));
+  await stopServer();
+  await startServer(100_000_000);
+  await (await ann.$("#pending-list button.retry")).click();
+  await ann.keys("Escape");
+  await until("the retried file sent", async () => ["sent", "delivered", "read"].includes(await lastMineState(ann)), 60_000);
+  await until("bob gets the file", async () => (await text(bob, "#timeline")).includes("notes-2mb.bin"), 30_000);
+  console.log("ok - a refused send was retried and delivered");
+
+  // A call from the app: requesting…, Bob's phone rings, he answers, both are connected,
+  // Ann hangs up, and the call's record is in the chat.
+  await (await ann.$("#call-button")).click();
+  await until("bob's incoming call", async () => (await bob.$$("#call-accept")).length === 1, 20_000);
+  assert.equal(await text(bob, "#call-peer"), `ann${suffix}`);
+  await (await bob.$("#call-accept")).click();
+  await until("ann connected", async () => (await text(ann, "#call-status")) === "Connected", 30_000);
+  await until("bob connected", async () => (await text(bob, "#call-status")) === "Connected", 30_000);
+  await sleep(1500);
+  await shot(bob, "call");
+  await (await ann.$("#call-hangup")).click();
+  await until("bob's call ended", async () => (await text(bob, "#call-status")) === "Call ended", 20_000);
+  await until("the call record", async () => /Outgoing call · 0:0\d/.test(await text(ann, "#timeline")), 20_000);
+  console.log("ok - a call connected both ways and ended with a record");
+
+  console.log(`e2e passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+} catch (e) {
+  console.error(`not ok - ${e.stack ?? e}`);
+  for (const [who, b] of [["ann", ann], ["bob", bob]]) {
+    if (!b) continue;
+    try {
+      console.error(`--- ${who}'s page:\n${(await text(b, "#app")).slice(0, 2000)}`);
+      await shot(b, `failed-${who}`).catch((e) => console.error(`screenshot: ${e.message}`));
+    } catch {}
+  }
+  if (server) console.error(`--- server output:\n${server.output().slice(-3000)}`);
+  process.exitCode = 1;
+} finally {
+  for (const b of [ann, bob]) await b?.deleteSession().catch(() => {});
+  for (const c of children.reverse()) c.kill("SIGTERM");
+  await sleep(300);
+  rmSync(work, { recursive: true, force: true });
+}
+

@@ -1,0 +1,192 @@
+// Fast UI tests: the real UI modules in headless Chromium (Debian's), Tauri IPC mocked
+// (mock-backend.ts). They check what a user sees and what the UI asks the core to do.
+// Run: npm --prefix ui run test:ui (needs /usr/bin/chromium; CHROMIUM to override).
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { createServer } from "vite";
+import { chromium } from "playwright-core";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+let server;
+let browser;
+let base;
+
+before(async () => {
+  server = await createServer({ root, configFile: false, logLevel: "error", server: { port: 0, host: "127.0.0.1" } });
+  await server.listen();
+  base = server.resolvedUrls.local[0];
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+async function open(scenario) {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  await page.goto(`${base}tests/ui/index.html?scenario=${scenario}`);
+  page.errors = errors;
+  return page;
+}
+
+const calls = (page, cmd) => page.evaluate((c) => window.__calls.filter((x) => x.cmd === c).map((x) => x.args), cmd);
+const emit = (page, event, payload) => page.evaluate(([e, p]) => window.__emit(e, p), [event, payload]);
+
+describe("first run", () => {
+  it("signs up with the server, username and password given", async () => {
+    const page = await open("fresh");
+    await page.fill("#server", "http://127.0.0.1:7878");
+    await page.fill("#username", "ann");
+    await page.fill("#password", "correct horse");
+    await page.click("#signin-submit");
+    await page.waitForSelector("#room-list");
+    assert.deepEqual(await calls(page, "sign_up"), [{ server: "http://127.0.0.1:7878", username: "ann", password: "correct horse" }]);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("says why signing in failed, from the error code", async () => {
+    const page = await open("fresh");
+    await page.click("#signin-toggle");
+    await page.fill("#username", "ann");
+    await page.fill("#password", "wrong-password");
+    await page.click("#signin-submit");
+    await page.waitForFunction(() => document.querySelector("#signin-error")?.textContent !== "");
+    assert.equal(await page.textContent("#signin-error"), "Wrong username or password.");
+    assert.equal((await calls(page, "sign_in")).length, 1);
+    await page.close();
+  });
+
+  it("refuses a short password before asking the server", async () => {
+    const page = await open("fresh");
+    await page.fill("#username", "ann");
+    await page.fill("#password", "short");
+    await page.click("#signin-submit");
+    assert.match(await page.textContent("#signin-error"), /at least 8/);
+    assert.equal((await calls(page, "sign_up")).length, 0);
+    await page.close();
+  });
+});
+
+describe("chats", () => {
+  it("lists chats with unread badge, last message and my tick", async () => {
+    const page = await open("signed-in");
+    await page.waitForSelector("button.room");
+    const names = await page.$$eval("button.room .room-name", (els) => els.map((e) => e.textContent));
+    assert.deepEqual(names, ["bob", "Climbing club"]);
+    assert.equal(await page.getAttribute('button.room[data-room="1"]', "aria-label"), "bob, 2 unread");
+    assert.equal(await page.textContent('button.room[data-room="1"] .badge'), "2");
+    assert.equal(await page.getAttribute('button.room[data-room="2"] .tick', "aria-label"), "Delivered");
+    await page.close();
+  });
+
+  it("shows messages grouped by day with ticks, and sends with Enter", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector("#timeline article.msg");
+    const days = await page.$$eval("#timeline .day-label", (els) => els.map((e) => e.textContent));
+    assert.deepEqual(days, ["Yesterday", "Today"]);
+    assert.equal(await page.getAttribute("#timeline article.mine .tick", "aria-label"), "Read");
+    await page.fill("#composer", "On my way");
+    await page.press("#composer", "Enter");
+    await page.waitForSelector('#timeline article.mine.pending');
+    assert.deepEqual(await calls(page, "send_text"), [{ room: 1, text: "On my way" }]);
+    assert.equal(await page.inputValue("#composer"), "");
+    assert.equal(await page.getAttribute("#timeline article.pending .tick", "aria-label"), "Sending");
+    assert.equal((await calls(page, "mark_read")).length >= 0, true);
+    await page.close();
+  });
+
+  it("shows typing and the connection banner from core events", async () => {
+    const page = await open("signed-in");
+    await page.waitForSelector("button.room");
+    assert.equal(await page.isHidden("#connection-banner"), true);
+    await emit(page, "core", [{ kind: "connection", state: "offline" }]);
+    await page.waitForSelector("#connection-banner:not([hidden])");
+    assert.match(await page.textContent("#connection-banner"), /Offline/);
+    await emit(page, "core", [{ kind: "connection", state: "syncing" }, { kind: "sync_progress", done: 30, total: 120 }]);
+    await page.waitForFunction(() => document.querySelector("#connection-banner")?.textContent === "Syncing… 25%");
+    await page.close();
+  });
+
+  it("reviews a failed send and retries it", async () => {
+    const page = await open("failed-send");
+    await page.waitForSelector("#pending-button:not([hidden])");
+    assert.equal(await page.textContent("#pending-button"), "1 not sent — review");
+    await page.click("#pending-button");
+    await page.waitForSelector("#pending-list .pending-item.failed");
+    assert.match(await page.textContent("#pending-list"), /too large for this server/);
+    await page.click("#pending-list button.retry");
+    await page.waitForSelector("#pending-button[hidden]", { state: "attached" });
+    assert.deepEqual(await calls(page, "retry"), [{ id: 7 }]);
+    await page.close();
+  });
+
+  it("is usable with the keyboard alone", async () => {
+    const page = await open("signed-in");
+    await page.waitForSelector("button.room");
+    await page.focus('button.room[data-room="1"]');
+    await page.keyboard.press("ArrowDown");
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("data-room")), "2");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#chat-title");
+    assert.equal(await page.textContent("#chat-title"), "Climbing club");
+    // Every button has a name a screen reader can say.
+    const unnamed = await page.$$eval("button", (bs) => bs.filter((b) => !(b.getAttribute("aria-label") || b.textContent?.trim())).length);
+    assert.equal(unnamed, 0);
+    await page.close();
+  });
+});
+
+describe("calls", () => {
+  it("rings, accepts, shows the timer and a clear busy ending", async () => {
+    const page = await open("signed-in");
+    await page.waitForSelector("button.room");
+    const peer = { room: 1, user: 2, device: 21 };
+    await emit(page, "core", [{ kind: "call", state: "ringing", call: 5, peer, video: false }]);
+    await page.waitForSelector("#call-accept");
+    assert.equal(await page.textContent("#call-peer"), "bob");
+    await page.click("#call-accept");
+    assert.equal((await calls(page, "accept_call")).length, 1);
+    await emit(page, "core", [{ kind: "call", state: "connected", call: 5 }]);
+    await page.waitForSelector("#call-timer");
+    await page.click("#call-mute");
+    assert.deepEqual(await calls(page, "set_muted"), [{ muted: true }]);
+    await emit(page, "core", [{ kind: "call", state: "ended", call: 5, reason: "remote_hung_up" }]);
+    await page.waitForFunction(() => document.querySelector("#call-status")?.textContent === "Call ended");
+    await page.close();
+  });
+
+  it("shows requesting… then busy for an outgoing call", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.click("#call-button");
+    assert.deepEqual(await calls(page, "call"), [{ room: 1 }]);
+    await emit(page, "core", [{ kind: "call", state: "requesting", call: 9, peer: { room: 1, user: 2, device: null } }]);
+    await page.waitForFunction(() => document.querySelector("#call-status")?.textContent === "Requesting…");
+    await emit(page, "core", [{ kind: "call", state: "ended", call: 9, reason: "busy" }]);
+    await page.waitForFunction(() => /Busy/.test(document.querySelector("#call-status")?.textContent ?? ""));
+    await page.close();
+  });
+});
+
+describe("contacts", () => {
+  it("shows my QR code and explains a bad pasted code", async () => {
+    const page = await open("signed-in");
+    await page.click("#contacts-button");
+    await page.waitForSelector("#my-qr svg");
+    assert.match(await page.inputValue("#my-code"), /^tidings:contact\?/);
+    await page.fill("#contact-code-text", "https://example.com");
+    await page.press("#contact-code-text", "Enter");
+    await page.waitForFunction(() => /not a Tidings contact code/.test(document.querySelector("#contact-status")?.textContent ?? ""));
+    await page.close();
+  });
+});

@@ -1,0 +1,91 @@
+// A stand-in for the Rust side in fast UI tests: answers the app's commands from memory,
+// records every call in `window.__calls`, and lets the test emit core events
+// (`window.__emit`). The real backend is exercised by the end-to-end tests (tests/e2e).
+
+import { mockIPC } from "@tauri-apps/api/mocks";
+import { emit } from "@tauri-apps/api/event";
+import type { Message, OutboxEntry, RoomSummary, Startup } from "../../src/bindings";
+
+declare global {
+  interface Window {
+    __calls: { cmd: string; args: unknown }[];
+    __emit: (event: string, payload: unknown) => Promise<void>;
+  }
+}
+
+const now = Date.now();
+const DAY = 86_400_000;
+
+function message(room: number, seq: number | null, sender: string, text: string, at: number, state: Message["state"] = "read"): Message {
+  return {
+    room, seq, request_id: `r${room}-${seq ?? "p"}-${text.length}`, sender, at_ms: at, text, notice: false, state,
+    position: seq === null ? 2 ** 52 : seq << 20, image: null, file: null, video: null, call: null,
+  };
+}
+
+export function install(scenario: string) {
+  window.__calls = [];
+  window.__emit = (event, payload) => emit(event, payload);
+  const session = { server: "http://127.0.0.1:7878", username: "ann", user_id: 1, device_id: 11 };
+  const rooms: RoomSummary[] = [
+    { room: 1, server_id: 10, name: "bob", unread: 2, last_seq: 3, last_message: "See you at 6?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 60_000, typing: [] },
+    { room: 2, server_id: 20, name: "Climbing club", unread: 0, last_seq: 2, last_message: "Photo", my_last_state: "delivered", member: true, direct: false, last_activity_ms: now - 2 * DAY, typing: [] },
+  ];
+  const messages: Record<number, Message[]> = {
+    1: [
+      message(1, 3, "bob", "See you at 6?", now - 60_000, "sent"),
+      message(1, 2, "ann", "Sounds good", now - DAY, "read"),
+      message(1, 1, "bob", "Dinner tomorrow?", now - DAY - 3_600_000, "sent"),
+    ],
+    2: [message(2, 2, "ann", "Who's in for Saturday?", now - 2 * DAY, "delivered"), message(2, 1, "cy", "Hi all", now - 3 * DAY, "sent")],
+  };
+  const outbox: OutboxEntry[] =
+    scenario === "failed-send"
+      ? [{ id: 7, request_id: "x", room: 1, kind: "send", state: "failed", attempts: 1, error: "the file is too large for this server" }]
+      : [];
+  let signedIn = scenario !== "fresh";
+
+  mockIPC((cmd, args) => {
+    window.__calls.push({ cmd, args });
+    const a = (args ?? {}) as Record<string, unknown>;
+    switch (cmd) {
+      case "startup":
+        return { session: signedIn ? session : null, suggested_server: "http://127.0.0.1:7878", connection: "online" } satisfies Startup;
+      case "sign_up":
+      case "sign_in":
+        if (a.password === "wrong-password") {
+          throw { code: "server", message: "wrong username or password", reason: "bad_credentials" };
+        }
+        signedIn = true;
+        return { ...session, username: String(a.username) };
+      case "rooms":
+        return signedIn ? rooms : [];
+      case "outbox":
+        return outbox;
+      case "messages": {
+        const all = messages[Number(a.room)] ?? [];
+        const before = a.before === null || a.before === undefined ? Infinity : Number(a.before);
+        return all.filter((m) => m.position < before).slice(0, Number(a.limit));
+      }
+      case "send_text": {
+        const list = messages[Number(a.room)];
+        list.unshift(message(Number(a.room), null, "ann", String(a.text), Date.now(), "pending"));
+        void emit("core", [{ kind: "timeline_changed", room: Number(a.room) }]);
+        return null;
+      }
+      case "retry": {
+        outbox.splice(0, outbox.length);
+        void emit("core", [{ kind: "outbox_changed" }]);
+        return null;
+      }
+      case "contacts":
+        return [];
+      case "contact_code":
+        return { uri: "tidings:contact?v=1&server=127.0.0.1%3A7878&user=ann&key=abcdefghijklmnop", svg: "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'><rect width='5' height='5'/></svg>" };
+      case "add_contact":
+        throw { code: "bad_contact_code", message: "this is not a Tidings contact code", reason: null };
+      default:
+        return null;
+    }
+  }, { shouldMockEvents: true });
+}

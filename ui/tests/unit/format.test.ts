@@ -1,0 +1,83 @@
+import { describe, expect, it } from "vitest";
+import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, tick } from "../../src/format";
+import type { Message } from "../../src/bindings";
+
+const msg = (at: number): Message => ({
+  room: 1, seq: 1, request_id: "r", sender: "a", at_ms: at, text: "t", notice: false, state: "sent",
+  position: 1, image: null, file: null, video: null, call: null,
+});
+
+describe("ticks", () => {
+  it("say each state in words and symbols", () => {
+    expect(tick("pending").label).toBe("Sending");
+    expect(tick("sent").symbol).toBe("✓");
+    expect(tick("delivered").symbol).toBe("✓✓");
+    expect(tick("read").cls).toContain("read");
+    expect(tick("failed").label).toBe("Not sent");
+  });
+});
+
+describe("connection banner", () => {
+  it("is hidden online and shows sync progress", () => {
+    expect(banner("online")).toBeNull();
+    expect(banner("offline")).toMatch(/Offline/);
+    expect(banner("syncing", { done: 250, total: 1000 })).toBe("Syncing… 25%");
+    expect(banner("syncing", { done: 5, total: 0 })).toBe("Syncing…");
+  });
+});
+
+describe("days", () => {
+  const noon = new Date(2026, 11, 1, 12, 0).getTime();
+  it("names today, yesterday and weekdays, then dates", () => {
+    expect(dayLabel(noon - 3_600_000, noon)).toBe("Today");
+    expect(dayLabel(new Date(2026, 10, 30, 23, 59).getTime(), noon)).toBe("Yesterday");
+    expect(dayLabel(new Date(2026, 10, 28, 9).getTime(), noon)).not.toMatch(/2026/);
+    expect(dayLabel(new Date(2025, 0, 2).getTime(), noon)).toMatch(/2025/);
+  });
+  it("group messages by local day, keeping order", () => {
+    const a = new Date(2026, 10, 30, 23, 50).getTime();
+    const b = new Date(2026, 11, 1, 0, 10).getTime();
+    const groups = groupByDay([msg(a), msg(a + 1000), msg(b)]);
+    expect(groups.map((g) => g.messages.length)).toEqual([2, 1]);
+  });
+});
+
+describe("numbers", () => {
+  it("format durations and sizes", () => {
+    expect(duration(0)).toBe("0:00");
+    expect(duration(247_000)).toBe("4:07");
+    expect(duration(3_723_000)).toBe("1:02:03");
+    expect(bytes(512)).toBe("512 B");
+    expect(bytes(2.5 * 1024 * 1024)).toBe("2.5 MB");
+  });
+  it("make initials from names", () => {
+    expect(initials("ann")).toBe("A");
+    expect(initials("bob smith")).toBe("BS");
+    expect(initials("  ")).toBe("?");
+  });
+});
+
+describe("captions", () => {
+  it("leave out the core's stand-in text for attachments", () => {
+    const image = { width: 1, height: 1, mime: "image/jpeg", size: 1, thumbnail_width: 1, thumbnail_height: 1, placeholder: "", media: null };
+    expect(caption({ ...msg(0), text: "Photo", image })).toBeNull();
+    expect(caption({ ...msg(0), text: "At the lake", image })).toBe("At the lake");
+    expect(caption({ ...msg(0), text: "a.pdf", file: { name: "a.pdf", size: 1, mime: "application/pdf", media: null } })).toBeNull();
+    expect(caption(msg(0))).toBe("t");
+  });
+});
+
+describe("calls", () => {
+  it("word records from my side", () => {
+    expect(callRecord({ caller: 1, outcome: "completed", duration_ms: 65_000, video: false }, 1)).toBe("Outgoing call · 1:05");
+    expect(callRecord({ caller: 2, outcome: "missed", duration_ms: 0, video: false }, 1)).toBe("Missed call");
+    expect(callRecord({ caller: 1, outcome: "busy", duration_ms: 0, video: false }, 1)).toBe("Line busy");
+  });
+  it("say why a call ended, plainly", () => {
+    expect(endReason("busy")).toMatch(/Busy/);
+    expect(endReason("unavailable")).toMatch(/not online/);
+    expect(endReason("no_answer")).toBe("No answer");
+    expect(endReason("declined")).toBeNull();
+    expect(callStatus({ state: "requesting", call: 1, peer: { room: 1, user: 2, device: null } })).toBe("Requesting…");
+  });
+});
