@@ -75,8 +75,9 @@ fn session_view(a: tidings_core::Account) -> SessionView {
 
 #[tauri::command]
 pub async fn startup(app: State<'_, App>) -> Result<Startup> {
+    let session = app.client.account().await?.filter(|_| app.ended().is_none());
     Ok(Startup {
-        session: app.client.account().await?.map(session_view),
+        session: session.map(session_view),
         suggested_server: app.launch.server.clone(),
         connection: app.connection(),
     })
@@ -149,9 +150,14 @@ fn normalize_server(server: &str) -> Result<String> {
 }
 
 #[tauri::command]
-pub async fn sign_out(app: State<'_, App>) -> Result<()> {
+pub async fn sign_out(handle: AppHandle, app: State<'_, App>) -> Result<()> {
     app.go_offline();
-    Ok(sync::sign_out(&app.client).await?)
+    let result = sync::sign_out(&app.client).await;
+    if result.is_err() {
+        // Still signed in (offline, say): keep receiving.
+        app.go_online(&handle);
+    }
+    Ok(result?)
 }
 
 #[tauri::command]

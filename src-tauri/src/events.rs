@@ -78,35 +78,50 @@ impl Notifier {
     }
 
     async fn consider(&mut self, batch: &[Event]) {
-        if self.focused() {
-            return;
-        }
+        let focused = self.focused();
         let me = match self.client.account().await {
             Ok(Some(a)) => a.username,
             _ => return,
         };
         for e in batch {
             match e {
-                Event::TimelineChanged { room } => self.message(*room, &me).await,
+                // Seen while focused counts as announced: it is not shown again later.
+                Event::TimelineChanged { room } => self.message(*room, &me, !focused).await,
                 Event::Call(CallEvent::Ringing { peer, .. }) => {
-                    let name = self.room_name(peer.room).await;
-                    self.show("Incoming call", &format!("{name} is calling"));
+                    // A ringing call brings the window back (also from the tray).
+                    if let Some(w) = self.handle.get_webview_window("main") {
+                        let _ = w.show();
+                        let _ = w.set_focus();
+                    }
+                    if !focused {
+                        let name = self.room_name(peer.room).await;
+                        self.show("Incoming call", &format!("{name} is calling"));
+                    }
                 }
                 _ => {}
             }
         }
     }
 
-    async fn message(&mut self, room: RoomKey, me: &str) {
+    async fn message(&mut self, room: RoomKey, me: &str, show: bool) {
         let Ok(newest) = self.client.messages(room, None, 1).await else { return };
         let Some(m) = newest.into_iter().next() else { return };
         let seen = self.announced.get(&room).copied().unwrap_or(i64::MIN);
-        if m.seq.is_none() || m.sender == me || m.at_ms < self.since_ms || m.position <= seen {
+        if m.seq.is_none() || m.notice || m.sender == me || m.position <= seen {
             return;
         }
         self.announced.insert(room, m.position);
+        // Only what arrived while the app runs, and not what was read meanwhile elsewhere.
+        if !show || m.at_ms < self.since_ms || self.unread(room).await == 0 {
+            return;
+        }
         let body = if m.image.is_some() { "Photo".to_owned() } else { m.text };
         self.show(&m.sender, &body);
+    }
+
+    async fn unread(&self, room: RoomKey) -> u64 {
+        let rooms = self.client.rooms().await.unwrap_or_default();
+        rooms.into_iter().find(|r| r.room == room).map_or(0, |r| r.unread)
     }
 
     async fn room_name(&self, room: RoomKey) -> String {

@@ -45,6 +45,9 @@ pub struct App {
     /// When the app started.
     pub started: std::time::Instant,
     sync: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
+    /// Set when the server ended the session (revoked, signed out elsewhere): the UI shows
+    /// the sign-in screen even if it asks after the `session-ended` event went out.
+    ended: Arc<Mutex<Option<AppError>>>,
     connection: Arc<Mutex<ConnectionState>>,
     _lock: profile::ProfileLock,
 }
@@ -61,14 +64,23 @@ impl App {
         self.connection.lock().map(|c| *c).unwrap_or(ConnectionState::Offline)
     }
 
+    /// Why the session ended, if the server ended it.
+    pub fn ended(&self) -> Option<AppError> {
+        self.ended.lock().ok().and_then(|e| e.clone())
+    }
+
     /// Starts syncing and taking calls (once signed in); idempotent.
     pub fn go_online(&self, handle: &AppHandle) {
+        if let Ok(mut ended) = self.ended.lock() {
+            *ended = None;
+        }
         let Ok(mut slot) = self.sync.lock() else { return };
         if slot.as_ref().is_some_and(|task| !task.inner().is_finished()) {
             return;
         }
         let client = self.client.clone();
         let handle = handle.clone();
+        let ended_slot = self.ended.clone();
         *slot = Some(tauri::async_runtime::spawn(async move {
             if let Err(e) = client.start_calls(call_options()).await {
                 tracing::warn!(error = %e, "Calls are off on this device.");
@@ -77,7 +89,11 @@ impl App {
             let _ = client.stop_calls();
             tracing::info!(error = %ended, "Sync stopped: the session ended.");
             // Signed out elsewhere or revoked: the UI goes back to the sign-in screen.
-            let _ = handle.emit("session-ended", AppError::from(ended));
+            let ended = AppError::from(ended);
+            if let Ok(mut slot) = ended_slot.lock() {
+                *slot = Some(ended.clone());
+            }
+            let _ = handle.emit("session-ended", ended);
         }));
     }
 
@@ -153,6 +169,15 @@ fn start_logging(handle: &AppHandle, profile: &std::path::Path) {
 #[cfg_attr(mobile, tauri::mobile_entry_point)]
 pub fn run() {
     let started = std::time::Instant::now();
+    // WebKitGTK's accelerated compositing keeps backing stores that cost ~90 MB in the web
+    // process of an idle chat list; a messenger does not need it (docs/performance.md).
+    // TIDINGS_GPU_COMPOSITING=1 keeps it on. Set before any thread or web view exists.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none()
+        && std::env::var_os("TIDINGS_GPU_COMPOSITING").is_none()
+    {
+        std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+    }
     let launch = Launch::parse(std::env::args().skip(1));
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_notification::init())
@@ -168,6 +193,7 @@ pub fn run() {
                 launch: launch.clone(),
                 started,
                 sync: Mutex::new(None),
+                ended: Arc::default(),
                 connection: connection.clone(),
                 _lock: lock,
             };

@@ -28,7 +28,6 @@ export function errorText(e: unknown): string {
     if (e.code === "network") return "Cannot reach the server. Check the address and your connection.";
     if (e.reason === "bad_credentials") return "Wrong username or password.";
     if (e.reason === "username_taken") return "That username is taken.";
-    if (e.reason === "not_found") return "No such user.";
     return e.message;
   }
   return String(e);

@@ -8,7 +8,7 @@ import { fill, h } from "./dom";
 import { callStatus, duration, initials } from "./format";
 import { store } from "./store";
 
-let overlay: HTMLElement | null = null;
+let overlay: HTMLDialogElement | null = null;
 let peerName = "";
 let connectedAt = 0;
 let timer: number | undefined;
@@ -22,15 +22,25 @@ function nameOf(room: number): string {
 function close() {
   window.clearInterval(timer);
   window.clearTimeout(closeTimer);
+  overlay?.close();
   overlay?.remove();
   overlay = null;
+}
+
+/** Removes the call screen (on sign-out). */
+export function endCallScreen(): void {
+  close();
 }
 
 function show(status: string, actions: HTMLElement[], live = false) {
   window.clearTimeout(closeTimer);
   if (!overlay) {
-    overlay = h("div", { class: "call-screen", id: "call-screen", role: "dialog", "aria-modal": "true", "aria-labelledby": "call-peer" });
+    // A modal <dialog> in the top layer: above any open dialog, focus kept inside.
+    overlay = h("dialog", { class: "call-screen", id: "call-screen", "aria-labelledby": "call-peer" });
+    // Escape does not end a call; the buttons do.
+    overlay.addEventListener("cancel", (ev) => ev.preventDefault());
     document.body.append(overlay);
+    overlay.showModal();
   }
   const clock = h("p", { class: "call-timer", id: "call-timer", "aria-live": "off" });
   fill(overlay,

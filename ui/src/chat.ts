@@ -35,7 +35,7 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   const error = h("p", { class: "composer-error", role: "alert", id: "composer-error" });
   const text = h("textarea", { id: "composer", rows: 1, placeholder: "Message", "aria-label": `Message ${room.name}`, maxlength: 16000 });
   const file = h("input", { type: "file", id: "attach-input", class: "visually-hidden", multiple: true });
-  const attach = h("label", { for: "attach-input", class: "icon button", title: "Attach a photo or file", "aria-label": "Attach a photo or file" }, icon("clip"));
+  const attach = h("button", { type: "button", class: "icon", id: "attach-button", title: "Attach a photo or file", "aria-label": "Attach a photo or file", onclick: () => file.click() }, icon("clip"));
   const send = h("button", { class: "primary send", id: "send-button", type: "submit", "aria-label": "Send" }, icon("send"));
   const composer = h("form", { class: "composer" }, attach, file, text, send);
   const drop = h("div", { class: "drop-hint", hidden: true }, "Drop to send");
@@ -103,13 +103,19 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   };
 
   // Loading ------------------------------------------------------------------------------
+  // The newest page replaces what it covers (states, confirmations: a pending echo turns
+  // into its server event under the same request id); older pages already loaded stay.
+  let first = true;
   const loadNewest = async () => {
-    const count = Math.max(PAGE, messages.length);
-    const page = await api.messages(room.room, null, count);
-    messages = page.reverse();
-    if (page.length < count) exhausted = true;
+    const page = (await api.messages(room.room, null, PAGE)).reverse();
+    const fresh = new Set(page.map((m) => m.request_id));
+    const oldest = page.length > 0 ? page[0].position : Infinity;
+    messages = [...messages.filter((m) => m.position < oldest && !fresh.has(m.request_id)), ...page];
+    if (first && page.length < PAGE) exhausted = true;
     render();
-    void markRead();
+    // Opening a chat reads it; what arrives later is read only while someone looks.
+    void markRead(first);
+    first = false;
   };
   const loadOlder = async () => {
     if (loadingOlder || exhausted || messages.length === 0) return;
@@ -130,9 +136,10 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   }, { root: list, rootMargin: "400px 0px 0px 0px" });
   observer.observe(sentinel);
 
-  const markRead = async () => {
+  const markRead = async (opened = false) => {
     const r = store.room(room.room);
-    if (r && r.unread > 0 && document.visibilityState === "visible") await api.markRead(room.room).catch(() => undefined);
+    const looking = document.visibilityState === "visible" && (opened || document.hasFocus());
+    if (r && r.unread > 0 && looking) await api.markRead(room.room).catch(() => undefined);
   };
 
   // Typing -------------------------------------------------------------------------------

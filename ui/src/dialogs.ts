@@ -1,11 +1,26 @@
 // Modal dialogs (native <dialog>: focus trap, Escape to close, screen-reader semantics).
 
-import { api, errorText } from "./api";
+import { api, errorText, isAppError } from "./api";
 import type { RoomSummary } from "./bindings";
 import { fill, h } from "./dom";
 import { clock, outboxKind } from "./format";
 import { icon } from "./icons";
 import { store } from "./store";
+
+/** Closes every open dialog (on sign-out). */
+export function closeDialogs(): void {
+  for (const d of document.querySelectorAll<HTMLDialogElement>("dialog.modal, dialog.lightbox")) d.close();
+}
+
+/** A user-lookup failure in words ("not_found" here means no such username). */
+function userError(e: unknown): string {
+  return isAppError(e) && e.reason === "not_found" ? "No user with that username." : errorText(e);
+}
+
+/** A button that opens a hidden file input (so keyboard users reach it). */
+function fileButton(input: HTMLInputElement, label: string, id: string): HTMLButtonElement {
+  return h("button", { type: "button", id, onclick: () => input.click() }, label);
+}
 
 /** Opens a modal with a title and body; returns a closer. */
 export function modal(title: string, body: HTMLElement, id: string): { close: () => void; dialog: HTMLDialogElement } {
@@ -51,7 +66,7 @@ export function newChatDialog(open: (room: number) => void): void {
       close();
       open(room);
     } catch (e) {
-      err1.textContent = errorText(e);
+      err1.textContent = userError(e);
     }
   });
   group.addEventListener("submit", async (ev) => {
@@ -62,7 +77,7 @@ export function newChatDialog(open: (room: number) => void): void {
       close();
       open(room);
     } catch (e) {
-      err2.textContent = errorText(e);
+      err2.textContent = userError(e);
     }
   });
   user.focus();
@@ -75,7 +90,7 @@ export function contactsDialog(open: (room: number) => void): void {
   const status = h("p", { class: "form-error", role: "alert", id: "contact-status" });
   const list = h("ul", { class: "contacts", id: "contact-list", "aria-label": "Contacts" });
   const file = h("input", { type: "file", accept: "image/*", id: "qr-file", class: "visually-hidden" });
-  const pickLabel = h("label", { for: "qr-file", class: "button" }, "Scan a QR picture…");
+  const pickLabel = fileButton(file, "Scan a QR picture…", "qr-pick");
   const [codeRow, codeText] = field("contact-code-text", "…or paste a contact code", { placeholder: "tidings:contact?…" });
   const video = h("video", { class: "camera", autoplay: true, muted: true, playsinline: true, hidden: true, "aria-label": "Camera" });
   const camera = h("button", { type: "button", id: "qr-camera" }, "Use the camera");
@@ -144,7 +159,12 @@ export function contactsDialog(open: (room: number) => void): void {
   if (!navigator.mediaDevices?.getUserMedia) camera.hidden = true;
   camera.addEventListener("click", async () => {
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+      const got = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+      if (!done.dialog.open) {
+        got.getTracks().forEach((t) => t.stop());
+        return;
+      }
+      stream = got;
       video.srcObject = stream;
       video.hidden = false;
       status.textContent = "Point the camera at a Tidings QR code.";
@@ -164,8 +184,13 @@ export function contactsDialog(open: (room: number) => void): void {
             done.close();
             open(room);
           }
-        } catch {
-          // No code in this frame yet: keep looking.
+        } catch (e) {
+          // No code in this frame yet: keep looking. Anything else (a code for another
+          // server, an expired one) is the answer: say it and stop.
+          if (!(isAppError(e) && e.code === "no_code")) {
+            status.textContent = errorText(e);
+            stopCamera();
+          }
         } finally {
           busy = false;
         }
@@ -264,7 +289,7 @@ export function roomDialog(room: RoomSummary, left: () => void): void {
   });
   invite.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    try { await api.invite(room.room, invitee.value); invitee.value = ""; err.textContent = "Invited."; } catch (e) { err.textContent = errorText(e); }
+    try { await api.invite(room.room, invitee.value); invitee.value = ""; err.textContent = "Invited."; } catch (e) { err.textContent = userError(e); }
   });
   leave.addEventListener("click", async () => {
     try { await api.leave(room.room); done.close(); left(); } catch (e) { err.textContent = errorText(e); }

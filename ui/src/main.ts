@@ -3,7 +3,7 @@
 
 import { api, onCoreEvents, onSessionEnded } from "./api";
 import type { SessionView } from "./bindings";
-import { onCallEvent } from "./call";
+import { endCallScreen, onCallEvent } from "./call";
 import { fill } from "./dom";
 import { homeScreen } from "./home";
 import { signInScreen } from "./signin";
@@ -11,16 +11,23 @@ import { store } from "./store";
 
 const root = document.getElementById("app")!;
 
+let home: { el: HTMLElement; dispose: () => void } | null = null;
+
 async function signedIn(session: SessionView) {
   store.session = session;
   await Promise.all([store.loadRooms(), store.loadOutbox()]);
-  fill(root, homeScreen(signedOut));
+  home?.dispose();
+  home = homeScreen(signedOut);
+  fill(root, home.el);
   document.body.dataset.screen = "home";
   // After the chat list is painted (for the start-up figure in docs/performance.md).
   requestAnimationFrame(() => setTimeout(() => void api.ready(store.rooms.length).catch(() => undefined)));
 }
 
 function signedOut() {
+  home?.dispose();
+  home = null;
+  endCallScreen();
   store.session = null;
   store.rooms = [];
   store.current = null;

@@ -14,6 +14,7 @@ export const store = {
   progress: undefined as { done: number; total: number } | undefined,
   current: null as number | null,
   listeners: new Set<Listener>(),
+  typingExpiry: 0,
 
   async loadRooms(): Promise<void> {
     this.rooms = await api.rooms();
@@ -36,8 +37,13 @@ export const store = {
     for (const e of batch) {
       switch (e.kind) {
         case "rooms_changed":
+          rooms = true;
+          break;
         case "typing":
           rooms = true;
+          // The core forgets a typist after 6 s without telling; look again then.
+          window.clearTimeout(this.typingExpiry);
+          this.typingExpiry = window.setTimeout(() => void this.apply([{ kind: "rooms_changed" }]), 6500);
           break;
         case "outbox_changed":
           outbox = true;

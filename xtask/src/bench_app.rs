@@ -38,7 +38,9 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
 
     let profile = tempfile::tempdir()?;
     drop(tidings_core::Client::open(profile.path())?);
-    super::bench_core::populate(&profile.path().join("tidings.sqlite"), ROOMS, PER_ROOM)?;
+    let rooms =
+        std::env::var("TIDINGS_BENCH_ROOMS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROOMS);
+    super::bench_core::populate(&profile.path().join("tidings.sqlite"), rooms, PER_ROOM)?;
     eprintln!("==> profile: {ROOMS} rooms × {PER_ROOM} messages");
 
     let mut xvfb = Command::new("Xvfb")
@@ -145,8 +147,16 @@ fn tree_memory(pid: u32) -> anyhow::Result<(u64, u64, usize)> {
     let (mut pss, mut rss) = (0, 0);
     for p in &tree {
         let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
-        pss += field(&rollup, "Pss:");
-        rss += field(&rollup, "Rss:");
+        let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        let (one_pss, one_rss) = (field(&rollup, "Pss:"), field(&rollup, "Rss:"));
+        eprintln!(
+            "    {:<20} PSS {:>6.1} MB  RSS {:>6.1} MB",
+            comm.trim(),
+            one_pss as f64 / 1e6,
+            one_rss as f64 / 1e6
+        );
+        pss += one_pss;
+        rss += one_rss;
     }
     Ok((pss, rss, tree.len()))
 }

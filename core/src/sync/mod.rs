@@ -540,9 +540,17 @@ pub async fn revoke_device(client: &Client, device: i64) -> Result<(), Error> {
 }
 
 /// Signs this device out on the server and forgets the session here.
+/// A session the server no longer knows (revoked from another device) is simply forgotten.
 pub async fn sign_out(client: &Client) -> Result<(), Error> {
     let account = client.require_account().await?;
-    let mut link = Link::joined(&account).await?;
-    link.request(Request::SignOut {}).await?.map_err(Error::Server)?;
+    let signed_out = async {
+        let mut link = Link::joined(&account).await?;
+        link.request(Request::SignOut {}).await?.map_err(Error::Server)
+    };
+    match signed_out.await {
+        Ok(_) => {}
+        Err(Error::Server(e)) if e.code == tidings_proto::ErrorCode::Unauthenticated => {}
+        Err(e) => return Err(e),
+    }
     client.forget_account().await
 }

@@ -1,0 +1,72 @@
+//! Devices, sign-out and read-by through the core's public API, against the real server
+//! (in process, on a loopback port) and real profile databases.
+
+use tidings_core::{sync, Client, Error};
+use tidings_proto::{ErrorCode, RoomKind};
+use tidings_testkit::TestServer;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn profile(dir: &tempfile::TempDir) -> anyhow::Result<Client> {
+    Ok(Client::open(dir.path())?)
+}
+
+#[tokio::test]
+async fn a_revoked_device_is_refused_and_signing_out_forgets_it() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let url = server.http_url();
+    let (a_dir, b_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (laptop, phone) = (profile(&a_dir).await?, profile(&b_dir).await?);
+    sync::sign_up(&laptop, &url, "ann", PASSWORD).await?;
+    sync::sign_in(&phone, &url, "ann", PASSWORD).await?;
+
+    let devices = sync::devices(&laptop).await?;
+    assert_eq!(devices.len(), 2);
+    assert_eq!(devices.iter().filter(|d| d.current).count(), 1, "exactly one is this device");
+    let other = devices.iter().find(|d| !d.current).map(|d| d.id).expect("the phone");
+
+    sync::revoke_device(&laptop, other).await?;
+    let refused = sync::sync_until_idle(&phone).await;
+    assert!(
+        matches!(&refused, Err(Error::Server(e)) if e.code == ErrorCode::Unauthenticated),
+        "{refused:?}"
+    );
+    // The server no longer knows the session: signing out just forgets it here.
+    sync::sign_out(&phone).await?;
+    assert!(phone.account().await?.is_none());
+    assert_eq!(sync::devices(&laptop).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn read_by_tells_who_in_a_group_has_read_a_message() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let url = server.http_url();
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?, tempfile::tempdir()?];
+    let ann = profile(&dirs[0]).await?;
+    let bob = profile(&dirs[1]).await?;
+    let cy = profile(&dirs[2]).await?;
+    sync::sign_up(&ann, &url, "ann", PASSWORD).await?;
+    sync::sign_up(&bob, &url, "bob", PASSWORD).await?;
+    sync::sign_up(&cy, &url, "cyd", PASSWORD).await?;
+    let members =
+        vec![sync::lookup_user(&ann, "bob").await?, sync::lookup_user(&ann, "cyd").await?];
+    let room = ann.create_room(RoomKind::Group, Some("trip"), members).await?;
+    ann.send_text(room, "Train at 9").await?;
+    sync::sync_until_idle(&ann).await?;
+
+    // Bob gets it and reads it; Cyd's device has not been online since.
+    sync::sync_until_idle(&bob).await?;
+    let bobs_room = bob.rooms().await?.first().map(|r| r.room).expect("bob has the room");
+    bob.mark_read(bobs_room).await?;
+    sync::sync_until_idle(&bob).await?;
+
+    sync::sync_until_idle(&ann).await?;
+    let sent = ann.messages(room, None, 10).await?;
+    let seq = sent.iter().find(|m| m.text == "Train at 9").and_then(|m| m.seq).expect("sent");
+    let receipts = ann.read_by(room, seq).await?;
+    let view: Vec<(&str, bool, bool)> =
+        receipts.iter().map(|r| (r.username.as_str(), r.delivered, r.read)).collect();
+    assert_eq!(view, vec![("bob", true, true), ("cyd", false, false)]);
+    Ok(())
+}
