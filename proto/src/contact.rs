@@ -215,7 +215,7 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// Decodes `%XX` escapes; `None` for a broken escape or text that is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -231,25 +231,9 @@ fn is_photo(name: &str) -> bool {
     matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "webp" | "gif")
 }
 
-/// `encodeURIComponent`'s inverse (bad escapes are kept as they are).
+/// `encodeURIComponent`'s inverse; a name with a broken escape is kept as it came.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    tidings_proto::contact::percent_decode(s).unwrap_or_else(|| s.to_owned())
 }
 
 #[tauri::command]

@@ -75,9 +75,7 @@ impl From<tidings_core::Error> for AppError {
             _ => ErrorCode::Internal,
         };
         let reason = match &e {
-            E::Server(info) => {
-                serde_json::to_value(info.code).ok().and_then(|v| v.as_str().map(str::to_owned))
-            }
+            E::Server(info) => Some(info.code.as_str().to_owned()),
             _ => None,
         };
         let message = match &e {

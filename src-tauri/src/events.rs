@@ -12,7 +12,7 @@ use std::{
 
 use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_notification::NotificationExt;
-use tidings_core::{call::CallEvent, Client, ConnectionState, Event, RoomKey};
+use tidings_core::{call::CallEvent, Client, ConnectionState, Event, RoomKey, RoomSummary};
 
 /// How long a batch collects after its first event.
 const BATCH_WINDOW: Duration = Duration::from_millis(30);
@@ -78,15 +78,25 @@ impl Notifier {
     }
 
     async fn consider(&mut self, batch: &[Event]) {
+        let relevant = |e: &Event| {
+            matches!(e, Event::TimelineChanged { .. } | Event::Call(CallEvent::Ringing { .. }))
+        };
+        if !batch.iter().any(relevant) {
+            return;
+        }
         let focused = self.focused();
         let me = match self.client.account().await {
             Ok(Some(a)) => a.username,
             _ => return,
         };
+        // The room list is read at most once per batch, and only when something may show.
+        let mut rooms = None;
         for e in batch {
             match e {
                 // Seen while focused counts as announced: it is not shown again later.
-                Event::TimelineChanged { room } => self.message(*room, &me, !focused).await,
+                Event::TimelineChanged { room } => {
+                    self.message(*room, &me, !focused, &mut rooms).await;
+                }
                 Event::Call(CallEvent::Ringing { peer, .. }) => {
                     // A ringing call brings the window back (also from the tray).
                     if let Some(w) = self.handle.get_webview_window("main") {
@@ -94,7 +104,10 @@ impl Notifier {
                         let _ = w.set_focus();
                     }
                     if !focused {
-                        let name = self.room_name(peer.room).await;
+                        let name = self
+                            .room(peer.room, &mut rooms)
+                            .await
+                            .map_or_else(|| "Someone".into(), |r| r.name);
                         self.show("Incoming call", &format!("{name} is calling"));
                     }
                 }
@@ -103,7 +116,13 @@ impl Notifier {
         }
     }
 
-    async fn message(&mut self, room: RoomKey, me: &str, show: bool) {
+    async fn message(
+        &mut self,
+        room: RoomKey,
+        me: &str,
+        show: bool,
+        rooms: &mut Option<Vec<RoomSummary>>,
+    ) {
         let Ok(newest) = self.client.messages(room, None, 1).await else { return };
         let Some(m) = newest.into_iter().next() else { return };
         let seen = self.announced.get(&room).copied().unwrap_or(i64::MIN);
@@ -112,21 +131,26 @@ impl Notifier {
         }
         self.announced.insert(room, m.position);
         // Only what arrived while the app runs, and not what was read meanwhile elsewhere.
-        if !show || m.at_ms < self.since_ms || self.unread(room).await == 0 {
+        if !show
+            || m.at_ms < self.since_ms
+            || self.room(room, rooms).await.map_or(0, |r| r.unread) == 0
+        {
             return;
         }
         let body = if m.image.is_some() { "Photo".to_owned() } else { m.text };
         self.show(&m.sender, &body);
     }
 
-    async fn unread(&self, room: RoomKey) -> u64 {
-        let rooms = self.client.rooms().await.unwrap_or_default();
-        rooms.into_iter().find(|r| r.room == room).map_or(0, |r| r.unread)
-    }
-
-    async fn room_name(&self, room: RoomKey) -> String {
-        let rooms = self.client.rooms().await.unwrap_or_default();
-        rooms.into_iter().find(|r| r.room == room).map_or_else(|| "Someone".into(), |r| r.name)
+    /// A room's summary, from the batch's room list (read on first use).
+    async fn room(
+        &self,
+        room: RoomKey,
+        rooms: &mut Option<Vec<RoomSummary>>,
+    ) -> Option<RoomSummary> {
+        if rooms.is_none() {
+            *rooms = Some(self.client.rooms().await.unwrap_or_default());
+        }
+        rooms.as_ref()?.iter().find(|r| r.room == room).cloned()
     }
 
     fn show(&self, title: &str, body: &str) {
