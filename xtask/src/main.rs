@@ -5,14 +5,12 @@
 //! - `test`: every test — the UI's types and unit tests, formatting, lints, the
 //!   workspace's tests, the UI in Chromium, the real app end to end, a short fuzz run;
 //! - `bench server`, `bench core`, `bench photo`, `bench call`, `bench app`: the benchmarks
-//!   (docs/performance.md);
+//!   (docs/performance.md; the measuring program is bench/, run as a release build);
 //! - `fuzz [TARGET] [SECONDS]`: run a fuzz target.
-
-mod bench;
-mod bench_app;
-mod bench_call;
-mod bench_core;
-mod bench_photo;
+//!
+//! xtask depends on nothing but anyhow, so that it builds on a fresh machine that has only
+//! the Rust toolchain: everything that needs a system package (cmake for Opus, WebKitGTK
+//! for the app) is built by the commands it runs, after it has installed the packages.
 
 use std::{
     path::{Path, PathBuf},
@@ -27,12 +25,9 @@ fn main() -> anyhow::Result<()> {
     match args.as_slice() {
         ["run", rest @ ..] => run(rest),
         ["test"] => test(),
-        ["bench", "server", rest @ ..] => bench::server(rest),
-        ["bench", "core", rest @ ..] => bench_core::run(rest),
-        ["bench", "photo", rest @ ..] => bench_photo::run(rest),
-        ["bench", "call", rest @ ..] => bench_call::run(rest),
-        ["bench", "app", rest @ ..] => bench_app::run(rest),
-        ["thumbnail", rest @ ..] => bench_photo::thumbnail(rest),
+        ["bench", which @ ("server" | "core" | "photo" | "call" | "app"), rest @ ..] => {
+            bench(which, rest)
+        }
         ["fuzz"] => fuzz_all(30),
         ["fuzz", target] => fuzz(target, 60),
         ["fuzz", target, seconds] => fuzz(target, seconds.parse().context("SECONDS")?),
@@ -72,10 +67,14 @@ pub(crate) fn target_dir() -> PathBuf {
     std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"))
 }
 
-/// What building the app needs on Debian: WebKitGTK (the web view), the tray's indicator
-/// library, ALSA (microphone and speaker), cmake (Opus is built from source).
+/// What building the client engine needs on Debian: cmake (Opus is built from source).
+const CORE_BUILD_PACKAGES: &[(&str, &str)] = &[("cmake", "cmake")];
+
+/// What building the app needs on Debian: the engine's cmake, pkg-config, WebKitGTK (the
+/// web view), the tray's indicator library, ALSA (microphone and speaker).
 const APP_BUILD_PACKAGES: &[(&str, &str)] = &[
     ("cmake", "cmake"),
+    ("pkg-config", "pkg-config"),
     ("/usr/lib/x86_64-linux-gnu/pkgconfig/webkit2gtk-4.1.pc", "libwebkit2gtk-4.1-dev"),
     (
         "/usr/include/libayatana-appindicator3-0.1/libayatana-appindicator/app-indicator.h",
@@ -199,9 +198,52 @@ fn test() -> anyhow::Result<()> {
     let mut e2e = npm(&["run", "test:e2e"]);
     e2e.env("TIDINGS_BIN", debug.join("tidings"))
         .env("TIDINGS_APP", debug.join("tidings-app"))
-        .env("TIDINGS_TESTDATA", tidings_testkit::test_images()?.join(".."));
+        .env("TIDINGS_TESTDATA", test_data()?);
     step("end-to-end tests of the real app (tauri-driver, Xvfb)", e2e)?;
     fuzz_all(30)
+}
+
+/// shared/testdata (real camera photos): `TIDINGS_TESTDATA`, else beside the checkout,
+/// else the team's shared folder; the Rust tests look in the same places (tidings-testkit's
+/// `test_images`).
+fn test_data() -> anyhow::Result<PathBuf> {
+    [
+        std::env::var_os("TIDINGS_TESTDATA").map(PathBuf::from),
+        Some(root().join("../shared/testdata")),
+        Some(PathBuf::from("/work/shared/testdata")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|d| d.join("images/README.md").exists())
+    .context("shared/testdata not found beside the checkout; set TIDINGS_TESTDATA")
+}
+
+/// `cargo xtask bench WHICH [flags…]`: installs and builds what the benchmark measures, then
+/// runs the release build of bench/ beside the release binaries.
+fn bench(which: &str, args: &[&str]) -> anyhow::Result<()> {
+    ensure_packages(CORE_BUILD_PACKAGES)?;
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "tidings-bench"]);
+    match which {
+        "server" => {
+            build.args(["-p", "tidings-cli"]);
+        }
+        "photo" => {
+            ensure_packages(&[("vipsthumbnail", "libvips-tools"), ("/usr/bin/time", "time")])?
+        }
+        "call" => ensure_packages(&[("turnserver", "coturn")])?,
+        "app" => {
+            ensure_packages(APP_BUILD_PACKAGES)?;
+            ensure_packages(&[("Xvfb", "xvfb")])?;
+            build_ui()?;
+            build.args(["-p", "tidings-app"]);
+        }
+        _ => {}
+    }
+    step("build the benchmark and what it measures (release)", build)?;
+    let mut run = Command::new(target_dir().join("release/tidings-bench"));
+    run.current_dir(root()).arg(which).args(args);
+    step(&format!("bench {which}"), run)
 }
 
 /// tauri-driver (the WebDriver bridge for the app), pinned to 2.x: crates.io's newest is a

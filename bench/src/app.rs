@@ -28,19 +28,13 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     if !args.is_empty() {
         anyhow::bail!("bench app takes no flags");
     }
-    super::ensure_packages(super::APP_BUILD_PACKAGES)?;
-    super::ensure_packages(&[("Xvfb", "xvfb")])?;
-    super::build_ui()?;
-    let mut build = super::cargo();
-    build.args(["build", "--release", "-p", "tidings-app"]);
-    super::step("build the app (release)", build)?;
-    let app = super::target_dir().join("release/tidings-app");
+    let app = super::release_dir()?.join("tidings-app");
 
     let profile = tempfile::tempdir()?;
     drop(tidings_core::Client::open(profile.path())?);
     let rooms =
         std::env::var("TIDINGS_BENCH_ROOMS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROOMS);
-    super::bench_core::populate(&profile.path().join("tidings.sqlite"), rooms, PER_ROOM)?;
+    super::client::populate(&profile.path().join("tidings.sqlite"), rooms, PER_ROOM)?;
     eprintln!("==> profile: {ROOMS} rooms × {PER_ROOM} messages");
 
     let mut xvfb = Command::new("Xvfb")

@@ -2,7 +2,7 @@
 //!
 //! For every photo in shared/testdata/images, both tools run as a process per thumbnail
 //! (start, read the file, decode, orient, resize to 320 px on the long side, encode, write),
-//! seven times each, alternating: ours is `xtask thumbnail IN OUT` (tidings-core's
+//! seven times each, alternating: ours is `tidings-bench thumbnail IN OUT` (tidings-core's
 //! `photo::thumbnail`, release build), theirs `vipsthumbnail IN -s 320 -o OUT[Q=70,strip]`.
 //! Reported per photo: median wall time of each and their ratio, peak RSS of each process
 //! (GNU time's %M), output bytes, and the PSNR of our thumbnail's pixels (before JPEG
@@ -24,11 +24,6 @@ const SIDE: u32 = 320;
 pub fn run(args: &[&str]) -> anyhow::Result<()> {
     if !args.is_empty() {
         anyhow::bail!("bench photo takes no flags");
-    }
-    if cfg!(debug_assertions) {
-        let mut release = super::cargo();
-        release.args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench", "photo"]);
-        return super::step("bench photo (release build of xtask)", release);
     }
     if !Path::new("/usr/bin/vipsthumbnail").exists() || !Path::new("/usr/bin/time").exists() {
         anyhow::bail!(
@@ -90,9 +85,9 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `xtask thumbnail IN OUT`: one thumbnail, as the benchmark's process per job.
+/// `tidings-bench thumbnail IN OUT`: one thumbnail, as the benchmark's process per job.
 pub fn thumbnail(args: &[&str]) -> anyhow::Result<()> {
-    let [input, output] = args else { anyhow::bail!("usage: xtask thumbnail IN OUT") };
+    let [input, output] = args else { anyhow::bail!("usage: tidings-bench thumbnail IN OUT") };
     let bytes = std::fs::read(input)?;
     let thumb = photo::thumbnail(&bytes, SIDE, &Limits::default())?;
     std::fs::write(output, thumb.bytes)?;

@@ -31,12 +31,6 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         ["--calls", n] => n.parse().context("--calls N")?,
         _ => bail!("usage: cargo xtask bench call [--calls N]"),
     };
-    if cfg!(debug_assertions) {
-        let mut release = super::cargo();
-        release.args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench", "call"]);
-        release.args(args);
-        return super::step("bench call (release build of xtask)", release);
-    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let server = TestServer::start().await?;

@@ -23,11 +23,6 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     if !args.is_empty() {
         anyhow::bail!("bench core takes no flags");
     }
-    if cfg!(debug_assertions) {
-        let mut release = super::cargo();
-        release.args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench", "core"]);
-        return super::step("bench core (release build of xtask)", release);
-    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(measure())
 }

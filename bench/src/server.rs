@@ -67,7 +67,7 @@ struct ServerProcess {
 impl ServerProcess {
     fn start() -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
-        let mut child = Command::new(super::target_dir().join("release/tidings"))
+        let mut child = Command::new(super::release_dir()?.join("tidings"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .env("RUST_LOG", "warn")
@@ -99,28 +99,8 @@ impl Drop for ServerProcess {
     }
 }
 
-pub fn server(args: &[&str]) -> anyhow::Result<()> {
+pub fn run(args: &[&str]) -> anyhow::Result<()> {
     let options = parse(args)?;
-    if cfg!(debug_assertions) {
-        // The load generator shares the machine with the server: an unoptimized one would
-        // measure itself. Run the same command from a release build of xtask.
-        let mut release = super::cargo();
-        release.args([
-            "run",
-            "--quiet",
-            "--release",
-            "--package",
-            "xtask",
-            "--",
-            "bench",
-            "server",
-        ]);
-        release.args(args);
-        return super::step("bench server (release build of xtask)", release);
-    }
-    let mut build = super::cargo();
-    build.args(["build", "--release", "--bin", "tidings"]);
-    super::step("build tidings (release)", build)?;
     rlimit::increase_nofile_limit(u64::MAX).context("Cannot raise the open-files limit")?;
     // One thread for the load generator leaves the other core to the server.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
