@@ -163,8 +163,7 @@ fn run(extra: &[&str]) -> anyhow::Result<()> {
 }
 
 fn test() -> anyhow::Result<()> {
-    ensure_packages(APP_BUILD_PACKAGES)?;
-    ensure_packages(&[
+    let test_packages = [
         // The video tests make and probe real videos.
         ("ffmpeg", "ffmpeg"),
         // The relay-only call test runs a real TURN server.
@@ -177,7 +176,9 @@ fn test() -> anyhow::Result<()> {
         // The app's end-to-end tests: a virtual display and WebKitGTK's WebDriver.
         ("Xvfb", "xvfb"),
         ("WebKitWebDriver", "webkit2gtk-driver"),
-    ])?;
+    ];
+    // One apt-get run for all of them.
+    ensure_packages(&[APP_BUILD_PACKAGES, &test_packages].concat())?;
     ensure_tauri_driver()?;
     // The UI first: its types, unit tests and build (the app embeds ui/dist).
     build_ui()?;
@@ -189,10 +190,14 @@ fn test() -> anyhow::Result<()> {
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     step("clippy", clippy)?;
-    // Builds the binaries too (tidings, tidings-app): the end-to-end tests use them.
     let mut tests = cargo();
     tests.args(["test", "--workspace", "--all-targets"]);
     step("workspace tests", tests)?;
+    // The end-to-end tests run the binaries: `tidings` is built for the CLI's integration
+    // tests, the app (which has none) is built here.
+    let mut app = cargo();
+    app.args(["build", "-p", "tidings-cli", "-p", "tidings-app"]);
+    step("build tidings and the app for the end-to-end tests", app)?;
     step("UI tests in Chromium (mocked IPC)", npm(&["run", "test:ui"]))?;
     let debug = target_dir().join("debug");
     let mut e2e = npm(&["run", "test:e2e"]);
