@@ -8,7 +8,8 @@
 //! (`TIDINGS_PRINT_READY`). The wall time from spawning the process to that line is the
 //! figure. Memory is the proportional set size (PSS: shared pages split between the
 //! processes that share them) summed over the app and its WebKit processes after 10 s
-//! idle, and the plain RSS sum beside it.
+//! idle, split into the processes' own memory (anonymous and shared) and mapped files
+//! (library code and data, shared and reclaimable), with the plain RSS sum beside it.
 
 use std::{
     io::{BufRead, BufReader},
@@ -83,7 +84,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     let first = starts[0];
     let mut warm: Vec<Duration> = starts[1..].to_vec();
     warm.sort();
-    let (pss, rss, processes) = memory.context("no memory sample")?;
+    let memory = memory.context("no memory sample")?;
     println!("\napp start to an interactive chat list ({ROOMS} rooms), release build, Xvfb:");
     println!(
         "  first run {:.0} ms ({}), then median {:.0} ms, max {:.0} ms over {} runs",
@@ -94,11 +95,15 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         warm.len()
     );
     println!(
-        "idle memory after 10 s, whole app ({processes} processes): PSS {:.0} MB (RSS sum {:.0} MB)",
-        pss as f64 / 1e6,
-        rss as f64 / 1e6
+        "idle memory after 10 s, whole app ({} processes): PSS {:.0} MB = {:.0} MB its own \
+         (anonymous and shared memory) + {:.0} MB mapped files (libraries); RSS sum {:.0} MB",
+        memory.processes,
+        mb(memory.pss),
+        mb(memory.own),
+        mb(memory.files),
+        mb(memory.rss)
     );
-    let (raw, gz) = bundle_size(&super::root().join("ui/dist"))?;
+    let (raw, gz) = bundle_size(&super::root()?.join("ui/dist"))?;
     println!("UI bundle (ui/dist): {:.1} kB, {:.1} kB gzipped", raw as f64 / 1e3, gz as f64 / 1e3);
     println!("app binary: {:.1} MB", std::fs::metadata(&app)?.len() as f64 / 1e6);
     Ok(())
@@ -108,8 +113,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// PSS and RSS (bytes) summed over `pid` and its descendants, and how many processes.
-fn tree_memory(pid: u32) -> anyhow::Result<(u64, u64, usize)> {
+/// Memory summed over `pid` and its descendants.
+fn tree_memory(pid: u32) -> anyhow::Result<Memory> {
     let mut parents = Vec::new();
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
@@ -138,21 +143,50 @@ fn tree_memory(pid: u32) -> anyhow::Result<(u64, u64, usize)> {
             .unwrap_or(0)
             * 1024
     };
-    let (mut pss, mut rss) = (0, 0);
+    let mut total = Memory { processes: tree.len(), ..Memory::default() };
     for p in &tree {
         let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
         let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-        let (one_pss, one_rss) = (field(&rollup, "Pss:"), field(&rollup, "Rss:"));
+        let one = Memory {
+            pss: field(&rollup, "Pss:"),
+            rss: field(&rollup, "Rss:"),
+            own: field(&rollup, "Pss_Anon:") + field(&rollup, "Pss_Shmem:"),
+            files: field(&rollup, "Pss_File:"),
+            processes: 1,
+        };
         eprintln!(
-            "    {:<20} PSS {:>6.1} MB  RSS {:>6.1} MB",
+            "    {:<20} PSS {:>6.1} MB (own {:>5.1}, mapped files {:>5.1})  RSS {:>6.1} MB",
             comm.trim(),
-            one_pss as f64 / 1e6,
-            one_rss as f64 / 1e6
+            mb(one.pss),
+            mb(one.own),
+            mb(one.files),
+            mb(one.rss)
         );
-        pss += one_pss;
-        rss += one_rss;
+        total.pss += one.pss;
+        total.rss += one.rss;
+        total.own += one.own;
+        total.files += one.files;
     }
-    Ok((pss, rss, tree.len()))
+    Ok(total)
+}
+
+/// Memory of a process tree, in bytes.
+#[derive(Default)]
+struct Memory {
+    /// Proportional set size: shared pages split between the processes sharing them.
+    pss: u64,
+    rss: u64,
+    /// The part of PSS in anonymous and shared memory: heaps, stacks, relocated library
+    /// data — what the app itself costs.
+    own: u64,
+    /// The part of PSS in mapped files: library code and read-only data, clean pages that
+    /// other programs using the same libraries share and the kernel can drop and reread.
+    files: u64,
+    processes: usize,
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
 }
 
 /// Total and gzipped size of the built UI.

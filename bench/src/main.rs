@@ -36,9 +36,9 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The workspace root (this crate lives one level below it).
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+/// The workspace root: xtask runs the benchmark there.
+fn root() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_dir()?)
 }
 
 /// Where the release binaries being measured are: beside this program.

@@ -52,7 +52,10 @@ pub fn typescript() -> String {
 mod tests {
     #[test]
     fn bindings_match_the_rust_types() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/bindings.ts");
+        // The checkout being tested (cargo test sets it), not the one this binary was first
+        // built in: a target dir shared between checkouts reuses test binaries.
+        let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+        let path = std::path::Path::new(&crate_dir).join("../ui/src/bindings.ts");
         let fresh = super::typescript();
         if std::env::var_os("TIDINGS_WRITE_BINDINGS").is_some() {
             std::fs::write(&path, &fresh).expect("write ui/src/bindings.ts");

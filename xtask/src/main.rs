@@ -41,9 +41,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The workspace root (xtask lives one level below it).
+/// The workspace root (xtask lives one level below it). Taken from the `CARGO_MANIFEST_DIR`
+/// that `cargo run` sets, not the one compiled in: with a target dir shared between
+/// checkouts, cargo reuses an xtask built in another checkout (same sources), and the
+/// compiled-in path would point there.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..")
 }
 
 fn cargo() -> Command {
