@@ -7,20 +7,9 @@ use std::path::PathBuf;
 
 use tidings_core::photo::{self, Limits, PhotoError};
 
-/// shared/testdata/images: `TIDINGS_TESTDATA` if set, else the `shared/` next to the checkout
-/// or the workspace's usual place.
+/// shared/testdata/images, found as every test finds it.
 fn images() -> PathBuf {
-    let candidates = [
-        std::env::var_os("TIDINGS_TESTDATA").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")),
-        Some(PathBuf::from("/work/shared/testdata")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|d| d.join("images"))
-        .find(|d| d.join("README.md").exists())
-        .expect("shared/testdata/images not found; set TIDINGS_TESTDATA")
+    tidings_testkit::test_images().expect("shared/testdata/images")
 }
 
 fn read(name: &str) -> Vec<u8> {

@@ -75,7 +75,7 @@ fn session_view(a: tidings_core::Account) -> SessionView {
 
 #[tauri::command]
 pub async fn startup(app: State<'_, App>) -> Result<Startup> {
-    let session = app.client.account().await?.filter(|_| app.ended().is_none());
+    let session = app.client.account().await?.filter(|_| !app.ended());
     Ok(Startup {
         session: session.map(session_view),
         suggested_server: app.launch.server.clone(),

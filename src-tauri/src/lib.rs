@@ -20,7 +20,10 @@ pub mod error;
 mod events;
 pub mod profile;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex,
+};
 
 use tauri::{AppHandle, Emitter, Manager};
 use tidings_core::{
@@ -47,7 +50,7 @@ pub struct App {
     sync: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
     /// Set when the server ended the session (revoked, signed out elsewhere): the UI shows
     /// the sign-in screen even if it asks after the `session-ended` event went out.
-    ended: Arc<Mutex<Option<AppError>>>,
+    ended: Arc<AtomicBool>,
     connection: Arc<Mutex<ConnectionState>>,
     _lock: profile::ProfileLock,
 }
@@ -64,23 +67,21 @@ impl App {
         self.connection.lock().map(|c| *c).unwrap_or(ConnectionState::Offline)
     }
 
-    /// Why the session ended, if the server ended it.
-    pub fn ended(&self) -> Option<AppError> {
-        self.ended.lock().ok().and_then(|e| e.clone())
+    /// Whether the server ended the session.
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
     }
 
     /// Starts syncing and taking calls (once signed in); idempotent.
     pub fn go_online(&self, handle: &AppHandle) {
-        if let Ok(mut ended) = self.ended.lock() {
-            *ended = None;
-        }
+        self.ended.store(false, Ordering::Relaxed);
         let Ok(mut slot) = self.sync.lock() else { return };
         if slot.as_ref().is_some_and(|task| !task.inner().is_finished()) {
             return;
         }
         let client = self.client.clone();
         let handle = handle.clone();
-        let ended_slot = self.ended.clone();
+        let ended_flag = self.ended.clone();
         *slot = Some(tauri::async_runtime::spawn(async move {
             if let Err(e) = client.start_calls(call_options()).await {
                 tracing::warn!(error = %e, "Calls are off on this device.");
@@ -89,11 +90,8 @@ impl App {
             let _ = client.stop_calls();
             tracing::info!(error = %ended, "Sync stopped: the session ended.");
             // Signed out elsewhere or revoked: the UI goes back to the sign-in screen.
-            let ended = AppError::from(ended);
-            if let Ok(mut slot) = ended_slot.lock() {
-                *slot = Some(ended.clone());
-            }
-            let _ = handle.emit("session-ended", ended);
+            ended_flag.store(true, Ordering::Relaxed);
+            let _ = handle.emit("session-ended", AppError::from(ended));
         }));
     }
 

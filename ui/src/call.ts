@@ -19,17 +19,13 @@ function nameOf(room: number): string {
   return store.room(room)?.name ?? "Someone";
 }
 
-function close() {
+/** Removes the call screen (when a call is over, and on sign-out). */
+export function endCallScreen(): void {
   window.clearInterval(timer);
   window.clearTimeout(closeTimer);
   overlay?.close();
   overlay?.remove();
   overlay = null;
-}
-
-/** Removes the call screen (on sign-out). */
-export function endCallScreen(): void {
-  close();
 }
 
 function show(status: string, actions: HTMLElement[], live = false) {
@@ -103,8 +99,8 @@ export function onCallEvent(e: CallEvent): void {
     case "ended": {
       if (!overlay) return;
       window.clearInterval(timer);
-      show(callStatus(e), [h("button", { type: "button", class: "call-btn", id: "call-close", onclick: close }, "Close")]);
-      closeTimer = window.setTimeout(close, e.reason === "hung_up" || e.reason === "declined" ? 800 : 4000);
+      show(callStatus(e), [h("button", { type: "button", class: "call-btn", id: "call-close", onclick: endCallScreen }, "Close")]);
+      closeTimer = window.setTimeout(endCallScreen, e.reason === "hung_up" || e.reason === "declined" ? 800 : 4000);
       break;
     }
     case "called_while_busy":

@@ -13,7 +13,7 @@ import { banner, clock, dayLabel, hue, initials, tick } from "./format";
 import { icon } from "./icons";
 import { store } from "./store";
 
-/** Height of a chat-list row in px (the CSS gives rows exactly this). */
+/** Height of a chat-list row in px (set on each row; the button inside leaves a 4 px gap). */
 const ROW = 68;
 /** Rows rendered beyond the visible ones, each side. */
 const OVERSCAN = 6;
@@ -69,6 +69,7 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
           last,
           r.unread > 0 ? h("span", { class: "badge", "aria-hidden": "true" }, r.unread > 99 ? "99+" : String(r.unread)) : null))));
     li.style.top = `${index * ROW}px`;
+    li.style.height = `${ROW}px`;
     (li.querySelector(".avatar") as HTMLElement).style.background = `hsl(${hue(r.name)} 55% 45%)`;
     return li;
   };
