@@ -445,6 +445,17 @@ impl Conn {
             Request::RecordCall { room, record, .. } => {
                 self.mutate(&request, move |tx, actor| {
                     member_only(tx, room, actor)?;
+                    // Only the caller records a call, and only as itself; an outcome this
+                    // build cannot name would be stored as something it is not.
+                    if record.caller != actor.user {
+                        return Err(OpError::new(
+                            ErrorCode::Forbidden,
+                            "a call is recorded by its caller",
+                        ));
+                    }
+                    if record.outcome == tidings_proto::CallOutcome::Other {
+                        return Err(OpError::new(ErrorCode::InvalidInput, "unknown call outcome"));
+                    }
                     Ok(Change::new(room, EventContent::Call(record)))
                 })
                 .await

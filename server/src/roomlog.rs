@@ -174,8 +174,10 @@ pub fn page(
     let mut st = conn.prepare_cached(
         "SELECT event FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let rows =
-        st.query_map(params![room.0, after as i64, limit as i64], |r| r.get::<_, Vec<u8>>(0))?;
+    // A seq past i64::MAX is past every stored seq: clamp it, never wrap it to a negative
+    // number (which would return the log from seq 1).
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = st.query_map(params![room.0, after, limit as i64], |r| r.get::<_, Vec<u8>>(0))?;
     let mut events = Vec::new();
     let mut bytes = 0;
     for row in rows {

@@ -402,9 +402,10 @@ fn operation(op: &str, w: &World) -> Operation {
         "RecordCall" => Request::RecordCall {
             request: request_id(),
             room,
+            // A call is recorded by its caller: the member making the request (bob).
             record: CallRecord {
                 call: 1,
-                caller: alice,
+                caller: w.bob.me().user.id,
                 outcome: CallOutcome::Missed,
                 duration_ms: 0,
                 video: false,

@@ -362,6 +362,45 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
 }
 
 #[tokio::test]
+async fn a_call_is_recorded_only_by_its_caller_and_only_with_an_outcome_the_server_knows() {
+    let server = TestServer::start().await.unwrap();
+    let url = server.ws_url();
+    let mut alice = Client::sign_up(&url, "alice").await.unwrap();
+    let mut bob = Client::sign_up(&url, "bob").await.unwrap();
+    let bob_id = bob.me().user.id;
+    let room = group(&mut alice, &[bob_id]).await;
+    next_event(&mut bob).await;
+    let record = |caller, outcome| Request::RecordCall {
+        request: request_id(),
+        room,
+        record: CallRecord { call: 3, caller, outcome, duration_ms: 0, video: false },
+    };
+    // Alice cannot put words in bob's mouth ("bob called and you declined").
+    let forged = alice.request(record(bob_id, CallOutcome::Declined)).await.unwrap();
+    assert_eq!(forged.unwrap_err().code, ErrorCode::Forbidden);
+    let unknown = alice.request(record(alice.me().user.id, CallOutcome::Other)).await.unwrap();
+    assert_eq!(unknown.unwrap_err().code, ErrorCode::InvalidInput);
+    // Nothing was logged: the room still ends at its creation.
+    let page = bob.request(Request::CatchUp { room, after: 0, limit: 10 }).await.unwrap();
+    let Ok(Reply::Page { last_seq, .. }) = page else { panic!() };
+    assert_eq!(last_seq, 1);
+}
+
+#[tokio::test]
+async fn catching_up_after_a_seq_past_i64_max_returns_nothing_instead_of_the_whole_log() {
+    let server = TestServer::start().await.unwrap();
+    let mut alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let room = group(&mut alice, &[]).await;
+    post(&mut alice, room, "one").await;
+    for after in [1u64 << 63, u64::MAX] {
+        let page = alice.request(Request::CatchUp { room, after, limit: 10 }).await.unwrap();
+        let Ok(Reply::Page { events, last_seq, .. }) = page else { panic!() };
+        assert!(events.is_empty(), "after {after}: {events:?}");
+        assert_eq!(last_seq, 2);
+    }
+}
+
+#[tokio::test]
 async fn a_hang_up_reaches_my_other_devices_and_nothing_else_goes_to_myself() {
     let server = TestServer::start().await.unwrap();
     let url = server.ws_url();
