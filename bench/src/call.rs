@@ -85,7 +85,8 @@ async fn wait_for(
 
 async fn profile(dir: &std::path::Path, server: &str, name: &str) -> anyhow::Result<Client> {
     let client = Client::open(&dir.join(name))?;
-    sync::sign_up(&client, server, name, "correct horse battery").await?;
+    let server = tidings_core::endpoint::Endpoint::parse(server)?;
+    sync::sign_up(&client, &server, name, "correct horse battery").await?;
     Ok(client)
 }
 

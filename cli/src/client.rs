@@ -6,7 +6,7 @@
 use std::{io::BufRead, path::PathBuf, time::Duration};
 
 use serde_json::json;
-use tidings_core::{sync, Client, Error};
+use tidings_core::{endpoint::Endpoint, sync, Client, Error};
 use tidings_proto::RoomKind;
 
 /// Exit code for a usage or input error.
@@ -28,7 +28,7 @@ pub struct Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::Network(_) => EXIT_NETWORK,
+            Error::Network(_) | Error::Tls(_) => EXIT_NETWORK,
             Error::Invalid(_)
             | Error::NoSuchRoom(_)
             | Error::NoSuchOutboxItem(_)
@@ -36,7 +36,8 @@ impl From<Error> for Failure {
             | Error::NoSuchImage { .. }
             | Error::ForeignServer { .. }
             | Error::Scan(_)
-            | Error::ContactCode(_) => EXIT_USAGE,
+            | Error::ContactCode(_)
+            | Error::Address(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         };
         Failure { code, message: e.to_string() }
@@ -89,13 +90,19 @@ pub async fn session(
     out: Output,
     new_account: bool,
     server: &str,
+    pin: Option<&str>,
     username: &str,
 ) -> Result<(), Failure> {
+    let pin = pin.map(str::parse).transpose().map_err(Error::Address)?;
+    let server = Endpoint::parse(server).map_err(Error::Address)?.pinned(pin);
+    if pin.is_some() && server.pin().is_none() {
+        return Err(Failure { code: EXIT_USAGE, message: "--pin needs an https:// server".into() });
+    }
     let password = read_password()?;
     let account = if new_account {
-        sync::sign_up(client, server, username, &password).await?
+        sync::sign_up(client, &server, username, &password).await?
     } else {
-        sync::sign_in(client, server, username, &password).await?
+        sync::sign_in(client, &server, username, &password).await?
     };
     out.line(
         json!({"user": account.user_id, "username": account.username, "device": account.device_id}),
@@ -108,8 +115,22 @@ pub async fn session(
 pub async fn whoami(client: &Client, out: Output) -> Result<(), Failure> {
     let a = client.account().await?.ok_or(Error::NotSignedIn)?;
     out.line(
-        json!({"user": a.user_id, "username": a.username, "device": a.device_id, "server": a.server}),
-        || format!("{} on {} (device {})", a.username, a.server, a.device_id),
+        json!({
+            "user": a.user_id,
+            "username": a.username,
+            "device": a.device_id,
+            "server": a.server,
+            "encrypted": a.server.starts_with("https://"),
+            "pin": a.pin.map(|p| p.to_string()),
+        }),
+        || {
+            let how = match (a.server.starts_with("https://"), a.pin) {
+                (false, _) => " (not encrypted)".to_owned(),
+                (true, Some(pin)) => format!(" (pinned {pin})"),
+                (true, None) => String::new(),
+            };
+            format!("{} on {}{how} (device {})", a.username, a.server, a.device_id)
+        },
     );
     Ok(())
 }

@@ -38,6 +38,8 @@ enum Command {
         max_upload_bytes: u64,
         #[command(flatten)]
         ice: IceArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Create an account and sign this profile in (password on stdin).
     Signup(SessionArgs),
@@ -255,12 +257,42 @@ impl std::fmt::Debug for IceArgs {
     }
 }
 
+/// TLS on the listener (docs/deploy.md).
+#[derive(clap::Args, Debug)]
+struct TlsArgs {
+    /// Certificate chain (PEM, leaf first); reloaded on SIGHUP.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM); reloaded on SIGHUP.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A self-signed certificate, made once and kept in the data directory; its fingerprint
+    /// is printed at start for clients to pin (`signup --pin`).
+    #[arg(long)]
+    tls_self_signed: bool,
+}
+
+impl TlsArgs {
+    fn source(self) -> Option<tidings_server::tls::TlsSource> {
+        match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), _) => Some(tidings_server::tls::TlsSource::Files { cert, key }),
+            (_, _, true) => Some(tidings_server::tls::TlsSource::SelfSigned),
+            _ => None,
+        }
+    }
+}
+
 /// Where and as whom to sign in.
 #[derive(clap::Args, Debug)]
 struct SessionArgs {
-    /// Server base URL, e.g. http://127.0.0.1:7878.
+    /// Server address: `chat.example.org[:port]` (https), `https://…`, or `http://…` to this
+    /// machine or a private network only.
     #[arg(long)]
     server: String,
+    /// Trust the server by its certificate's fingerprint (`sha256:…`, as `tidings serve
+    /// --tls-self-signed` prints it) instead of the system's certificate authorities.
+    #[arg(long)]
+    pin: Option<String>,
     /// Username.
     #[arg(long)]
     username: String,
@@ -293,13 +325,13 @@ fn main() -> ExitCode {
             return ExitCode::from(client::EXIT_FAILURE);
         }
     };
-    if let Command::Serve { listen, data, max_upload_bytes, ice } = cli.command {
+    if let Command::Serve { listen, data, max_upload_bytes, ice, tls } = cli.command {
         let served = runtime.block_on(async {
             let data = match data {
                 Some(d) => d,
                 None => default_data_dir()?,
             };
-            serve(listen, data, max_upload_bytes, ice).await
+            serve(listen, data, max_upload_bytes, ice, tls.source()).await
         });
         return match served {
             Ok(()) => ExitCode::SUCCESS,
@@ -314,8 +346,12 @@ fn main() -> ExitCode {
         let c = client::open(cli.profile)?;
         match cli.command {
             Command::Serve { .. } => Ok(()),
-            Command::Signup(a) => client::session(&c, out, true, &a.server, &a.username).await,
-            Command::Login(a) => client::session(&c, out, false, &a.server, &a.username).await,
+            Command::Signup(a) => {
+                client::session(&c, out, true, &a.server, a.pin.as_deref(), &a.username).await
+            }
+            Command::Login(a) => {
+                client::session(&c, out, false, &a.server, a.pin.as_deref(), &a.username).await
+            }
             Command::Whoami => client::whoami(&c, out).await,
             Command::Logout => client::logout(&c).await,
             Command::Invite { room, username } => client::invite(&c, out, &room, &username).await,
@@ -382,6 +418,7 @@ async fn serve(
     data: PathBuf,
     max_upload_bytes: u64,
     ice: IceArgs,
+    tls: Option<tidings_server::tls::TlsSource>,
 ) -> anyhow::Result<()> {
     // Every connection is a file descriptor: take the hard limit rather than the shell's
     // usual soft limit of 1024.
@@ -396,12 +433,44 @@ async fn serve(
     config.stun_urls = ice.stun_urls;
     config.turn_urls = ice.turn_urls;
     config.turn_secret = ice.turn_secret.map(tidings_server::config::Secret);
+    config.tls = tls;
     let server = tidings_server::Server::bind(config).await?;
-    let addr = server.local_addr()?;
     tracing::info!(data = %data.display(), "Data directory.");
     // The first stdout line is the URL, for people and for scripts that start a server.
-    println!("Tidings server listening on http://{addr}");
+    println!("Tidings server listening on {}", server.url()?);
+    if let Some(tls) = server.tls() {
+        // What clients pin (`tidings signup --pin …`), worth showing for a CA-signed one too.
+        // Not println!: a script that read only the first line must not stop the server.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "TLS certificate fingerprint: {}", tls.fingerprint());
+        reload_on_hangup(tls);
+    }
     server.run(shutdown_signal()).await
+}
+
+/// Reads the certificate again on each SIGHUP (a renewed Let's Encrypt certificate), without
+/// dropping a connection; a failed reload keeps the old one.
+fn reload_on_hangup(tls: std::sync::Arc<tidings_server::tls::Tls>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP: the certificate will not be reloaded.");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(fingerprint = %tls.fingerprint(), "TLS certificate reloaded.")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one.")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 async fn shutdown_signal() {

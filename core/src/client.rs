@@ -34,10 +34,12 @@ pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 const EVENT_CAPACITY: usize = 1024;
 
 /// The signed-in account of a profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Account {
-    /// Server base URL (`http://host:port`).
+    /// Server base URL (`https://host[:port]`, or `http://` to a local address).
     pub server: String,
+    /// The certificate pin the server is trusted by, instead of the platform's trust store.
+    pub pin: Option<crate::endpoint::Pin>,
     /// My user id.
     pub user_id: i64,
     /// My username.
@@ -46,6 +48,27 @@ pub struct Account {
     pub device_id: i64,
     /// Session token (secret).
     pub token: String,
+}
+
+impl Account {
+    /// Where the server is and how it is trusted.
+    pub fn endpoint(&self) -> Result<crate::endpoint::Endpoint, Error> {
+        Ok(crate::endpoint::Endpoint::parse(&self.server)?.pinned(self.pin))
+    }
+}
+
+/// The token is a password: never in Debug output (so never in a log).
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("server", &self.server)
+            .field("pin", &self.pin)
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .field("device_id", &self.device_id)
+            .field("token", &"…")
+            .finish()
+    }
 }
 
 /// A profile: one account on one device, with all its state.
@@ -154,14 +177,22 @@ impl Client {
     /// Stores the session after sign-up or sign-in.
     pub(crate) async fn save_account(&self, a: Account) -> Result<(), Error> {
         self.db(move |c| {
+            let pin = a.pin.map(|p| p.to_string());
             c.execute(
-                "INSERT INTO account (id, server, user_id, username, device_id, token)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO account (id, server, user_id, username, device_id, token, pin)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET server = excluded.server,
                      user_id = excluded.user_id, username = excluded.username,
-                     device_id = excluded.device_id, token = excluded.token",
-                params![a.server, a.user_id, a.username, a.device_id, a.token],
+                     device_id = excluded.device_id, token = excluded.token, pin = excluded.pin",
+                params![a.server, a.user_id, a.username, a.device_id, a.token, pin],
             )?;
+            if a.server.starts_with("https://") {
+                c.execute(
+                    "INSERT INTO profile (id, used_tls) VALUES (1, 1)
+                     ON CONFLICT (id) DO UPDATE SET used_tls = 1",
+                    [],
+                )?;
+            }
             c.execute(
                 "INSERT INTO users (id, username) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
                 params![a.user_id, a.username],
@@ -420,7 +451,8 @@ impl Client {
         let io = |e: std::io::Error| Error::Io(e.to_string());
         tokio::fs::create_dir_all(self.dir.join("cache")).await.map_err(io)?;
         let dest = self.dir.join(&name);
-        let size = crate::media::download(&account.server, &account.token, media, &dest).await?;
+        let size =
+            crate::media::download(&account.endpoint()?, &account.token, media, &dest).await?;
         let evicted = self
             .db(move |c| {
                 crate::media::remember(
@@ -466,6 +498,16 @@ impl Client {
     }
 
     /// Forgets the session (after signing out); the profile's data stays.
+    /// Whether this profile ever signed in over TLS.
+    pub(crate) async fn used_tls(&self) -> Result<bool, Error> {
+        self.db(|c| {
+            Ok(c.query_row("SELECT used_tls FROM profile WHERE id = 1", [], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false))
+        })
+        .await
+    }
+
     pub(crate) async fn forget_account(&self) -> Result<(), Error> {
         self.db(|c| Ok(c.execute("DELETE FROM account", []).map(|_| ())?)).await
     }
@@ -812,11 +854,15 @@ fn member_room(c: &Connection, room: RoomKey) -> Result<Option<i64>, Error> {
 
 pub(crate) fn account(c: &Connection) -> Result<Option<Account>, Error> {
     Ok(c.query_row(
-        "SELECT server, user_id, username, device_id, token FROM account WHERE id = 1",
+        "SELECT server, user_id, username, device_id, token, pin FROM account WHERE id = 1",
         [],
         |r| {
+            // A pin that does not parse was not written by this code: connect without it
+            // and the trust store decides (failing closed for a self-signed server).
+            let pin = r.get::<_, Option<String>>(5)?.and_then(|p| p.parse().ok());
             Ok(Account {
                 server: r.get(0)?,
+                pin,
                 user_id: r.get(1)?,
                 username: r.get(2)?,
                 device_id: r.get(3)?,

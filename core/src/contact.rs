@@ -143,6 +143,7 @@ mod tests {
             server: "http://127.0.0.1:7878".into(),
             user: "alice".into(),
             key: "0123456789abcdefghijKLMNOP_-".into(),
+            pin: None,
         }
     }
 

@@ -6,6 +6,8 @@
 //! - [`client`] — the handle front ends use: open a profile, read rooms and messages (always
 //!   from SQLite), make changes (written with their local echo and outbox row in one
 //!   transaction), subscribe to events;
+//! - [`endpoint`] — the server's address and the one way to reach it (TLS unless local,
+//!   the platform's trust store or a pinned certificate);
 //! - [`sync`] — the connection: sign-up/sign-in, and a sync session that joins, catches up,
 //!   flushes the outbox and sends receipts;
 //! - [`apply`] — applying server events, watermarks and confirmations to the store;
@@ -21,6 +23,7 @@ pub mod apply;
 pub mod call;
 pub mod client;
 pub mod contact;
+pub mod endpoint;
 pub mod media;
 pub mod model;
 pub mod outbox;
@@ -84,6 +87,12 @@ pub enum Error {
     /// A value given by the user is not acceptable.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// A server address that cannot be used (malformed, or plain http to the internet).
+    #[error(transparent)]
+    Address(#[from] endpoint::AddressError),
+    /// The server's certificate was refused; nothing was sent.
+    #[error(transparent)]
+    Tls(#[from] endpoint::TlsFailure),
     /// The server could not be reached or the connection broke.
     #[error("network: {0}")]
     Network(String),

@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tidings_proto::{bounded::Text, ErrorCode, ErrorInfo};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::Error;
+use crate::{endpoint::Endpoint, Error};
 
 /// Default size limit of the full-size media cache.
 pub const CACHE_LIMIT_BYTES: u64 = 512 * 1024 * 1024;
@@ -63,17 +63,22 @@ pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// persist it. Returns the media id and size. A network failure is `internal` (the outbox
 /// retries it with backoff); the server's refusals keep their codes.
 pub async fn upload(
-    server: &str,
+    server: &Endpoint,
     token: &str,
     path: &Path,
     mut session: Option<String>,
     mut opened: impl FnMut(&str) -> Result<(), Error>,
 ) -> Result<(i64, u64), ErrorInfo> {
-    let base = format!("{}/v1/uploads", server.trim_end_matches('/'));
-    let http = reqwest::Client::new();
+    let base = server.http_url("/v1/uploads");
+    let http = server.http().map_err(|e| info(ErrorCode::Internal, e.to_string()))?;
     let io =
         |e: std::io::Error| info(ErrorCode::InvalidInput, format!("the file to send is gone: {e}"));
-    let net = |e: reqwest::Error| info(ErrorCode::Internal, format!("upload failed: {e}"));
+    // A refused certificate is said in words (the outbox retries it: a renewed certificate
+    // or a fixed clock cures it), never as a plain connection.
+    let net = |e: reqwest::Error| match server.http_failure(&e) {
+        Some(tls) => info(ErrorCode::Internal, tls.to_string()),
+        None => info(ErrorCode::Internal, format!("upload failed: {e}")),
+    };
     let size = tokio::fs::metadata(path).await.map_err(io)?.len();
     let mut file = tokio::fs::File::open(path).await.map_err(io)?;
     loop {
@@ -146,17 +151,20 @@ async fn json_answer(response: reqwest::Response) -> Result<serde_json::Value, E
 
 /// Downloads media `id` to `dest`, streaming to disk through a `.part` file that a later call
 /// continues (`Range`) if this one is interrupted; renamed to `dest` when complete.
-pub async fn download(server: &str, token: &str, id: i64, dest: &Path) -> Result<u64, Error> {
+pub async fn download(server: &Endpoint, token: &str, id: i64, dest: &Path) -> Result<u64, Error> {
     let part = dest.with_extension("part");
     let io = |e: std::io::Error| Error::Io(e.to_string());
+    let net = |e: reqwest::Error| match server.http_failure(&e) {
+        Some(tls) => Error::Tls(tls),
+        None => Error::Network(e.to_string()),
+    };
     let have = tokio::fs::metadata(&part).await.map(|m| m.len()).unwrap_or(0);
-    let mut request = reqwest::Client::new()
-        .get(format!("{}/v1/media/{id}", server.trim_end_matches('/')))
-        .bearer_auth(token);
+    let mut request =
+        server.http()?.get(server.http_url(&format!("/v1/media/{id}"))).bearer_auth(token);
     if have > 0 {
         request = request.header("range", format!("bytes={have}-"));
     }
-    let mut response = request.send().await.map_err(|e| Error::Network(e.to_string()))?;
+    let mut response = request.send().await.map_err(net)?;
     if !response.status().is_success() {
         return Err(Error::Server(http_error(response).await));
     }
@@ -170,7 +178,7 @@ pub async fn download(server: &str, token: &str, id: i64, dest: &Path) -> Result
         .await
         .map_err(io)?;
     let mut size = if resumed { have } else { 0 };
-    while let Some(chunk) = response.chunk().await.map_err(|e| Error::Network(e.to_string()))? {
+    while let Some(chunk) = response.chunk().await.map_err(net)? {
         size += chunk.len() as u64;
         file.write_all(&chunk).await.map_err(io)?;
     }

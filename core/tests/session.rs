@@ -1,7 +1,7 @@
 //! Devices, sign-out and read-by through the core's public API, against the real server
 //! (in process, on a loopback port) and real profile databases.
 
-use tidings_core::{sync, Client, Error};
+use tidings_core::{endpoint::Endpoint, sync, Client, Error};
 use tidings_proto::{ErrorCode, RoomKind};
 use tidings_testkit::TestServer;
 
@@ -14,7 +14,7 @@ async fn profile(dir: &tempfile::TempDir) -> anyhow::Result<Client> {
 #[tokio::test]
 async fn a_revoked_device_is_refused_and_signing_out_forgets_it() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
-    let url = server.http_url();
+    let url = Endpoint::parse(&server.http_url())?;
     let (a_dir, b_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let (laptop, phone) = (profile(&a_dir).await?, profile(&b_dir).await?);
     sync::sign_up(&laptop, &url, "ann", PASSWORD).await?;
@@ -41,7 +41,7 @@ async fn a_revoked_device_is_refused_and_signing_out_forgets_it() -> anyhow::Res
 #[tokio::test]
 async fn read_by_tells_who_in_a_group_has_read_a_message() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
-    let url = server.http_url();
+    let url = Endpoint::parse(&server.http_url())?;
     let dirs = [tempfile::tempdir()?, tempfile::tempdir()?, tempfile::tempdir()?];
     let ann = profile(&dirs[0]).await?;
     let bob = profile(&dirs[1]).await?;

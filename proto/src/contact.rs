@@ -6,7 +6,9 @@
 //!
 //! `server` is the base URL of the user's server, `user` their username, `key` the contact
 //! key their server issued (revocable, optionally expiring, resettable). Redeeming the code
-//! with that server makes both users contacts.
+//! with that server makes both users contacts. An optional `pin` (`sha256:` and 64 hex
+//! digits) is the fingerprint of the server's certificate, for a self-hosted server without a
+//! CA: it comes last, so codes without one read exactly as before.
 //!
 //! Whatever a camera or a pasted screenshot gives is untrusted: [`ContactCode::parse`]
 //! checks the length before anything else, allows only the `tidings` scheme, and names
@@ -33,6 +35,9 @@ pub struct ContactCode {
     pub user: String,
     /// The contact key their server issued (a secret: shown only in the code).
     pub key: String,
+    /// The server certificate's fingerprint (`sha256:` + 64 lowercase hex digits), for
+    /// `https://` servers trusted by a pin instead of a CA.
+    pub pin: Option<String>,
 }
 
 impl fmt::Debug for ContactCode {
@@ -40,6 +45,7 @@ impl fmt::Debug for ContactCode {
         f.debug_struct("ContactCode")
             .field("server", &self.server)
             .field("user", &self.user)
+            .field("pin", &self.pin)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +92,9 @@ pub enum ContactCodeError {
     /// The key is malformed.
     #[error("this contact code's key is malformed")]
     BadKey,
+    /// The certificate pin is malformed, or given for a server without TLS.
+    #[error("this contact code's certificate pin is malformed")]
+    BadPin,
 }
 
 impl ContactCode {
@@ -110,7 +119,7 @@ impl ContactCode {
         let Some(query) = rest.strip_prefix("contact?") else {
             return Err(ContactCodeError::NotAContactCode);
         };
-        let (mut version, mut server, mut user, mut key) = (None, None, None, None);
+        let (mut version, mut server, mut user, mut key, mut pin) = (None, None, None, None, None);
         for pair in query.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let slot = match name {
@@ -118,6 +127,7 @@ impl ContactCode {
                 "server" => &mut server,
                 "user" => &mut user,
                 "key" => &mut key,
+                "pin" => &mut pin,
                 other => return Err(ContactCodeError::BadField(shorten(other))),
             };
             if slot.is_some() {
@@ -138,7 +148,11 @@ impl ContactCode {
         if !valid_key(&key) {
             return Err(ContactCodeError::BadKey);
         }
-        let code = Self { server, user, key };
+        let pin = pin.map(|p| p.to_ascii_lowercase());
+        if pin.as_deref().is_some_and(|p| !valid_pin(p) || !server.starts_with("https://")) {
+            return Err(ContactCodeError::BadPin);
+        }
+        let code = Self { server, user, key, pin };
         // Escapes make the printed form longer than what was read; it must still fit.
         let printed = code.to_uri().len();
         if printed > MAX_CONTACT_CODE_BYTES {
@@ -149,13 +163,25 @@ impl ContactCode {
 
     /// The code as text (what the QR code holds).
     pub fn to_uri(&self) -> String {
-        format!(
+        let mut uri = format!(
             "tidings:contact?v=1&server={}&user={}&key={}",
             percent_encode(&self.server),
             self.user,
             self.key
-        )
+        );
+        if let Some(pin) = &self.pin {
+            uri.push_str("&pin=");
+            uri.push_str(&percent_encode(pin));
+        }
+        uri
     }
+}
+
+/// Whether `pin` is `sha256:` and 64 lowercase hex digits.
+fn valid_pin(pin: &str) -> bool {
+    pin.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Whether `key` looks like a contact key (the server's own check is the real one).
@@ -245,6 +271,31 @@ mod tests {
             server: "http://127.0.0.1:7878".into(),
             user: "alice".into(),
             key: "Q2xldmVyIGdpcmwhIGtleQ".into(),
+            pin: None,
+        }
+    }
+
+    #[test]
+    fn a_pinned_server_travels_in_the_code_and_only_with_https() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let code = ContactCode {
+            server: "https://chat.example:8443".into(),
+            pin: Some(pin.clone()),
+            ..alice()
+        };
+        let uri = code.to_uri();
+        assert!(uri.ends_with(&format!("&pin=sha256%3A{}", "ab".repeat(32))), "{uri}");
+        assert_eq!(ContactCode::parse(&uri).unwrap(), code);
+        // Upper-case hex (as openssl prints it) reads as the same pin.
+        assert_eq!(ContactCode::parse(&uri.replace("ab", "AB")).unwrap(), code);
+        use ContactCodeError as E;
+        for bad in [
+            uri.replace(&"ab".repeat(32), "ab"),
+            uri.replace("sha256", "md5"),
+            uri.replace("https%3A", "http%3A"),
+            format!("{uri}&pin=x"),
+        ] {
+            assert!(matches!(ContactCode::parse(&bad), Err(E::BadPin | E::BadField(_))), "{bad}");
         }
     }
 

@@ -43,6 +43,10 @@ pub struct Config {
     pub turn_secret: Option<Secret>,
     /// How long TURN credentials stay valid.
     pub turn_ttl: Duration,
+    /// TLS on the listener (off: plain HTTP, for loopback or behind a TLS-terminating proxy).
+    pub tls: Option<crate::tls::TlsSource>,
+    /// Longest wait for an HTTP request's head (slow-loris clients are cut after it).
+    pub header_timeout: Duration,
 }
 
 impl Config {
@@ -66,6 +70,8 @@ impl Config {
             turn_urls: Vec::new(),
             turn_secret: None,
             turn_ttl: Duration::from_secs(12 * 3600),
+            tls: None,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! tidings-server: the relay and durable room logs of Tidings (shared/DESIGN.md §2, §5).
 //!
-//! One process, one data directory: an embedded SQLite database (`tidings.sqlite`) and a
-//! `media/` folder. Clients speak tidings-proto over a websocket at `/v1/ws`; media goes over
-//! plain HTTP (`/v1/media`). The modules, in the order a request meets them:
+//! One process, one data directory (mode 0700): an embedded SQLite database
+//! (`tidings.sqlite`) and a `media/` folder. Clients speak tidings-proto over a websocket at
+//! `/v1/ws`; media goes over HTTP (`/v1/media`); both over TLS when it is on. The modules, in
+//! the order a request meets them:
 //!
+//! - [`listener`] — the accept loop: TLS handshakes ([`tls`]), header deadlines, the
+//!   peer's address, graceful shutdown;
 //! - [`connection`] — the websocket read loop, write task and dispatch;
 //! - [`ops`] — what each request does — authentication, authorization, idempotent room-log
 //!   mutations and fan-out;
@@ -22,6 +25,7 @@ pub mod config;
 mod connection;
 mod contacts;
 pub mod error;
+mod listener;
 mod media;
 pub mod metrics;
 mod nearby;
@@ -30,6 +34,7 @@ pub mod ratelimit;
 pub mod roomlog;
 pub mod store;
 pub mod switchboard;
+pub mod tls;
 pub mod turn;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc};
@@ -39,7 +44,6 @@ use axum::{
     extract::{State, WebSocketUpgrade},
     response::IntoResponse,
     routing::{get, post},
-    serve::ListenerExt,
     Router,
 };
 pub use config::Config;
@@ -82,17 +86,59 @@ pub(crate) fn unix_ms() -> i64 {
 pub struct Server {
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    tls: Option<Arc<tls::Tls>>,
+}
+
+/// Creates `dir` (and its parents) and makes it readable by its owner only.
+pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    restrict(dir, 0o700)
+}
+
+/// Writes `bytes` to a new file at `path` readable by its owner only (atomically: through a
+/// temporary file renamed into place).
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let part = path.with_extension("part");
+    std::fs::write(&part, bytes)?;
+    restrict(&part, 0o600)?;
+    std::fs::rename(&part, path)
+}
+
+/// Sets a path's Unix mode (nothing elsewhere: other systems' per-user folders are private).
+pub(crate) fn restrict(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
 }
 
 impl Server {
     /// Creates the data directory and database if needed, migrates it, and binds the listener.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        // The data directory holds password hashes, session hashes and everyone's media:
+        // nobody but the server's user reads it.
+        private_dir(&config.data_dir).with_context(|| {
+            format!("Cannot create data directory {}", config.data_dir.display())
+        })?;
         let media = config.data_dir.join("media");
         std::fs::create_dir_all(&media)
             .with_context(|| format!("Cannot create data directory {}", media.display()))?;
         let db = config.data_dir.join("tidings.sqlite");
         let store =
             Store::open(&db).with_context(|| format!("Cannot open database {}", db.display()))?;
+        restrict(&db, 0o600).with_context(|| format!("Cannot restrict {}", db.display()))?;
+        let tls = match &config.tls {
+            Some(source) => Some(Arc::new(
+                tls::Tls::load(source.clone(), &config.data_dir).context("Cannot set up TLS")?,
+            )),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("Cannot listen on {}", config.listen))?;
@@ -107,12 +153,23 @@ impl Server {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
         });
-        Ok(Self { listener, shared })
+        Ok(Self { listener, shared, tls })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The server's TLS (to print its fingerprint, to reload its certificate), if it is on.
+    pub fn tls(&self) -> Option<Arc<tls::Tls>> {
+        self.tls.clone()
+    }
+
+    /// The base URL clients use: `https://` with TLS, else `http://`.
+    pub fn url(&self) -> anyhow::Result<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Ok(format!("{scheme}://{}", self.local_addr()?))
     }
 
     /// Serves until `shutdown` completes, then closes every connection with a
@@ -137,13 +194,16 @@ impl Server {
             tracing::info!("Shutting down.");
             stop.cancel();
         };
-        // Frames are small and latency matters: no Nagle delay on any connection.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
-            }
-        });
-        axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+        tokio::spawn(signal);
+        listener::Front {
+            listener: self.listener,
+            tls: self.tls,
+            app,
+            header_timeout: shared.config.header_timeout,
+            shutdown: shared.shutdown.clone(),
+        }
+        .run()
+        .await;
         shared.connections.close();
         shared.connections.wait().await;
         let store = shared.store.clone();

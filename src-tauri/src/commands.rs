@@ -31,6 +31,10 @@ pub struct SessionView {
     pub user_id: i64,
     /// This device.
     pub device_id: i64,
+    /// Whether the connection is encrypted (https); the UI says "not encrypted" when not.
+    pub encrypted: bool,
+    /// The certificate pin the server is trusted by, if any (`sha256:…`).
+    pub pin: Option<String>,
 }
 
 /// What the first screen needs: the session, if any, and the server to suggest.
@@ -66,6 +70,8 @@ pub struct ContactView {
 
 fn session_view(a: tidings_core::Account) -> SessionView {
     SessionView {
+        encrypted: a.server.starts_with("https://"),
+        pin: a.pin.map(|p| p.to_string()),
         server: a.server,
         username: a.username,
         user_id: a.user_id,
@@ -127,6 +133,8 @@ async fn enter(
 ) -> Result<SessionView> {
     let server = normalize_server(server)?;
     let username = username.trim();
+    let server =
+        tidings_core::endpoint::Endpoint::parse(&server).map_err(tidings_core::Error::from)?;
     let account = if new_account {
         sync::sign_up(&app.client, &server, username, password).await?
     } else {
@@ -136,17 +144,22 @@ async fn enter(
     Ok(session_view(account))
 }
 
-/// `host:port` or a full URL → `http(s)://host:port` without a trailing slash.
+/// `host:port` or a full URL → `http(s)://host:port` without a trailing slash. A bare host
+/// means https (core's rule), except a bare address on this machine or a private network:
+/// that is the local server of `cargo xtask run`, which speaks plain http (and the sign-in
+/// screen says "not encrypted").
 fn normalize_server(server: &str) -> Result<String> {
+    use tidings_core::endpoint::Endpoint;
     let server = server.trim().trim_end_matches('/');
     if server.is_empty() || server.contains(char::is_whitespace) {
         return Err(AppError::new(ErrorCode::Invalid, "Enter the server's address."));
     }
-    Ok(if server.starts_with("http://") || server.starts_with("https://") {
-        server.to_owned()
-    } else {
-        format!("http://{server}")
-    })
+    if !server.contains("://") {
+        if let Ok(local) = Endpoint::parse(&format!("http://{server}")) {
+            return Ok(local.base());
+        }
+    }
+    Ok(Endpoint::parse(server).map_err(tidings_core::Error::from)?.base())
 }
 
 #[tauri::command]

@@ -28,6 +28,11 @@ pub enum ErrorCode {
     ForeignServer,
     /// A value the user gave is not acceptable.
     Invalid,
+    /// The server address cannot be used (malformed, or unencrypted to the internet).
+    Address,
+    /// The server's certificate was refused (unknown authority, expired, wrong name, not
+    /// the pinned one): `message` says which.
+    Tls,
     /// The server cannot be reached.
     Network,
     /// The server refused; `reason` has its error code.
@@ -69,6 +74,8 @@ impl From<tidings_core::Error> for AppError {
             E::ContactCode(_) => ErrorCode::BadContactCode,
             E::ForeignServer { .. } => ErrorCode::ForeignServer,
             E::Invalid(_) => ErrorCode::Invalid,
+            E::Address(_) => ErrorCode::Address,
+            E::Tls(_) => ErrorCode::Tls,
             E::Network(_) => ErrorCode::Network,
             E::Server(_) => ErrorCode::Server,
             E::Io(_) => ErrorCode::File,

@@ -5,6 +5,7 @@
 //! before the matching reply, and hands them out in order with [`Client::next_push`]. Tests
 //! see exactly the frames the server sent.
 
+mod ca;
 mod coturn;
 
 use std::{collections::VecDeque, net::SocketAddr, path::PathBuf, time::Duration};
@@ -23,6 +24,7 @@ use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
 };
 
+pub use ca::{CertFiles, TestCa};
 pub use coturn::Coturn;
 pub use tidings_server::config::Secret;
 
@@ -38,6 +40,7 @@ pub struct TestServer {
     _dir: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    tls: Option<std::sync::Arc<tidings_server::tls::Tls>>,
 }
 
 impl TestServer {
@@ -61,11 +64,23 @@ impl TestServer {
         tune(&mut config);
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
+        let tls = server.tls();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, data, _dir: None, stop: Some(stop), task: Some(task) })
+        Ok(Self { addr, data, _dir: None, stop: Some(stop), task: Some(task), tls })
+    }
+
+    /// The base URL clients use: `https://127.0.0.1:…` with TLS on, else `http://…`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The server's TLS (its fingerprint; reloading its certificate), if on.
+    pub fn tls(&self) -> Option<&tidings_server::tls::Tls> {
+        self.tls.as_deref()
     }
 
     /// `ws://…/v1/ws`.

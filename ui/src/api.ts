@@ -26,6 +26,8 @@ export function isAppError(e: unknown): e is AppError {
 export function errorText(e: unknown): string {
   if (isAppError(e)) {
     if (e.code === "network") return "Cannot reach the server. Check the address and your connection.";
+    // The engine's sentence says what is wrong with the address or the certificate.
+    if (e.code === "tls") return `Not connected: ${e.message}.`;
     if (e.reason === "bad_credentials") return "Wrong username or password.";
     if (e.reason === "username_taken") return "That username is taken.";
     return e.message;

@@ -373,7 +373,15 @@ user_id: number,
 /**
  * This device.
  */
-device_id: number, };
+device_id: number, 
+/**
+ * Whether the connection is encrypted (https); the UI says "not encrypted" when not.
+ */
+encrypted: boolean, 
+/**
+ * The certificate pin the server is trusted by, if any (`sha256:…`).
+ */
+pin: string | null, };
 
 export type Startup = { 
 /**
@@ -427,4 +435,4 @@ message: string,
  */
 reason: string | null, };
 
-export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "foreign_server" | "invalid" | "network" | "server" | "file" | "internal";
+export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "foreign_server" | "invalid" | "address" | "tls" | "network" | "server" | "file" | "internal";

@@ -245,7 +245,8 @@ export function settingsDialog(signedOut: () => void): void {
     }
   });
   const body = h("div", { class: "stack" },
-    h("p", {}, "Signed in as ", h("strong", { id: "me" }, s?.username ?? "?"), " on ", h("code", {}, s?.server ?? "?")),
+    h("p", {}, "Signed in as ", h("strong", { id: "me" }, s?.username ?? "?"), " on ", h("code", {}, s?.server ?? "?"),
+      s && !s.encrypted ? h("span", { class: "insecure", id: "not-encrypted" }, " — not encrypted") : ""),
     h("h3", {}, "My devices"), devices, err, signOut);
   const done = modal("Settings", body, "settings");
   void loadDevices();

@@ -178,6 +178,10 @@ fn test() -> anyhow::Result<()> {
         // The contact tests read our QR codes with zbar and make codes with qrencode.
         ("zbarimg", "zbar-tools"),
         ("qrencode", "qrencode"),
+        // The TLS tests: outside clients of the TLS server, and nginx terminating TLS.
+        ("curl", "curl"),
+        ("openssl", "openssl"),
+        ("nginx", "nginx"),
         // The app's end-to-end tests: a virtual display and WebKitGTK's WebDriver.
         ("Xvfb", "xvfb"),
         ("WebKitWebDriver", "webkit2gtk-driver"),

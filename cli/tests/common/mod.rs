@@ -77,8 +77,21 @@ pub fn command(profile: &Path) -> Command {
 
 /// Runs a client command with `stdin`; returns its exit code and JSON lines.
 pub fn exec(profile: &Path, args: &[&str], stdin: &str) -> (i32, Vec<Value>) {
+    let (code, lines, _) = exec_with(profile, args, stdin, &[]);
+    (code, lines)
+}
+
+/// Runs a client command with `stdin` and environment variables `env`; returns its exit
+/// code, JSON lines and what it wrote to stderr.
+pub fn exec_with(
+    profile: &Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &Path)],
+) -> (i32, Vec<Value>, String) {
     let mut child = command(profile)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -91,7 +104,7 @@ pub fn exec(profile: &Path, args: &[&str], stdin: &str) -> (i32, Vec<Value>) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
         .collect();
-    (out.status.code().unwrap_or(-1), lines)
+    (out.status.code().unwrap_or(-1), lines, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Runs a client command that must succeed, with `stdin`.

@@ -24,11 +24,11 @@ use tidings_proto::{
     bounded::Text, codec, ClientFrame, Credentials, ErrorInfo, Password, Reply, Request, RoomId,
     ServerFrame,
 };
-use tokio::net::TcpStream;
-use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{tungstenite::Message, WebSocketStream};
 
 use crate::{
     client::{now_ms, Account},
+    endpoint::{Endpoint, Io},
     model::{ConnectionState, Event, RoomKey},
     outbox, Client, Error,
 };
@@ -39,7 +39,7 @@ mod sim;
 
 pub use machine::{Machine, Poll};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<Box<dyn Io>>;
 
 /// Longest wait for any frame while a reply is due.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -59,24 +59,19 @@ struct Link {
     next_id: u32,
 }
 
-fn ws_url(server: &str) -> String {
-    let base = server.trim_end_matches('/');
-    let base = base
-        .strip_prefix("https://")
-        .map(|r| format!("wss://{r}"))
-        .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
-        .unwrap_or_else(|| base.to_owned());
-    format!("{base}/v1/ws")
-}
-
 impl Link {
-    /// Connects and says Hello.
-    async fn connect(server: &str) -> Result<Self, Error> {
-        let (ws, _) =
-            tokio::time::timeout(REPLY_TIMEOUT, tokio_tungstenite::connect_async(ws_url(server)))
+    /// Connects (TLS unless the address is local: [`Endpoint`]) and says Hello.
+    async fn connect(server: &Endpoint) -> Result<Self, Error> {
+        let handshake = async {
+            let stream = server.connect().await?;
+            tokio_tungstenite::client_async(server.ws_url(), stream)
                 .await
-                .map_err(|_| Error::Network("the server did not answer".into()))?
-                .map_err(|e| Error::Network(e.to_string()))?;
+                .map(|(ws, _)| ws)
+                .map_err(|e| Error::Network(e.to_string()))
+        };
+        let ws = tokio::time::timeout(REPLY_TIMEOUT, handshake)
+            .await
+            .map_err(|_| Error::Network("the server did not answer".into()))??;
         let mut link = Self { ws, next_id: OWN_IDS };
         let v = tidings_proto::PROTOCOL_VERSION;
         let client_name = Text::new(concat!("tidings-core/", env!("CARGO_PKG_VERSION")))
@@ -137,7 +132,7 @@ impl Link {
 
     /// Connects and joins with the session only (no cursors): for one-off requests.
     async fn joined(account: &Account) -> Result<Self, Error> {
-        let mut link = Self::connect(&account.server).await?;
+        let mut link = Self::connect(&account.endpoint()?).await?;
         let token = tidings_proto::Token(
             Text::new(account.token.clone()).map_err(|e| Error::Internal(e.to_string()))?,
         );
@@ -193,7 +188,8 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
     if live {
         client.emit([Event::Connection { state: ConnectionState::Connecting }]);
     }
-    let mut link = Link::connect(&account.server).await?;
+    let server = account.endpoint()?;
+    let mut link = Link::connect(&server).await?;
     let machine = Arc::new(Mutex::new(Machine::new(account.user_id, account.token.clone(), live)));
     let mut heard = Instant::now();
     // A session carries the call driver's signals (one session at a time does); a
@@ -231,8 +227,7 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                     client.db_blocking(|c| crate::media::set_upload_session(c, item, id))
                 };
                 let result =
-                    crate::media::upload(&account.server, &account.token, &file, session, remember)
-                        .await;
+                    crate::media::upload(&server, &account.token, &file, session, remember).await;
                 let m = machine.clone();
                 let jitter: f64 = rand::rng().random();
                 let events =
@@ -327,7 +322,7 @@ fn credentials(username: &str, password: &str, device: &str) -> Result<Credentia
 /// Creates an account on `server` and signs this profile in to it.
 pub async fn sign_up(
     client: &Client,
-    server: &str,
+    server: &Endpoint,
     username: &str,
     password: &str,
 ) -> Result<Account, Error> {
@@ -338,7 +333,7 @@ pub async fn sign_up(
 /// Signs this profile in to an existing account (a new device session).
 pub async fn sign_in(
     client: &Client,
-    server: &str,
+    server: &Endpoint,
     username: &str,
     password: &str,
 ) -> Result<Account, Error> {
@@ -350,14 +345,24 @@ fn device_name() -> String {
     format!("tidings on {}", std::env::consts::OS)
 }
 
-async fn open_session(client: &Client, server: &str, request: Request) -> Result<Account, Error> {
+async fn open_session(
+    client: &Client,
+    server: &Endpoint,
+    request: Request,
+) -> Result<Account, Error> {
+    // A profile that used TLS never falls back to plain text (no one in between can talk
+    // it into sending the password in the clear).
+    if !server.is_encrypted() && client.used_tls().await? {
+        return Err(crate::endpoint::AddressError::Downgrade.into());
+    }
     let mut link = Link::connect(server).await?;
     let reply = link.request(request).await?.map_err(Error::Server)?;
     let Reply::Session { user, device, token } = reply else {
         return Err(Error::Network(format!("unexpected reply: {reply:?}")));
     };
     let account = Account {
-        server: server.trim_end_matches('/').to_owned(),
+        server: server.base(),
+        pin: server.pin(),
         user_id: user.id.0,
         username: user.username.into_string(),
         device_id: device.0,
@@ -408,6 +413,8 @@ pub async fn contact_code(
                 server: account.server,
                 user: account.username,
                 key: key.0.into_string(),
+                // Whoever scans it can then trust my server the way I do.
+                pin: account.pin.map(|p| p.to_string()),
             };
             // A server address a scanner would refuse (a path, say) makes no usable code.
             crate::contact::ContactCode::parse(&code.to_uri())?;

@@ -325,6 +325,7 @@ impl World {
                 let client = Client::open(&dir).unwrap();
                 let account = Account {
                     server: "sim://".into(),
+                    pin: None,
                     user_id: *user,
                     username: user_ref(*user).username.into_string(),
                     device_id: *id,

@@ -8,3 +8,4 @@ mod bad_input;
 mod common;
 mod media;
 mod rooms;
+mod tls;

@@ -26,7 +26,7 @@ function message(room: number, seq: number | null, sender: string, text: string,
 export function install(scenario: string) {
   window.__calls = [];
   window.__emit = (event, payload) => emit(event, payload);
-  const session = { server: "http://127.0.0.1:7878", username: "ann", user_id: 1, device_id: 11 };
+  const session = { server: "http://127.0.0.1:7878", username: "ann", user_id: 1, device_id: 11, encrypted: false, pin: null };
   const rooms: RoomSummary[] = [
     { room: 1, server_id: 10, name: "bob", unread: 2, last_seq: 3, last_message: "See you at 6?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 60_000, typing: [] },
     { room: 2, server_id: 20, name: "Climbing club", unread: 0, last_seq: 2, last_message: "Photo", my_last_state: "delivered", member: true, direct: false, last_activity_ms: now - 2 * DAY, typing: [] },
