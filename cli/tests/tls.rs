@@ -230,24 +230,25 @@ fn nginx(dir: &Path, port: u16, upstream: &str, cert: &Path, key: &Path) -> Ngin
     );
     let path = prefix.join("nginx.conf");
     std::fs::write(&path, main).unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&path)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (installed by cargo xtask test)");
+    // Owned at once, so that it is killed (and waited for) on every path out of here.
+    let nginx = Nginx {
+        child: Command::new("nginx")
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&path)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (installed by cargo xtask test)"),
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Nginx { child };
+            return nginx;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
-        "nginx did not start: {}",
-        std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
-    );
+    let log = std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default();
+    panic!("nginx did not start: {log}");
 }
 
 #[test]
