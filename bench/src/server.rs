@@ -68,7 +68,8 @@ impl ServerProcess {
     fn start() -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let mut child = Command::new(super::release_dir()?.join("tidings"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            // Every simulated user signs up from this one machine.
+            .args(["serve", "--listen", "127.0.0.1:0", "--sign-ups-per-addr", "1000000", "--data"])
             .arg(data.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -40,6 +40,18 @@ enum Command {
         ice: IceArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        /// A reverse proxy (its IP address) whose X-Forwarded-For names the client, for the
+        /// per-address limits; repeatable. Its own connections are not counted.
+        #[arg(long = "trusted-proxy")]
+        trusted_proxies: Vec<std::net::IpAddr>,
+        /// Where /metrics is served: `main` (beside the protocol), `off`, or an address of
+        /// its own such as 127.0.0.1:9100.
+        #[arg(long, default_value = "main", value_parser = parse_metrics)]
+        metrics: tidings_server::config::MetricsAt,
+        /// Sign-ups one address may make at once (and again per hour); load tests from one
+        /// machine raise it.
+        #[arg(long, default_value_t = 30)]
+        sign_ups_per_addr: u32,
     },
     /// Create an account and sign this profile in (password on stdin).
     Signup(SessionArgs),
@@ -257,6 +269,18 @@ impl std::fmt::Debug for IceArgs {
     }
 }
 
+fn parse_metrics(s: &str) -> Result<tidings_server::config::MetricsAt, String> {
+    use tidings_server::config::MetricsAt;
+    match s {
+        "main" => Ok(MetricsAt::Main),
+        "off" => Ok(MetricsAt::Off),
+        addr => addr
+            .parse()
+            .map(MetricsAt::Separate)
+            .map_err(|_| format!("{addr:?} is not main, off or an address like 127.0.0.1:9100")),
+    }
+}
+
 /// TLS on the listener (docs/deploy.md).
 #[derive(clap::Args, Debug)]
 struct TlsArgs {
@@ -325,13 +349,31 @@ fn main() -> ExitCode {
             return ExitCode::from(client::EXIT_FAILURE);
         }
     };
-    if let Command::Serve { listen, data, max_upload_bytes, ice, tls } = cli.command {
+    if let Command::Serve {
+        listen,
+        data,
+        max_upload_bytes,
+        ice,
+        tls,
+        trusted_proxies,
+        metrics,
+        sign_ups_per_addr,
+    } = cli.command
+    {
         let served = runtime.block_on(async {
             let data = match data {
                 Some(d) => d,
                 None => default_data_dir()?,
             };
-            serve(listen, data, max_upload_bytes, ice, tls.source()).await
+            let mut config = tidings_server::Config::new(listen, data);
+            config.max_upload_bytes = max_upload_bytes;
+            config.tls = tls.source();
+            config.trusted_proxies = trusted_proxies;
+            config.metrics = metrics;
+            let burst = f64::from(sign_ups_per_addr);
+            config.sign_up_rate_per_addr =
+                tidings_server::ratelimit::Rate { per_second: burst / 3600.0, burst };
+            serve(config, ice).await
         });
         return match served {
             Ok(()) => ExitCode::SUCCESS,
@@ -413,29 +455,24 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(
-    listen: SocketAddr,
-    data: PathBuf,
-    max_upload_bytes: u64,
-    ice: IceArgs,
-    tls: Option<tidings_server::tls::TlsSource>,
-) -> anyhow::Result<()> {
+async fn serve(mut config: tidings_server::Config, ice: IceArgs) -> anyhow::Result<()> {
     // Every connection is a file descriptor: take the hard limit rather than the shell's
     // usual soft limit of 1024.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "Cannot raise the open-files limit.");
     }
-    let mut config = tidings_server::Config::new(listen, data.clone());
-    config.max_upload_bytes = max_upload_bytes;
     if !ice.turn_urls.is_empty() && ice.turn_secret.is_none() {
         anyhow::bail!("--turn-url needs the TURN secret (TIDINGS_TURN_SECRET)");
     }
     config.stun_urls = ice.stun_urls;
     config.turn_urls = ice.turn_urls;
     config.turn_secret = ice.turn_secret.map(tidings_server::config::Secret);
-    config.tls = tls;
+    let data = config.data_dir.clone();
     let server = tidings_server::Server::bind(config).await?;
     tracing::info!(data = %data.display(), "Data directory.");
+    if let Some(addr) = server.metrics_addr() {
+        tracing::info!(%addr, "Metrics on their own address.");
+    }
     // The first stdout line is the URL, for people and for scripts that start a server.
     println!("Tidings server listening on {}", server.url()?);
     if let Some(tls) = server.tls() {

@@ -1,8 +1,11 @@
 //! Passwords and session tokens.
 //!
 //! Passwords are hashed with argon2id at OWASP's floor (m = 19 456 KiB, t = 2, p = 1) on the
-//! blocking pool, never on the async runtime. A sign-in for an unknown username still runs a
-//! verification against a dummy hash, so timing does not reveal which usernames exist.
+//! blocking pool, never on the async runtime, and through [`PasswordWork`]: at most one
+//! hash per spare core at once, and a bounded number waiting, so a flood of sign-ins cannot
+//! take the cores (or the blocking pool) from everyone's database reads and sends. A sign-in
+//! for an unknown username still runs a verification against a dummy hash, so timing does
+//! not reveal which usernames exist.
 //!
 //! A token is `<device id>.<secret>`: the device id names the session row, the secret is 32
 //! random bytes in hex. The database stores only the secret's SHA-256, so a copy of the
@@ -19,6 +22,51 @@ use sha2::{Digest, Sha256};
 use tidings_proto::{DeviceId, ErrorCode, UserId};
 
 use crate::{error::OpError, roomlog::Actor};
+
+/// Where password hashing runs: `hashers` at once, at most `queue` more waiting (the rest
+/// are told `rate_limited` at once instead of piling up).
+#[derive(Debug)]
+pub(crate) struct PasswordWork {
+    hashers: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    queue: usize,
+}
+
+/// Counts a waiter while it waits (also when its connection goes away mid-wait).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl PasswordWork {
+    pub(crate) fn new(hashers: usize, queue: usize) -> Self {
+        Self {
+            hashers: tokio::sync::Semaphore::new(hashers.max(1)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            queue,
+        }
+    }
+
+    /// Runs `f` (a hash or a verification) when a hasher is free.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, OpError> {
+        let before = self.waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let waiting = Waiting(&self.waiting);
+        if before >= self.queue {
+            return Err(OpError::rate_limited(std::time::Duration::from_secs(1)));
+        }
+        let permit = self.hashers.acquire().await.map_err(OpError::internal)?;
+        drop(waiting);
+        let result = tokio::task::spawn_blocking(f).await.map_err(OpError::internal);
+        drop(permit);
+        result
+    }
+}
 
 /// A freshly made token secret and what to store of it.
 #[derive(Debug)]

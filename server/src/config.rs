@@ -1,6 +1,10 @@
 //! Server configuration. `tidings serve` fills it from flags; tests build it directly.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use crate::ratelimit::Rate;
 
@@ -24,14 +28,52 @@ pub struct Config {
     pub upload_ttl: Duration,
     /// Frames queued to one connection before it is dropped as too slow.
     pub outbound_queue: usize,
+    /// Bytes queued to one connection before it is dropped as too slow.
+    pub outbound_bytes: usize,
     /// Most simultaneous websocket connections.
     pub max_connections: usize,
+    /// Most simultaneous TCP connections from one address (IPv4, or IPv6 /64); trusted
+    /// proxies are not counted.
+    pub max_connections_per_addr: usize,
+    /// Most simultaneous joined connections of one device (session).
+    pub max_connections_per_device: usize,
+    /// A connection that has not joined (Hello, maybe SignUp/SignIn, then Join) within this
+    /// long is closed: pongs alone do not keep a socket.
+    pub join_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (reverse proxies terminating TLS).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsAt,
+    /// Password hashes computed at once (each takes a core for tens of milliseconds);
+    /// more wait, and past `password_queue` waiting, sign-ins are refused `rate_limited`.
+    pub password_hashers: usize,
+    /// Password checks allowed to wait for a hasher.
+    pub password_queue: usize,
+    /// An upload slower than this on average, once `upload_grace` has passed, is cut.
+    pub min_upload_bytes_per_s: u64,
+    /// How long an upload may start slowly (a bad link) before its rate counts.
+    pub upload_grace: Duration,
     /// Message sends (and other room-log mutations) per connection.
     pub send_rate: Rate,
     /// Typing notices per connection.
     pub typing_rate: Rate,
-    /// Sign-in and sign-up attempts per connection, and sign-ins per username.
+    /// Sign-in and sign-up attempts per connection, and sign-ins per username from one
+    /// address (the owner elsewhere is never locked out by someone guessing).
     pub sign_in_rate: Rate,
+    /// Sign-ins from one address, whatever the username.
+    pub sign_in_rate_per_addr: Rate,
+    /// Sign-ups from one address (30 at once, 30 an hour by default).
+    pub sign_up_rate_per_addr: Rate,
+    /// Username lookups per connection.
+    pub lookup_rate: Rate,
+    /// Call signals per connection.
+    pub signal_rate: Rate,
+    /// Receipts per connection.
+    pub receipt_rate: Rate,
+    /// Rooms created per user.
+    pub create_room_rate: Rate,
+    /// Contact-key resets per user.
+    pub contact_key_reset_rate: Rate,
     /// People-nearby lookups (turning on, listing) per user.
     pub nearby_rate: Rate,
     /// STUN URLs handed to clients for calls.
@@ -61,10 +103,28 @@ impl Config {
             max_upload_bytes: 100 * 1024 * 1024,
             upload_ttl: Duration::from_secs(24 * 3600),
             outbound_queue: 4096,
+            outbound_bytes: 8 << 20,
             max_connections: 100_000,
+            max_connections_per_addr: 1000,
+            max_connections_per_device: 16,
+            join_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            metrics: MetricsAt::Main,
+            password_hashers: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            password_queue: 64,
+            min_upload_bytes_per_s: 4096,
+            upload_grace: Duration::from_secs(10),
             send_rate: Rate { per_second: 50.0, burst: 200.0 },
             typing_rate: Rate { per_second: 2.0, burst: 5.0 },
             sign_in_rate: Rate { per_second: 0.2, burst: 5.0 },
+            sign_in_rate_per_addr: Rate { per_second: 0.5, burst: 30.0 },
+            sign_up_rate_per_addr: Rate { per_second: 30.0 / 3600.0, burst: 30.0 },
+            lookup_rate: Rate { per_second: 2.0, burst: 30.0 },
+            signal_rate: Rate { per_second: 50.0, burst: 200.0 },
+            receipt_rate: Rate { per_second: 20.0, burst: 100.0 },
+            create_room_rate: Rate { per_second: 0.2, burst: 50.0 },
+            contact_key_reset_rate: Rate { per_second: 1.0 / 60.0, burst: 5.0 },
             nearby_rate: Rate { per_second: 1.0 / 60.0, burst: 6.0 },
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
@@ -74,6 +134,17 @@ impl Config {
             header_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAt {
+    /// On the main listener, beside the protocol.
+    Main,
+    /// On its own address (e.g. loopback only, for a local Prometheus), not on the main one.
+    Separate(SocketAddr),
+    /// Nowhere.
+    Off,
 }
 
 /// A secret that never shows in `Debug` output (so never in a log).

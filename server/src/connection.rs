@@ -6,11 +6,18 @@
 //! the order it sent them.
 //!
 //! Two tasks per connection: this read loop, and a writer that drains the connection's
-//! bounded queue into the socket (replies and pushes share the queue, so a reply never
-//! overtakes an event committed before it). The writer also pings; a connection that sends
-//! nothing for `idle_timeout` is a dead link and is dropped. A connection is closed with a
-//! `Closing` frame saying why when it is kicked (signed out, too slow), when the server shuts
-//! down, after too many malformed frames, or when a frame is over the size limit.
+//! queue (bounded in frames and bytes) into the socket (replies and pushes share the queue,
+//! so a reply never overtakes an event committed before it). The writer also pings; a
+//! connection that sends nothing for `idle_timeout` is a dead link and is dropped, and one
+//! that has not joined within `join_timeout` is closed (automatic pongs do not keep a socket
+//! that never signs in). A connection is closed with a `Closing` frame saying why when it is
+//! kicked (signed out, too slow), when the server shuts down, after too many malformed
+//! frames, or when a frame is over the size limit. When the queue is full (a reader that fell
+//! behind), the `Closing` frame goes to the writer on its own channel: the backlog is dropped
+//! and the reason is the next thing written.
+//!
+//! Rate limits per connection (sends, typing, sign-ins, lookups, signals, receipts) and per
+//! user (room creation, contact-key resets) are taken before a request runs.
 
 use std::{sync::Arc, time::Instant};
 
@@ -20,15 +27,15 @@ use futures_util::{SinkExt, StreamExt};
 use tidings_proto::{
     codec, ClientFrame, DecodeError, ErrorCode, ErrorInfo, Reply, Request, ServerFrame,
 };
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::OpError,
     metrics::{CodeLabel, KindLabel},
     ops::encode_frame,
-    ratelimit::TokenBucket,
-    switchboard::{ConnId, Peer},
+    ratelimit::{AddrKey, KeyedBuckets, TokenBucket},
+    switchboard::{ConnId, Peer, Queue, QueueReader},
     Shared,
 };
 
@@ -42,7 +49,9 @@ const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub(crate) struct Conn {
     pub(crate) shared: Arc<Shared>,
     pub(crate) id: ConnId,
-    pub(crate) queue: mpsc::Sender<Bytes>,
+    pub(crate) queue: Queue,
+    /// Where the connection comes from (behind a trusted proxy, what it forwarded).
+    pub(crate) from: AddrKey,
     pub(crate) kicked: CancellationToken,
     /// Negotiated protocol version, after Hello.
     pub(crate) version: Option<u16>,
@@ -51,6 +60,9 @@ pub(crate) struct Conn {
     pub(crate) send_bucket: TokenBucket,
     pub(crate) typing_bucket: TokenBucket,
     pub(crate) auth_bucket: TokenBucket,
+    lookup_bucket: TokenBucket,
+    signal_bucket: TokenBucket,
+    receipt_bucket: TokenBucket,
     malformed: u32,
 }
 
@@ -62,23 +74,31 @@ enum End {
     Quiet,
 }
 
-/// Serves one upgraded websocket until it closes.
-pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
+/// Serves one upgraded websocket from `from` until it closes.
+pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, from: AddrKey) {
     shared.metrics.connections.inc();
     let (sink, mut stream) = socket.split();
-    let (queue, outbound) = mpsc::channel(shared.config.outbound_queue);
+    let (queue, outbound) =
+        crate::switchboard::queue(shared.config.outbound_queue, shared.config.outbound_bytes);
+    let (last_word, last) = oneshot::channel();
     let kicked = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(sink, outbound, kicked.clone(), shared.clone()));
+    let writer = tokio::spawn(write_loop(sink, outbound, last, kicked.clone(), shared.clone()));
     let now = Instant::now();
+    let join_by = tokio::time::Instant::now() + shared.config.join_timeout;
+    let config = &shared.config;
     let mut conn = Conn {
         id: shared.switchboard.next_conn_id(),
         queue,
+        from,
         kicked: kicked.clone(),
         version: None,
         joined: None,
         send_bucket: TokenBucket::new(shared.config.send_rate, now),
         typing_bucket: TokenBucket::new(shared.config.typing_rate, now),
         auth_bucket: TokenBucket::new(shared.config.sign_in_rate, now),
+        lookup_bucket: TokenBucket::new(config.lookup_rate, now),
+        signal_bucket: TokenBucket::new(config.signal_rate, now),
+        receipt_bucket: TokenBucket::new(config.receipt_rate, now),
         malformed: 0,
         shared: shared.clone(),
     };
@@ -88,6 +108,13 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
             _ = kicked.cancelled() => break End::Error(conn.kick_reason()),
             _ = shared.shutdown.cancelled() => break End::Error(ErrorInfo::new(
                 ErrorCode::ShuttingDown, "the server is shutting down")),
+            _ = tokio::time::sleep_until(join_by), if conn.joined.is_none() => {
+                let within = shared.config.join_timeout.as_secs();
+                break End::Error(ErrorInfo::new(
+                    ErrorCode::Unauthenticated,
+                    format!("no Join in time: sign in and join within {within} s of connecting"),
+                ))
+            }
             next = tokio::time::timeout(shared.config.idle_timeout, stream.next()) => next,
         };
         let message = match next {
@@ -128,7 +155,11 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>) {
     tracing::debug!(conn = conn.id, reason, "Connection closed.");
     if let End::Error(error) = end {
         if let Ok(frame) = encode_frame(&ServerFrame::Closing { error }) {
-            let _ = conn.queue.try_send(frame);
+            // After what is queued when there is room; else instead of it: a reader that fell
+            // behind is owed the reason, not the backlog (it catches up by seq).
+            if let Err(crate::switchboard::Refused::Full) = conn.queue.try_push(frame.clone()) {
+                let _ = last_word.send(frame);
+            }
         }
     }
     drop(conn);
@@ -166,7 +197,7 @@ impl Conn {
         let queued = match &self.joined {
             // A joined connection is kicked if it cannot take its reply.
             Some(peer) => peer.push(frame, &self.shared.metrics),
-            None => self.queue.try_send(frame).is_ok(),
+            None => self.queue.try_push(frame).is_ok(),
         };
         if queued {
             self.shared.metrics.frames_out.inc();
@@ -230,6 +261,7 @@ impl Conn {
         if needs_hello && self.version.is_none() {
             return Err(OpError::new(ErrorCode::HelloRequired, "send hello first"));
         }
+        self.limit(&request)?;
         let reply = match request {
             Request::Hello { min_version, max_version, .. } => {
                 self.hello(min_version, max_version)?
@@ -285,17 +317,60 @@ impl Conn {
     }
 }
 
-/// Drains the connection's queue into the socket, batching writes, and pings.
+impl Conn {
+    /// Takes a token from the request's own rate limit, if it has one (sends, typing,
+    /// sign-ins and nearby lookups take theirs where they run).
+    fn limit(&mut self, request: &Request) -> Result<(), OpError> {
+        let now = Instant::now();
+        let per_user = |buckets: &std::sync::Mutex<KeyedBuckets<i64>>, conn: &Conn| {
+            // Unjoined, the request fails as unauthenticated anyway.
+            let Some(peer) = &conn.joined else { return Ok(()) };
+            let mut buckets = buckets.lock().map_err(OpError::internal)?;
+            buckets.take(peer.user.0, now).map_err(OpError::rate_limited)
+        };
+        match request {
+            Request::LookupUser { .. } => self.lookup_bucket.take(now),
+            Request::Signal { .. } => self.signal_bucket.take(now),
+            Request::Receipt { .. } => self.receipt_bucket.take(now),
+            Request::CreateRoom { .. } => return per_user(&self.shared.room_creations, self),
+            Request::ContactKey { reset: true, .. } => {
+                return per_user(&self.shared.contact_key_resets, self)
+            }
+            _ => Ok(()),
+        }
+        .map_err(OpError::rate_limited)
+    }
+}
+
+/// Drains the connection's queue into the socket, batching writes, and pings. `last` brings
+/// the `Closing` frame when the queue had no room for it: what is queued is then dropped
+/// and that frame written.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut outbound: mpsc::Receiver<Bytes>,
+    mut outbound: QueueReader,
+    mut last: oneshot::Receiver<Bytes>,
     kicked: CancellationToken,
     shared: Arc<Shared>,
 ) {
     let mut ping = tokio::time::interval(shared.config.ping_interval);
     ping.tick().await;
+    let mut last_open = true;
     loop {
         let first = tokio::select! {
+            biased;
+            closing = &mut last, if last_open => match closing {
+                Ok(frame) => {
+                    while outbound.try_recv().is_some() {}
+                    let write = sink.send(Message::Binary(frame));
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, write).await;
+                    break;
+                }
+                // The reason went through the queue (or there was none).
+                Err(_) => {
+                    last_open = false;
+                    continue;
+                }
+            },
             frame = outbound.recv() => frame,
             _ = ping.tick() => {
                 let sent = tokio::time::timeout(
@@ -308,7 +383,7 @@ async fn write_loop(
         let mut is_closing = is_closing_frame(&first);
         let write = async {
             sink.feed(Message::Binary(first)).await?;
-            while let Ok(frame) = outbound.try_recv() {
+            while let Some(frame) = outbound.try_recv() {
                 is_closing |= is_closing_frame(&frame);
                 sink.feed(Message::Binary(frame)).await?;
             }

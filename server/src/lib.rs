@@ -50,7 +50,13 @@ pub use config::Config;
 use tidings_proto::limits::MAX_FRAME_BYTES;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{metrics::Metrics, ratelimit::KeyedBuckets, store::Store, switchboard::Switchboard};
+use crate::{
+    config::MetricsAt,
+    metrics::Metrics,
+    ratelimit::{AddrKey, KeyedBuckets},
+    store::Store,
+    switchboard::Switchboard,
+};
 
 /// State shared by every connection and request handler.
 #[derive(Debug)]
@@ -59,9 +65,17 @@ pub(crate) struct Shared {
     store: Store,
     switchboard: Switchboard,
     metrics: Metrics,
-    sign_ins: std::sync::Mutex<KeyedBuckets<String>>,
+    /// Sign-ins per (username, address).
+    sign_ins: std::sync::Mutex<KeyedBuckets<(String, AddrKey)>>,
+    sign_ins_by_addr: std::sync::Mutex<KeyedBuckets<AddrKey>>,
+    sign_ups_by_addr: std::sync::Mutex<KeyedBuckets<AddrKey>>,
     /// People-nearby lookups per user id.
     nearby_lookups: std::sync::Mutex<KeyedBuckets<i64>>,
+    /// Rooms created, per user id.
+    room_creations: std::sync::Mutex<KeyedBuckets<i64>>,
+    /// Contact-key resets, per user id.
+    contact_key_resets: std::sync::Mutex<KeyedBuckets<i64>>,
+    password_work: auth::PasswordWork,
     shutdown: CancellationToken,
     connections: TaskTracker,
     connection_slots: Arc<tokio::sync::Semaphore>,
@@ -71,6 +85,11 @@ impl Shared {
     fn media_dir(&self) -> PathBuf {
         self.config.data_dir.join("media")
     }
+}
+
+/// Buckets by key at `rate`, for at most 100,000 busy keys.
+fn buckets<K: std::hash::Hash + Eq>(rate: ratelimit::Rate) -> std::sync::Mutex<KeyedBuckets<K>> {
+    std::sync::Mutex::new(KeyedBuckets::new(rate, 100_000))
 }
 
 /// Milliseconds since the Unix epoch (server time of commits and sessions).
@@ -85,6 +104,8 @@ pub(crate) fn unix_ms() -> i64 {
 #[derive(Debug)]
 pub struct Server {
     listener: tokio::net::TcpListener,
+    /// `/metrics` on its own address (`MetricsAt::Separate`).
+    metrics_listener: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
     tls: Option<Arc<tls::Tls>>,
 }
@@ -142,9 +163,22 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("Cannot listen on {}", config.listen))?;
+        let metrics_listener = match config.metrics {
+            MetricsAt::Separate(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("Cannot listen on {addr} for metrics"))?,
+            ),
+            MetricsAt::Main | MetricsAt::Off => None,
+        };
         let shared = Arc::new(Shared {
-            sign_ins: std::sync::Mutex::new(KeyedBuckets::new(config.sign_in_rate, 100_000)),
-            nearby_lookups: std::sync::Mutex::new(KeyedBuckets::new(config.nearby_rate, 100_000)),
+            sign_ins: buckets(config.sign_in_rate),
+            sign_ins_by_addr: buckets(config.sign_in_rate_per_addr),
+            sign_ups_by_addr: buckets(config.sign_up_rate_per_addr),
+            nearby_lookups: buckets(config.nearby_rate),
+            room_creations: buckets(config.create_room_rate),
+            contact_key_resets: buckets(config.contact_key_reset_rate),
+            password_work: auth::PasswordWork::new(config.password_hashers, config.password_queue),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
             config,
             store,
@@ -153,12 +187,17 @@ impl Server {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
         });
-        Ok(Self { listener, shared, tls })
+        Ok(Self { listener, metrics_listener, shared, tls })
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The address `/metrics` is served on when it has its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The server's TLS (to print its fingerprint, to reload its certificate), if it is on.
@@ -179,15 +218,33 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let shared = self.shared;
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/v1/ws", get(websocket))
             .route("/v1/media", post(media::upload))
             .route("/v1/media/{id}", get(media::download))
             .route("/v1/uploads", post(media::start_upload))
             .route("/v1/uploads/{id}", get(media::upload_state).patch(media::append_upload))
-            .route("/healthz", get(|| async { "ok\n" }))
-            .route("/metrics", get(metrics_text))
-            .with_state(shared.clone());
+            .route("/healthz", get(|| async { "ok\n" }));
+        if shared.config.metrics == MetricsAt::Main {
+            app = app.route("/metrics", get(metrics_text));
+        }
+        let app = app.with_state(shared.clone());
+        let front = |listener, tls, app| listener::Front {
+            listener,
+            tls,
+            app,
+            header_timeout: shared.config.header_timeout,
+            max_per_addr: shared.config.max_connections_per_addr,
+            trusted_proxies: shared.config.trusted_proxies.clone(),
+            shutdown: shared.shutdown.clone(),
+        };
+        let metrics = self.metrics_listener.map(|listener| {
+            let app = Router::new()
+                .route("/metrics", get(metrics_text))
+                .route("/healthz", get(|| async { "ok\n" }))
+                .with_state(shared.clone());
+            tokio::spawn(front(listener, None, app).run())
+        });
         let stop = shared.shutdown.clone();
         let signal = async move {
             shutdown.await;
@@ -195,15 +252,10 @@ impl Server {
             stop.cancel();
         };
         tokio::spawn(signal);
-        listener::Front {
-            listener: self.listener,
-            tls: self.tls,
-            app,
-            header_timeout: shared.config.header_timeout,
-            shutdown: shared.shutdown.clone(),
+        front(self.listener, self.tls, app).run().await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
         }
-        .run()
-        .await;
         shared.connections.close();
         shared.connections.wait().await;
         let store = shared.store.clone();
@@ -217,7 +269,13 @@ impl Server {
 async fn websocket(
     ws: WebSocketUpgrade,
     State(shared): State<Arc<Shared>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    held: Option<axum::Extension<listener::HeldSlot>>,
+    headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
+    // The connection's place in the per-address count goes with the websocket.
+    let addr_slot = held.and_then(|h| h.take());
+    let from = AddrKey::of(listener::client_ip(peer, &headers, &shared.config.trusted_proxies));
     let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many connections\n")
             .into_response();
@@ -229,8 +287,8 @@ async fn websocket(
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             tracker.track_future(async move {
-                connection::serve(socket, shared).await;
-                drop(slot);
+                connection::serve(socket, shared, from).await;
+                drop((slot, addr_slot));
             })
         })
 }

@@ -39,6 +39,29 @@ use crate::{auth, error::OpError, roomlog::Actor, unix_ms, Shared};
 
 /// Longest pause between two chunks of an upload before it is abandoned.
 const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The average rate of one upload body, against the server's minimum: after a grace period
+/// (a slow start on a bad link is fine; a trickle that holds a connection for hours is not).
+struct Pace {
+    started: std::time::Instant,
+    min_bytes_per_s: u64,
+    grace: std::time::Duration,
+}
+
+impl Pace {
+    fn new(shared: &Shared) -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            min_bytes_per_s: shared.config.min_upload_bytes_per_s,
+            grace: shared.config.upload_grace,
+        }
+    }
+
+    /// Whether `bytes` so far is too slow to go on with.
+    fn too_slow(&self, bytes: u64) -> bool {
+        let elapsed = self.started.elapsed();
+        elapsed > self.grace && (bytes as f64) < self.min_bytes_per_s as f64 * elapsed.as_secs_f64()
+    }
+}
 
 /// Whether `user` may download `media`.
 pub(crate) fn may_read(conn: &Connection, user: UserId, media: MediaId) -> Result<bool, OpError> {
@@ -122,6 +145,7 @@ async fn upload_inner(
         let mut file = tokio::fs::File::create(&tmp).await.map_err(OpError::internal)?;
         let mut size = 0u64;
         let mut stream = body.into_data_stream();
+        let pace = Pace::new(shared);
         loop {
             // A client that stops sending mid-upload must not hold a task and a file forever.
             let next = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next())
@@ -132,6 +156,9 @@ async fn upload_inner(
             size += chunk.len() as u64;
             if size > limit {
                 return Err(too_large());
+            }
+            if pace.too_slow(size) {
+                return Err(OpError::invalid("the upload is too slow"));
             }
             file.write_all(&chunk).await.map_err(OpError::internal)?;
         }
@@ -402,6 +429,7 @@ async fn append_inner(
     file.seek(std::io::SeekFrom::Start(received)).await.map_err(OpError::internal)?;
     let mut stream = body.into_data_stream();
     let mut now = received;
+    let pace = Pace::new(shared);
     loop {
         let next = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.next())
             .await
@@ -413,6 +441,10 @@ async fn append_inner(
         }
         file.write_all(&chunk).await.map_err(OpError::internal)?;
         now += chunk.len() as u64;
+        if pace.too_slow(now - received) {
+            // Cut, keeping what arrived: the client continues from there on a new request.
+            break;
+        }
     }
     // What arrived is kept even if the chunk was cut short: the client continues from here.
     file.sync_all().await.map_err(OpError::internal)?;

@@ -80,23 +80,37 @@ impl Conn {
         })
     }
 
+    /// Sign-ins are limited per connection, per address, and per username *from that
+    /// address*: someone guessing alice's password from one place slows down only there,
+    /// and alice signs in from her own address as usual.
     fn limit_sign_in(&mut self, username: &str) -> Result<(), OpError> {
         let now = Instant::now();
         self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
+        let from = self.from;
+        let mut by_addr = self.shared.sign_ins_by_addr.lock().map_err(OpError::internal)?;
+        by_addr.take(from, now).map_err(OpError::rate_limited)?;
+        drop(by_addr);
         let mut by_name = self.shared.sign_ins.lock().map_err(OpError::internal)?;
-        by_name.take(username.to_owned(), now).map_err(OpError::rate_limited)
+        by_name.take((username.to_owned(), from), now).map_err(OpError::rate_limited)
     }
 
     /// Creates an account and its first session.
     pub(crate) async fn sign_up(&mut self, c: Credentials) -> Result<Reply, OpError> {
-        self.auth_bucket.take(Instant::now()).map_err(OpError::rate_limited)?;
+        let now = Instant::now();
+        self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
+        {
+            let mut by_addr = self.shared.sign_ups_by_addr.lock().map_err(OpError::internal)?;
+            by_addr.take(self.from, now).map_err(OpError::rate_limited)?;
+        }
         validate::username(&c.username).map_err(|e| OpError::invalid(e.to_string()))?;
         validate::password(&c.password.0).map_err(|e| OpError::invalid(e.to_string()))?;
         validate::name(&c.device_name).map_err(|e| OpError::invalid(e.to_string()))?;
         let password = c.password.0.into_string();
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(OpError::internal)?
+        let hash = self
+            .shared
+            .password_work
+            .run(move || auth::hash_password(&password))
+            .await?
             .map_err(OpError::internal)?;
         let ttl = self.shared.config.session_ttl;
         self.shared
@@ -137,11 +151,11 @@ impl Conn {
             .await?;
         let password = c.password.0.into_string();
         let stored = found.as_ref().map(|(_, h)| h.clone());
-        let ok = tokio::task::spawn_blocking(move || {
-            auth::verify_password(&password, stored.as_deref())
-        })
-        .await
-        .map_err(OpError::internal)?;
+        let ok = self
+            .shared
+            .password_work
+            .run(move || auth::verify_password(&password, stored.as_deref()))
+            .await?;
         let (Some((id, _)), true) = (found, ok) else {
             return Err(OpError::new(ErrorCode::BadCredentials, "wrong username or password"));
         };
@@ -175,6 +189,17 @@ impl Conn {
             .write(move |tx| {
                 let now = unix_ms();
                 let Actor { user, device } = auth::check_token(tx, token.0.as_str(), now)?;
+                // One device needs a connection or two; hundreds are someone holding sockets.
+                let open =
+                    shared.switchboard.peers_of(user).iter().filter(|p| p.device == device).count();
+                if open >= shared.config.max_connections_per_device {
+                    let mut info = tidings_proto::ErrorInfo::new(
+                        ErrorCode::RateLimited,
+                        "this device has too many connections open",
+                    );
+                    info.retry_after_ms = Some(5_000);
+                    return Err(OpError::Client(info));
+                }
                 tx.prepare_cached(
                     "UPDATE sessions SET last_seen_ms = ?2, expires_ms = ?3 WHERE id = ?1",
                 )?

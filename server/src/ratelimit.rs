@@ -1,13 +1,37 @@
 //! Token buckets for rate limits. Sans-IO: the caller passes `now`.
 //!
 //! Small enough to own rather than pull in a crate with its own clock and shared state: each
-//! connection holds its buckets, and the per-username sign-in buckets live in one map.
+//! connection holds its buckets; the per-address, per-user and per-(username, address)
+//! buckets live in maps on the server, bounded in memory.
+//!
+//! Addresses are counted as [`AddrKey`]s: an IPv4 address, or an IPv6 /64 — one subscriber
+//! gets a whole /64, so counting single IPv6 addresses would give an attacker 2^64 keys.
 
 use std::{
     collections::HashMap,
     hash::Hash,
+    net::IpAddr,
     time::{Duration, Instant},
 };
+
+/// A client's address as the limits count it: IPv4 /32, IPv6 /64 (an IPv4-mapped IPv6
+/// address counts as its IPv4 address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AddrKey(u128);
+
+impl AddrKey {
+    /// The key of `ip`.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self(u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(u128::from(u32::from(v4))),
+                // The top 64 bits, tagged so they never equal an IPv4 key.
+                None => Self((u128::from(v6) >> 64) | (1 << 127)),
+            },
+        }
+    }
+}
 
 /// A rate: `per_second` on average, bursts up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,6 +107,16 @@ impl<K: Hash + Eq> KeyedBuckets<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_count_as_ipv4_hosts_and_ipv6_slash_64s() {
+        let key = |s: &str| AddrKey::of(s.parse().unwrap());
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"), "one /64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        assert_ne!(key("::c000:201"), key("192.0.2.1"), "only mapped addresses are IPv4");
+    }
 
     const RATE: Rate = Rate { per_second: 2.0, burst: 3.0 };
 

@@ -20,7 +20,7 @@ use tidings_proto::{
 use tidings_server::{Config, Server};
 use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::{
-    tungstenite::{protocol::WebSocketConfig, Message},
+    tungstenite::{client::IntoClientRequest, protocol::WebSocketConfig, Message},
     MaybeTlsStream, WebSocketStream,
 };
 
@@ -163,8 +163,23 @@ pub fn text<const N: usize>(s: &str) -> Text<N> {
 impl Client {
     /// Opens a websocket (nothing sent yet).
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_request(url.into_client_request()?).await
+    }
+
+    /// Opens a websocket saying it is forwarded for `client` (`X-Forwarded-For`), as a
+    /// reverse proxy would: a server that trusts the proxy counts its limits by `client`.
+    pub async fn connect_from(url: &str, client: std::net::IpAddr) -> anyhow::Result<Self> {
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert("x-forwarded-for", client.to_string().parse()?);
+        Self::connect_request(request).await
+    }
+
+    async fn connect_request(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> anyhow::Result<Self> {
+        let url = request.uri().to_string();
         let config = WebSocketConfig::default().max_message_size(Some(1 << 24));
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .with_context(|| format!("Cannot connect to {url}"))?;
         Ok(Self { ws, next_id: 1, pushes: VecDeque::new(), session: None })

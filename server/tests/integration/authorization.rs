@@ -208,8 +208,11 @@ async fn no_caller_gets_more_than_the_table_allows_and_members_get_everything() 
 fn generous_rates_and(c: &mut Config, tune: impl FnOnce(&mut Config)) {
     let generous = Rate { per_second: 1000.0, burst: 1000.0 };
     c.sign_in_rate = generous;
+    c.sign_in_rate_per_addr = generous;
+    c.sign_up_rate_per_addr = generous;
     c.send_rate = generous;
     c.typing_rate = generous;
+    c.create_room_rate = generous;
     tune(c);
 }
 

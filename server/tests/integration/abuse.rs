@@ -1,0 +1,313 @@
+//! What an outside attacker tries, against the real server on a loopback port: guessing a
+//! member's password from many connections, holding sockets open, trickling uploads,
+//! reading too slowly, flooding cheap requests. Each attack fails, and the people it was
+//! aimed at, or who share the server, are not hurt.
+//!
+//! "Different addresses" are made with a trusted proxy: the server trusts 127.0.0.1's
+//! `X-Forwarded-For`, as it would trust nginx in front of it.
+
+use std::{net::IpAddr, time::Duration};
+
+use tidings_proto::{
+    bounded::Text, codec, ClientFrame, Credentials, ErrorCode, Password, Reply, Request,
+    ServerFrame,
+};
+use tidings_server::{config::MetricsAt, ratelimit::Rate};
+use tidings_testkit::{credentials, text, Client, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const ATTACKER: &str = "203.0.113.66";
+const OWNER: &str = "198.51.100.7";
+
+/// A connection forwarded for `from`, after Hello.
+async fn from(server: &TestServer, from: &str) -> Client {
+    let mut c = Client::connect_from(&server.ws_url(), ip(from)).await.unwrap();
+    c.hello().await.unwrap();
+    c
+}
+
+fn wrong_password(username: &str) -> Request {
+    Request::SignIn(Credentials {
+        username: text(username),
+        password: Password(Text::new("not the password").unwrap()),
+        device_name: text("guess"),
+    })
+}
+
+#[tokio::test]
+async fn guessing_a_password_from_one_address_neither_locks_out_the_owner_nor_stalls_sends() {
+    let server =
+        TestServer::start_with(|c| c.trusted_proxies = vec![ip("127.0.0.1")]).await.unwrap();
+    let url = server.ws_url();
+    let mut member = Client::sign_up(&url, "member").await.unwrap();
+    Client::sign_up(&url, "alice").await.unwrap();
+    let room = group(&mut member, &[]).await;
+
+    // 500 sign-in attempts at once, on 50 connections from one address.
+    let attack = (0..50).map(|_| {
+        let server = &server;
+        async move {
+            let mut c = from(server, ATTACKER).await;
+            let mut limited = 0;
+            for _ in 0..10 {
+                match c.request(wrong_password("alice")).await.unwrap() {
+                    Err(e) if e.code == ErrorCode::RateLimited => limited += 1,
+                    Err(e) => assert_eq!(e.code, ErrorCode::BadCredentials, "{e}"),
+                    Ok(r) => panic!("signed in with a wrong password: {r:?}"),
+                }
+            }
+            limited
+        }
+    });
+    let sends = async {
+        // Meanwhile a member keeps sending; every send is answered.
+        for i in 0..20 {
+            let seq = post(&mut member, room, &format!("still here {i}")).await;
+            assert_eq!(seq, 2 + i);
+        }
+    };
+    let (limited, ()) = tokio::join!(futures_util::future::join_all(attack), sends);
+    let limited: u32 = limited.iter().sum();
+    assert!(limited >= 450, "only {limited} of 500 guesses were refused before hashing");
+
+    // The owner, from her own address, signs in with her password at once.
+    let mut owner = from(&server, OWNER).await;
+    let reply = owner.request(Request::SignIn(credentials("alice"))).await.unwrap();
+    assert!(matches!(reply, Ok(Reply::Session { .. })), "{reply:?}");
+    // The attacker's address stays refused, even with the right password.
+    let mut attacker = from(&server, ATTACKER).await;
+    let reply = attacker.request(Request::SignIn(credentials("alice"))).await.unwrap();
+    assert_eq!(reply.unwrap_err().code, ErrorCode::RateLimited);
+}
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_address() {
+    let server = TestServer::start_with(|c| {
+        c.trusted_proxies = vec![ip("127.0.0.1")];
+        c.sign_up_rate_per_addr = Rate { per_second: 0.001, burst: 3.0 };
+    })
+    .await
+    .unwrap();
+    let mut results = Vec::new();
+    for i in 0..4 {
+        // A new connection each time: the per-connection limit is not what stops this.
+        let mut c = from(&server, ATTACKER).await;
+        let reply = c.request(Request::SignUp(credentials(&format!("bot{i}")))).await.unwrap();
+        results.push(reply.map(|_| ()).map_err(|e| e.code));
+    }
+    assert_eq!(results, [Ok(()), Ok(()), Ok(()), Err(ErrorCode::RateLimited)]);
+    let mut elsewhere = from(&server, OWNER).await;
+    let reply = elsewhere.request(Request::SignUp(credentials("human"))).await.unwrap();
+    assert!(reply.is_ok(), "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_socket_that_never_joins_is_closed_even_though_it_answers_pings() {
+    let server = TestServer::start_with(|c| {
+        c.join_timeout = Duration::from_millis(500);
+        c.ping_interval = Duration::from_millis(100);
+    })
+    .await
+    .unwrap();
+    let mut silent = Client::connect_hello(&server.ws_url()).await.unwrap();
+    // tungstenite answers the server's pings by itself while we wait.
+    let frame = tokio::time::timeout(Duration::from_secs(5), silent.recv()).await.unwrap();
+    match frame.unwrap() {
+        ServerFrame::Closing { error } => assert_eq!(error.code, ErrorCode::Unauthenticated),
+        other => panic!("expected Closing, got {other:?}"),
+    }
+    assert!(silent.recv().await.is_err(), "the socket is closed after the reason");
+    // A client that joins in time stays.
+    let mut member = Client::sign_up(&server.ws_url(), "member").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pong = member.request(Request::Ping { nonce: 5 }).await.unwrap().unwrap();
+    assert_eq!(pong, Reply::Pong { nonce: 5 });
+}
+
+#[tokio::test]
+async fn a_trickling_upload_is_cut_and_a_quick_one_goes_through() {
+    let server = TestServer::start_with(|c| {
+        c.upload_grace = Duration::from_millis(500);
+        c.min_upload_bytes_per_s = 10_000;
+    })
+    .await
+    .unwrap();
+    let member = Client::sign_up(&server.ws_url(), "member").await.unwrap();
+    let token = member.me().token.0.as_str().to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 100000\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // 100 bytes every 100 ms: 1 kB/s, a tenth of the minimum.
+    let cut = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut answer = Vec::new();
+        loop {
+            if tcp.write_all(&[b'x'; 100]).await.is_err() {
+                break;
+            }
+            let mut buf = [0u8; 512];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(100), tcp.read(&mut buf)).await
+            {
+                answer.extend_from_slice(&buf[..n]);
+                if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .expect("a trickling upload held its connection for 10 s");
+    assert!(cut.is_empty() || cut.starts_with("HTTP/1.1 4"), "{cut}");
+    // Nothing half-written is left behind.
+    let parts = std::fs::read_dir(server.data_dir().join("media"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "part"))
+        .count();
+    assert_eq!(parts, 0);
+    // At full speed the same upload is taken.
+    let http = reqwest::Client::new();
+    let ok = http
+        .post(format!("{}/v1/media", server.http_url()))
+        .bearer_auth(&token)
+        .body(vec![b'x'; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 201);
+}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_by_bytes_gets_closing_too_slow_as_its_last_frame() {
+    // Plenty of frames allowed: the byte bound is what stops it.
+    let server = TestServer::start_with(|c| {
+        c.outbound_queue = 4096;
+        c.outbound_bytes = 1 << 20;
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let mut alice = Client::sign_up(&url, "alice").await.unwrap();
+    let mut slow = Client::sign_in(&url, "alice").await.unwrap();
+    let room = group(&mut alice, &[]).await;
+    let big = "x".repeat(60_000);
+    let mut posts = 0;
+    while posts < 40 {
+        match alice.request(send(room, &big)).await.unwrap() {
+            Ok(_) => posts += 1,
+            Err(e) if e.code == ErrorCode::RateLimited => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // ~2.4 MB pages, pipelined, not read.
+    for id in 0..50u32 {
+        let frame =
+            ClientFrame { id: 1000 + id, request: Request::CatchUp { room, after: 0, limit: 500 } };
+        if slow.send_raw(codec::encode_client(&frame).unwrap()).await.is_err() {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Now it reads: whatever was already in the socket, then the reason, then the end.
+    let mut last = None;
+    while let Ok(frame) = slow.recv().await {
+        last = Some(frame);
+    }
+    match last {
+        Some(ServerFrame::Closing { error }) => assert_eq!(error.code, ErrorCode::TooSlow),
+        other => panic!("the last frame was not Closing{{too_slow}}: {other:?}"),
+    }
+    assert_eq!(
+        alice.request(Request::Ping { nonce: 1 }).await.unwrap().unwrap(),
+        Reply::Pong { nonce: 1 },
+        "the fast connection is unaffected"
+    );
+}
+
+#[tokio::test]
+async fn cheap_requests_are_rate_limited_and_rooms_per_user_across_connections() {
+    let server = TestServer::start_with(|c| {
+        c.lookup_rate = Rate { per_second: 0.001, burst: 5.0 };
+        c.create_room_rate = Rate { per_second: 0.001, burst: 3.0 };
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let mut alice = Client::sign_up(&url, "alice").await.unwrap();
+    Client::sign_up(&url, "bob").await.unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let reply = alice.request(Request::LookupUser { username: text("bob") }).await.unwrap();
+        codes.push(reply.err().map(|e| e.code));
+    }
+    assert_eq!(codes, [None, None, None, None, None, Some(ErrorCode::RateLimited)]);
+    for _ in 0..3 {
+        group(&mut alice, &[]).await;
+    }
+    // A second connection of the same user shares the user's room budget.
+    let mut again = Client::sign_in(&url, "alice").await.unwrap();
+    let reply = again
+        .request(Request::CreateRoom {
+            request: tidings_testkit::request_id(),
+            kind: tidings_proto::RoomKind::Group,
+            name: Some(text("one too many")),
+            members: tidings_proto::bounded::List::empty(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.unwrap_err().code, ErrorCode::RateLimited);
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_address_and_per_device() {
+    let server = TestServer::start_with(|c| {
+        c.max_connections_per_addr = 3;
+        c.max_connections_per_device = 2;
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let first = Client::sign_up(&url, "alice").await.unwrap();
+    let session = first.session.clone().unwrap();
+    let (second, joined) = Client::resume(&url, &session, &[], &[]).await.unwrap();
+    assert!(joined.is_ok());
+    // Two joined connections of this device: a third is refused.
+    let (third, joined) = Client::resume(&url, &session, &[], &[]).await.unwrap();
+    assert_eq!(joined.unwrap_err().code, ErrorCode::RateLimited);
+    // Three sockets from 127.0.0.1 are open: a fourth is closed at once.
+    let mut fourth = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), fourth.read(&mut buf)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Closing one makes room again.
+    drop((third, second));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let health = reqwest::get(format!("{}/healthz", server.http_url())).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    drop(first);
+}
+
+#[tokio::test]
+async fn metrics_can_be_moved_off_the_public_listener_or_turned_off() {
+    let off = TestServer::start_with(|c| c.metrics = MetricsAt::Off).await.unwrap();
+    let status = reqwest::get(format!("{}/metrics", off.http_url())).await.unwrap().status();
+    assert_eq!(status.as_u16(), 404);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let apart = TestServer::start_with(|c| c.metrics = MetricsAt::Separate(port)).await.unwrap();
+    let main = reqwest::get(format!("{}/metrics", apart.http_url())).await.unwrap().status();
+    assert_eq!(main.as_u16(), 404);
+    let own = reqwest::get(format!("http://{port}/metrics")).await.unwrap();
+    assert_eq!(own.status().as_u16(), 200);
+    assert!(own.text().await.unwrap().contains("tidings_connections"));
+}
