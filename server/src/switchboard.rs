@@ -244,7 +244,8 @@ mod tests {
         assert_eq!(queue.try_push(Bytes::from(vec![0; 1])), Err(Refused::Full), "1000 bytes wait");
         assert_eq!(reader.try_recv().map(|f| f.len()), Some(250));
         assert_eq!(queue.try_push(Bytes::from(vec![0; 250])), Ok(()), "room again");
+        let (gone, reader) = super::queue(1, 10);
         drop(reader);
-        assert_eq!(queue.try_push(Bytes::from(vec![0; 1])), Err(Refused::Closed));
+        assert_eq!(gone.try_push(Bytes::from(vec![0; 1])), Err(Refused::Closed));
     }
 }
