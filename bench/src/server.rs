@@ -11,9 +11,15 @@
 //! 2. **Idle connections**: N connections that say hello and join, then stay idle.
 //!    Reported: the server's RSS growth divided by N.
 //!
+//! 3. With `--tls`: the delivery run again against a server with TLS on (a certificate from
+//!    a test CA, clients trusting it), in the same run, reported beside the plain figures as
+//!    a ratio; then a **reconnect storm** against each: N clients connecting at once (TCP,
+//!    TLS handshake, websocket upgrade, Hello, Join), reported as joined connections/s.
+//!
 //! Flags: `--rate R` messages per client per second (default 3.2, which offers about 51,000
 //! deliveries/s with the default rooms), `--seconds S` measured time (default 10),
-//! `--idle N` idle connections (default 10,000; 0 skips).
+//! `--idle N` idle connections (default 10,000; 0 skips), `--tls` (the TLS comparison),
+//! `--storm N` clients in the reconnect storm (default 2,000).
 
 use std::{
     io::{BufRead, BufReader},
@@ -31,7 +37,7 @@ use tidings_proto::{
     bounded::List, codec, Body, ClientFrame, EventContent, Reply, Request, RoomId, RoomKind,
     ServerFrame, UserId,
 };
-use tidings_testkit::{request_id, Client};
+use tidings_testkit::{request_id, CertFiles, Client, TestCa};
 use tokio_tungstenite::tungstenite::Message;
 
 const ROOMS: &[(usize, usize)] = &[(20, 2), (20, 5), (10, 10), (8, 25), (4, 50)];
@@ -40,18 +46,25 @@ struct Options {
     rate: f64,
     seconds: u64,
     idle: usize,
+    tls: bool,
+    storm: usize,
 }
 
 fn parse(args: &[&str]) -> anyhow::Result<Options> {
-    let mut o = Options { rate: 3.2, seconds: 10, idle: 10_000 };
+    let mut o = Options { rate: 3.2, seconds: 10, idle: 10_000, tls: false, storm: 2_000 };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if *flag == "--tls" {
+            o.tls = true;
+            continue;
+        }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match *flag {
             "--rate" => o.rate = value.parse()?,
             "--seconds" => o.seconds = value.parse()?,
             "--idle" => o.idle = value.parse()?,
-            _ => bail!("unknown flag {flag}; flags: --rate R --seconds S --idle N"),
+            "--storm" => o.storm = value.parse()?,
+            _ => bail!("unknown flag {flag}; flags: --rate R --seconds S --idle N --tls --storm N"),
         }
     }
     Ok(o)
@@ -65,20 +78,32 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start() -> anyhow::Result<Self> {
+    /// `tidings serve`, with TLS from `cert` if given.
+    fn start(cert: Option<&CertFiles>) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
-        let mut child = Command::new(super::release_dir()?.join("tidings"))
-            // Every simulated user signs up from this one machine.
-            .args(["serve", "--listen", "127.0.0.1:0", "--sign-ups-per-addr", "1000000", "--data"])
+        let mut serve = Command::new(super::release_dir()?.join("tidings"));
+        // Every simulated user and connection comes from this one machine.
+        serve.args(["serve", "--listen", "127.0.0.1:0", "--sign-ups-per-addr", "1000000"]);
+        serve.args(["--max-connections-per-addr", "1000000"]);
+        serve.args(["--max-connections-per-device", "1000000"]);
+        if let Some(cert) = cert {
+            serve.arg("--tls-cert").arg(&cert.cert).arg("--tls-key").arg(&cert.key);
+        }
+        let mut child = serve
+            .arg("--data")
             .arg(data.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .context("Cannot start tidings serve")?;
+        let mut out = BufReader::new(child.stdout.take().context("stdout")?);
         let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        out.read_line(&mut line)?;
         let http = line.trim().rsplit(' ').next().context("no URL printed")?.to_owned();
-        Ok(Self { child, url: http.replace("http://", "ws://") + "/v1/ws", _data: data })
+        // Keep reading what it prints (the fingerprint line with TLS).
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let url = http.replace("https://", "wss://").replace("http://", "ws://") + "/v1/ws";
+        Ok(Self { child, url, _data: data })
     }
 
     fn rss_bytes(&self) -> anyhow::Result<u64> {
@@ -106,7 +131,10 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     // One thread for the load generator leaves the other core to the server.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        delivery(&options).await?;
+        if options.tls {
+            return tls_comparison(&options).await;
+        }
+        delivery(&options, &ServerProcess::start(None)?).await?;
         if options.idle > 0 {
             idle(options.idle).await?;
         }
@@ -114,17 +142,77 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     })
 }
 
+/// Delivery and a reconnect storm, plain and with TLS, in one run.
+async fn tls_comparison(o: &Options) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = TestCa::new("bench CA")?;
+    let cert = ca.leaf(dir.path(), "server", &["127.0.0.1"], (-1, 30))?;
+    tidings_testkit::trust(ca.client_config()?);
+    let plain = delivery(o, &ServerProcess::start(None)?).await?;
+    let tls = delivery(o, &ServerProcess::start(Some(&cert))?).await?;
+    println!(
+        "tls/plain: deliveries {:.1} %, p99 {:.2} ms vs {:.2} ms",
+        100.0 * tls.per_second / plain.per_second,
+        tls.p99_ms,
+        plain.p99_ms
+    );
+    let plain_storm = storm(o.storm, &ServerProcess::start(None)?).await?;
+    let tls_storm = storm(o.storm, &ServerProcess::start(Some(&cert))?).await?;
+    println!(
+        "reconnect storm of {}: plain {plain_storm:.0} joins/s, TLS {tls_storm:.0} joins/s \
+         (handshake included), {:.1} %",
+        o.storm,
+        100.0 * tls_storm / plain_storm
+    );
+    Ok(())
+}
+
+/// `n` clients of one account connect, say hello and join at once (64 in flight); returns
+/// joined connections per second.
+async fn storm(n: usize, server: &ServerProcess) -> anyhow::Result<f64> {
+    let first = Client::sign_up(&server.url, "storm").await?;
+    let session = first.me().clone();
+    let started = Instant::now();
+    let mut joined = Vec::with_capacity(n);
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    let mut launched = 0;
+    while joined.len() < n {
+        while launched < n && pending.len() < 64 {
+            let (url, session) = (server.url.clone(), session.clone());
+            pending.push(async move { Client::resume(&url, &session, &[], &[]).await });
+            launched += 1;
+        }
+        let Some(done) = pending.next().await else { break };
+        let (client, reply) = done?;
+        reply.map_err(|e| anyhow::anyhow!("join failed: {e}"))?;
+        joined.push(client);
+    }
+    let rate = joined.len() as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "storm: {} joined in {:.2} s ({})",
+        joined.len(),
+        started.elapsed().as_secs_f64(),
+        server.url
+    );
+    Ok(rate)
+}
+
 /// Per-receiver latency samples in microseconds, merged at the end.
 type Samples = Arc<Mutex<Vec<u32>>>;
 
-async fn delivery(o: &Options) -> anyhow::Result<()> {
-    let server = ServerProcess::start()?;
+/// What a delivery run measured.
+struct Delivered {
+    per_second: f64,
+    p99_ms: f64,
+}
+
+async fn delivery(o: &Options, server: &ServerProcess) -> anyhow::Result<Delivered> {
     let clients: usize = ROOMS.iter().map(|(n, size)| n * size).sum();
     let offered: f64 = ROOMS.iter().map(|(n, s)| (n * s * (s - 1)) as f64).sum::<f64>() * o.rate;
     eprintln!(
         "\n==> delivery: {clients} clients in rooms {ROOMS:?} (count, members), {} msg/s each, \
-         offered {offered:.0} deliveries/s",
-        o.rate
+         offered {offered:.0} deliveries/s ({})",
+        o.rate, server.url
     );
     // Sign everybody up (a few at a time: argon2 is deliberately slow) and make the rooms.
     let mut members: Vec<Vec<Client>> = Vec::new();
@@ -193,17 +281,18 @@ async fn delivery(o: &Options) -> anyhow::Result<()> {
     lat.sort_unstable();
     let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)));
     let ms = |v: Option<&u32>| v.map_or(f64::NAN, |v| f64::from(*v) / 1000.0);
+    let per_second = counted as f64 / measure.as_secs_f64();
     println!(
-        "delivered: {:.0} messages/s over {} s ({} deliveries); latency p50 {:.2} ms, p99 {:.2} ms, \
-         max {:.2} ms",
-        counted as f64 / measure.as_secs_f64(),
+        "delivered{}: {per_second:.0} messages/s over {} s ({} deliveries); latency p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms",
+        if server.url.starts_with("wss") { " (TLS)" } else { "" },
         o.seconds,
         counted,
         ms(pct(0.50)),
         ms(pct(0.99)),
         ms(lat.last()),
     );
-    Ok(())
+    Ok(Delivered { per_second, p99_ms: ms(pct(0.99)) })
 }
 
 struct Load {
@@ -296,7 +385,7 @@ impl Load {
 }
 
 async fn idle(n: usize) -> anyhow::Result<()> {
-    let server = ServerProcess::start()?;
+    let server = ServerProcess::start(None)?;
     eprintln!("\n==> idle: {n} joined connections");
     let first = Client::sign_up(&server.url, "idle").await?;
     let session = first.me().clone();

@@ -288,8 +288,35 @@ fn queued(out: Output, request: tidings_proto::RequestId) {
 }
 
 /// `logout`.
-pub async fn logout(client: &Client) -> Result<(), Failure> {
+pub async fn logout(client: &Client, everywhere: bool) -> Result<(), Failure> {
+    if everywhere {
+        return Ok(sync::sign_out_everywhere(client).await?);
+    }
     Ok(sync::sign_out(client).await?)
+}
+
+/// `devices`: one line per signed-in device of this account.
+pub async fn devices(client: &Client, out: Output) -> Result<(), Failure> {
+    for d in sync::devices(client).await? {
+        out.line(
+            json!({
+                "device": d.id,
+                "name": d.name,
+                "created_ms": d.created_ms,
+                "last_seen_ms": d.last_seen_ms,
+                "current": d.current,
+            }),
+            || format!("{} {}{}", d.id, d.name, if d.current { " (this device)" } else { "" }),
+        );
+    }
+    Ok(())
+}
+
+/// `passwd`: the current password and the new one, a line each on stdin.
+pub async fn passwd(client: &Client) -> Result<(), Failure> {
+    let old = read_password()?;
+    let new = read_password()?;
+    Ok(sync::change_password(client, &old, &new).await?)
 }
 
 /// `invite`.

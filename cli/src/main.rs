@@ -52,13 +52,32 @@ enum Command {
         /// machine raise it.
         #[arg(long, default_value_t = 30)]
         sign_ups_per_addr: u32,
+        /// Open TCP connections one address may hold (IPv4, or an IPv6 /64).
+        #[arg(long, default_value_t = 1000)]
+        max_connections_per_addr: usize,
+        /// Joined connections one device (session) may hold.
+        #[arg(long, default_value_t = 16)]
+        max_connections_per_device: usize,
+        /// A session (a signed-in device) ends this many days after its sign-in, however
+        /// active; unused, it ends after 90 days (or this, if shorter).
+        #[arg(long, default_value_t = 365)]
+        session_days: u64,
     },
     /// Create an account and sign this profile in (password on stdin).
     Signup(SessionArgs),
     /// Sign this profile in to an existing account as a new device (password on stdin).
     Login(SessionArgs),
-    /// Sign this device out (on the server too).
-    Logout,
+    /// Sign this device out (on the server too); with --everywhere, every device of mine.
+    Logout {
+        /// Sign out every device of this account (a lost phone, a leaked password).
+        #[arg(long)]
+        everywhere: bool,
+    },
+    /// List this account's signed-in devices.
+    Devices,
+    /// Change my password: the current one, then the new one, each on a line of stdin.
+    /// Every other device is signed out.
+    Passwd,
     /// Show who this profile is signed in as.
     Whoami,
     /// Add a user to a group room.
@@ -358,6 +377,9 @@ fn main() -> ExitCode {
         trusted_proxies,
         metrics,
         sign_ups_per_addr,
+        max_connections_per_addr,
+        max_connections_per_device,
+        session_days,
     } = cli.command
     {
         let served = runtime.block_on(async {
@@ -370,6 +392,9 @@ fn main() -> ExitCode {
             config.tls = tls.source();
             config.trusted_proxies = trusted_proxies;
             config.metrics = metrics;
+            config.max_connections_per_addr = max_connections_per_addr;
+            config.max_connections_per_device = max_connections_per_device;
+            config.session_max_age = std::time::Duration::from_secs(session_days * 24 * 3600);
             let burst = f64::from(sign_ups_per_addr);
             config.sign_up_rate_per_addr =
                 tidings_server::ratelimit::Rate { per_second: burst / 3600.0, burst };
@@ -395,7 +420,9 @@ fn main() -> ExitCode {
                 client::session(&c, out, false, &a.server, a.pin.as_deref(), &a.username).await
             }
             Command::Whoami => client::whoami(&c, out).await,
-            Command::Logout => client::logout(&c).await,
+            Command::Logout { everywhere } => client::logout(&c, everywhere).await,
+            Command::Passwd => client::passwd(&c).await,
+            Command::Devices => client::devices(&c, out).await,
             Command::Invite { room, username } => client::invite(&c, out, &room, &username).await,
             Command::Leave { room } => client::leave(&c, out, &room).await,
             Command::Rename { room, name } => client::rename(&c, out, &room, &name).await,

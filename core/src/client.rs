@@ -106,6 +106,10 @@ impl Client {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(e.to_string()))?;
         let path = dir.join("tidings.sqlite");
         let db = Arc::new(Mutex::new(store::open(&path)?));
+        // The profile holds the session token, every message and the media cache: for this
+        // user's eyes only (on Android and iOS the app's own directory already is).
+        private(dir, 0o700)?;
+        private(&path, 0o600)?;
         let alive = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("checkpoint".into())
@@ -620,11 +624,11 @@ impl Client {
                 Ok(RoomSummary {
                     room: r.get(0)?,
                     server_id: r.get(1)?,
-                    name: match (kind.as_str(), name) {
+                    name: crate::model::neutral_name(match (kind.as_str(), name) {
                         (_, Some(n)) => n,
                         ("direct", None) => other.unwrap_or_else(|| "direct chat".into()),
                         _ => "group".into(),
-                    },
+                    }),
                     unread: r.get::<_, i64>(4)? as u64,
                     last_seq: r.get::<_, i64>(5)? as Seq,
                     member: r.get(6)?,
@@ -873,6 +877,21 @@ pub(crate) fn account(c: &Connection) -> Result<Option<Account>, Error> {
     .optional()?)
 }
 
+/// Sets a path's Unix mode (other systems keep per-user folders private already).
+fn private(path: &Path, mode: u32) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
 /// A fresh request id (a v4 UUID), made before any I/O.
 pub fn new_request_id() -> RequestId {
     RequestId(*uuid::Uuid::new_v4().as_bytes())
@@ -933,7 +952,7 @@ fn view(content: &[u8]) -> Shown {
             media,
         }),
         file: body.file.map(|f| crate::model::FileView {
-            name: f.name,
+            name: crate::model::neutral_name(f.name),
             size: f.size,
             mime: f.mime,
             media,

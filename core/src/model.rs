@@ -258,3 +258,27 @@ pub enum Event {
 pub fn request_id_string(id: &RequestId) -> String {
     id.to_string()
 }
+
+/// A name someone else chose (a room's, a file's, a device's) made safe to show: bidi
+/// embedding, override and isolate controls are dropped, so "gpj.exe" written backwards
+/// behind U+202E shows as what it is, and a name cannot reorder the text around it.
+pub fn neutral_name(name: String) -> String {
+    let control = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if name.chars().any(control) {
+        name.chars().filter(|c| !control(*c)).collect()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::neutral_name;
+
+    #[test]
+    fn bidi_controls_are_dropped_and_other_text_kept() {
+        assert_eq!(neutral_name("invoice\u{202E}fdp.exe".into()), "invoicefdp.exe");
+        assert_eq!(neutral_name("\u{2067}abc\u{2069}".into()), "abc");
+        assert_eq!(neutral_name("שלום, Привет".into()), "שלום, Привет");
+    }
+}

@@ -43,6 +43,16 @@ async fn a_pinned_self_signed_server_carries_messages_and_photos_over_tls() -> a
     let with_photo = got.iter().find(|m| m.image.is_some()).expect("the photo arrived");
     let full = bob.open_full(bobs, with_photo.seq.expect("sent")).await?;
     assert!(std::fs::metadata(full)?.len() > 10_000, "the full photo came down over https");
+    // The profile is its owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| -> std::io::Result<u32> {
+            Ok(std::fs::metadata(p)?.permissions().mode() & 0o777)
+        };
+        assert_eq!(mode(dirs[1].path())?, 0o700);
+        assert_eq!(mode(&dirs[1].path().join("tidings.sqlite"))?, 0o600);
+    }
     // The token is a secret: never in Debug output.
     let shown = format!("{:?}", bob.account().await?.expect("signed in"));
     let token = bob.account().await?.expect("signed in").token;

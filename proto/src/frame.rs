@@ -123,6 +123,17 @@ pub enum Request {
     },
     /// End this device's session; the connection closes after the reply.
     SignOut {},
+    /// Change my password: every other session of mine ends (their connections close);
+    /// this one stays. `old` must be right. Replies `Done`.
+    ChangePassword {
+        /// The current password.
+        old: Password,
+        /// The new one (the sign-up rules apply).
+        new: Password,
+    },
+    /// End every session of mine, this one included ("sign out everywhere"); the
+    /// connection closes after the reply.
+    SignOutEverywhere {},
     /// List my devices. Replies [`Reply::Devices`].
     ListDevices {},
     /// Sign one of my devices out; its connections close.
@@ -288,6 +299,8 @@ impl Request {
         "SignIn",
         "Join",
         "SignOut",
+        "ChangePassword",
+        "SignOutEverywhere",
         "ListDevices",
         "RevokeDevice",
         "LookupUser",
@@ -327,6 +340,8 @@ impl Request {
             | Request::SignIn(_)
             | Request::Join { .. }
             | Request::SignOut {}
+            | Request::ChangePassword { .. }
+            | Request::SignOutEverywhere {}
             | Request::ListDevices {}
             | Request::RevokeDevice { .. }
             | Request::LookupUser { .. }
@@ -353,6 +368,8 @@ impl Request {
             Request::SignIn(_) => "sign_in",
             Request::Join { .. } => "join",
             Request::SignOut {} => "sign_out",
+            Request::ChangePassword { .. } => "change_password",
+            Request::SignOutEverywhere {} => "sign_out_everywhere",
             Request::ListDevices {} => "list_devices",
             Request::RevokeDevice { .. } => "revoke_device",
             Request::LookupUser { .. } => "lookup_user",
@@ -817,6 +834,8 @@ pub enum ErrorCode {
     InvalidContactKey,
     /// The contact key has expired.
     ExpiredContactKey,
+    /// A per-user cap is reached (rooms a user is in, storage); the message says which.
+    QuotaExceeded,
     /// A code a newer server knows and this build does not.
     #[serde(other)]
     Unknown,
@@ -856,6 +875,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidContactKey => "invalid_contact_key",
             ErrorCode::ExpiredContactKey => "expired_contact_key",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Unknown => "unknown",
         }
     }

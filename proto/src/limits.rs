@@ -27,6 +27,10 @@ pub const MAX_ERROR_BYTES: usize = 512;
 pub const MAX_ROOM_MEMBERS: usize = 256;
 /// Most room cursors in a Join (rooms a client may know).
 pub const MAX_JOIN_ROOMS: usize = 10_000;
+/// Rooms one user may be a member of at once (the server's default cap; a server may set
+/// it lower, never above [`MAX_JOIN_ROOMS`], so that a Join always lists every room).
+pub const MAX_ROOMS_PER_USER: usize = 5_000;
+const _: () = assert!(MAX_ROOMS_PER_USER <= MAX_JOIN_ROOMS, "a Join must list every room");
 /// Most unconfirmed request ids in a Join.
 pub const MAX_JOIN_UNCONFIRMED: usize = 1_000;
 /// Most attachments referenced by one message.

@@ -15,8 +15,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the database and media (created if missing).
     pub data_dir: PathBuf,
-    /// How long a session token stays valid after its last Join.
+    /// How long a session token stays valid after its last Join (each Join extends it, up
+    /// to `session_max_age`).
     pub session_ttl: Duration,
+    /// How long a session lasts at most from its sign-in, however active (`--session-days`).
+    pub session_max_age: Duration,
     /// How often the server pings an idle connection.
     pub ping_interval: Duration,
     /// A connection that sends nothing (not even a pong) for this long is dropped.
@@ -35,6 +38,8 @@ pub struct Config {
     /// Most simultaneous TCP connections from one address (IPv4, or IPv6 /64); trusted
     /// proxies are not counted.
     pub max_connections_per_addr: usize,
+    /// Rooms one user may be in at once (at most `limits::MAX_JOIN_ROOMS`).
+    pub max_rooms_per_user: usize,
     /// Most simultaneous joined connections of one device (session).
     pub max_connections_per_device: usize,
     /// A connection that has not joined (Hello, maybe SignUp/SignIn, then Join) within this
@@ -98,6 +103,7 @@ impl Config {
             listen,
             data_dir,
             session_ttl: Duration::from_secs(90 * 24 * 3600),
+            session_max_age: Duration::from_secs(365 * 24 * 3600),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             max_upload_bytes: 100 * 1024 * 1024,
@@ -107,6 +113,7 @@ impl Config {
             max_connections: 100_000,
             max_connections_per_addr: 1000,
             max_connections_per_device: 16,
+            max_rooms_per_user: tidings_proto::limits::MAX_ROOMS_PER_USER,
             join_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             metrics: MetricsAt::Main,

@@ -240,7 +240,7 @@ impl Conn {
         tracing::debug!(conn = self.id, kind, outcome, elapsed = ?started.elapsed(), "Request.");
         match result {
             Ok(Some(reply)) => {
-                let close_after = matches!(kind, "sign_out");
+                let close_after = matches!(kind, "sign_out" | "sign_out_everywhere");
                 self.reply(id, Ok(reply));
                 close_after.then_some(End::Quiet)
             }
@@ -274,6 +274,10 @@ impl Conn {
                 return Ok(None);
             }
             Request::SignOut {} => self.sign_out().await?,
+            Request::ChangePassword { old, new } => {
+                self.change_password(old.0.into_string(), new.0.into_string()).await?
+            }
+            Request::SignOutEverywhere {} => self.sign_out_everywhere().await?,
             Request::ListDevices {} => self.list_devices().await?,
             Request::RevokeDevice { device } => {
                 let actor = self.actor()?;

@@ -89,6 +89,7 @@ impl Conn {
         }
         let shared = self.shared.clone();
         let conn_id = self.id;
+        let max_rooms = self.shared.config.max_rooms_per_user;
         self.shared
             .store
             .write(move |tx| {
@@ -132,7 +133,8 @@ impl Conn {
                 let room = match direct_room(tx, actor.user, owner)? {
                     Some(room) => room,
                     None => {
-                        let change = create_room(tx, actor, RoomKind::Direct, None, &[owner])?;
+                        let change =
+                            create_room(tx, actor, RoomKind::Direct, None, &[owner], max_rooms)?;
                         let request = RequestId(rand::random());
                         let (event, _) =
                             roomlog::append(tx, change.room, actor, request, now, change.content)?;

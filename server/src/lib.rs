@@ -141,7 +141,10 @@ pub(crate) fn restrict(path: &std::path::Path, mode: u32) -> std::io::Result<()>
 
 impl Server {
     /// Creates the data directory and database if needed, migrates it, and binds the listener.
-    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+    pub async fn bind(mut config: Config) -> anyhow::Result<Self> {
+        // A user in more rooms than a Join can list could never sync again.
+        config.max_rooms_per_user =
+            config.max_rooms_per_user.min(tidings_proto::limits::MAX_JOIN_ROOMS);
         // The data directory holds password hashes, session hashes and everyone's media:
         // nobody but the server's user reads it.
         private_dir(&config.data_dir).with_context(|| {

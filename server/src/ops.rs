@@ -112,7 +112,7 @@ impl Conn {
             .run(move || auth::hash_password(&password))
             .await?
             .map_err(OpError::internal)?;
-        let ttl = self.shared.config.session_ttl;
+        let ttl = self.shared.config.session_ttl.min(self.shared.config.session_max_age);
         self.shared
             .store
             .write(move |tx| {
@@ -159,7 +159,7 @@ impl Conn {
         let (Some((id, _)), true) = (found, ok) else {
             return Err(OpError::new(ErrorCode::BadCredentials, "wrong username or password"));
         };
-        let ttl = self.shared.config.session_ttl;
+        let ttl = self.shared.config.session_ttl.min(self.shared.config.session_max_age);
         let user = UserRef { id: UserId(id), username: c.username };
         self.shared.store.write(move |tx| new_session(tx, user, &c.device_name, ttl)).await
     }
@@ -181,6 +181,7 @@ impl Conn {
             return Err(OpError::invalid("join with the protocol version agreed in hello"));
         }
         let ttl_ms = self.shared.config.session_ttl.as_millis() as i64;
+        let max_age_ms = self.shared.config.session_max_age.as_millis() as i64;
         let shared = self.shared.clone();
         let (conn_id, queue, kicked) = (self.id, self.queue.clone(), self.kicked.clone());
         let peer = self
@@ -200,10 +201,12 @@ impl Conn {
                     info.retry_after_ms = Some(5_000);
                     return Err(OpError::Client(info));
                 }
+                // Each Join extends the session, never past its absolute lifetime.
                 tx.prepare_cached(
-                    "UPDATE sessions SET last_seen_ms = ?2, expires_ms = ?3 WHERE id = ?1",
+                    "UPDATE sessions SET last_seen_ms = ?2, expires_ms = MIN(?3, created_ms + ?4)
+                     WHERE id = ?1",
                 )?
-                .execute(params![device.0, now, now + ttl_ms])?;
+                .execute(params![device.0, now, now + ttl_ms, max_age_ms])?;
                 let user_ref = roomlog::user(tx, user)?
                     .ok_or_else(|| OpError::internal("session of a missing user"))?;
                 let heads = roomlog::rooms_of(tx, user)?;
@@ -252,6 +255,59 @@ impl Conn {
     pub(crate) async fn sign_out(&mut self) -> Result<Reply, OpError> {
         let actor = self.actor()?;
         self.revoke(actor, actor.device).await
+    }
+
+    /// Changes my password after checking the old one; every other session ends.
+    pub(crate) async fn change_password(
+        &mut self,
+        old: String,
+        new: String,
+    ) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        // Guessing the old password here is a sign-in attempt like any other.
+        let now = Instant::now();
+        self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
+        validate::password(&new).map_err(|e| OpError::invalid(e.to_string()))?;
+        let stored: Option<String> = self
+            .shared
+            .store
+            .read(move |conn| {
+                Ok::<_, OpError>(
+                    conn.prepare_cached("SELECT password_hash FROM users WHERE id = ?1")?
+                        .query_row([actor.user.0], |r| r.get(0))
+                        .optional()?,
+                )
+            })
+            .await?;
+        let work = &self.shared.password_work;
+        let right = work.run(move || auth::verify_password(&old, stored.as_deref())).await?;
+        if !right {
+            return Err(OpError::new(ErrorCode::BadCredentials, "the current password is wrong"));
+        }
+        let hash = work.run(move || auth::hash_password(&new)).await?.map_err(OpError::internal)?;
+        let shared = self.shared.clone();
+        self.shared
+            .store
+            .write(move |tx| {
+                tx.prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
+                    .execute(params![actor.user.0, hash])?;
+                end_sessions(tx, &shared, actor, Some(actor.device), "the password was changed")?;
+                Ok(Reply::Done {})
+            })
+            .await
+    }
+
+    /// Ends every session of mine, this one too.
+    pub(crate) async fn sign_out_everywhere(&mut self) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        let shared = self.shared.clone();
+        self.shared
+            .store
+            .write(move |tx| {
+                end_sessions(tx, &shared, actor, None, "signed out everywhere")?;
+                Ok(Reply::Done {})
+            })
+            .await
     }
 
     /// Signs one of my devices out and kicks its connections.
@@ -392,10 +448,14 @@ impl Conn {
                 if let Some(name) = &name {
                     validate::name(name).map_err(|e| OpError::invalid(e.to_string()))?;
                 }
-                self.mutate(&request, move |tx, actor| create_room(tx, actor, kind, name, &members))
-                    .await
+                let max_rooms = self.shared.config.max_rooms_per_user;
+                self.mutate(&request, move |tx, actor| {
+                    create_room(tx, actor, kind, name, &members, max_rooms)
+                })
+                .await
             }
             Request::Invite { room, user, .. } => {
+                let max_rooms = self.shared.config.max_rooms_per_user;
                 self.mutate(&request, move |tx, actor| {
                     group_member_only(tx, room, actor)?;
                     if roomlog::is_member(tx, room, user)? {
@@ -407,7 +467,7 @@ impl Conn {
                     }
                     let user_ref = roomlog::user(tx, user)?
                         .ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such user"))?;
-                    roomlog::activate_member(tx, room, user)?;
+                    roomlog::activate_member(tx, room, user, max_rooms)?;
                     Ok(Change::new(room, EventContent::Joined { user: user_ref, by: actor.user }))
                 })
                 .await
@@ -672,6 +732,7 @@ pub(crate) fn create_room(
     kind: RoomKind,
     name: Option<tidings_proto::RoomName>,
     members: &[UserId],
+    max_rooms: usize,
 ) -> Result<Change, OpError> {
     let mut ids = vec![actor.user];
     for m in members {
@@ -705,9 +766,31 @@ pub(crate) fn create_room(
     .execute(params![kind_str, name.as_ref().map(|n| n.as_str()), actor.user.0, unix_ms()])?;
     let room = RoomId(tx.last_insert_rowid());
     for id in &ids {
-        roomlog::activate_member(tx, room, *id)?;
+        roomlog::activate_member(tx, room, *id, max_rooms)?;
     }
     Ok(Change::new(room, EventContent::Created { kind, name, members: bounded(refs)? }))
+}
+
+/// Revokes every live session of `actor`'s user but `keep`'s, and after the commit closes
+/// their connections with `unauthenticated` and `why`.
+fn end_sessions(
+    tx: &mut crate::store::Tx<'_>,
+    shared: &Arc<crate::Shared>,
+    actor: Actor,
+    keep: Option<tidings_proto::DeviceId>,
+    why: &'static str,
+) -> Result<(), OpError> {
+    tx.prepare_cached(
+        "UPDATE sessions SET revoked_ms = ?3
+         WHERE user_id = ?1 AND revoked_ms IS NULL AND id IS NOT ?2",
+    )?
+    .execute(params![actor.user.0, keep.map(|d| d.0), unix_ms()])?;
+    let shared = shared.clone();
+    tx.after_commit(move || {
+        let reason = tidings_proto::ErrorInfo::new(ErrorCode::Unauthenticated, why);
+        shared.switchboard.kick_user(actor.user, keep, &reason);
+    });
+    Ok(())
 }
 
 fn new_session(

@@ -102,7 +102,23 @@ pub fn user(conn: &Connection, id: UserId) -> Result<Option<UserRef>, OpError> {
 }
 
 /// Adds or re-activates a membership.
-pub fn activate_member(conn: &Connection, room: RoomId, user: UserId) -> Result<(), OpError> {
+/// Makes `user` a member of `room`, unless they are in `max_rooms` rooms already: a cap that
+/// keeps every Join's room list whole, whoever puts them in rooms.
+pub fn activate_member(
+    conn: &Connection,
+    room: RoomId,
+    user: UserId,
+    max_rooms: usize,
+) -> Result<(), OpError> {
+    let rooms: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM members WHERE user_id = ?1 AND active = 1")?
+        .query_row([user.0], |r| r.get(0))?;
+    if rooms as usize >= max_rooms {
+        return Err(OpError::new(
+            tidings_proto::ErrorCode::QuotaExceeded,
+            format!("user {} is in {max_rooms} rooms, the most there can be", user.0),
+        ));
+    }
     conn.prepare_cached(
         "INSERT INTO members (room_id, user_id, active) VALUES (?1, ?2, 1)
          ON CONFLICT (room_id, user_id) DO UPDATE SET active = 1",

@@ -217,6 +217,16 @@ impl Switchboard {
     }
 
     /// Kicks every connection of `device` (after it was signed out).
+    /// Kicks every connection of `user` except those of device `keep`.
+    pub fn kick_user(&self, user: UserId, keep: Option<DeviceId>, reason: &ErrorInfo) {
+        for peer in self.peers_of(user) {
+            if Some(peer.device) != keep {
+                peer.kick(reason.clone());
+            }
+        }
+    }
+
+    /// Kicks every connection of one device of `user`.
     pub fn kick_device(&self, user: UserId, device: DeviceId, reason: &ErrorInfo) {
         for peer in self.peers_of(user) {
             if peer.device == device {

@@ -45,6 +45,22 @@ impl TestCa {
         Ok(Self { pem: cert.pem(), issuer: Issuer::new(params, key) })
     }
 
+    /// A rustls client configuration trusting this CA only (ring, TLS 1.2 and 1.3).
+    pub fn client_config(&self) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.pem.as_bytes()) {
+            roots.add(cert?)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        Ok(std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        ))
+    }
+
     /// Writes the CA certificate to `dir/name` (for `SSL_CERT_FILE`, `curl --cacert`).
     pub fn write(&self, dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         let path = dir.join(name);

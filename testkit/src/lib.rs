@@ -28,6 +28,16 @@ pub use ca::{CertFiles, TestCa};
 pub use coturn::Coturn;
 pub use tidings_server::config::Secret;
 
+/// What `wss://` connections of this process trust ([`trust`]).
+static TRUSTED: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
+    std::sync::OnceLock::new();
+
+/// Makes every `wss://` [`Client`] of this process trust `tls` (e.g. [`TestCa::client_config`]);
+/// the first call wins.
+pub fn trust(tls: std::sync::Arc<rustls::ClientConfig>) {
+    let _ = TRUSTED.set(tls);
+}
+
 /// How long a test waits for a frame before calling it missing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -161,8 +171,12 @@ pub fn text<const N: usize>(s: &str) -> Text<N> {
 }
 
 impl Client {
-    /// Opens a websocket (nothing sent yet).
+    /// Opens a websocket (nothing sent yet); `wss://` trusts what [`trust`] was given.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("wss://") {
+            let tls = TRUSTED.get().context("wss:// without tidings_testkit::trust(…)")?;
+            return Self::connect_tls(url, tls.clone()).await;
+        }
         Self::connect_request(url.into_client_request()?).await
     }
 
@@ -172,6 +186,25 @@ impl Client {
         let mut request = url.into_client_request()?;
         request.headers_mut().insert("x-forwarded-for", client.to_string().parse()?);
         Self::connect_request(request).await
+    }
+
+    /// Opens a websocket over TLS (`wss://…`), trusting what `tls` trusts.
+    pub async fn connect_tls(
+        url: &str,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<Self> {
+        let request = url.into_client_request()?;
+        let config = WebSocketConfig::default().max_message_size(Some(1 << 24));
+        let connector = tokio_tungstenite::Connector::Rustls(tls);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            Some(connector),
+        )
+        .await
+        .with_context(|| format!("Cannot connect to {url}"))?;
+        Ok(Self { ws, next_id: 1, pushes: VecDeque::new(), session: None })
     }
 
     async fn connect_request(

@@ -206,3 +206,14 @@ export function outboxKind(kind: string): string {
   };
   return words[kind] ?? kind;
 }
+
+/**
+ * The blurhash placeholder's pixel size for a picture the sender says is `width`×`height`:
+ * 32 wide, 1 to 64 high whatever they say (a 1×100000 "photo" must not make a
+ * 3-million-row canvas).
+ */
+export function placeholderSize(width: number, height: number): { w: number; h: number } {
+  const w = 32;
+  const ratio = Math.max(1, height) / Math.max(1, width);
+  return { w, h: Math.min(64, Math.max(1, Math.round(w * ratio))) };
+}

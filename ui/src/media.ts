@@ -4,14 +4,14 @@
 
 import { decode } from "blurhash";
 import { api } from "./api";
+import { placeholderSize } from "./format";
 
 const thumbs = new Map<string, Promise<string>>();
 
 /** A data URL painting the blurhash placeholder (small; the browser scales it up). */
 export function placeholder(hash: string, width: number, height: number): string | null {
   try {
-    const w = 32;
-    const hgt = Math.max(1, Math.round((32 * height) / Math.max(1, width)));
+    const { w, h: hgt } = placeholderSize(width, height);
     const pixels = decode(hash, w, hgt);
     const canvas = document.createElement("canvas");
     canvas.width = w;

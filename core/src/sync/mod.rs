@@ -520,6 +520,26 @@ pub(crate) async fn ice_servers(
     }
 }
 
+/// Changes my password (needs the network). Every other device of mine is signed out; this
+/// one stays signed in.
+pub async fn change_password(client: &Client, old: &str, new: &str) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    let invalid = |e: tidings_proto::bounded::TooLong| Error::Invalid(e.to_string());
+    let request = Request::ChangePassword {
+        old: Password(Text::new(old).map_err(invalid)?),
+        new: Password(Text::new(new).map_err(invalid)?),
+    };
+    one_request(&account, request).await.map(|_| ())
+}
+
+/// Signs every device of mine out, this one too, and forgets the session here: what to do
+/// when a device is lost or the password may have leaked.
+pub async fn sign_out_everywhere(client: &Client) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    one_request(&account, Request::SignOutEverywhere {}).await?;
+    client.forget_account().await
+}
+
 /// My signed-in devices (needs the network).
 pub async fn devices(client: &Client) -> Result<Vec<crate::model::Device>, Error> {
     let account = client.require_account().await?;
@@ -529,7 +549,7 @@ pub async fn devices(client: &Client) -> Result<Vec<crate::model::Device>, Error
             .into_iter()
             .map(|d| crate::model::Device {
                 id: d.id.0,
-                name: d.name.into_string(),
+                name: crate::model::neutral_name(d.name.into_string()),
                 created_ms: d.created_ms,
                 last_seen_ms: d.last_seen_ms,
                 current: d.current,

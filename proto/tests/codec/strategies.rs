@@ -61,7 +61,7 @@ pub fn room_kind() -> impl Strategy<Value = RoomKind> {
 }
 
 /// Every error code; `code_name` below is the exhaustive check on this list.
-pub const ALL_CODES: [ErrorCode; 19] = [
+pub const ALL_CODES: [ErrorCode; 20] = [
     ErrorCode::IncompatibleVersion,
     ErrorCode::Malformed,
     ErrorCode::UnknownRequest,
@@ -80,6 +80,7 @@ pub const ALL_CODES: [ErrorCode; 19] = [
     ErrorCode::Internal,
     ErrorCode::InvalidContactKey,
     ErrorCode::ExpiredContactKey,
+    ErrorCode::QuotaExceeded,
     ErrorCode::Unknown,
 ];
 
@@ -150,6 +151,11 @@ pub fn request() -> impl Strategy<Value = Request> {
                 unconfirmed
             }),
         Just(Request::SignOut {}),
+        (text(), text()).prop_map(|(old, new)| Request::ChangePassword {
+            old: Password(old),
+            new: Password(new)
+        }),
+        Just(Request::SignOutEverywhere {}),
         Just(Request::ListDevices {}),
         device().prop_map(|device| Request::RevokeDevice { device }),
         text().prop_map(|username| Request::LookupUser { username }),
@@ -366,6 +372,8 @@ pub fn request_tag(r: &Request) -> &'static str {
         Request::SignIn(_) => "SignIn",
         Request::Join { .. } => "Join",
         Request::SignOut {} => "SignOut",
+        Request::ChangePassword { .. } => "ChangePassword",
+        Request::SignOutEverywhere {} => "SignOutEverywhere",
         Request::ListDevices {} => "ListDevices",
         Request::RevokeDevice { .. } => "RevokeDevice",
         Request::LookupUser { .. } => "LookupUser",
@@ -467,6 +475,7 @@ pub fn code_name(c: ErrorCode) -> &'static str {
         ErrorCode::Internal => "internal",
         ErrorCode::InvalidContactKey => "invalid_contact_key",
         ErrorCode::ExpiredContactKey => "expired_contact_key",
+        ErrorCode::QuotaExceeded => "quota_exceeded",
         ErrorCode::Unknown => "unknown",
     }
 }

@@ -311,3 +311,63 @@ async fn metrics_can_be_moved_off_the_public_listener_or_turned_off() {
     assert_eq!(own.status().as_u16(), 200);
     assert!(own.text().await.unwrap().contains("tidings_connections"));
 }
+
+#[tokio::test]
+async fn rooms_forced_on_a_user_stop_at_the_cap_and_their_join_still_lists_every_room() {
+    let server = TestServer::start_with(|c| {
+        c.max_rooms_per_user = 20;
+        c.create_room_rate = Rate { per_second: 1000.0, burst: 1000.0 };
+        c.send_rate = Rate { per_second: 1000.0, burst: 1000.0 };
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let mut attacker = Client::sign_up(&url, "mallory").await.unwrap();
+    let victim = Client::sign_up(&url, "victim").await.unwrap();
+    let victim_id = victim.me().user.id;
+    let session = victim.session.clone().unwrap();
+    drop(victim);
+    let mut refused = None;
+    for i in 0..30 {
+        let create = Request::CreateRoom {
+            request: tidings_testkit::request_id(),
+            kind: tidings_proto::RoomKind::Group,
+            name: Some(text(&format!("spam {i}"))),
+            members: tidings_proto::bounded::List::new(vec![victim_id]).unwrap(),
+        };
+        if let Err(e) = attacker.request(create).await.unwrap() {
+            refused = Some((i, e.code));
+            break;
+        }
+    }
+    // Mallory is in every room too: the cap of whoever reaches it first stops it.
+    assert_eq!(refused.map(|(_, code)| code), Some(ErrorCode::QuotaExceeded), "{refused:?}");
+    let (_, joined) = Client::resume(&url, &session, &[], &[]).await.unwrap();
+    match joined.unwrap() {
+        Reply::Joined { rooms, .. } => assert!(rooms.len() <= 20 && !rooms.is_empty()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_however_often_it_joins() {
+    let server = TestServer::start_with(|c| {
+        c.session_ttl = Duration::from_secs(60);
+        c.session_max_age = Duration::from_millis(1500);
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let session = Client::sign_up(&url, "alice").await.unwrap().session.unwrap();
+    let started = std::time::Instant::now();
+    // Joining keeps it alive (each Join would slide a plain TTL forward)…
+    while started.elapsed() < Duration::from_millis(1000) {
+        let (_, joined) = Client::resume(&url, &session, &[], &[]).await.unwrap();
+        assert!(joined.is_ok(), "{joined:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // …but not past its lifetime.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, joined) = Client::resume(&url, &session, &[], &[]).await.unwrap();
+    assert_eq!(joined.unwrap_err().code, ErrorCode::Unauthenticated);
+}

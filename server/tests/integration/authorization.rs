@@ -87,6 +87,7 @@ const U: Outcome = Outcome::Denied(ErrorCode::Unauthenticated);
 const I: Outcome = Outcome::Denied(ErrorCode::InvalidInput);
 /// Denied as if the thing did not exist (HTTP 404).
 const N: Outcome = Outcome::Denied(ErrorCode::NotFound);
+const B: Outcome = Outcome::Denied(ErrorCode::BadCredentials);
 
 /// The HTTP operations, besides every `Request` kind.
 const HTTP_OPS: [&str; 5] =
@@ -109,6 +110,9 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     // Account operations: any signed-in user, on their own account. Revoking another
     // user's device answers as if the device did not exist.
     ("SignOut",         [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("SignOutEverywhere", [A,   A,    A,      U,      U,     U,      U,      A]),
+    // The member's current password: right only for the member's own account.
+    ("ChangePassword",  [B,     B,    B,      U,      U,     U,      U,      A]),
     ("ListDevices",     [A,     A,    A,      U,      U,     U,      U,      A]),
     ("RevokeDevice",    [N,     N,    N,      U,      U,     U,      U,      A]),
     ("LookupUser",      [A,     A,    A,      U,      U,     U,      U,      A]),
@@ -385,6 +389,11 @@ fn operation(op: &str, w: &World) -> Operation {
             key: tidings_proto::ContactKeyText(text(&w.alice_key)),
         },
         "SignOut" => Request::SignOut {},
+        "SignOutEverywhere" => Request::SignOutEverywhere {},
+        "ChangePassword" => Request::ChangePassword {
+            old: credentials(w.bob.me().user.username.as_str()).password,
+            new: tidings_proto::Password(text("a brand new password")),
+        },
         "ListDevices" => Request::ListDevices {},
         // Bob's own idle device: the member is bob; for everyone else it is someone else's.
         "RevokeDevice" => Request::RevokeDevice { device: w.bob_spare },

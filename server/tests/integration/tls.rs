@@ -3,7 +3,7 @@
 //! rustls — talking to it. Also: slow-loris headers are cut, certificates reload without
 //! dropping a connection, a self-signed certificate survives a restart.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tidings_proto::{codec, ClientFrame, Reply, Request, ServerFrame};
@@ -21,28 +21,11 @@ async fn tls_server(cert: &CertFiles) -> TestServer {
     TestServer::start_with(|c| c.tls = Some(source)).await.unwrap()
 }
 
-/// A rustls client trusting only `ca`.
-fn client_config(ca: &TestCa) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
 /// A TLS stream to the server, as "localhost".
 async fn tls_to(server: &TestServer, ca: &TestCa) -> tokio_rustls::client::TlsStream<TcpStream> {
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(client_config(ca)).connect(name, tcp).await.unwrap()
+    tokio_rustls::TlsConnector::from(ca.client_config().unwrap()).connect(name, tcp).await.unwrap()
 }
 
 /// The fingerprint of the certificate the server presents to a new connection.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, tick } from "../../src/format";
+import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, placeholderSize, tick } from "../../src/format";
 import type { Message } from "../../src/bindings";
 
 const msg = (at: number): Message => ({
@@ -79,5 +79,14 @@ describe("calls", () => {
     expect(endReason("no_answer")).toBe("No answer");
     expect(endReason("declined")).toBeNull();
     expect(callStatus({ state: "requesting", call: 1, peer: { room: 1, user: 2, device: null } })).toBe("Requesting…");
+  });
+});
+
+describe("placeholder size", () => {
+  it("follows the picture's shape within 32×1…64, whatever the sender claims", () => {
+    expect(placeholderSize(4000, 3000)).toEqual({ w: 32, h: 24 });
+    expect(placeholderSize(1, 100_000)).toEqual({ w: 32, h: 64 });
+    expect(placeholderSize(100_000, 1)).toEqual({ w: 32, h: 1 });
+    expect(placeholderSize(0, 0)).toEqual({ w: 32, h: 32 });
   });
 });
