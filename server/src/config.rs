@@ -26,6 +26,17 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Largest media upload, bytes.
     pub max_upload_bytes: u64,
+    /// Bytes of media one user may keep (their media plus what their open uploads reserve).
+    pub quota_bytes: u64,
+    /// Media files one user may keep (open uploads count).
+    pub quota_files: u64,
+    /// Resumable uploads one user may have open at once.
+    pub max_open_uploads: u64,
+    /// Media that no message lists is deleted this long after its upload (a client that
+    /// uploaded and then went offline before sending has this long to send).
+    pub unreferenced_media_grace: Duration,
+    /// How often unreferenced media and abandoned uploads are swept.
+    pub sweep_interval: Duration,
     /// How long a resumable upload may take: after this its partial bytes are deleted (and a
     /// finished one's record, kept so a client that lost the last answer can ask again).
     pub upload_ttl: Duration,
@@ -108,6 +119,11 @@ impl Config {
             idle_timeout: Duration::from_secs(60),
             max_upload_bytes: 100 * 1024 * 1024,
             upload_ttl: Duration::from_secs(24 * 3600),
+            quota_bytes: 10 << 30,
+            quota_files: 20_000,
+            max_open_uploads: 16,
+            unreferenced_media_grace: Duration::from_secs(7 * 24 * 3600),
+            sweep_interval: Duration::from_secs(3600),
             outbound_queue: 4096,
             outbound_bytes: 8 << 20,
             max_connections: 100_000,

@@ -255,7 +255,26 @@ impl Server {
             stop.cancel();
         };
         tokio::spawn(signal);
+        // Media no message lists, and abandoned uploads, are deleted now and then.
+        let sweeper = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(shared.config.sweep_interval);
+                loop {
+                    tokio::select! {
+                        _ = shared.shutdown.cancelled() => break,
+                        _ = every.tick() => {}
+                    }
+                    if let Err(e) = media::sweep(&shared).await {
+                        // (A fault is logged by into_info itself.)
+                        let code = e.into_info().code.as_str();
+                        tracing::warn!(code, "Media sweep failed.");
+                    }
+                }
+            })
+        };
         front(self.listener, self.tls, app).run().await;
+        let _ = sweeper.await;
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }

@@ -90,6 +90,7 @@ fn op_error_response(e: OpError) -> Response {
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     http_error(status, info.code, &info.message)
@@ -136,6 +137,9 @@ async fn upload_inner(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    // Before taking a byte (what the body declares), and again once its size is known.
+    let (quota, more) = (Quota::of(shared), declared.unwrap_or(0));
+    shared.store.read(move |conn| check_quota(conn, quota, actor.user, more)).await?;
     let dir = shared.media_dir();
     let mut name = [0u8; 16];
     rand::rng().fill_bytes(&mut name);
@@ -174,11 +178,100 @@ async fn upload_inner(
             return Err(e);
         }
     };
-    let media = shared
+    let file_name_kept = file_name.clone();
+    let recorded = shared
         .store
-        .write(move |tx| Ok::<_, OpError>(MediaId(record_media(tx, actor.user, &file_name, size)?)))
+        .write(move |tx| {
+            check_quota(tx, quota, actor.user, size)?;
+            Ok::<_, OpError>(MediaId(record_media(tx, actor.user, &file_name, size)?))
+        })
+        .await;
+    if recorded.is_err() {
+        let _ = tokio::fs::remove_file(dir.join(&file_name_kept)).await;
+    }
+    Ok((recorded?, size))
+}
+
+/// What `user` keeps: bytes and files of their media, plus what their open resumable
+/// uploads have reserved.
+fn usage(conn: &Connection, user: UserId) -> Result<(u64, u64), OpError> {
+    let (media_bytes, media_files): (i64, i64) = conn
+        .prepare_cached("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM media WHERE uploader = ?1")?
+        .query_row([user.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (open_bytes, open_files): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM uploads
+             WHERE uploader = ?1 AND media IS NULL",
+        )?
+        .query_row([user.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(((media_bytes + open_bytes) as u64, (media_files + open_files) as u64))
+}
+
+/// A user's storage allowance (from the server's configuration).
+#[derive(Debug, Clone, Copy)]
+struct Quota {
+    bytes: u64,
+    files: u64,
+}
+
+impl Quota {
+    fn of(shared: &Shared) -> Self {
+        Self { bytes: shared.config.quota_bytes, files: shared.config.quota_files }
+    }
+}
+
+/// `quota_exceeded` unless `user` may keep `more` bytes in one more file.
+fn check_quota(conn: &Connection, quota: Quota, user: UserId, more: u64) -> Result<(), OpError> {
+    let (bytes, files) = usage(conn, user)?;
+    if files + 1 > quota.files {
+        return Err(OpError::new(
+            ErrorCode::QuotaExceeded,
+            format!("you keep {files} files, the most this server allows"),
+        ));
+    }
+    if bytes.saturating_add(more) > quota.bytes {
+        return Err(OpError::new(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "this would take your media past the {} MB this server keeps per person",
+                quota.bytes / 1_000_000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes media that no message lists and that is older than the grace period, and
+/// abandoned resumable uploads; run every `sweep_interval`.
+pub(crate) async fn sweep(shared: &Shared) -> Result<(), OpError> {
+    sweep_uploads(shared).await?;
+    let cutoff = unix_ms() - shared.config.unreferenced_media_grace.as_millis() as i64;
+    let files: Vec<String> = shared
+        .store
+        .write(move |tx| {
+            let unreferenced: Vec<(i64, String)> = tx
+                .prepare_cached(
+                    "SELECT id, file FROM media WHERE created_ms < ?1
+                     AND NOT EXISTS (SELECT 1 FROM message_media WHERE media_id = media.id)",
+                )?
+                .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (id, _) in &unreferenced {
+                tx.prepare_cached("DELETE FROM uploads WHERE media = ?1")?.execute([id])?;
+                tx.prepare_cached("DELETE FROM media WHERE id = ?1")?.execute([id])?;
+            }
+            Ok::<_, OpError>(unreferenced.into_iter().map(|(_, file)| file).collect())
+        })
         .await?;
-    Ok((media, size))
+    if !files.is_empty() {
+        tracing::info!(files = files.len(), "Swept media no message lists.");
+    }
+    // After the commit: a crash in between leaves a file without a row, never a row
+    // without its file.
+    for file in files {
+        let _ = tokio::fs::remove_file(shared.media_dir().join(file)).await;
+    }
+    Ok(())
 }
 
 /// Records a finished file in `<data>/media` as media of `uploader`; returns its id.
@@ -347,16 +440,35 @@ pub(crate) async fn start_upload(
             .await
             .map_err(OpError::internal)?;
         let row = id.clone();
-        shared
+        let (quota, max_open) = (Quota::of(&shared), shared.config.max_open_uploads);
+        let opened = shared
             .store
             .write(move |tx| {
+                // The whole length is reserved now: an upload that would not fit is refused
+                // before its first byte, and empty uploads cannot pile up.
+                check_quota(tx, quota, actor.user, size)?;
+                let open: i64 = tx
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM uploads WHERE uploader = ?1 AND media IS NULL",
+                    )?
+                    .query_row([actor.user.0], |r| r.get(0))?;
+                if open as u64 >= max_open {
+                    return Err(OpError::new(
+                        ErrorCode::QuotaExceeded,
+                        format!("{open} uploads are open; finish one first"),
+                    ));
+                }
                 tx.prepare_cached(
                     "INSERT INTO uploads (id, uploader, size, created_ms) VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![row, actor.user.0, size as i64, unix_ms()])?;
                 Ok::<_, OpError>(())
             })
-            .await?;
+            .await;
+        if let Err(e) = opened {
+            let _ = tokio::fs::remove_file(shared.media_dir().join(format!("{id}.part"))).await;
+            return Err(e);
+        }
         Ok(id)
     }
     .await;

@@ -40,6 +40,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_uploads", include_str!("../migrations/0002_uploads.sql")),
     ("0003_contacts", include_str!("../migrations/0003_contacts.sql")),
     ("0004_nearby", include_str!("../migrations/0004_nearby.sql")),
+    ("0005_quotas", include_str!("../migrations/0005_quotas.sql")),
 ];
 
 /// What can go wrong opening or using the database.

@@ -371,3 +371,109 @@ async fn a_session_ends_at_its_absolute_lifetime_however_often_it_joins() {
     let (_, joined) = Client::resume(&url, &session, &[], &[]).await.unwrap();
     assert_eq!(joined.unwrap_err().code, ErrorCode::Unauthenticated);
 }
+
+/// `POST /v1/media` of `bytes` bytes as `token`; the status and the error code if any.
+async fn upload_status(server: &TestServer, token: &str, bytes: usize) -> (u16, Option<String>) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/media", server.http_url()))
+        .bearer_auth(token)
+        .body(vec![b'x'; bytes])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["code"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_user_over_quota_gets_quota_exceeded_and_others_are_unaffected() {
+    let server = TestServer::start_with(|c| {
+        c.quota_bytes = 1000;
+        c.quota_files = 3;
+        c.max_open_uploads = 2;
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let full = Client::sign_up(&url, "hoarder").await.unwrap();
+    let other = Client::sign_up(&url, "neighbour").await.unwrap();
+    let (full, other) =
+        (full.me().token.0.as_str().to_owned(), other.me().token.0.as_str().to_owned());
+    assert_eq!(upload_status(&server, &full, 600).await.0, 201);
+    let (status, code) = upload_status(&server, &full, 600).await;
+    assert_eq!((status, code.as_deref()), (507, Some("quota_exceeded")));
+    assert_eq!(upload_status(&server, &other, 600).await.0, 201, "the neighbour is unaffected");
+    // Files count too.
+    assert_eq!(upload_status(&server, &full, 10).await.0, 201);
+    assert_eq!(upload_status(&server, &full, 10).await.0, 201);
+    assert_eq!(upload_status(&server, &full, 10).await.1.as_deref(), Some("quota_exceeded"));
+    // A resumable upload reserves its whole length up front, and open ones are capped.
+    let open = |token: String, length: u64| {
+        let url = format!("{}/v1/uploads", server.http_url());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("upload-length", length.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            (status, body["code"].as_str().map(str::to_owned))
+        }
+    };
+    assert_eq!(open(other.clone(), 5000).await.1.as_deref(), Some("quota_exceeded"));
+    assert_eq!(open(other.clone(), 10).await.0, 201);
+    assert_eq!(open(other.clone(), 10).await.0, 201);
+    assert_eq!(
+        open(other.clone(), 10).await.1.as_deref(),
+        Some("quota_exceeded"),
+        "two open at most"
+    );
+    // Nothing refused was kept on disk.
+    let files = std::fs::read_dir(server.data_dir().join("media")).unwrap().count();
+    assert_eq!(files, 4 + 2, "4 media files and 2 open uploads");
+}
+
+#[tokio::test]
+async fn media_no_message_lists_is_swept_and_sent_media_stays() {
+    let server = TestServer::start_with(|c| {
+        c.unreferenced_media_grace = Duration::from_millis(300);
+        c.sweep_interval = Duration::from_millis(200);
+    })
+    .await
+    .unwrap();
+    let mut alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let token = alice.me().token.0.as_str().to_owned();
+    let http = server.http_url();
+    let sent = upload(&http, &alice.me().token, b"a photo that was sent".to_vec()).await.unwrap();
+    let stray = upload(&http, &alice.me().token, b"a photo never sent".to_vec()).await.unwrap();
+    let room = group(&mut alice, &[]).await;
+    let photo = Request::Send {
+        request: tidings_testkit::request_id(),
+        room,
+        body: body("look"),
+        attachments: tidings_proto::bounded::List::new(vec![sent]).unwrap(),
+    };
+    alice.request(photo).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let get = |id: tidings_proto::MediaId| {
+        let (url, token) = (format!("{http}/v1/media/{}", id.0), token.clone());
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(get(sent).await, 200);
+    assert_eq!(get(stray).await, 404);
+    let files = std::fs::read_dir(server.data_dir().join("media")).unwrap().count();
+    assert_eq!(files, 1, "the stray file is gone from disk");
+}
