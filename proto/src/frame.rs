@@ -836,6 +836,8 @@ pub enum ErrorCode {
     ExpiredContactKey,
     /// A per-user cap is reached (rooms a user is in, storage); the message says which.
     QuotaExceeded,
+    /// The server's disk is nearly full: nothing new is stored for now; retry later.
+    StorageFull,
     /// A code a newer server knows and this build does not.
     #[serde(other)]
     Unknown,
@@ -851,6 +853,7 @@ impl ErrorCode {
                 | ErrorCode::TooSlow
                 | ErrorCode::Internal
                 | ErrorCode::Unauthenticated
+                | ErrorCode::StorageFull
         )
     }
 
@@ -876,6 +879,7 @@ impl ErrorCode {
             ErrorCode::InvalidContactKey => "invalid_contact_key",
             ErrorCode::ExpiredContactKey => "expired_contact_key",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::Unknown => "unknown",
         }
     }

@@ -35,6 +35,9 @@ pub struct Config {
     /// Media that no message lists is deleted this long after its upload (a client that
     /// uploaded and then went offline before sending has this long to send).
     pub unreferenced_media_grace: Duration,
+    /// Below this many bytes free on the data directory's disk, writes that grow it are
+    /// refused (`storage_full`) and reads go on.
+    pub min_free_disk: u64,
     /// How often unreferenced media and abandoned uploads are swept.
     pub sweep_interval: Duration,
     /// How long a resumable upload may take: after this its partial bytes are deleted (and a
@@ -124,6 +127,7 @@ impl Config {
             max_open_uploads: 16,
             unreferenced_media_grace: Duration::from_secs(7 * 24 * 3600),
             sweep_interval: Duration::from_secs(3600),
+            min_free_disk: 256 << 20,
             outbound_queue: 4096,
             outbound_bytes: 8 << 20,
             max_connections: 100_000,

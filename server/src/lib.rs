@@ -14,9 +14,10 @@
 //! - [`store`] — the database — one writer thread with group commit, post-commit hooks,
 //!   readers, migrations;
 //! - [`switchboard`] — connected devices and bounded, non-blocking delivery to them;
-//! - [`auth`], [`media`], [`metrics`], [`ratelimit`], [`config`], [`turn`] (STUN/TURN for
-//!   calls), `contacts` (contact keys and redeeming them), `nearby` (people nearby:
-//!   opt-in, expiring, coarse).
+//! - [`auth`], [`media`] (with quotas and sweeping), [`metrics`], [`ratelimit`], [`config`],
+//!   [`turn`] (STUN/TURN for calls), `contacts` (contact keys and redeeming them), `nearby`
+//!   (people nearby: opt-in, expiring, coarse), `disk` (refusing writes, not reads, when the
+//!   disk is nearly full).
 //!
 //! Nothing here logs a token, a password or a message body: requests are logged by kind.
 
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 mod contacts;
+mod disk;
 pub mod error;
 mod listener;
 mod media;
@@ -76,6 +78,7 @@ pub(crate) struct Shared {
     /// Contact-key resets, per user id.
     contact_key_resets: std::sync::Mutex<KeyedBuckets<i64>>,
     password_work: auth::PasswordWork,
+    disk: disk::DiskWatch,
     shutdown: CancellationToken,
     connections: TaskTracker,
     connection_slots: Arc<tokio::sync::Semaphore>,
@@ -182,6 +185,7 @@ impl Server {
             room_creations: buckets(config.create_room_rate),
             contact_key_resets: buckets(config.contact_key_reset_rate),
             password_work: auth::PasswordWork::new(config.password_hashers, config.password_queue),
+            disk: disk::DiskWatch::new(config.data_dir.clone(), config.min_free_disk),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
             config,
             store,
@@ -273,8 +277,23 @@ impl Server {
                 }
             })
         };
+        let disk_watch = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(disk::CHECK_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = shared.shutdown.cancelled() => break,
+                        _ = every.tick() => {}
+                    }
+                    // statvfs may block on a sick filesystem: off the runtime.
+                    let s = shared.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.disk.refresh()).await;
+                }
+            })
+        };
         front(self.listener, self.tls, app).run().await;
-        let _ = sweeper.await;
+        let _ = tokio::join!(sweeper, disk_watch);
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }

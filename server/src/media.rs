@@ -90,7 +90,7 @@ fn op_error_response(e: OpError) -> Response {
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::InvalidInput => StatusCode::BAD_REQUEST,
         ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorCode::QuotaExceeded | ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     http_error(status, info.code, &info.message)
@@ -127,6 +127,7 @@ async fn upload_inner(
     body: Body,
 ) -> Result<(MediaId, u64), OpError> {
     let actor = authenticate(shared, headers).await?;
+    shared.disk.check()?;
     let limit = shared.config.max_upload_bytes;
     let too_large =
         || OpError::new(ErrorCode::TooLarge, format!("uploads are at most {limit} bytes"));
@@ -424,6 +425,7 @@ pub(crate) async fn start_upload(
 ) -> Response {
     let result = async {
         let actor = authenticate(&shared, &headers).await?;
+        shared.disk.check()?;
         let size = number_header(&headers, "upload-length")?;
         let limit = shared.config.max_upload_bytes;
         if size > limit {
@@ -519,6 +521,7 @@ async fn append_inner(
     body: Body,
 ) -> Result<(u64, Option<i64>), OpError> {
     let actor = authenticate(shared, headers).await?;
+    shared.disk.check()?;
     let offset = number_header(headers, "upload-offset")?;
     let key = id.clone();
     let (size, received, media) =

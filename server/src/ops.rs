@@ -96,6 +96,7 @@ impl Conn {
 
     /// Creates an account and its first session.
     pub(crate) async fn sign_up(&mut self, c: Credentials) -> Result<Reply, OpError> {
+        self.shared.disk.check()?;
         let now = Instant::now();
         self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
         {
@@ -415,6 +416,8 @@ impl Conn {
                         ))
                     };
                 }
+                // A replay above is answered even on a full disk; a new change is not stored.
+                shared.disk.check()?;
                 let change = apply(tx, actor)?;
                 let room = change.room;
                 let (event, _) =

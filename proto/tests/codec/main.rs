@@ -174,7 +174,9 @@ fn the_transient_codes_are_the_documented_ones() {
             ErrorCode::RateLimited,
             ErrorCode::ShuttingDown,
             ErrorCode::TooSlow,
-            ErrorCode::Internal
+            ErrorCode::Internal,
+            // A full disk on the server clears: retried like the others.
+            ErrorCode::StorageFull,
         ]
     );
 }

@@ -61,7 +61,7 @@ pub fn room_kind() -> impl Strategy<Value = RoomKind> {
 }
 
 /// Every error code; `code_name` below is the exhaustive check on this list.
-pub const ALL_CODES: [ErrorCode; 20] = [
+pub const ALL_CODES: [ErrorCode; 21] = [
     ErrorCode::IncompatibleVersion,
     ErrorCode::Malformed,
     ErrorCode::UnknownRequest,
@@ -81,6 +81,7 @@ pub const ALL_CODES: [ErrorCode; 20] = [
     ErrorCode::InvalidContactKey,
     ErrorCode::ExpiredContactKey,
     ErrorCode::QuotaExceeded,
+    ErrorCode::StorageFull,
     ErrorCode::Unknown,
 ];
 
@@ -476,6 +477,7 @@ pub fn code_name(c: ErrorCode) -> &'static str {
         ErrorCode::InvalidContactKey => "invalid_contact_key",
         ErrorCode::ExpiredContactKey => "expired_contact_key",
         ErrorCode::QuotaExceeded => "quota_exceeded",
+        ErrorCode::StorageFull => "storage_full",
         ErrorCode::Unknown => "unknown",
     }
 }

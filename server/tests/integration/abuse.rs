@@ -477,3 +477,37 @@ async fn media_no_message_lists_is_swept_and_sent_media_stays() {
     let files = std::fs::read_dir(server.data_dir().join("media")).unwrap().count();
     assert_eq!(files, 1, "the stray file is gone from disk");
 }
+
+#[tokio::test]
+async fn a_nearly_full_disk_refuses_new_writes_and_keeps_serving_reads() {
+    // A server that believes its disk is always nearly full.
+    let data = tempfile::tempdir().unwrap();
+    let mut normal = TestServer::start_in(data.path().to_owned(), |_| {}).await.unwrap();
+    let mut alice = Client::sign_up(&normal.ws_url(), "alice").await.unwrap();
+    let session = alice.session.clone().unwrap();
+    let room = group(&mut alice, &[]).await;
+    let said = send(room, "before");
+    alice.request(said.clone()).await.unwrap().unwrap();
+    drop(alice);
+    normal.stop().await.unwrap();
+    let full =
+        TestServer::start_in(data.path().to_owned(), |c| c.min_free_disk = u64::MAX).await.unwrap();
+    let url = full.ws_url();
+    let (mut alice, joined) = Client::resume(&url, &session, &[], &[]).await.unwrap();
+    assert!(joined.is_ok(), "Join works on a full disk: {joined:?}");
+    // A new message is refused, transiently (the client's outbox keeps it).
+    let refused = alice.request(send(room, "after")).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::StorageFull);
+    assert!(refused.code.is_transient());
+    // A resend of what was stored is still answered as stored.
+    assert!(matches!(alice.request(said).await.unwrap(), Ok(Reply::Logged { seq: 2, .. })));
+    // Reading goes on.
+    let page = alice.request(Request::CatchUp { room, after: 0, limit: 10 }).await.unwrap();
+    assert!(matches!(page, Ok(Reply::Page { last_seq: 2, .. })), "{page:?}");
+    // No new accounts, no uploads.
+    let mut newcomer = Client::connect_hello(&url).await.unwrap();
+    let signup = newcomer.request(Request::SignUp(credentials("bob"))).await.unwrap();
+    assert_eq!(signup.unwrap_err().code, ErrorCode::StorageFull);
+    let (status, code) = upload_status(&full, session.token.0.as_str(), 10).await;
+    assert_eq!((status, code.as_deref()), (507, Some("storage_full")));
+}
