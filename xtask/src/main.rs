@@ -189,6 +189,8 @@ fn test() -> anyhow::Result<()> {
     // One apt-get run for all of them.
     ensure_packages(&[APP_BUILD_PACKAGES, &test_packages].concat())?;
     ensure_tauri_driver()?;
+    // The TLS tests' outside websocket client.
+    ensure_python_module("websockets", "websockets")?;
     // The UI first: its types, unit tests and build (the app embeds ui/dist).
     build_ui()?;
     step("UI type check", npm(&["run", "check"]))?;
@@ -258,6 +260,20 @@ fn bench(which: &str, args: &[&str]) -> anyhow::Result<()> {
     let mut run = Command::new(target_dir().join("release/tidings-bench"));
     run.current_dir(root()).arg(which).args(args);
     step(&format!("bench {which}"), run)
+}
+
+/// Installs a PyPI package (for this user) when `python3` cannot import `module`.
+fn ensure_python_module(module: &str, package: &str) -> anyhow::Result<()> {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        let mut install = Command::new("python3");
+        install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", package]);
+        step(&format!("pip install {package}"), install)?;
+    }
+    Ok(())
 }
 
 /// tauri-driver (the WebDriver bridge for the app), pinned to 2.x: crates.io's newest is a

@@ -203,3 +203,43 @@ async fn a_client_that_trickles_its_request_headers_is_cut_off() {
     quick.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test]
+async fn python_websockets_over_ssl_speaks_the_protocol_with_the_tls_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Tidings test CA").unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem").unwrap();
+    let cert = ca.leaf(dir.path(), "server", &["localhost"], (-1, 30)).unwrap();
+    let server = tls_server(&cert).await;
+    let v = tidings_proto::PROTOCOL_VERSION;
+    let hello = ClientFrame {
+        id: 9,
+        request: Request::Hello { min_version: v, max_version: v, client: text("python") },
+    };
+    let hello = hex::encode(codec::encode_client(&hello).unwrap());
+    // An independent client: Python's ssl module verifying against the CA, and the
+    // websockets library (installed by cargo xtask test).
+    let script = r#"
+import ssl, sys
+from websockets.sync.client import connect
+url, ca, frame = sys.argv[1:4]
+context = ssl.create_default_context(cafile=ca)
+with connect(url, ssl=context) as ws:
+    ws.send(bytes.fromhex(frame))
+    print(ws.recv(timeout=10).hex())
+"#;
+    let url = format!("wss://localhost:{}/v1/ws", server.addr.port());
+    let ca_arg = ca_file.to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        run("python3", &["-c", script, &url, &ca_arg, &hello], "")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply = hex::decode(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let frame = codec::decode_server(&reply).unwrap();
+    assert!(
+        matches!(frame, ServerFrame::Reply { id: 9, result: Ok(Reply::Welcome { .. }) }),
+        "{frame:?}"
+    );
+}
