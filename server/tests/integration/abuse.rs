@@ -199,17 +199,7 @@ async fn a_reader_that_falls_behind_by_bytes_gets_closing_too_slow_as_its_last_f
     let mut alice = Client::sign_up(&url, "alice").await.unwrap();
     let mut slow = Client::sign_in(&url, "alice").await.unwrap();
     let room = group(&mut alice, &[]).await;
-    let big = "x".repeat(60_000);
-    let mut posts = 0;
-    while posts < 40 {
-        match alice.request(send(room, &big)).await.unwrap() {
-            Ok(_) => posts += 1,
-            Err(e) if e.code == ErrorCode::RateLimited => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    post_big(&mut alice, room, 40).await;
     // ~2.4 MB pages, pipelined, not read.
     for id in 0..50u32 {
         let frame =

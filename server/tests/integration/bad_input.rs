@@ -189,17 +189,7 @@ async fn a_reader_that_does_not_keep_up_is_disconnected_not_buffered() {
     let mut alice = Client::sign_up(&url, "alice").await.unwrap();
     let mut slow = Client::sign_in(&url, "alice").await.unwrap();
     let room = group(&mut alice, &[]).await;
-    let big = "x".repeat(60_000);
-    let mut posts = 0;
-    while posts < 100 {
-        match alice.request(send(room, &big)).await.unwrap() {
-            Ok(_) => posts += 1,
-            Err(e) if e.code == ErrorCode::RateLimited => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    post_big(&mut alice, room, 100).await;
     let before = rss_bytes();
     // Ask for ~6 MB pages 400 times (≈2.4 GB if buffered) and never read.
     for id in 0..400u32 {

@@ -42,6 +42,22 @@ pub async fn post(client: &mut Client, room: RoomId, text: &str) -> u64 {
     }
 }
 
+/// Posts `n` messages of 60 kB each (the log a slow reader is then made to page through),
+/// waiting out the send rate limit.
+pub async fn post_big(client: &mut Client, room: RoomId, n: usize) {
+    let big = "x".repeat(60_000);
+    let mut posts = 0;
+    while posts < n {
+        match client.request(send(room, &big)).await.unwrap() {
+            Ok(_) => posts += 1,
+            Err(e) if e.code == tidings_proto::ErrorCode::RateLimited => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// Waits for the next room event push, skipping receipts and typing.
 pub async fn next_event(client: &mut Client) -> tidings_proto::RoomEvent {
     loop {
