@@ -102,6 +102,10 @@ async fn setup_times(
     let room = caller.create_room(RoomKind::Direct, None, vec![callee_id]).await?;
     sync::sync_until_idle(&caller).await?;
     sync::sync_until_idle(&callee).await?;
+    // The callee accepts the caller's room (a request until then: it would not ring).
+    let request = callee.rooms().await?.first().map(|r| r.room).context("the callee's room")?;
+    callee.accept(request).await?;
+    sync::sync_until_idle(&callee).await?;
 
     let media =
         MediaConfig { relay_only, udp_addrs: vec!["127.0.0.1:0".into()], ..Default::default() };

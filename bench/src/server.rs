@@ -239,6 +239,10 @@ async fn delivery(o: &Options, server: &ServerProcess) -> anyhow::Result<Deliver
         let Reply::Logged { room: id, .. } = room[0].request(create).await?? else {
             bail!("room not created")
         };
+        // The others accept: a room from someone who is not a contact is a request.
+        for member in &mut room[1..] {
+            member.request(Request::Accept { request: request_id(), room: id }).await??;
+        }
         rooms.push(id);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

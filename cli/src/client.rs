@@ -31,6 +31,7 @@ impl From<Error> for Failure {
             Error::Network(_) | Error::Tls(_) => EXIT_NETWORK,
             Error::Invalid(_)
             | Error::NoSuchRoom(_)
+            | Error::NotARequest(_)
             | Error::NoSuchOutboxItem(_)
             | Error::Photo(_)
             | Error::NoSuchImage { .. }
@@ -79,7 +80,7 @@ fn read_password() -> Result<String, Failure> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-fn parse_room(room: &str) -> Result<i64, Failure> {
+pub(crate) fn parse_room(room: &str) -> Result<i64, Failure> {
     room.parse()
         .map_err(|_| Failure { code: EXIT_USAGE, message: format!("not a room id: {room}") })
 }
@@ -218,7 +219,7 @@ pub async fn rooms(client: &Client, out: Output) -> Result<(), Failure> {
     for r in client.rooms().await? {
         out.line(
             json!({"room": r.room.to_string(), "name": r.name, "unread": r.unread,
-                   "last_seq": r.last_seq, "member": r.member}),
+                   "last_seq": r.last_seq, "member": r.member, "request_from": r.request_from}),
             || format!("{}\t{}\t{} unread", r.room, r.name, r.unread),
         );
     }
@@ -281,7 +282,7 @@ pub async fn outbox_action(client: &Client, id: i64, retry: bool) -> Result<(), 
     Ok(())
 }
 
-fn queued(out: Output, request: tidings_proto::RequestId) {
+pub(crate) fn queued(out: Output, request: tidings_proto::RequestId) {
     out.line(json!({"request_id": request.to_string(), "state": "pending"}), || {
         format!("queued {request}")
     });

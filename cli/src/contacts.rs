@@ -9,7 +9,7 @@ use tidings_core::{
     sync, Client,
 };
 
-use crate::client::{Failure, Output, EXIT_USAGE};
+use crate::client::{parse_room, queued, Failure, Output, EXIT_USAGE};
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     std::fs::write(path, bytes)
@@ -89,6 +89,52 @@ pub async fn contacts(client: &Client, out: Output) -> Result<(), Failure> {
         out.line(json!({"user": username, "user_id": id, "server_room": room}), || {
             username.clone()
         });
+    }
+    Ok(())
+}
+
+/// `requests`: rooms waiting for my answer, newest first.
+pub async fn requests(client: &Client, out: Output) -> Result<(), Failure> {
+    for r in client.rooms().await? {
+        let Some(from) = r.request_from else { continue };
+        out.line(
+            json!({"room": r.room.to_string(), "name": r.name, "from": from,
+                   "direct": r.direct, "last_message": r.last_message}),
+            || format!("{}\t{}\tfrom {from}", r.room, r.name),
+        );
+    }
+    Ok(())
+}
+
+/// `accept ROOM`.
+pub async fn accept(client: &Client, out: Output, room: &str) -> Result<(), Failure> {
+    queued(out, client.accept(parse_room(room)?).await?);
+    Ok(())
+}
+
+/// `decline ROOM`.
+pub async fn decline(client: &Client, out: Output, room: &str) -> Result<(), Failure> {
+    queued(out, client.decline(parse_room(room)?).await?);
+    Ok(())
+}
+
+/// `block USERNAME` / `unblock USERNAME`.
+pub async fn block(client: &Client, username: &str, block: bool) -> Result<(), Failure> {
+    let user = sync::lookup_user(client, username).await?;
+    if block {
+        sync::block(client, user).await?;
+        // The declines it queued go out now, as a script expects.
+        sync::sync_until_idle(client).await?;
+    } else {
+        sync::unblock(client, user).await?;
+    }
+    Ok(())
+}
+
+/// `blocked`.
+pub async fn blocked(client: &Client, out: Output) -> Result<(), Failure> {
+    for (username, id) in sync::blocked(client).await? {
+        out.line(json!({"user": username, "user_id": id}), || username.clone());
     }
     Ok(())
 }

@@ -58,6 +58,13 @@ enum Command {
         /// Joined connections one device (session) may hold.
         #[arg(long, default_value_t = 16)]
         max_connections_per_device: usize,
+        /// Rooms one user may be in (at most 5,000).
+        #[arg(long, default_value_t = tidings_proto::limits::MAX_ROOMS_PER_USER)]
+        max_rooms_per_user: usize,
+        /// Open requests (rooms from people not in their contacts) one user may hold (at
+        /// most 100).
+        #[arg(long, default_value_t = tidings_proto::limits::MAX_REQUESTS_PER_USER)]
+        max_requests_per_user: usize,
         /// A session (a signed-in device) ends this many days after its sign-in, however
         /// active; unused, it ends after 90 days (or this, if shorter).
         #[arg(long, default_value_t = 365)]
@@ -222,6 +229,31 @@ enum Command {
     },
     /// List my contacts.
     Contacts,
+    /// Rooms people who are not my contacts put me in, waiting for my answer.
+    Requests,
+    /// Accept a request: the room becomes a chat (replying to it accepts it too).
+    Accept {
+        /// Room id.
+        room: String,
+    },
+    /// Decline a request: leave the room.
+    Decline {
+        /// Room id.
+        room: String,
+    },
+    /// Block a user: no rooms, invitations, calls or direct messages from them; their open
+    /// requests are declined.
+    Block {
+        /// Username.
+        username: String,
+    },
+    /// Unblock a user.
+    Unblock {
+        /// Username.
+        username: String,
+    },
+    /// List the users I block.
+    Blocked,
     /// People nearby: opt-in, for at most an hour, shown as a distance bucket.
     Nearby {
         #[command(subcommand)]
@@ -379,6 +411,8 @@ fn main() -> ExitCode {
         sign_ups_per_addr,
         max_connections_per_addr,
         max_connections_per_device,
+        max_rooms_per_user,
+        max_requests_per_user,
         session_days,
     } = cli.command
     {
@@ -394,6 +428,8 @@ fn main() -> ExitCode {
             config.metrics = metrics;
             config.max_connections_per_addr = max_connections_per_addr;
             config.max_connections_per_device = max_connections_per_device;
+            config.max_rooms_per_user = max_rooms_per_user;
+            config.max_requests_per_user = max_requests_per_user;
             config.session_max_age = std::time::Duration::from_secs(session_days * 24 * 3600);
             let burst = f64::from(sign_ups_per_addr);
             config.sign_up_rate_per_addr =
@@ -465,6 +501,12 @@ fn main() -> ExitCode {
                 contacts::add_contact(&c, out, uri.as_deref(), qr_image.as_deref()).await
             }
             Command::Contacts => contacts::contacts(&c, out).await,
+            Command::Requests => contacts::requests(&c, out).await,
+            Command::Accept { room } => contacts::accept(&c, out, &room).await,
+            Command::Decline { room } => contacts::decline(&c, out, &room).await,
+            Command::Block { username } => contacts::block(&c, &username, true).await,
+            Command::Unblock { username } => contacts::block(&c, &username, false).await,
+            Command::Blocked => contacts::blocked(&c, out).await,
             Command::FindUser { username } => contacts::find_user(&c, out, &username).await,
             Command::Nearby { action: NearbyAction::On { lat, lon, minutes } } => {
                 contacts::nearby_on(&c, lat, lon, minutes).await

@@ -129,6 +129,15 @@ impl People {
         for name in names {
             signup(&people.server, &people.profile(name), name);
         }
+        // Calls ring only between contacts (or in accepted rooms): everyone scans everyone
+        // who signed up after them.
+        for (i, name) in names.iter().enumerate() {
+            for other in &names[i + 1..] {
+                let code = ok(&people.profile(other), &["contact-code"]);
+                let uri = code[0]["uri"].as_str().unwrap().to_owned();
+                ok(&people.profile(name), &["add-contact", &uri]);
+            }
+        }
         people
     }
 

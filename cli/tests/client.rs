@@ -98,6 +98,9 @@ fn membership_commands_listen_and_a_second_device_of_the_same_account() {
         let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
         assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
     }
+    // Carol has alice as a contact: alice's invitation is no request to her.
+    let code = ok(&p("alice"), &["contact-code"])[0]["uri"].as_str().unwrap().to_owned();
+    ok(&p("carol"), &["add-contact", &code]);
     let room = ok(&p("alice"), &["create-room", "--name", "climbing", "--member", "bob"])[0]
         ["room"]
         .as_str()

@@ -116,7 +116,9 @@ pub fn describe(content: &EventContent) -> String {
     match content {
         EventContent::Message { body, .. } => body_text(body.as_bytes()),
         EventContent::Created { .. } => "created the room".into(),
-        EventContent::Joined { user, .. } => format!("{} joined", user.username),
+        EventContent::Joined { user, request: false, .. } => format!("{} joined", user.username),
+        EventContent::Joined { user, request: true, .. } => format!("invited {}", user.username),
+        EventContent::Accepted { .. } => "accepted the invitation".into(),
         EventContent::Left { .. } => "left".into(),
         EventContent::Removed { .. } => "removed a member".into(),
         EventContent::Renamed { name } => format!("renamed the room to {name}"),
@@ -159,6 +161,13 @@ fn set_member(tx: &Connection, room: RoomKey, user: i64, active: bool) -> Result
     Ok(())
 }
 
+/// Marks `room` as a request from `from`, or as no request.
+fn set_request(tx: &Connection, room: RoomKey, from: Option<i64>) -> Result<(), Error> {
+    tx.prepare_cached("UPDATE rooms SET request_from = ?2 WHERE id = ?1")?
+        .execute(params![room, from])?;
+    Ok(())
+}
+
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -196,7 +205,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         return Ok(Applied::Gap);
     }
     match &e.content {
-        EventContent::Created { kind, name, members } => {
+        EventContent::Created { kind, name, members, requested } => {
             let kind = match kind {
                 RoomKind::Direct => "direct",
                 RoomKind::Group => "group",
@@ -207,18 +216,28 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
                 remember_user(tx, m)?;
                 set_member(tx, room, m.id.0, true)?;
             }
+            if requested.iter().any(|u| u.0 == me) {
+                set_request(tx, room, Some(e.sender.0))?;
+            }
         }
-        EventContent::Joined { user, .. } => {
+        EventContent::Joined { user, by, request } => {
             remember_user(tx, user)?;
             set_member(tx, room, user.id.0, true)?;
             if user.id.0 == me {
                 tx.prepare_cached("UPDATE rooms SET member = 1 WHERE id = ?1")?.execute([room])?;
+                set_request(tx, room, request.then_some(by.0))?;
+            }
+        }
+        EventContent::Accepted { user } => {
+            if user.0 == me {
+                set_request(tx, room, None)?;
             }
         }
         EventContent::Left { user } | EventContent::Removed { user, .. } => {
             set_member(tx, room, user.0, false)?;
             if user.0 == me {
                 tx.prepare_cached("UPDATE rooms SET member = 0 WHERE id = ?1")?.execute([room])?;
+                set_request(tx, room, None)?;
             }
         }
         EventContent::Renamed { name } => {

@@ -234,7 +234,16 @@ impl Client {
                     }
                 };
                 let request = new_request_id();
-                let (operation, echo) = make(request, tidings_proto::RoomId(server.unwrap_or(0)));
+                let target = tidings_proto::RoomId(server.unwrap_or(0));
+                let (operation, echo) = make(request, target);
+                // Anything but accepting or declining a request (a reply, an invitation…)
+                // accepts it first: queued just before, in the same transaction.
+                if !matches!(operation, Request::Leave { .. } | Request::Accept { .. })
+                    && take_request(&tx, room)?
+                {
+                    let accept = Request::Accept { request: new_request_id(), room: target };
+                    queue_operation(&tx, room, &accept, now)?;
+                }
                 let operation =
                     codec::encode(&operation).map_err(|e| Error::Internal(e.to_string()))?;
                 tx.execute(
@@ -556,6 +565,43 @@ impl Client {
         self.room_operation(room, |request, target| Request::Leave { request, room: target }).await
     }
 
+    /// Accepts a request: the room becomes one of my chats, its members may call me.
+    pub async fn accept(&self, room: RoomKey) -> Result<RequestId, Error> {
+        let request = self
+            .db(move |c| {
+                let tx = c.transaction()?;
+                let server = member_room(&tx, room)?.ok_or(Error::NotARequest(room))?;
+                if !take_request(&tx, room)? {
+                    return Err(Error::NotARequest(room));
+                }
+                let request = new_request_id();
+                let accept = Request::Accept { request, room: tidings_proto::RoomId(server) };
+                queue_operation(&tx, room, &accept, now_ms())?;
+                tx.commit()?;
+                Ok(request)
+            })
+            .await?;
+        self.emit([Event::RoomsChanged, Event::TimelineChanged { room }, Event::OutboxChanged]);
+        self.outbox_ready.notify_one();
+        Ok(request)
+    }
+
+    /// Declines a request: I leave the room (its sender sees that I left).
+    pub async fn decline(&self, room: RoomKey) -> Result<RequestId, Error> {
+        let is_request = self
+            .db(move |c| {
+                Ok(c.prepare_cached("SELECT request_from IS NOT NULL FROM rooms WHERE id = ?1")?
+                    .query_row([room], |r| r.get::<_, bool>(0))
+                    .optional()?)
+            })
+            .await?;
+        match is_request {
+            None => Err(Error::NoSuchRoom(room)),
+            Some(false) => Err(Error::NotARequest(room)),
+            Some(true) => self.leave(room).await,
+        }
+    }
+
     /// Renames a group room.
     pub async fn rename(&self, room: RoomKey, name: &str) -> Result<RequestId, Error> {
         let name = Text::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -601,6 +647,9 @@ impl Client {
                             (SELECT u.username FROM members m JOIN users u ON u.id = m.user_id
                              WHERE m.room_id = r.id AND m.user_id != ?1
                              ORDER BY m.user_id LIMIT 1)
+                        END,
+                        CASE WHEN r.request_from IS NOT NULL THEN
+                            coalesce((SELECT username FROM users WHERE id = r.request_from), '?')
                         END
                  FROM rooms r
                  LEFT JOIN outbox o ON o.request_id = r.last_request_id
@@ -637,6 +686,7 @@ impl Client {
                     last_message: r.get(7)?,
                     my_last_state: my_last_state.transpose()?,
                     typing: Vec::new(),
+                    request_from: r.get::<_, Option<String>>(16)?.map(crate::model::neutral_name),
                 })
             })?;
             let mut rooms: Vec<RoomSummary> = rows.collect::<Result<_, _>>()?;
@@ -844,6 +894,35 @@ pub(crate) enum Target {
 }
 
 /// The server id of a room I am a member of (`None` while it is being created).
+/// Clears `room`'s request mark; whether it was a request.
+fn take_request(tx: &Connection, room: RoomKey) -> Result<bool, Error> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE rooms SET request_from = NULL WHERE id = ?1 AND request_from IS NOT NULL",
+        )?
+        .execute([room])?
+        > 0)
+}
+
+/// Writes `operation` to the outbox of `room`, pending.
+fn queue_operation(
+    tx: &Connection,
+    room: RoomKey,
+    operation: &Request,
+    now: i64,
+) -> Result<(), Error> {
+    let Some(request) = operation.request_id() else {
+        return Err(Error::Internal("an outbox operation needs a request id".into()));
+    };
+    let encoded = codec::encode(operation).map_err(|e| Error::Internal(e.to_string()))?;
+    tx.prepare_cached(
+        "INSERT INTO outbox (request_id, room_id, operation, state, created_ms)
+         VALUES (?1, ?2, ?3, 'pending', ?4)",
+    )?
+    .execute(params![&request.0[..], room, encoded, now])?;
+    Ok(())
+}
+
 fn member_room(c: &Connection, room: RoomKey) -> Result<Option<i64>, Error> {
     let row: Option<(Option<i64>, bool)> = c
         .prepare_cached("SELECT server_id, member FROM rooms WHERE id = ?1")?

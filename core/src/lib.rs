@@ -58,6 +58,9 @@ pub enum Error {
     /// I am no longer a member of the room.
     #[error("you are no longer a member of room {0}")]
     NotAMember(i64),
+    /// The room is not a request (accepted already, or mine).
+    #[error("room {0} is not a request")]
+    NotARequest(i64),
     /// No failed outbox item with this id.
     #[error("no failed outbox item {0}")]
     NoSuchOutboxItem(i64),

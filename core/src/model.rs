@@ -50,6 +50,9 @@ pub struct RoomSummary {
     pub last_activity_ms: i64,
     /// Who is typing in the room now (usernames).
     pub typing: Vec<String>,
+    /// A request: who (not a contact) put me in this room. Accept, decline or block; a
+    /// reply accepts.
+    pub request_from: Option<String>,
 }
 
 /// One timeline item.

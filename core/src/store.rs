@@ -19,6 +19,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_client", include_str!("../../migrations/0001_client.sql")),
     ("0002_media", include_str!("../../migrations/0002_media.sql")),
     ("0003_tls", include_str!("../../migrations/0003_tls.sql")),
+    ("0004_requests", include_str!("../../migrations/0004_requests.sql")),
 ];
 
 /// The schema version this build writes.

@@ -169,6 +169,12 @@ impl<T, const MAX: usize> List<T, MAX> {
         Self(Vec::new())
     }
 
+    /// Whether it has no items (also through the slice it derefs to; this one serves
+    /// serde's `skip_serializing_if`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Takes the items out.
     pub fn into_vec(self) -> Vec<T> {
         self.0

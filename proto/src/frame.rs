@@ -268,6 +268,28 @@ pub enum Request {
     },
     /// My contacts. Replies [`Reply::Contacts`].
     Contacts {},
+    /// Accept the request that made me a member of `room` (a room or invitation from
+    /// someone who is not my contact). Replies [`Reply::Logged`] for the `Accepted` event.
+    /// Declining is `Leave`.
+    Accept {
+        /// Idempotency key.
+        request: RequestId,
+        /// The room.
+        room: RoomId,
+    },
+    /// Block a user: they can no longer put me in a room, invite me, call me, or send in a
+    /// direct room with me. Replies `Done` (blocking twice is fine).
+    Block {
+        /// Who.
+        user: UserId,
+    },
+    /// Unblock a user. Replies `Done`.
+    Unblock {
+        /// Who.
+        user: UserId,
+    },
+    /// The users I block. Replies [`Reply::Blocked`].
+    Blocked {},
     /// Be visible to people nearby, in this ~1 km cell (a 6-character geohash the client
     /// computed: exact coordinates never leave the device), for `ttl_s` seconds (at most
     /// an hour). Replies [`Reply::Done`].
@@ -318,6 +340,10 @@ impl Request {
         "ContactKey",
         "AddContact",
         "Contacts",
+        "Accept",
+        "Block",
+        "Unblock",
+        "Blocked",
         "NearbyOn",
         "NearbyOff",
         "NearbyList",
@@ -334,7 +360,8 @@ impl Request {
             | Request::RemoveMember { request, .. }
             | Request::Rename { request, .. }
             | Request::Send { request, .. }
-            | Request::RecordCall { request, .. } => Some(*request),
+            | Request::RecordCall { request, .. }
+            | Request::Accept { request, .. } => Some(*request),
             Request::Hello { .. }
             | Request::SignUp(_)
             | Request::SignIn(_)
@@ -352,6 +379,9 @@ impl Request {
             | Request::ContactKey { .. }
             | Request::AddContact { .. }
             | Request::Contacts {}
+            | Request::Block { .. }
+            | Request::Unblock { .. }
+            | Request::Blocked {}
             | Request::NearbyOn { .. }
             | Request::NearbyOff {}
             | Request::NearbyList {}
@@ -387,6 +417,10 @@ impl Request {
             Request::ContactKey { .. } => "contact_key",
             Request::AddContact { .. } => "add_contact",
             Request::Contacts {} => "contacts",
+            Request::Accept { .. } => "accept",
+            Request::Block { .. } => "block",
+            Request::Unblock { .. } => "unblock",
+            Request::Blocked {} => "blocked",
             Request::NearbyOn { .. } => "nearby_on",
             Request::NearbyOff {} => "nearby_off",
             Request::NearbyList {} => "nearby_list",
@@ -545,6 +579,11 @@ pub enum EventContent {
         name: Option<RoomName>,
         /// Members at creation.
         members: List<UserRef, MAX_ROOM_MEMBERS>,
+        /// Those of `members` who have not agreed yet: the creator is not their contact, so
+        /// the room is a request to them until they accept ([`EventContent::Accepted`]) or
+        /// leave. Absent when empty.
+        #[serde(default = "List::empty", skip_serializing_if = "List::is_empty")]
+        requested: List<UserId, MAX_ROOM_MEMBERS>,
     },
     /// A user joined (was invited by `by`).
     Joined {
@@ -552,6 +591,15 @@ pub enum EventContent {
         user: UserRef,
         /// Who added them.
         by: UserId,
+        /// `by` is not their contact: the room is a request to them until they accept or
+        /// leave. Absent when false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        request: bool,
+    },
+    /// A member accepted the request that made them a member.
+    Accepted {
+        /// Who accepted.
+        user: UserId,
     },
     /// A member left.
     Left {
@@ -717,6 +765,11 @@ pub enum Reply {
     Contacts {
         /// Everyone I have as a contact.
         contacts: List<Contact, MAX_CONTACTS>,
+    },
+    /// Answer to Blocked.
+    Blocked {
+        /// Everyone I block.
+        users: List<UserRef, MAX_BLOCKED>,
     },
     /// Answer to NearbyList: nearest first.
     Nearby {

@@ -30,7 +30,13 @@ pub const MAX_JOIN_ROOMS: usize = 10_000;
 /// Rooms one user may be a member of at once (the server's default cap; a server may set
 /// it lower, never above [`MAX_JOIN_ROOMS`], so that a Join always lists every room).
 pub const MAX_ROOMS_PER_USER: usize = 5_000;
-const _: () = assert!(MAX_ROOMS_PER_USER <= MAX_JOIN_ROOMS, "a Join must list every room");
+/// Open requests one user may hold at once (rooms from people who are not their contacts,
+/// not yet accepted or declined); they do not count against [`MAX_ROOMS_PER_USER`].
+pub const MAX_REQUESTS_PER_USER: usize = 100;
+const _: () = assert!(
+    MAX_ROOMS_PER_USER + MAX_REQUESTS_PER_USER <= MAX_JOIN_ROOMS,
+    "a Join must list every room"
+);
 /// Most unconfirmed request ids in a Join.
 pub const MAX_JOIN_UNCONFIRMED: usize = 1_000;
 /// Most attachments referenced by one message.
@@ -46,6 +52,8 @@ pub const MAX_NEARBY: usize = 50;
 pub const MAX_NEARBY_TTL_S: u32 = 3600;
 /// Contacts one user can have.
 pub const MAX_CONTACTS: usize = 10_000;
+/// Users one user can block.
+pub const MAX_BLOCKED: usize = 10_000;
 /// STUN/TURN servers (and URLs per server) handed to a client for calls.
 pub const MAX_ICE_SERVERS: usize = 8;
 /// Longest STUN/TURN URL, username or credential, in bytes.

@@ -52,8 +52,10 @@ pub struct Config {
     /// Most simultaneous TCP connections from one address (IPv4, or IPv6 /64); trusted
     /// proxies are not counted.
     pub max_connections_per_addr: usize,
-    /// Rooms one user may be in at once (at most `limits::MAX_JOIN_ROOMS`).
+    /// Rooms one user may be in at once (at most `limits::MAX_ROOMS_PER_USER`).
     pub max_rooms_per_user: usize,
+    /// Open requests one user may hold (at most `limits::MAX_REQUESTS_PER_USER`).
+    pub max_requests_per_user: usize,
     /// Most simultaneous joined connections of one device (session).
     pub max_connections_per_device: usize,
     /// A connection that has not joined (Hello, maybe SignUp/SignIn, then Join) within this
@@ -102,8 +104,12 @@ pub struct Config {
     /// The secret shared with the TURN server (coturn `static-auth-secret`); without it no
     /// TURN server is handed out.
     pub turn_secret: Option<Secret>,
-    /// How long TURN credentials stay valid.
+    /// How long TURN credentials stay valid (to make an allocation; one made keeps working
+    /// for the call).
     pub turn_ttl: Duration,
+    /// How long after an Inquire (sent or received) or a Grant a user may get TURN
+    /// credentials: they are issued only around a call.
+    pub turn_window: Duration,
     /// TLS on the listener (off: plain HTTP, for loopback or behind a TLS-terminating proxy).
     pub tls: Option<crate::tls::TlsSource>,
     /// Longest wait for an HTTP request's head (slow-loris clients are cut after it).
@@ -111,6 +117,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The caps that bound what others can put on a user.
+    pub(crate) fn caps(&self) -> crate::roomlog::Caps {
+        crate::roomlog::Caps {
+            rooms: self.max_rooms_per_user,
+            requests: self.max_requests_per_user,
+        }
+    }
+
     /// Defaults for a server listening on `listen` with data in `data_dir`.
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
@@ -134,6 +148,7 @@ impl Config {
             max_connections_per_addr: 1000,
             max_connections_per_device: 16,
             max_rooms_per_user: tidings_proto::limits::MAX_ROOMS_PER_USER,
+            max_requests_per_user: tidings_proto::limits::MAX_REQUESTS_PER_USER,
             join_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             metrics: MetricsAt::Main,
@@ -156,7 +171,8 @@ impl Config {
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,
-            turn_ttl: Duration::from_secs(12 * 3600),
+            turn_ttl: Duration::from_secs(10 * 60),
+            turn_window: Duration::from_secs(2 * 60),
             tls: None,
             header_timeout: Duration::from_secs(10),
         }

@@ -290,7 +290,8 @@ impl Conn {
             | Request::RemoveMember { .. }
             | Request::Rename { .. }
             | Request::Send { .. }
-            | Request::RecordCall { .. }) => self.room_mutation(r).await?,
+            | Request::RecordCall { .. }
+            | Request::Accept { .. }) => self.room_mutation(r).await?,
             Request::Receipt { room, delivered, read } => {
                 self.receipt(room, delivered, read).await?
             }
@@ -309,11 +310,16 @@ impl Conn {
                 self.add_contact(user.into_string(), key.0.into_string()).await?
             }
             Request::Contacts {} => self.contacts().await?,
+            Request::Block { user } => self.block(user, true).await?,
+            Request::Unblock { user } => self.block(user, false).await?,
+            Request::Blocked {} => self.blocked().await?,
             Request::NearbyOn { cell, ttl_s } => self.nearby_on(cell.into_string(), ttl_s).await?,
             Request::NearbyOff {} => self.nearby_off().await?,
             Request::NearbyList {} => self.nearby_list().await?,
             Request::IceServers {} => {
-                crate::turn::ice_servers(&self.shared.config, self.actor()?.user)?
+                let user = self.actor()?.user;
+                let in_call = self.shared.calls.is_open(user, Instant::now());
+                crate::turn::ice_servers(&self.shared.config, user, in_call)?
             }
             Request::Ping { nonce } => Reply::Pong { nonce },
         };
@@ -333,7 +339,10 @@ impl Conn {
             buckets.take(peer.user.0, now).map_err(OpError::rate_limited)
         };
         match request {
-            Request::LookupUser { .. } => self.lookup_bucket.take(now),
+            Request::LookupUser { .. }
+            | Request::Block { .. }
+            | Request::Unblock { .. }
+            | Request::Blocked {} => self.lookup_bucket.take(now),
             Request::Signal { .. } => self.signal_bucket.take(now),
             Request::Receipt { .. } => self.receipt_bucket.take(now),
             Request::CreateRoom { .. } => return per_user(&self.shared.room_creations, self),

@@ -13,15 +13,15 @@
 
 use rusqlite::{params, OptionalExtension};
 use tidings_proto::{
-    bounded::Text, limits::MAX_CONTACTS, validate, Contact, ContactKeyText, ErrorCode, Reply,
-    RequestId, RoomId, RoomKind, ServerFrame, UserId,
+    bounded::Text, limits::MAX_CONTACTS, validate, Contact, ContactKeyText, ErrorCode,
+    EventContent, Reply, RequestId, RoomId, RoomKind, ServerFrame, UserId,
 };
 
 use crate::{
     auth,
     connection::Conn,
     error::OpError,
-    ops::{create_room, encode_frame},
+    ops::{create_room, encode_frame, Consent},
     roomlog::{self, bounded},
     unix_ms,
 };
@@ -89,7 +89,7 @@ impl Conn {
         }
         let shared = self.shared.clone();
         let conn_id = self.id;
-        let max_rooms = self.shared.config.max_rooms_per_user;
+        let caps = self.shared.config.caps();
         self.shared
             .store
             .write(move |tx| {
@@ -130,25 +130,25 @@ impl Conn {
                         "a user has at most {MAX_CONTACTS} contacts"
                     )));
                 }
+                // Showing a code is consent both ways: a request either of us still holds
+                // from the other in our direct room is accepted, said in the log so that
+                // every device learns it; a new direct room is no request to either.
                 let room = match direct_room(tx, actor.user, owner)? {
-                    Some(room) => room,
+                    Some(room) => {
+                        for user in [actor.user, owner] {
+                            if roomlog::request_of(tx, room, user)?.is_some() {
+                                roomlog::accept_request(tx, room, user, caps.rooms)?;
+                                let content = EventContent::Accepted { user };
+                                announce(tx, &shared, conn_id, room, actor, content)?;
+                            }
+                        }
+                        room
+                    }
                     None => {
+                        let direct = RoomKind::Direct;
                         let change =
-                            create_room(tx, actor, RoomKind::Direct, None, &[owner], max_rooms)?;
-                        let request = RequestId(rand::random());
-                        let (event, _) =
-                            roomlog::append(tx, change.room, actor, request, now, change.content)?;
-                        let recipients = roomlog::members(tx, change.room)?;
-                        let frame = encode_frame(&ServerFrame::Event { event })?;
-                        let (shared, conn_id) = (shared.clone(), conn_id);
-                        tx.after_commit(move || {
-                            shared.switchboard.deliver(
-                                &recipients,
-                                Some(conn_id),
-                                &frame,
-                                &shared.metrics,
-                            );
-                        });
+                            create_room(tx, actor, direct, None, &[owner], caps, Consent::Given)?;
+                        announce(tx, &shared, conn_id, change.room, actor, change.content)?;
                         change.room
                     }
                 };
@@ -197,6 +197,27 @@ impl Conn {
 }
 
 /// The direct room `a` and `b` are both current members of, if any (the oldest).
+/// Appends `content` to `room`'s log as `actor`'s (a server-made request id) and delivers it
+/// to the members after the commit.
+fn announce(
+    tx: &mut crate::store::Tx<'_>,
+    shared: &std::sync::Arc<crate::Shared>,
+    conn_id: crate::switchboard::ConnId,
+    room: RoomId,
+    actor: roomlog::Actor,
+    content: EventContent,
+) -> Result<(), OpError> {
+    let request = RequestId(rand::random());
+    let (event, _) = roomlog::append(tx, room, actor, request, unix_ms(), content)?;
+    let recipients = roomlog::members(tx, room)?;
+    let frame = encode_frame(&ServerFrame::Event { event })?;
+    let shared = shared.clone();
+    tx.after_commit(move || {
+        shared.switchboard.deliver(&recipients, Some(conn_id), &frame, &shared.metrics);
+    });
+    Ok(())
+}
+
 fn direct_room(tx: &rusqlite::Connection, a: UserId, b: UserId) -> Result<Option<RoomId>, OpError> {
     Ok(tx
         .prepare_cached(

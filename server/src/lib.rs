@@ -78,6 +78,8 @@ pub(crate) struct Shared {
     /// Contact-key resets, per user id.
     contact_key_resets: std::sync::Mutex<KeyedBuckets<i64>>,
     password_work: auth::PasswordWork,
+    /// Who is setting up or in a call, for TURN credentials.
+    calls: turn::CallWindows,
     disk: disk::DiskWatch,
     shutdown: CancellationToken,
     connections: TaskTracker,
@@ -147,7 +149,9 @@ impl Server {
     pub async fn bind(mut config: Config) -> anyhow::Result<Self> {
         // A user in more rooms than a Join can list could never sync again.
         config.max_rooms_per_user =
-            config.max_rooms_per_user.min(tidings_proto::limits::MAX_JOIN_ROOMS);
+            config.max_rooms_per_user.min(tidings_proto::limits::MAX_ROOMS_PER_USER);
+        config.max_requests_per_user =
+            config.max_requests_per_user.min(tidings_proto::limits::MAX_REQUESTS_PER_USER);
         // The data directory holds password hashes, session hashes and everyone's media:
         // nobody but the server's user reads it.
         private_dir(&config.data_dir).with_context(|| {
@@ -185,6 +189,7 @@ impl Server {
             room_creations: buckets(config.create_room_rate),
             contact_key_resets: buckets(config.contact_key_reset_rate),
             password_work: auth::PasswordWork::new(config.password_hashers, config.password_queue),
+            calls: turn::CallWindows::new(config.turn_window),
             disk: disk::DiskWatch::new(config.data_dir.clone(), config.min_free_disk),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
             config,

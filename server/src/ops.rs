@@ -451,14 +451,14 @@ impl Conn {
                 if let Some(name) = &name {
                     validate::name(name).map_err(|e| OpError::invalid(e.to_string()))?;
                 }
-                let max_rooms = self.shared.config.max_rooms_per_user;
+                let caps = self.shared.config.caps();
                 self.mutate(&request, move |tx, actor| {
-                    create_room(tx, actor, kind, name, &members, max_rooms)
+                    create_room(tx, actor, kind, name, &members, caps, Consent::Ask)
                 })
                 .await
             }
             Request::Invite { room, user, .. } => {
-                let max_rooms = self.shared.config.max_rooms_per_user;
+                let caps = self.shared.config.caps();
                 self.mutate(&request, move |tx, actor| {
                     group_member_only(tx, room, actor)?;
                     if roomlog::is_member(tx, room, user)? {
@@ -470,8 +470,18 @@ impl Conn {
                     }
                     let user_ref = roomlog::user(tx, user)?
                         .ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such user"))?;
-                    roomlog::activate_member(tx, room, user, max_rooms)?;
-                    Ok(Change::new(room, EventContent::Joined { user: user_ref, by: actor.user }))
+                    let request = roomlog::add_member(tx, room, user, actor.user, caps)?;
+                    let content = EventContent::Joined { user: user_ref, by: actor.user, request };
+                    Ok(Change::new(room, content))
+                })
+                .await
+            }
+            Request::Accept { room, .. } => {
+                let max_rooms = self.shared.config.max_rooms_per_user;
+                self.mutate(&request, move |tx, actor| {
+                    member_only(tx, room, actor)?;
+                    roomlog::accept_request(tx, room, actor.user, max_rooms)?;
+                    Ok(Change::new(room, EventContent::Accepted { user: actor.user }))
                 })
                 .await
             }
@@ -517,7 +527,12 @@ impl Conn {
             }
             Request::Send { room, body, attachments, .. } => {
                 self.mutate(&request, move |tx, actor| {
-                    member_only(tx, room, actor)?;
+                    agreed_member_only(tx, room, actor)?;
+                    if direct_peer_blocks(tx, room, actor)? {
+                        return Err(OpError::forbidden(
+                            "this user does not accept messages from you",
+                        ));
+                    }
                     for media in attachments.iter() {
                         if !crate::media::may_read(tx, actor.user, *media)? {
                             return Err(OpError::new(ErrorCode::NotFound, "no such media"));
@@ -532,7 +547,7 @@ impl Conn {
             }
             Request::RecordCall { room, record, .. } => {
                 self.mutate(&request, move |tx, actor| {
-                    member_only(tx, room, actor)?;
+                    agreed_member_only(tx, room, actor)?;
                     // Only the caller records a call, and only as itself; an outcome this
                     // build cannot name would be stored as something it is not.
                     if record.caller != actor.user {
@@ -597,7 +612,7 @@ impl Conn {
             .shared
             .store
             .read(move |conn| {
-                member_only(conn, room, actor)?;
+                agreed_member_only(conn, room, actor)?;
                 roomlog::members(conn, room)
             })
             .await?;
@@ -620,22 +635,45 @@ impl Conn {
     ) -> Result<(), OpError> {
         let actor = self.actor()?;
         let is_hangup = matches!(signal, CallSignal::Hangup { .. });
-        self.shared
+        let is_inquire = matches!(signal, CallSignal::Inquire { .. });
+        let rings = self
+            .shared
             .store
             .read(move |conn| {
-                member_only(conn, room, actor)?;
+                // A hang-up may still end a call from a room I have just declined.
+                if is_hangup {
+                    member_only(conn, room, actor)?;
+                } else {
+                    agreed_member_only(conn, room, actor)?;
+                }
                 // To myself: only a Hangup, to my other devices (a call answered or declined
                 // here); calling myself is not a thing.
                 if to_user == actor.user {
                     if !is_hangup {
                         return Err(OpError::forbidden("only a hang-up goes to my own devices"));
                     }
+                    return Ok(true);
                 } else if !roomlog::is_member(conn, room, to_user)? {
                     return Err(OpError::forbidden("the callee is not a member of the room"));
                 }
-                Ok(())
+                may_ring(conn, room, actor.user, to_user)
             })
             .await?;
+        if is_inquire && !rings {
+            // Not a contact in an accepted room, or blocked: refused as if nobody were
+            // there, without a ring and without telling which.
+            self.refuse_unavailable(room, to_user, call)?;
+            return Ok(());
+        }
+        if !rings && !is_hangup {
+            return Ok(());
+        }
+        // Both ends of a call being set up may get TURN credentials for a while.
+        if is_inquire || matches!(signal, CallSignal::Grant {}) {
+            let now = Instant::now();
+            self.shared.calls.open(actor.user, now);
+            self.shared.calls.open(to_user, now);
+        }
         let metrics = &self.shared.metrics;
         let targets: Vec<_> = self
             .shared
@@ -646,17 +684,8 @@ impl Conn {
             .filter(|p| (p.user, p.device) != (actor.user, actor.device))
             .collect();
         if targets.is_empty() && to_user != actor.user {
-            if matches!(signal, CallSignal::Inquire { .. }) {
-                let refuse = encode_frame(&ServerFrame::Signal {
-                    room,
-                    from_user: to_user,
-                    from_device: DeviceId(0),
-                    call,
-                    signal: CallSignal::Refuse { reason: RefuseReason::Unavailable },
-                })?;
-                if let Some(me) = &self.joined {
-                    me.push(refuse, metrics);
-                }
+            if is_inquire {
+                self.refuse_unavailable(room, to_user, call)?;
             }
             return Ok(());
         }
@@ -673,6 +702,80 @@ impl Conn {
         }
         metrics.deliveries.inc_by(delivered);
         Ok(())
+    }
+
+    /// Answers my own Inquire with `Refuse{unavailable}` as if from `callee`.
+    fn refuse_unavailable(&self, room: RoomId, callee: UserId, call: u64) -> Result<(), OpError> {
+        let refuse = encode_frame(&ServerFrame::Signal {
+            room,
+            from_user: callee,
+            from_device: DeviceId(0),
+            call,
+            signal: CallSignal::Refuse { reason: RefuseReason::Unavailable },
+        })?;
+        if let Some(me) = &self.joined {
+            me.push(refuse, &self.shared.metrics);
+        }
+        Ok(())
+    }
+
+    /// Blocks (or unblocks) `user` for me.
+    pub(crate) async fn block(&mut self, user: UserId, block: bool) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        if user == actor.user {
+            return Err(OpError::invalid("you cannot block yourself"));
+        }
+        self.shared
+            .store
+            .write(move |tx| {
+                if !block {
+                    tx.prepare_cached("DELETE FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")?
+                        .execute(params![actor.user.0, user.0])?;
+                    return Ok(Reply::Done {});
+                }
+                roomlog::user(tx, user)?
+                    .ok_or_else(|| OpError::new(ErrorCode::NotFound, "no such user"))?;
+                let count: i64 = tx
+                    .prepare_cached("SELECT COUNT(*) FROM blocks WHERE user_id = ?1")?
+                    .query_row([actor.user.0], |r| r.get(0))?;
+                if count as usize >= tidings_proto::limits::MAX_BLOCKED {
+                    return Err(OpError::new(
+                        ErrorCode::QuotaExceeded,
+                        format!(
+                            "at most {} users can be blocked",
+                            tidings_proto::limits::MAX_BLOCKED
+                        ),
+                    ));
+                }
+                tx.prepare_cached(
+                    "INSERT INTO blocks (user_id, blocked_id, created_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![actor.user.0, user.0, unix_ms()])?;
+                Ok(Reply::Done {})
+            })
+            .await
+    }
+
+    /// The users I block.
+    pub(crate) async fn blocked(&self) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        self.shared
+            .store
+            .read(move |conn| {
+                let mut st = conn.prepare_cached(
+                    "SELECT u.id, u.username FROM blocks b JOIN users u ON u.id = b.blocked_id
+                     WHERE b.user_id = ?1 ORDER BY u.username",
+                )?;
+                let rows = st.query_map([actor.user.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let mut users = Vec::new();
+                for row in rows {
+                    let (id, name): (i64, String) = row?;
+                    users.push(roomlog::user_ref(UserId(id), name)?);
+                }
+                Ok(Reply::Blocked { users: bounded(users)? })
+            })
+            .await
     }
 
     /// A page of a room's log for a current member.
@@ -712,13 +815,62 @@ fn member_only(conn: &rusqlite::Connection, room: RoomId, actor: Actor) -> Resul
     }
 }
 
-/// Like [`member_only`], and the room must be a group.
-fn group_member_only(
+/// Like [`member_only`], and the member must have agreed to be there: someone holding the
+/// room as a request may read it, accept it or leave it, nothing else.
+fn agreed_member_only(
     conn: &rusqlite::Connection,
     room: RoomId,
     actor: Actor,
 ) -> Result<(), OpError> {
     member_only(conn, room, actor)?;
+    if roomlog::request_of(conn, room, actor.user)?.is_some() {
+        return Err(OpError::forbidden("accept the request first"));
+    }
+    Ok(())
+}
+
+/// Whether the other member of a direct room blocks `actor`.
+fn direct_peer_blocks(
+    conn: &rusqlite::Connection,
+    room: RoomId,
+    actor: Actor,
+) -> Result<bool, OpError> {
+    let kind: String = conn
+        .prepare_cached("SELECT kind FROM rooms WHERE id = ?1")?
+        .query_row([room.0], |r| r.get(0))?;
+    if kind != "direct" {
+        return Ok(false);
+    }
+    for other in roomlog::members(conn, room)? {
+        if other != actor.user && roomlog::blocks(conn, other, actor.user)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `caller` may ring `callee` from `room`: the callee does not block the caller, and
+/// has the caller as a contact or has accepted the room.
+fn may_ring(
+    conn: &rusqlite::Connection,
+    room: RoomId,
+    caller: UserId,
+    callee: UserId,
+) -> Result<bool, OpError> {
+    if roomlog::blocks(conn, callee, caller)? {
+        return Ok(false);
+    }
+    Ok(roomlog::is_contact(conn, callee, caller)?
+        || roomlog::request_of(conn, room, callee)?.is_none())
+}
+
+/// Like [`agreed_member_only`], and the room must be a group.
+fn group_member_only(
+    conn: &rusqlite::Connection,
+    room: RoomId,
+    actor: Actor,
+) -> Result<(), OpError> {
+    agreed_member_only(conn, room, actor)?;
     let kind: String = conn
         .prepare_cached("SELECT kind FROM rooms WHERE id = ?1")?
         .query_row([room.0], |r| r.get(0))?;
@@ -729,13 +881,23 @@ fn group_member_only(
     }
 }
 
+/// Whether the members a room is made with have agreed to it already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Consent {
+    /// Ask those who are not the creator's contacts: it is a request to them.
+    Ask,
+    /// They agreed (each showed the other a contact code).
+    Given,
+}
+
 pub(crate) fn create_room(
     tx: &rusqlite::Connection,
     actor: Actor,
     kind: RoomKind,
     name: Option<tidings_proto::RoomName>,
     members: &[UserId],
-    max_rooms: usize,
+    caps: roomlog::Caps,
+    consent: Consent,
 ) -> Result<Change, OpError> {
     let mut ids = vec![actor.user];
     for m in members {
@@ -768,10 +930,16 @@ pub(crate) fn create_room(
     )?
     .execute(params![kind_str, name.as_ref().map(|n| n.as_str()), actor.user.0, unix_ms()])?;
     let room = RoomId(tx.last_insert_rowid());
+    let mut requested = Vec::new();
     for id in &ids {
-        roomlog::activate_member(tx, room, *id, max_rooms)?;
+        if consent == Consent::Given {
+            roomlog::activate_member(tx, room, *id, caps.rooms)?;
+        } else if roomlog::add_member(tx, room, *id, actor.user, caps)? {
+            requested.push(*id);
+        }
     }
-    Ok(Change::new(room, EventContent::Created { kind, name, members: bounded(refs)? }))
+    let (members, requested) = (bounded(refs)?, bounded(requested)?);
+    Ok(Change::new(room, EventContent::Created { kind, name, members, requested }))
 }
 
 /// Revokes every live session of `actor`'s user but `keep`'s, and after the commit closes

@@ -101,17 +101,30 @@ pub fn user(conn: &Connection, id: UserId) -> Result<Option<UserRef>, OpError> {
     name.map(|n| user_ref(id, n)).transpose()
 }
 
-/// Adds or re-activates a membership.
-/// Makes `user` a member of `room`, unless they are in `max_rooms` rooms already: a cap that
-/// keeps every Join's room list whole, whoever puts them in rooms.
+/// Makes `user` a member of `room` who has agreed to be there, unless they are in
+/// `max_rooms` agreed rooms already: a cap that keeps every Join's room list whole, whoever
+/// puts them in rooms.
 pub fn activate_member(
     conn: &Connection,
     room: RoomId,
     user: UserId,
     max_rooms: usize,
 ) -> Result<(), OpError> {
+    check_room_cap(conn, user, max_rooms)?;
+    conn.prepare_cached(
+        "INSERT INTO members (room_id, user_id, active) VALUES (?1, ?2, 1)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET active = 1, requested_by = NULL",
+    )?
+    .execute(params![room.0, user.0])?;
+    Ok(())
+}
+
+fn check_room_cap(conn: &Connection, user: UserId, max_rooms: usize) -> Result<(), OpError> {
     let rooms: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM members WHERE user_id = ?1 AND active = 1")?
+        .prepare_cached(
+            "SELECT COUNT(*) FROM members
+             WHERE user_id = ?1 AND active = 1 AND requested_by IS NULL",
+        )?
         .query_row([user.0], |r| r.get(0))?;
     if rooms as usize >= max_rooms {
         return Err(OpError::new(
@@ -119,12 +132,97 @@ pub fn activate_member(
             format!("user {} is in {max_rooms} rooms, the most there can be", user.0),
         ));
     }
-    conn.prepare_cached(
-        "INSERT INTO members (room_id, user_id, active) VALUES (?1, ?2, 1)
-         ON CONFLICT (room_id, user_id) DO UPDATE SET active = 1",
-    )?
-    .execute(params![room.0, user.0])?;
     Ok(())
+}
+
+/// The caps that bound what others can put on a user.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Agreed rooms per user.
+    pub rooms: usize,
+    /// Open requests per user.
+    pub requests: usize,
+}
+
+/// Adds `user` to `room` on `by`'s initiative, with consent (docs/protocol.md, "Requests
+/// and blocking"): `by` themselves, or someone `user` has as a contact, makes an agreed
+/// member; anyone else makes a request, at most `caps.requests` open at once per user; a
+/// user who blocks `by` is not added at all (`forbidden`). Returns whether it is a request.
+pub fn add_member(
+    conn: &Connection,
+    room: RoomId,
+    user: UserId,
+    by: UserId,
+    caps: Caps,
+) -> Result<bool, OpError> {
+    if user == by || is_contact(conn, user, by)? {
+        activate_member(conn, room, user, caps.rooms)?;
+        return Ok(false);
+    }
+    if blocks(conn, user, by)? {
+        return Err(OpError::forbidden(format!("user {} does not accept rooms from you", user.0)));
+    }
+    let open: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM members
+             WHERE user_id = ?1 AND active = 1 AND requested_by IS NOT NULL",
+        )?
+        .query_row([user.0], |r| r.get(0))?;
+    if open as usize >= caps.requests {
+        return Err(OpError::new(
+            tidings_proto::ErrorCode::QuotaExceeded,
+            format!("user {} has {} open requests, the most there can be", user.0, caps.requests),
+        ));
+    }
+    conn.prepare_cached(
+        "INSERT INTO members (room_id, user_id, active, requested_by) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET active = 1, requested_by = ?3",
+    )?
+    .execute(params![room.0, user.0, by.0])?;
+    Ok(true)
+}
+
+/// Who asked `user` into `room`, if `user` is a member who has not accepted yet.
+pub fn request_of(
+    conn: &Connection,
+    room: RoomId,
+    user: UserId,
+) -> Result<Option<UserId>, OpError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT requested_by FROM members
+             WHERE room_id = ?1 AND user_id = ?2 AND active = 1 AND requested_by IS NOT NULL",
+        )?
+        .query_row(params![room.0, user.0], |r| r.get(0))
+        .optional()?
+        .map(UserId))
+}
+
+/// Accepts `user`'s request in `room`: from now on it counts as one of their rooms.
+pub fn accept_request(
+    conn: &Connection,
+    room: RoomId,
+    user: UserId,
+    max_rooms: usize,
+) -> Result<(), OpError> {
+    if request_of(conn, room, user)?.is_none() {
+        return Err(OpError::invalid("there is no request to accept in this room"));
+    }
+    activate_member(conn, room, user, max_rooms)
+}
+
+/// Whether `user` has `other` as a contact.
+pub fn is_contact(conn: &Connection, user: UserId, other: UserId) -> Result<bool, OpError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM contacts WHERE user_id = ?1 AND contact_id = ?2")?
+        .exists(params![user.0, other.0])?)
+}
+
+/// Whether `user` blocks `other`.
+pub fn blocks(conn: &Connection, user: UserId, other: UserId) -> Result<bool, OpError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")?
+        .exists(params![user.0, other.0])?)
 }
 
 /// Ends a membership (the row stays, with its watermarks).

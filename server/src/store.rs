@@ -41,6 +41,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_contacts", include_str!("../migrations/0003_contacts.sql")),
     ("0004_nearby", include_str!("../migrations/0004_nearby.sql")),
     ("0005_quotas", include_str!("../migrations/0005_quotas.sql")),
+    ("0006_consent", include_str!("../migrations/0006_consent.sql")),
 ];
 
 /// What can go wrong opening or using the database.

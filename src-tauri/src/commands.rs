@@ -336,6 +336,28 @@ pub async fn leave(app: State<'_, App>, room: RoomKey) -> Result<()> {
     Ok(())
 }
 
+/// Accepts a request (a room from someone who is not a contact).
+#[tauri::command]
+pub async fn accept_request(app: State<'_, App>, room: RoomKey) -> Result<()> {
+    app.client.accept(room).await?;
+    Ok(())
+}
+
+/// Declines a request: leaves the room.
+#[tauri::command]
+pub async fn decline_request(app: State<'_, App>, room: RoomKey) -> Result<()> {
+    app.client.decline(room).await?;
+    Ok(())
+}
+
+/// Blocks a user (their open requests are declined).
+#[tauri::command]
+pub async fn block_user(app: State<'_, App>, username: String) -> Result<()> {
+    let user = sync::lookup_user(&app.client, username.trim()).await?;
+    sync::block(&app.client, user).await?;
+    Ok(())
+}
+
 #[tauri::command]
 pub async fn rename(app: State<'_, App>, room: RoomKey, name: String) -> Result<()> {
     app.client.rename(room, name.trim()).await?;

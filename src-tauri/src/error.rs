@@ -73,7 +73,7 @@ impl From<tidings_core::Error> for AppError {
             E::Scan(_) => ErrorCode::NoCode,
             E::ContactCode(_) => ErrorCode::BadContactCode,
             E::ForeignServer { .. } => ErrorCode::ForeignServer,
-            E::Invalid(_) => ErrorCode::Invalid,
+            E::Invalid(_) | E::NotARequest(_) => ErrorCode::Invalid,
             E::Address(_) => ErrorCode::Address,
             E::Tls(_) => ErrorCode::Tls,
             E::Network(_) => ErrorCode::Network,

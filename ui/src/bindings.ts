@@ -45,7 +45,12 @@ last_activity_ms: number,
 /**
  * Who is typing in the room now (usernames).
  */
-typing: Array<string>, };
+typing: Array<string>, 
+/**
+ * A request: who (not a contact) put me in this room. Accept, decline or block; a
+ * reply accepts.
+ */
+request_from: string | null, };
 
 export type Message = { 
 /**

@@ -24,7 +24,7 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   const title = h("h2", { id: "chat-title" }, room.name);
   const sub = h("p", { class: "chat-sub", id: "chat-typing", "aria-live": "polite" });
   const callBtn = room.direct
-    ? h("button", { class: "icon", id: "call-button", "aria-label": `Call ${room.name}`, title: "Call", type: "button" }, icon("phone"))
+    ? h("button", { class: "icon", id: "call-button", "aria-label": `Call ${room.name}`, title: "Call", type: "button", hidden: room.request_from !== null }, icon("phone"))
     : null;
   const info = h("button", { class: "icon", "aria-label": "Chat details", title: "Details", type: "button", id: "room-info-button" }, icon("more"));
   const header = h("header", { class: "chat-header" },
@@ -39,7 +39,8 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   const send = h("button", { class: "primary send", id: "send-button", type: "submit", "aria-label": "Send" }, icon("send"));
   const composer = h("form", { class: "composer" }, attach, file, text, send);
   const drop = h("div", { class: "drop-hint", hidden: true }, "Drop to send");
-  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, list, error, composer, drop);
+  const request = requestBar(room, error, onLeft);
+  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, list, error, request, composer, drop);
   if (!room.member) {
     composer.hidden = true;
     error.textContent = "You are no longer a member of this chat.";
@@ -238,6 +239,8 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     if (fresh) {
       title.textContent = fresh.name;
       composer.hidden = !fresh.member;
+      request.hidden = fresh.request_from === null || !fresh.member;
+      if (callBtn) callBtn.hidden = fresh.request_from !== null;
     }
     showTyping();
     if (batch.some((e) => (e.kind === "timeline_changed" && e.room === room.room) || e.kind === "overflow")) void loadNewest();
@@ -257,6 +260,33 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       window.removeEventListener("focus", onFocus);
     },
   };
+}
+
+/**
+ * A request (someone who is not a contact put me in this chat): who, and accept, decline
+ * or block. Replying accepts too; until then they cannot call.
+ */
+function requestBar(room: RoomSummary, error: HTMLElement, onLeft: () => void): HTMLElement {
+  const from = room.request_from ?? "";
+  const act = (f: () => Promise<void>, after?: () => void) => async () => {
+    error.textContent = "";
+    try {
+      await f();
+      after?.();
+    } catch (e) {
+      error.textContent = errorText(e);
+    }
+  };
+  const bar = h("div", { class: "request-bar", id: "request-bar", role: "region", "aria-label": "Chat request" },
+    h("p", {}, h("strong", {}, from), room.direct
+      ? " is not in your contacts and wants to chat. They can't call you until you accept."
+      : " is not in your contacts and added you to this group."),
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "primary", id: "request-accept", onclick: act(() => api.acceptRequest(room.room)) }, "Accept"),
+      h("button", { type: "button", id: "request-decline", onclick: act(() => api.declineRequest(room.room), onLeft) }, "Decline"),
+      h("button", { type: "button", class: "danger", id: "request-block", onclick: act(() => api.blockUser(from), onLeft) }, `Block ${from}`)));
+  bar.hidden = room.request_from === null || !room.member;
+  return bar;
 }
 
 /** "alice created the room", "bob joined" (the core's text names the joiner itself). */

@@ -55,7 +55,7 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
     const t = r.my_last_state ? tick(r.my_last_state) : null;
     const last = r.typing.length > 0 ? h("span", { class: "typing" }, `${r.typing[0]} is typing…`) : h("span", { class: "preview" }, r.last_message ?? "");
     const when = r.last_activity_ms > 0 ? (dayLabel(r.last_activity_ms) === "Today" ? clock(r.last_activity_ms) : dayLabel(r.last_activity_ms)) : "";
-    const label = `${r.name}${r.unread > 0 ? `, ${r.unread} unread` : ""}`;
+    const label = `${r.name}${r.request_from !== null && r.member ? ", chat request" : ""}${r.unread > 0 ? `, ${r.unread} unread` : ""}`;
     const li = h("li", { "aria-setsize": store.rooms.length, "aria-posinset": index + 1 }, h("button", {
       type: "button", class: `room${r.room === store.current ? " active" : ""}${r.member ? "" : " gone"}`,
       "data-room": r.room, "data-index": index, "aria-label": label, "aria-current": r.room === store.current ? "true" : null,
@@ -66,6 +66,7 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
         h("span", { class: "room-top" }, h("span", { class: "room-name" }, r.name), h("span", { class: "when" }, when)),
         h("span", { class: "room-bottom" },
           t ? h("span", { class: t.cls, "aria-label": t.label, "data-state": r.my_last_state ?? "" }, t.symbol) : null,
+          r.request_from !== null && r.member ? h("span", { class: "request-tag" }, "Request") : null,
           last,
           r.unread > 0 ? h("span", { class: "badge", "aria-hidden": "true" }, r.unread > 99 ? "99+" : String(r.unread)) : null))));
     li.style.top = `${index * ROW}px`;

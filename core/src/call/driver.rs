@@ -239,12 +239,9 @@ async fn drive(
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let machine = CallMachine::new(me, options.timeouts);
+    // The server issues TURN credentials only around a call, so they are asked for when
+    // media opens (after the Inquire), not ahead.
     let ice: Ice = Arc::default();
-    if options.media.ice_servers.is_empty() {
-        // Fetched beside the driver, which must never wait on the network.
-        let (client, ice) = (client.clone(), ice.clone());
-        tokio::spawn(async move { fetch_ice(&client, &ice).await });
-    }
     let mut d = Driver {
         client,
         options,
@@ -315,11 +312,12 @@ async fn guarded<T: Send + 'static>(
 }
 
 /// Asks the server for its STUN/TURN servers and keeps them until shortly before the
-/// credentials expire. Without an answer, calls go on with host candidates only.
+/// credentials expire; an answer without credentials (`ttl` 0) serves this call only.
+/// Without an answer, calls go on with host candidates only.
 async fn fetch_ice(client: &Client, ice: &Ice) {
     match crate::sync::ice_servers(client).await {
         Ok((servers, ttl)) => {
-            let keep = ttl.saturating_sub(ttl / 4).max(Duration::from_secs(10));
+            let keep = ttl.saturating_sub(ttl / 4);
             if let Ok(mut ice) = ice.lock() {
                 *ice = Some((servers, Instant::now() + keep));
             }
@@ -463,7 +461,8 @@ impl Driver {
                     // Not fetched yet (or expired): ask now, but not for long.
                     let fetch = fetch_ice(&self.client, &self.ice);
                     let _ = tokio::time::timeout(ICE_FETCH_WAIT, fetch).await;
-                    cached(&self.ice).map(|(s, _)| s).unwrap_or_default()
+                    // What just came is for this call, even if it is not to be kept.
+                    self.ice.lock().ok().and_then(|i| i.clone()).map(|(s, _)| s).unwrap_or_default()
                 }
             };
         }

@@ -296,7 +296,8 @@ impl Machine {
                         apply::confirmed(&tx, &rid, room.0, seq)?;
                         if left {
                             tx.execute(
-                                "UPDATE rooms SET member = 0 WHERE server_id = ?1",
+                                "UPDATE rooms SET member = 0, request_from = NULL
+                                 WHERE server_id = ?1",
                                 [room.0],
                             )?;
                         }
@@ -340,7 +341,10 @@ impl Machine {
             apply::confirmed(&tx, &conf.request, conf.room.0, conf.seq)?;
         }
         for room in left.iter() {
-            tx.execute("UPDATE rooms SET member = 0 WHERE server_id = ?1", [room.0])?;
+            tx.execute(
+                "UPDATE rooms SET member = 0, request_from = NULL WHERE server_id = ?1",
+                [room.0],
+            )?;
         }
         let mut targets = Vec::new();
         for head in rooms.iter() {

@@ -465,6 +465,42 @@ pub async fn contacts(client: &Client) -> Result<Vec<(String, i64, i64)>, Error>
     }
 }
 
+/// Blocks a user (needs the network): they can no longer put me in a room, invite me, call
+/// me or write to me in our direct room. Every request they hold open with me is declined
+/// (queued like any leave).
+pub async fn block(client: &Client, user: i64) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    one_request(&account, Request::Block { user: tidings_proto::UserId(user) }).await?;
+    let requests = client
+        .db(move |c| {
+            let mut st = c.prepare_cached("SELECT id FROM rooms WHERE request_from = ?1")?;
+            let rows = st.query_map([user], |r| r.get::<_, RoomKey>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+    for room in requests {
+        client.decline(room).await?;
+    }
+    Ok(())
+}
+
+/// Unblocks a user (needs the network).
+pub async fn unblock(client: &Client, user: i64) -> Result<(), Error> {
+    let account = client.require_account().await?;
+    one_request(&account, Request::Unblock { user: tidings_proto::UserId(user) }).await.map(|_| ())
+}
+
+/// The users I block (kept on the server, the same on every device): username and user id.
+pub async fn blocked(client: &Client) -> Result<Vec<(String, i64)>, Error> {
+    let account = client.require_account().await?;
+    match one_request(&account, Request::Blocked {}).await? {
+        Reply::Blocked { users } => {
+            Ok(users.into_vec().into_iter().map(|u| (u.username.into_string(), u.id.0)).collect())
+        }
+        other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
+    }
+}
+
 /// Becomes visible to people nearby for `ttl` (at most an hour) in the ~1 km cell around
 /// `lat`, `lon`. Only the cell (a 6-character geohash, computed here) is sent: the exact
 /// position never leaves the device.

@@ -206,6 +206,10 @@ pub fn request() -> impl Strategy<Value = Request> {
         (text(), text())
             .prop_map(|(user, key)| Request::AddContact { user, key: ContactKeyText(key) }),
         Just(Request::Contacts {}),
+        (request_id(), room()).prop_map(|(request, room)| Request::Accept { request, room }),
+        user().prop_map(|user| Request::Block { user }),
+        user().prop_map(|user| Request::Unblock { user }),
+        Just(Request::Blocked {}),
         (text(), any::<u32>()).prop_map(|(cell, ttl_s)| Request::NearbyOn { cell, ttl_s }),
         Just(Request::NearbyOff {}),
         Just(Request::NearbyList {}),
@@ -216,9 +220,20 @@ pub fn request() -> impl Strategy<Value = Request> {
 
 pub fn content() -> impl Strategy<Value = EventContent> {
     prop_oneof![
-        (room_kind(), option::of(text()), list(user_ref()))
-            .prop_map(|(kind, name, members)| EventContent::Created { kind, name, members }),
-        (user_ref(), user()).prop_map(|(user, by)| EventContent::Joined { user, by }),
+        (room_kind(), option::of(text()), list(user_ref()), list(user())).prop_map(
+            |(kind, name, members, requested)| EventContent::Created {
+                kind,
+                name,
+                members,
+                requested
+            }
+        ),
+        (user_ref(), user(), any::<bool>()).prop_map(|(user, by, request)| EventContent::Joined {
+            user,
+            by,
+            request
+        }),
+        user().prop_map(|user| EventContent::Accepted { user }),
         user().prop_map(|user| EventContent::Left { user }),
         (user(), user()).prop_map(|(user, by)| EventContent::Removed { user, by }),
         text().prop_map(|name| EventContent::Renamed { name }),
@@ -315,6 +330,7 @@ pub fn reply() -> impl Strategy<Value = Reply> {
             .prop_map(|(user, room)| Reply::Contact { contact: Contact { user, room } }),
         list((user_ref(), room()).prop_map(|(user, room)| Contact { user, room }))
             .prop_map(|contacts| Reply::Contacts { contacts }),
+        list(user_ref()).prop_map(|users| Reply::Blocked { users }),
         list(
             (
                 user_ref(),
@@ -392,6 +408,10 @@ pub fn request_tag(r: &Request) -> &'static str {
         Request::ContactKey { .. } => "ContactKey",
         Request::AddContact { .. } => "AddContact",
         Request::Contacts {} => "Contacts",
+        Request::Accept { .. } => "Accept",
+        Request::Block { .. } => "Block",
+        Request::Unblock { .. } => "Unblock",
+        Request::Blocked {} => "Blocked",
         Request::NearbyOn { .. } => "NearbyOn",
         Request::NearbyOff {} => "NearbyOff",
         Request::NearbyList {} => "NearbyList",
@@ -424,6 +444,7 @@ pub fn reply_tag(r: &Reply) -> &'static str {
         Reply::ContactKey { .. } => "ContactKey",
         Reply::Contact { .. } => "Contact",
         Reply::Contacts { .. } => "Contacts",
+        Reply::Blocked { .. } => "Blocked",
         Reply::Nearby { .. } => "Nearby",
         Reply::IceServers { .. } => "IceServers",
         Reply::Pong { .. } => "Pong",
@@ -434,6 +455,7 @@ pub fn content_tag(c: &EventContent) -> &'static str {
     match c {
         EventContent::Created { .. } => "Created",
         EventContent::Joined { .. } => "Joined",
+        EventContent::Accepted { .. } => "Accepted",
         EventContent::Left { .. } => "Left",
         EventContent::Removed { .. } => "Removed",
         EventContent::Renamed { .. } => "Renamed",
@@ -517,5 +539,5 @@ pub fn serde_variants<T: for<'a> serde::Deserialize<'a> + std::fmt::Debug>() -> 
 }
 
 /// Mutations carry the idempotency key; these are the ones.
-pub const MUTATIONS: [&str; 7] =
-    ["CreateRoom", "Invite", "Leave", "RemoveMember", "Rename", "Send", "RecordCall"];
+pub const MUTATIONS: [&str; 8] =
+    ["CreateRoom", "Invite", "Accept", "Leave", "RemoveMember", "Rename", "Send", "RecordCall"];

@@ -501,3 +501,52 @@ async fn a_nearly_full_disk_refuses_new_writes_and_keeps_serving_reads() {
     let (status, code) = upload_status(&full, session.token.0.as_str(), 10).await;
     assert_eq!((status, code.as_deref()), (507, Some("storage_full")));
 }
+
+#[tokio::test]
+async fn turn_credentials_are_issued_only_around_a_call_and_last_minutes() {
+    let server = TestServer::start_with(|c| {
+        c.turn_urls = vec!["turn:127.0.0.1:3478?transport=udp".into()];
+        c.turn_secret = Some(tidings_server::config::Secret("shared with coturn".into()));
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let mut alice = Client::sign_up(&url, "alice").await.unwrap();
+    let mut bob = Client::sign_up(&url, "bob").await.unwrap();
+    let mut eve = Client::sign_up(&url, "eve").await.unwrap();
+    let bob_id = bob.me().user.id;
+    let turn_ttl = |reply: Reply| match reply {
+        Reply::IceServers { servers, ttl_s } => {
+            let turn =
+                servers.iter().any(|s| s.urls.iter().any(|u| u.as_str().starts_with("turn:")));
+            turn.then_some(ttl_s)
+        }
+        other => panic!("{other:?}"),
+    };
+    // Signed in but in no call: a free relay for nobody.
+    for c in [&mut alice, &mut bob, &mut eve] {
+        let reply = c.request(Request::IceServers {}).await.unwrap().unwrap();
+        assert_eq!(turn_ttl(reply), None);
+    }
+    // Alice rings bob: both ends get credentials, for minutes; eve still gets none.
+    let room = group(&mut alice, &[bob_id]).await;
+    bob.request(Request::Accept { request: tidings_testkit::request_id(), room })
+        .await
+        .unwrap()
+        .unwrap();
+    let inquire = Request::Signal {
+        room,
+        to_user: bob_id,
+        to_device: None,
+        call: 3,
+        signal: tidings_proto::CallSignal::Inquire { video: false },
+    };
+    alice.unanswered(inquire).await.unwrap().unwrap();
+    for c in [&mut alice, &mut bob] {
+        let reply = c.request(Request::IceServers {}).await.unwrap().unwrap();
+        let ttl = turn_ttl(reply).expect("TURN credentials during a call");
+        assert!((60..=15 * 60).contains(&ttl), "{ttl} s");
+    }
+    let reply = eve.request(Request::IceServers {}).await.unwrap().unwrap();
+    assert_eq!(turn_ttl(reply), None);
+}

@@ -120,6 +120,10 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     ("ContactKey",      [A,     A,    A,      U,      U,     U,      U,      A]),
     ("Contacts",        [A,     A,    A,      U,      U,     U,      U,      A]),
     ("AddContact",      [A,     A,    A,      U,      U,     U,      U,      A]),
+    // Blocking is about my own account: anyone signed in.
+    ("Block",           [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("Unblock",         [A,     A,    A,      U,      U,     U,      U,      A]),
+    ("Blocked",         [A,     A,    A,      U,      U,     U,      U,      A]),
     // People nearby: anyone signed in may appear or vanish; only the visible (here the
     // member) may look.
     ("NearbyOn",        [A,     A,    A,      U,      U,     U,      U,      A]),
@@ -128,6 +132,8 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     ("CreateRoom",      [A,     A,    A,      U,      U,     U,      U,      A]),
     // Room operations: current members only.
     ("Invite",          [F,     F,    F,      U,      U,     U,      U,      A]),
+    // The member here is hank, who holds the room as a request (alice is no contact).
+    ("Accept",          [F,     F,    F,      U,      U,     U,      U,      A]),
     ("Leave",           [F,     F,    F,      U,      U,     U,      U,      A]),
     ("RemoveMember",    [F,     F,    F,      U,      U,     U,      U,      A]),
     ("Rename",          [F,     F,    F,      U,      U,     U,      U,      A]),
@@ -235,6 +241,9 @@ struct World {
     dave: Client,
     /// Removed by alice after the media was posted.
     grace: Client,
+    /// Invited by alice, not a contact of hers: holds the room as a request (what Accept
+    /// takes).
+    hank: Client,
     /// Bob's second device, revoked from his first.
     revoked: Token,
     /// Bob's third device, signed in and idle: what RevokeDevice targets.
@@ -260,11 +269,18 @@ impl World {
         let bob_spare = Client::sign_in(&ws, &name("bob")).await.unwrap().me().device;
         let carol = Client::sign_up(&ws, &name("carol")).await.unwrap();
         let mut dave = Client::sign_up(&ws, &name("dave")).await.unwrap();
-        let grace = Client::sign_up(&ws, &name("grace")).await.unwrap();
+        let mut grace = Client::sign_up(&ws, &name("grace")).await.unwrap();
         let frank = Client::sign_up(&ws, &name("frank")).await.unwrap().me().user.id;
+        let hank = Client::sign_up(&ws, &name("hank")).await.unwrap();
 
         let members = [bob.me().user.id, dave.me().user.id, grace.me().user.id];
         let room = group(&mut alice, &members).await;
+        // Alice is nobody's contact: the room is a request to each until they accept.
+        for member in [&mut bob, &mut dave, &mut grace] {
+            member.request(Request::Accept { request: request_id(), room }).await.unwrap().unwrap();
+        }
+        let invite = Request::Invite { request: request_id(), room, user: hank.me().user.id };
+        alice.request(invite).await.unwrap().unwrap();
         let media = upload(&http, &alice.me().token, b"photo".to_vec()).await.unwrap();
         let opened = reqwest::Client::new()
             .post(format!("{http}/v1/uploads"))
@@ -305,6 +321,7 @@ impl World {
             carol,
             dave,
             grace,
+            hank,
             revoked,
             bob_spare,
             frank,
@@ -316,18 +333,23 @@ impl World {
         }
     }
 
-    /// The member who performs `op`: only the room's creator removes members.
+    /// The member who performs `op`: only the room's creator removes members, and only a
+    /// member holding a request accepts it.
     fn member(&mut self, op: &str) -> &mut Client {
-        if op == "RemoveMember" {
-            &mut self.alice
-        } else {
-            &mut self.bob
+        match op {
+            "RemoveMember" => &mut self.alice,
+            "Accept" => &mut self.hank,
+            _ => &mut self.bob,
         }
     }
 
     /// The token of [`World::member`].
     fn member_token(&self, op: &str) -> Token {
-        let member = if op == "RemoveMember" { &self.alice } else { &self.bob };
+        let member = match op {
+            "RemoveMember" => &self.alice,
+            "Accept" => &self.hank,
+            _ => &self.bob,
+        };
         member.me().token.clone()
     }
 }
@@ -381,6 +403,10 @@ fn operation(op: &str, w: &World) -> Operation {
         "IceServers" => Request::IceServers {},
         "ContactKey" => Request::ContactKey { reset: false, ttl_s: None },
         "Contacts" => Request::Contacts {},
+        "Block" => Request::Block { user: w.frank },
+        "Unblock" => Request::Unblock { user: w.frank },
+        "Blocked" => Request::Blocked {},
+        "Accept" => Request::Accept { request: request_id(), room },
         "NearbyOn" => Request::NearbyOn { cell: text("u09tvw"), ttl_s: 600 },
         "NearbyOff" => Request::NearbyOff {},
         "NearbyList" => Request::NearbyList {},

@@ -34,6 +34,19 @@ pub async fn group(creator: &mut Client, members: &[UserId]) -> RoomId {
     }
 }
 
+/// `a` scans `b`'s contact code: they become contacts (rooms either makes with the other
+/// are then no requests); returns their direct room.
+pub async fn befriend(a: &mut Client, b: &mut Client) -> RoomId {
+    let key = b.request(Request::ContactKey { reset: false, ttl_s: None }).await.unwrap();
+    let Ok(Reply::ContactKey { key, .. }) = key else { panic!("{key:?}") };
+    let user = b.me().user.username.clone();
+    let add = Request::AddContact { user, key: tidings_proto::ContactKeyText(key.0) };
+    match a.request(add).await.unwrap().unwrap() {
+        Reply::Contact { contact } => contact.room,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Posts `text` and returns its seq.
 pub async fn post(client: &mut Client, room: RoomId, text: &str) -> u64 {
     match client.request(send(room, text)).await.unwrap().unwrap() {

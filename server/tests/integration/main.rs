@@ -7,6 +7,7 @@ mod abuse;
 mod authorization;
 mod bad_input;
 mod common;
+mod consent;
 mod media;
 mod rooms;
 mod tls;

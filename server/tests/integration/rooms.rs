@@ -130,6 +130,9 @@ async fn two_clients_posting_at_once_get_gap_free_distinct_seqs() {
     let url = server.ws_url();
     let mut alice = Client::sign_up(&url, "alice").await.unwrap();
     let mut bob = Client::sign_up(&url, "bob").await.unwrap();
+    // Contacts: the room is no request to bob, he writes at once.
+    befriend(&mut bob, &mut alice).await;
+    next_event(&mut alice).await;
     let room = group(&mut alice, &[bob.me().user.id]).await;
     next_event(&mut bob).await;
     let n = 100;
@@ -297,6 +300,9 @@ async fn call_signals_are_relayed_and_an_offline_callee_is_unavailable_at_once()
     let mut alice = Client::sign_up(&url, "alice").await.unwrap();
     let mut bob = Client::sign_up(&url, "bob").await.unwrap();
     let bob_id = bob.me().user.id;
+    // Contacts: alice's call rings at once.
+    befriend(&mut bob, &mut alice).await;
+    next_event(&mut alice).await;
     let room = group(&mut alice, &[bob_id]).await;
     next_event(&mut bob).await;
     let signal =

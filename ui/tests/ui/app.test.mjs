@@ -88,6 +88,23 @@ describe("chats", () => {
     await page.close();
   });
 
+  it("shows a chat from a stranger as a request: no call button until accepted", async () => {
+    const page = await open("request");
+    await page.waitForSelector('button.room[data-room="3"] .request-tag');
+    assert.equal(await page.getAttribute('button.room[data-room="3"]', "aria-label"), "mallory, chat request, 1 unread");
+    await page.click('button.room[data-room="3"]');
+    await page.waitForSelector("#request-bar:not([hidden])");
+    assert.match(await page.textContent("#request-bar"), /mallory is not in your contacts/);
+    assert.equal(await page.isVisible("#call-button"), false);
+    await page.click("#request-accept");
+    await page.waitForSelector("#request-bar", { state: "hidden" });
+    assert.deepEqual(await calls(page, "accept_request"), [{ room: 3 }]);
+    assert.equal(await page.isVisible("#call-button"), true);
+    assert.equal(await page.$('button.room[data-room="3"] .request-tag'), null);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
   it("shows messages grouped by day with ticks, and sends with Enter", async () => {
     const page = await open("signed-in");
     await page.click('button.room[data-room="1"]');

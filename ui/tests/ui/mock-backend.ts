@@ -28,9 +28,12 @@ export function install(scenario: string) {
   window.__emit = (event, payload) => emit(event, payload);
   const session = { server: "http://127.0.0.1:7878", username: "ann", user_id: 1, device_id: 11, encrypted: false, pin: null };
   const rooms: RoomSummary[] = [
-    { room: 1, server_id: 10, name: "bob", unread: 2, last_seq: 3, last_message: "See you at 6?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 60_000, typing: [] },
-    { room: 2, server_id: 20, name: "Climbing club", unread: 0, last_seq: 2, last_message: "Photo", my_last_state: "delivered", member: true, direct: false, last_activity_ms: now - 2 * DAY, typing: [] },
+    { room: 1, server_id: 10, name: "bob", unread: 2, last_seq: 3, last_message: "See you at 6?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 60_000, typing: [], request_from: null },
+    { room: 2, server_id: 20, name: "Climbing club", unread: 0, last_seq: 2, last_message: "Photo", my_last_state: "delivered", member: true, direct: false, last_activity_ms: now - 2 * DAY, typing: [], request_from: null },
   ];
+  if (scenario === "request") {
+    rooms.unshift({ room: 3, server_id: 30, name: "mallory", unread: 1, last_seq: 2, last_message: "Hi, remember me?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 1_000, typing: [], request_from: "mallory" });
+  }
   const messages: Record<number, Message[]> = {
     1: [
       message(1, 3, "bob", "See you at 6?", now - 60_000, "sent"),
@@ -38,6 +41,7 @@ export function install(scenario: string) {
       message(1, 1, "bob", "Dinner tomorrow?", now - DAY - 3_600_000, "sent"),
     ],
     2: [message(2, 2, "ann", "Who's in for Saturday?", now - 2 * DAY, "delivered"), message(2, 1, "cy", "Hi all", now - 3 * DAY, "sent")],
+    3: [message(3, 2, "mallory", "Hi, remember me?", now - 1_000, "sent")],
   };
   const outbox: OutboxEntry[] =
     scenario === "failed-send"
@@ -76,6 +80,12 @@ export function install(scenario: string) {
       case "retry": {
         outbox.splice(0, outbox.length);
         void emit("core", [{ kind: "outbox_changed" }]);
+        return null;
+      }
+      case "accept_request": {
+        const r = rooms.find((x) => x.room === Number(a.room));
+        if (r) r.request_from = null;
+        void emit("core", [{ kind: "rooms_changed" }]);
         return null;
       }
       case "contacts":
