@@ -115,8 +115,10 @@ pub async fn session(
 /// `whoami`.
 pub async fn whoami(client: &Client, out: Output) -> Result<(), Failure> {
     let a = client.account().await?.ok_or(Error::NotSignedIn)?;
+    let token = client.token_home().await?;
     out.line(
         json!({
+            "token": token,
             "user": a.user_id,
             "username": a.username,
             "device": a.device_id,

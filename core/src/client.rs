@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, Notify};
 
 use crate::{
     apply::{MessageBody, PENDING_POSITION},
+    keychain::{self, TokenHome},
     model::{Event, MemberReceipt, Message, MessageState, OutboxEntry, RoomKey, RoomSummary},
     store, Error,
 };
@@ -82,6 +83,9 @@ pub struct Client {
     pub(crate) typing: Arc<Mutex<crate::typing::Typing>>,
     /// The call driver's wires (commands in, signals out).
     pub(crate) calls: Arc<crate::call::driver::Wires>,
+    /// The session token once read from the keychain (a keychain read may ask the user to
+    /// unlock it: once per run is enough).
+    token: Arc<Mutex<Option<String>>>,
     dir: PathBuf,
 }
 
@@ -122,6 +126,7 @@ impl Client {
             outbox_ready: Arc::new(Notify::new()),
             typing: Arc::default(),
             calls: Arc::default(),
+            token: Arc::default(),
             dir: dir.to_owned(),
         })
     }
@@ -169,41 +174,86 @@ impl Client {
         .map_err(|e| Error::Internal(e.to_string()))?
     }
 
-    /// The signed-in account, if any.
+    /// The signed-in account, if any, with its token (from the keychain if it is there).
     pub async fn account(&self) -> Result<Option<Account>, Error> {
-        self.db(|c| account(c)).await
+        let Some((mut account, entry)) = self.db(|c| stored_account(c)).await? else {
+            return Ok(None);
+        };
+        if let Some(entry) = entry {
+            let cached = self.token.lock().ok().and_then(|t| t.clone());
+            account.token = match cached {
+                Some(token) => token,
+                None => {
+                    let token = tokio::task::spawn_blocking(move || keychain::load(&entry))
+                        .await
+                        .map_err(|e| Error::Internal(e.to_string()))??;
+                    if let Ok(mut cache) = self.token.lock() {
+                        *cache = Some(token.clone());
+                    }
+                    token
+                }
+            };
+        }
+        Ok(Some(account))
+    }
+
+    /// Where this profile's session token is kept (`None`: not signed in).
+    pub async fn token_home(&self) -> Result<Option<TokenHome>, Error> {
+        let stored = self.db(|c| stored_account(c)).await?;
+        Ok(stored.map(|(_, entry)| match entry {
+            Some(_) => TokenHome::Keychain,
+            None => TokenHome::Profile,
+        }))
     }
 
     pub(crate) async fn require_account(&self) -> Result<Account, Error> {
         self.account().await?.ok_or(Error::NotSignedIn)
     }
 
-    /// Stores the session after sign-up or sign-in.
+    /// Stores the session after sign-up or sign-in: the token in the keychain where there
+    /// is one, else in the profile (keychain.rs).
     pub(crate) async fn save_account(&self, a: Account) -> Result<(), Error> {
-        self.db(move |c| {
-            let pin = a.pin.map(|p| p.to_string());
-            c.execute(
-                "INSERT INTO account (id, server, user_id, username, device_id, token, pin)
-                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET server = excluded.server,
-                     user_id = excluded.user_id, username = excluded.username,
-                     device_id = excluded.device_id, token = excluded.token, pin = excluded.pin",
-                params![a.server, a.user_id, a.username, a.device_id, a.token, pin],
-            )?;
-            if a.server.starts_with("https://") {
+        let token = a.token.clone();
+        let entry = tokio::task::spawn_blocking(move || keychain::store(&token))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let kept = if entry.is_some() { String::new() } else { a.token.clone() };
+        if let Ok(mut cache) = self.token.lock() {
+            *cache = entry.as_ref().map(|_| a.token.clone());
+        }
+        let old = self
+            .db(move |c| {
+                let old = stored_account(c)?.and_then(|(_, entry)| entry);
+                let pin = a.pin.map(|p| p.to_string());
                 c.execute(
-                    "INSERT INTO profile (id, used_tls) VALUES (1, 1)
-                     ON CONFLICT (id) DO UPDATE SET used_tls = 1",
-                    [],
+                    "INSERT INTO account (id, server, user_id, username, device_id, token, pin,
+                                         keychain)
+                     VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (id) DO UPDATE SET server = excluded.server,
+                         user_id = excluded.user_id, username = excluded.username,
+                         device_id = excluded.device_id, token = excluded.token,
+                         pin = excluded.pin, keychain = excluded.keychain",
+                    params![a.server, a.user_id, a.username, a.device_id, kept, pin, entry],
                 )?;
-            }
-            c.execute(
-                "INSERT INTO users (id, username) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
-                params![a.user_id, a.username],
-            )?;
-            Ok(())
-        })
-        .await
+                if a.server.starts_with("https://") {
+                    c.execute(
+                        "INSERT INTO profile (id, used_tls) VALUES (1, 1)
+                     ON CONFLICT (id) DO UPDATE SET used_tls = 1",
+                        [],
+                    )?;
+                }
+                c.execute(
+                    "INSERT INTO users (id, username) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                    params![a.user_id, a.username],
+                )?;
+                Ok(old)
+            })
+            .await?;
+        // A session this profile had before is over: its token goes too.
+        if let Some(old) = old {
+            let _ = tokio::task::spawn_blocking(move || keychain::forget(&old)).await;
+        }
+        Ok(())
     }
 
     /// Writes an operation and its local echo in one transaction (one trip to the database:
@@ -522,7 +572,20 @@ impl Client {
     }
 
     pub(crate) async fn forget_account(&self) -> Result<(), Error> {
-        self.db(|c| Ok(c.execute("DELETE FROM account", []).map(|_| ())?)).await
+        let entry = self
+            .db(|c| {
+                let entry = stored_account(c)?.and_then(|(_, entry)| entry);
+                c.execute("DELETE FROM account", [])?;
+                Ok(entry)
+            })
+            .await?;
+        if let Ok(mut cache) = self.token.lock() {
+            *cache = None;
+        }
+        if let Some(entry) = entry {
+            let _ = tokio::task::spawn_blocking(move || keychain::forget(&entry)).await;
+        }
+        Ok(())
     }
 
     /// The server id of a local room, if known (whatever the membership).
@@ -935,6 +998,17 @@ fn member_room(c: &Connection, room: RoomKey) -> Result<Option<i64>, Error> {
     }
 }
 
+/// The stored account and the name of the keychain entry holding its token, if one does
+/// (then the account's `token` is empty).
+fn stored_account(c: &Connection) -> Result<Option<(Account, Option<String>)>, Error> {
+    let Some(account) = account(c)? else { return Ok(None) };
+    let entry: Option<String> =
+        c.query_row("SELECT keychain FROM account WHERE id = 1", [], |r| r.get(0))?;
+    Ok(Some((account, entry)))
+}
+
+/// The stored account; its `token` is empty when the keychain holds it
+/// ([`Client::account`] fills it in).
 pub(crate) fn account(c: &Connection) -> Result<Option<Account>, Error> {
     Ok(c.query_row(
         "SELECT server, user_id, username, device_id, token, pin FROM account WHERE id = 1",

@@ -24,6 +24,7 @@ pub mod call;
 pub mod client;
 pub mod contact;
 pub mod endpoint;
+pub mod keychain;
 pub mod media;
 pub mod model;
 pub mod outbox;
@@ -102,6 +103,10 @@ pub enum Error {
     /// The server answered with an error.
     #[error("server: {0}")]
     Server(tidings_proto::ErrorInfo),
+    /// The OS keychain holds this profile's session token and did not give it (locked,
+    /// or the entry was removed): unlock it, or sign in again.
+    #[error("the system keychain did not give the session token: {0}")]
+    Keychain(String),
     /// A fault in this program.
     #[error("internal error: {0}")]
     Internal(String),

@@ -20,6 +20,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_media", include_str!("../../migrations/0002_media.sql")),
     ("0003_tls", include_str!("../../migrations/0003_tls.sql")),
     ("0004_requests", include_str!("../../migrations/0004_requests.sql")),
+    ("0005_keychain", include_str!("../../migrations/0005_keychain.sql")),
 ];
 
 /// The schema version this build writes.

@@ -182,6 +182,12 @@ fn test() -> anyhow::Result<()> {
         ("curl", "curl"),
         ("openssl", "openssl"),
         ("nginx", "nginx"),
+        // The keychain test: a private session bus with a real Secret Service (GNOME
+        // Keyring), and secret-tool to look at what is in it.
+        ("dbus-daemon", "dbus-daemon"),
+        ("dbus-send", "dbus-bin"),
+        ("gnome-keyring-daemon", "gnome-keyring"),
+        ("secret-tool", "libsecret-tools"),
         // The app's end-to-end tests: a virtual display and WebKitGTK's WebDriver.
         ("Xvfb", "xvfb"),
         ("WebKitWebDriver", "webkit2gtk-driver"),

@@ -68,10 +68,12 @@ pub fn serve(data: &Path) -> Server {
     serve_on("127.0.0.1:0", data)
 }
 
-/// `tidings --json --profile DIR`, ready for a command.
+/// `tidings --json --profile DIR`, ready for a command. Tokens stay in the profile: a test
+/// run on a desktop leaves nothing in its user's keychain (tests/keychain.rs uses one of
+/// its own).
 pub fn command(profile: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    c.arg("--json").arg("--profile").arg(profile);
+    c.arg("--json").arg("--profile").arg(profile).env("TIDINGS_KEYCHAIN", "off");
     c
 }
 
