@@ -1,20 +1,25 @@
 // End-to-end: the real app (the Tauri binary with the embedded UI) driven through
 // tauri-driver + WebKitWebDriver, each of two profiles on its own Xvfb display, against a
-// real `tidings serve` on a loopback port. Two people sign up, one adds the other from a
+// real `tidings serve` on a loopback port behind a real nginx terminating TLS (the
+// configuration of docs/nginx.conf, a certificate from a test CA the app trusts through
+// SSL_CERT_FILE, as the platform verifier allows). Two people sign up, one writes to the
+// other, who accepts the request, one adds the other from a
 // picture of their QR code, messages go both ways, ticks turn to read, a photo arrives with
 // its thumbnail, and a send the server refused (too large) is retried after the limit is
 // raised; then Ann calls Bob from the chat, he answers, both connect, she hangs up.
 //
 // Needs: TIDINGS_BIN (the server), TIDINGS_APP (the app), TIDINGS_TESTDATA (photos),
-// Xvfb, tauri-driver, WebKitWebDriver, qrencode. `cargo xtask test` sets all of it up.
+// Xvfb, tauri-driver, WebKitWebDriver, qrencode, openssl, nginx. `cargo xtask test` sets
+// all of it up.
 // TIDINGS_SCREENSHOTS=DIR saves screenshots of both windows (README's are made this way).
 
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { remote } from "webdriverio";
@@ -68,15 +73,54 @@ async function until(what, f, ms = 20_000) {
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
 }
 
-// --- the server --------------------------------------------------------------------------
+// --- the server, and nginx terminating TLS in front of it ----------------------------------
 const port = await freePort();
-const url = `http://127.0.0.1:${port}`;
+const plain = `http://127.0.0.1:${port}`;
 const data = join(work, "server");
 let server;
 async function startServer(maxUpload) {
   server = start(SERVER_BIN, ["serve", "--listen", `127.0.0.1:${port}`, "--data", data, "--max-upload-bytes", String(maxUpload)]);
-  await until("the server", async () => (await fetch(`${url}/healthz`)).ok);
+  await until("the server", async () => (await fetch(`${plain}/healthz`)).ok);
 }
+
+// A test CA and a certificate for localhost, made with openssl.
+function certificates() {
+  const dir = join(work, "tls");
+  mkdirSync(dir);
+  const f = (name) => join(dir, name);
+  const run = (args) => execFileSync("openssl", args, { stdio: "ignore" });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  run(["req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "2", "-subj", "/CN=Tidings e2e CA"]);
+  run(["req", ...ec, "-keyout", f("key.pem"), "-out", f("leaf.csr"), "-subj", "/CN=localhost"]);
+  writeFileSync(f("leaf.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
+  run(["x509", "-req", "-in", f("leaf.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", f("leaf.ext"), "-out", f("cert.pem")]);
+  return { ca: f("ca.pem"), cert: f("cert.pem"), key: f("key.pem") };
+}
+
+// nginx with docs/nginx.conf, changing only the listen address, certificate and upstream.
+async function nginx(tls, listen) {
+  const prefix = join(work, "nginx");
+  mkdirSync(join(prefix, "logs"), { recursive: true });
+  const site = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "../../../docs/nginx.conf"), "utf8")
+    .replace("listen 443 ssl;", `listen 127.0.0.1:${listen} ssl;`)
+    .replace("/etc/ssl/tidings/fullchain.pem", tls.cert)
+    .replace("/etc/ssl/tidings/privkey.pem", tls.key)
+    .replace("127.0.0.1:7878", `127.0.0.1:${port}`);
+  const conf = join(prefix, "nginx.conf");
+  writeFileSync(conf, `daemon off; master_process off; pid ${prefix}/nginx.pid; error_log ${prefix}/logs/error.log;
+events { worker_connections 256; }
+http { access_log off; client_body_temp_path ${prefix}/body; proxy_temp_path ${prefix}/proxy;
+${site}
+}
+`);
+  start("nginx", ["-p", prefix, "-c", conf]);
+}
+
+const tls = certificates();
+const tlsPort = await freePort();
+await nginx(tls, tlsPort);
+// What people type: the https address nginx answers on.
+const url = `https://localhost:${tlsPort}`;
 async function stopServer() {
   server.kill("SIGTERM");
   await new Promise((r) => server.once("exit", r));
@@ -101,7 +145,9 @@ async function app(name) {
   const port = await freePort();
   const nativePort = await freePort();
   start("tauri-driver", ["--port", String(port), "--native-port", String(nativePort)], {
-    env: { ...process.env, DISPLAY: screen },
+    // The app trusts the test CA the way a system trusts its CAs (the platform verifier
+    // reads SSL_CERT_FILE on Linux).
+    env: { ...process.env, DISPLAY: screen, SSL_CERT_FILE: tls.ca },
   });
   await until("tauri-driver", async () => (await fetch(`http://127.0.0.1:${port}/status`)).ok);
   const browser = await remote({
@@ -169,12 +215,32 @@ let ann;
 let bob;
 try {
   await startServer(1_500_000);
+  await until("nginx", async () => {
+    const out = execFileSync("curl", ["-sS", "--cacert", tls.ca, `${url}/healthz`]).toString();
+    return out.length > 0;
+  });
   [ann, bob] = [await app("ann"), await app("bob")];
   const suffix = randomBytes(3).toString("hex");
   await signUp(ann, `ann${suffix}`);
   await signUp(bob, `bob${suffix}`);
   await shot(ann, "signed-in");
   console.log("ok - both signed up");
+
+  // Bob writes to Ann before they are contacts: on her side it is a request, with no call
+  // button, until she accepts it.
+  await (await bob.$("#new-chat-button")).click();
+  await (await bob.$("#new-chat-username")).setValue(`ann${suffix}`);
+  await (await bob.$("#new-chat-start")).click();
+  await until("bob's chat with ann", async () => (await text(bob, "#chat-title")) === `ann${suffix}`);
+  await send(bob, "Hi Ann, it's Bob from the climbing club");
+  await openRoom(ann, `bob${suffix}`);
+  await until("the request bar", async () => (await ann.$("#request-bar")).isDisplayed());
+  assert.match(await text(ann, "#request-bar"), /not in your contacts/);
+  assert.equal(await (await ann.$("#call-button")).isDisplayed(), false, "no calls from a request");
+  await (await ann.$("#request-accept")).click();
+  await until("the request accepted", async () => !(await (await ann.$("#request-bar")).isDisplayed()));
+  await until("ann's call button", async () => (await ann.$("#call-button")).isDisplayed());
+  console.log("ok - a stranger's chat was a request until accepted");
 
   // Bob shows his code; Ann adds him from a picture of it.
   await (await bob.$("#contacts-button")).click();
