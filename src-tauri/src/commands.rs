@@ -358,6 +358,20 @@ pub async fn block_user(app: State<'_, App>, username: String) -> Result<()> {
     Ok(())
 }
 
+/// Unblocks a user.
+#[tauri::command]
+pub async fn unblock_user(app: State<'_, App>, username: String) -> Result<()> {
+    let user = sync::lookup_user(&app.client, username.trim()).await?;
+    sync::unblock(&app.client, user).await?;
+    Ok(())
+}
+
+/// The usernames of the people I block.
+#[tauri::command]
+pub async fn blocked_users(app: State<'_, App>) -> Result<Vec<String>> {
+    Ok(sync::blocked(&app.client).await?.into_iter().map(|(name, _)| name).collect())
+}
+
 #[tauri::command]
 pub async fn rename(app: State<'_, App>, room: RoomKey, name: String) -> Result<()> {
     app.client.rename(room, name.trim()).await?;

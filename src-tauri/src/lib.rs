@@ -234,6 +234,8 @@ pub fn run() {
             commands::accept_request,
             commands::decline_request,
             commands::block_user,
+            commands::unblock_user,
+            commands::blocked_users,
             commands::rename,
             commands::contact_code,
             commands::add_contact,

@@ -235,6 +235,19 @@ export function settingsDialog(signedOut: () => void): void {
       fill(devices, h("li", { class: "muted" }, errorText(e)));
     }
   };
+  const blocked = h("ul", { class: "devices", id: "blocked-list", "aria-label": "Blocked people" });
+  const loadBlocked = async () => {
+    try {
+      const names = await api.blockedUsers();
+      fill(blocked, names.length === 0 ? h("li", { class: "muted" }, "Nobody.") : names.map((name) => h("li", {},
+        h("strong", {}, name),
+        h("button", { type: "button", class: "small", onclick: async () => {
+          try { await api.unblockUser(name); await loadBlocked(); } catch (e) { err.textContent = errorText(e); }
+        } }, "Unblock"))));
+    } catch (e) {
+      fill(blocked, h("li", { class: "muted" }, errorText(e)));
+    }
+  };
   signOut.addEventListener("click", async () => {
     try {
       await api.signOut();
@@ -247,9 +260,10 @@ export function settingsDialog(signedOut: () => void): void {
   const body = h("div", { class: "stack" },
     h("p", {}, "Signed in as ", h("strong", { id: "me" }, s?.username ?? "?"), " on ", h("code", {}, s?.server ?? "?"),
       s && !s.encrypted ? h("span", { class: "insecure", id: "not-encrypted" }, " — not encrypted") : ""),
-    h("h3", {}, "My devices"), devices, err, signOut);
+    h("h3", {}, "My devices"), devices, h("h3", {}, "Blocked people"), blocked, err, signOut);
   const done = modal("Settings", body, "settings");
   void loadDevices();
+  void loadBlocked();
 }
 
 /** Items the server has not confirmed: why, and retry / discard for failures. */

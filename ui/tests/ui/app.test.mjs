@@ -105,6 +105,18 @@ describe("chats", () => {
     await page.close();
   });
 
+  it("lists blocked people in settings and unblocks one", async () => {
+    const page = await open("request");
+    await page.click("#settings-button");
+    await page.waitForSelector("#blocked-list li strong");
+    assert.equal(await page.textContent("#blocked-list li strong"), "mallory");
+    await page.click("#blocked-list button");
+    await page.waitForFunction(() => document.querySelector("#blocked-list")?.textContent === "Nobody.");
+    assert.deepEqual(await calls(page, "unblock_user"), [{ username: "mallory" }]);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
   it("shows messages grouped by day with ticks, and sends with Enter", async () => {
     const page = await open("signed-in");
     await page.click('button.room[data-room="1"]');

@@ -48,6 +48,7 @@ export function install(scenario: string) {
       ? [{ id: 7, request_id: "x", room: 1, kind: "send", state: "failed", attempts: 1, error: "the file is too large for this server" }]
       : [];
   let signedIn = scenario !== "fresh";
+  const blocked: string[] = scenario === "request" ? ["mallory"] : [];
 
   mockIPC((cmd, args) => {
     window.__calls.push({ cmd, args });
@@ -88,6 +89,13 @@ export function install(scenario: string) {
         void emit("core", [{ kind: "rooms_changed" }]);
         return null;
       }
+      case "blocked_users":
+        return blocked;
+      case "unblock_user":
+        blocked.splice(blocked.indexOf(String(a.username)), 1);
+        return null;
+      case "devices":
+        return [];
       case "contacts":
         return [];
       case "contact_code":
