@@ -134,8 +134,12 @@ pub enum Request {
     /// End every session of mine, this one included ("sign out everywhere"); the
     /// connection closes after the reply.
     SignOutEverywhere {},
-    /// List my devices. Replies [`Reply::Devices`].
-    ListDevices {},
+    /// List my devices, a page of at most 100 by id. Replies [`Reply::Devices`].
+    ListDevices {
+        /// The page after this device (absent: the first page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<DeviceId>,
+    },
     /// Sign one of my devices out; its connections close.
     RevokeDevice {
         /// The device to sign out.
@@ -369,7 +373,7 @@ impl Request {
             | Request::SignOut {}
             | Request::ChangePassword { .. }
             | Request::SignOutEverywhere {}
-            | Request::ListDevices {}
+            | Request::ListDevices { .. }
             | Request::RevokeDevice { .. }
             | Request::LookupUser { .. }
             | Request::Receipt { .. }
@@ -400,7 +404,7 @@ impl Request {
             Request::SignOut {} => "sign_out",
             Request::ChangePassword { .. } => "change_password",
             Request::SignOutEverywhere {} => "sign_out_everywhere",
-            Request::ListDevices {} => "list_devices",
+            Request::ListDevices { .. } => "list_devices",
             Request::RevokeDevice { .. } => "revoke_device",
             Request::LookupUser { .. } => "lookup_user",
             Request::CreateRoom { .. } => "create_room",
@@ -723,8 +727,11 @@ pub enum Reply {
     Done {},
     /// My devices.
     Devices {
-        /// The devices.
+        /// The devices, by id.
         devices: List<DeviceInfo, MAX_DEVICES>,
+        /// There are more: ask again with `after` set to this (absent on the last page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<DeviceId>,
     },
     /// The user found by LookupUser.
     User {

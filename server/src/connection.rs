@@ -278,7 +278,7 @@ impl Conn {
                 self.change_password(old.0.into_string(), new.0.into_string()).await?
             }
             Request::SignOutEverywhere {} => self.sign_out_everywhere().await?,
-            Request::ListDevices {} => self.list_devices().await?,
+            Request::ListDevices { after } => self.list_devices(after).await?,
             Request::RevokeDevice { device } => {
                 let actor = self.actor()?;
                 self.revoke(actor, device).await?

@@ -340,19 +340,21 @@ impl Conn {
             .await
     }
 
-    /// Lists my signed-in devices.
-    pub(crate) async fn list_devices(&self) -> Result<Reply, OpError> {
+    /// Lists my signed-in devices, a page at a time by id.
+    pub(crate) async fn list_devices(&self, after: Option<DeviceId>) -> Result<Reply, OpError> {
         let actor = self.actor()?;
+        let page = tidings_proto::limits::MAX_DEVICES;
         self.shared
             .store
             .read(move |conn| {
                 let mut st = conn.prepare_cached(
                     "SELECT id, name, created_ms, last_seen_ms FROM sessions
-                     WHERE user_id = ?1 AND revoked_ms IS NULL AND expires_ms > ?2
+                     WHERE user_id = ?1 AND revoked_ms IS NULL AND expires_ms > ?2 AND id > ?4
                      ORDER BY id LIMIT ?3",
                 )?;
+                // One more than a page tells whether there is a next one.
                 let rows = st.query_map(
-                    params![actor.user.0, unix_ms(), tidings_proto::limits::MAX_DEVICES as i64],
+                    params![actor.user.0, unix_ms(), page as i64 + 1, after.map_or(0, |d| d.0)],
                     |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?)),
                 )?;
                 let mut devices = Vec::new();
@@ -366,7 +368,13 @@ impl Conn {
                         current: id == actor.device.0,
                     });
                 }
-                Ok(Reply::Devices { devices: bounded(devices)? })
+                let next = if devices.len() > page {
+                    devices.truncate(page);
+                    devices.last().map(|d| d.id)
+                } else {
+                    None
+                };
+                Ok(Reply::Devices { devices: bounded(devices)?, next })
             })
             .await
     }

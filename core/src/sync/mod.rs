@@ -576,22 +576,29 @@ pub async fn sign_out_everywhere(client: &Client) -> Result<(), Error> {
     client.forget_account().await
 }
 
-/// My signed-in devices (needs the network).
+/// My signed-in devices, every page of them (needs the network).
 pub async fn devices(client: &Client) -> Result<Vec<crate::model::Device>, Error> {
     let account = client.require_account().await?;
-    match one_request(&account, Request::ListDevices {}).await? {
-        Reply::Devices { devices } => Ok(devices
-            .into_vec()
-            .into_iter()
-            .map(|d| crate::model::Device {
-                id: d.id.0,
-                name: crate::model::neutral_name(d.name.into_string()),
-                created_ms: d.created_ms,
-                last_seen_ms: d.last_seen_ms,
-                current: d.current,
-            })
-            .collect()),
-        other => Err(Error::Network(format!("unexpected reply: {other:?}"))),
+    let mut link = Link::joined(&account).await?;
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = link.request(Request::ListDevices { after }).await?.map_err(Error::Server)?;
+        let Reply::Devices { devices, next } = page else {
+            return Err(Error::Network(format!("unexpected reply: {page:?}")));
+        };
+        all.extend(devices.into_vec().into_iter().map(|d| crate::model::Device {
+            id: d.id.0,
+            name: crate::model::neutral_name(d.name.into_string()),
+            created_ms: d.created_ms,
+            last_seen_ms: d.last_seen_ms,
+            current: d.current,
+        }));
+        // Pages move forward by id; a server that does not is not followed round in circles.
+        match next {
+            Some(n) if after.is_none_or(|a: tidings_proto::DeviceId| n.0 > a.0) => after = Some(n),
+            _ => return Ok(all),
+        }
     }
 }
 

@@ -157,7 +157,7 @@ pub fn request() -> impl Strategy<Value = Request> {
             new: Password(new)
         }),
         Just(Request::SignOutEverywhere {}),
-        Just(Request::ListDevices {}),
+        option::of(device()).prop_map(|after| Request::ListDevices { after }),
         device().prop_map(|device| Request::RevokeDevice { device }),
         text().prop_map(|username| Request::LookupUser { username }),
         (request_id(), room_kind(), option::of(text()), list(user())).prop_map(
@@ -295,16 +295,19 @@ pub fn reply() -> impl Strategy<Value = Reply> {
                 confirmed
             }),
         Just(Reply::Done {}),
-        list((device(), text(), any::<i64>(), any::<i64>(), any::<bool>()).prop_map(
-            |(id, name, created_ms, last_seen_ms, current)| DeviceInfo {
-                id,
-                name,
-                created_ms,
-                last_seen_ms,
-                current
-            }
-        ))
-        .prop_map(|devices| Reply::Devices { devices }),
+        (
+            list((device(), text(), any::<i64>(), any::<i64>(), any::<bool>()).prop_map(
+                |(id, name, created_ms, last_seen_ms, current)| DeviceInfo {
+                    id,
+                    name,
+                    created_ms,
+                    last_seen_ms,
+                    current
+                }
+            )),
+            option::of(device())
+        )
+            .prop_map(|(devices, next)| Reply::Devices { devices, next }),
         user_ref().prop_map(|user| Reply::User { user }),
         (room(), any::<u64>()).prop_map(|(room, seq)| Reply::Logged { room, seq }),
         (
@@ -391,7 +394,7 @@ pub fn request_tag(r: &Request) -> &'static str {
         Request::SignOut {} => "SignOut",
         Request::ChangePassword { .. } => "ChangePassword",
         Request::SignOutEverywhere {} => "SignOutEverywhere",
-        Request::ListDevices {} => "ListDevices",
+        Request::ListDevices { .. } => "ListDevices",
         Request::RevokeDevice { .. } => "RevokeDevice",
         Request::LookupUser { .. } => "LookupUser",
         Request::CreateRoom { .. } => "CreateRoom",

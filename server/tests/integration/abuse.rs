@@ -550,3 +550,38 @@ async fn turn_credentials_are_issued_only_around_a_call_and_last_minutes() {
     let reply = eve.request(Request::IceServers {}).await.unwrap().unwrap();
     assert_eq!(turn_ttl(reply), None);
 }
+
+#[tokio::test]
+async fn every_session_is_listed_a_page_at_a_time() {
+    let server = TestServer::start_with(|c| {
+        c.sign_in_rate = Rate { per_second: 1000.0, burst: 1000.0 };
+        c.sign_in_rate_per_addr = Rate { per_second: 1000.0, burst: 1000.0 };
+    })
+    .await
+    .unwrap();
+    let url = server.ws_url();
+    let mut alice = Client::sign_up(&url, "alice").await.unwrap();
+    let sessions = 104;
+    for _ in 0..sessions {
+        Client::sign_in(&url, "alice").await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = alice.request(Request::ListDevices { after }).await.unwrap().unwrap();
+        let Reply::Devices { devices, next } = page else { panic!("{page:?}") };
+        pages += 1;
+        seen.extend(devices.iter().map(|d| (d.id, d.current)));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(seen.len(), sessions + 1, "every session once");
+    let mut ids: Vec<_> = seen.iter().map(|(id, _)| id.0).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), sessions + 1, "no session twice, in id order");
+    assert_eq!(seen.iter().filter(|(_, current)| *current).count(), 1);
+}

@@ -420,7 +420,7 @@ fn operation(op: &str, w: &World) -> Operation {
             old: credentials(w.bob.me().user.username.as_str()).password,
             new: tidings_proto::Password(text("a brand new password")),
         },
-        "ListDevices" => Request::ListDevices {},
+        "ListDevices" => Request::ListDevices { after: None },
         // Bob's own idle device: the member is bob; for everyone else it is someone else's.
         "RevokeDevice" => Request::RevokeDevice { device: w.bob_spare },
         "LookupUser" => Request::LookupUser { username: w.alice.me().user.username.clone() },

@@ -463,8 +463,8 @@ async fn accounts_devices_and_sign_out() {
     let partial = alice.request(Request::LookupUser { username: text("ali") }).await.unwrap();
     assert_eq!(partial.unwrap_err().code, ErrorCode::NotFound);
 
-    let devices = alice.request(Request::ListDevices {}).await.unwrap().unwrap();
-    let Reply::Devices { devices } = devices else { panic!() };
+    let devices = alice.request(Request::ListDevices { after: None }).await.unwrap().unwrap();
+    let Reply::Devices { devices, .. } = devices else { panic!() };
     assert_eq!(devices.len(), 2);
     assert_eq!(devices.iter().filter(|d| d.current).count(), 1);
 
