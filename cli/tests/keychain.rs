@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{command, ok, serve};
+use common::{command, ok, run, serve};
 use serde_json::Value;
 
 /// A session bus and a Secret Service on it, both killed when dropped.
@@ -70,23 +70,13 @@ impl Desktop {
 
     /// `tidings` for `profile` in this desktop session.
     fn tidings(&self, profile: &Path, args: &[&str], stdin: &str) -> (i32, Vec<Value>) {
-        let mut child = command(profile)
-            .args(args)
+        let mut c = command(profile);
+        c.args(args)
             .env_remove("TIDINGS_KEYCHAIN")
             .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
-            .env("HOME", &self.home)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let lines = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (out.status.code().unwrap_or(-1), lines)
+            .env("HOME", &self.home);
+        let (code, lines, _) = run(c, stdin);
+        (code, lines)
     }
 
     /// The secrets the keychain holds for Tidings (`secret-tool search`).
@@ -144,19 +134,14 @@ fn the_session_token_lives_in_the_keychain_and_in_the_profile_only_without_one()
     let nowhere = dir.path().join("no-bus");
     std::fs::create_dir_all(&nowhere).unwrap();
     let bare = |args: &[&str], stdin: &str| {
-        let mut child = command(&bob)
-            .args(args)
+        let mut c = command(&bob);
+        c.args(args)
             .env_remove("TIDINGS_KEYCHAIN")
             .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .env("XDG_RUNTIME_DIR", &nowhere)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "tidings {args:?}");
-        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+            .env("XDG_RUNTIME_DIR", &nowhere);
+        let (code, lines, stderr) = run(c, stdin);
+        assert_eq!(code, 0, "tidings {args:?}: {stderr}");
+        lines.into_iter().next().unwrap_or(Value::Null)
     };
     let signup = ["signup", "--server", &server.url, "--username", "bob", "--password-stdin"];
     bare(&signup, "correct horse battery\n");

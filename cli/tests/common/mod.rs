@@ -91,14 +91,16 @@ pub fn exec_with(
     stdin: &str,
     env: &[(&str, &Path)],
 ) -> (i32, Vec<Value>, String) {
-    let mut child = command(profile)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = command(profile);
+    c.args(args).envs(env.iter().map(|(k, v)| (*k, v.as_os_str())));
+    run(c, stdin)
+}
+
+/// Runs a prepared `tidings` command with `stdin`; returns its exit code, JSON lines and
+/// what it wrote to stderr.
+pub fn run(mut c: Command, stdin: &str) -> (i32, Vec<Value>, String) {
+    let mut child =
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let lines = String::from_utf8(out.stdout)
