@@ -207,12 +207,38 @@ pub async fn fetch_media(
 }
 
 /// `sync`.
+///
+/// A server that cannot be reached, or a link that breaks, is tried again (backing off from
+/// 0.2 s to 5 s) until the deadline: a script started before the server, or across a
+/// restart, still syncs.
 pub async fn sync_now(client: &Client, timeout: u64) -> Result<(), Failure> {
-    match tokio::time::timeout(Duration::from_secs(timeout), sync::sync_until_idle(client)).await {
-        Ok(result) => Ok(result?),
-        Err(_) => {
-            Err(Failure { code: EXIT_NETWORK, message: format!("not caught up after {timeout} s") })
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let timed_out =
+        || Failure { code: EXIT_NETWORK, message: format!("not caught up after {timeout} s") };
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match tokio::time::timeout_at(deadline, sync::sync_until_idle(client)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) if retryable(&e) => {
+                if tokio::time::Instant::now() + delay >= deadline {
+                    return Err(Failure { code: EXIT_NETWORK, message: e.to_string() });
+                }
+                tracing::debug!(error = %e, "Sync failed; trying again.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(timed_out()),
         }
+    }
+}
+
+/// A failure that may pass: the network, or a server saying "not now".
+fn retryable(e: &Error) -> bool {
+    match e {
+        Error::Network(_) => true,
+        Error::Server(info) => info.code.is_transient(),
+        _ => false,
     }
 }
 

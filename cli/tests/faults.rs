@@ -182,3 +182,35 @@ async fn cuts_stalls_and_reconnect_storms_lose_nothing_and_never_move_ticks_back
     let got: Vec<String> = at_bob.into_iter().map(|(_, t)| t).collect();
     assert_eq!(got, sent, "every message once, in order (seed {seed})");
 }
+
+#[test]
+fn sync_with_a_timeout_waits_for_a_server_that_is_not_up_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let alice = dir.path().join("alice");
+    let server = serve(&data);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let args = ["signup", "--server", &server.url, "--username", "alice", "--password-stdin"];
+    ok_stdin(&alice, &args, "correct horse battery\n");
+    let room = ok(&alice, &["create-room", "--name", "notes", "--member", "alice"])[0]["room"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&alice, &["send", &room, "written while the server was down"]);
+    drop(server);
+    // The server comes back two seconds after the sync started: the sync waits for it.
+    let started = std::time::Instant::now();
+    let sync = std::thread::spawn({
+        let alice = alice.clone();
+        move || exec(&alice, &["sync", "--timeout", "30"], "").0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let _back = common::serve_on(&addr, &data);
+    assert_eq!(sync.join().unwrap(), 0, "sync gave up instead of waiting");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(ok(&alice, &["outbox"]).is_empty());
+    // With nobody to wait for, it still ends at its deadline, as a network failure.
+    drop(_back);
+    ok(&alice, &["send", &room, "and again"]);
+    assert_eq!(exec(&alice, &["sync", "--timeout", "2"], "").0, 3);
+}
