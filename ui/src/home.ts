@@ -48,8 +48,15 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
     renderList();
   };
 
-  const empty = () => h("div", { class: "empty" }, h("div", { class: "logo", "aria-hidden": "true" }, icon("chat")),
-    h("p", {}, store.rooms.length === 0 ? "No chats yet. Start one, or add a contact by their QR code." : "Pick a chat."));
+  // What the pane says with no chat open follows the list (which loads after this screen).
+  const hint = h("p", { id: "empty-hint" });
+  const showHint = () => {
+    hint.textContent = store.rooms.length === 0 ? "No chats yet. Start one, or add a contact by their QR code." : "Pick a chat.";
+  };
+  const empty = () => {
+    showHint();
+    return h("div", { class: "empty" }, h("div", { class: "logo", "aria-hidden": "true" }, icon("chat")), hint);
+  };
 
   const item = (r: RoomSummary, index: number) => {
     const t = r.my_last_state ? tick(r.my_last_state) : null;
@@ -145,6 +152,7 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
 
   const off = store.on(() => {
     renderList();
+    showHint();
     if (store.current !== null && !store.room(store.current) && chat) closeChat();
   });
   renderList();

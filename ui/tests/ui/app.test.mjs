@@ -77,6 +77,18 @@ describe("first run", () => {
 });
 
 describe("chats", () => {
+  it("says 'pick a chat' once the list has chats, not 'no chats yet'", async () => {
+    const page = await open("no-chats");
+    await page.waitForFunction(() => /No chats yet/.test(document.querySelector(".empty p")?.textContent ?? ""));
+    // Someone writes: the list gets a chat, and the pane stops saying there are none.
+    await page.evaluate(() => window.__rooms.push({ room: 9, server_id: 90, name: "carol", unread: 1, last_seq: 1, last_message: "Hi!", my_last_state: null, member: true, direct: true, last_activity_ms: Date.now(), typing: [], request_from: null }));
+    await emit(page, "core", [{ kind: "rooms_changed" }]);
+    await page.waitForSelector('button.room[data-room="9"]');
+    await page.waitForFunction(() => document.querySelector(".empty p")?.textContent === "Pick a chat.");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
   it("lists chats with unread badge, last message and my tick", async () => {
     const page = await open("signed-in");
     await page.waitForSelector("button.room");

@@ -10,6 +10,7 @@ declare global {
   interface Window {
     __calls: { cmd: string; args: unknown }[];
     __emit: (event: string, payload: unknown) => Promise<void>;
+    __rooms: RoomSummary[];
   }
 }
 
@@ -31,6 +32,9 @@ export function install(scenario: string) {
     { room: 1, server_id: 10, name: "bob", unread: 2, last_seq: 3, last_message: "See you at 6?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 60_000, typing: [], request_from: null },
     { room: 2, server_id: 20, name: "Climbing club", unread: 0, last_seq: 2, last_message: "Photo", my_last_state: "delivered", member: true, direct: false, last_activity_ms: now - 2 * DAY, typing: [], request_from: null },
   ];
+  // A new profile: no chats until the test adds one (as a message from someone would).
+  if (scenario === "no-chats") rooms.splice(0, rooms.length);
+  window.__rooms = rooms;
   if (scenario === "request") {
     rooms.unshift({ room: 3, server_id: 30, name: "mallory", unread: 1, last_seq: 2, last_message: "Hi, remember me?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 1_000, typing: [], request_from: "mallory" });
   }
