@@ -358,6 +358,21 @@ pub async fn block_user(app: State<'_, App>, username: String) -> Result<()> {
     Ok(())
 }
 
+/// Opens a link from a message in the system browser: only when the user clicked it (the
+/// app never fetches links), and only `http` and `https` addresses.
+#[tauri::command]
+pub async fn open_link(app: tauri::AppHandle, url: String) -> Result<()> {
+    use tauri_plugin_opener::OpenerExt;
+    let not_web = || AppError::new(ErrorCode::Invalid, "That is not a web address.");
+    let parsed = url::Url::parse(&url).map_err(|_| not_web())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(not_web());
+    }
+    app.opener()
+        .open_url(parsed.as_str(), None::<&str>)
+        .map_err(|e| AppError::new(ErrorCode::Internal, format!("The browser did not open: {e}")))
+}
+
 /// Unblocks a user.
 #[tauri::command]
 pub async fn unblock_user(app: State<'_, App>, username: String) -> Result<()> {

@@ -179,6 +179,7 @@ pub fn run() {
     let launch = Launch::parse(std::env::args().skip(1));
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_opener::init())
         .setup(move |app| {
             let dir = launch.dir(&app.path().app_data_dir()?);
             let lock = profile::lock(&dir)?;
@@ -235,6 +236,7 @@ pub fn run() {
             commands::decline_request,
             commands::block_user,
             commands::unblock_user,
+            commands::open_link,
             commands::blocked_users,
             commands::rename,
             commands::contact_code,

@@ -70,6 +70,7 @@ export const api = {
   blockUser: (username: string) => invoke<void>("block_user", { username }),
   unblockUser: (username: string) => invoke<void>("unblock_user", { username }),
   blockedUsers: () => invoke<string[]>("blocked_users"),
+  openLink: (url: string) => invoke<void>("open_link", { url }),
   rename: (room: number, name: string) => invoke<void>("rename", { room, name }),
   contactCode: (reset: boolean) => invoke<ContactCodeView>("contact_code", { reset }),
   addContact: (code: string) => invoke<number>("add_contact", { code }),

@@ -5,7 +5,7 @@
 import { api, errorText } from "./api";
 import type { Event, Message, RoomSummary } from "./bindings";
 import { fill, h } from "./dom";
-import { bytes, callRecord, caption, clock, dayLabel, groupByDay, tick } from "./format";
+import { bytes, callRecord, caption, clock, dayLabel, groupByDay, linkParts, tick } from "./format";
 import { fullUrl, placeholder, thumbnailUrl } from "./media";
 import { readByDialog, roomDialog } from "./dialogs";
 import { icon } from "./icons";
@@ -72,7 +72,7 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       !mine && !room.direct ? h("div", { class: "sender" }, m.sender) : null,
       m.image ? photo(m) : null,
       m.file && !m.image ? h("div", { class: "file" }, icon("file"), " ", h("span", {}, m.file.name), h("span", { class: "muted small" }, ` ${bytes(Number(m.file.size))}`)) : null,
-      caption(m) !== null ? h("p", { class: "text" }, caption(m)) : null,
+      caption(m) !== null ? h("p", { class: "text" }, richText(caption(m)!)) : null,
       h("div", { class: "meta" }, h("time", { datetime: new Date(m.at_ms).toISOString() }, clock(m.at_ms)), ticks),
       m.state === "failed" ? h("div", { class: "failed-note" }, "Not sent. ", h("button", { type: "button", class: "link", onclick: () => retryMessage(m) }, "Retry")) : null,
     );
@@ -287,6 +287,20 @@ function requestBar(room: RoomSummary, error: HTMLElement, onLeft: () => void): 
       h("button", { type: "button", class: "danger", id: "request-block", onclick: act(() => api.blockUser(from), onLeft) }, `Block ${from}`)));
   bar.hidden = room.request_from === null || !room.member;
   return bar;
+}
+
+/**
+ * Message text with its web addresses as links. A click opens the system browser through
+ * the core's `open_link` (never the web view, never before a click).
+ */
+function richText(text: string): (string | HTMLElement)[] {
+  return linkParts(text).map((p) => "text" in p ? p.text : h("a", {
+    href: p.link, class: "link", rel: "noopener noreferrer",
+    onclick: (ev: globalThis.Event) => {
+      ev.preventDefault();
+      void api.openLink(p.link).catch(() => undefined);
+    },
+  }, p.link));
 }
 
 /** "alice created the room", "bob joined" (the core's text names the joiner itself). */

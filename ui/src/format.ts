@@ -177,6 +177,34 @@ export function caption(m: Message): string | null {
   return m.text === "" ? null : m.text;
 }
 
+/** A piece of message text: plain, or a web address to show as a link. */
+export type TextPart = { text: string } | { link: string };
+
+/**
+ * Splits message text into plain parts and `http(s)://` links. Punctuation that ends a
+ * sentence (and a closing bracket without its opening one) stays outside the link.
+ */
+export function linkParts(text: string): TextPart[] {
+  const count = (s: string, c: string) => s.split(c).length - 1;
+  const parts: TextPart[] = [];
+  let last = 0;
+  for (const m of text.matchAll(/\bhttps?:\/\/[^\s<>"']+/gi)) {
+    let link = m[0];
+    for (;;) {
+      const end = link.at(-1) ?? "";
+      const unbalanced = (end === ")" && count(link, ")") > count(link, "(")) || (end === "]" && count(link, "]") > count(link, "["));
+      if (!/[.,;:!?]/.test(end) && !unbalanced) break;
+      link = link.slice(0, -1);
+    }
+    const at = m.index ?? 0;
+    if (at > last) parts.push({ text: text.slice(last, at) });
+    parts.push(/^https?:\/\/[^/?#]/i.test(link) ? { link } : { text: link });
+    last = at + link.length;
+  }
+  if (last < text.length) parts.push({ text: text.slice(last) });
+  return parts;
+}
+
 /** One or two letters for an avatar. */
 export function initials(name: string): string {
   const parts = name.trim().split(/[\s._-]+/).filter(Boolean);

@@ -129,6 +129,19 @@ describe("chats", () => {
     await page.close();
   });
 
+  it("makes web addresses in messages links that open in the browser only when clicked", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector("#timeline a.link");
+    assert.equal(await page.textContent("#timeline a.link"), "https://example.org/menu?day=fri");
+    assert.deepEqual(await calls(page, "open_link"), [], "nothing is opened or fetched before a click");
+    await page.click("#timeline a.link");
+    assert.deepEqual(await calls(page, "open_link"), [{ url: "https://example.org/menu?day=fri" }]);
+    assert.equal(page.url().includes("example.org"), false, "the web view stays where it is");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
   it("shows messages grouped by day with ticks, and sends with Enter", async () => {
     const page = await open("signed-in");
     await page.click('button.room[data-room="1"]');

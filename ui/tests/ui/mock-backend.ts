@@ -40,6 +40,7 @@ export function install(scenario: string) {
   }
   const messages: Record<number, Message[]> = {
     1: [
+      message(1, 4, "bob", "Menu: https://example.org/menu?day=fri.", now - 30_000, "sent"),
       message(1, 3, "bob", "See you at 6?", now - 60_000, "sent"),
       message(1, 2, "ann", "Sounds good", now - DAY, "read"),
       message(1, 1, "bob", "Dinner tomorrow?", now - DAY - 3_600_000, "sent"),

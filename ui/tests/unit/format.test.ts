@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, placeholderSize, tick } from "../../src/format";
+import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkParts, placeholderSize, tick } from "../../src/format";
 import type { Message } from "../../src/bindings";
 
 const msg = (at: number): Message => ({
@@ -88,5 +88,23 @@ describe("placeholder size", () => {
     expect(placeholderSize(1, 100_000)).toEqual({ w: 32, h: 64 });
     expect(placeholderSize(100_000, 1)).toEqual({ w: 32, h: 1 });
     expect(placeholderSize(0, 0)).toEqual({ w: 32, h: 32 });
+  });
+});
+
+describe("links in messages", () => {
+  it("are found in text, without the punctuation that ends the sentence", () => {
+    expect(linkParts("see https://example.org/a?b=1. ok")).toEqual([
+      { text: "see " }, { link: "https://example.org/a?b=1" }, { text: ". ok" },
+    ]);
+    expect(linkParts("(docs: http://x.example/wiki/Foo_(bar))")).toEqual([
+      { text: "(docs: " }, { link: "http://x.example/wiki/Foo_(bar)" }, { text: ")" },
+    ]);
+  });
+  it("are only http and https addresses with a host", () => {
+    expect(linkParts("javascript:alert(1) file:///etc/passwd ftp://x")).toEqual([
+      { text: "javascript:alert(1) file:///etc/passwd ftp://x" },
+    ]);
+    expect(linkParts("https:// nothing")).toEqual([{ text: "https:// nothing" }]);
+    expect(linkParts("plain text")).toEqual([{ text: "plain text" }]);
   });
 });
