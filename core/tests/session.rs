@@ -70,3 +70,50 @@ async fn read_by_tells_who_in_a_group_has_read_a_message() -> anyhow::Result<()>
     assert_eq!(view, vec![("bob", true, true), ("cyd", false, false)]);
     Ok(())
 }
+
+/// Every event that arrives within a moment of each other, after `during` ran.
+async fn events_during(
+    client: &Client,
+    during: impl std::future::Future<Output = Result<(), Error>>,
+) -> anyhow::Result<Vec<tidings_core::Event>> {
+    let mut sub = client.subscribe();
+    during.await?;
+    let mut seen = Vec::new();
+    while let Ok(Some(e)) =
+        tokio::time::timeout(std::time::Duration::from_millis(100), sub.recv()).await
+    {
+        seen.push(e);
+    }
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn an_open_chat_hears_when_its_message_is_confirmed_or_refused() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let url = Endpoint::parse(&server.http_url())?;
+    let dir = tempfile::tempdir()?;
+    let ann = profile(&dir).await?;
+    sync::sign_up(&ann, &url, "ann", PASSWORD).await?;
+    let room = ann.create_room(RoomKind::Group, Some("notes"), Vec::new()).await?;
+    sync::sync_until_idle(&ann).await?;
+    let timeline = |events: &[tidings_core::Event]| {
+        events
+            .iter()
+            .any(|e| matches!(e, tidings_core::Event::TimelineChanged { room: r } if *r == room))
+    };
+
+    // A message the server takes: its clock turns into a tick, so the chat must reload.
+    ann.send_text(room, "kept").await?;
+    let confirmed = events_during(&ann, sync::sync_until_idle(&ann)).await?;
+    assert!(timeline(&confirmed), "{confirmed:?}");
+
+    // One it refuses for good (queued after leaving): the failed bubble and its Retry.
+    ann.leave(room).await?;
+    ann.send_text(room, "too late").await?;
+    let refused = events_during(&ann, sync::sync_until_idle(&ann)).await?;
+    let outbox = ann.outbox().await?;
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0].state, "failed");
+    assert!(timeline(&refused), "{refused:?}");
+    Ok(())
+}

@@ -286,8 +286,20 @@ impl Machine {
                 let reply = match result {
                     Ok(reply) => reply,
                     Err(error) => {
+                        // The item's echo shows its state (waiting, or failed with Retry):
+                        // an open chat reloads.
+                        let room: Option<RoomKey> = c
+                            .query_row("SELECT room_id FROM outbox WHERE id = ?1", [id], |r| {
+                                r.get(0)
+                            })
+                            .optional()?
+                            .flatten();
                         failed(c, id, &error, attempts, now_ms, jitter)?;
-                        return Ok(vec![Event::OutboxChanged, Event::RoomsChanged]);
+                        let timeline = room.map(|room| Event::TimelineChanged { room });
+                        return Ok(timeline
+                            .into_iter()
+                            .chain([Event::OutboxChanged, Event::RoomsChanged])
+                            .collect());
                     }
                 };
                 match (reply, request) {
@@ -308,6 +320,12 @@ impl Machine {
                         if apply_own && !left {
                             self.gaps.insert(local);
                         }
+                        // The echo has its seq now (its tick): an open chat reloads.
+                        return Ok(vec![
+                            Event::TimelineChanged { room: local },
+                            Event::OutboxChanged,
+                            Event::RoomsChanged,
+                        ]);
                     }
                     _ => {
                         c.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
