@@ -770,11 +770,21 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<Message>, Error> {
         self.db(move |c| {
-            let me = account(c)?.map_or(0, |a| a.user_id);
+            // Ticks come from the other members' lowest watermarks, which the room row
+            // keeps (as for the room list), and the outbox's state: one query for the page.
+            let (others, delivered, read): (i64, i64, i64) = c
+                .prepare_cached(
+                    "SELECT others, others_delivered_seq, others_read_seq FROM rooms
+                     WHERE id = ?1",
+                )?
+                .query_row([room], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?
+                .unwrap_or_default();
             let mut st = c.prepare_cached(
                 "SELECT e.seq, e.request_id, e.sender, e.content, e.position,
-                        coalesce(u.username, '?'), e.at_ms
+                        coalesce(u.username, '?'), e.at_ms, o.state
                  FROM events e LEFT JOIN users u ON u.id = e.sender
+                 LEFT JOIN outbox o ON o.request_id = e.request_id
                  WHERE e.room_id = ?1 AND e.position < ?2
                  ORDER BY e.position DESC LIMIT ?3",
             )?;
@@ -787,11 +797,12 @@ impl Client {
                         r.get::<_, i64>(4)?,
                         r.get::<_, String>(5)?,
                         r.get::<_, i64>(6)?,
+                        r.get::<_, Option<String>>(7)?,
                     ))
                 })?;
             let mut out = Vec::new();
             for row in rows {
-                let (seq, req, content, position, sender, at_ms) = row?;
+                let (seq, req, content, position, sender, at_ms, outbox) = row?;
                 let seq = seq.map(|s| s as Seq);
                 let shown = view(&content);
                 out.push(Message {
@@ -802,7 +813,7 @@ impl Client {
                     at_ms,
                     text: shown.text,
                     notice: shown.notice,
-                    state: state_of(c, me, room, seq, &req)?,
+                    state: tick(outbox.as_deref(), seq.map(|s| s as i64), others, delivered, read),
                     position,
                     image: shown.image,
                     file: shown.file,
@@ -1165,28 +1176,6 @@ fn tick(
         (_, Some(seq)) if others > 0 && delivered >= seq => MessageState::Delivered,
         (_, Some(_)) => MessageState::Sent,
     }
-}
-
-/// The state of the event with `request` in `room`: pending/failed from the outbox, else from
-/// the other members' watermarks.
-fn state_of(
-    c: &Connection,
-    me: i64,
-    room: RoomKey,
-    seq: Option<Seq>,
-    request: &[u8],
-) -> Result<MessageState, Error> {
-    let outbox: Option<String> = c
-        .prepare_cached("SELECT state FROM outbox WHERE request_id = ?1")?
-        .query_row([request], |r| r.get(0))
-        .optional()?;
-    let (others, delivered, read): (i64, i64, i64) = c
-        .prepare_cached(
-            "SELECT count(*), coalesce(min(delivered_seq), 0), coalesce(min(read_seq), 0)
-             FROM members WHERE room_id = ?1 AND active = 1 AND user_id != ?2",
-        )?
-        .query_row(params![room, me], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    Ok(tick(outbox.as_deref(), seq.map(|s| s as i64), others, delivered, read))
 }
 
 /// Wall-clock Unix ms (only for display and local ordering of pending items).
