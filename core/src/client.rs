@@ -826,19 +826,6 @@ impl Client {
         .await
     }
 
-    /// The newest `limit` items of a room's timeline together with a subscription taken
-    /// before they were read: a change committed between the load and the first `recv` is
-    /// announced, never missed.
-    pub async fn timeline(
-        &self,
-        room: RoomKey,
-        limit: usize,
-    ) -> Result<(Vec<Message>, Subscription), Error> {
-        let updates = self.subscribe();
-        let snapshot = self.messages(room, None, limit).await?;
-        Ok((snapshot, updates))
-    }
-
     /// Pending and failed outbox items, oldest first.
     pub async fn outbox(&self) -> Result<Vec<OutboxEntry>, Error> {
         self.db(|c| {

@@ -2,7 +2,7 @@
 //! that say something changed. Plain data, read from SQLite; never waits on the network.
 
 use serde::{Deserialize, Serialize};
-use tidings_proto::{RequestId, Seq};
+use tidings_proto::Seq;
 
 /// Local room id (stable for the life of the profile, also for rooms made offline).
 pub type RoomKey = i64;
@@ -255,11 +255,6 @@ pub enum Event {
     Overflow,
     /// A call's progress.
     Call(crate::call::CallEvent),
-}
-
-/// Formats a request id for people and scripts.
-pub fn request_id_string(id: &RequestId) -> String {
-    id.to_string()
 }
 
 /// A name someone else chose (a room's, a file's, a device's) made safe to show: bidi
