@@ -14,14 +14,14 @@
 use rusqlite::{params, OptionalExtension};
 use tidings_proto::{
     bounded::Text, limits::MAX_CONTACTS, validate, Contact, ContactKeyText, ErrorCode,
-    EventContent, Reply, RequestId, RoomId, RoomKind, ServerFrame, UserId,
+    EventContent, Reply, RequestId, RoomId, RoomKind, UserId,
 };
 
 use crate::{
     auth,
     connection::Conn,
     error::OpError,
-    ops::{create_room, encode_frame, Consent},
+    ops::{create_room, fan_out, Consent},
     roomlog::{self, bounded},
     unix_ms,
 };
@@ -196,7 +196,6 @@ impl Conn {
     }
 }
 
-/// The direct room `a` and `b` are both current members of, if any (the oldest).
 /// Appends `content` to `room`'s log as `actor`'s (a server-made request id) and delivers it
 /// to the members after the commit.
 fn announce(
@@ -209,15 +208,10 @@ fn announce(
 ) -> Result<(), OpError> {
     let request = RequestId(rand::random());
     let (event, _) = roomlog::append(tx, room, actor, request, unix_ms(), content)?;
-    let recipients = roomlog::members(tx, room)?;
-    let frame = encode_frame(&ServerFrame::Event { event })?;
-    let shared = shared.clone();
-    tx.after_commit(move || {
-        shared.switchboard.deliver(&recipients, Some(conn_id), &frame, &shared.metrics);
-    });
-    Ok(())
+    fan_out(tx, shared, conn_id, event, Vec::new())
 }
 
+/// The direct room `a` and `b` are both current members of, if any (the oldest).
 fn direct_room(tx: &rusqlite::Connection, a: UserId, b: UserId) -> Result<Option<RoomId>, OpError> {
     Ok(tx
         .prepare_cached(

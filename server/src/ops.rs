@@ -439,12 +439,7 @@ impl Conn {
                     .execute(params![media.0, room.0, seq as i64])?;
                 }
                 roomlog::record_request(tx, actor.device, request_id, &fingerprint, room, seq)?;
-                let mut recipients = roomlog::members(tx, room)?;
-                recipients.extend(change.also_notify);
-                let frame = encode_frame(&ServerFrame::Event { event })?;
-                tx.after_commit(move || {
-                    shared.switchboard.deliver(&recipients, Some(conn_id), &frame, &shared.metrics);
-                });
+                fan_out(tx, &shared, conn_id, event, change.also_notify)?;
                 Ok(Reply::Logged { room, seq })
             })
             .await
@@ -830,11 +825,11 @@ fn agreed_member_only(
     room: RoomId,
     actor: Actor,
 ) -> Result<(), OpError> {
-    member_only(conn, room, actor)?;
-    if roomlog::request_of(conn, room, actor.user)?.is_some() {
-        return Err(OpError::forbidden("accept the request first"));
+    match roomlog::membership(conn, room, actor.user)? {
+        Some(None) => Ok(()),
+        Some(Some(_)) => Err(OpError::forbidden("accept the request first")),
+        None => Err(OpError::forbidden("not a member of this room")),
     }
-    Ok(())
 }
 
 /// Whether the other member of a direct room blocks `actor`.
@@ -843,18 +838,14 @@ fn direct_peer_blocks(
     room: RoomId,
     actor: Actor,
 ) -> Result<bool, OpError> {
-    let kind: String = conn
-        .prepare_cached("SELECT kind FROM rooms WHERE id = ?1")?
-        .query_row([room.0], |r| r.get(0))?;
-    if kind != "direct" {
-        return Ok(false);
-    }
-    for other in roomlog::members(conn, room)? {
-        if other != actor.user && roomlog::blocks(conn, other, actor.user)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM rooms r
+             JOIN members m ON m.room_id = r.id AND m.active = 1 AND m.user_id != ?2
+             JOIN blocks b ON b.user_id = m.user_id AND b.blocked_id = ?2
+             WHERE r.id = ?1 AND r.kind = 'direct'",
+        )?
+        .exists(params![room.0, actor.user.0])?)
 }
 
 /// Whether `caller` may ring `callee` from `room`: the callee does not block the caller, and
@@ -865,11 +856,15 @@ fn may_ring(
     caller: UserId,
     callee: UserId,
 ) -> Result<bool, OpError> {
-    if roomlog::blocks(conn, callee, caller)? {
-        return Ok(false);
-    }
-    Ok(roomlog::is_contact(conn, callee, caller)?
-        || roomlog::request_of(conn, room, callee)?.is_none())
+    // One query: every signal of a call (candidates too) passes here.
+    Ok(conn
+        .prepare_cached(
+            "SELECT NOT EXISTS (SELECT 1 FROM blocks WHERE user_id = ?3 AND blocked_id = ?2)
+                AND (EXISTS (SELECT 1 FROM contacts WHERE user_id = ?3 AND contact_id = ?2)
+                     OR NOT EXISTS (SELECT 1 FROM members WHERE room_id = ?1 AND user_id = ?3
+                                    AND active = 1 AND requested_by IS NOT NULL))",
+        )?
+        .query_row(params![room.0, caller.0, callee.0], |r| r.get(0))?)
 }
 
 /// Like [`agreed_member_only`], and the room must be a group.
@@ -995,6 +990,25 @@ fn new_session(
     let token = tidings_proto::bounded::Text::new(auth::token(device, &secret.secret))
         .map_err(OpError::internal)?;
     Ok(Reply::Session { user, device, token: Token(token) })
+}
+
+/// Sends a committed room event to the room's members (and to `also`: who just left or was
+/// removed) after the commit, on every connection but `conn_id`'s, which has its reply.
+pub(crate) fn fan_out(
+    tx: &mut crate::store::Tx<'_>,
+    shared: &Arc<crate::Shared>,
+    conn_id: crate::switchboard::ConnId,
+    event: tidings_proto::RoomEvent,
+    also: Vec<UserId>,
+) -> Result<(), OpError> {
+    let mut recipients = roomlog::members(tx, event.room)?;
+    recipients.extend(also);
+    let frame = encode_frame(&ServerFrame::Event { event })?;
+    let shared = shared.clone();
+    tx.after_commit(move || {
+        shared.switchboard.deliver(&recipients, Some(conn_id), &frame, &shared.metrics);
+    });
+    Ok(())
 }
 
 /// Encodes a frame once for every connection it goes to.

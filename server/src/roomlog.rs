@@ -182,20 +182,29 @@ pub fn add_member(
     Ok(true)
 }
 
+/// `user`'s membership of `room`: `None` if not a current member, else who asked them in
+/// while they still hold the room as a request (`Some(None)`: agreed).
+pub fn membership(
+    conn: &Connection,
+    room: RoomId,
+    user: UserId,
+) -> Result<Option<Option<UserId>>, OpError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT requested_by FROM members WHERE room_id = ?1 AND user_id = ?2 AND active = 1",
+        )?
+        .query_row(params![room.0, user.0], |r| r.get::<_, Option<i64>>(0))
+        .optional()?
+        .map(|by| by.map(UserId)))
+}
+
 /// Who asked `user` into `room`, if `user` is a member who has not accepted yet.
 pub fn request_of(
     conn: &Connection,
     room: RoomId,
     user: UserId,
 ) -> Result<Option<UserId>, OpError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT requested_by FROM members
-             WHERE room_id = ?1 AND user_id = ?2 AND active = 1 AND requested_by IS NOT NULL",
-        )?
-        .query_row(params![room.0, user.0], |r| r.get(0))
-        .optional()?
-        .map(UserId))
+    Ok(membership(conn, room, user)?.flatten())
 }
 
 /// Accepts `user`'s request in `room`: from now on it counts as one of their rooms.
