@@ -286,22 +286,20 @@ impl Client {
                 let request = new_request_id();
                 let target = tidings_proto::RoomId(server.unwrap_or(0));
                 let (operation, echo) = make(request, target);
-                // Anything but accepting or declining a request (a reply, an invitation…)
-                // accepts it first: queued just before, in the same transaction.
-                if !matches!(operation, Request::Leave { .. } | Request::Accept { .. })
-                    && take_request(&tx, room)?
-                {
-                    let accept = Request::Accept { request: new_request_id(), room: target };
-                    queue_operation(&tx, room, &accept, now)?;
+                // A request (a room from someone not in my contacts) is answered here: an
+                // Accept takes it; anything else but declining (a reply, an invitation…)
+                // accepts it too, queued just before in the same transaction.
+                let declining = matches!(operation, Request::Leave { .. });
+                let was_request = !declining && take_request(&tx, room)?;
+                match (&operation, was_request) {
+                    (Request::Accept { .. }, false) => return Err(Error::NotARequest(room)),
+                    (Request::Accept { .. }, true) | (_, false) => {}
+                    (_, true) => {
+                        let accept = Request::Accept { request: new_request_id(), room: target };
+                        queue_operation(&tx, room, &accept, None, now)?;
+                    }
                 }
-                let operation =
-                    codec::encode(&operation).map_err(|e| Error::Internal(e.to_string()))?;
-                tx.execute(
-                    "INSERT INTO outbox (request_id, room_id, operation, state, created_ms,
-                                         upload_path)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
-                    params![&request.0[..], room, operation, now, upload],
-                )?;
+                queue_operation(&tx, room, &operation, upload.as_deref(), now)?;
                 if let Some(echo) = echo {
                     let preview = crate::apply::describe(&echo);
                     let content =
@@ -630,23 +628,7 @@ impl Client {
 
     /// Accepts a request: the room becomes one of my chats, its members may call me.
     pub async fn accept(&self, room: RoomKey) -> Result<RequestId, Error> {
-        let request = self
-            .db(move |c| {
-                let tx = c.transaction()?;
-                let server = member_room(&tx, room)?.ok_or(Error::NotARequest(room))?;
-                if !take_request(&tx, room)? {
-                    return Err(Error::NotARequest(room));
-                }
-                let request = new_request_id();
-                let accept = Request::Accept { request, room: tidings_proto::RoomId(server) };
-                queue_operation(&tx, room, &accept, now_ms())?;
-                tx.commit()?;
-                Ok(request)
-            })
-            .await?;
-        self.emit([Event::RoomsChanged, Event::TimelineChanged { room }, Event::OutboxChanged]);
-        self.outbox_ready.notify_one();
-        Ok(request)
+        self.room_operation(room, |request, target| Request::Accept { request, room: target }).await
     }
 
     /// Declines a request: I leave the room (its sender sees that I left).
@@ -954,7 +936,6 @@ pub(crate) enum Target {
     NewRoom { kind: &'static str, name: Option<String> },
 }
 
-/// The server id of a room I am a member of (`None` while it is being created).
 /// Clears `room`'s request mark; whether it was a request.
 fn take_request(tx: &Connection, room: RoomKey) -> Result<bool, Error> {
     Ok(tx
@@ -965,11 +946,13 @@ fn take_request(tx: &Connection, room: RoomKey) -> Result<bool, Error> {
         > 0)
 }
 
-/// Writes `operation` to the outbox of `room`, pending.
+/// Writes `operation` to the outbox of `room`, pending (with the file its upload step
+/// sends first, if any).
 fn queue_operation(
     tx: &Connection,
     room: RoomKey,
     operation: &Request,
+    upload: Option<&str>,
     now: i64,
 ) -> Result<(), Error> {
     let Some(request) = operation.request_id() else {
@@ -977,13 +960,14 @@ fn queue_operation(
     };
     let encoded = codec::encode(operation).map_err(|e| Error::Internal(e.to_string()))?;
     tx.prepare_cached(
-        "INSERT INTO outbox (request_id, room_id, operation, state, created_ms)
-         VALUES (?1, ?2, ?3, 'pending', ?4)",
+        "INSERT INTO outbox (request_id, room_id, operation, state, created_ms, upload_path)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
     )?
-    .execute(params![&request.0[..], room, encoded, now])?;
+    .execute(params![&request.0[..], room, encoded, now, upload])?;
     Ok(())
 }
 
+/// The server id of a room I am a member of (`None` while it is being created).
 fn member_room(c: &Connection, room: RoomKey) -> Result<Option<i64>, Error> {
     let row: Option<(Option<i64>, bool)> = c
         .prepare_cached("SELECT server_id, member FROM rooms WHERE id = ?1")?
@@ -999,33 +983,32 @@ fn member_room(c: &Connection, room: RoomKey) -> Result<Option<i64>, Error> {
 /// The stored account and the name of the keychain entry holding its token, if one does
 /// (then the account's `token` is empty).
 fn stored_account(c: &Connection) -> Result<Option<(Account, Option<String>)>, Error> {
-    let Some(account) = account(c)? else { return Ok(None) };
-    let entry: Option<String> =
-        c.query_row("SELECT keychain FROM account WHERE id = 1", [], |r| r.get(0))?;
-    Ok(Some((account, entry)))
-}
-
-/// The stored account; its `token` is empty when the keychain holds it
-/// ([`Client::account`] fills it in).
-pub(crate) fn account(c: &Connection) -> Result<Option<Account>, Error> {
     Ok(c.query_row(
-        "SELECT server, user_id, username, device_id, token, pin FROM account WHERE id = 1",
+        "SELECT server, user_id, username, device_id, token, pin, keychain FROM account
+         WHERE id = 1",
         [],
         |r| {
             // A pin that does not parse was not written by this code: connect without it
             // and the trust store decides (failing closed for a self-signed server).
             let pin = r.get::<_, Option<String>>(5)?.and_then(|p| p.parse().ok());
-            Ok(Account {
+            let account = Account {
                 server: r.get(0)?,
                 pin,
                 user_id: r.get(1)?,
                 username: r.get(2)?,
                 device_id: r.get(3)?,
                 token: r.get(4)?,
-            })
+            };
+            Ok((account, r.get(6)?))
         },
     )
     .optional()?)
+}
+
+/// The stored account; its `token` is empty when the keychain holds it
+/// ([`Client::account`] fills it in).
+pub(crate) fn account(c: &Connection) -> Result<Option<Account>, Error> {
+    Ok(stored_account(c)?.map(|(account, _)| account))
 }
 
 /// Sets a path's Unix mode (other systems keep per-user folders private already).
