@@ -122,8 +122,7 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, from: AddrKey)
             Ok(None) => break End::Quiet,
             Ok(Some(Err(e))) => {
                 // tungstenite enforces the frame size limit before buffering a frame.
-                let text = e.to_string();
-                if text.contains("Space limit exceeded") || text.contains("too long") {
+                if too_large(e) {
                     break End::Error(ErrorInfo::new(ErrorCode::TooLarge, "frame too large"));
                 }
                 break End::Quiet;
@@ -418,4 +417,16 @@ async fn write_loop(
 fn is_closing_frame(frame: &Bytes) -> bool {
     // `{"Closing": …}`: fixmap(1), fixstr(7) "Closing".
     frame.starts_with(b"\x81\xa7Closing")
+}
+
+/// Whether a websocket read failed because a frame or message is over the size limit
+/// (axum wraps tungstenite's error; its type, not its wording, says so).
+fn too_large(e: axum::Error) -> bool {
+    use tungstenite::error::{CapacityError, Error as WsError};
+    matches!(
+        e.into_inner().downcast_ref::<WsError>(),
+        Some(WsError::Capacity(
+            CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders
+        ))
+    )
 }
