@@ -86,7 +86,7 @@ async fn wait_for(
 async fn profile(dir: &std::path::Path, server: &str, name: &str) -> anyhow::Result<Client> {
     let client = Client::open(&dir.join(name))?;
     let server = tidings_core::endpoint::Endpoint::parse(server)?;
-    sync::sign_up(&client, &server, name, "correct horse battery").await?;
+    client.sessions().sign_up(&server, name, "correct horse battery").await?;
     Ok(client)
 }
 
@@ -98,13 +98,14 @@ async fn setup_times(
     let dir = tempfile::tempdir()?;
     let caller = profile(dir.path(), server, "caller").await?;
     let callee = profile(dir.path(), server, "callee").await?;
-    let callee_id = sync::lookup_user(&caller, "callee").await?;
-    let room = caller.create_room(RoomKind::Direct, None, vec![callee_id]).await?;
+    let callee_id = caller.contacts().lookup("callee").await?;
+    let room = caller.rooms().create(RoomKind::Direct, None, vec![callee_id]).await?;
     sync::sync_until_idle(&caller).await?;
     sync::sync_until_idle(&callee).await?;
     // The callee accepts the caller's room (a request until then: it would not ring).
-    let request = callee.rooms().await?.first().map(|r| r.room).context("the callee's room")?;
-    callee.accept(request).await?;
+    let request =
+        callee.rooms().list().await?.first().map(|r| r.room).context("the callee's room")?;
+    callee.room(request).accept().await?;
     sync::sync_until_idle(&callee).await?;
 
     let media =
@@ -120,7 +121,7 @@ async fn setup_times(
             audio: Arc::new(|| (Box::new(Tone::new(440.0)) as _, Box::new(Silence) as _)),
             timeouts: Timeouts::default(),
         };
-        client.start_calls(options).await?;
+        client.calls().start(options).await?;
     }
     // The callee answers whatever rings.
     let mut ringing = callee.subscribe();
@@ -128,7 +129,7 @@ async fn setup_times(
     tokio::spawn(async move {
         while let Some(e) = ringing.recv().await {
             if matches!(e, Event::Call(CallEvent::Ringing { .. })) {
-                let _ = answerer.accept_call();
+                let _ = answerer.calls().accept();
             }
         }
     });
@@ -139,7 +140,7 @@ async fn setup_times(
         let mut events = caller.subscribe();
         let mut callee_events = callee.subscribe();
         let started = Instant::now();
-        caller.call(room, Some(callee_id)).await?;
+        caller.calls().call(room, Some(callee_id)).await?;
         let mut ended_early = None;
         let settled = |e: &Event| match e {
             Event::Call(CallEvent::Connected { .. }) => true,
@@ -163,7 +164,7 @@ async fn setup_times(
             }
             None => {
                 times.push(started.elapsed());
-                caller.hang_up()?;
+                caller.calls().hang_up()?;
                 wait_for(&mut events, "the caller's end", ended).await?;
                 wait_for(&mut callee_events, "the callee's end", ended).await?;
             }

@@ -130,7 +130,7 @@ async fn measure() -> anyhow::Result<()> {
     let mut times = Vec::new();
     for _ in 0..50 {
         let t = Instant::now();
-        let rooms = client.rooms().await?;
+        let rooms = client.rooms().list().await?;
         times.push(t.elapsed());
         anyhow::ensure!(rooms.len() == ROOMS as usize);
     }
@@ -144,7 +144,7 @@ async fn measure() -> anyhow::Result<()> {
     let mut times = Vec::new();
     for i in 0..200 {
         let t = Instant::now();
-        let page = client.messages(1 + (i * 7) % ROOMS, None, 50).await?;
+        let page = client.room(1 + (i * 7) % ROOMS).timeline().page(None, 50).await?;
         times.push(t.elapsed());
         anyhow::ensure!(page.len() == 50);
     }
@@ -213,7 +213,7 @@ async fn local_echo(client: &Client) -> anyhow::Result<(f64, f64)> {
     let mut times = Vec::new();
     for i in 0..1_000 {
         let t = Instant::now();
-        client.send_text(1 + i % ROOMS, "hello").await?;
+        client.room(1 + i % ROOMS).send_queue().send_text("hello").await?;
         loop {
             match events.recv().await {
                 Some(Event::TimelineChanged { .. }) => break,

@@ -21,7 +21,6 @@ use tidings_core::{
     },
     sync, Client, ConnectionState, Event,
 };
-use tidings_proto::RoomKind;
 
 use crate::client::{Failure, Output, EXIT_FAILURE, EXIT_NETWORK, EXIT_USAGE};
 
@@ -98,28 +97,21 @@ pub async fn call(
 ) -> Result<(), Failure> {
     let options = args.options()?;
     let started = Instant::now();
-    let user = sync::lookup_user(client, username).await?;
-    let room = match client.direct_room_with(user).await? {
-        Some(room) => room,
-        None => {
-            let room = client.create_room(RoomKind::Direct, None, vec![user]).await?;
-            // The room must exist on the server before anyone can be called in it.
-            crate::client::sync_now(client, 30).await?;
-            room
-        }
-    };
+    let room = client.rooms().open_direct(username).await?;
+    // A room made just now must be on the server before anyone can be called in it.
+    crate::client::sync_now(client, 30).await?;
     let mut events = client.subscribe();
     let talk = async {
         wait_online(&mut events).await?;
-        client.start_calls(options).await?;
-        client.call(room, Some(user)).await?;
+        client.calls().start(options).await?;
+        client.calls().call(room, None).await?;
         let mut hang_up_at: Option<tokio::time::Instant> = None;
         let mut talked = false;
         loop {
             let event = tokio::select! {
                 e = events.recv() => e,
                 _ = sleep_until(hang_up_at) => {
-                    client.hang_up()?;
+                    client.calls().hang_up()?;
                     hang_up_at = None;
                     continue;
                 }
@@ -159,7 +151,7 @@ pub async fn answer(
     let mut events = client.subscribe();
     let talk = async {
         wait_online(&mut events).await?;
-        client.start_calls(options).await?;
+        client.calls().start(options).await?;
         out.line(
             json!({"state": "waiting", "at_ms": started.elapsed().as_millis() as u64}),
             || "waiting for a call".into(),
@@ -171,7 +163,7 @@ pub async fn answer(
                 e = events.recv() => e,
                 yes = next_decision(&mut decision) => {
                     decision = None;
-                    if yes { client.accept_call()? } else { client.decline_call()? }
+                    if yes { client.calls().accept()? } else { client.calls().decline()? }
                     continue;
                 }
             };
@@ -179,7 +171,7 @@ pub async fn answer(
             let Event::Call(event) = event else { continue };
             print(out, &event, started);
             match event {
-                CallEvent::Ringing { .. } if auto => client.accept_call()?,
+                CallEvent::Ringing { .. } if auto => client.calls().accept()?,
                 CallEvent::Ringing { .. } => {
                     // A plain thread: the process must not wait for a read that never ends.
                     let (tx, rx) = tokio::sync::oneshot::channel();

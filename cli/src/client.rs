@@ -101,9 +101,9 @@ pub async fn session(
     }
     let password = read_password()?;
     let account = if new_account {
-        sync::sign_up(client, &server, username, &password).await?
+        client.sessions().sign_up(&server, username, &password).await?
     } else {
-        sync::sign_in(client, &server, username, &password).await?
+        client.sessions().sign_in(&server, username, &password).await?
     };
     out.line(
         json!({"user": account.user_id, "username": account.username, "device": account.device_id}),
@@ -147,17 +147,17 @@ pub async fn create_room(
 ) -> Result<(), Failure> {
     let mut ids = Vec::new();
     for m in members {
-        ids.push(sync::lookup_user(client, m).await?);
+        ids.push(client.contacts().lookup(m).await?);
     }
     let kind = if name.is_none() && ids.len() == 1 { RoomKind::Direct } else { RoomKind::Group };
-    let room = client.create_room(kind, name, ids).await?;
+    let room = client.rooms().create(kind, name, ids).await?;
     out.line(json!({"room": room.to_string()}), || room.to_string());
     Ok(())
 }
 
 /// `send`.
 pub async fn send(client: &Client, out: Output, room: &str, text: &str) -> Result<(), Failure> {
-    queued(out, client.send_text(parse_room(room)?, text).await?);
+    queued(out, client.room(parse_room(room)?).send_queue().send_text(text).await?);
     Ok(())
 }
 
@@ -169,7 +169,7 @@ pub async fn send_image(
     image: &std::path::Path,
     caption: &str,
 ) -> Result<(), Failure> {
-    queued(out, client.send_image(parse_room(room)?, image, caption).await?);
+    queued(out, client.room(parse_room(room)?).send_queue().send_image(image, caption).await?);
     Ok(())
 }
 
@@ -180,7 +180,7 @@ pub async fn send_file(
     room: &str,
     file: &std::path::Path,
 ) -> Result<(), Failure> {
-    queued(out, client.send_file(parse_room(room)?, file).await?);
+    queued(out, client.room(parse_room(room)?).send_queue().send_file(file).await?);
     Ok(())
 }
 
@@ -198,9 +198,9 @@ pub async fn fetch_media(
         message: format!("cannot write {}: {e}", file.display()),
     };
     if thumbnail {
-        std::fs::write(file, client.thumbnail(room, seq).await?).map_err(io)?;
+        std::fs::write(file, client.media().thumbnail(room, seq).await?).map_err(io)?;
     } else {
-        let cached = client.open_full(room, seq).await?;
+        let cached = client.media().open_full(room, seq).await?;
         std::fs::copy(cached, file).map_err(io)?;
     }
     Ok(())
@@ -244,7 +244,7 @@ fn retryable(e: &Error) -> bool {
 
 /// `rooms`.
 pub async fn rooms(client: &Client, out: Output) -> Result<(), Failure> {
-    for r in client.rooms().await? {
+    for r in client.rooms().list().await? {
         out.line(
             json!({"room": r.room.to_string(), "name": r.name, "unread": r.unread,
                    "last_seq": r.last_seq, "member": r.member, "request_from": r.request_from}),
@@ -262,7 +262,7 @@ pub async fn messages(
     limit: usize,
 ) -> Result<(), Failure> {
     let room = parse_room(room)?;
-    let mut page = client.messages(room, None, limit).await?;
+    let mut page = client.room(room).timeline().page(None, limit).await?;
     page.reverse();
     for m in page {
         out.line(
@@ -277,12 +277,12 @@ pub async fn messages(
 
 /// `read`.
 pub async fn read(client: &Client, room: &str) -> Result<(), Failure> {
-    Ok(client.mark_read(parse_room(room)?).await?)
+    Ok(client.room(parse_room(room)?).mark_read().await?)
 }
 
 /// `outbox`.
 pub async fn outbox(client: &Client, out: Output) -> Result<(), Failure> {
-    for e in client.outbox().await? {
+    for e in client.send_queue().items().await? {
         out.line(
             json!({"id": e.id, "request_id": e.request_id, "room": e.room.map(|r| r.to_string()),
                    "kind": e.kind, "state": e.state, "attempts": e.attempts, "error": e.error}),
@@ -303,9 +303,9 @@ pub async fn outbox(client: &Client, out: Output) -> Result<(), Failure> {
 /// `retry` / `discard`.
 pub async fn outbox_action(client: &Client, id: i64, retry: bool) -> Result<(), Failure> {
     if retry {
-        client.retry(id).await?;
+        client.send_queue().retry(id).await?;
     } else {
-        client.discard(id).await?;
+        client.send_queue().discard(id).await?;
     }
     Ok(())
 }
@@ -319,14 +319,14 @@ pub(crate) fn queued(out: Output, request: tidings_proto::RequestId) {
 /// `logout`.
 pub async fn logout(client: &Client, everywhere: bool) -> Result<(), Failure> {
     if everywhere {
-        return Ok(sync::sign_out_everywhere(client).await?);
+        return Ok(client.sessions().sign_out_everywhere().await?);
     }
-    Ok(sync::sign_out(client).await?)
+    Ok(client.sessions().sign_out().await?)
 }
 
 /// `devices`: one line per signed-in device of this account.
 pub async fn devices(client: &Client, out: Output) -> Result<(), Failure> {
-    for d in sync::devices(client).await? {
+    for d in client.sessions().devices().await? {
         out.line(
             json!({
                 "device": d.id,
@@ -345,7 +345,7 @@ pub async fn devices(client: &Client, out: Output) -> Result<(), Failure> {
 pub async fn passwd(client: &Client) -> Result<(), Failure> {
     let old = read_password()?;
     let new = read_password()?;
-    Ok(sync::change_password(client, &old, &new).await?)
+    Ok(client.sessions().change_password(&old, &new).await?)
 }
 
 /// `invite`.
@@ -356,26 +356,26 @@ pub async fn invite(
     username: &str,
 ) -> Result<(), Failure> {
     let room = parse_room(room)?;
-    let user = sync::lookup_user(client, username).await?;
-    queued(out, client.invite(room, user).await?);
+    let user = client.contacts().lookup(username).await?;
+    queued(out, client.room(room).invite(user).await?);
     Ok(())
 }
 
 /// `leave`.
 pub async fn leave(client: &Client, out: Output, room: &str) -> Result<(), Failure> {
-    queued(out, client.leave(parse_room(room)?).await?);
+    queued(out, client.room(parse_room(room)?).leave().await?);
     Ok(())
 }
 
 /// `rename`.
 pub async fn rename(client: &Client, out: Output, room: &str, name: &str) -> Result<(), Failure> {
-    queued(out, client.rename(parse_room(room)?, name).await?);
+    queued(out, client.room(parse_room(room)?).rename(name).await?);
     Ok(())
 }
 
 /// `typing`.
 pub async fn typing(client: &Client, room: &str) -> Result<(), Failure> {
-    Ok(sync::typing(client, parse_room(room)?, true).await?)
+    Ok(client.room(parse_room(room)?).typing(true).await?)
 }
 
 /// `listen`: prints every event as a line until the session ends (signed out or revoked).

@@ -37,7 +37,7 @@ pub async fn contact_code(
         }
         None => None,
     };
-    let code = sync::contact_code(client, reset, ttl).await?;
+    let code = client.contacts().code(reset, ttl).await?;
     if let Some(path) = png {
         write(path, &contact::qr_png(&code, 8))?;
     }
@@ -76,7 +76,7 @@ pub async fn add_contact(
         }
         _ => return Err(Failure { code: EXIT_USAGE, message: "give a URI or --qr-image".into() }),
     };
-    let (user, room) = sync::add_contact(client, &code).await?;
+    let (user, room) = client.contacts().add(&code).await?;
     out.line(json!({"user": code.user, "user_id": user, "room": room.to_string()}), || {
         format!("{} added; room {room}", code.user)
     });
@@ -85,7 +85,7 @@ pub async fn add_contact(
 
 /// `contacts`.
 pub async fn contacts(client: &Client, out: Output) -> Result<(), Failure> {
-    for (username, id, room) in sync::contacts(client).await? {
+    for (username, id, room) in client.contacts().list().await? {
         out.line(json!({"user": username, "user_id": id, "server_room": room}), || {
             username.clone()
         });
@@ -95,7 +95,7 @@ pub async fn contacts(client: &Client, out: Output) -> Result<(), Failure> {
 
 /// `requests`: rooms waiting for my answer, newest first.
 pub async fn requests(client: &Client, out: Output) -> Result<(), Failure> {
-    for r in client.rooms().await? {
+    for r in client.rooms().list().await? {
         let Some(from) = r.request_from else { continue };
         out.line(
             json!({"room": r.room.to_string(), "name": r.name, "from": from,
@@ -108,32 +108,32 @@ pub async fn requests(client: &Client, out: Output) -> Result<(), Failure> {
 
 /// `accept ROOM`.
 pub async fn accept(client: &Client, out: Output, room: &str) -> Result<(), Failure> {
-    queued(out, client.accept(parse_room(room)?).await?);
+    queued(out, client.room(parse_room(room)?).accept().await?);
     Ok(())
 }
 
 /// `decline ROOM`.
 pub async fn decline(client: &Client, out: Output, room: &str) -> Result<(), Failure> {
-    queued(out, client.decline(parse_room(room)?).await?);
+    queued(out, client.room(parse_room(room)?).decline().await?);
     Ok(())
 }
 
 /// `block USERNAME` / `unblock USERNAME`.
 pub async fn block(client: &Client, username: &str, block: bool) -> Result<(), Failure> {
-    let user = sync::lookup_user(client, username).await?;
+    let user = client.contacts().lookup(username).await?;
     if block {
-        sync::block(client, user).await?;
+        client.contacts().block(user).await?;
         // The declines it queued go out now, as a script expects.
         sync::sync_until_idle(client).await?;
     } else {
-        sync::unblock(client, user).await?;
+        client.contacts().unblock(user).await?;
     }
     Ok(())
 }
 
 /// `blocked`.
 pub async fn blocked(client: &Client, out: Output) -> Result<(), Failure> {
-    for (username, id) in sync::blocked(client).await? {
+    for (username, id) in client.contacts().blocked().await? {
         out.line(json!({"user": username, "user_id": id}), || username.clone());
     }
     Ok(())
@@ -141,7 +141,7 @@ pub async fn blocked(client: &Client, out: Output) -> Result<(), Failure> {
 
 /// `find-user USERNAME`: exact usernames only (no listing, no prefix search).
 pub async fn find_user(client: &Client, out: Output, username: &str) -> Result<(), Failure> {
-    let id = sync::lookup_user(client, username).await?;
+    let id = client.contacts().lookup(username).await?;
     out.line(json!({"user": username, "user_id": id}), || format!("{username} ({id})"));
     Ok(())
 }
@@ -151,18 +151,18 @@ pub async fn nearby_on(client: &Client, lat: f64, lon: f64, minutes: f64) -> Res
     if !(minutes.is_finite() && minutes > 0.0 && minutes <= 60.0) {
         return Err(Failure { code: EXIT_USAGE, message: "minutes are > 0 and at most 60".into() });
     }
-    sync::nearby_on(client, lat, lon, Duration::from_secs_f64(minutes * 60.0)).await?;
+    client.nearby().on(lat, lon, Duration::from_secs_f64(minutes * 60.0)).await?;
     Ok(())
 }
 
 /// `nearby off`.
 pub async fn nearby_off(client: &Client) -> Result<(), Failure> {
-    Ok(sync::nearby_off(client).await?)
+    Ok(client.nearby().off().await?)
 }
 
 /// `nearby list`.
 pub async fn nearby_list(client: &Client, out: Output) -> Result<(), Failure> {
-    for p in sync::nearby_list(client).await? {
+    for p in client.nearby().list().await? {
         let name = p.user.username.as_str().to_owned();
         let distance = serde_json::to_value(p.distance).unwrap_or_default();
         out.line(json!({"user": name, "user_id": p.user.id.0, "distance": distance}), || {

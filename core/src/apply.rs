@@ -327,6 +327,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?
             .execute([&e.request.0[..]])?;
     }
+    skip_known(tx, room)?;
     Ok(Applied::Applied)
 }
 
@@ -405,5 +406,29 @@ pub fn confirmed(
     tx.prepare_cached("UPDATE rooms SET last_message_seq = ?2 WHERE last_request_id = ?1")?
         .execute(params![&request.0[..], seq as i64])?;
     tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?.execute([&request.0[..]])?;
+    if let Some(Some(room)) = row {
+        skip_known(tx, room)?;
+    }
+    Ok(())
+}
+
+/// Moves a room's synced seq over the events right after it that are here already: my own
+/// messages, whose `Logged` reply gave their echo its seq before the log brought them (the
+/// server does not push my events back to me). The next event from others then applies at
+/// once instead of looking like a gap to catch up.
+fn skip_known(tx: &Connection, room: RoomKey) -> Result<(), Error> {
+    let synced: i64 = tx
+        .prepare_cached("SELECT synced_seq FROM rooms WHERE id = ?1")?
+        .query_row([room], |r| r.get(0))?;
+    let mut here =
+        tx.prepare_cached("SELECT 1 FROM events WHERE room_id = ?1 AND position = ?2")?;
+    let mut next = synced + 1;
+    while here.exists(params![room, position_of_seq(next as Seq)])? {
+        next += 1;
+    }
+    if next > synced + 1 {
+        tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
+            .execute(params![room, next - 1])?;
+    }
     Ok(())
 }

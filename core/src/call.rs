@@ -98,6 +98,18 @@ pub enum Input {
     Media(Media),
 }
 
+/// What a front end asks of the call driver ([`driver`]).
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A user action for the machine.
+    Local(Local),
+    /// Mute or unmute the microphone (media only; the machine does not care).
+    Mute(bool),
+}
+
+/// The call driver's command channel, once calls are started; held by the client.
+pub(crate) type CommandSlot = std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Command>>>;
+
 /// The local user's actions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Local {
@@ -423,7 +435,12 @@ impl CallMachine {
         if let (Role::Caller, Some(outcome)) = (active.role, outcome) {
             let duration = match active.phase {
                 Phase::Connected { since } => now.saturating_duration_since(since),
-                _ => Duration::ZERO,
+                Phase::Inquiring
+                | Phase::Offering { .. }
+                | Phase::Connecting
+                | Phase::Reserved
+                | Phase::Ringing { .. }
+                | Phase::Answering => Duration::ZERO,
             };
             let outcome = if duration > Duration::ZERO { CallOutcome::Completed } else { outcome };
             self.emit(Output::Record {
@@ -615,7 +632,13 @@ impl CallMachine {
             if let (Role::Callee, CallSignal::Hangup { reason }) = (role, &signal) {
                 let why = match reason {
                     HangupReason::DeclinedElsewhere => EndReason::DeclinedElsewhere,
-                    _ => EndReason::AnsweredElsewhere,
+                    // My other device took the call (and may have ended it since).
+                    HangupReason::AnsweredElsewhere
+                    | HangupReason::Normal
+                    | HangupReason::Declined
+                    | HangupReason::NoAnswer
+                    | HangupReason::Failed
+                    | HangupReason::Other => EndReason::AnsweredElsewhere,
                 };
                 self.end(now, why, None);
             }

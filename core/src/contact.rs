@@ -1,4 +1,8 @@
-//! Contact codes as QR codes: made with `qrcode` (SVG for a UI, PNG for a file) and read
+//! Contacts: finding people by username, contact codes and their QR codes, my contacts
+//! and the users I block ([`Client::contacts`]; the list lives on the server, the same on
+//! every device, so these requests need the network).
+//!
+//! Contact codes as QR codes are made with `qrcode` (SVG for a UI, PNG for a file) and read
 //! with `rqrr` from an image — a file, a pasted screenshot or a camera frame.
 //!
 //! Reading is meant for real photos of screens, not just clean renders: the image goes
@@ -12,7 +16,138 @@ use image::{DynamicImage, GrayImage, ImageFormat, Luma};
 use qrcode::{render::svg, EcLevel, QrCode};
 pub use tidings_proto::contact::{ContactCode, ContactCodeError};
 
-use crate::photo::{self, Limits, PhotoError};
+use std::time::Duration;
+
+use tidings_proto::{bounded::Text, Reply, Request};
+
+use crate::{
+    model::RoomKey,
+    photo::{self, Limits, PhotoError},
+    sessions::unexpected,
+    sync, Client, Error,
+};
+
+impl Client {
+    /// Lookups, contact codes, contacts and blocking.
+    pub fn contacts(&self) -> Contacts<'_> {
+        Contacts { client: self }
+    }
+}
+
+/// See [`Client::contacts`].
+#[derive(Debug, Clone, Copy)]
+pub struct Contacts<'a> {
+    client: &'a Client,
+}
+
+impl Contacts<'_> {
+    /// Looks a user up by exact username; their user id.
+    pub async fn lookup(&self, username: &str) -> Result<i64, Error> {
+        let username = Text::new(username).map_err(|e| Error::Invalid(e.to_string()))?;
+        match sync::request(self.client, Request::LookupUser { username }).await? {
+            Reply::User { user } => Ok(user.id.0),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// My contact code (what my QR code shows): the server's current contact key for me,
+    /// made if I have none; `reset` replaces it (the old code stops working), `ttl` makes
+    /// the new one expire.
+    pub async fn code(&self, reset: bool, ttl: Option<Duration>) -> Result<ContactCode, Error> {
+        let account = self.client.require_account().await?;
+        let ttl_s = ttl.map(|t| t.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
+        match sync::request(self.client, Request::ContactKey { reset, ttl_s }).await? {
+            Reply::ContactKey { key, .. } => {
+                let code = ContactCode {
+                    server: account.server,
+                    user: account.username,
+                    key: key.0.into_string(),
+                    // Whoever scans it can then trust my server the way I do.
+                    pin: account.pin.map(|p| p.to_string()),
+                };
+                // A server address a scanner would refuse (a path, say) makes no usable code.
+                ContactCode::parse(&code.to_uri())?;
+                Ok(code)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Redeems a contact code: we become contacts and share a direct room (made now, or the
+    /// one we had). Returns their user id and the room's local key (after a sync brought it
+    /// here).
+    pub async fn add(&self, code: &ContactCode) -> Result<(i64, RoomKey), Error> {
+        let account = self.client.require_account().await?;
+        if code.server.trim_end_matches('/') != account.server.trim_end_matches('/') {
+            return Err(Error::ForeignServer { server: code.server.clone() });
+        }
+        let user = Text::new(code.user.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+        let key = tidings_proto::ContactKeyText(
+            Text::new(code.key.clone()).map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+        let contact = match sync::request(self.client, Request::AddContact { user, key }).await? {
+            Reply::Contact { contact } => contact,
+            other => return Err(unexpected(other)),
+        };
+        sync::sync_until_idle(self.client).await?;
+        let server_room = contact.room.0;
+        let room = self
+            .client
+            .db(move |c| crate::apply::known_room(c, server_room))
+            .await?
+            .ok_or(Error::NoSuchRoom(server_room))?;
+        Ok((contact.user.id.0, room))
+    }
+
+    /// My contacts: username, user id and the server id of our direct room.
+    pub async fn list(&self) -> Result<Vec<(String, i64, i64)>, Error> {
+        match sync::request(self.client, Request::Contacts {}).await? {
+            Reply::Contacts { contacts } => Ok(contacts
+                .into_vec()
+                .into_iter()
+                .map(|c| (c.user.username.into_string(), c.user.id.0, c.room.0))
+                .collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Blocks a user: they can no longer put me in a room, invite me, call me or write to
+    /// me in our direct room. Every request they hold open with me is declined (queued like
+    /// any leave).
+    pub async fn block(&self, user: i64) -> Result<(), Error> {
+        sync::request(self.client, Request::Block { user: tidings_proto::UserId(user) }).await?;
+        let requests = self
+            .client
+            .db(move |c| {
+                let mut st = c.prepare_cached("SELECT id FROM rooms WHERE request_from = ?1")?;
+                let rows = st.query_map([user], |r| r.get::<_, RoomKey>(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        for room in requests {
+            self.client.room(room).decline().await?;
+        }
+        Ok(())
+    }
+
+    /// Unblocks a user.
+    pub async fn unblock(&self, user: i64) -> Result<(), Error> {
+        let request = Request::Unblock { user: tidings_proto::UserId(user) };
+        sync::request(self.client, request).await.map(|_| ())
+    }
+
+    /// The users I block: username and user id.
+    pub async fn blocked(&self) -> Result<Vec<(String, i64)>, Error> {
+        match sync::request(self.client, Request::Blocked {}).await? {
+            Reply::Blocked { users } => Ok(users
+                .into_vec()
+                .into_iter()
+                .map(|u| (u.username.into_string(), u.id.0))
+                .collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
 
 /// Longest side an image is scanned at (photos are scaled down to it first).
 pub const SCAN_SIDE: u32 = 1600;

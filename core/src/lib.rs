@@ -3,23 +3,29 @@
 //! It owns all client state in SQLite so that whatever the network does, what a user sends is
 //! saved at once, delivered when it can be, never lost and never duplicated. The map:
 //!
-//! - [`client`] — the handle front ends use: open a profile, read rooms and messages (always
-//!   from SQLite), make changes (written with their local echo and outbox row in one
-//!   transaction), subscribe to events;
+//! - [`client`] — the handle front ends hold: the profile's database and its events; every
+//!   action goes through a domain handle named after it (the table in [`client`]):
+//!   [`sessions`] and [`account`], [`rooms`], [`timeline`], [`send_queue`] (with
+//!   [`attachments`] and the rules in [`outbox`]), [`media`], [`contact`], [`nearby`],
+//!   [`call`];
+//! - [`sync`] — the connection: a sync session that joins, catches up, flushes the send
+//!   queue and sends receipts, and carries the [`relay`] (requests, typing, call signals)
+//!   while it is live;
 //! - [`endpoint`] — the server's address and the one way to reach it (TLS unless local,
 //!   the platform's trust store or a pinned certificate);
-//! - [`sync`] — the connection: sign-up/sign-in, and a sync session that joins, catches up,
-//!   flushes the outbox and sends receipts;
 //! - [`apply`] — applying server events, watermarks and confirmations to the store;
-//! - [`outbox`] — the sans-IO rules for sending the outbox;
-//! - [`photo`] — photos made ready to send (limits, orientation, thumbnails), off the runtime;
-//! - [`media`] — uploads and on-demand downloads over HTTP, and the media cache;
+//! - [`photo`], [`video`] — photos and videos made ready to send, off the runtime;
 //! - [`model`] — what front ends render, and the change events;
 //! - [`typing`] — who is typing where (in memory, expiring);
-//! - [`contact`] — contact codes as QR codes (made and read from images), and adding contacts;
+//! - [`keychain`] — the session token in the OS keychain;
 //! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
+//!
+//! Modules depend on [`client`], never the reverse, and there are no import cycles
+//! (`tests/architecture.rs` checks).
 
+pub mod account;
 pub mod apply;
+pub mod attachments;
 pub mod call;
 pub mod client;
 pub mod contact;
@@ -27,16 +33,22 @@ pub mod endpoint;
 pub mod keychain;
 pub mod media;
 pub mod model;
+pub mod nearby;
 pub mod outbox;
 pub mod photo;
+pub(crate) mod relay;
+pub mod rooms;
+pub mod send_queue;
+pub mod sessions;
 pub mod store;
 pub mod sync;
+pub mod timeline;
 pub mod typing;
 pub mod video;
 
-pub use client::{Account, Client, Subscription};
+pub use account::Account;
+pub use client::{Client, Subscription};
 pub use model::*;
-
 /// What can go wrong in the client engine. Front ends branch on the variant.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

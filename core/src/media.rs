@@ -5,17 +5,109 @@
 //! message): the sync machine asks for one, the connection loop runs [`upload`] and hands the
 //! outcome back. Uploads are resumable, in chunks of [`CHUNK_BYTES`]: the upload's id is
 //! stored with the outbox item as soon as the server opens it, so after kill -9 the next sync
-//! continues at the offset the server has. Downloads happen only when the user opens a full image ([`crate::Client::open_full`]);
+//! continues at the offset the server has. Downloads happen only when the user opens a full image ([`Media::open_full`]);
 //! catch-up never waits on them, because thumbnails and placeholders travel inside messages.
 //! Cached files are evicted least recently used first once the cache passes its limit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
-use tidings_proto::{bounded::Text, ErrorCode, ErrorInfo};
+use tidings_proto::{bounded::Text, codec, ErrorCode, ErrorInfo, EventContent, Seq};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::{endpoint::Endpoint, Error};
+use crate::{
+    apply::MessageBody, client::now_ms, endpoint::Endpoint, model::RoomKey, Client, Error,
+};
+
+impl Client {
+    /// Thumbnails and full files of messages (the media cache).
+    pub fn media(&self) -> Media<'_> {
+        Media { client: self }
+    }
+}
+
+/// See [`Client::media`].
+#[derive(Debug, Clone, Copy)]
+pub struct Media<'a> {
+    client: &'a Client,
+}
+
+impl Media<'_> {
+    /// The thumbnail (JPEG bytes) of the photo, or the poster of the video, in message `seq`
+    /// of `room`, from the store (no network).
+    pub async fn thumbnail(&self, room: RoomKey, seq: Seq) -> Result<Vec<u8>, Error> {
+        let (body, _) = self.client.db(move |c| attachment_of(c, room, seq)).await?;
+        match (body.image, body.video) {
+            (Some(image), _) => Ok(image.thumbnail.into_vec()),
+            (None, Some(video)) => Ok(video.poster.into_vec()),
+            (None, None) => Err(Error::NoSuchImage { room, seq }),
+        }
+    }
+
+    /// The full photo, file or video of message `seq` in `room`: a file in the profile's
+    /// media cache, downloaded now if it is not there (the only call that waits on the network
+    /// for media; an interrupted download continues where it stopped).
+    pub async fn open_full(&self, room: RoomKey, seq: Seq) -> Result<PathBuf, Error> {
+        let (body, media) = self.client.db(move |c| attachment_of(c, room, seq)).await?;
+        let media = media.ok_or(Error::NoSuchImage { room, seq })?;
+        let now = now_ms();
+        if let Some(path) = self.client.db(move |c| cached(c, media, now)).await? {
+            let path = self.client.dir().join(path);
+            if path.exists() {
+                return Ok(path);
+            }
+        }
+        let account = self.client.require_account().await?;
+        let ext = match (&body.image, &body.file) {
+            (Some(image), _) if image.mime == "image/png" => "png".to_owned(),
+            (Some(_), _) => "jpg".to_owned(),
+            (None, Some(file)) => safe_extension(&file.name),
+            (None, None) => "bin".to_owned(),
+        };
+        let name = format!("cache/{media}.{ext}");
+        let io = |e: std::io::Error| Error::Io(e.to_string());
+        tokio::fs::create_dir_all(self.client.dir().join("cache")).await.map_err(io)?;
+        let dest = self.client.dir().join(&name);
+        let size = download(&account.endpoint()?, &account.token, media, &dest).await?;
+        let evicted = self
+            .client
+            .db(move |c| remember(c, media, &name, size, now_ms(), CACHE_LIMIT_BYTES))
+            .await?;
+        for old in evicted {
+            let _ = tokio::fs::remove_file(self.client.dir().join(old)).await;
+        }
+        Ok(dest)
+    }
+}
+
+/// The body of message `seq` in `room`, if it has an attachment, and its media id.
+fn attachment_of(
+    c: &Connection,
+    room: RoomKey,
+    seq: Seq,
+) -> Result<(MessageBody, Option<i64>), Error> {
+    let content: Option<Vec<u8>> = c
+        .prepare_cached("SELECT content FROM events WHERE room_id = ?1 AND seq = ?2")?
+        .query_row(params![room, seq as i64], |r| r.get(0))
+        .optional()?;
+    let missing = || Error::NoSuchImage { room, seq };
+    let content: EventContent =
+        codec::decode(&content.ok_or_else(missing)?).map_err(|_| missing())?;
+    let EventContent::Message { body, attachments } = content else { return Err(missing()) };
+    let body = crate::apply::decode_body(body.as_bytes()).ok_or_else(missing)?;
+    if body.image.is_none() && body.file.is_none() {
+        return Err(missing());
+    }
+    Ok((body, attachments.iter().next().map(|m| m.0)))
+}
+
+/// A file name's extension if it is plain (letters and digits, short), for cache file names.
+fn safe_extension(name: &str) -> String {
+    name.rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .filter(|e| !e.is_empty() && e.len() <= 8 && e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| "bin".to_owned())
+}
 
 /// Default size limit of the full-size media cache.
 pub const CACHE_LIMIT_BYTES: u64 = 512 * 1024 * 1024;

@@ -69,10 +69,11 @@ pub struct Message {
     pub sender: String,
     /// When it was sent (Unix ms): the server's time, or this device's while pending.
     pub at_ms: i64,
-    /// Text (for membership and call events, a short description).
+    /// Text (for membership and call events, a short English description, for scripts).
     pub text: String,
-    /// A membership or naming event (joined, left, renamed…), shown as a line, not a bubble.
-    pub notice: bool,
+    /// A membership or naming event (joined, left, renamed…), shown as a line, not a bubble:
+    /// the facts, which the UI words.
+    pub notice: Option<Notice>,
     /// Delivery state.
     pub state: MessageState,
     /// Keyset cursor: pass it as `before` to get the next older page.
@@ -85,6 +86,37 @@ pub struct Message {
     pub video: Option<VideoView>,
     /// The call this event records, if it is a call record.
     pub call: Option<CallView>,
+}
+
+/// A membership or naming event in a timeline (the facts; the UI words them, with the
+/// message's `sender` as who did it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// The sender created the room.
+    Created,
+    /// `user` joined.
+    Joined {
+        /// Who joined.
+        user: String,
+    },
+    /// The sender invited `user`, who is not their contact: a request until accepted.
+    Invited {
+        /// Who was invited.
+        user: String,
+    },
+    /// The sender accepted the request.
+    Accepted,
+    /// The sender left.
+    Left,
+    /// The sender removed a member.
+    Removed,
+    /// The sender renamed the room.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
 }
 
 /// A call record in a timeline (the facts; the UI words them).
@@ -101,7 +133,7 @@ pub struct CallView {
     pub video: bool,
 }
 
-/// A file in a message; its bytes come from [`crate::Client::open_full`].
+/// A file in a message; its bytes come from [`crate::media::Media::open_full`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FileView {
@@ -115,7 +147,7 @@ pub struct FileView {
     pub media: Option<i64>,
 }
 
-/// A video's preview: its poster comes from [`crate::Client::thumbnail`].
+/// A video's preview: its poster comes from [`crate::media::Media::thumbnail`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct VideoView {
@@ -130,7 +162,7 @@ pub struct VideoView {
 }
 
 /// A photo in a message: enough to lay it out and show the placeholder and thumbnail at
-/// once; the full image comes from [`crate::Client::open_full`].
+/// once; the full image comes from [`crate::media::Media::open_full`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ImageView {
@@ -168,7 +200,10 @@ pub struct OutboxEntry {
     pub state: String,
     /// Attempts so far.
     pub attempts: u32,
-    /// Why it failed (for failed items) or last failed (for pending ones).
+    /// Why it failed (for failed items) or last failed (for pending ones): the server's
+    /// typed reason, which the UI words.
+    pub reason: Option<tidings_proto::ErrorCode>,
+    /// The server's message with it (for logs and scripts).
     pub error: Option<String>,
 }
 

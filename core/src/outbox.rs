@@ -41,8 +41,6 @@ pub struct Item {
     pub attempts: u32,
     /// Not before this time (Unix ms).
     pub next_attempt_ms: i64,
-    /// Sent and waiting for its reply.
-    pub in_flight: bool,
 }
 
 /// What to do after an attempt failed.
@@ -55,7 +53,8 @@ pub enum Verdict {
 }
 
 /// The items to send now: for each room, its oldest item that is not failed, if it is due
-/// and not already in flight; items outside rooms each go when due. Ordered by id.
+/// (the machine sends one request at a time, so none is in flight while it asks); items
+/// outside rooms each go when due. Ordered by id.
 pub fn due(items: &[Item], now_ms: i64) -> Vec<i64> {
     let mut heads: BTreeMap<Option<i64>, &Item> = BTreeMap::new();
     let mut free = Vec::new();
@@ -73,7 +72,7 @@ pub fn due(items: &[Item], now_ms: i64) -> Vec<i64> {
     let mut ready: Vec<i64> = heads
         .into_values()
         .chain(free)
-        .filter(|i| !i.in_flight && i.next_attempt_ms <= now_ms)
+        .filter(|i| i.next_attempt_ms <= now_ms)
         .map(|i| i.id)
         .collect();
     ready.sort_unstable();
@@ -84,7 +83,7 @@ pub fn due(items: &[Item], now_ms: i64) -> Vec<i64> {
 pub fn next_wake(items: &[Item], now_ms: i64) -> Option<i64> {
     items
         .iter()
-        .filter(|i| !i.failed && !i.in_flight && i.next_attempt_ms > now_ms)
+        .filter(|i| !i.failed && i.next_attempt_ms > now_ms)
         .map(|i| i.next_attempt_ms)
         .min()
 }
@@ -113,17 +112,16 @@ mod tests {
     use super::*;
 
     fn arbitrary_items() -> impl Strategy<Value = Vec<Item>> {
-        let item = (prop::option::of(0i64..4), any::<bool>(), 0i64..10, any::<bool>());
+        let item = (prop::option::of(0i64..4), any::<bool>(), 0i64..10);
         prop::collection::vec(item, 0..30).prop_map(|rows| {
             rows.into_iter()
                 .enumerate()
-                .map(|(i, (room, failed, next, in_flight))| Item {
+                .map(|(i, (room, failed, next))| Item {
                     id: i as i64,
                     room,
                     failed,
                     attempts: 0,
                     next_attempt_ms: next,
-                    in_flight,
                 })
                 .collect()
         })
@@ -136,7 +134,7 @@ mod tests {
             let by_id = |id: i64| items.iter().find(|i| i.id == id).unwrap();
             for id in &ready {
                 let it = by_id(*id);
-                prop_assert!(!it.failed && !it.in_flight && it.next_attempt_ms <= now);
+                prop_assert!(!it.failed && it.next_attempt_ms <= now);
                 if it.room.is_some() {
                     // Nothing older in its room is still waiting to go.
                     prop_assert!(!items.iter().any(|o| o.room == it.room && !o.failed && o.id < it.id));
@@ -152,20 +150,13 @@ mod tests {
     }
 
     fn item(id: i64, room: Option<i64>) -> Item {
-        Item { id, room, failed: false, attempts: 0, next_attempt_ms: 0, in_flight: false }
+        Item { id, room, failed: false, attempts: 0, next_attempt_ms: 0 }
     }
 
     #[test]
     fn only_the_oldest_item_of_a_room_is_due_and_rooms_do_not_wait_for_each_other() {
         let items = [item(1, Some(10)), item(2, Some(10)), item(3, Some(20)), item(4, None)];
         assert_eq!(due(&items, 0), [1, 3, 4]);
-    }
-
-    #[test]
-    fn an_item_in_flight_holds_back_its_room_only() {
-        let mut items = vec![item(1, Some(10)), item(2, Some(10)), item(3, Some(20))];
-        items[0].in_flight = true;
-        assert_eq!(due(&items, 0), [3]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_tls", include_str!("../../migrations/0003_tls.sql")),
     ("0004_requests", include_str!("../../migrations/0004_requests.sql")),
     ("0005_keychain", include_str!("../../migrations/0005_keychain.sql")),
+    ("0006_stuck_reason", include_str!("../../migrations/0006_stuck_reason.sql")),
 ];
 
 /// The schema version this build writes.

@@ -26,22 +26,22 @@ async fn a_pinned_self_signed_server_carries_messages_and_photos_over_tls() -> a
     assert!(url.is_encrypted() && url.base().starts_with("https://"));
     let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
     let (ann, bob) = (Client::open(dirs[0].path())?, Client::open(dirs[1].path())?);
-    let account = sync::sign_up(&ann, &url, "ann", PASSWORD).await?;
+    let account = ann.sessions().sign_up(&url, "ann", PASSWORD).await?;
     assert_eq!(account.pin, Some(pin), "the profile keeps the pin");
-    sync::sign_up(&bob, &url, "bob", PASSWORD).await?;
-    let bob_id = sync::lookup_user(&ann, "bob").await?;
-    let room = ann.create_room(RoomKind::Direct, None, vec![bob_id]).await?;
-    ann.send_text(room, "over TLS").await?;
+    bob.sessions().sign_up(&url, "bob", PASSWORD).await?;
+    let bob_id = ann.contacts().lookup("bob").await?;
+    let room = ann.rooms().create(RoomKind::Direct, None, vec![bob_id]).await?;
+    ann.room(room).send_queue().send_text("over TLS").await?;
     let photo = tidings_testkit::test_images()?.join("canon_sx60_3mp_orient6.jpg");
-    ann.send_image(room, &photo, "and a photo").await?;
+    ann.room(room).send_queue().send_image(&photo, "and a photo").await?;
     sync::sync_until_idle(&ann).await?;
 
     sync::sync_until_idle(&bob).await?;
-    let bobs = bob.rooms().await?.first().map(|r| r.room).expect("bob has the room");
-    let got = bob.messages(bobs, None, 10).await?;
+    let bobs = bob.rooms().list().await?.first().map(|r| r.room).expect("bob has the room");
+    let got = bob.room(bobs).timeline().page(None, 10).await?;
     assert!(got.iter().any(|m| m.text == "over TLS"), "{got:?}");
     let with_photo = got.iter().find(|m| m.image.is_some()).expect("the photo arrived");
-    let full = bob.open_full(bobs, with_photo.seq.expect("sent")).await?;
+    let full = bob.media().open_full(bobs, with_photo.seq.expect("sent")).await?;
     assert!(std::fs::metadata(full)?.len() > 10_000, "the full photo came down over https");
     // The profile is its owner's only.
     #[cfg(unix)]
@@ -67,20 +67,20 @@ async fn a_wrong_pin_or_no_pin_is_refused_before_the_password_is_sent() -> anyho
     let client = Client::open(dir.path())?;
     let wrong = Pin::of(b"some other certificate");
     let pinned_wrong = Endpoint::parse(&server.url())?.pinned(Some(wrong));
-    match sync::sign_up(&client, &pinned_wrong, "ann", PASSWORD).await {
+    match client.sessions().sign_up(&pinned_wrong, "ann", PASSWORD).await {
         Err(Error::Tls(TlsFailure::PinMismatch { found })) => assert_eq!(found, pin.to_string()),
         other => panic!("expected a pin mismatch, got {other:?}"),
     }
     // Without a pin a self-signed certificate is one nobody vouches for.
     let unpinned = Endpoint::parse(&server.url())?;
-    match sync::sign_up(&client, &unpinned, "ann", PASSWORD).await {
+    match client.sessions().sign_up(&unpinned, "ann", PASSWORD).await {
         Err(Error::Tls(TlsFailure::UnknownIssuer)) => {}
         other => panic!("expected an unknown issuer, got {other:?}"),
     }
     assert!(client.account().await?.is_none(), "nothing was saved");
     // …and nothing reached the server: the name is still free.
     let right = Endpoint::parse(&server.url())?.pinned(Some(pin));
-    sync::sign_up(&client, &right, "ann", PASSWORD).await?;
+    client.sessions().sign_up(&right, "ann", PASSWORD).await?;
     Ok(())
 }
 
@@ -90,14 +90,17 @@ async fn a_profile_that_used_tls_never_signs_in_over_plain_http_again() -> anyho
     let plain = TestServer::start().await?;
     let dir = tempfile::tempdir()?;
     let client = Client::open(dir.path())?;
-    sync::sign_up(&client, &Endpoint::parse(&secure.url())?.pinned(Some(pin)), "ann", PASSWORD)
+    client
+        .sessions()
+        .sign_up(&Endpoint::parse(&secure.url())?.pinned(Some(pin)), "ann", PASSWORD)
         .await?;
-    sync::sign_out(&client).await?;
-    let downgrade = sync::sign_up(&client, &Endpoint::parse(&plain.url())?, "ann", PASSWORD).await;
+    client.sessions().sign_out().await?;
+    let downgrade =
+        client.sessions().sign_up(&Endpoint::parse(&plain.url())?, "ann", PASSWORD).await;
     assert!(matches!(downgrade, Err(Error::Address(AddressError::Downgrade))), "{downgrade:?}");
     // A fresh profile may use a local plain server (the embedded default).
     let fresh_dir = tempfile::tempdir()?;
     let fresh = Client::open(fresh_dir.path())?;
-    sync::sign_up(&fresh, &Endpoint::parse(&plain.url())?, "ann", PASSWORD).await?;
+    fresh.sessions().sign_up(&Endpoint::parse(&plain.url())?, "ann", PASSWORD).await?;
     Ok(())
 }

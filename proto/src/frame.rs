@@ -355,6 +355,46 @@ impl Request {
         "Ping",
     ];
 
+    /// The room an outbox operation names, so a room made offline can be given its server
+    /// id once the server has made it; `None` for requests that name no existing room.
+    pub fn room_mut(&mut self) -> Option<&mut RoomId> {
+        match self {
+            Request::Invite { room, .. }
+            | Request::Leave { room, .. }
+            | Request::RemoveMember { room, .. }
+            | Request::Rename { room, .. }
+            | Request::Send { room, .. }
+            | Request::RecordCall { room, .. }
+            | Request::Accept { room, .. }
+            | Request::Receipt { room, .. }
+            | Request::Typing { room, .. }
+            | Request::Signal { room, .. }
+            | Request::CatchUp { room, .. } => Some(room),
+            Request::CreateRoom { .. }
+            | Request::Hello { .. }
+            | Request::SignUp(_)
+            | Request::SignIn(_)
+            | Request::Join { .. }
+            | Request::SignOut {}
+            | Request::ChangePassword { .. }
+            | Request::SignOutEverywhere {}
+            | Request::ListDevices { .. }
+            | Request::RevokeDevice { .. }
+            | Request::LookupUser { .. }
+            | Request::ContactKey { .. }
+            | Request::AddContact { .. }
+            | Request::Contacts {}
+            | Request::Block { .. }
+            | Request::Unblock { .. }
+            | Request::Blocked {}
+            | Request::NearbyOn { .. }
+            | Request::NearbyOff {}
+            | Request::NearbyList {}
+            | Request::IceServers {}
+            | Request::Ping { .. } => None,
+        }
+    }
+
     /// The idempotency key of a room-log mutation; `None` for everything else.
     pub fn request_id(&self) -> Option<RequestId> {
         match self {
@@ -856,6 +896,7 @@ pub struct IceServer {
 
 /// Typed error codes. Clients branch on the code, never on the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(rename = "ServerErrorCode"))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// No protocol version in common; the connection closes.

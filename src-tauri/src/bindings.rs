@@ -18,6 +18,8 @@ pub fn typescript() -> String {
         tidings_core::FileView::decl(&cfg),
         tidings_core::VideoView::decl(&cfg),
         tidings_core::CallView::decl(&cfg),
+        tidings_core::Notice::decl(&cfg),
+        tidings_proto::ErrorCode::decl(&cfg),
         tidings_core::OutboxEntry::decl(&cfg),
         tidings_core::MemberReceipt::decl(&cfg),
         tidings_core::Device::decl(&cfg),

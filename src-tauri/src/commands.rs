@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tauri::{ipc::InvokeBody, AppHandle, State};
 use tidings_core::{
-    contact::ContactCode, sync, ConnectionState, Device, MemberReceipt, Message, OutboxEntry,
-    RoomKey, RoomSummary,
+    contact::ContactCode, ConnectionState, Device, MemberReceipt, Message, OutboxEntry, RoomKey,
+    RoomSummary,
 };
 use tidings_proto::RoomKind;
 use ts_rs::TS;
@@ -136,9 +136,9 @@ async fn enter(
     let server =
         tidings_core::endpoint::Endpoint::parse(&server).map_err(tidings_core::Error::from)?;
     let account = if new_account {
-        sync::sign_up(&app.client, &server, username, password).await?
+        app.client.sessions().sign_up(&server, username, password).await?
     } else {
-        sync::sign_in(&app.client, &server, username, password).await?
+        app.client.sessions().sign_in(&server, username, password).await?
     };
     app.go_online(handle);
     Ok(session_view(account))
@@ -165,7 +165,7 @@ fn normalize_server(server: &str) -> Result<String> {
 #[tauri::command]
 pub async fn sign_out(handle: AppHandle, app: State<'_, App>) -> Result<()> {
     app.go_offline();
-    let result = sync::sign_out(&app.client).await;
+    let result = app.client.sessions().sign_out().await;
     if result.is_err() {
         // Still signed in (offline, say): keep receiving.
         app.go_online(&handle);
@@ -175,17 +175,17 @@ pub async fn sign_out(handle: AppHandle, app: State<'_, App>) -> Result<()> {
 
 #[tauri::command]
 pub async fn devices(app: State<'_, App>) -> Result<Vec<Device>> {
-    Ok(sync::devices(&app.client).await?)
+    Ok(app.client.sessions().devices().await?)
 }
 
 #[tauri::command]
 pub async fn revoke_device(app: State<'_, App>, device: i64) -> Result<()> {
-    Ok(sync::revoke_device(&app.client, device).await?)
+    Ok(app.client.sessions().revoke(device).await?)
 }
 
 #[tauri::command]
 pub async fn rooms(app: State<'_, App>) -> Result<Vec<RoomSummary>> {
-    Ok(app.client.rooms().await?)
+    Ok(app.client.rooms().list().await?)
 }
 
 #[tauri::command]
@@ -195,12 +195,12 @@ pub async fn messages(
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<Message>> {
-    Ok(app.client.messages(room, before, limit.min(200) as usize).await?)
+    Ok(app.client.room(room).timeline().page(before, limit.min(200) as usize).await?)
 }
 
 #[tauri::command]
 pub async fn read_by(app: State<'_, App>, room: RoomKey, seq: u64) -> Result<Vec<MemberReceipt>> {
-    Ok(app.client.read_by(room, seq).await?)
+    Ok(app.client.room(room).read_by(seq).await?)
 }
 
 #[tauri::command]
@@ -208,7 +208,7 @@ pub async fn send_text(app: State<'_, App>, room: RoomKey, text: String) -> Resu
     if text.trim().is_empty() {
         return Err(AppError::new(ErrorCode::Invalid, "Type a message first."));
     }
-    app.client.send_text(room, &text).await?;
+    app.client.room(room).send_queue().send_text(&text).await?;
     Ok(())
 }
 
@@ -219,9 +219,9 @@ pub async fn send_attachment(app: State<'_, App>, request: tauri::ipc::Request<'
     let (room, name, bytes) = attachment(&request)?;
     let path = app.stage(&name, bytes).await?;
     let result = if is_photo(&name) {
-        app.client.send_image(room, &path, "").await.map(|_| ())
+        app.client.room(room).send_queue().send_image(&path, "").await.map(|_| ())
     } else {
-        app.client.send_file(room, &path).await.map(|_| ())
+        app.client.room(room).send_queue().send_file(&path).await.map(|_| ())
     };
     let _ = tokio::fs::remove_file(&path).await;
     Ok(result?)
@@ -255,7 +255,7 @@ pub async fn thumbnail(
     room: RoomKey,
     seq: u64,
 ) -> Result<tauri::ipc::Response> {
-    Ok(tauri::ipc::Response::new(app.client.thumbnail(room, seq).await?))
+    Ok(tauri::ipc::Response::new(app.client.media().thumbnail(room, seq).await?))
 }
 
 #[tauri::command]
@@ -264,7 +264,7 @@ pub async fn full_image(
     room: RoomKey,
     seq: u64,
 ) -> Result<tauri::ipc::Response> {
-    let path = app.client.open_full(room, seq).await?;
+    let path = app.client.media().open_full(room, seq).await?;
     let bytes =
         tokio::fs::read(&path).await.map_err(|e| AppError::new(ErrorCode::File, e.to_string()))?;
     Ok(tauri::ipc::Response::new(bytes))
@@ -272,38 +272,34 @@ pub async fn full_image(
 
 #[tauri::command]
 pub async fn outbox(app: State<'_, App>) -> Result<Vec<OutboxEntry>> {
-    Ok(app.client.outbox().await?)
+    Ok(app.client.send_queue().items().await?)
 }
 
 #[tauri::command]
 pub async fn retry(app: State<'_, App>, id: i64) -> Result<()> {
-    Ok(app.client.retry(id).await?)
+    Ok(app.client.send_queue().retry(id).await?)
 }
 
 #[tauri::command]
 pub async fn discard(app: State<'_, App>, id: i64) -> Result<()> {
-    Ok(app.client.discard(id).await?)
+    Ok(app.client.send_queue().discard(id).await?)
 }
 
 #[tauri::command]
 pub async fn mark_read(app: State<'_, App>, room: RoomKey) -> Result<()> {
-    Ok(app.client.mark_read(room).await?)
+    Ok(app.client.room(room).mark_read().await?)
 }
 
 #[tauri::command]
 pub async fn set_typing(app: State<'_, App>, room: RoomKey, active: bool) -> Result<()> {
-    Ok(sync::typing(&app.client, room, active).await?)
+    Ok(app.client.room(room).typing(active).await?)
 }
 
 /// Our direct room with `username`: the one we have, or a new one (usable at once, made on
 /// the server when online).
 #[tauri::command]
 pub async fn open_direct(app: State<'_, App>, username: String) -> Result<RoomKey> {
-    let user = sync::lookup_user(&app.client, username.trim()).await?;
-    if let Some(room) = app.client.direct_room_with(user).await? {
-        return Ok(room);
-    }
-    Ok(app.client.create_room(RoomKind::Direct, None, vec![user]).await?)
+    Ok(app.client.rooms().open_direct(&username).await?)
 }
 
 #[tauri::command]
@@ -318,43 +314,43 @@ pub async fn create_group(
     }
     let mut ids = Vec::with_capacity(members.len());
     for username in members.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
-        ids.push(sync::lookup_user(&app.client, username).await?);
+        ids.push(app.client.contacts().lookup(username).await?);
     }
-    Ok(app.client.create_room(RoomKind::Group, Some(name), ids).await?)
+    Ok(app.client.rooms().create(RoomKind::Group, Some(name), ids).await?)
 }
 
 #[tauri::command]
 pub async fn invite(app: State<'_, App>, room: RoomKey, username: String) -> Result<()> {
-    let user = sync::lookup_user(&app.client, username.trim()).await?;
-    app.client.invite(room, user).await?;
+    let user = app.client.contacts().lookup(username.trim()).await?;
+    app.client.room(room).invite(user).await?;
     Ok(())
 }
 
 #[tauri::command]
 pub async fn leave(app: State<'_, App>, room: RoomKey) -> Result<()> {
-    app.client.leave(room).await?;
+    app.client.room(room).leave().await?;
     Ok(())
 }
 
 /// Accepts a request (a room from someone who is not a contact).
 #[tauri::command]
 pub async fn accept_request(app: State<'_, App>, room: RoomKey) -> Result<()> {
-    app.client.accept(room).await?;
+    app.client.room(room).accept().await?;
     Ok(())
 }
 
 /// Declines a request: leaves the room.
 #[tauri::command]
 pub async fn decline_request(app: State<'_, App>, room: RoomKey) -> Result<()> {
-    app.client.decline(room).await?;
+    app.client.room(room).decline().await?;
     Ok(())
 }
 
 /// Blocks a user (their open requests are declined).
 #[tauri::command]
 pub async fn block_user(app: State<'_, App>, username: String) -> Result<()> {
-    let user = sync::lookup_user(&app.client, username.trim()).await?;
-    sync::block(&app.client, user).await?;
+    let user = app.client.contacts().lookup(username.trim()).await?;
+    app.client.contacts().block(user).await?;
     Ok(())
 }
 
@@ -376,26 +372,26 @@ pub async fn open_link(app: tauri::AppHandle, url: String) -> Result<()> {
 /// Unblocks a user.
 #[tauri::command]
 pub async fn unblock_user(app: State<'_, App>, username: String) -> Result<()> {
-    let user = sync::lookup_user(&app.client, username.trim()).await?;
-    sync::unblock(&app.client, user).await?;
+    let user = app.client.contacts().lookup(username.trim()).await?;
+    app.client.contacts().unblock(user).await?;
     Ok(())
 }
 
 /// The usernames of the people I block.
 #[tauri::command]
 pub async fn blocked_users(app: State<'_, App>) -> Result<Vec<String>> {
-    Ok(sync::blocked(&app.client).await?.into_iter().map(|(name, _)| name).collect())
+    Ok(app.client.contacts().blocked().await?.into_iter().map(|(name, _)| name).collect())
 }
 
 #[tauri::command]
 pub async fn rename(app: State<'_, App>, room: RoomKey, name: String) -> Result<()> {
-    app.client.rename(room, name.trim()).await?;
+    app.client.room(room).rename(name.trim()).await?;
     Ok(())
 }
 
 #[tauri::command]
 pub async fn contact_code(app: State<'_, App>, reset: bool) -> Result<ContactCodeView> {
-    let code = sync::contact_code(&app.client, reset, None).await?;
+    let code = app.client.contacts().code(reset, None).await?;
     Ok(ContactCodeView { uri: code.to_uri(), svg: tidings_core::contact::qr_svg(&code) })
 }
 
@@ -403,7 +399,7 @@ pub async fn contact_code(app: State<'_, App>, reset: bool) -> Result<ContactCod
 #[tauri::command]
 pub async fn add_contact(app: State<'_, App>, code: String) -> Result<RoomKey> {
     let code = ContactCode::parse(code.trim()).map_err(tidings_core::Error::from)?;
-    Ok(sync::add_contact(&app.client, &code).await?.1)
+    Ok(app.client.contacts().add(&code).await?.1)
 }
 
 /// Adds the contact in a QR code picture (raw bytes: a file, a pasted screenshot, a camera
@@ -421,14 +417,14 @@ pub async fn add_contact_image(
         .await
         .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(tidings_core::Error::from)?;
-    Ok(sync::add_contact(&app.client, &code).await?.1)
+    Ok(app.client.contacts().add(&code).await?.1)
 }
 
 #[tauri::command]
 pub async fn contacts(app: State<'_, App>) -> Result<Vec<ContactView>> {
     let mut out = Vec::new();
-    for (username, user_id, _server_room) in sync::contacts(&app.client).await? {
-        let room = app.client.direct_room_with(user_id).await?;
+    for (username, user_id, _server_room) in app.client.contacts().list().await? {
+        let room = app.client.rooms().direct_with(user_id).await?;
         out.push(ContactView { username, user_id, room });
     }
     Ok(out)
@@ -436,28 +432,28 @@ pub async fn contacts(app: State<'_, App>) -> Result<Vec<ContactView>> {
 
 #[tauri::command]
 pub async fn call(app: State<'_, App>, room: RoomKey) -> Result<()> {
-    app.client.call(room, None).await?;
+    app.client.calls().call(room, None).await?;
     Ok(())
 }
 
 #[tauri::command]
 pub fn accept_call(app: State<'_, App>) -> Result<()> {
-    Ok(app.client.accept_call()?)
+    Ok(app.client.calls().accept()?)
 }
 
 #[tauri::command]
 pub fn decline_call(app: State<'_, App>) -> Result<()> {
-    Ok(app.client.decline_call()?)
+    Ok(app.client.calls().decline()?)
 }
 
 #[tauri::command]
 pub fn hang_up(app: State<'_, App>) -> Result<()> {
-    Ok(app.client.hang_up()?)
+    Ok(app.client.calls().hang_up()?)
 }
 
 #[tauri::command]
 pub fn set_muted(app: State<'_, App>, muted: bool) -> Result<()> {
-    Ok(app.client.set_muted(muted)?)
+    Ok(app.client.calls().set_muted(muted)?)
 }
 
 /// Where a picked file waits while the core takes it in.

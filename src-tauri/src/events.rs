@@ -123,10 +123,10 @@ impl Notifier {
         show: bool,
         rooms: &mut Option<Vec<RoomSummary>>,
     ) {
-        let Ok(newest) = self.client.messages(room, None, 1).await else { return };
+        let Ok(newest) = self.client.room(room).timeline().page(None, 1).await else { return };
         let Some(m) = newest.into_iter().next() else { return };
         let seen = self.announced.get(&room).copied().unwrap_or(i64::MIN);
-        if m.seq.is_none() || m.notice || m.sender == me || m.position <= seen {
+        if m.seq.is_none() || m.notice.is_some() || m.sender == me || m.position <= seen {
             return;
         }
         self.announced.insert(room, m.position);
@@ -148,7 +148,7 @@ impl Notifier {
         rooms: &mut Option<Vec<RoomSummary>>,
     ) -> Option<RoomSummary> {
         if rooms.is_none() {
-            *rooms = Some(self.client.rooms().await.unwrap_or_default());
+            *rooms = Some(self.client.rooms().list().await.unwrap_or_default());
         }
         rooms.as_ref()?.iter().find(|r| r.room == room).cloned()
     }

@@ -83,11 +83,11 @@ impl App {
         let handle = handle.clone();
         let ended_flag = self.ended.clone();
         *slot = Some(tauri::async_runtime::spawn(async move {
-            if let Err(e) = client.start_calls(call_options()).await {
+            if let Err(e) = client.calls().start(call_options()).await {
                 tracing::warn!(error = %e, "Calls are off on this device.");
             }
             let ended = tidings_core::sync::run(&client).await;
-            let _ = client.stop_calls();
+            let _ = client.calls().stop();
             tracing::info!(error = %ended, "Sync stopped: the session ended.");
             // Signed out elsewhere or revoked: the UI goes back to the sign-in screen.
             ended_flag.store(true, Ordering::Relaxed);
@@ -102,7 +102,7 @@ impl App {
                 task.abort();
             }
         }
-        let _ = self.client.stop_calls();
+        let _ = self.client.calls().stop();
     }
 
     /// Copies a picked file into the profile (the core reads files from paths).

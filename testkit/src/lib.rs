@@ -103,6 +103,23 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
+    /// How many requests of `kind` (`hello`, `catch_up`, …) the server has handled, from
+    /// its `/metrics` (plain HTTP on its own address: only for servers without TLS).
+    pub async fn handled(&self, kind: &str) -> anyhow::Result<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(self.addr).await?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        let series = format!("tidings_request_duration_seconds_count{{kind=\"{kind}\"}} ");
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map(|n| n.trim().parse())
+            .transpose()?
+            .unwrap_or(0))
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data

@@ -74,13 +74,14 @@ sender: string,
  */
 at_ms: number, 
 /**
- * Text (for membership and call events, a short description).
+ * Text (for membership and call events, a short English description, for scripts).
  */
 text: string, 
 /**
- * A membership or naming event (joined, left, renamed…), shown as a line, not a bubble.
+ * A membership or naming event (joined, left, renamed…), shown as a line, not a bubble:
+ * the facts, which the UI words.
  */
-notice: boolean, 
+notice: Notice | null, 
 /**
  * Delivery state.
  */
@@ -196,6 +197,22 @@ duration_ms: number,
  */
 video: boolean, };
 
+export type Notice = { "kind": "created" } | { "kind": "joined", 
+/**
+ * Who joined.
+ */
+user: string, } | { "kind": "invited", 
+/**
+ * Who was invited.
+ */
+user: string, } | { "kind": "accepted" } | { "kind": "left" } | { "kind": "removed" } | { "kind": "renamed", 
+/**
+ * The new name.
+ */
+name: string, };
+
+export type ServerErrorCode = "incompatible_version" | "malformed" | "unknown_request" | "too_large" | "hello_required" | "unauthenticated" | "bad_credentials" | "forbidden" | "not_found" | "username_taken" | "invalid_input" | "request_id_reused" | "rate_limited" | "shutting_down" | "too_slow" | "internal" | "invalid_contact_key" | "expired_contact_key" | "quota_exceeded" | "storage_full" | "unknown";
+
 export type OutboxEntry = { 
 /**
  * Outbox id (for retry and discard).
@@ -222,7 +239,12 @@ state: string,
  */
 attempts: number, 
 /**
- * Why it failed (for failed items) or last failed (for pending ones).
+ * Why it failed (for failed items) or last failed (for pending ones): the server's
+ * typed reason, which the UI words.
+ */
+reason: ServerErrorCode | null, 
+/**
+ * The server's message with it (for logs and scripts).
  */
 error: string | null, };
 

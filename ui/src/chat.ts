@@ -5,7 +5,7 @@
 import { api, errorText } from "./api";
 import type { Event, Message, RoomSummary } from "./bindings";
 import { fill, h } from "./dom";
-import { bytes, callRecord, caption, clock, dayLabel, groupByDay, linkParts, tick } from "./format";
+import { bytes, callRecord, caption, clock, dayLabel, groupByDay, linkParts, noticeText, tick } from "./format";
 import { fullUrl, placeholder, thumbnailUrl } from "./media";
 import { readByDialog, roomDialog } from "./dialogs";
 import { icon } from "./icons";
@@ -62,7 +62,7 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     if (m.call) {
       return h("div", { class: "event call-record", "data-seq": m.seq ?? "" }, icon("phone"), " ", callRecord(m.call, store.session?.user_id ?? 0), ` · ${clock(m.at_ms)}`);
     }
-    if (m.notice) return h("div", { class: "event" }, noticeText(m));
+    if (m.notice) return h("div", { class: "event" }, noticeText(m.notice, m.sender));
     const t = tick(m.state);
     const ticks = mine
       ? h("button", { class: t.cls, "aria-label": t.label, title: t.label, type: "button", "data-state": m.state, disabled: room.direct || m.seq === null,
@@ -303,10 +303,6 @@ function richText(text: string): (string | HTMLElement)[] {
   }, p.link));
 }
 
-/** "alice created the room", "bob joined" (the core's text names the joiner itself). */
-function noticeText(m: Message): string {
-  return / joined$/.test(m.text) ? m.text : `${m.sender} ${m.text}`;
-}
 
 async function lightbox(room: number, seq: number, mime: string): Promise<void> {
   const img = h("img", { class: "full", alt: "Photo" });

@@ -3,7 +3,7 @@
 import { api, errorText, isAppError } from "./api";
 import type { RoomSummary } from "./bindings";
 import { fill, h } from "./dom";
-import { clock, outboxKind } from "./format";
+import { clock, outboxKind, stuckReason } from "./format";
 import { icon } from "./icons";
 import { store } from "./store";
 
@@ -276,8 +276,8 @@ export function pendingDialog(): void {
       return h("li", { class: `pending-item ${o.state}` },
         h("div", {},
           h("strong", {}, outboxKind(o.kind)), room ? ` in ${room}` : "",
-          h("div", { class: "muted small" }, o.state === "failed" ? `Failed: ${o.error ?? "unknown reason"}` :
-            o.error ? `Waiting to retry (${o.attempts} attempts): ${o.error}` : "Waiting for the network")),
+          h("div", { class: "muted small" }, o.state === "failed" ? `Not sent: ${stuckReason(o.reason)}` :
+            o.reason ? `Waiting to retry (${o.attempts} attempts): ${stuckReason(o.reason)}` : "Waiting for the network")),
         o.state === "failed" ? h("div", { class: "row" },
           h("button", { type: "button", class: "small retry", onclick: () => void api.retry(o.id) }, "Retry"),
           h("button", { type: "button", class: "small danger", onclick: () => void api.discard(o.id) }, "Discard")) : null);

@@ -1,6 +1,6 @@
 // Words and numbers as people read them. Pure functions: unit-tested (tests/unit).
 
-import type { CallEvent, CallView, ConnectionState, EndReason, Message, MessageState } from "./bindings";
+import type { CallEvent, CallView, ConnectionState, EndReason, Message, MessageState, Notice, ServerErrorCode } from "./bindings";
 
 /** The tick for a message state, and what a screen reader says for it. */
 export function tick(state: MessageState): { symbol: string; label: string; cls: string } {
@@ -244,4 +244,56 @@ export function placeholderSize(width: number, height: number): { w: number; h: 
   const w = 32;
   const ratio = Math.max(1, height) / Math.max(1, width);
   return { w, h: Math.min(64, Math.max(1, Math.round(w * ratio))) };
+}
+
+/** A membership or naming event as a line: "alice created the room", "bob joined". */
+export function noticeText(notice: Notice, sender: string): string {
+  switch (notice.kind) {
+    case "created":
+      return `${sender} created the room`;
+    case "joined":
+      return `${notice.user} joined`;
+    case "invited":
+      return `${sender} invited ${notice.user}`;
+    case "accepted":
+      return `${sender} accepted the invitation`;
+    case "left":
+      return `${sender} left`;
+    case "removed":
+      return `${sender} removed a member`;
+    case "renamed":
+      return `${sender} renamed the room to ${notice.name}`;
+    default:
+      return `${sender} changed the room`;
+  }
+}
+
+/** Why an unsent item is stuck, said plainly (the server's typed reason). */
+export function stuckReason(reason: ServerErrorCode | null): string {
+  switch (reason) {
+    case null:
+      return "unknown reason";
+    case "forbidden":
+      return "you can no longer send there";
+    case "not_found":
+      return "the chat or person no longer exists";
+    case "too_large":
+      return "it is too large for this server";
+    case "quota_exceeded":
+      return "your space on the server is full";
+    case "storage_full":
+      return "the server is full for now";
+    case "rate_limited":
+      return "sending too fast";
+    case "invalid_input":
+      return "the server could not accept it";
+    case "unauthenticated":
+      return "you are signed out";
+    case "shutting_down":
+    case "internal":
+    case "too_slow":
+      return "the server had a problem";
+    default:
+      return "the server refused it";
+  }
 }

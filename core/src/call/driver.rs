@@ -2,8 +2,9 @@
 //!
 //! The machine decides; this task does the I/O it asks for and feeds back what happens:
 //!
-//! - **signals** out go to the live sync session (one websocket for everything), which
-//!   also hands every `Signal` push it receives to this task;
+//! - **signals** out go to the client's [`crate::relay`], which the live sync session
+//!   carries (one websocket for everything); the session hands every `Signal` push it
+//!   receives to the relay, which hands it here;
 //! - **media** commands go to a [`MediaSession`] (one per call, made when the machine asks
 //!   for the offer or the answer, so nothing touches the network before Grant and Accept);
 //!   its candidates, "connected" and "failed" come back as machine inputs;
@@ -23,16 +24,21 @@ use std::{
 };
 
 use tidings_proto::{
-    bounded::Text, CallId, CallOutcome, CallRecord, EventContent, Request, RoomId, UserId,
+    bounded::Text, CallId, CallOutcome, CallRecord, EventContent, Reply, Request, RoomId, UserId,
 };
 use tokio::sync::mpsc;
 
 use super::{
     audio::{AudioSink, AudioSource},
     media::{IceServer, MediaConfig, MediaError, MediaSession},
-    CallEvent, CallMachine, Input, Local, Media, MediaCommand, Output, Remote, Timeouts,
+    CallEvent, CallMachine, Command, Input, Local, Media, MediaCommand, Output, Remote, Timeouts,
 };
-use crate::{model::Event, model::RoomKey, Client, Error};
+use crate::{
+    model::{Event, RoomKey},
+    relay::Signal,
+    send_queue::Target,
+    Client, Error,
+};
 
 /// How long a hung-up call's media stays open (silent) so the Hangup signal arrives first.
 const MEDIA_LINGER: Duration = Duration::from_millis(1500);
@@ -65,68 +71,51 @@ impl std::fmt::Debug for CallOptions {
     }
 }
 
-enum Command {
-    Local(Local),
-    Remote(Remote),
-    Mute(bool),
-}
-
-/// The client's side of the calls: the driver's command channel (once started) and the
-/// queue of signals for the sync session to send.
-#[derive(Debug)]
-pub(crate) struct Wires {
-    commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
-    outgoing: mpsc::UnboundedSender<Request>,
-    /// Taken by the live sync session for as long as it runs.
-    pub(crate) outgoing_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Request>>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Command::Local(_) => "Local",
-            Command::Remote(_) => "Remote",
-            Command::Mute(_) => "Mute",
-        })
-    }
-}
-
-impl Default for Wires {
-    fn default() -> Self {
-        let (outgoing, rx) = mpsc::unbounded_channel();
-        Self { commands: Mutex::new(None), outgoing, outgoing_rx: tokio::sync::Mutex::new(rx) }
-    }
-}
-
 impl Client {
+    /// Calls: taking part, calling, answering, hanging up.
+    pub fn calls(&self) -> Calls<'_> {
+        Calls { client: self }
+    }
+}
+
+/// See [`Client::calls`].
+#[derive(Debug, Clone, Copy)]
+pub struct Calls<'a> {
+    client: &'a Client,
+}
+
+impl Calls<'_> {
     /// Starts taking part in calls (needs a live sync session, [`crate::sync::run`], to
     /// carry the signals). Until this is called, calls to this device go unanswered.
-    pub async fn start_calls(&self, options: CallOptions) -> Result<(), Error> {
-        let account = self.require_account().await?;
+    pub async fn start(&self, options: CallOptions) -> Result<(), Error> {
+        let account = self.client.require_account().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         {
-            let mut commands =
-                self.calls.commands.lock().map_err(|_| Error::Internal("calls lock".into()))?;
+            let mut commands = self.slot()?;
             if commands.as_ref().is_some_and(|c| !c.is_closed()) {
                 return Err(Error::Invalid("calls are already started".into()));
             }
             *commands = Some(tx);
         }
-        tokio::spawn(drive(self.clone(), options, account.user_id, rx));
+        let signals = self.client.relay.listen();
+        tokio::spawn(drive(self.client.clone(), options, account.user_id, rx, signals));
         Ok(())
     }
 
     /// Stops taking part in calls: the current call's media closes and the driver ends.
-    pub fn stop_calls(&self) -> Result<(), Error> {
-        let mut commands =
-            self.calls.commands.lock().map_err(|_| Error::Internal("calls lock".into()))?;
-        *commands = None;
+    pub fn stop(&self) -> Result<(), Error> {
+        *self.slot()? = None;
         Ok(())
     }
 
-    fn call_command(&self, command: Command) -> Result<(), Error> {
-        let commands =
-            self.calls.commands.lock().map_err(|_| Error::Internal("calls lock".into()))?;
+    fn slot(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<mpsc::UnboundedSender<Command>>>, Error> {
+        self.client.calls.lock().map_err(|_| Error::Internal("calls lock".into()))
+    }
+
+    fn command(&self, command: Command) -> Result<(), Error> {
+        let commands = self.slot()?;
         let tx = commands.as_ref().ok_or_else(|| Error::Invalid("calls are not started".into()))?;
         tx.send(command).map_err(|_| Error::Internal("the call driver stopped".into()))
     }
@@ -134,84 +123,53 @@ impl Client {
     /// Calls `user` in `room` (in a direct room, `None` means the other member). The call's
     /// progress arrives as [`Event::Call`]; returns its id.
     pub async fn call(&self, room: RoomKey, user: Option<i64>) -> Result<CallId, Error> {
-        let me = self.require_account().await?.user_id;
+        let me = self.client.require_account().await?.user_id;
         let user = match user {
             Some(u) => u,
             None => {
-                self.db(move |c| {
-                    let mut others = c
-                        .prepare(
-                            "SELECT user_id FROM members WHERE room_id = ?1 AND user_id != ?2",
-                        )?
-                        .query_map([room, me], |r| r.get::<_, i64>(0))?
-                        .collect::<Result<Vec<_>, _>>()?;
-                    match (others.pop(), others.is_empty()) {
-                        (Some(u), true) => Ok(u),
-                        _ => Err(Error::Invalid("say whom to call in a group".into())),
-                    }
-                })
-                .await?
+                self.client
+                    .db(move |c| {
+                        let mut others = c
+                            .prepare(
+                                "SELECT user_id FROM members WHERE room_id = ?1 AND user_id != ?2",
+                            )?
+                            .query_map([room, me], |r| r.get::<_, i64>(0))?
+                            .collect::<Result<Vec<_>, _>>()?;
+                        match (others.pop(), others.is_empty()) {
+                            (Some(u), true) => Ok(u),
+                            _ => Err(Error::Invalid("say whom to call in a group".into())),
+                        }
+                    })
+                    .await?
             }
         };
-        if self.server_room_id(room).await?.is_none() {
+        if self.client.room(room).server_id().await?.is_none() {
             return Err(Error::Invalid("the room is not on the server yet; sync first".into()));
         }
         let call: CallId = rand::random::<u64>() >> 11; // exact in JSON numbers
         let local = Local::Call { call, room, user, video: false };
-        self.call_command(Command::Local(local))?;
+        self.command(Command::Local(local))?;
         Ok(call)
     }
 
     /// Answers the ringing call.
-    pub fn accept_call(&self) -> Result<(), Error> {
-        self.call_command(Command::Local(Local::Accept))
+    pub fn accept(&self) -> Result<(), Error> {
+        self.command(Command::Local(Local::Accept))
     }
 
     /// Declines the ringing call.
-    pub fn decline_call(&self) -> Result<(), Error> {
-        self.call_command(Command::Local(Local::Decline))
+    pub fn decline(&self) -> Result<(), Error> {
+        self.command(Command::Local(Local::Decline))
     }
 
     /// Hangs up (or cancels) the current call.
     pub fn hang_up(&self) -> Result<(), Error> {
-        self.call_command(Command::Local(Local::Hangup))
+        self.command(Command::Local(Local::Hangup))
     }
 
     /// Mutes or unmutes my microphone in the current call.
     pub fn set_muted(&self, muted: bool) -> Result<(), Error> {
-        self.call_command(Command::Mute(muted))
-    }
-
-    /// A `Signal` push from the sync session.
-    pub(crate) async fn deliver_signal(
-        &self,
-        room: RoomId,
-        from_user: UserId,
-        from_device: i64,
-        call: CallId,
-        signal: tidings_proto::CallSignal,
-    ) {
-        let started = self.calls.commands.lock().is_ok_and(|c| c.is_some());
-        if !started {
-            return;
-        }
-        let local = self.db(move |c| crate::apply::known_room(c, room.0)).await;
-        let Ok(Some(room)) = local else {
-            tracing::debug!(call, "Signal for an unknown room dropped.");
-            return;
-        };
-        let remote = Remote { room, from_user: from_user.0, from_device, call, signal };
-        let _ = self.call_command(Command::Remote(remote));
-    }
-
-    /// Queues a call's outcome for the room log, with its local echo.
-    async fn record_call(&self, room: RoomKey, record: CallRecord) -> Result<(), Error> {
-        self.enqueue(crate::client::Target::Room(room), None, move |request, server| {
-            let echo = EventContent::Call(record.clone());
-            (Request::RecordCall { request, room: server, record }, Some(echo))
-        })
-        .await
-        .map(|_| ())
+        self.command(Command::Mute(muted))
     }
 }
 
@@ -237,6 +195,7 @@ async fn drive(
     options: CallOptions,
     me: i64,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
 ) {
     let machine = CallMachine::new(me, options.timeouts);
     // The server issues TURN credentials only around a call, so they are asked for when
@@ -259,12 +218,15 @@ async fn drive(
             command = commands.recv() => match command {
                 None => break,
                 Some(Command::Local(local)) => Input::Local(local),
-                Some(Command::Remote(remote)) => Input::Remote(remote),
                 Some(Command::Mute(muted)) => {
                     d.muted = muted;
                     if let Some(m) = &d.media { m.set_muted(muted); }
                     continue;
                 }
+            },
+            Some(signal) = signals.recv() => match d.remote(signal).await {
+                Some(remote) => Input::Remote(remote),
+                None => continue,
             },
             Some(media) = next_media(&mut d.media_events) => Input::Media(media),
             _ = sleep_until(deadline) => Input::Timer,
@@ -315,7 +277,14 @@ async fn guarded<T: Send + 'static>(
 /// credentials expire; an answer without credentials (`ttl` 0) serves this call only.
 /// Without an answer, calls go on with host candidates only.
 async fn fetch_ice(client: &Client, ice: &Ice) {
-    match crate::sync::ice_servers(client).await {
+    let fetched = match crate::sync::request(client, Request::IceServers {}).await {
+        Ok(Reply::IceServers { servers, ttl_s }) => {
+            Ok((ice_from_reply(servers.into_vec()), Duration::from_secs(u64::from(ttl_s))))
+        }
+        Ok(other) => Err(crate::sessions::unexpected(other)),
+        Err(e) => Err(e),
+    };
+    match fetched {
         Ok((servers, ttl)) => {
             let keep = ttl.saturating_sub(ttl / 4);
             if let Ok(mut ice) = ice.lock() {
@@ -341,7 +310,7 @@ impl Driver {
                             call,
                             signal,
                         };
-                        let _ = self.client.calls.outgoing.send(request);
+                        self.client.relay.send(request);
                     }
                     _ => tracing::warn!(call, "No server room for a call signal."),
                 }
@@ -367,7 +336,7 @@ impl Driver {
                     },
                     video,
                 };
-                if let Err(e) = self.client.record_call(room, record).await {
+                if let Err(e) = self.record(room, record).await {
                     tracing::warn!(error = %e, call, "The call's record could not be queued.");
                 }
                 None
@@ -440,9 +409,34 @@ impl Driver {
         if let Some(server) = self.server_rooms.get(&room) {
             return Some(*server);
         }
-        let server = self.client.server_room_id(room).await.ok().flatten()?;
+        let server = self.client.room(room).server_id().await.ok().flatten()?;
         self.server_rooms.insert(room, server);
         Some(server)
+    }
+
+    /// A signal push as the machine's input, its room translated to the local one; `None`
+    /// for a room this profile does not know.
+    async fn remote(&self, s: Signal) -> Option<Remote> {
+        let server = s.room.0;
+        let local = self.client.db(move |c| crate::apply::known_room(c, server)).await;
+        let Ok(Some(room)) = local else {
+            tracing::debug!(call = s.call, "Signal for an unknown room dropped.");
+            return None;
+        };
+        let (from_user, from_device) = (s.from_user.0, s.from_device.0);
+        Some(Remote { room, from_user, from_device, call: s.call, signal: s.signal })
+    }
+
+    /// Queues a call's outcome for the room log, with its local echo.
+    async fn record(&self, room: RoomKey, record: CallRecord) -> Result<(), Error> {
+        let queue = self.client.send_queue();
+        queue
+            .enqueue(Target::Room(room), None, move |request, server| {
+                let echo = EventContent::Call(record.clone());
+                (Request::RecordCall { request, room: server, record }, Some(echo))
+            })
+            .await
+            .map(|_| ())
     }
 
     /// A fresh media session for the current call (closing any left over, beside).
@@ -483,7 +477,7 @@ impl Driver {
 }
 
 /// Converts the server's ICE servers.
-pub(crate) fn ice_from_reply(servers: Vec<tidings_proto::IceServer>) -> Vec<IceServer> {
+fn ice_from_reply(servers: Vec<tidings_proto::IceServer>) -> Vec<IceServer> {
     servers
         .into_iter()
         .map(|s| IceServer {

@@ -122,6 +122,11 @@ impl Machine {
         }
     }
 
+    /// Whether the session is joined and caught up ([`ConnectionState::Online`] was said).
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
     /// Whether a reply is due.
     pub fn awaiting_reply(&self) -> bool {
         self.awaiting.is_some() || self.uploading.is_some()
@@ -518,16 +523,19 @@ fn failed(
     now_ms: i64,
     jitter: f64,
 ) -> Result<(), Error> {
-    let reason = error.to_string();
+    let (reason, code) = (error.to_string(), error.code.as_str());
     match outbox::after_failure(error.code, attempts, jitter) {
         Verdict::RetryAfter(delay) => c.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, error = ?3
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, error = ?3,
+                 error_code = ?4
              WHERE id = ?1",
-            params![id, now_ms + delay.as_millis() as i64, reason],
+            params![id, now_ms + delay.as_millis() as i64, reason, code],
         )?,
         Verdict::Fail => c.execute(
-            "UPDATE outbox SET attempts = attempts + 1, state = 'failed', error = ?2 WHERE id = ?1",
-            params![id, reason],
+            "UPDATE outbox SET attempts = attempts + 1, state = 'failed', error = ?2,
+                 error_code = ?3
+             WHERE id = ?1",
+            params![id, reason, code],
         )?,
     };
     Ok(())
@@ -608,7 +616,6 @@ fn load_items(c: &Connection) -> Result<Vec<Item>, Error> {
             failed: r.get::<_, String>(2)? == "failed",
             attempts: r.get(3)?,
             next_attempt_ms: r.get(4)?,
-            in_flight: false,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -639,15 +646,7 @@ fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Step, u32)>, Erro
         }
         None => None,
     };
-    let target = match &mut request {
-        Request::Send { room, .. }
-        | Request::Invite { room, .. }
-        | Request::Leave { room, .. }
-        | Request::RemoveMember { room, .. }
-        | Request::Rename { room, .. }
-        | Request::RecordCall { room, .. } => Some(room),
-        _ => None,
-    };
+    let target = request.room_mut();
     if let Some(target) = target {
         match server {
             Some(server) => *target = RoomId(server),

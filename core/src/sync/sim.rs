@@ -43,10 +43,7 @@ use tidings_proto::{
 };
 
 use super::{Machine, Poll};
-use crate::{
-    client::{request_string, Account},
-    Client, Event, MessageState, RoomKey,
-};
+use crate::{account::Account, client::request_string, Client, Event, MessageState, RoomKey};
 
 const USERS: [(i64, &str); 3] = [(1, "ann"), (2, "bob"), (3, "cy")];
 /// (device id, user): ann has two devices.
@@ -507,7 +504,7 @@ impl World {
             Some(rooms) => rooms,
             None => self
                 .rt
-                .block_on(client.rooms())
+                .block_on(client.rooms().list())
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|r| r.room)
@@ -515,8 +512,10 @@ impl World {
         };
         let me = user_ref(dev.user).username.into_string();
         for room in rooms {
-            let messages =
-                self.rt.block_on(client.messages(room, None, limit)).map_err(|e| e.to_string())?;
+            let messages = self
+                .rt
+                .block_on(client.room(room).timeline().page(None, limit))
+                .map_err(|e| e.to_string())?;
             for m in messages.into_iter().filter(|m| m.sender == me) {
                 let best = dev.ticks.entry(m.request_id.clone()).or_insert(m.state);
                 ensure!(
@@ -545,7 +544,7 @@ impl World {
         match self.rng.random_range(0..10) {
             0..=6 => {
                 let text = format!("m{}-{}", self.devices[d].id, self.sent.len());
-                match self.rt.block_on(client.send_text(room, &text)) {
+                match self.rt.block_on(client.room(room).send_queue().send_text(&text)) {
                     Ok(rid) => {
                         self.sent.push(Sent { device: d, request_id: rid.to_string(), text })
                     }
@@ -553,11 +552,11 @@ impl World {
                     Err(e) => return Err(format!("send failed: {e}")),
                 }
             }
-            7..=8 => self.rt.block_on(client.mark_read(room)).map_err(|e| e.to_string())?,
+            7..=8 => self.rt.block_on(client.room(room).mark_read()).map_err(|e| e.to_string())?,
             _ if d == LEAVER && !self.left => {
                 let local = self.local_room(d, LEFT_ROOM);
                 if let Some(local) = local {
-                    self.rt.block_on(client.leave(local)).map_err(|e| e.to_string())?;
+                    self.rt.block_on(client.room(local).leave()).map_err(|e| e.to_string())?;
                     self.left = true;
                 }
             }
@@ -694,7 +693,8 @@ impl World {
         }
         for s in &self.sent {
             let client = self.devices[s.device].client.clone();
-            let outbox = self.rt.block_on(client.outbox()).map_err(|e| e.to_string())?;
+            let outbox =
+                self.rt.block_on(client.send_queue().items()).map_err(|e| e.to_string())?;
             let failed =
                 outbox.iter().find(|o| o.request_id == s.request_id && o.state == "failed");
             let count = on_server.get(&s.text).copied().unwrap_or(0);

@@ -11,6 +11,7 @@ declare global {
     __calls: { cmd: string; args: unknown }[];
     __emit: (event: string, payload: unknown) => Promise<void>;
     __rooms: RoomSummary[];
+    __refuse: (room: number) => void;
   }
 }
 
@@ -19,7 +20,7 @@ const DAY = 86_400_000;
 
 function message(room: number, seq: number | null, sender: string, text: string, at: number, state: Message["state"] = "read"): Message {
   return {
-    room, seq, request_id: `r${room}-${seq ?? "p"}-${text.length}`, sender, at_ms: at, text, notice: false, state,
+    room, seq, request_id: `r${room}-${seq ?? "p"}-${text.length}`, sender, at_ms: at, text, notice: null, state,
     position: seq === null ? 2 ** 52 : seq << 20, image: null, file: null, video: null, call: null,
   };
 }
@@ -50,8 +51,15 @@ export function install(scenario: string) {
   };
   const outbox: OutboxEntry[] =
     scenario === "failed-send"
-      ? [{ id: 7, request_id: "x", room: 1, kind: "send", state: "failed", attempts: 1, error: "the file is too large for this server" }]
+      ? [{ id: 7, request_id: "x", room: 1, kind: "send", state: "failed", attempts: 1, reason: "too_large", error: "too_large: over the 1 MB limit" }]
       : [];
+  // The server refuses the newest pending message: the core marks it failed and says only
+  // that the room's timeline changed.
+  window.__refuse = (room) => {
+    const m = messages[room].find((x) => x.state === "pending");
+    if (m) m.state = "failed";
+    void emit("core", [{ kind: "timeline_changed", room }]);
+  };
   let signedIn = scenario !== "fresh";
   const blocked: string[] = scenario === "request" ? ["mallory"] : [];
 

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkParts, placeholderSize, tick } from "../../src/format";
+import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkParts, noticeText, placeholderSize, stuckReason, tick } from "../../src/format";
 import type { Message } from "../../src/bindings";
 
 const msg = (at: number): Message => ({
-  room: 1, seq: 1, request_id: "r", sender: "a", at_ms: at, text: "t", notice: false, state: "sent",
+  room: 1, seq: 1, request_id: "r", sender: "a", at_ms: at, text: "t", notice: null, state: "sent",
   position: 1, image: null, file: null, video: null, call: null,
 });
 
@@ -106,5 +106,24 @@ describe("links in messages", () => {
     ]);
     expect(linkParts("https:// nothing")).toEqual([{ text: "https:// nothing" }]);
     expect(linkParts("plain text")).toEqual([{ text: "plain text" }]);
+  });
+});
+
+describe("notices", () => {
+  it("are worded from the facts, with who did it", () => {
+    expect(noticeText({ kind: "created" }, "ann")).toBe("ann created the room");
+    expect(noticeText({ kind: "joined", user: "bob" }, "ann")).toBe("bob joined");
+    expect(noticeText({ kind: "invited", user: "bob" }, "ann")).toBe("ann invited bob");
+    expect(noticeText({ kind: "left" }, "cy")).toBe("cy left");
+    expect(noticeText({ kind: "renamed", name: "Trip" }, "ann")).toBe("ann renamed the room to Trip");
+  });
+});
+
+describe("stuck reasons", () => {
+  it("say why an item is not sent, whatever the server's message", () => {
+    expect(stuckReason("too_large")).toMatch(/too large/);
+    expect(stuckReason("forbidden")).toMatch(/no longer send/);
+    expect(stuckReason(null)).toBe("unknown reason");
+    expect(stuckReason("unknown")).toBe("the server refused it");
   });
 });

@@ -1,0 +1,120 @@
+//! Attachments made ready to send: a photo or any file becomes a message body (with its
+//! thumbnail, or a video's poster and duration) and a file in the profile's `outgoing/`
+//! folder, which the send queue uploads first and which survives restarts.
+//!
+//! This is the file and ffmpeg I/O of sending; the decoding rules are [`crate::photo`] and
+//! [`crate::video`]. Nothing here touches the database or the network.
+
+use std::path::Path;
+
+use crate::{
+    apply::{FileBody, ImageBody, MessageBody, VideoBody},
+    Error,
+};
+
+/// Largest file [`file`] accepts (the server may allow less; its refusal is then the send
+/// queue item's reason).
+pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Prepares a photo (decoded within limits, oriented, stripped, downscaled, thumbnailed, on
+/// a bounded pool of blocking threads) into `dir/outgoing/`: the message body and the file,
+/// relative to `dir`. A file that cannot be a photo is refused with [`Error::Photo`].
+pub async fn photo(dir: &Path, path: &Path, caption: &str) -> Result<(MessageBody, String), Error> {
+    let prepared = crate::photo::prepare_file(path, crate::photo::Limits::default()).await?;
+    let thumbnail = tidings_proto::bounded::Blob::new(prepared.thumbnail.bytes)
+        .map_err(|e| Error::Internal(format!("thumbnail: {e}")))?;
+    let image = ImageBody {
+        mime: prepared.full.mime.to_owned(),
+        width: prepared.full.width,
+        height: prepared.full.height,
+        size: prepared.full.bytes.len() as u64,
+        thumbnail,
+        thumbnail_width: prepared.thumbnail.width,
+        thumbnail_height: prepared.thumbnail.height,
+        placeholder: prepared.placeholder,
+    };
+    let ext = if prepared.full.mime == "image/png" { "png" } else { "jpg" };
+    let name = outgoing_name(dir, Some(ext)).await?;
+    let io = |e: std::io::Error| Error::Io(e.to_string());
+    tokio::fs::write(dir.join(&name), &prepared.full.bytes).await.map_err(io)?;
+    Ok((MessageBody { image: Some(image), ..MessageBody::text(caption) }, name))
+}
+
+/// Prepares any file (at most [`MAX_FILE_BYTES`]) with its name, size and type. A video
+/// (MP4, WebM, QuickTime whose content is what its name says) also gets its duration,
+/// dimensions and poster frame (through ffmpeg), so the receiver shows a preview first, and
+/// is sent without its container metadata (location, device); a file whose content does not
+/// match the image or video type its name claims goes as a plain file, unchanged. The copy
+/// in `outgoing/` is a hard link when the file system allows: instant, and the sent version
+/// cannot change.
+pub async fn file(dir: &Path, path: &Path) -> Result<(MessageBody, String), Error> {
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(Error::Invalid(format!(
+            "the file is {size} bytes; files are at most {MAX_FILE_BYTES} bytes"
+        )));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "file".to_owned());
+    let mut head = vec![0u8; 64];
+    let mut opened = tokio::fs::File::open(path).await.map_err(io)?;
+    let n = tokio::io::AsyncReadExt::read(&mut opened, &mut head).await.map_err(io)?;
+    head.truncate(n);
+    drop(opened);
+    let mime = crate::video::checked_mime(&name, &head);
+    let video = if mime.starts_with("video/") { video(path).await? } else { None };
+    let stored = outgoing_name(dir, None).await?;
+    let dest = dir.join(&stored);
+    let io = |e: std::io::Error| Error::Io(e.to_string());
+    // A video is remuxed without its metadata (phones record where it was shot).
+    let stripped = match &video {
+        Some(_) => match crate::video::strip_metadata(path, &dest, mime).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(error = %e, "Sending a video with its metadata.");
+                let _ = tokio::fs::remove_file(&dest).await;
+                false
+            }
+        },
+        None => false,
+    };
+    if !stripped && tokio::fs::hard_link(path, &dest).await.is_err() {
+        tokio::fs::copy(path, &dest).await.map_err(io)?;
+    }
+    let size = tokio::fs::metadata(&dest).await.map_err(io)?.len();
+    let file = FileBody { name, size, mime: mime.to_owned() };
+    Ok((MessageBody { file: Some(file), video, ..MessageBody::text("") }, stored))
+}
+
+/// A video's preview, or `None` (sent as a plain file) when ffmpeg cannot make one.
+async fn video(path: &Path) -> Result<Option<VideoBody>, Error> {
+    match crate::video::probe(path).await {
+        Ok(info) => Ok(Some(VideoBody {
+            duration_ms: info.duration_ms,
+            width: info.width,
+            height: info.height,
+            poster: tidings_proto::bounded::Blob::new(info.poster.bytes)
+                .map_err(|e| Error::Internal(format!("poster: {e}")))?,
+            poster_width: info.poster.width,
+            poster_height: info.poster.height,
+        })),
+        Err(e) => {
+            tracing::info!(error = %e, "Sending a video without a preview.");
+            Ok(None)
+        }
+    }
+}
+
+/// A fresh name in `dir/outgoing/` (made if needed), relative to `dir`.
+async fn outgoing_name(dir: &Path, ext: Option<&str>) -> Result<String, Error> {
+    tokio::fs::create_dir_all(dir.join("outgoing")).await.map_err(|e| Error::Io(e.to_string()))?;
+    let id = uuid::Uuid::new_v4().simple();
+    Ok(match ext {
+        Some(ext) => format!("outgoing/{id}.{ext}"),
+        None => format!("outgoing/{id}"),
+    })
+}

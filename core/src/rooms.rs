@@ -1,0 +1,303 @@
+//! Rooms: the room list, opening and creating rooms, and what a member does to a room
+//! (invite, leave, accept or decline a request, rename, read, type).
+//!
+//! [`Client::rooms`] is the list; [`Client::room`] is one room, with its
+//! [`Room::timeline`] and its [`Room::send_queue`]. Changes the server must confirm go
+//! through the send queue ([`crate::send_queue`]) like messages; typing is ephemeral and
+//! goes over the live session.
+
+use rusqlite::{params, OptionalExtension};
+use tidings_proto::{
+    bounded::{List, Text},
+    Request, RoomId, RoomKind, Seq,
+};
+
+use crate::{
+    account::stored,
+    model::{MemberReceipt, RoomKey, RoomSummary},
+    send_queue::{RoomSendQueue, Target},
+    timeline::{tick, Timeline},
+    Client, Error,
+};
+
+impl Client {
+    /// The room list; opening and creating rooms.
+    pub fn rooms(&self) -> Rooms<'_> {
+        Rooms { client: self }
+    }
+
+    /// One room (by its local key), to change, read or send into.
+    pub fn room(&self, room: RoomKey) -> Room<'_> {
+        Room { client: self, room }
+    }
+}
+
+/// See [`Client::rooms`].
+#[derive(Debug, Clone, Copy)]
+pub struct Rooms<'a> {
+    client: &'a Client,
+}
+
+impl Rooms<'_> {
+    /// The room list, most recently active first.
+    pub async fn list(&self) -> Result<Vec<RoomSummary>, Error> {
+        let typing = self
+            .client
+            .typing
+            .lock()
+            .map(|mut t| t.snapshot(std::time::Instant::now()))
+            .unwrap_or_default();
+        self.client
+            .db(move |c| {
+                let me = stored(c)?.map_or(0, |a| a.user_id);
+                // One pass over the rooms table in index order: counters, the newest message and
+                // the other members' watermarks are kept on the room row, so nothing is counted,
+                // joined per member or decoded here.
+                let mut st = c.prepare_cached(
+                    "SELECT r.id, r.server_id, r.kind, r.name, r.unread, r.synced_seq, r.member,
+                        r.last_preview, r.last_sender, r.last_message_seq, o.state,
+                        r.others, r.others_delivered_seq, r.others_read_seq,
+                        r.last_activity_ms,
+                        CASE WHEN r.name IS NULL AND r.kind = 'direct' THEN
+                            (SELECT u.username FROM members m JOIN users u ON u.id = m.user_id
+                             WHERE m.room_id = r.id AND m.user_id != ?1
+                             ORDER BY m.user_id LIMIT 1)
+                        END,
+                        CASE WHEN r.request_from IS NOT NULL THEN
+                            coalesce((SELECT username FROM users WHERE id = r.request_from), '?')
+                        END
+                 FROM rooms r
+                 LEFT JOIN outbox o ON o.request_id = r.last_request_id
+                 ORDER BY r.last_activity_ms DESC, r.id DESC",
+                )?;
+                let rows = st.query_map([me], |r| {
+                    let kind: String = r.get(2)?;
+                    let name: Option<String> = r.get(3)?;
+                    let other: Option<String> = r.get(15)?;
+                    let sender: Option<i64> = r.get(8)?;
+                    let outbox: Option<String> = r.get(10)?;
+                    let my_last_state = (sender == Some(me)).then(|| {
+                        Ok::<_, rusqlite::Error>(tick(
+                            outbox.as_deref(),
+                            r.get(9)?,
+                            r.get(11)?,
+                            r.get(12)?,
+                            r.get(13)?,
+                        ))
+                    });
+                    Ok(RoomSummary {
+                        room: r.get(0)?,
+                        server_id: r.get(1)?,
+                        name: crate::model::neutral_name(match (kind.as_str(), name) {
+                            (_, Some(n)) => n,
+                            ("direct", None) => other.unwrap_or_else(|| "direct chat".into()),
+                            _ => "group".into(),
+                        }),
+                        unread: r.get::<_, i64>(4)? as u64,
+                        last_seq: r.get::<_, i64>(5)? as Seq,
+                        member: r.get(6)?,
+                        direct: kind == "direct",
+                        last_activity_ms: r.get(14)?,
+                        last_message: r.get(7)?,
+                        my_last_state: my_last_state.transpose()?,
+                        typing: Vec::new(),
+                        request_from: r
+                            .get::<_, Option<String>>(16)?
+                            .map(crate::model::neutral_name),
+                    })
+                })?;
+                let mut rooms: Vec<RoomSummary> = rows.collect::<Result<_, _>>()?;
+                for room in &mut rooms {
+                    room.typing = typing.get(&room.room).cloned().unwrap_or_default();
+                }
+                Ok(rooms)
+            })
+            .await
+    }
+
+    /// Creates a room with the given members (user ids known from lookups), at once locally:
+    /// the room and its send queue item are written together.
+    pub async fn create(
+        &self,
+        kind: RoomKind,
+        name: Option<&str>,
+        members: Vec<i64>,
+    ) -> Result<RoomKey, Error> {
+        let name =
+            name.map(|n| Text::new(n).map_err(|e| Error::Invalid(e.to_string()))).transpose()?;
+        let ids = List::new(members.into_iter().map(tidings_proto::UserId).collect())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let kind_str = match kind {
+            RoomKind::Direct => "direct",
+            RoomKind::Group => "group",
+        };
+        let target =
+            Target::NewRoom { kind: kind_str, name: name.as_ref().map(|n| n.as_str().to_owned()) };
+        let (room, _) = self
+            .client
+            .send_queue()
+            .enqueue(target, None, move |request, _| {
+                (Request::CreateRoom { request, kind, name, members: ids }, None)
+            })
+            .await?;
+        Ok(room)
+    }
+
+    /// My direct room with `username`: the one we have, or a new one (usable at once, made
+    /// on the server when online). Looking the user up needs the network.
+    pub async fn open_direct(&self, username: &str) -> Result<RoomKey, Error> {
+        let user = self.client.contacts().lookup(username.trim()).await?;
+        if let Some(room) = self.direct_with(user).await? {
+            return Ok(room);
+        }
+        self.create(RoomKind::Direct, None, vec![user]).await
+    }
+
+    /// My direct room with `user`, if there is one (the newest, should there be several).
+    pub async fn direct_with(&self, user: i64) -> Result<Option<RoomKey>, Error> {
+        self.client
+            .db(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT r.id FROM rooms r JOIN members m ON m.room_id = r.id
+                     WHERE r.kind = 'direct' AND r.member = 1 AND m.user_id = ?1
+                     ORDER BY r.id DESC LIMIT 1",
+                )?
+                .query_row([user], |r| r.get(0))
+                .optional()?)
+            })
+            .await
+    }
+}
+
+/// See [`Client::room`].
+#[derive(Debug, Clone, Copy)]
+pub struct Room<'a> {
+    client: &'a Client,
+    room: RoomKey,
+}
+
+impl<'a> Room<'a> {
+    /// The room's local key.
+    pub fn key(&self) -> RoomKey {
+        self.room
+    }
+
+    /// Its messages.
+    pub fn timeline(&self) -> Timeline<'a> {
+        Timeline { client: self.client, room: self.room }
+    }
+
+    /// Sending into it.
+    pub fn send_queue(&self) -> RoomSendQueue<'a> {
+        RoomSendQueue { client: self.client, room: self.room }
+    }
+
+    /// The room's server id, if the server has made it (whatever my membership).
+    pub(crate) async fn server_id(&self) -> Result<Option<i64>, Error> {
+        let room = self.room;
+        self.client
+            .db(move |c| {
+                Ok(c.prepare_cached("SELECT server_id FROM rooms WHERE id = ?1")?
+                    .query_row([room], |r| r.get(0))
+                    .optional()?
+                    .flatten())
+            })
+            .await
+    }
+
+    /// Invites a user (by id) to a group room.
+    pub async fn invite(&self, user: i64) -> Result<tidings_proto::RequestId, Error> {
+        self.operation(move |request, room| Request::Invite {
+            request,
+            room,
+            user: tidings_proto::UserId(user),
+        })
+        .await
+    }
+
+    /// Leaves the room.
+    pub async fn leave(&self) -> Result<tidings_proto::RequestId, Error> {
+        self.operation(|request, room| Request::Leave { request, room }).await
+    }
+
+    /// Accepts a request: the room becomes one of my chats, its members may call me.
+    pub async fn accept(&self) -> Result<tidings_proto::RequestId, Error> {
+        self.operation(|request, room| Request::Accept { request, room }).await
+    }
+
+    /// Declines a request: I leave the room (its sender sees that I left).
+    pub async fn decline(&self) -> Result<tidings_proto::RequestId, Error> {
+        let room = self.room;
+        let is_request = self
+            .client
+            .db(move |c| {
+                Ok(c.prepare_cached("SELECT request_from IS NOT NULL FROM rooms WHERE id = ?1")?
+                    .query_row([room], |r| r.get::<_, bool>(0))
+                    .optional()?)
+            })
+            .await?;
+        match is_request {
+            None => Err(Error::NoSuchRoom(room)),
+            Some(false) => Err(Error::NotARequest(room)),
+            Some(true) => self.leave().await,
+        }
+    }
+
+    /// Renames a group room.
+    pub async fn rename(&self, name: &str) -> Result<tidings_proto::RequestId, Error> {
+        let name = Text::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.operation(move |request, room| Request::Rename { request, room, name }).await
+    }
+
+    async fn operation(
+        &self,
+        make: impl FnOnce(tidings_proto::RequestId, RoomId) -> Request + Send + 'static,
+    ) -> Result<tidings_proto::RequestId, Error> {
+        self.client.send_queue().room_operation(self.room, make).await
+    }
+
+    /// Marks everything in the room read (sent to the server by sync).
+    pub async fn mark_read(&self) -> Result<(), Error> {
+        let room = self.room;
+        self.client
+            .db(move |c| {
+                c.execute(
+                    "UPDATE rooms SET read_seq = synced_seq, unread = 0 WHERE id = ?1",
+                    [room],
+                )?;
+                Ok(())
+            })
+            .await?;
+        self.client.emit([crate::model::Event::RoomsChanged]);
+        self.client.outbox_ready.notify_one();
+        Ok(())
+    }
+
+    /// Who of the room's other current members has got and read message `seq` (from their
+    /// receipt watermarks; for "read by" in groups), by username.
+    pub async fn read_by(&self, seq: Seq) -> Result<Vec<MemberReceipt>, Error> {
+        let room = self.room;
+        self.client
+            .db(move |c| {
+                let me = stored(c)?.map_or(0, |a| a.user_id);
+                let mut st = c.prepare_cached(
+                    "SELECT coalesce(u.username, '?'), m.delivered_seq >= ?3, m.read_seq >= ?3
+                     FROM members m LEFT JOIN users u ON u.id = m.user_id
+                     WHERE m.room_id = ?1 AND m.active = 1 AND m.user_id != ?2
+                     ORDER BY 3 DESC, 2 DESC, 1",
+                )?;
+                let rows = st.query_map(params![room, me, seq as i64], |r| {
+                    Ok(MemberReceipt { username: r.get(0)?, delivered: r.get(1)?, read: r.get(2)? })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    /// Tells the room's other members I am (or stopped) typing: over the live session, or
+    /// a connection of its own when there is none.
+    pub async fn typing(&self, active: bool) -> Result<(), Error> {
+        let server = self.server_id().await?.ok_or(Error::NoSuchRoom(self.room))?;
+        crate::sync::notify(self.client, Request::Typing { room: RoomId(server), active }).await
+    }
+}

@@ -1,0 +1,362 @@
+//! The send queue: everything the server must confirm — messages, room changes, call
+//! records — is queued here and delivered by the sync session, in order per room, exactly
+//! once, across restarts.
+//!
+//! An operation is written in **one transaction** with its local echo (a message shows at
+//! once, pending) and its outbox row, carrying the request id made here before any I/O; only
+//! after that commit is an [`Event`] emitted and the sync session woken. So a message the
+//! user sees as pending is on disk, survives kill -9, and is sent exactly once whatever the
+//! network does. When to send and when to give up are the rules of [`crate::outbox`];
+//! preparing photos and files is [`crate::attachments`].
+//!
+//! [`Client::send_queue`] lists the queue and retries or discards failed items;
+//! [`crate::rooms::Room::send_queue`] sends into one room.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tidings_proto::{
+    bounded::List, codec, Body, ErrorCode, EventContent, MediaId, Request, RequestId, RoomId,
+};
+
+use crate::{
+    account::my_id,
+    apply::{MessageBody, PENDING_POSITION},
+    client::{new_request_id, now_ms, request_string},
+    model::{Event, OutboxEntry, RoomKey},
+    Client, Error,
+};
+
+impl Client {
+    /// The queue of operations the server has not confirmed yet.
+    pub fn send_queue(&self) -> SendQueue<'_> {
+        SendQueue { client: self }
+    }
+}
+
+/// See [`Client::send_queue`].
+#[derive(Debug, Clone, Copy)]
+pub struct SendQueue<'a> {
+    client: &'a Client,
+}
+
+/// Where an enqueued operation goes.
+pub(crate) enum Target {
+    /// An existing room I am a member of.
+    Room(RoomKey),
+    /// A room made now, with this kind and name.
+    NewRoom { kind: &'static str, name: Option<String> },
+}
+
+impl SendQueue<'_> {
+    /// Pending and failed items, oldest first.
+    pub async fn items(&self) -> Result<Vec<OutboxEntry>, Error> {
+        self.client
+            .db(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT id, request_id, room_id, operation, state, attempts, error,
+                            error_code
+                     FROM outbox ORDER BY id",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, u32>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                    ))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, req, room, op, state, attempts, error, code) = row?;
+                    let kind = codec::decode::<Request>(&op).map_or("unknown", |r| r.kind());
+                    out.push(OutboxEntry {
+                        id,
+                        request_id: request_string(&req),
+                        room,
+                        kind: kind.to_owned(),
+                        state,
+                        attempts,
+                        // A code this build does not know is still a reason, unworded.
+                        reason: code.map(|c| {
+                            serde_json::from_value(serde_json::Value::String(c))
+                                .unwrap_or(ErrorCode::Unknown)
+                        }),
+                        error,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Puts a failed item back in line (same request id).
+    pub async fn retry(&self, id: i64) -> Result<(), Error> {
+        let room = self
+            .client
+            .db(move |c| {
+                Ok(c.query_row(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = 0
+                     WHERE id = ?1 AND state = 'failed' RETURNING room_id",
+                    [id],
+                    |r| r.get::<_, Option<RoomKey>>(0),
+                )
+                .optional()?)
+            })
+            .await?
+            .ok_or(Error::NoSuchOutboxItem(id))?;
+        // The failed bubble turns pending again in an open chat.
+        self.client.emit(room.map(|room| Event::TimelineChanged { room }));
+        self.client.emit([Event::OutboxChanged, Event::RoomsChanged]);
+        self.client.outbox_ready.notify_one();
+        Ok(())
+    }
+
+    /// Drops a failed item and its local echo.
+    pub async fn discard(&self, id: i64) -> Result<(), Error> {
+        let (room, file) = self
+            .client
+            .db(move |c| {
+                let tx = c.transaction()?;
+                type Row = (Vec<u8>, Option<i64>, Option<String>, Option<i64>);
+                let row: Option<Row> = tx
+                    .query_row(
+                        "SELECT request_id, room_id, upload_path, upload_media FROM outbox
+                         WHERE id = ?1 AND state = 'failed'",
+                        [id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                let (req, room, upload, uploaded) = row.ok_or(Error::NoSuchOutboxItem(id))?;
+                tx.execute("DELETE FROM events WHERE request_id = ?1 AND seq IS NULL", [&req])?;
+                tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+                tx.commit()?;
+                // The file it would have uploaded goes too (once uploaded it is the media
+                // cache's copy, which the cache manages).
+                Ok((room, upload.filter(|_| uploaded.is_none())))
+            })
+            .await?;
+        if let Some(file) = file {
+            let _ = tokio::fs::remove_file(self.client.dir().join(file)).await;
+        }
+        self.client.emit(room.map(|room| Event::TimelineChanged { room }));
+        self.client.emit([Event::OutboxChanged, Event::RoomsChanged]);
+        Ok(())
+    }
+
+    /// Writes an operation and its local echo in one transaction (one trip to the database:
+    /// the account, the room's server id and the writes together), then emits and wakes the
+    /// sync session. `make` builds the operation from the new request id and the room's
+    /// server id (0 while the room is being created; sync fills it in).
+    pub(crate) async fn enqueue(
+        &self,
+        target: Target,
+        upload: Option<String>,
+        make: impl FnOnce(RequestId, RoomId) -> (Request, Option<EventContent>) + Send + 'static,
+    ) -> Result<(RoomKey, RequestId), Error> {
+        let (room, request) = self
+            .client
+            .db(move |c| {
+                let me = my_id(c)?;
+                let tx = c.transaction()?;
+                let now = now_ms();
+                let (room, server) = match target {
+                    Target::Room(room) => (room, member_room(&tx, room)?),
+                    Target::NewRoom { kind, name } => {
+                        tx.execute(
+                            "INSERT INTO rooms (kind, name, last_activity_ms) VALUES (?1, ?2, ?3)",
+                            params![kind, name, now],
+                        )?;
+                        (tx.last_insert_rowid(), None)
+                    }
+                };
+                let request = new_request_id();
+                let target = RoomId(server.unwrap_or(0));
+                let (operation, echo) = make(request, target);
+                // A request (a room from someone not in my contacts) is answered here: an
+                // Accept takes it; anything else but declining (a reply, an invitation…)
+                // accepts it too, queued just before in the same transaction.
+                let declining = matches!(operation, Request::Leave { .. });
+                let was_request = !declining && take_request(&tx, room)?;
+                match (&operation, was_request) {
+                    (Request::Accept { .. }, false) => return Err(Error::NotARequest(room)),
+                    (Request::Accept { .. }, true) | (_, false) => {}
+                    (_, true) => {
+                        let accept = Request::Accept { request: new_request_id(), room: target };
+                        queue_operation(&tx, room, &accept, None, now)?;
+                    }
+                }
+                queue_operation(&tx, room, &operation, upload.as_deref(), now)?;
+                if let Some(echo) = echo {
+                    write_echo(&tx, room, &request, me, now, &echo)?;
+                }
+                tx.commit()?;
+                Ok((room, request))
+            })
+            .await?;
+        self.client.emit([
+            Event::TimelineChanged { room },
+            Event::RoomsChanged,
+            Event::OutboxChanged,
+        ]);
+        self.client.outbox_ready.notify_one();
+        Ok((room, request))
+    }
+
+    /// Queues a room operation without a local echo (the room's event shows it once the
+    /// server has it; the queue shows it until then).
+    pub(crate) async fn room_operation(
+        &self,
+        room: RoomKey,
+        make: impl FnOnce(RequestId, RoomId) -> Request + Send + 'static,
+    ) -> Result<RequestId, Error> {
+        let (_, request) = self
+            .enqueue(Target::Room(room), None, move |request, room| (make(request, room), None))
+            .await?;
+        Ok(request)
+    }
+}
+
+/// What sends into one room: [`crate::rooms::Room::send_queue`].
+#[derive(Debug, Clone, Copy)]
+pub struct RoomSendQueue<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) room: RoomKey,
+}
+
+impl RoomSendQueue<'_> {
+    /// Sends a text message: saved at once as pending, delivered by sync.
+    pub async fn send_text(&self, text: &str) -> Result<RequestId, Error> {
+        self.send(MessageBody::text(text), None).await
+    }
+
+    /// Sends a photo with an optional caption. The photo is prepared first
+    /// ([`crate::attachments::photo`]); a file that cannot be a photo is refused with
+    /// [`Error::Photo`] and nothing is queued. Then the message appears at once as pending,
+    /// with its thumbnail, and the queue uploads the full image and sends the message,
+    /// across restarts.
+    pub async fn send_image(&self, path: &Path, caption: &str) -> Result<RequestId, Error> {
+        self.client.require_account().await?;
+        let (body, file) = crate::attachments::photo(self.client.dir(), path, caption).await?;
+        self.send(body, Some(file)).await
+    }
+
+    /// Sends any file (at most [`crate::attachments::MAX_FILE_BYTES`]) as an attachment,
+    /// prepared by [`crate::attachments::file`] (a video gets a preview). The upload is
+    /// resumable and continues after a restart.
+    pub async fn send_file(&self, path: &Path) -> Result<RequestId, Error> {
+        self.client.require_account().await?;
+        let (body, file) = crate::attachments::file(self.client.dir(), path).await?;
+        self.send(body, Some(file)).await
+    }
+
+    /// Queues a message with its local echo. `upload` is the file (relative to the profile)
+    /// the queue uploads first as the message's attachment; it is deleted if queueing fails.
+    async fn send(&self, body: MessageBody, upload: Option<String>) -> Result<RequestId, Error> {
+        let queued = async {
+            let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
+            let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
+            let target = Target::Room(self.room);
+            self.client
+                .send_queue()
+                .enqueue(target, upload.clone(), move |request, room| {
+                    let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
+                        List::empty();
+                    let echo = EventContent::Message {
+                        body: body.clone(),
+                        attachments: attachments.clone(),
+                    };
+                    (Request::Send { request, room, body, attachments }, Some(echo))
+                })
+                .await
+        }
+        .await;
+        match (queued, upload) {
+            (Ok((_, request)), _) => Ok(request),
+            (Err(e), Some(file)) => {
+                let _ = tokio::fs::remove_file(self.client.dir().join(file)).await;
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+}
+
+/// Writes the local echo of `request` as the room's newest (pending) event.
+fn write_echo(
+    tx: &Connection,
+    room: RoomKey,
+    request: &RequestId,
+    me: i64,
+    now: i64,
+    echo: &EventContent,
+) -> Result<(), Error> {
+    let preview = crate::apply::describe(echo);
+    let content = codec::encode(echo).map_err(|e| Error::Internal(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content,
+                             is_message)
+         VALUES (?1, NULL, 0, ?2, ?3, ?4, ?5, 1)",
+        params![room, &request.0[..], me, now, content],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "UPDATE events SET position = ?2 WHERE id = ?1",
+        params![id, PENDING_POSITION + id],
+    )?;
+    tx.execute(
+        "UPDATE rooms SET last_event_id = ?2, last_activity_ms = ?3, last_preview = ?4,
+             last_sender = ?5, last_message_seq = NULL, last_request_id = ?6
+         WHERE id = ?1",
+        params![room, id, now, preview, me, &request.0[..]],
+    )?;
+    Ok(())
+}
+
+/// Clears `room`'s request mark; whether it was a request.
+fn take_request(tx: &Connection, room: RoomKey) -> Result<bool, Error> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE rooms SET request_from = NULL WHERE id = ?1 AND request_from IS NOT NULL",
+        )?
+        .execute([room])?
+        > 0)
+}
+
+/// Writes `operation` to the outbox of `room`, pending (with the file its upload step
+/// sends first, if any).
+fn queue_operation(
+    tx: &Connection,
+    room: RoomKey,
+    operation: &Request,
+    upload: Option<&str>,
+    now: i64,
+) -> Result<(), Error> {
+    let Some(request) = operation.request_id() else {
+        return Err(Error::Internal("an outbox operation needs a request id".into()));
+    };
+    let encoded = codec::encode(operation).map_err(|e| Error::Internal(e.to_string()))?;
+    tx.prepare_cached(
+        "INSERT INTO outbox (request_id, room_id, operation, state, created_ms, upload_path)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
+    )?
+    .execute(params![&request.0[..], room, encoded, now, upload])?;
+    Ok(())
+}
+
+/// The server id of a room I am a member of (`None` while it is being created).
+fn member_room(c: &Connection, room: RoomKey) -> Result<Option<i64>, Error> {
+    let row: Option<(Option<i64>, bool)> = c
+        .prepare_cached("SELECT server_id, member FROM rooms WHERE id = ?1")?
+        .query_row([room], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        None => Err(Error::NoSuchRoom(room)),
+        Some((_, false)) => Err(Error::NotAMember(room)),
+        Some((server, true)) => Ok(server),
+    }
+}

@@ -1,0 +1,195 @@
+//! A room's timeline: its messages and notices, newest first, each with its ticks
+//! ([`crate::rooms::Room::timeline`]).
+//!
+//! Pages are read by keyset on `position` (pending echoes sort after every logged event), so
+//! the cost of a page does not grow with how far back it is. Ticks are facts put together at
+//! read time: the outbox row (pending or failed), the event's seq (sent), and the other
+//! members' lowest receipt watermarks, which the room row keeps (delivered, read).
+
+use rusqlite::{params, OptionalExtension};
+use tidings_proto::{codec, EventContent, Seq};
+
+use crate::{
+    client::request_string,
+    model::{
+        neutral_name, CallView, FileView, ImageView, Message, MessageState, Notice, RoomKey,
+        VideoView,
+    },
+    Client, Error,
+};
+
+/// See [`crate::rooms::Room::timeline`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) room: RoomKey,
+}
+
+impl Timeline<'_> {
+    /// A page of a room's timeline, newest first, strictly before `before` (a message's
+    /// `position`), by keyset: the cost does not grow with how far back the page is.
+    pub async fn page(&self, before: Option<i64>, limit: usize) -> Result<Vec<Message>, Error> {
+        let room = self.room;
+        self.client
+            .db(move |c| {
+                // Ticks come from the other members' lowest watermarks, which the room row
+                // keeps (as for the room list), and the outbox's state: one query for the page.
+                let (others, delivered, read): (i64, i64, i64) = c
+                    .prepare_cached(
+                        "SELECT others, others_delivered_seq, others_read_seq FROM rooms
+                     WHERE id = ?1",
+                    )?
+                    .query_row([room], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?
+                    .unwrap_or_default();
+                let mut st = c.prepare_cached(
+                    "SELECT e.seq, e.request_id, e.sender, e.content, e.position,
+                        coalesce(u.username, '?'), e.at_ms, o.state
+                 FROM events e LEFT JOIN users u ON u.id = e.sender
+                 LEFT JOIN outbox o ON o.request_id = e.request_id
+                 WHERE e.room_id = ?1 AND e.position < ?2
+                 ORDER BY e.position DESC LIMIT ?3",
+                )?;
+                let rows =
+                    st.query_map(params![room, before.unwrap_or(i64::MAX), limit as i64], |r| {
+                        Ok((
+                            r.get::<_, Option<i64>>(0)?,
+                            r.get::<_, Vec<u8>>(1)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, String>(5)?,
+                            r.get::<_, i64>(6)?,
+                            r.get::<_, Option<String>>(7)?,
+                        ))
+                    })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (seq, req, content, position, sender, at_ms, outbox) = row?;
+                    let seq = seq.map(|s| s as Seq);
+                    let shown = view(&content);
+                    out.push(Message {
+                        room,
+                        seq,
+                        request_id: request_string(&req),
+                        sender,
+                        at_ms,
+                        text: shown.text,
+                        notice: shown.notice,
+                        state: tick(
+                            outbox.as_deref(),
+                            seq.map(|s| s as i64),
+                            others,
+                            delivered,
+                            read,
+                        ),
+                        position,
+                        image: shown.image,
+                        file: shown.file,
+                        video: shown.video,
+                        call: shown.call,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
+
+/// What a stored event shows in the timeline: its text and its attachment's views.
+struct Shown {
+    text: String,
+    notice: Option<Notice>,
+    image: Option<ImageView>,
+    file: Option<FileView>,
+    video: Option<VideoView>,
+    call: Option<CallView>,
+}
+
+fn view(content: &[u8]) -> Shown {
+    let none = |text: String| Shown {
+        text,
+        notice: None,
+        image: None,
+        file: None,
+        video: None,
+        call: None,
+    };
+    let Ok(content) = codec::decode::<EventContent>(content) else {
+        return none("(event this version cannot show)".into());
+    };
+    let text = crate::apply::describe(&content);
+    let name = |u: tidings_proto::UserRef| neutral_name(u.username.into_string());
+    let notice = |notice: Notice| Shown { notice: Some(notice), ..none(text.clone()) };
+    let (body, attachments) = match content {
+        EventContent::Message { body, attachments } => (body, attachments),
+        EventContent::Call(r) => {
+            let call = CallView {
+                caller: r.caller.0,
+                outcome: r.outcome,
+                duration_ms: r.duration_ms,
+                video: r.video,
+            };
+            return Shown { call: Some(call), ..none(text) };
+        }
+        EventContent::Created { .. } => return notice(Notice::Created),
+        EventContent::Joined { user, request: false, .. } => {
+            return notice(Notice::Joined { user: name(user) })
+        }
+        EventContent::Joined { user, request: true, .. } => {
+            return notice(Notice::Invited { user: name(user) })
+        }
+        EventContent::Accepted { .. } => return notice(Notice::Accepted),
+        EventContent::Left { .. } => return notice(Notice::Left),
+        EventContent::Removed { .. } => return notice(Notice::Removed),
+        EventContent::Renamed { name } => {
+            return notice(Notice::Renamed { name: neutral_name(name.into_string()) })
+        }
+    };
+    let Some(body) = crate::apply::decode_body(body.as_bytes()) else { return none(text) };
+    let media = attachments.iter().next().map(|m| m.0);
+    Shown {
+        text,
+        notice: None,
+        image: body.image.map(|i| ImageView {
+            width: i.width,
+            height: i.height,
+            mime: i.mime,
+            size: i.size,
+            thumbnail_width: i.thumbnail_width,
+            thumbnail_height: i.thumbnail_height,
+            placeholder: i.placeholder,
+            media,
+        }),
+        file: body.file.map(|f| FileView {
+            name: neutral_name(f.name),
+            size: f.size,
+            mime: f.mime,
+            media,
+        }),
+        video: body.video.map(|v| VideoView {
+            duration_ms: v.duration_ms,
+            width: v.width,
+            height: v.height,
+            poster: !v.poster.as_bytes().is_empty(),
+        }),
+        call: None,
+    }
+}
+
+/// Ticks from the facts: the outbox row (if still there), the seq, and the other members'
+/// lowest watermarks (`others` is how many other members there are).
+pub(crate) fn tick(
+    outbox: Option<&str>,
+    seq: Option<i64>,
+    others: i64,
+    delivered: i64,
+    read: i64,
+) -> MessageState {
+    match (outbox, seq) {
+        (Some("failed"), _) => MessageState::Failed,
+        (Some(_), None) | (None, None) => MessageState::Pending,
+        (_, Some(seq)) if others > 0 && read >= seq => MessageState::Read,
+        (_, Some(seq)) if others > 0 && delivered >= seq => MessageState::Delivered,
+        (_, Some(_)) => MessageState::Sent,
+    }
+}
