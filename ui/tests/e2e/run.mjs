@@ -23,6 +23,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { remote } from "webdriverio";
+import { emojiColourPixels } from "../emoji-probe.mjs";
 
 const env = (name) => {
   const v = process.env[name];
@@ -266,6 +267,11 @@ try {
   await send(bob, "Yes! See you there");
   await until("ann sees the reply", async () => (await text(ann, "#timeline")).includes("See you there"));
   console.log("ok - reply arrived");
+  // Emoji in colour in the app's own web view, from the font it ships (this machine has no
+  // colour emoji font).
+  const coloured = await ann.execute(emojiColourPixels);
+  assert.ok(coloured > 20, `emoji drawn in colour (${coloured} coloured pixels)`);
+  console.log("ok - emoji in colour");
 
   // A photo: Bob sees its thumbnail.
   await pickFile(ann, "#attach-input", PHOTO);
@@ -279,6 +285,8 @@ try {
   writeFileSync(big, randomBytes(2_000_000));
   await pickFile(ann, "#attach-input", big);
   await until("the refusal", async () => (await lastMineState(ann)) === "failed", 30_000);
+  // The chat shows it at once, with Retry in the bubble (no other event needed).
+  await until("the failed bubble", async () => (await ann.$$("#timeline article.mine.failed .failed-note button")).length === 1, 5_000);
   await until("the unsent banner", async () => (await text(ann, "#pending-button")).includes("not sent"));
   await (await ann.$("#pending-button")).click();
   await until("the reason", async () => /too large|limit|bytes/i.test(await text(ann, "#pending-list")));

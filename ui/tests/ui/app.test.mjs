@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { createServer } from "vite";
 import { chromium } from "playwright-core";
+import { emojiColourPixels } from "../emoji-probe.mjs";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 let server;
@@ -182,6 +183,26 @@ describe("chats", () => {
     await page.click("#pending-list button.retry");
     await page.waitForSelector("#pending-button[hidden]", { state: "attached" });
     assert.deepEqual(await calls(page, "retry"), [{ id: 7 }]);
+    await page.close();
+  });
+
+  it("shows a refused message as not sent, with Retry, as soon as the core says so", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.fill("#composer", "Too late?");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#timeline article.mine.pending");
+    await page.evaluate(() => window.__refuse(1));
+    await page.waitForSelector("#timeline article.mine.failed .failed-note button");
+    assert.match(await page.textContent("#timeline article.mine.failed"), /Not sent\. Retry/);
+    await page.close();
+  });
+
+  it("draws emoji in colour on a machine without a colour emoji font (the app ships one)", async () => {
+    const page = await open("signed-in");
+    await page.waitForSelector("button.room");
+    const coloured = await page.evaluate(emojiColourPixels);
+    assert.ok(coloured > 20, `the emoji is drawn in colour (${coloured} coloured pixels)`);
     await page.close();
   });
 
