@@ -85,17 +85,28 @@ impl Contacts<'_> {
         let key = tidings_proto::ContactKeyText(
             Text::new(code.key.clone()).map_err(|e| Error::Invalid(e.to_string()))?,
         );
+        // Events from here on: the live session may bring our room while we ask.
+        let mut events = self.client.subscribe();
         let contact = match sync::request(self.client, Request::AddContact { user, key }).await? {
             Reply::Contact { contact } => contact,
             other => return Err(unexpected(other)),
         };
-        sync::sync_until_idle(self.client).await?;
         let server_room = contact.room.0;
-        let room = self
-            .client
-            .db(move |c| crate::apply::known_room(c, server_room))
-            .await?
-            .ok_or(Error::NoSuchRoom(server_room))?;
+        let known = || self.client.db(move |c| crate::apply::known_room(c, server_room));
+        if !self.client.relay.is_live() {
+            sync::sync_until_idle(self.client).await?;
+        }
+        // A live session applies the room's events as they are pushed: wait for them.
+        let deadline = tokio::time::Instant::now() + sync::link::REPLY_TIMEOUT;
+        let room = loop {
+            if let Some(room) = known().await? {
+                break room;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return Err(Error::NoSuchRoom(server_room)),
+            }
+        };
         Ok((contact.user.id.0, room))
     }
 

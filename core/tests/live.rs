@@ -89,11 +89,13 @@ async fn typing_and_requests_go_over_the_live_session_without_new_connections() 
     assert!(heard, "bob sees ann typing");
     assert_eq!(ann.contacts().lookup("bob").await?, bob_id);
     assert_eq!(ann.sessions().devices().await?.len(), 1);
-    assert!(ann.contacts().list().await?.is_empty());
+    let code = bob.contacts().code(false, None).await?;
+    assert_eq!(ann.contacts().add(&code).await?, (bob_id, room), "the direct room we had");
+    assert_eq!(ann.contacts().list().await?.len(), 1);
     assert_eq!(
         server.handled("hello").await?,
         connections,
-        "typing, lookups, devices and contacts went over the live session"
+        "typing, lookups, devices, contact codes and contacts went over the live session"
     );
 
     // With no live session, a request opens a connection of its own (the count works).
