@@ -327,7 +327,6 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?
             .execute([&e.request.0[..]])?;
     }
-    skip_known(tx, room)?;
     Ok(Applied::Applied)
 }
 
@@ -415,8 +414,9 @@ pub fn confirmed(
 /// Moves a room's synced seq over the events right after it that are here already: my own
 /// messages, whose `Logged` reply gave their echo its seq before the log brought them (the
 /// server does not push my events back to me). The next event from others then applies at
-/// once instead of looking like a gap to catch up.
-fn skip_known(tx: &Connection, room: RoomKey) -> Result<(), Error> {
+/// once instead of looking like a gap to catch up. Run after a confirmation and after a
+/// push (a catch-up page brings my events too, so it needs none).
+pub fn skip_known(tx: &Connection, room: RoomKey) -> Result<(), Error> {
     let synced: i64 = tx
         .prepare_cached("SELECT synced_seq FROM rooms WHERE id = ?1")?
         .query_row([room], |r| r.get(0))?;

@@ -450,6 +450,9 @@ impl Machine {
                 let tx = c.transaction()?;
                 let room = apply::local_room(&tx, event.room.0)?;
                 let applied = apply::event(&tx, room, me, &event)?;
+                if applied == Applied::Applied {
+                    apply::skip_known(&tx, room)?;
+                }
                 tx.commit()?;
                 match applied {
                     Applied::Applied => {
