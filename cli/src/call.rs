@@ -99,7 +99,9 @@ pub async fn call(
     let started = Instant::now();
     let room = client.rooms().open_direct(username).await?;
     // A room made just now must be on the server before anyone can be called in it.
-    crate::client::sync_now(client, 30).await?;
+    if client.room(room).server_id().await?.is_none() {
+        crate::client::sync_now(client, 30).await?;
+    }
     let mut events = client.subscribe();
     let talk = async {
         wait_online(&mut events).await?;

@@ -383,7 +383,9 @@ pub fn my_read_marker(tx: &Connection, room: RoomKey, me: i64, read: Seq) -> Res
 }
 
 /// Records the server's answer to an outbox item: its seq (and the room's server id for a
-/// created room). The event itself arrives with catch-up; until then the echo shows `sent`.
+/// created room). A message's echo is then the event (the room's cursor moves over it,
+/// [`skip_known`]); an operation without an echo (a rename, an invitation) arrives with
+/// catch-up.
 pub fn confirmed(
     tx: &Connection,
     request: &RequestId,

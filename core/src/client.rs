@@ -37,8 +37,9 @@ use crate::{model::Event, relay::Relay, store, Error};
 /// Capacity of the event channel; a subscriber further behind gets [`Event::Overflow`].
 const EVENT_CAPACITY: usize = 1024;
 
-/// A profile: one account on one device, with all its state.
-#[derive(Debug, Clone)]
+/// A profile: one account on one device, with all its state. Its Debug output is the
+/// profile directory only (never the cached session token).
+#[derive(Clone)]
 pub struct Client {
     db: Arc<Mutex<Connection>>,
     events: broadcast::Sender<Event>,
@@ -54,6 +55,12 @@ pub struct Client {
     /// unlock it: once per run is enough).
     pub(crate) token: Arc<Mutex<Option<String>>>,
     dir: PathBuf,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("dir", &self.dir).finish_non_exhaustive()
+    }
 }
 
 /// Receives [`Event`]s; turns falling behind into [`Event::Overflow`].

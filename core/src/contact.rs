@@ -21,7 +21,7 @@ use std::time::Duration;
 use tidings_proto::{bounded::Text, Reply, Request};
 
 use crate::{
-    model::RoomKey,
+    model::{Event, RoomKey},
     photo::{self, Limits, PhotoError},
     sessions::unexpected,
     sync, Client, Error,
@@ -85,28 +85,36 @@ impl Contacts<'_> {
         let key = tidings_proto::ContactKeyText(
             Text::new(code.key.clone()).map_err(|e| Error::Invalid(e.to_string()))?,
         );
-        // Events from here on: the live session may bring our room while we ask.
+        // Events from before the request: the live session's catch-up of our room.
         let mut events = self.client.subscribe();
         let contact = match sync::request(self.client, Request::AddContact { user, key }).await? {
             Reply::Contact { contact } => contact,
             other => return Err(unexpected(other)),
         };
         let server_room = contact.room.0;
-        let known = || self.client.db(move |c| crate::apply::known_room(c, server_room));
         if !self.client.relay.is_live() {
             sync::sync_until_idle(self.client).await?;
+            let room = self
+                .client
+                .db(move |c| crate::apply::known_room(c, server_room))
+                .await?
+                .ok_or(Error::NoSuchRoom(server_room))?;
+            return Ok((contact.user.id.0, room));
         }
-        // A live session applies the room's events as they are pushed: wait for them.
-        let deadline = tokio::time::Instant::now() + sync::link::REPLY_TIMEOUT;
-        let room = loop {
-            if let Some(room) = known().await? {
-                break room;
-            }
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => return Err(Error::NoSuchRoom(server_room)),
+        // Over the live session: the server does not push our room's change (made now, or
+        // accepted) back to the connection that asked, so the session catches it up.
+        let room = self.client.db(move |c| crate::apply::local_room(c, server_room)).await?;
+        self.client.relay.catch_up(room);
+        self.client.outbox_ready.notify_one();
+        let caught_up = async {
+            while let Some(event) = events.recv().await {
+                if matches!(event, Event::TimelineChanged { room: r } if r == room) {
+                    return;
+                }
             }
         };
+        // Not in time (a slow link): the room is here and fills in as the session goes on.
+        let _ = tokio::time::timeout(sync::link::REPLY_TIMEOUT, caught_up).await;
         Ok((contact.user.id.0, room))
     }
 

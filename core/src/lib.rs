@@ -9,7 +9,7 @@
 //!   [`attachments`] and the rules in [`outbox`]), [`media`], [`contact`], [`nearby`],
 //!   [`call`];
 //! - [`sync`] — the connection: a sync session that joins, catches up, flushes the send
-//!   queue and sends receipts, and carries the [`relay`] (requests, typing, call signals)
+//!   queue and sends receipts, and carries the relay (`relay.rs`: requests, typing, call signals)
 //!   while it is live;
 //! - [`endpoint`] — the server's address and the one way to reach it (TLS unless local,
 //!   the platform's trust store or a pinned certificate);

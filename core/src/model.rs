@@ -67,7 +67,8 @@ pub struct Message {
     pub request_id: String,
     /// Sender's username.
     pub sender: String,
-    /// When it was sent (Unix ms): the server's time, or this device's while pending.
+    /// When it was sent (Unix ms): the server's time; for a message sent from this device,
+    /// this device's time when it was sent (the server's confirmation carries only its seq).
     pub at_ms: i64,
     /// Text (for membership and call events, a short English description, for scripts).
     pub text: String,

@@ -9,8 +9,13 @@
 //!   holds the queue waits for the next one (a one-off `sync` sends it before it ends: a
 //!   hang-up on the way out). Whether to queue a request or open a one-off connection is
 //!   [`crate::sync::request`]'s decision, by [`Relay::is_live`].
+//!   A request whose caller stopped waiting (its reply timed out) is dropped, never sent
+//!   late.
 //! - **In.** The session hands every `Signal` push to [`Relay::deliver`]; the call driver,
 //!   once started, [`Relay::listen`]s for them.
+//! - **Catch-ups.** The server does not push a change to the connection that made it, so a
+//!   request that changes a room over the live session (adding a contact) asks the session
+//!   to catch that room up ([`Relay::catch_up`]).
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -20,12 +25,22 @@ use std::sync::{
 use tidings_proto::{CallId, CallSignal, DeviceId, ErrorInfo, Reply, Request, RoomId, UserId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::model::RoomKey;
+
 /// A request for the session to send; `reply` is `None` for those the server answers only
 /// when they fail (typing, call signals).
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     pub request: Request,
     pub reply: Option<oneshot::Sender<Result<Reply, ErrorInfo>>>,
+}
+
+impl Outgoing {
+    /// Whether to send it: one nobody waits for any more (its caller timed out, or its
+    /// session ended before it went) is not sent late.
+    fn wanted(&self) -> bool {
+        self.reply.as_ref().is_none_or(|r| !r.is_closed())
+    }
 }
 
 /// A call signal from another device.
@@ -48,6 +63,8 @@ pub(crate) struct Relay {
     live: AtomicBool,
     /// Where signals go: the call driver, once started.
     signals: Mutex<Option<mpsc::UnboundedSender<Signal>>>,
+    /// Rooms the session should catch up.
+    catch_ups: Mutex<Vec<RoomKey>>,
 }
 
 impl Default for Relay {
@@ -58,6 +75,7 @@ impl Default for Relay {
             waiting: Mutex::new(Some(rx)),
             live: AtomicBool::new(false),
             signals: Mutex::new(None),
+            catch_ups: Mutex::new(Vec::new()),
         }
     }
 }
@@ -88,6 +106,18 @@ impl Relay {
         Some(Attached { relay: self, rx: Some(rx) })
     }
 
+    /// Asks the live session to catch `room` up (it is woken by the caller).
+    pub fn catch_up(&self, room: RoomKey) {
+        if let Ok(mut rooms) = self.catch_ups.lock() {
+            rooms.push(room);
+        }
+    }
+
+    /// The rooms asked to be caught up since the last call.
+    pub fn take_catch_ups(&self) -> Vec<RoomKey> {
+        self.catch_ups.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
+    }
+
     /// A signal push for the call driver (dropped when calls are not started).
     pub fn deliver(&self, signal: Signal) {
         if let Ok(slot) = self.signals.lock() {
@@ -116,17 +146,29 @@ pub(crate) struct Attached<'a> {
 }
 
 impl Attached<'_> {
-    /// The next queued request, waiting for one.
+    /// The next queued request still wanted, waiting for one.
     pub async fn next(&mut self) -> Option<Outgoing> {
-        match self.rx.as_mut() {
-            Some(rx) => rx.recv().await,
-            None => std::future::pending().await,
+        let rx = match self.rx.as_mut() {
+            Some(rx) => rx,
+            None => return std::future::pending().await,
+        };
+        loop {
+            let out = rx.recv().await?;
+            if out.wanted() {
+                return Some(out);
+            }
         }
     }
 
-    /// The next queued request, if one is there now.
+    /// The next queued request still wanted, if one is there now.
     pub fn try_next(&mut self) -> Option<Outgoing> {
-        self.rx.as_mut()?.try_recv().ok()
+        let rx = self.rx.as_mut()?;
+        loop {
+            let out = rx.try_recv().ok()?;
+            if out.wanted() {
+                return Some(out);
+            }
+        }
     }
 
     /// Says whether this session is joined and live (requests come here rather than open
@@ -170,6 +212,17 @@ mod tests {
             Some(Outgoing { request: Request::Ping { nonce: 2 }, .. })
         ));
         assert!(second.try_next().is_none());
+    }
+
+    #[test]
+    fn a_request_nobody_waits_for_is_not_sent_late() {
+        let relay = Relay::default();
+        drop(relay.ask(Request::Ping { nonce: 4 }));
+        relay.send(Request::Ping { nonce: 5 });
+        let mut session = relay.attach().expect("free");
+        let next = session.try_next().expect("the signal-like one is still sent");
+        assert!(matches!(next.request, Request::Ping { nonce: 5 }));
+        assert!(session.try_next().is_none());
     }
 
     #[test]

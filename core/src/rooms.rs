@@ -192,8 +192,9 @@ impl<'a> Room<'a> {
         RoomSendQueue { client: self.client, room: self.room }
     }
 
-    /// The room's server id, if the server has made it (whatever my membership).
-    pub(crate) async fn server_id(&self) -> Result<Option<i64>, Error> {
+    /// The room's server id, if the server has made it (whatever my membership): a room
+    /// made offline has none until a sync.
+    pub async fn server_id(&self) -> Result<Option<i64>, Error> {
         let room = self.room;
         self.client
             .db(move |c| {

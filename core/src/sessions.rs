@@ -74,7 +74,7 @@ impl Sessions<'_> {
     /// A session the server no longer knows (revoked from another device) is simply
     /// forgotten.
     pub async fn sign_out(&self) -> Result<(), Error> {
-        match sync::request(self.client, Request::SignOut {}).await {
+        match sync::alone(self.client, Request::SignOut {}).await {
             Ok(_) => {}
             Err(Error::Server(e)) if e.code == tidings_proto::ErrorCode::Unauthenticated => {}
             Err(e) => return Err(e),
@@ -85,7 +85,7 @@ impl Sessions<'_> {
     /// Signs every device of mine out, this one too, and forgets the session here: what to
     /// do when a device is lost or the password may have leaked.
     pub async fn sign_out_everywhere(&self) -> Result<(), Error> {
-        sync::request(self.client, Request::SignOutEverywhere {}).await?;
+        sync::alone(self.client, Request::SignOutEverywhere {}).await?;
         self.client.forget_account().await
     }
 
@@ -141,7 +141,8 @@ fn credentials(username: &str, password: &str) -> Result<Credentials, Error> {
     })
 }
 
-/// A reply of a kind the request does not have.
+/// A reply of a kind the request does not have (named by its kind only: a reply may carry
+/// a token).
 pub(crate) fn unexpected(reply: Reply) -> Error {
-    Error::Network(format!("unexpected reply: {reply:?}"))
+    Error::Network(format!("unexpected reply: {}", reply.kind()))
 }

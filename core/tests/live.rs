@@ -68,6 +68,8 @@ async fn typing_and_requests_go_over_the_live_session_without_new_connections() 
     sync::sync_until_idle(&ann).await?;
     sync::sync_until_idle(&bob).await?;
     let bobs_room = bob.rooms().list().await?[0].room;
+    let (cy, _c) = user(&server, "cyd").await?;
+    let cys_code = cy.contacts().code(false, None).await?;
     let ann_live = go_live(&ann).await?;
     let bob_live = go_live(&bob).await?;
     let mut bobs_events = bob.subscribe();
@@ -91,7 +93,13 @@ async fn typing_and_requests_go_over_the_live_session_without_new_connections() 
     assert_eq!(ann.sessions().devices().await?.len(), 1);
     let code = bob.contacts().code(false, None).await?;
     assert_eq!(ann.contacts().add(&code).await?, (bob_id, room), "the direct room we had");
-    assert_eq!(ann.contacts().list().await?.len(), 1);
+    // A new contact: the server makes our room, and the live session brings it (the server
+    // pushes it to everyone but the connection that asked).
+    let (_, with_cy) = ann.contacts().add(&cys_code).await?;
+    let rooms = ann.rooms().list().await?;
+    let made = rooms.iter().find(|r| r.room == with_cy).expect("the new room is listed");
+    assert!(made.direct && made.member && made.name == "cyd", "{made:?}");
+    assert_eq!(ann.contacts().list().await?.len(), 2);
     assert_eq!(
         server.handled("hello").await?,
         connections,

@@ -883,8 +883,9 @@ pub enum DistanceBucket {
     Other,
 }
 
-/// A STUN or TURN server for calls (WebRTC's `RTCIceServer`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A STUN or TURN server for calls (WebRTC's `RTCIceServer`). Its Debug output leaves the
+/// credential out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceServer {
     /// `stun:` / `turn:` URLs.
     pub urls: List<Text<MAX_ICE_URL_BYTES>, MAX_ICE_SERVERS>,
@@ -892,6 +893,16 @@ pub struct IceServer {
     pub username: Text<MAX_ICE_URL_BYTES>,
     /// TURN password (base64 HMAC-SHA1 of the username); empty for STUN.
     pub credential: Text<MAX_ICE_URL_BYTES>,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &"…")
+            .finish()
+    }
 }
 
 /// Typed error codes. Clients branch on the code, never on the message.
@@ -1074,6 +1085,30 @@ pub enum ServerFrame {
         /// Why.
         error: ErrorInfo,
     },
+}
+
+impl Reply {
+    /// A short stable name for logs and errors (never the content: a reply may carry a
+    /// session token or TURN credentials).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reply::Welcome { .. } => "welcome",
+            Reply::Session { .. } => "session",
+            Reply::Joined { .. } => "joined",
+            Reply::Done {} => "done",
+            Reply::Devices { .. } => "devices",
+            Reply::User { .. } => "user",
+            Reply::Logged { .. } => "logged",
+            Reply::Page { .. } => "page",
+            Reply::ContactKey { .. } => "contact_key",
+            Reply::Contact { .. } => "contact",
+            Reply::Contacts { .. } => "contacts",
+            Reply::Blocked { .. } => "blocked",
+            Reply::Nearby { .. } => "nearby",
+            Reply::IceServers { .. } => "ice_servers",
+            Reply::Pong { .. } => "pong",
+        }
+    }
 }
 
 impl ServerFrame {

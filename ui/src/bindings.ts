@@ -70,7 +70,8 @@ request_id: string,
  */
 sender: string, 
 /**
- * When it was sent (Unix ms): the server's time, or this device's while pending.
+ * When it was sent (Unix ms): the server's time; for a message sent from this device,
+ * this device's time when it was sent (the server's confirmation carries only its seq).
  */
 at_ms: number, 
 /**

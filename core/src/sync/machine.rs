@@ -122,6 +122,12 @@ impl Machine {
         }
     }
 
+    /// Catches `room` up next (a change made over this connection by another part of the
+    /// client, which the server does not push back to it).
+    pub fn catch_up(&mut self, room: RoomKey) {
+        self.gaps.insert(room);
+    }
+
     /// Whether the session is joined and caught up ([`ConnectionState::Online`] was said).
     pub fn is_online(&self) -> bool {
         self.online

@@ -11,8 +11,9 @@
 //!
 //! [`sync_until_idle`] returns once the outbox has nothing left to send now and every room is
 //! caught up: what `tidings sync` does. [`run`] stays connected and reconnects with jittered
-//! backoff: what `tidings listen` and the app do. While it is joined, every other request
-//! goes over its websocket ([`request`]); only with no live session does a request open a
+//! backoff: what `tidings listen` and the app do. Once it has joined and caught up, every
+//! other request goes over its websocket ([`request`]) — but while it uploads a file, and
+//! for signing in and out; only then, or with no live session, does a request open a
 //! connection of its own.
 
 use std::{
@@ -92,6 +93,12 @@ pub(crate) async fn request(client: &Client, request: Request) -> Result<Reply, 
             Err(_) => Err(Error::Network("no answer from the server".into())),
         };
     }
+    alone(client, request).await
+}
+
+/// Sends one request on a connection of its own, whatever the live session does: for
+/// signing out, which ends the sessions it would go over.
+pub(crate) async fn alone(client: &Client, request: Request) -> Result<Reply, Error> {
     let account = client.require_account().await?;
     let mut link = Link::joined(&account).await?;
     link.request(request).await?.map_err(Error::Server)
@@ -146,6 +153,9 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 relay.set_live(lock(&machine)?.is_online());
             }
         }
+        for room in client.relay.take_catch_ups() {
+            lock(&machine)?.catch_up(room);
+        }
         let m = machine.clone();
         let poll = client.db(move |c| lock(&m)?.poll(c, now_ms())).await?;
         let frame = match poll {
@@ -160,9 +170,9 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                     sent = true;
                 }
                 if sent {
-                    // The answer to a ping comes after the server has relayed what was sent
-                    // before it; the sync itself is done whatever it says.
-                    let _ = link.request(Request::Ping { nonce: 0 }).await;
+                    // The answer to a ping comes after the server has answered and relayed
+                    // what was sent before it; the sync itself is done whatever it says.
+                    let _ = drain(client, &mut link, &mut pending).await;
                 }
                 return Ok(());
             }
@@ -172,8 +182,17 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 let remember = |id: &str| {
                     client.db_blocking(|c| crate::media::set_upload_session(c, item, id))
                 };
+                // An upload holds this loop (a large file for minutes): requests meanwhile
+                // take connections of their own rather than wait for it.
+                let online = live && lock(&machine)?.is_online();
+                if let Some(relay) = &relay {
+                    relay.set_live(false);
+                }
                 let result =
                     crate::media::upload(&server, &account.token, &file, session, remember).await;
+                if let Some(relay) = &relay {
+                    relay.set_live(online);
+                }
                 let m = machine.clone();
                 let jitter: f64 = rand::rng().random();
                 let events =
@@ -216,28 +235,7 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
             }
         };
         heard = Instant::now();
-        let frame = match frame {
-            ServerFrame::Signal { room, from_user, from_device, call, signal } => {
-                client.relay.deliver(Signal { room, from_user, from_device, call, signal });
-                continue;
-            }
-            // A relayed request's reply (or the failure of one that has no other reply: a
-            // call signal or typing, whose call's timeouts settle it).
-            ServerFrame::Reply { id, result } if id >= OWN_IDS => {
-                match pending.remove(&id) {
-                    Some(waiter) => {
-                        let _ = waiter.send(result);
-                    }
-                    None => {
-                        if let Err(e) = result {
-                            tracing::debug!(code = ?e.code, "A relayed request was refused.");
-                        }
-                    }
-                }
-                continue;
-            }
-            frame => frame,
-        };
+        let Some(frame) = relayed(client, &mut pending, frame) else { continue };
         let m = machine.clone();
         let jitter: f64 = rand::rng().random();
         let events = client.db(move |c| lock(&m)?.on_frame(c, frame, now_ms(), jitter)).await?;
@@ -258,6 +256,46 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
             }
         }
         client.emit(events);
+    }
+}
+
+/// Hands a frame that is the relay's to it — a `Signal` push, a relayed request's reply (or
+/// the failure of one that has no other reply: a call signal or typing, whose call's
+/// timeouts settle it) — and returns the rest, for the machine.
+fn relayed(client: &Client, pending: &mut Pending, frame: ServerFrame) -> Option<ServerFrame> {
+    match frame {
+        ServerFrame::Signal { room, from_user, from_device, call, signal } => {
+            client.relay.deliver(Signal { room, from_user, from_device, call, signal });
+            None
+        }
+        ServerFrame::Reply { id, result } if id >= OWN_IDS => {
+            match pending.remove(&id) {
+                Some(waiter) => {
+                    let _ = waiter.send(result);
+                }
+                None => {
+                    if let Err(e) = result {
+                        tracing::debug!(code = ?e.code, "A relayed request was refused.");
+                    }
+                }
+            }
+            None
+        }
+        frame => Some(frame),
+    }
+}
+
+/// Pings and reads until the answer, handing the relay's frames on meanwhile (a one-off
+/// sync's last step: what it carried is answered and relayed before it hangs up).
+async fn drain(client: &Client, link: &mut Link, pending: &mut Pending) -> Result<(), Error> {
+    let ping = link.send_own(Request::Ping { nonce: 0 }).await?;
+    loop {
+        match link.next(REPLY_TIMEOUT).await? {
+            ServerFrame::Reply { id, .. } if id == ping => return Ok(()),
+            frame => {
+                let _ = relayed(client, pending, frame);
+            }
+        }
     }
 }
 
