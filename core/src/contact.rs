@@ -23,8 +23,8 @@ use tidings_proto::{bounded::Text, Reply, Request};
 use crate::{
     model::{Event, RoomKey},
     photo::{self, Limits, PhotoError},
-    sessions::unexpected,
-    sync, Client, Error,
+    sync::{self, unexpected},
+    Client, Error,
 };
 
 impl Client {

@@ -136,8 +136,8 @@ async fn http_error(response: reqwest::Response) -> ErrorInfo {
         response.bytes().await.ok().and_then(|b| serde_json::from_slice(&b).ok());
     let code = body
         .as_ref()
-        .and_then(|b| b.get("code")?.as_str().map(str::to_owned))
-        .and_then(|c| serde_json::from_value(serde_json::Value::String(c)).ok())
+        .and_then(|b| b.get("code")?.as_str())
+        .map(ErrorCode::from_name)
         .unwrap_or(fallback);
     let message = body
         .as_ref()

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use tidings_proto::{bounded::Text, NearbyPerson, Reply, Request};
 
-use crate::{sessions::unexpected, sync, Client, Error};
+use crate::{
+    sync::{self, unexpected},
+    Client, Error,
+};
 
 /// Geohash cells for people nearby: 6 characters, ~1.2 × 0.6 km.
 const NEARBY_CELL_CHARS: usize = 6;

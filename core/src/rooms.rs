@@ -177,11 +177,6 @@ pub struct Room<'a> {
 }
 
 impl<'a> Room<'a> {
-    /// The room's local key.
-    pub fn key(&self) -> RoomKey {
-        self.room
-    }
-
     /// Its messages.
     pub fn timeline(&self) -> Timeline<'a> {
         Timeline { client: self.client, room: self.room }

@@ -82,10 +82,7 @@ impl SendQueue<'_> {
                         state,
                         attempts,
                         // A code this build does not know is still a reason, unworded.
-                        reason: code.map(|c| {
-                            serde_json::from_value(serde_json::Value::String(c))
-                                .unwrap_or(ErrorCode::Unknown)
-                        }),
+                        reason: code.as_deref().map(ErrorCode::from_name),
                         error,
                     });
                 }

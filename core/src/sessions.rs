@@ -7,7 +7,7 @@ use crate::{
     account::Account,
     endpoint::Endpoint,
     model::{neutral_name, Device},
-    sync::{self, link::Link},
+    sync::{self, link::Link, unexpected},
     Client, Error,
 };
 
@@ -139,10 +139,4 @@ fn credentials(username: &str, password: &str) -> Result<Credentials, Error> {
         password: self::password(password)?,
         device_name: Text::new(format!("tidings on {}", std::env::consts::OS)).map_err(invalid)?,
     })
-}
-
-/// A reply of a kind the request does not have (named by its kind only: a reply may carry
-/// a token).
-pub(crate) fn unexpected(reply: Reply) -> Error {
-    Error::Network(format!("unexpected reply: {}", reply.kind()))
 }

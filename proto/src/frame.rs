@@ -956,6 +956,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code named `name` on the wire (what [`ErrorCode::as_str`] gives); a name this
+    /// build does not know is [`ErrorCode::Unknown`].
+    pub fn from_name(name: &str) -> Self {
+        use serde::de::{value::StrDeserializer, IntoDeserializer};
+        let name: StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
+        Self::deserialize(name).unwrap_or(Self::Unknown)
+    }
+
     /// Whether retrying the same request later can succeed (the outbox retries these).
     pub fn is_transient(self) -> bool {
         matches!(

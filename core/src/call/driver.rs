@@ -281,7 +281,7 @@ async fn fetch_ice(client: &Client, ice: &Ice) {
         Ok(Reply::IceServers { servers, ttl_s }) => {
             Ok((ice_from_reply(servers.into_vec()), Duration::from_secs(u64::from(ttl_s))))
         }
-        Ok(other) => Err(crate::sessions::unexpected(other)),
+        Ok(other) => Err(crate::sync::unexpected(other)),
         Err(e) => Err(e),
     };
     match fetched {

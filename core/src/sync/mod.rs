@@ -128,6 +128,12 @@ pub(crate) async fn notify(client: &Client, request: Request) -> Result<(), Erro
     }
 }
 
+/// A reply of a kind the request does not have (named by its kind only: a reply may carry
+/// a token).
+pub(crate) fn unexpected(reply: Reply) -> Error {
+    Error::Network(format!("unexpected reply: {}", reply.kind()))
+}
+
 /// The relayed requests a session sent, waiting for their replies.
 type Pending = HashMap<u32, oneshot::Sender<Result<Reply, ErrorInfo>>>;
 

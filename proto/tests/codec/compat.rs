@@ -285,3 +285,11 @@ fn an_older_server_ignores_fields_a_newer_client_adds() {
     };
     assert_eq!(decoded.unwrap(), ClientFrame { id: 1, request: expected });
 }
+
+#[test]
+fn an_error_code_is_read_back_from_its_wire_name_and_unknown_names_are_unknown() {
+    for code in super::ALL_CODES {
+        assert_eq!(ErrorCode::from_name(code.as_str()), code);
+    }
+    assert_eq!(ErrorCode::from_name("a_code_from_the_future"), ErrorCode::Unknown);
+}
