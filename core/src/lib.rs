@@ -29,6 +29,7 @@ pub mod attachments;
 pub mod call;
 pub mod client;
 pub mod contact;
+pub mod e2ee;
 pub mod endpoint;
 pub mod keychain;
 pub mod media;

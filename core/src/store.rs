@@ -22,6 +22,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_requests", include_str!("../../migrations/0004_requests.sql")),
     ("0005_keychain", include_str!("../../migrations/0005_keychain.sql")),
     ("0006_stuck_reason", include_str!("../../migrations/0006_stuck_reason.sql")),
+    ("0007_e2ee", include_str!("../../migrations/0007_e2ee.sql")),
 ];
 
 /// The schema version this build writes.
@@ -45,6 +46,9 @@ pub enum OpenError {
         /// Newest version this build knows.
         known: i64,
     },
+    /// openmls' own tables could not be created or upgraded.
+    #[error("cannot prepare the encryption tables: {0}")]
+    Encryption(#[from] crate::e2ee::E2eeError),
     /// A migration failed; the database stays at the version before it.
     #[error("migration {name} failed: {source}")]
     Migration {
@@ -82,6 +86,10 @@ pub(crate) fn open_up_to(path: &Path, stop: usize) -> Result<Connection, OpenErr
     // instead of waiting out the busy timeout.
     conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
     migrate(&mut conn, stop)?;
+    if stop == MIGRATIONS.len() {
+        // openmls' tables, by its own numbered migrations (their own version table).
+        crate::e2ee::migrate(&mut conn)?;
+    }
     Ok(conn)
 }
 

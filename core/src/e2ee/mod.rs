@@ -1,0 +1,533 @@
+//! End-to-end encryption: one MLS group (RFC 9420, through openmls) per room, one leaf per
+//! device.
+//!
+//! This module is the only place that speaks openmls. It is sans-IO: every operation takes the
+//! profile's SQLite connection — normally the caller's open transaction — and bytes, and gives
+//! bytes back. openmls keeps its group state in its own tables of the same database
+//! (`openmls_sqlite_storage`, JSON-encoded), so processing a log event, storing the plaintext it
+//! revealed and moving the room's cursor commit together or not at all: a kill -9 between them
+//! rolls all three back, and the message — whose key openmls deletes once used — is decrypted
+//! again on the next run instead of being lost.
+//!
+//! What is fixed here, for every group:
+//! - ciphersuite 1 (`MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519`), pure-Rust crypto;
+//! - handshake messages (commits, proposals) as `PublicMessage`, so the server can read their
+//!   epoch and keep one order of commits; application messages as `PrivateMessage`;
+//! - the ratchet tree travels inside Welcome and GroupInfo;
+//! - application messages padded to multiples of [`PADDING`] bytes;
+//! - no past-epoch secrets: the server accepts a message only at the room's current epoch,
+//!   so every logged message decrypts with the state at its place in the log.
+//!
+//! Who a leaf belongs to is its credential: a [`LeafId`] (user and device ids). The caller
+//! checks that against the room's membership in the log; this module only reports it.
+
+mod codec;
+
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+use openmls_sqlite_storage::SqliteStorageProvider;
+use openmls_traits::OpenMlsProvider;
+use rusqlite::{Connection, OptionalExtension};
+
+pub use codec::Json;
+
+/// The one ciphersuite Tidings groups use.
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Application messages are padded to a multiple of this many bytes, so the server learns
+/// sizes only in steps.
+pub const PADDING: usize = 256;
+
+/// Length of a group id (random, chosen by the device that sets the group up).
+pub const GROUP_ID_LEN: usize = 16;
+
+/// Who a leaf is: the server's user and device ids, as the leaf's credential carries them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeafId {
+    /// The user's id on the server.
+    pub user: i64,
+    /// The device's id on the server.
+    pub device: i64,
+}
+
+impl LeafId {
+    fn to_bytes(self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(16);
+        bytes.extend_from_slice(&self.user.to_be_bytes());
+        bytes.extend_from_slice(&self.device.to_be_bytes());
+        bytes
+    }
+
+    fn from_credential(credential: &Credential) -> Result<Self, E2eeError> {
+        let basic = BasicCredential::try_from(credential.clone())
+            .map_err(|_| E2eeError::Malformed("a leaf without a basic credential"))?;
+        let bytes: [u8; 16] = basic
+            .identity()
+            .try_into()
+            .map_err(|_| E2eeError::Malformed("a leaf identity that is not 16 bytes"))?;
+        let (user, device) = bytes.split_at(8);
+        Ok(Self {
+            user: i64::from_be_bytes(user.try_into().unwrap_or_default()),
+            device: i64::from_be_bytes(device.try_into().unwrap_or_default()),
+        })
+    }
+}
+
+/// What went wrong. Malformed and refused input is the sender's (or the server's) fault and
+/// never this device's state: the caller stores the event as undecryptable and moves on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum E2eeError {
+    /// The profile's database failed.
+    #[error("storage: {0}")]
+    Storage(#[from] rusqlite::Error),
+    /// Bytes that are not the MLS message they should be.
+    #[error("malformed MLS input: {0}")]
+    Malformed(&'static str),
+    /// openmls refused the input (bad signature, wrong epoch, unknown group, …).
+    #[error("MLS refused it: {0}")]
+    Refused(String),
+    /// This profile has no device keys yet (it has not signed in).
+    #[error("this device has no encryption keys yet")]
+    NoDevice,
+    /// This device is not in the room's group.
+    #[error("this device is not in the room's group")]
+    NoGroup,
+    /// A proposal is waiting to be committed: commit first, then send.
+    #[error("a proposal must be committed first")]
+    PendingProposals,
+}
+
+fn refused(error: impl std::fmt::Display) -> E2eeError {
+    E2eeError::Refused(error.to_string())
+}
+
+type Storage<'c> = SqliteStorageProvider<Json, &'c Connection>;
+
+/// openmls' view of one database connection.
+struct Provider<'c> {
+    crypto: RustCrypto,
+    storage: Storage<'c>,
+}
+
+impl<'c> Provider<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Self { crypto: RustCrypto::default(), storage: SqliteStorageProvider::new(conn) }
+    }
+}
+
+impl<'c> OpenMlsProvider for Provider<'c> {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = Storage<'c>;
+
+    fn storage(&self) -> &Self::StorageProvider {
+        &self.storage
+    }
+    fn crypto(&self) -> &Self::CryptoProvider {
+        &self.crypto
+    }
+    fn rand(&self) -> &Self::RandProvider {
+        &self.crypto
+    }
+}
+
+/// Creates openmls' own tables (its migrations, recorded in their own table) in the profile.
+pub fn migrate(conn: &mut Connection) -> Result<(), E2eeError> {
+    SqliteStorageProvider::<Json, &mut Connection>::new(conn).run_migrations().map_err(refused)
+}
+
+/// The result of a commit this device built: what to send, and to whom. Nothing is merged
+/// yet: the commit takes effect when the server has logged it ([`Device::confirm`]) and is
+/// thrown away if the server refused it ([`Device::discard`]).
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The group's id.
+    pub group: Vec<u8>,
+    /// The epoch the commit was built on.
+    pub epoch: u64,
+    /// The commit, a `PublicMessage` (empty when a new group was set up without a commit).
+    pub commit: Vec<u8>,
+    /// The Welcome for the devices the commit adds.
+    pub welcome: Option<Vec<u8>>,
+    /// The group's GroupInfo (with the ratchet tree) after the commit: what a member's new
+    /// device joins from.
+    pub group_info: Vec<u8>,
+}
+
+/// What processing one message did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Processed {
+    /// An application message from `sender`.
+    Application {
+        /// The leaf that sent it.
+        sender: LeafId,
+        /// The plaintext.
+        plaintext: Vec<u8>,
+    },
+    /// Someone's commit, now merged: the group is at a new epoch.
+    Commit {
+        /// The committer.
+        by: LeafId,
+        /// Leaves the commit added.
+        added: Vec<LeafId>,
+        /// Leaves the commit removed.
+        removed: Vec<LeafId>,
+    },
+    /// My own commit, met in the log (its reply was lost): now merged.
+    OwnCommit,
+    /// My own application message, met in the log: nothing to do (I kept the plaintext).
+    OwnMessage,
+    /// A proposal, queued for the next commit.
+    Proposal,
+}
+
+/// This device's MLS identity: its leaf credential and signature key.
+#[derive(Debug)]
+pub struct Device {
+    id: LeafId,
+    signer: SignatureKeyPair,
+}
+
+impl Device {
+    /// This device's leaf id.
+    pub fn id(&self) -> LeafId {
+        self.id
+    }
+
+    /// This profile's device keys, if it has any.
+    pub fn load(conn: &Connection) -> Result<Option<Self>, E2eeError> {
+        let row: Option<(i64, i64, Vec<u8>)> = conn
+            .query_row("SELECT user, device, signature_key FROM e2ee_device", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((user, device, public)) = row else { return Ok(None) };
+        let storage = Storage::new(conn);
+        let signer = SignatureKeyPair::read(&storage, &public, CIPHERSUITE.signature_algorithm())
+            .ok_or(E2eeError::NoDevice)?;
+        Ok(Some(Self { id: LeafId { user, device }, signer }))
+    }
+
+    /// Makes this device's keys (a new signature key pair) for `id`, replacing any earlier
+    /// ones: a profile that signs in again is a new device with new keys.
+    pub fn create(conn: &Connection, id: LeafId) -> Result<Self, E2eeError> {
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(refused)?;
+        signer.store(&Storage::new(conn))?;
+        conn.execute("DELETE FROM e2ee_device", [])?;
+        conn.execute(
+            "INSERT INTO e2ee_device (id, user, device, signature_key) VALUES (1, ?1, ?2, ?3)",
+            rusqlite::params![id.user, id.device, signer.public()],
+        )?;
+        Ok(Self { id, signer })
+    }
+
+    fn credential(&self) -> CredentialWithKey {
+        CredentialWithKey {
+            credential: BasicCredential::new(self.id.to_bytes()).into(),
+            signature_key: self.signer.public().into(),
+        }
+    }
+
+    /// `count` new one-time KeyPackages (and a last-resort one when `last_resort`), encoded,
+    /// for the server's directory. Their private keys stay in the profile until used.
+    pub fn key_packages(
+        &self,
+        conn: &Connection,
+        count: usize,
+        last_resort: bool,
+    ) -> Result<Vec<Vec<u8>>, E2eeError> {
+        let provider = Provider::new(conn);
+        let mut packages = Vec::with_capacity(count + 1);
+        for i in 0..count + usize::from(last_resort) {
+            let mut builder = KeyPackage::builder();
+            if i == count {
+                builder = builder.mark_as_last_resort();
+            }
+            let bundle = builder
+                .build(CIPHERSUITE, &provider, &self.signer, self.credential())
+                .map_err(refused)?;
+            packages.push(bundle.key_package().tls_serialize_detached().map_err(refused)?);
+        }
+        Ok(packages)
+    }
+
+    fn create_config() -> MlsGroupCreateConfig {
+        MlsGroupCreateConfig::builder()
+            .ciphersuite(CIPHERSUITE)
+            .use_ratchet_tree_extension(true)
+            .padding_size(PADDING)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .build()
+    }
+
+    fn join_config() -> MlsGroupJoinConfig {
+        MlsGroupJoinConfig::builder()
+            .use_ratchet_tree_extension(true)
+            .padding_size(PADDING)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .build()
+    }
+
+    /// Sets up a new group `group` with this device alone and commits adding the devices of
+    /// `key_packages` (a pending commit, as for [`Device::add`]; with no key packages there is
+    /// no commit and the group is ready at epoch 0).
+    pub fn create_group(
+        &self,
+        conn: &Connection,
+        group: &[u8],
+        key_packages: &[Vec<u8>],
+    ) -> Result<Commit, E2eeError> {
+        let provider = Provider::new(conn);
+        let mut mls = MlsGroup::new_with_group_id(
+            &provider,
+            &self.signer,
+            &Self::create_config(),
+            GroupId::from_slice(group),
+            self.credential(),
+        )
+        .map_err(refused)?;
+        if key_packages.is_empty() {
+            let group_info =
+                mls.export_group_info(provider.crypto(), &self.signer, true).map_err(refused)?;
+            return Ok(Commit {
+                group: group.to_vec(),
+                epoch: 0,
+                commit: Vec::new(),
+                welcome: None,
+                group_info: group_info.to_bytes().map_err(refused)?,
+            });
+        }
+        self.add_to(&provider, &mut mls, key_packages)
+    }
+
+    /// Commits adding the devices of `key_packages` to `group` (pending until confirmed).
+    pub fn add(
+        &self,
+        conn: &Connection,
+        group: &[u8],
+        key_packages: &[Vec<u8>],
+    ) -> Result<Commit, E2eeError> {
+        let provider = Provider::new(conn);
+        let mut mls = load(&provider, group)?;
+        self.add_to(&provider, &mut mls, key_packages)
+    }
+
+    fn add_to(
+        &self,
+        provider: &Provider<'_>,
+        mls: &mut MlsGroup,
+        key_packages: &[Vec<u8>],
+    ) -> Result<Commit, E2eeError> {
+        let packages = key_packages
+            .iter()
+            .map(|bytes| {
+                KeyPackageIn::tls_deserialize_exact(bytes)
+                    .map_err(|_| E2eeError::Malformed("a key package"))?
+                    .validate(provider.crypto(), ProtocolVersion::Mls10)
+                    .map_err(refused)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let epoch = mls.epoch().as_u64();
+        let (commit, welcome, group_info) =
+            mls.add_members(provider, &self.signer, &packages).map_err(refused)?;
+        let group_info = group_info.ok_or(E2eeError::Refused("no group info".into()))?;
+        Ok(Commit {
+            group: mls.group_id().as_slice().to_vec(),
+            epoch,
+            commit: commit.to_bytes().map_err(refused)?,
+            welcome: Some(welcome.to_bytes().map_err(refused)?),
+            group_info: MlsMessageOut::from(group_info).to_bytes().map_err(refused)?,
+        })
+    }
+
+    /// Commits removing every leaf `which` picks (pending until confirmed).
+    pub fn remove(
+        &self,
+        conn: &Connection,
+        group: &[u8],
+        which: impl Fn(LeafId) -> bool,
+    ) -> Result<Commit, E2eeError> {
+        let provider = Provider::new(conn);
+        let mut mls = load(&provider, group)?;
+        let leaves: Vec<LeafNodeIndex> = mls
+            .members()
+            .filter(|m| LeafId::from_credential(&m.credential).is_ok_and(&which))
+            .map(|m| m.index)
+            .collect();
+        let epoch = mls.epoch().as_u64();
+        let bundle = mls
+            .commit_builder()
+            .propose_removals(leaves)
+            .load_psks(provider.storage())
+            .map_err(refused)?
+            .create_group_info(true)
+            .use_ratchet_tree_extension(true)
+            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+            .map_err(refused)?
+            .stage_commit(&provider)
+            .map_err(refused)?;
+        let (commit, welcome, group_info) = bundle.into_messages();
+        Ok(Commit {
+            group: group.to_vec(),
+            epoch,
+            commit: commit.to_bytes().map_err(refused)?,
+            welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(refused)?,
+            group_info: group_info
+                .ok_or(E2eeError::Refused("no group info".into()))?
+                .to_bytes()
+                .map_err(refused)?,
+        })
+    }
+
+    /// Merges my pending commit of `group`: the server logged it.
+    pub fn confirm(&self, conn: &Connection, group: &[u8]) -> Result<(), E2eeError> {
+        let provider = Provider::new(conn);
+        let mut mls = load(&provider, group)?;
+        if mls.pending_commit().is_some() {
+            mls.merge_pending_commit(&provider).map_err(refused)?;
+        }
+        Ok(())
+    }
+
+    /// Throws away my pending commit of `group`: the server refused it (another commit won the
+    /// epoch).
+    pub fn discard(&self, conn: &Connection, group: &[u8]) -> Result<(), E2eeError> {
+        let provider = Provider::new(conn);
+        if let Some(mut mls) = MlsGroup::load(provider.storage(), &GroupId::from_slice(group))? {
+            mls.clear_pending_commit(provider.storage())?;
+        }
+        Ok(())
+    }
+
+    /// Encrypts `plaintext` for `group` at its current epoch: a `PrivateMessage`.
+    pub fn encrypt(
+        &self,
+        conn: &Connection,
+        group: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, E2eeError> {
+        let provider = Provider::new(conn);
+        let mut mls = load(&provider, group)?;
+        if mls.pending_proposals().next().is_some() {
+            return Err(E2eeError::PendingProposals);
+        }
+        let message = mls.create_message(&provider, &self.signer, plaintext).map_err(refused)?;
+        message.to_bytes().map_err(refused)
+    }
+
+    /// Joins a group from a Welcome; returns the group's id. A Welcome that has no secrets for
+    /// this device is [`E2eeError::NoGroup`].
+    pub fn join(&self, conn: &Connection, welcome: &[u8]) -> Result<Vec<u8>, E2eeError> {
+        let provider = Provider::new(conn);
+        let message = MlsMessageIn::tls_deserialize_exact(welcome)
+            .map_err(|_| E2eeError::Malformed("a welcome"))?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(E2eeError::Malformed("not a welcome"));
+        };
+        let staged =
+            match StagedWelcome::new_from_welcome(&provider, &Self::join_config(), welcome, None) {
+                Ok(staged) => staged,
+                Err(WelcomeError::NoMatchingKeyPackage | WelcomeError::NoMatchingEncryptionKey) => {
+                    return Err(E2eeError::NoGroup)
+                }
+                Err(e) => return Err(refused(e)),
+            };
+        let mls = staged.into_group(&provider).map_err(refused)?;
+        Ok(mls.group_id().as_slice().to_vec())
+    }
+
+    /// Processes one message of `group` from the log: decrypts an application message,
+    /// merges a commit, queues a proposal.
+    pub fn process(
+        &self,
+        conn: &Connection,
+        group: &[u8],
+        message: &[u8],
+    ) -> Result<Processed, E2eeError> {
+        let provider = Provider::new(conn);
+        let mut mls = load(&provider, group)?;
+        let message = MlsMessageIn::tls_deserialize_exact(message)
+            .map_err(|_| E2eeError::Malformed("an MLS message"))?;
+        let message = message
+            .try_into_protocol_message()
+            .map_err(|_| E2eeError::Malformed("not a group message"))?;
+        let processed = mls.process_message(&provider, message).map_err(refused)?;
+        let sender = LeafId::from_credential(processed.credential())?;
+        Ok(match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(message) => {
+                Processed::Application { sender, plaintext: message.into_bytes() }
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                let added = staged
+                    .add_proposals()
+                    .filter_map(|p| {
+                        LeafId::from_credential(
+                            p.add_proposal().key_package().leaf_node().credential(),
+                        )
+                        .ok()
+                    })
+                    .collect();
+                let removed = staged
+                    .remove_proposals()
+                    .filter_map(|p| {
+                        let leaf = p.remove_proposal().removed();
+                        mls.member(leaf).and_then(|c| LeafId::from_credential(c).ok())
+                    })
+                    .collect();
+                mls.merge_staged_commit(&provider, *staged).map_err(refused)?;
+                Processed::Commit { by: sender, added, removed }
+            }
+            ProcessedMessageContent::OwnPendingCommit => {
+                mls.merge_pending_commit(&provider).map_err(refused)?;
+                Processed::OwnCommit
+            }
+            ProcessedMessageContent::OwnPrivateMessage => Processed::OwnMessage,
+            ProcessedMessageContent::ProposalMessage(proposal)
+            | ProcessedMessageContent::ExternalJoinProposalMessage(proposal) => {
+                mls.store_pending_proposal(provider.storage(), *proposal)?;
+                Processed::Proposal
+            }
+        })
+    }
+}
+
+fn load(provider: &Provider<'_>, group: &[u8]) -> Result<MlsGroup, E2eeError> {
+    MlsGroup::load(provider.storage(), &GroupId::from_slice(group))?.ok_or(E2eeError::NoGroup)
+}
+
+/// Deletes this device's state of `group`: a setup the server refused (another device set
+/// the room's group up first), or a group this device was removed from.
+pub fn forget(conn: &Connection, group: &[u8]) -> Result<(), E2eeError> {
+    let provider = Provider::new(conn);
+    if let Some(mut mls) = MlsGroup::load(provider.storage(), &GroupId::from_slice(group))? {
+        mls.delete(provider.storage())?;
+    }
+    Ok(())
+}
+
+/// The group's current epoch, if this device is in it.
+pub fn epoch(conn: &Connection, group: &[u8]) -> Result<Option<u64>, E2eeError> {
+    let provider = Provider::new(conn);
+    Ok(MlsGroup::load(provider.storage(), &GroupId::from_slice(group))?
+        .filter(MlsGroup::is_active)
+        .map(|g| g.epoch().as_u64()))
+}
+
+/// The group's leaves, as this device sees them.
+pub fn members(conn: &Connection, group: &[u8]) -> Result<Vec<LeafId>, E2eeError> {
+    let provider = Provider::new(conn);
+    let mls = load(&provider, group)?;
+    Ok(mls.members().filter_map(|m| LeafId::from_credential(&m.credential).ok()).collect())
+}
+
+/// The group's epoch authenticator: equal on every member that agrees on the group's history.
+pub fn authenticator(conn: &Connection, group: &[u8]) -> Result<Vec<u8>, E2eeError> {
+    let provider = Provider::new(conn);
+    Ok(load(&provider, group)?.epoch_authenticator().as_slice().to_vec())
+}
+
+#[cfg(test)]
+mod tests;

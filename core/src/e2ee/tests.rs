@@ -1,0 +1,215 @@
+//! MLS through the profile's own SQLite files: every step reopens the database, as an app
+//! restart would, so what openmls keeps is what it wrote to disk.
+
+use super::*;
+
+struct Profile {
+    dir: tempfile::TempDir,
+    id: LeafId,
+}
+
+impl Profile {
+    fn new(user: i64, device: i64) -> Self {
+        let profile = Self { dir: tempfile::tempdir().unwrap(), id: LeafId { user, device } };
+        Device::create(&profile.open(), profile.id).unwrap();
+        profile
+    }
+
+    fn open(&self) -> Connection {
+        crate::store::open(&self.dir.path().join("profile.sqlite")).unwrap()
+    }
+
+    /// Runs `f` with this device's keys on a freshly opened database.
+    fn with<T>(&self, f: impl FnOnce(&Device, &Connection) -> T) -> T {
+        let conn = self.open();
+        let device = Device::load(&conn).unwrap().unwrap();
+        f(&device, &conn)
+    }
+
+    fn key_package(&self) -> Vec<u8> {
+        self.with(|d, c| d.key_packages(c, 1, false).unwrap().remove(0))
+    }
+}
+
+const GROUP: &[u8; 16] = b"room-0000000001\0";
+
+/// Alice sets up a group with Bob and Carol; everyone has merged the setup.
+fn three() -> (Profile, Profile, Profile) {
+    let (alice, bob, carol) = (Profile::new(1, 1), Profile::new(2, 2), Profile::new(3, 3));
+    let kps = [bob.key_package(), carol.key_package()];
+    let setup = alice.with(|d, c| d.create_group(c, GROUP, &kps).unwrap());
+    assert_eq!(setup.epoch, 0);
+    alice.with(|d, c| d.confirm(c, GROUP).unwrap());
+    let welcome = setup.welcome.unwrap();
+    for p in [&bob, &carol] {
+        assert_eq!(p.with(|d, c| d.join(c, &welcome).unwrap()), GROUP.to_vec());
+    }
+    (alice, bob, carol)
+}
+
+#[test]
+fn messages_reach_every_member_across_restarts_and_the_sender_meets_its_own_as_own() {
+    let (alice, bob, carol) = three();
+    for p in [&alice, &bob, &carol] {
+        assert_eq!(p.with(|_, c| epoch(c, GROUP).unwrap()), Some(1));
+        let mut leaves = p.with(|_, c| members(c, GROUP).unwrap());
+        leaves.sort();
+        assert_eq!(leaves, vec![alice.id, bob.id, carol.id]);
+    }
+    let auth = alice.with(|_, c| authenticator(c, GROUP).unwrap());
+    assert_eq!(bob.with(|_, c| authenticator(c, GROUP).unwrap()), auth);
+
+    let sealed = bob.with(|d, c| d.encrypt(c, GROUP, b"hello from bob").unwrap());
+    assert!(!sealed.windows(5).any(|w| w == b"hello"), "the text is not in the ciphertext");
+    let short = bob.with(|d, c| d.encrypt(c, GROUP, b"k").unwrap());
+    assert_eq!(short.len(), sealed.len(), "padded: a 1-byte and a 14-byte text look the same");
+    assert_eq!(
+        alice.with(|d, c| d.process(c, GROUP, &short).unwrap()),
+        Processed::Application { sender: bob.id, plaintext: b"k".to_vec() }
+    );
+    for p in [&alice, &carol] {
+        assert_eq!(
+            p.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+            Processed::Application { sender: bob.id, plaintext: b"hello from bob".to_vec() }
+        );
+    }
+    assert_eq!(bob.with(|d, c| d.process(c, GROUP, &sealed).unwrap()), Processed::OwnMessage);
+}
+
+#[test]
+fn a_message_decrypted_in_a_rolled_back_transaction_decrypts_again_and_once_committed_never() {
+    let (alice, bob, _carol) = three();
+    let sealed = alice.with(|d, c| d.encrypt(c, GROUP, b"only once").unwrap());
+    let mut conn = bob.open();
+    let device = Device::load(&conn).unwrap().unwrap();
+    {
+        // A crash before the commit: openmls' writes go with the transaction.
+        let tx = conn.transaction().unwrap();
+        assert!(matches!(
+            device.process(&tx, GROUP, &sealed).unwrap(),
+            Processed::Application { .. }
+        ));
+        tx.rollback().unwrap();
+    }
+    let tx = conn.transaction().unwrap();
+    assert!(matches!(device.process(&tx, GROUP, &sealed).unwrap(), Processed::Application { .. }));
+    tx.commit().unwrap();
+    drop(conn);
+    // The key is gone: the same message cannot be decrypted twice.
+    assert!(matches!(bob.with(|d, c| d.process(c, GROUP, &sealed)), Err(E2eeError::Refused(_))));
+}
+
+#[test]
+fn of_two_commits_on_one_epoch_the_loser_discards_applies_the_winner_and_rebuilds() {
+    let (alice, bob, carol) = three();
+    let dave = Profile::new(4, 4);
+    let erin = Profile::new(5, 5);
+    let (dave_kp, erin_kp) = (dave.key_package(), erin.key_package());
+    // Both commit on epoch 1; the server logs Alice's and refuses Bob's (stale epoch).
+    let won = alice.with(|d, c| d.add(c, GROUP, std::slice::from_ref(&dave_kp)).unwrap());
+    let lost = bob.with(|d, c| d.add(c, GROUP, std::slice::from_ref(&erin_kp)).unwrap());
+    assert_eq!((won.epoch, lost.epoch), (1, 1));
+    alice.with(|d, c| d.confirm(c, GROUP).unwrap());
+    bob.with(|d, c| d.discard(c, GROUP).unwrap());
+    for p in [&bob, &carol] {
+        let processed = p.with(|d, c| d.process(c, GROUP, &won.commit).unwrap());
+        assert_eq!(
+            processed,
+            Processed::Commit { by: alice.id, added: vec![dave.id], removed: vec![] }
+        );
+    }
+    dave.with(|d, c| d.join(c, won.welcome.as_ref().unwrap()).unwrap());
+    // Bob rebuilds on epoch 2 and wins this time.
+    let rebuilt = bob.with(|d, c| d.add(c, GROUP, std::slice::from_ref(&erin_kp)).unwrap());
+    assert_eq!(rebuilt.epoch, 2);
+    bob.with(|d, c| d.confirm(c, GROUP).unwrap());
+    for p in [&alice, &carol, &dave] {
+        p.with(|d, c| d.process(c, GROUP, &rebuilt.commit).unwrap());
+    }
+    erin.with(|d, c| d.join(c, rebuilt.welcome.as_ref().unwrap()).unwrap());
+    let auth = alice.with(|_, c| authenticator(c, GROUP).unwrap());
+    for p in [&bob, &carol, &dave, &erin] {
+        assert_eq!(p.with(|_, c| authenticator(c, GROUP).unwrap()), auth);
+    }
+    let sealed = erin.with(|d, c| d.encrypt(c, GROUP, b"hi all").unwrap());
+    for p in [&alice, &bob, &carol, &dave] {
+        assert!(matches!(
+            p.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+            Processed::Application { .. }
+        ));
+    }
+}
+
+#[test]
+fn a_removed_member_cannot_read_what_follows() {
+    let (alice, bob, carol) = three();
+    let removal = alice.with(|d, c| d.remove(c, GROUP, |leaf| leaf.user == 3).unwrap());
+    alice.with(|d, c| d.confirm(c, GROUP).unwrap());
+    assert_eq!(
+        bob.with(|d, c| d.process(c, GROUP, &removal.commit).unwrap()),
+        Processed::Commit { by: alice.id, added: vec![], removed: vec![carol.id] }
+    );
+    // Carol sees her own removal; afterwards her group is inactive.
+    carol.with(|d, c| d.process(c, GROUP, &removal.commit).unwrap());
+    assert_eq!(carol.with(|_, c| epoch(c, GROUP).unwrap()), None);
+    let sealed = alice.with(|d, c| d.encrypt(c, GROUP, b"after carol").unwrap());
+    assert!(matches!(
+        bob.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+        Processed::Application { .. }
+    ));
+    assert!(carol.with(|d, c| d.process(c, GROUP, &sealed)).is_err());
+}
+
+#[test]
+fn a_lost_reply_is_recovered_by_meeting_my_own_commit_in_the_log() {
+    let (alice, bob, _carol) = three();
+    let commit = alice.with(|d, c| d.remove(c, GROUP, |leaf| leaf.user == 3).unwrap());
+    // No confirmation reached Alice; she reads the log instead.
+    assert_eq!(
+        alice.with(|d, c| d.process(c, GROUP, &commit.commit).unwrap()),
+        Processed::OwnCommit
+    );
+    bob.with(|d, c| d.process(c, GROUP, &commit.commit).unwrap());
+    assert_eq!(alice.with(|_, c| epoch(c, GROUP).unwrap()), Some(2));
+    assert_eq!(
+        alice.with(|_, c| authenticator(c, GROUP).unwrap()),
+        bob.with(|_, c| authenticator(c, GROUP).unwrap())
+    );
+}
+
+#[test]
+fn garbage_is_a_typed_error_and_leaves_the_group_working() {
+    let (alice, bob, _carol) = three();
+    for junk in [&b""[..], b"\x00\x01", &[0xff; 300]] {
+        assert!(matches!(bob.with(|d, c| d.process(c, GROUP, junk)), Err(E2eeError::Malformed(_))));
+        assert!(matches!(bob.with(|d, c| d.join(c, junk)), Err(E2eeError::Malformed(_))));
+        assert!(matches!(
+            alice.with(|d, c| d.add(c, GROUP, &[junk.to_vec()])),
+            Err(E2eeError::Malformed(_))
+        ));
+    }
+    // A real message, mangled in its ciphertext, is refused.
+    let mut sealed = alice.with(|d, c| d.encrypt(c, GROUP, b"intact").unwrap());
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    assert!(bob.with(|d, c| d.process(c, GROUP, &sealed)).is_err());
+    assert!(matches!(
+        bob.with(|d, c| d.process(c, b"no such group!!!", &sealed)),
+        Err(E2eeError::NoGroup)
+    ));
+    let sealed = alice.with(|d, c| d.encrypt(c, GROUP, b"still fine").unwrap());
+    assert!(matches!(
+        bob.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+        Processed::Application { .. }
+    ));
+}
+
+#[test]
+fn a_group_set_up_alone_starts_at_epoch_zero_and_a_refused_setup_is_forgotten() {
+    let alice = Profile::new(1, 1);
+    let setup = alice.with(|d, c| d.create_group(c, GROUP, &[]).unwrap());
+    assert!(setup.commit.is_empty() && setup.welcome.is_none());
+    assert_eq!(alice.with(|_, c| epoch(c, GROUP).unwrap()), Some(0));
+    alice.with(|_, c| forget(c, GROUP).unwrap());
+    assert_eq!(alice.with(|_, c| epoch(c, GROUP).unwrap()), None);
+}
