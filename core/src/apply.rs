@@ -123,6 +123,7 @@ pub fn describe(content: &EventContent) -> String {
         EventContent::Removed { .. } => "removed a member".into(),
         EventContent::Renamed { name } => format!("renamed the room to {name}"),
         EventContent::Call(record) => format!("call: {:?}", record.outcome).to_lowercase(),
+        EventContent::Mls { .. } => "changed the room's encryption keys".into(),
     }
 }
 
@@ -245,6 +246,16 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
                 .execute(params![room, name.as_str()])?;
         }
         EventContent::Message { .. } | EventContent::Call(_) => {}
+        EventContent::Mls { .. } => {
+            // A handshake of the room's group: part of the log, never of the timeline.
+            tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
+                .execute(params![room, seq])?;
+            if e.sender.0 == me {
+                tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?
+                    .execute([&e.request.0[..]])?;
+            }
+            return Ok(Applied::Applied);
+        }
     }
     if matches!(
         e.content,

@@ -16,10 +16,12 @@ use crate::{
     limits::*,
 };
 
-/// Protocol version this build speaks natively.
-pub const PROTOCOL_VERSION: u16 = 1;
-/// Oldest protocol version this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// Protocol version this build speaks natively. Version 2 added end-to-end encryption (MLS
+/// events and key packages).
+pub const PROTOCOL_VERSION: u16 = 2;
+/// Oldest protocol version this build still accepts. A version-1 client cannot read an
+/// encrypted room's log, so it gets `incompatible_version` rather than a log it misreads.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// A username on the wire (validated by the server: 3–32 of `a-z 0-9 _ . -`).
 pub type Username = Text<MAX_USERNAME_BYTES>;
@@ -27,8 +29,14 @@ pub type Username = Text<MAX_USERNAME_BYTES>;
 pub type RoomName = Text<MAX_ROOM_NAME_BYTES>;
 /// A device or client name.
 pub type Name = Text<MAX_NAME_BYTES>;
-/// An opaque message body; the server never reads it.
+/// An opaque message body; the server never reads it. In an end-to-end encrypted room it is
+/// an MLS `PrivateMessage`, so the plaintext inside is at most [`MAX_PLAINTEXT_BYTES`].
 pub type Body = Blob<MAX_BODY_BYTES>;
+/// One MLS KeyPackage (TLS-encoded `MLSMessage`-less `KeyPackage`).
+pub type KeyPackageBlob = Blob<MAX_KEY_PACKAGE_BYTES>;
+/// One MLS message: a commit (`PublicMessage`), a Welcome or a GroupInfo (TLS-encoded
+/// `MLSMessage`).
+pub type MlsBlob = Blob<MAX_MLS_BYTES>;
 /// An opaque SDP or ICE blob.
 pub type SignalBlob = Blob<MAX_SIGNAL_BYTES>;
 
@@ -206,6 +214,45 @@ pub enum Request {
         /// Media this message references; members may download them.
         attachments: List<MediaId, MAX_ATTACHMENTS>,
     },
+    /// An MLS handshake for the room's group, logged as one event ([`EventContent::Mls`]).
+    /// In a room with no group yet it sets the group up: `group_info` names the group and
+    /// its epoch, `welcome` brings the members' devices in, `commit` is absent. Afterwards
+    /// `commit` is required and must be built on the room's current epoch
+    /// (`stale_epoch` otherwise); `group_info` is the group after it. Replies
+    /// [`Reply::Logged`].
+    Mls {
+        /// Idempotency key.
+        request: RequestId,
+        /// The room.
+        room: RoomId,
+        /// The commit, a `PublicMessage`.
+        commit: Option<MlsBlob>,
+        /// The Welcome for the devices it adds.
+        welcome: Option<MlsBlob>,
+        /// The group's GroupInfo after it (with the ratchet tree), kept by the server for
+        /// devices that join by external commit.
+        group_info: MlsBlob,
+    },
+    /// Put KeyPackages for this device in the server's directory (one-time ones added to
+    /// the stock, a last-resort one replacing the previous). Replies
+    /// [`Reply::KeyPackageCount`].
+    PublishKeyPackages {
+        /// One-time KeyPackages.
+        packages: List<KeyPackageBlob, MAX_KEY_PACKAGES>,
+        /// The KeyPackage handed out when the one-time ones are gone.
+        last_resort: Option<KeyPackageBlob>,
+    },
+    /// One KeyPackage of each device of `user` (a one-time one, taken out of the directory,
+    /// or the device's last-resort one). Replies [`Reply::KeyPackages`].
+    ClaimKeyPackages {
+        /// Whose devices.
+        user: UserId,
+    },
+    /// The latest GroupInfo of a room I am a member of. Replies [`Reply::GroupInfo`].
+    GroupInfo {
+        /// The room.
+        room: RoomId,
+    },
     /// Store the outcome of a call in the room log.
     RecordCall {
         /// Idempotency key.
@@ -336,6 +383,10 @@ impl Request {
         "RemoveMember",
         "Rename",
         "Send",
+        "Mls",
+        "PublishKeyPackages",
+        "ClaimKeyPackages",
+        "GroupInfo",
         "RecordCall",
         "Receipt",
         "Typing",
@@ -365,6 +416,8 @@ impl Request {
             | Request::Rename { room, .. }
             | Request::Send { room, .. }
             | Request::RecordCall { room, .. }
+            | Request::Mls { room, .. }
+            | Request::GroupInfo { room }
             | Request::Accept { room, .. }
             | Request::Receipt { room, .. }
             | Request::Typing { room, .. }
@@ -391,6 +444,8 @@ impl Request {
             | Request::NearbyOff {}
             | Request::NearbyList {}
             | Request::IceServers {}
+            | Request::PublishKeyPackages { .. }
+            | Request::ClaimKeyPackages { .. }
             | Request::Ping { .. } => None,
         }
     }
@@ -405,6 +460,7 @@ impl Request {
             | Request::Rename { request, .. }
             | Request::Send { request, .. }
             | Request::RecordCall { request, .. }
+            | Request::Mls { request, .. }
             | Request::Accept { request, .. } => Some(*request),
             Request::Hello { .. }
             | Request::SignUp(_)
@@ -430,6 +486,9 @@ impl Request {
             | Request::NearbyOff {}
             | Request::NearbyList {}
             | Request::IceServers {}
+            | Request::PublishKeyPackages { .. }
+            | Request::ClaimKeyPackages { .. }
+            | Request::GroupInfo { .. }
             | Request::Ping { .. } => None,
         }
     }
@@ -454,6 +513,10 @@ impl Request {
             Request::Rename { .. } => "rename",
             Request::Send { .. } => "send",
             Request::RecordCall { .. } => "record_call",
+            Request::Mls { .. } => "mls",
+            Request::PublishKeyPackages { .. } => "publish_key_packages",
+            Request::ClaimKeyPackages { .. } => "claim_key_packages",
+            Request::GroupInfo { .. } => "group_info",
             Request::Receipt { .. } => "receipt",
             Request::Typing { .. } => "typing",
             Request::Signal { .. } => "signal",
@@ -671,6 +734,14 @@ pub enum EventContent {
     },
     /// A call's outcome.
     Call(CallRecord),
+    /// An MLS handshake of the room's group (see [`Request::Mls`]): the group's setup
+    /// (`welcome` only) or a commit, and the Welcome for the devices it adds.
+    Mls {
+        /// The commit (absent for the setup).
+        commit: Option<MlsBlob>,
+        /// The Welcome.
+        welcome: Option<MlsBlob>,
+    },
 }
 
 /// A member's state in a room, with their receipt watermarks.
@@ -835,6 +906,31 @@ pub enum Reply {
         /// The nonce from the ping.
         nonce: u64,
     },
+    /// Answer to PublishKeyPackages: how many one-time KeyPackages this device has on the
+    /// server now.
+    KeyPackageCount {
+        /// One-time KeyPackages left.
+        count: u32,
+    },
+    /// Answer to ClaimKeyPackages: one per device that has any.
+    KeyPackages {
+        /// The KeyPackages, by device.
+        packages: List<DeviceKeyPackage, MAX_DEVICES>,
+    },
+    /// Answer to GroupInfo.
+    GroupInfo {
+        /// The room's latest GroupInfo (`None`: the room has no group yet).
+        group_info: Option<MlsBlob>,
+    },
+}
+
+/// One device's KeyPackage, as claimed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceKeyPackage {
+    /// The device.
+    pub device: DeviceId,
+    /// Its KeyPackage.
+    pub package: KeyPackageBlob,
 }
 
 /// A contact key as it travels (16–64 characters of `A-Z a-z 0-9 - _`). Its `Debug` never
@@ -950,6 +1046,10 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// The server's disk is nearly full: nothing new is stored for now; retry later.
     StorageFull,
+    /// An MLS message built on an epoch the room's group has left (another commit came
+    /// first): catch up, rebuild, resend under the same request id. Not transient: the same
+    /// bytes would fail again.
+    StaleEpoch,
     /// A code a newer server knows and this build does not.
     #[serde(other)]
     Unknown,
@@ -1000,6 +1100,7 @@ impl ErrorCode {
             ErrorCode::ExpiredContactKey => "expired_contact_key",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::StorageFull => "storage_full",
+            ErrorCode::StaleEpoch => "stale_epoch",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -1115,6 +1216,9 @@ impl Reply {
             Reply::Nearby { .. } => "nearby",
             Reply::IceServers { .. } => "ice_servers",
             Reply::Pong { .. } => "pong",
+            Reply::KeyPackageCount { .. } => "key_package_count",
+            Reply::KeyPackages { .. } => "key_packages",
+            Reply::GroupInfo { .. } => "group_info",
         }
     }
 }

@@ -45,6 +45,16 @@ pub const MAX_ATTACHMENTS: usize = 16;
 pub const MAX_PAGE_EVENTS: usize = 500;
 /// Most devices listed for one user.
 pub const MAX_DEVICES: usize = 100;
+/// Largest MLS KeyPackage, in bytes (a suite-1 one is about 300).
+pub const MAX_KEY_PACKAGE_BYTES: usize = 2 * 1024;
+/// Most KeyPackages published in one request, and most a device keeps on the server.
+pub const MAX_KEY_PACKAGES: usize = 100;
+/// Largest MLS commit, Welcome or GroupInfo carried in a frame, in bytes. Three of them and
+/// the rest of a request fit one frame.
+pub const MAX_MLS_BYTES: usize = 80 * 1024;
+/// Largest plaintext of a message in an end-to-end encrypted room: the MLS framing and
+/// padding around it must still fit [`MAX_BODY_BYTES`].
+pub const MAX_PLAINTEXT_BYTES: usize = MAX_BODY_BYTES - 1024;
 
 /// People returned by one nearby lookup.
 pub const MAX_NEARBY: usize = 50;

@@ -95,6 +95,8 @@ pub struct Config {
     pub create_room_rate: Rate,
     /// Contact-key resets per user.
     pub contact_key_reset_rate: Rate,
+    /// KeyPackage claims per user (each takes one of another user's one-time KeyPackages).
+    pub key_package_claim_rate: Rate,
     /// People-nearby lookups (turning on, listing) per user.
     pub nearby_rate: Rate,
     /// STUN URLs handed to clients for calls.
@@ -167,6 +169,7 @@ impl Config {
             receipt_rate: Rate { per_second: 20.0, burst: 100.0 },
             create_room_rate: Rate { per_second: 0.2, burst: 50.0 },
             contact_key_reset_rate: Rate { per_second: 1.0 / 60.0, burst: 5.0 },
+            key_package_claim_rate: Rate { per_second: 1.0, burst: 300.0 },
             nearby_rate: Rate { per_second: 1.0 / 60.0, burst: 6.0 },
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),

@@ -290,7 +290,13 @@ impl Conn {
             | Request::Rename { .. }
             | Request::Send { .. }
             | Request::RecordCall { .. }
+            | Request::Mls { .. }
             | Request::Accept { .. }) => self.room_mutation(r).await?,
+            Request::PublishKeyPackages { packages, last_resort } => {
+                self.publish_key_packages(packages.into_vec(), last_resort).await?
+            }
+            Request::ClaimKeyPackages { user } => self.claim_key_packages(user).await?,
+            Request::GroupInfo { room } => self.group_info(room).await?,
             Request::Receipt { room, delivered, read } => {
                 self.receipt(room, delivered, read).await?
             }
@@ -347,6 +353,9 @@ impl Conn {
             Request::CreateRoom { .. } => return per_user(&self.shared.room_creations, self),
             Request::ContactKey { reset: true, .. } => {
                 return per_user(&self.shared.contact_key_resets, self)
+            }
+            Request::ClaimKeyPackages { .. } => {
+                return per_user(&self.shared.key_package_claims, self)
             }
             _ => Ok(()),
         }

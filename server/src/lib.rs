@@ -30,6 +30,7 @@ pub mod error;
 mod listener;
 mod media;
 pub mod metrics;
+mod mls;
 mod nearby;
 mod ops;
 pub mod ratelimit;
@@ -77,6 +78,7 @@ pub(crate) struct Shared {
     room_creations: std::sync::Mutex<KeyedBuckets<i64>>,
     /// Contact-key resets, per user id.
     contact_key_resets: std::sync::Mutex<KeyedBuckets<i64>>,
+    key_package_claims: std::sync::Mutex<KeyedBuckets<i64>>,
     password_work: auth::PasswordWork,
     /// Who is setting up or in a call, for TURN credentials.
     calls: turn::CallWindows,
@@ -188,6 +190,7 @@ impl Server {
             nearby_lookups: buckets(config.nearby_rate),
             room_creations: buckets(config.create_room_rate),
             contact_key_resets: buckets(config.contact_key_reset_rate),
+            key_package_claims: buckets(config.key_package_claim_rate),
             password_work: auth::PasswordWork::new(config.password_hashers, config.password_queue),
             calls: turn::CallWindows::new(config.turn_window),
             disk: disk::DiskWatch::new(config.data_dir.clone(), config.min_free_disk),

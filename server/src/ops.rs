@@ -531,6 +531,7 @@ impl Conn {
             Request::Send { room, body, attachments, .. } => {
                 self.mutate(&request, move |tx, actor| {
                     agreed_member_only(tx, room, actor)?;
+                    crate::mls::check_body(tx, room, body.as_bytes())?;
                     if direct_peer_blocks(tx, room, actor)? {
                         return Err(OpError::forbidden(
                             "this user does not accept messages from you",
@@ -545,6 +546,20 @@ impl Conn {
                     let mut change = Change::new(room, EventContent::Message { body, attachments });
                     change.attachments = refs;
                     Ok(change)
+                })
+                .await
+            }
+            Request::Mls { room, commit, welcome, group_info, .. } => {
+                self.mutate(&request, move |tx, actor| {
+                    agreed_member_only(tx, room, actor)?;
+                    crate::mls::handshake(
+                        tx,
+                        room,
+                        commit.as_ref(),
+                        welcome.as_ref(),
+                        &group_info,
+                    )?;
+                    Ok(Change::new(room, EventContent::Mls { commit, welcome }))
                 })
                 .await
             }

@@ -42,6 +42,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_nearby", include_str!("../migrations/0004_nearby.sql")),
     ("0005_quotas", include_str!("../migrations/0005_quotas.sql")),
     ("0006_consent", include_str!("../migrations/0006_consent.sql")),
+    ("0007_e2ee", include_str!("../migrations/0007_e2ee.sql")),
 ];
 
 /// What can go wrong opening or using the database.

@@ -148,7 +148,7 @@ pub struct Commit {
     pub group: Vec<u8>,
     /// The epoch the commit was built on.
     pub epoch: u64,
-    /// The commit, a `PublicMessage` (empty when a new group was set up without a commit).
+    /// The commit, a `PublicMessage` (empty for a group's setup).
     pub commit: Vec<u8>,
     /// The Welcome for the devices the commit adds.
     pub welcome: Option<Vec<u8>>,
@@ -242,7 +242,7 @@ impl Device {
         let provider = Provider::new(conn);
         let mut packages = Vec::with_capacity(count + 1);
         for i in 0..count + usize::from(last_resort) {
-            let mut builder = KeyPackage::builder();
+            let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
             if i == count {
                 builder = builder.mark_as_last_resort();
             }
@@ -257,6 +257,7 @@ impl Device {
     fn create_config() -> MlsGroupCreateConfig {
         MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
+            .capabilities(capabilities())
             .use_ratchet_tree_extension(true)
             .padding_size(PADDING)
             .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
@@ -271,9 +272,10 @@ impl Device {
             .build()
     }
 
-    /// Sets up a new group `group` with this device alone and commits adding the devices of
-    /// `key_packages` (a pending commit, as for [`Device::add`]; with no key packages there is
-    /// no commit and the group is ready at epoch 0).
+    /// Sets up a new group `group` with this device alone and adds the devices of
+    /// `key_packages` (pending until confirmed, as for [`Device::add`], but the setup's
+    /// commit is not sent: the Welcome is all the others need). With no key packages the
+    /// group is ready at epoch 0.
     pub fn create_group(
         &self,
         conn: &Connection,
@@ -300,7 +302,8 @@ impl Device {
                 group_info: group_info.to_bytes().map_err(refused)?,
             });
         }
-        self.add_to(&provider, &mut mls, key_packages)
+        // Nobody needs the setup's commit: the Welcome brings every device in at its epoch.
+        Ok(Commit { commit: Vec::new(), ..self.add_to(&provider, &mut mls, key_packages)? })
     }
 
     /// Commits adding the devices of `key_packages` to `group` (pending until confirmed).
@@ -492,6 +495,11 @@ impl Device {
             }
         })
     }
+}
+
+/// What every Tidings leaf supports beyond the defaults: last-resort KeyPackages.
+fn capabilities() -> Capabilities {
+    Capabilities::new(None, None, Some(&[ExtensionType::LastResort]), None, None)
 }
 
 fn load(provider: &Provider<'_>, group: &[u8]) -> Result<MlsGroup, E2eeError> {

@@ -39,6 +39,7 @@ fn three() -> (Profile, Profile, Profile) {
     let kps = [bob.key_package(), carol.key_package()];
     let setup = alice.with(|d, c| d.create_group(c, GROUP, &kps).unwrap());
     assert_eq!(setup.epoch, 0);
+    assert!(setup.commit.is_empty(), "a setup sends no commit, only the Welcome");
     alice.with(|d, c| d.confirm(c, GROUP).unwrap());
     let welcome = setup.welcome.unwrap();
     for p in [&bob, &carol] {
@@ -175,6 +176,17 @@ fn a_lost_reply_is_recovered_by_meeting_my_own_commit_in_the_log() {
         alice.with(|_, c| authenticator(c, GROUP).unwrap()),
         bob.with(|_, c| authenticator(c, GROUP).unwrap())
     );
+}
+
+#[test]
+fn a_last_resort_key_package_adds_a_device_like_a_one_time_one() {
+    let (alice, _bob, _carol) = three();
+    let dave = Profile::new(4, 4);
+    let kp = dave.with(|d, c| d.key_packages(c, 0, true).unwrap());
+    let commit = alice.with(|d, c| d.add(c, GROUP, &kp).unwrap());
+    alice.with(|d, c| d.confirm(c, GROUP).unwrap());
+    dave.with(|d, c| d.join(c, commit.welcome.as_ref().unwrap()).unwrap());
+    assert_eq!(dave.with(|_, c| epoch(c, GROUP).unwrap()), Some(2));
 }
 
 #[test]

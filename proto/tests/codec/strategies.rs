@@ -61,7 +61,7 @@ pub fn room_kind() -> impl Strategy<Value = RoomKind> {
 }
 
 /// Every error code; `code_name` below is the exhaustive check on this list.
-pub const ALL_CODES: [ErrorCode; 21] = [
+pub const ALL_CODES: [ErrorCode; 22] = [
     ErrorCode::IncompatibleVersion,
     ErrorCode::Malformed,
     ErrorCode::UnknownRequest,
@@ -82,6 +82,7 @@ pub const ALL_CODES: [ErrorCode; 21] = [
     ErrorCode::ExpiredContactKey,
     ErrorCode::QuotaExceeded,
     ErrorCode::StorageFull,
+    ErrorCode::StaleEpoch,
     ErrorCode::Unknown,
 ];
 
@@ -184,6 +185,20 @@ pub fn request() -> impl Strategy<Value = Request> {
         ),
         (request_id(), room(), call_record())
             .prop_map(|(request, room, record)| Request::RecordCall { request, room, record }),
+        (request_id(), room(), option::of(blob()), option::of(blob()), blob()).prop_map(
+            |(request, room, commit, welcome, group_info)| Request::Mls {
+                request,
+                room,
+                commit,
+                welcome,
+                group_info
+            }
+        ),
+        (list(blob()), option::of(blob())).prop_map(|(packages, last_resort)| {
+            Request::PublishKeyPackages { packages, last_resort }
+        }),
+        user().prop_map(|user| Request::ClaimKeyPackages { user }),
+        room().prop_map(|room| Request::GroupInfo { room }),
         (room(), option::of(any::<u64>()), option::of(any::<u64>()))
             .prop_map(|(room, delivered, read)| Request::Receipt { room, delivered, read }),
         (room(), any::<bool>()).prop_map(|(room, active)| Request::Typing { room, active }),
@@ -240,6 +255,8 @@ pub fn content() -> impl Strategy<Value = EventContent> {
         (blob(), list(media()))
             .prop_map(|(body, attachments)| EventContent::Message { body, attachments }),
         call_record().prop_map(EventContent::Call),
+        (option::of(blob()), option::of(blob()))
+            .prop_map(|(commit, welcome)| EventContent::Mls { commit, welcome }),
     ]
 }
 
@@ -354,6 +371,10 @@ pub fn reply() -> impl Strategy<Value = Reply> {
         )
             .prop_map(|(servers, ttl_s)| Reply::IceServers { servers, ttl_s }),
         any::<u64>().prop_map(|nonce| Reply::Pong { nonce }),
+        any::<u32>().prop_map(|count| Reply::KeyPackageCount { count }),
+        list((device(), blob()).prop_map(|(device, package)| DeviceKeyPackage { device, package }))
+            .prop_map(|packages| Reply::KeyPackages { packages }),
+        option::of(blob()).prop_map(|group_info| Reply::GroupInfo { group_info }),
     ]
 }
 
@@ -404,6 +425,10 @@ pub fn request_tag(r: &Request) -> &'static str {
         Request::Rename { .. } => "Rename",
         Request::Send { .. } => "Send",
         Request::RecordCall { .. } => "RecordCall",
+        Request::Mls { .. } => "Mls",
+        Request::PublishKeyPackages { .. } => "PublishKeyPackages",
+        Request::ClaimKeyPackages { .. } => "ClaimKeyPackages",
+        Request::GroupInfo { .. } => "GroupInfo",
         Request::Receipt { .. } => "Receipt",
         Request::Typing { .. } => "Typing",
         Request::Signal { .. } => "Signal",
@@ -451,6 +476,9 @@ pub fn reply_tag(r: &Reply) -> &'static str {
         Reply::Nearby { .. } => "Nearby",
         Reply::IceServers { .. } => "IceServers",
         Reply::Pong { .. } => "Pong",
+        Reply::KeyPackageCount { .. } => "KeyPackageCount",
+        Reply::KeyPackages { .. } => "KeyPackages",
+        Reply::GroupInfo { .. } => "GroupInfo",
     }
 }
 
@@ -464,6 +492,7 @@ pub fn content_tag(c: &EventContent) -> &'static str {
         EventContent::Renamed { .. } => "Renamed",
         EventContent::Message { .. } => "Message",
         EventContent::Call(_) => "Call",
+        EventContent::Mls { .. } => "Mls",
     }
 }
 
@@ -503,6 +532,7 @@ pub fn code_name(c: ErrorCode) -> &'static str {
         ErrorCode::ExpiredContactKey => "expired_contact_key",
         ErrorCode::QuotaExceeded => "quota_exceeded",
         ErrorCode::StorageFull => "storage_full",
+        ErrorCode::StaleEpoch => "stale_epoch",
         ErrorCode::Unknown => "unknown",
     }
 }
@@ -542,5 +572,14 @@ pub fn serde_variants<T: for<'a> serde::Deserialize<'a> + std::fmt::Debug>() -> 
 }
 
 /// Mutations carry the idempotency key; these are the ones.
-pub const MUTATIONS: [&str; 8] =
-    ["CreateRoom", "Invite", "Accept", "Leave", "RemoveMember", "Rename", "Send", "RecordCall"];
+pub const MUTATIONS: [&str; 9] = [
+    "CreateRoom",
+    "Invite",
+    "Accept",
+    "Leave",
+    "RemoveMember",
+    "Rename",
+    "Send",
+    "RecordCall",
+    "Mls",
+];

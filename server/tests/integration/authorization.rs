@@ -143,6 +143,12 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     ("Typing",          [F,     F,    F,      U,      U,     U,      U,      A]),
     ("Signal",          [F,     F,    F,      U,      U,     U,      U,      A]),
     ("CatchUp",         [F,     F,    F,      U,      U,     U,      U,      A]),
+    // End-to-end encryption: a room's group (its setup here) and GroupInfo are members'
+    // business; KeyPackages are published and claimed by anyone signed in.
+    ("Mls",             [F,     F,    F,      U,      U,     U,      U,      A]),
+    ("GroupInfo",       [F,     F,    F,      U,      U,     U,      U,      A]),
+    ("PublishKeyPackages", [A,  A,    A,      U,      U,     U,      U,      A]),
+    ("ClaimKeyPackages", [A,    A,    A,      U,      U,     U,      U,      A]),
     // Media over HTTP: any signed-in user uploads; the uploader and current members of a
     // room with a message that lists the media download; anyone else gets the same 404 as
     // for media that does not exist.
@@ -460,9 +466,37 @@ fn operation(op: &str, w: &World) -> Operation {
             signal: CallSignal::Inquire { video: false },
         },
         "CatchUp" => Request::CatchUp { room, after: 0, limit: 10 },
+        "Mls" => Request::Mls {
+            request: request_id(),
+            room,
+            commit: None,
+            welcome: None,
+            group_info: tidings_proto::bounded::Blob::new(group_info()).unwrap(),
+        },
+        "GroupInfo" => Request::GroupInfo { room },
+        "PublishKeyPackages" => {
+            Request::PublishKeyPackages { packages: List::empty(), last_resort: None }
+        }
+        "ClaimKeyPackages" => Request::ClaimKeyPackages { user: alice },
         other => panic!("no operation named {other:?}: add it here and to the table"),
     };
     Operation::Request(request)
+}
+
+/// The GroupInfo of a new one-device MLS group: what a room's setup carries.
+fn group_info() -> Vec<u8> {
+    use openmls::prelude::*;
+    let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+    let signer = openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
+    let credential = CredentialWithKey {
+        credential: BasicCredential::new(vec![0; 16]).into(),
+        signature_key: signer.public().into(),
+    };
+    let group = MlsGroup::builder()
+        .ciphersuite(Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519)
+        .build(&provider, &signer, credential)
+        .unwrap();
+    group.export_group_info(provider.crypto(), &signer, true).unwrap().to_bytes().unwrap()
 }
 
 /// Attempts `op` as `caller` and reports what happened.

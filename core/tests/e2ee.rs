@@ -1,0 +1,295 @@
+//! End-to-end encryption through the real server on a loopback port: core's MLS module
+//! (`tidings_core::e2ee`, state in real SQLite profiles) on one side, the server's ordering
+//! and KeyPackage directory (server/src/mls.rs) on the other.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
+use tidings_core::e2ee::{self, Device, LeafId, Processed};
+use tidings_proto::{
+    bounded::{Blob, List},
+    ErrorCode, EventContent, Reply, Request, RequestId, RoomId, RoomKind,
+};
+use tidings_testkit::{request_id, Client, TestServer};
+
+/// A signed-in device: its connection and its profile's MLS state.
+struct Member {
+    client: Client,
+    dir: tempfile::TempDir,
+}
+
+impl Member {
+    async fn sign_up(server: &TestServer, name: &str) -> Self {
+        Self::with(Client::sign_up(&server.ws_url(), name).await.unwrap())
+    }
+
+    fn with(client: Client) -> Self {
+        let member = Self { client, dir: tempfile::tempdir().unwrap() };
+        let me = member.client.me();
+        Device::create(&member.db(), LeafId { user: me.user.id.0, device: me.device.0 }).unwrap();
+        member
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        tidings_core::store::open(&self.dir.path().join("profile.sqlite")).unwrap()
+    }
+
+    fn mls<T>(&self, f: impl FnOnce(&Device, &rusqlite::Connection) -> T) -> T {
+        let db = self.db();
+        let device = Device::load(&db).unwrap().unwrap();
+        f(&device, &db)
+    }
+
+    async fn publish(&mut self, count: usize) -> u32 {
+        let packages = self.mls(|d, db| d.key_packages(db, count, true).unwrap());
+        let (last, one_time) = packages.split_last().unwrap();
+        let request = Request::PublishKeyPackages {
+            packages: List::new(one_time.iter().map(|p| Blob::new(p.clone()).unwrap()).collect())
+                .unwrap(),
+            last_resort: Some(Blob::new(last.clone()).unwrap()),
+        };
+        match self.client.request(request).await.unwrap().unwrap() {
+            Reply::KeyPackageCount { count } => count,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn claim(&mut self, user: i64) -> Vec<Vec<u8>> {
+        let request = Request::ClaimKeyPackages { user: tidings_proto::UserId(user) };
+        match self.client.request(request).await.unwrap().unwrap() {
+            Reply::KeyPackages { packages } => {
+                packages.into_vec().into_iter().map(|p| p.package.into_vec()).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Sends a handshake; the reply's seq, or the error code.
+    async fn handshake(
+        &mut self,
+        request: RequestId,
+        room: RoomId,
+        commit: &e2ee::Commit,
+    ) -> Result<u64, ErrorCode> {
+        let blob = |b: &Vec<u8>| Blob::new(b.clone()).unwrap();
+        let mls = Request::Mls {
+            request,
+            room,
+            commit: (!commit.commit.is_empty()).then(|| blob(&commit.commit)),
+            welcome: commit.welcome.as_ref().map(blob),
+            group_info: blob(&commit.group_info),
+        };
+        match self.client.request(mls).await.unwrap() {
+            Ok(Reply::Logged { seq, .. }) => Ok(seq),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.code),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        request: RequestId,
+        room: RoomId,
+        body: Vec<u8>,
+    ) -> Result<u64, ErrorCode> {
+        let send = Request::Send {
+            request,
+            room,
+            body: Blob::new(body).unwrap(),
+            attachments: List::empty(),
+        };
+        match self.client.request(send).await.unwrap() {
+            Ok(Reply::Logged { seq, .. }) => Ok(seq),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.code),
+        }
+    }
+
+    /// Applies the room's log after `after` to this device's group, as a client's sync would;
+    /// returns the plaintexts read.
+    async fn read_log(&mut self, room: RoomId, group: &[u8], after: u64) -> Vec<Vec<u8>> {
+        let log = self.client.room_log(room).await.unwrap();
+        let mut read = Vec::new();
+        for event in log.into_iter().filter(|e| e.seq > after) {
+            let in_group = e2ee::epoch(&self.db(), group).unwrap().is_some();
+            match event.content {
+                EventContent::Mls { welcome: Some(welcome), .. } if !in_group => {
+                    // A Welcome that has no secrets for this device is someone else's.
+                    self.mls(|d, db| d.join(db, welcome.as_bytes())).ok();
+                }
+                EventContent::Mls { commit: Some(commit), .. } if in_group => {
+                    self.mls(|d, db| d.process(db, group, commit.as_bytes()).unwrap());
+                }
+                EventContent::Message { body, .. } if in_group => {
+                    if let Processed::Application { sender, plaintext } =
+                        self.mls(|d, db| d.process(db, group, body.as_bytes()).unwrap())
+                    {
+                        assert_eq!((sender.user, sender.device), (event.sender.0, event.device.0));
+                        read.push(plaintext);
+                    }
+                }
+                _ => {}
+            }
+        }
+        read
+    }
+}
+
+const GROUP: &[u8; 16] = b"0123456789abcdef";
+
+async fn group_room(from: &mut Member, to: &Member) -> RoomId {
+    let create = Request::CreateRoom {
+        request: request_id(),
+        kind: RoomKind::Group,
+        name: None,
+        members: List::new(vec![to.client.me().user.id]).unwrap(),
+    };
+    match from.client.request(create).await.unwrap().unwrap() {
+        Reply::Logged { room, .. } => room,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn key_packages_are_checked_claimed_once_and_fall_back_to_the_last_resort() {
+    let server = TestServer::start().await.unwrap();
+    let mut alice = Member::sign_up(&server, "alice").await;
+    let mut bob = Member::sign_up(&server, "bob").await;
+    assert_eq!(bob.publish(2).await, 2);
+
+    // Nobody publishes in another device's name, and garbage is refused.
+    let bobs = bob.mls(|d, db| d.key_packages(db, 1, false).unwrap());
+    let as_alice = Request::PublishKeyPackages {
+        packages: List::new(vec![Blob::new(bobs[0].clone()).unwrap()]).unwrap(),
+        last_resort: None,
+    };
+    assert_eq!(
+        alice.client.request(as_alice).await.unwrap().unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    let junk = Request::PublishKeyPackages {
+        packages: List::new(vec![Blob::new(vec![0; 300]).unwrap()]).unwrap(),
+        last_resort: None,
+    };
+    assert_eq!(
+        alice.client.request(junk).await.unwrap().unwrap_err().code,
+        ErrorCode::InvalidInput
+    );
+
+    let bob_user = bob.client.me().user.id.0;
+    let first = alice.claim(bob_user).await;
+    let second = alice.claim(bob_user).await;
+    let third = alice.claim(bob_user).await;
+    let fourth = alice.claim(bob_user).await;
+    assert_eq!((first.len(), second.len(), third.len()), (1, 1, 1));
+    assert_ne!(first, second, "one-time key packages are handed out once");
+    assert_eq!(third, fourth, "then the last-resort one, again and again");
+    // A user whose devices published nothing has nothing to claim.
+    assert!(bob.claim(alice.client.me().user.id.0).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_server_orders_one_commit_per_epoch_and_stores_only_ciphertext() {
+    let server = TestServer::start().await.unwrap();
+    let mut alice = Member::sign_up(&server, "alice").await;
+    let mut bob = Member::sign_up(&server, "bob").await;
+    let mut carol = Member::sign_up(&server, "carol").await;
+    bob.publish(3).await;
+    carol.publish(3).await;
+    let room = group_room(&mut alice, &bob).await;
+    let accept = Request::Accept { request: request_id(), room };
+    bob.client.request(accept).await.unwrap().unwrap();
+
+    // Alice sets the group up with Bob's device in it.
+    let kp = alice.claim(bob.client.me().user.id.0).await;
+    let setup = alice.mls(|d, db| d.create_group(db, GROUP, &kp).unwrap());
+    let setup_id = request_id();
+    let setup_seq = alice.handshake(setup_id, room, &setup).await.unwrap();
+    alice.mls(|d, db| d.confirm(db, GROUP).unwrap());
+    // A second setup loses: the room has its group.
+    let other = bob.mls(|d, db| d.create_group(db, b"fedcba9876543210", &[]).unwrap());
+    assert_eq!(bob.handshake(request_id(), room, &other).await, Err(ErrorCode::StaleEpoch));
+    e2ee::forget(&bob.db(), b"fedcba9876543210").unwrap();
+    bob.read_log(room, GROUP, 0).await;
+    assert_eq!(e2ee::epoch(&bob.db(), GROUP).unwrap(), Some(1));
+
+    // Now the room takes only its group's messages, at its epoch.
+    assert_eq!(
+        bob.send(request_id(), room, b"plain text".to_vec()).await,
+        Err(ErrorCode::InvalidInput)
+    );
+    let secret = b"the eagle lands at midnight".to_vec();
+    let sealed = bob.mls(|d, db| d.encrypt(db, GROUP, &secret).unwrap());
+    let sent = bob.send(request_id(), room, sealed).await.unwrap();
+    assert_eq!(alice.read_log(room, GROUP, setup_seq).await, vec![secret.clone()]);
+
+    // Alice and Bob both commit on epoch 1: Alice adds Carol, Bob removes nobody but
+    // updates (an add of Carol too). The server logs the first and refuses the second.
+    let carol_kp = alice.claim(carol.client.me().user.id.0).await;
+    let carol_kp2 = bob.claim(carol.client.me().user.id.0).await;
+    let invite = alice.client.request(Request::Invite {
+        request: request_id(),
+        room,
+        user: carol.client.me().user.id,
+    });
+    invite.await.unwrap().unwrap();
+    let alices = alice.mls(|d, db| d.add(db, GROUP, &carol_kp).unwrap());
+    let bobs = bob.mls(|d, db| d.add(db, GROUP, &carol_kp2).unwrap());
+    let alice_id = request_id();
+    alice.handshake(alice_id, room, &alices).await.unwrap();
+    alice.mls(|d, db| d.confirm(db, GROUP).unwrap());
+    let bob_id = request_id();
+    assert_eq!(bob.handshake(bob_id, room, &bobs).await, Err(ErrorCode::StaleEpoch));
+    // Bob's message written meanwhile, on the old epoch, is refused the same way …
+    let late = b"written before I saw the commit".to_vec();
+    let stale = bob.mls(|d, db| d.encrypt(db, GROUP, &late).unwrap());
+    let late_id = request_id();
+    assert_eq!(bob.send(late_id, room, stale).await, Err(ErrorCode::StaleEpoch));
+    // … so he drops his commit, catches up, and sends it again under the same request id.
+    bob.mls(|d, db| d.discard(db, GROUP).unwrap());
+    bob.read_log(room, GROUP, sent).await;
+    assert_eq!(e2ee::epoch(&bob.db(), GROUP).unwrap(), Some(2));
+    let resealed = bob.mls(|d, db| d.encrypt(db, GROUP, &late).unwrap());
+    let late_seq = bob.send(late_id, room, resealed.clone()).await.unwrap();
+    // A resend of what was logged is answered as before, even though the epoch moved on.
+    assert_eq!(alice.handshake(alice_id, room, &alices).await, Ok(late_seq - 1));
+    assert_eq!(bob.send(late_id, room, resealed).await, Ok(late_seq));
+
+    // Carol joins from the Welcome and reads what follows, not what came before.
+    assert_eq!(carol.read_log(room, GROUP, 0).await, vec![late.clone()]);
+    let auth = e2ee::authenticator(&alice.db(), GROUP).unwrap();
+    assert_eq!(e2ee::authenticator(&bob.db(), GROUP).unwrap(), auth);
+    assert_eq!(e2ee::authenticator(&carol.db(), GROUP).unwrap(), auth);
+
+    // The GroupInfo is there for members' new devices, and only for members.
+    let info = alice.client.request(Request::GroupInfo { room }).await.unwrap().unwrap();
+    assert!(matches!(info, Reply::GroupInfo { group_info: Some(_) }));
+    let mut eve = Member::sign_up(&server, "eve").await;
+    let refused = eve.client.request(Request::GroupInfo { room }).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+
+    // Nothing of what was said is in the server's files.
+    let mut server = server;
+    server.stop().await.unwrap();
+    for entry in walk(server.data_dir()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for needle in [&secret[..], &late[..], b"eagle"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{entry:?} holds a plaintext"
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
