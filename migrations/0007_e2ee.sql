@@ -7,3 +7,6 @@ CREATE TABLE e2ee_device (
     device INTEGER NOT NULL,
     signature_key BLOB NOT NULL
 ) STRICT;
+
+-- The room's MLS group, once this device is in it (joined from a Welcome in the log).
+ALTER TABLE rooms ADD COLUMN mls_group BLOB;

@@ -1,6 +1,6 @@
 //! `tidings-bench`: the benchmarks behind docs/performance.md.
 //!
-//! Run them with `cargo xtask bench server|core|photo|call|app`: xtask installs what a
+//! Run them with `cargo xtask bench server|core|e2ee|photo|call|app`: xtask installs what a
 //! benchmark needs, builds the release binaries it measures, then runs this program
 //! (release build) beside them. They live apart from xtask so that xtask itself builds on a
 //! fresh machine with nothing but the Rust toolchain: the client engine needs cmake (Opus is
@@ -9,6 +9,7 @@
 mod app;
 mod call;
 mod client;
+mod e2ee;
 mod photo;
 mod server;
 
@@ -25,12 +26,13 @@ fn main() -> anyhow::Result<()> {
     match args.as_slice() {
         ["server", rest @ ..] => server::run(rest),
         ["core", rest @ ..] => client::run(rest),
+        ["e2ee", rest @ ..] => e2ee::run(rest),
         ["photo", rest @ ..] => photo::run(rest),
         ["call", rest @ ..] => call::run(rest),
         ["app", rest @ ..] => app::run(rest),
         ["thumbnail", rest @ ..] => photo::thumbnail(rest),
         _ => {
-            eprintln!("usage: cargo xtask bench server|core|photo|call|app [flags…]");
+            eprintln!("usage: cargo xtask bench server|core|e2ee|photo|call|app [flags…]");
             std::process::exit(2);
         }
     }

@@ -127,6 +127,81 @@ pub fn describe(content: &EventContent) -> String {
     }
 }
 
+/// Opens an encrypted message of `group` as the content to store: the plaintext body if it
+/// decrypts and its MLS sender is the device the log names; otherwise the event as logged,
+/// which the timeline shows as a message it cannot show (never a stalled sync).
+fn open(
+    tx: &Connection,
+    group: &[u8],
+    e: &RoomEvent,
+    body: &tidings_proto::Body,
+    attachments: &tidings_proto::bounded::List<
+        tidings_proto::MediaId,
+        { tidings_proto::limits::MAX_ATTACHMENTS },
+    >,
+) -> Result<EventContent, Error> {
+    use crate::e2ee::{Device, E2eeError, Processed};
+    let Some(device) = Device::load(tx).map_err(e2ee_error)? else { return Ok(e.content.clone()) };
+    match device.process(tx, group, body.as_bytes()) {
+        Ok(Processed::Application { sender, plaintext })
+            if (sender.user, sender.device) == (e.sender.0, e.device.0) =>
+        {
+            match tidings_proto::Body::new(plaintext) {
+                Ok(body) => Ok(EventContent::Message { body, attachments: attachments.clone() }),
+                Err(_) => Ok(e.content.clone()),
+            }
+        }
+        Ok(Processed::Application { .. }) => {
+            tracing::warn!(seq = e.seq, "A message whose MLS sender is not its logged sender.");
+            Ok(e.content.clone())
+        }
+        Ok(_) => Ok(e.content.clone()),
+        Err(E2eeError::Storage(err)) => Err(err.into()),
+        Err(err) => {
+            tracing::debug!(seq = e.seq, error = %err, "A message this device cannot open.");
+            Ok(e.content.clone())
+        }
+    }
+}
+
+/// Applies a handshake of the room's group: joins from its Welcome when this device is not in
+/// the group yet, else merges its commit. What is not for this device, or does not process,
+/// is passed over (the room then stays unreadable here until this device joins again).
+fn handshake(
+    tx: &Connection,
+    room: RoomKey,
+    group: Option<&[u8]>,
+    commit: Option<&tidings_proto::MlsBlob>,
+    welcome: Option<&tidings_proto::MlsBlob>,
+) -> Result<(), Error> {
+    use crate::e2ee::{Device, E2eeError};
+    let Some(device) = Device::load(tx).map_err(e2ee_error)? else { return Ok(()) };
+    let result = match (group, commit, welcome) {
+        (None, _, Some(welcome)) => device.join(tx, welcome.as_bytes()).and_then(|group| {
+            tx.prepare_cached("UPDATE rooms SET mls_group = ?2 WHERE id = ?1")?
+                .execute(params![room, group])?;
+            Ok(())
+        }),
+        (Some(group), Some(commit), _) => device.process(tx, group, commit.as_bytes()).map(drop),
+        _ => Ok(()),
+    };
+    match result {
+        Err(E2eeError::Storage(err)) => Err(err.into()),
+        Err(err) => {
+            tracing::debug!(error = %err, "A handshake this device passes over.");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+fn e2ee_error(err: crate::e2ee::E2eeError) -> Error {
+    match err {
+        crate::e2ee::E2eeError::Storage(err) => err.into(),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
 /// The local room for a server room id, if this profile knows it.
 pub fn known_room(c: &Connection, server_id: i64) -> Result<Option<RoomKey>, Error> {
     Ok(c.prepare_cached("SELECT id FROM rooms WHERE server_id = ?1")?
@@ -194,10 +269,14 @@ pub fn refresh_others(tx: &Connection, room: RoomKey, me: i64) -> Result<(), Err
 }
 
 /// Applies one event of a room whose local id is `room`, if it is the next in its log.
+///
+/// In a room whose MLS group this device is in, a message is opened here, in the caller's
+/// transaction: its key is used up as the plaintext is stored and the cursor moves, all or
+/// nothing (core/src/e2ee).
 pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<Applied, Error> {
-    let synced: i64 = tx
-        .prepare_cached("SELECT synced_seq FROM rooms WHERE id = ?1")?
-        .query_row([room], |r| r.get(0))?;
+    let (synced, group): (i64, Option<Vec<u8>>) = tx
+        .prepare_cached("SELECT synced_seq, mls_group FROM rooms WHERE id = ?1")?
+        .query_row([room], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let seq = e.seq as i64;
     if seq <= synced {
         return Ok(Applied::Duplicate);
@@ -205,7 +284,15 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
     if seq > synced + 1 {
         return Ok(Applied::Gap);
     }
-    match &e.content {
+    let opened;
+    let content = match (&e.content, &group) {
+        (EventContent::Message { body, attachments }, Some(group)) => {
+            opened = open(tx, group, e, body, attachments)?;
+            &opened
+        }
+        _ => &e.content,
+    };
+    match content {
         EventContent::Created { kind, name, members, requested } => {
             let kind = match kind {
                 RoomKind::Direct => "direct",
@@ -246,8 +333,9 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
                 .execute(params![room, name.as_str()])?;
         }
         EventContent::Message { .. } | EventContent::Call(_) => {}
-        EventContent::Mls { .. } => {
+        EventContent::Mls { commit, welcome } => {
             // A handshake of the room's group: part of the log, never of the timeline.
+            handshake(tx, room, group.as_deref(), commit.as_ref(), welcome.as_ref())?;
             tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
                 .execute(params![room, seq])?;
             if e.sender.0 == me {
@@ -258,7 +346,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         }
     }
     if matches!(
-        e.content,
+        content,
         EventContent::Created { .. }
             | EventContent::Joined { .. }
             | EventContent::Left { .. }
@@ -266,7 +354,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
     ) {
         refresh_others(tx, room, me)?;
     }
-    let content = codec::encode(&e.content).map_err(|err| Error::Internal(err.to_string()))?;
+    let encoded = codec::encode(content).map_err(|err| Error::Internal(err.to_string()))?;
     // My own local echo becomes this event; anything else is new.
     let updated = if e.sender.0 == me {
         // The server's copy replaces the echo's content too: it carries the media ids the
@@ -281,7 +369,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
             position_of_seq(e.seq),
             e.at_ms,
             room,
-            content
+            encoded
         ])?
     } else {
         0
@@ -300,16 +388,16 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
             &e.request.0[..],
             e.sender.0,
             e.at_ms,
-            content,
-            matches!(e.content, EventContent::Message { .. })
+            encoded,
+            matches!(content, EventContent::Message { .. })
         ])?;
         tx.last_insert_rowid()
     } else {
         tx.prepare_cached("SELECT id FROM events WHERE request_id = ?1")?
             .query_row([&e.request.0[..]], |r| r.get(0))?
     };
-    let counts = e.sender.0 != me && matches!(e.content, EventContent::Message { .. });
-    let shown = matches!(e.content, EventContent::Message { .. } | EventContent::Call(_));
+    let counts = e.sender.0 != me && matches!(content, EventContent::Message { .. });
+    let shown = matches!(content, EventContent::Message { .. } | EventContent::Call(_));
     tx.prepare_cached(
         "UPDATE rooms SET synced_seq = ?2,
              unread = unread + CASE WHEN ?3 AND ?2 > read_seq THEN 1 ELSE 0 END,
@@ -329,7 +417,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         event_id,
         shown,
         e.at_ms,
-        shown.then(|| describe(&e.content)),
+        shown.then(|| describe(content)),
         e.sender.0,
         &e.request.0[..]
     ])?;

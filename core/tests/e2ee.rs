@@ -104,6 +104,21 @@ impl Member {
         }
     }
 
+    async fn lookup(&mut self, username: &str) -> tidings_proto::UserRef {
+        let lookup = Request::LookupUser { username: tidings_testkit::text(username) };
+        match self.client.request(lookup).await.unwrap().unwrap() {
+            Reply::User { user } => user,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A text message as the Tidings client writes it, sealed for [`GROUP`].
+    fn seal_text(&self, text: &str) -> Vec<u8> {
+        let body = tidings_core::apply::MessageBody::text(text);
+        let plaintext = tidings_proto::codec::encode(&body).unwrap();
+        self.mls(|d, db| d.encrypt(db, GROUP, &plaintext).unwrap())
+    }
+
     /// Applies the room's log after `after` to this device's group, as a client's sync would;
     /// returns the plaintexts read.
     async fn read_log(&mut self, room: RoomId, group: &[u8], after: u64) -> Vec<Vec<u8>> {
@@ -135,6 +150,17 @@ impl Member {
 }
 
 const GROUP: &[u8; 16] = b"0123456789abcdef";
+
+/// A Tidings client engine signed up as `name` and synced once (so its KeyPackages are on
+/// the server).
+async fn app_user(server: &TestServer, name: &str) -> (tidings_core::Client, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = tidings_core::Client::open(dir.path()).unwrap();
+    let endpoint = tidings_core::endpoint::Endpoint::parse(&server.http_url()).unwrap();
+    app.sessions().sign_up(&endpoint, name, "correct horse battery").await.unwrap();
+    tidings_core::sync::sync_until_idle(&app).await.unwrap();
+    (app, dir)
+}
 
 async fn group_room(from: &mut Member, to: &Member) -> RoomId {
     let create = Request::CreateRoom {
@@ -292,4 +318,75 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[tokio::test]
+async fn a_device_keeps_its_key_packages_stocked_on_the_server() {
+    let server = TestServer::start().await.unwrap();
+    let (app, _profile) = app_user(&server, "dora").await;
+
+    // Another user claims them: one per device, signed by dora's device (the server checked).
+    let mut bob = Member::sign_up(&server, "bob").await;
+    let user = bob.lookup("dora").await;
+    let claimed = bob.claim(user.id.0).await;
+    assert_eq!(claimed.len(), 1);
+    // They are usable: Bob sets up a group with dora's device in it.
+    bob.mls(|d, db| d.create_group(db, GROUP, &claimed).unwrap());
+
+    // Claims drain the stock; the next sync tops it up to 20 again.
+    for _ in 0..e2ee::KEY_PACKAGE_STOCK - 1 {
+        bob.claim(user.id.0).await;
+    }
+    tidings_core::sync::sync_until_idle(&app).await.unwrap();
+    let mut fresh = Vec::new();
+    for _ in 0..e2ee::KEY_PACKAGE_STOCK {
+        fresh.push(bob.claim(user.id.0).await);
+    }
+    let distinct: std::collections::BTreeSet<_> = fresh.iter().collect();
+    assert_eq!(distinct.len(), e2ee::KEY_PACKAGE_STOCK, "20 one-time KeyPackages again");
+    assert_eq!(
+        server.handled("publish_key_packages").await.unwrap(),
+        4,
+        "count, publish, count, publish"
+    );
+}
+
+#[tokio::test]
+async fn the_client_engine_opens_an_encrypted_room_and_shows_its_messages() {
+    let server = TestServer::start().await.unwrap();
+    let (app, _profile) = app_user(&server, "dora").await;
+
+    // Bob (a device of his own, speaking MLS directly) opens a room with dora and sets its
+    // group up with her device in it, then writes.
+    let mut bob = Member::sign_up(&server, "bob").await;
+    let dora = bob.lookup("dora").await;
+    let other = Member::sign_up(&server, "olga").await;
+    let room = group_room(&mut bob, &other).await;
+    let invite = Request::Invite { request: request_id(), room, user: dora.id };
+    bob.client.request(invite).await.unwrap().unwrap();
+    let packages = bob.claim(dora.id.0).await;
+    let setup = bob.mls(|d, db| d.create_group(db, GROUP, &packages).unwrap());
+    bob.handshake(request_id(), room, &setup).await.unwrap();
+    bob.mls(|d, db| d.confirm(db, GROUP).unwrap());
+    let sealed = bob.seal_text("hello dora, only you can read this");
+    bob.send(request_id(), room, sealed.clone()).await.unwrap();
+
+    tidings_core::sync::sync_until_idle(&app).await.unwrap();
+    let rooms = app.rooms().list().await.unwrap();
+    let summary = rooms.iter().find(|r| r.server_id == Some(room.0)).expect("the room");
+    let page = app.room(summary.room).timeline().page(None, 50).await.unwrap();
+    let texts: Vec<&str> = page.iter().map(|m| m.text.as_str()).collect();
+    assert!(texts.contains(&"hello dora, only you can read this"), "{texts:?}");
+    assert_eq!(summary.last_message.as_deref(), Some("hello dora, only you can read this"));
+
+    // The same ciphertext again (a replay by a malicious server would be a new event): it
+    // cannot be opened twice, and the room goes on.
+    bob.send(request_id(), room, sealed).await.unwrap();
+    let sealed = bob.seal_text("and this one too");
+    bob.send(request_id(), room, sealed).await.unwrap();
+    tidings_core::sync::sync_until_idle(&app).await.unwrap();
+    let page = app.room(summary.room).timeline().page(None, 50).await.unwrap();
+    let texts: Vec<&str> = page.iter().map(|m| m.text.as_str()).collect();
+    assert!(texts.contains(&"and this one too"), "{texts:?}");
+    assert!(texts.contains(&"(message this version cannot show)"), "the replay: {texts:?}");
 }

@@ -4,7 +4,7 @@
 //!   default (unless `TIDINGS_SERVER` names one) and open the app connected to it;
 //! - `test`: every test — the UI's types and unit tests, formatting, lints, the
 //!   workspace's tests, the UI in Chromium, the real app end to end, a short fuzz run;
-//! - `bench server`, `bench core`, `bench photo`, `bench call`, `bench app`: the benchmarks
+//! - `bench server`, `bench core`, `bench e2ee`, `bench photo`, `bench call`, `bench app`: the benchmarks
 //!   (docs/performance.md; the measuring program is bench/, run as a release build);
 //! - `fuzz [TARGET] [SECONDS]`: run a fuzz target.
 //!
@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     match args.as_slice() {
         ["run", rest @ ..] => run(rest),
         ["test"] => test(),
-        ["bench", which @ ("server" | "core" | "photo" | "call" | "app"), rest @ ..] => {
+        ["bench", which @ ("server" | "core" | "e2ee" | "photo" | "call" | "app"), rest @ ..] => {
             bench(which, rest)
         }
         ["fuzz"] => fuzz_all(30),
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         ["fuzz", target, seconds] => fuzz(target, seconds.parse().context("SECONDS")?),
         _ => {
             eprintln!(
-                "usage: cargo xtask run [-- serve flags…] | test | bench server|core|photo|call|app | \
+                "usage: cargo xtask run [-- serve flags…] | test | bench server|core|e2ee|photo|call|app | \
                  fuzz [TARGET [SECONDS]]"
             );
             std::process::exit(2);

@@ -43,6 +43,11 @@ pub const PADDING: usize = 256;
 /// Length of a group id (random, chosen by the device that sets the group up).
 pub const GROUP_ID_LEN: usize = 16;
 
+/// One-time KeyPackages a device keeps on the server…
+pub const KEY_PACKAGE_STOCK: usize = 20;
+/// … topped up (with a new last-resort one) when fewer than this many are left.
+pub const KEY_PACKAGE_LOW: usize = 5;
+
 /// Who a leaf is: the server's user and device ids, as the leaf's credential carries them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LeafId {
@@ -209,6 +214,15 @@ impl Device {
         let signer = SignatureKeyPair::read(&storage, &public, CIPHERSUITE.signature_algorithm())
             .ok_or(E2eeError::NoDevice)?;
         Ok(Some(Self { id: LeafId { user, device }, signer }))
+    }
+
+    /// This profile's keys for the signed-in device `id`: the stored ones, or new ones when
+    /// the profile has none or they belong to an earlier session.
+    pub fn for_session(conn: &Connection, id: LeafId) -> Result<Self, E2eeError> {
+        match Self::load(conn)? {
+            Some(device) if device.id == id => Ok(device),
+            _ => Self::create(conn, id),
+        }
     }
 
     /// Makes this device's keys (a new signature key pair) for `id`, replacing any earlier
@@ -440,6 +454,41 @@ impl Device {
             };
         let mls = staged.into_group(&provider).map_err(refused)?;
         Ok(mls.group_id().as_slice().to_vec())
+    }
+
+    /// Joins a group by external commit from its GroupInfo (a member's new device, or one
+    /// left out of a Welcome): returns the commit to send. It is pending like any commit —
+    /// merged by [`Device::confirm`] once logged; if refused, [`forget`] the group and start
+    /// again from the newer GroupInfo.
+    pub fn join_external(&self, conn: &Connection, group_info: &[u8]) -> Result<Commit, E2eeError> {
+        let provider = Provider::new(conn);
+        let message = MlsMessageIn::tls_deserialize_exact(group_info)
+            .map_err(|_| E2eeError::Malformed("a group info"))?;
+        let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
+            return Err(E2eeError::Malformed("not a group info"));
+        };
+        let epoch = info.epoch().as_u64();
+        let (mls, bundle) = MlsGroup::external_commit_builder()
+            .with_config(Self::join_config())
+            .build_group(&provider, info, self.credential())
+            .map_err(refused)?
+            .load_psks(provider.storage())
+            .map_err(refused)?
+            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+            .map_err(refused)?
+            .finalize(&provider)
+            .map_err(refused)?;
+        let (commit, _, group_info) = bundle.into_messages();
+        Ok(Commit {
+            group: mls.group_id().as_slice().to_vec(),
+            epoch,
+            commit: commit.to_bytes().map_err(refused)?,
+            welcome: None,
+            group_info: group_info
+                .ok_or(E2eeError::Refused("no group info".into()))?
+                .to_bytes()
+                .map_err(refused)?,
+        })
     }
 
     /// Processes one message of `group` from the log: decrypts an application message,

@@ -190,6 +190,40 @@ fn a_last_resort_key_package_adds_a_device_like_a_one_time_one() {
 }
 
 #[test]
+fn a_new_device_joins_by_external_commit_and_reads_what_follows() {
+    let (alice, bob, carol) = three();
+    // The GroupInfo the server keeps: from the last handshake (here a removal of nobody's
+    // leaf would do; Alice's add of Dave gives one).
+    let dave = Profile::new(4, 4);
+    let add = alice.with(|d, c| d.add(c, GROUP, &[dave.key_package()]).unwrap());
+    alice.with(|d, c| d.confirm(c, GROUP).unwrap());
+    for p in [&bob, &carol] {
+        p.with(|d, c| d.process(c, GROUP, &add.commit).unwrap());
+    }
+    // Bob's second device was in no Welcome: it joins from the GroupInfo alone.
+    let bob2 = Profile::new(2, 22);
+    let join = bob2.with(|d, c| d.join_external(c, &add.group_info).unwrap());
+    assert_eq!((join.group.as_slice(), join.epoch), (&GROUP[..], 2));
+    bob2.with(|d, c| d.confirm(c, GROUP).unwrap());
+    for p in [&alice, &bob, &carol] {
+        let processed = p.with(|d, c| d.process(c, GROUP, &join.commit).unwrap());
+        assert!(
+            matches!(processed, Processed::Commit { by, .. } if by == bob2.id),
+            "{processed:?}"
+        );
+    }
+    let sealed = carol.with(|d, c| d.encrypt(c, GROUP, b"welcome, second device").unwrap());
+    assert_eq!(
+        bob2.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+        Processed::Application { sender: carol.id, plaintext: b"welcome, second device".to_vec() }
+    );
+    assert_eq!(
+        alice.with(|_, c| authenticator(c, GROUP).unwrap()),
+        bob2.with(|_, c| authenticator(c, GROUP).unwrap())
+    );
+}
+
+#[test]
 fn garbage_is_a_typed_error_and_leaves_the_group_working() {
     let (alice, bob, _carol) = three();
     for junk in [&b""[..], b"\x00\x01", &[0xff; 300]] {

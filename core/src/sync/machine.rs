@@ -13,7 +13,8 @@
 //! this order: join; catch up the rooms with news (each page in one transaction, and again
 //! while pages remain); close gaps that pushes revealed; send the next due outbox item (the
 //! rules are in [`crate::outbox`]); send read markers that moved, then delivered watermarks of
-//! rooms that received events. A push is applied when it arrives, between replies.
+//! rooms that received events; once per connection, top up this device's MLS KeyPackages on
+//! the server ([`crate::e2ee`]). A push is applied when it arrives, between replies.
 //!
 //! Reading the database inside the machine keeps the protocol logic in one place; the
 //! database is local, its calls short, and the driver runs them off the async runtime.
@@ -22,7 +23,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tidings_proto::{
-    bounded::{List, Text},
+    bounded::{Blob, List, Text},
     codec, ClientFrame, ErrorCode, ErrorInfo, Reply, Request, RequestId, RoomCursor, RoomId,
     ServerFrame, Token,
 };
@@ -75,11 +76,38 @@ enum Step {
 #[derive(Debug, Clone)]
 enum Awaiting {
     Join,
-    CatchUp { room: RoomKey, after: u64 },
-    Outbox { id: i64, attempts: u32, request: Option<RequestId>, left: bool, apply_own: bool },
-    Read { room: RoomKey, read: i64 },
+    CatchUp {
+        room: RoomKey,
+        after: u64,
+    },
+    Outbox {
+        id: i64,
+        attempts: u32,
+        request: Option<RequestId>,
+        left: bool,
+        apply_own: bool,
+    },
+    Read {
+        room: RoomKey,
+        read: i64,
+    },
     Delivered,
+    /// The server's count of this device's KeyPackages (an empty publish).
+    KeyCount,
+    /// New KeyPackages published.
+    KeysPublished,
     Ping,
+}
+
+/// Where this connection is with the device's KeyPackages.
+#[derive(Debug)]
+enum Keys {
+    /// Not asked yet.
+    Unchecked,
+    /// New ones made, to publish.
+    ToPublish(Request),
+    /// Counted (and topped up) for this connection, or the server would not say.
+    Done,
 }
 
 /// One connection's sync state. A new connection starts a new machine; everything that must
@@ -102,6 +130,7 @@ pub struct Machine {
     gaps: BTreeSet<RoomKey>,
     /// Rooms whose events from others were applied and not yet acknowledged as delivered.
     delivered_dirty: BTreeSet<RoomKey>,
+    keys: Keys,
 }
 
 impl Machine {
@@ -119,6 +148,7 @@ impl Machine {
             catch_up: VecDeque::new(),
             gaps: BTreeSet::new(),
             delivered_dirty: BTreeSet::new(),
+            keys: Keys::Unchecked,
         }
     }
 
@@ -208,6 +238,17 @@ impl Machine {
                     Request::Receipt { room: RoomId(server), delivered: Some(synced), read: None };
                 return Ok(Poll::Send(self.request(request, Awaiting::Delivered)));
             }
+        }
+        match std::mem::replace(&mut self.keys, Keys::Done) {
+            Keys::Unchecked => {
+                let count =
+                    Request::PublishKeyPackages { packages: List::empty(), last_resort: None };
+                return Ok(Poll::Send(self.request(count, Awaiting::KeyCount)));
+            }
+            Keys::ToPublish(publish) => {
+                return Ok(Poll::Send(self.request(publish, Awaiting::KeysPublished)));
+            }
+            Keys::Done => {}
         }
         let wake_ms = outbox::next_wake(&items, now_ms);
         if !self.live && wake_ms.is_none() {
@@ -357,8 +398,43 @@ impl Machine {
                     Ok(Vec::new())
                 }
             },
-            Awaiting::Delivered | Awaiting::Ping => Ok(Vec::new()),
+            Awaiting::KeyCount => {
+                if let Ok(Reply::KeyPackageCount { count }) = result {
+                    self.top_up_keys(c, count as usize)?;
+                }
+                Ok(Vec::new())
+            }
+            // A failure (a server without encryption, a full stock) leaves the KeyPackages
+            // for the next connection; nothing else waits on them.
+            Awaiting::KeysPublished | Awaiting::Delivered | Awaiting::Ping => Ok(Vec::new()),
         }
+    }
+
+    /// Makes new KeyPackages (and a last-resort one) when the server has fewer than
+    /// [`crate::e2ee::KEY_PACKAGE_LOW`] left; their private keys are in the profile before
+    /// the public ones leave it.
+    fn top_up_keys(&mut self, c: &mut Connection, count: usize) -> Result<(), Error> {
+        use crate::e2ee::{Device, LeafId, KEY_PACKAGE_LOW, KEY_PACKAGE_STOCK};
+        if count >= KEY_PACKAGE_LOW {
+            return Ok(());
+        }
+        let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
+        let tx = c.transaction()?;
+        let account = crate::account::stored(&tx)?.ok_or(Error::NotSignedIn)?;
+        let id = LeafId { user: account.user_id, device: account.device_id };
+        let device = Device::for_session(&tx, id).map_err(|e| internal(&e))?;
+        let mut packages =
+            device.key_packages(&tx, KEY_PACKAGE_STOCK - count, true).map_err(|e| internal(&e))?;
+        tx.commit()?;
+        let last_resort = packages.pop().map(Blob::new).transpose().map_err(|e| internal(&e))?;
+        let packages: Vec<_> = packages
+            .into_iter()
+            .map(Blob::new)
+            .collect::<Result<_, _>>()
+            .map_err(|e| internal(&e))?;
+        let packages = List::new(packages).map_err(|e| internal(&e))?;
+        self.keys = Keys::ToPublish(Request::PublishKeyPackages { packages, last_resort });
+        Ok(())
     }
 
     fn on_joined(&mut self, c: &mut Connection, reply: Reply) -> Result<Vec<Event>, Error> {
