@@ -78,7 +78,7 @@ fn pair() -> anyhow::Result<(Profile, Profile)> {
     let setup = alice.tx(|d, c| d.create_group(c, GROUP, &[kp]))?;
     alice.tx(|d, c| d.confirm(c, GROUP))?;
     let welcome = setup.welcome.ok_or_else(|| anyhow::anyhow!("no welcome"))?;
-    bob.tx(|d, c| d.join(c, &welcome))?;
+    bob.tx(|_, c| tidings_core::e2ee::join(c, &welcome))?;
     Ok((alice, bob))
 }
 
@@ -91,7 +91,7 @@ fn messages() -> anyhow::Result<()> {
         let sealed = alice.tx(|d, c| d.encrypt(c, GROUP, text))?;
         seal.push(t.elapsed());
         let t = Instant::now();
-        let opened = bob.tx(|d, c| d.process(c, GROUP, &sealed))?;
+        let opened = bob.tx(|_, c| tidings_core::e2ee::process(c, GROUP, &sealed))?;
         open.push(t.elapsed());
         anyhow::ensure!(matches!(opened, Processed::Application { .. }), "{opened:?}");
     }
@@ -111,9 +111,9 @@ fn messages() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let t = Instant::now();
     for page in sealed.chunks(PAGE) {
-        bob.tx(|d, c| {
+        bob.tx(|_, c| {
             for message in page {
-                d.process(c, GROUP, message)?;
+                tidings_core::e2ee::process(c, GROUP, message)?;
             }
             Ok(())
         })?;
@@ -138,7 +138,7 @@ fn add_one(leaves: i64) -> anyhow::Result<()> {
     let setup = alice.tx(|d, c| d.create_group(c, GROUP, &packages))?;
     alice.tx(|d, c| d.confirm(c, GROUP))?;
     let welcome = setup.welcome.ok_or_else(|| anyhow::anyhow!("no welcome"))?;
-    bob.tx(|d, c| d.join(c, &welcome))?;
+    bob.tx(|_, c| tidings_core::e2ee::join(c, &welcome))?;
 
     let mut newcomer = Profile::new(leaves + 1)?;
     let kp = newcomer.key_package()?;
@@ -147,11 +147,11 @@ fn add_one(leaves: i64) -> anyhow::Result<()> {
     alice.tx(|d, c| d.confirm(c, GROUP))?;
     let add = t.elapsed();
     let t = Instant::now();
-    bob.tx(|d, c| d.process(c, GROUP, &commit.commit))?;
+    bob.tx(|_, c| tidings_core::e2ee::process(c, GROUP, &commit.commit))?;
     let process = t.elapsed();
     let welcome = commit.welcome.ok_or_else(|| anyhow::anyhow!("no welcome"))?;
     let t = Instant::now();
-    newcomer.tx(|d, c| d.join(c, &welcome))?;
+    newcomer.tx(|_, c| tidings_core::e2ee::join(c, &welcome))?;
     let join = t.elapsed();
     println!(
         "e2ee add one device to {leaves} leaves: commit {} (commit {} B, Welcome {} B, \

@@ -140,9 +140,8 @@ fn open(
         { tidings_proto::limits::MAX_ATTACHMENTS },
     >,
 ) -> Result<EventContent, Error> {
-    use crate::e2ee::{Device, E2eeError, Processed};
-    let Some(device) = Device::load(tx).map_err(e2ee_error)? else { return Ok(e.content.clone()) };
-    match device.process(tx, group, body.as_bytes()) {
+    use crate::e2ee::{E2eeError, Processed};
+    match crate::e2ee::process(tx, group, body.as_bytes()) {
         Ok(Processed::Application { sender, plaintext })
             if (sender.user, sender.device) == (e.sender.0, e.device.0) =>
         {
@@ -174,15 +173,16 @@ fn handshake(
     commit: Option<&tidings_proto::MlsBlob>,
     welcome: Option<&tidings_proto::MlsBlob>,
 ) -> Result<(), Error> {
-    use crate::e2ee::{Device, E2eeError};
-    let Some(device) = Device::load(tx).map_err(e2ee_error)? else { return Ok(()) };
+    use crate::e2ee::E2eeError;
     let result = match (group, commit, welcome) {
-        (None, _, Some(welcome)) => device.join(tx, welcome.as_bytes()).and_then(|group| {
+        (None, _, Some(welcome)) => crate::e2ee::join(tx, welcome.as_bytes()).and_then(|group| {
             tx.prepare_cached("UPDATE rooms SET mls_group = ?2 WHERE id = ?1")?
                 .execute(params![room, group])?;
             Ok(())
         }),
-        (Some(group), Some(commit), _) => device.process(tx, group, commit.as_bytes()).map(drop),
+        (Some(group), Some(commit), _) => {
+            crate::e2ee::process(tx, group, commit.as_bytes()).map(drop)
+        }
         _ => Ok(()),
     };
     match result {
@@ -192,13 +192,6 @@ fn handshake(
             Ok(())
         }
         Ok(()) => Ok(()),
-    }
-}
-
-fn e2ee_error(err: crate::e2ee::E2eeError) -> Error {
-    match err {
-        crate::e2ee::E2eeError::Storage(err) => err.into(),
-        other => Error::Internal(other.to_string()),
     }
 }
 

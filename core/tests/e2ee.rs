@@ -33,6 +33,10 @@ impl Member {
         tidings_core::store::open(&self.dir.path().join("profile.sqlite")).unwrap()
     }
 
+    fn with_db<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
+        f(&self.db())
+    }
+
     fn mls<T>(&self, f: impl FnOnce(&Device, &rusqlite::Connection) -> T) -> T {
         let db = self.db();
         let device = Device::load(&db).unwrap().unwrap();
@@ -129,14 +133,14 @@ impl Member {
             match event.content {
                 EventContent::Mls { welcome: Some(welcome), .. } if !in_group => {
                     // A Welcome that has no secrets for this device is someone else's.
-                    self.mls(|d, db| d.join(db, welcome.as_bytes())).ok();
+                    self.with_db(|db| e2ee::join(db, welcome.as_bytes())).ok();
                 }
                 EventContent::Mls { commit: Some(commit), .. } if in_group => {
-                    self.mls(|d, db| d.process(db, group, commit.as_bytes()).unwrap());
+                    self.with_db(|db| e2ee::process(db, group, commit.as_bytes()).unwrap());
                 }
                 EventContent::Message { body, .. } if in_group => {
                     if let Processed::Application { sender, plaintext } =
-                        self.mls(|d, db| d.process(db, group, body.as_bytes()).unwrap())
+                        self.with_db(|db| e2ee::process(db, group, body.as_bytes()).unwrap())
                     {
                         assert_eq!((sender.user, sender.device), (event.sender.0, event.device.0));
                         read.push(plaintext);

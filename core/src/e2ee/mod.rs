@@ -162,6 +162,26 @@ pub struct Commit {
     pub group_info: Vec<u8>,
 }
 
+impl Commit {
+    /// Encodes what openmls made for a commit built on `epoch` of `mls`.
+    fn from_messages(
+        mls: &MlsGroup,
+        epoch: u64,
+        commit: MlsMessageOut,
+        welcome: Option<MlsMessageOut>,
+        group_info: Option<MlsMessageOut>,
+    ) -> Result<Self, E2eeError> {
+        let group_info = group_info.ok_or(E2eeError::Refused("no group info".into()))?;
+        Ok(Commit {
+            group: mls.group_id().as_slice().to_vec(),
+            epoch,
+            commit: commit.to_bytes().map_err(refused)?,
+            welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(refused)?,
+            group_info: group_info.to_bytes().map_err(refused)?,
+        })
+    }
+}
+
 /// What processing one message did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Processed {
@@ -350,14 +370,7 @@ impl Device {
         let epoch = mls.epoch().as_u64();
         let (commit, welcome, group_info) =
             mls.add_members(provider, &self.signer, &packages).map_err(refused)?;
-        let group_info = group_info.ok_or(E2eeError::Refused("no group info".into()))?;
-        Ok(Commit {
-            group: mls.group_id().as_slice().to_vec(),
-            epoch,
-            commit: commit.to_bytes().map_err(refused)?,
-            welcome: Some(welcome.to_bytes().map_err(refused)?),
-            group_info: MlsMessageOut::from(group_info).to_bytes().map_err(refused)?,
-        })
+        Commit::from_messages(mls, epoch, commit, Some(welcome), group_info.map(Into::into))
     }
 
     /// Commits removing every leaf `which` picks (pending until confirmed).
@@ -387,16 +400,7 @@ impl Device {
             .stage_commit(&provider)
             .map_err(refused)?;
         let (commit, welcome, group_info) = bundle.into_messages();
-        Ok(Commit {
-            group: group.to_vec(),
-            epoch,
-            commit: commit.to_bytes().map_err(refused)?,
-            welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(refused)?,
-            group_info: group_info
-                .ok_or(E2eeError::Refused("no group info".into()))?
-                .to_bytes()
-                .map_err(refused)?,
-        })
+        Commit::from_messages(&mls, epoch, commit, welcome, group_info)
     }
 
     /// Merges my pending commit of `group`: the server logged it.
@@ -435,27 +439,6 @@ impl Device {
         message.to_bytes().map_err(refused)
     }
 
-    /// Joins a group from a Welcome; returns the group's id. A Welcome that has no secrets for
-    /// this device is [`E2eeError::NoGroup`].
-    pub fn join(&self, conn: &Connection, welcome: &[u8]) -> Result<Vec<u8>, E2eeError> {
-        let provider = Provider::new(conn);
-        let message = MlsMessageIn::tls_deserialize_exact(welcome)
-            .map_err(|_| E2eeError::Malformed("a welcome"))?;
-        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
-            return Err(E2eeError::Malformed("not a welcome"));
-        };
-        let staged =
-            match StagedWelcome::new_from_welcome(&provider, &Self::join_config(), welcome, None) {
-                Ok(staged) => staged,
-                Err(WelcomeError::NoMatchingKeyPackage | WelcomeError::NoMatchingEncryptionKey) => {
-                    return Err(E2eeError::NoGroup)
-                }
-                Err(e) => return Err(refused(e)),
-            };
-        let mls = staged.into_group(&provider).map_err(refused)?;
-        Ok(mls.group_id().as_slice().to_vec())
-    }
-
     /// Joins a group by external commit from its GroupInfo (a member's new device, or one
     /// left out of a Welcome): returns the commit to send. It is pending like any commit —
     /// merged by [`Device::confirm`] once logged; if refused, [`forget`] the group and start
@@ -479,71 +462,78 @@ impl Device {
             .finalize(&provider)
             .map_err(refused)?;
         let (commit, _, group_info) = bundle.into_messages();
-        Ok(Commit {
-            group: mls.group_id().as_slice().to_vec(),
-            epoch,
-            commit: commit.to_bytes().map_err(refused)?,
-            welcome: None,
-            group_info: group_info
-                .ok_or(E2eeError::Refused("no group info".into()))?
-                .to_bytes()
-                .map_err(refused)?,
-        })
+        Commit::from_messages(&mls, epoch, commit, None, group_info)
     }
+}
 
-    /// Processes one message of `group` from the log: decrypts an application message,
-    /// merges a commit, queues a proposal.
-    pub fn process(
-        &self,
-        conn: &Connection,
-        group: &[u8],
-        message: &[u8],
-    ) -> Result<Processed, E2eeError> {
-        let provider = Provider::new(conn);
-        let mut mls = load(&provider, group)?;
-        let message = MlsMessageIn::tls_deserialize_exact(message)
-            .map_err(|_| E2eeError::Malformed("an MLS message"))?;
-        let message = message
-            .try_into_protocol_message()
-            .map_err(|_| E2eeError::Malformed("not a group message"))?;
-        let processed = mls.process_message(&provider, message).map_err(refused)?;
-        let sender = LeafId::from_credential(processed.credential())?;
-        Ok(match processed.into_content() {
-            ProcessedMessageContent::ApplicationMessage(message) => {
-                Processed::Application { sender, plaintext: message.into_bytes() }
+/// Joins a group from a Welcome; returns the group's id. (No signing: any device whose
+/// KeyPackage the Welcome names, by the private keys in this profile.) A Welcome that has no secrets for
+/// this device is [`E2eeError::NoGroup`].
+pub fn join(conn: &Connection, welcome: &[u8]) -> Result<Vec<u8>, E2eeError> {
+    let provider = Provider::new(conn);
+    let message = MlsMessageIn::tls_deserialize_exact(welcome)
+        .map_err(|_| E2eeError::Malformed("a welcome"))?;
+    let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+        return Err(E2eeError::Malformed("not a welcome"));
+    };
+    let staged =
+        match StagedWelcome::new_from_welcome(&provider, &Device::join_config(), welcome, None) {
+            Ok(staged) => staged,
+            Err(WelcomeError::NoMatchingKeyPackage | WelcomeError::NoMatchingEncryptionKey) => {
+                return Err(E2eeError::NoGroup)
             }
-            ProcessedMessageContent::StagedCommitMessage(staged) => {
-                let added = staged
-                    .add_proposals()
-                    .filter_map(|p| {
-                        LeafId::from_credential(
-                            p.add_proposal().key_package().leaf_node().credential(),
-                        )
+            Err(e) => return Err(refused(e)),
+        };
+    let mls = staged.into_group(&provider).map_err(refused)?;
+    Ok(mls.group_id().as_slice().to_vec())
+}
+
+/// Processes one message of `group` from the log: decrypts an application message,
+/// merges a commit, queues a proposal. (No signing, so no device keys to load: this runs
+/// for every encrypted event sync applies.)
+pub fn process(conn: &Connection, group: &[u8], message: &[u8]) -> Result<Processed, E2eeError> {
+    let provider = Provider::new(conn);
+    let mut mls = load(&provider, group)?;
+    let message = MlsMessageIn::tls_deserialize_exact(message)
+        .map_err(|_| E2eeError::Malformed("an MLS message"))?;
+    let message = message
+        .try_into_protocol_message()
+        .map_err(|_| E2eeError::Malformed("not a group message"))?;
+    let processed = mls.process_message(&provider, message).map_err(refused)?;
+    let sender = LeafId::from_credential(processed.credential())?;
+    Ok(match processed.into_content() {
+        ProcessedMessageContent::ApplicationMessage(message) => {
+            Processed::Application { sender, plaintext: message.into_bytes() }
+        }
+        ProcessedMessageContent::StagedCommitMessage(staged) => {
+            let added = staged
+                .add_proposals()
+                .filter_map(|p| {
+                    LeafId::from_credential(p.add_proposal().key_package().leaf_node().credential())
                         .ok()
-                    })
-                    .collect();
-                let removed = staged
-                    .remove_proposals()
-                    .filter_map(|p| {
-                        let leaf = p.remove_proposal().removed();
-                        mls.member(leaf).and_then(|c| LeafId::from_credential(c).ok())
-                    })
-                    .collect();
-                mls.merge_staged_commit(&provider, *staged).map_err(refused)?;
-                Processed::Commit { by: sender, added, removed }
-            }
-            ProcessedMessageContent::OwnPendingCommit => {
-                mls.merge_pending_commit(&provider).map_err(refused)?;
-                Processed::OwnCommit
-            }
-            ProcessedMessageContent::OwnPrivateMessage => Processed::OwnMessage,
-            ProcessedMessageContent::ProposalMessage(proposal)
-            | ProcessedMessageContent::ExternalJoinProposalMessage(proposal) => {
-                mls.store_pending_proposal(provider.storage(), *proposal)?;
-                Processed::Proposal
-            }
-        })
-    }
+                })
+                .collect();
+            let removed = staged
+                .remove_proposals()
+                .filter_map(|p| {
+                    let leaf = p.remove_proposal().removed();
+                    mls.member(leaf).and_then(|c| LeafId::from_credential(c).ok())
+                })
+                .collect();
+            mls.merge_staged_commit(&provider, *staged).map_err(refused)?;
+            Processed::Commit { by: sender, added, removed }
+        }
+        ProcessedMessageContent::OwnPendingCommit => {
+            mls.merge_pending_commit(&provider).map_err(refused)?;
+            Processed::OwnCommit
+        }
+        ProcessedMessageContent::OwnPrivateMessage => Processed::OwnMessage,
+        ProcessedMessageContent::ProposalMessage(proposal)
+        | ProcessedMessageContent::ExternalJoinProposalMessage(proposal) => {
+            mls.store_pending_proposal(provider.storage(), *proposal)?;
+            Processed::Proposal
+        }
+    })
 }
 
 /// What every Tidings leaf supports beyond the defaults: last-resort KeyPackages.

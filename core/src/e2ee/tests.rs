@@ -43,7 +43,7 @@ fn three() -> (Profile, Profile, Profile) {
     alice.with(|d, c| d.confirm(c, GROUP).unwrap());
     let welcome = setup.welcome.unwrap();
     for p in [&bob, &carol] {
-        assert_eq!(p.with(|d, c| d.join(c, &welcome).unwrap()), GROUP.to_vec());
+        assert_eq!(p.with(|_, c| join(c, &welcome).unwrap()), GROUP.to_vec());
     }
     (alice, bob, carol)
 }
@@ -65,16 +65,16 @@ fn messages_reach_every_member_across_restarts_and_the_sender_meets_its_own_as_o
     let short = bob.with(|d, c| d.encrypt(c, GROUP, b"k").unwrap());
     assert_eq!(short.len(), sealed.len(), "padded: a 1-byte and a 14-byte text look the same");
     assert_eq!(
-        alice.with(|d, c| d.process(c, GROUP, &short).unwrap()),
+        alice.with(|_, c| process(c, GROUP, &short).unwrap()),
         Processed::Application { sender: bob.id, plaintext: b"k".to_vec() }
     );
     for p in [&alice, &carol] {
         assert_eq!(
-            p.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+            p.with(|_, c| process(c, GROUP, &sealed).unwrap()),
             Processed::Application { sender: bob.id, plaintext: b"hello from bob".to_vec() }
         );
     }
-    assert_eq!(bob.with(|d, c| d.process(c, GROUP, &sealed).unwrap()), Processed::OwnMessage);
+    assert_eq!(bob.with(|_, c| process(c, GROUP, &sealed).unwrap()), Processed::OwnMessage);
 }
 
 #[test]
@@ -82,22 +82,18 @@ fn a_message_decrypted_in_a_rolled_back_transaction_decrypts_again_and_once_comm
     let (alice, bob, _carol) = three();
     let sealed = alice.with(|d, c| d.encrypt(c, GROUP, b"only once").unwrap());
     let mut conn = bob.open();
-    let device = Device::load(&conn).unwrap().unwrap();
     {
         // A crash before the commit: openmls' writes go with the transaction.
         let tx = conn.transaction().unwrap();
-        assert!(matches!(
-            device.process(&tx, GROUP, &sealed).unwrap(),
-            Processed::Application { .. }
-        ));
+        assert!(matches!(process(&tx, GROUP, &sealed).unwrap(), Processed::Application { .. }));
         tx.rollback().unwrap();
     }
     let tx = conn.transaction().unwrap();
-    assert!(matches!(device.process(&tx, GROUP, &sealed).unwrap(), Processed::Application { .. }));
+    assert!(matches!(process(&tx, GROUP, &sealed).unwrap(), Processed::Application { .. }));
     tx.commit().unwrap();
     drop(conn);
     // The key is gone: the same message cannot be decrypted twice.
-    assert!(matches!(bob.with(|d, c| d.process(c, GROUP, &sealed)), Err(E2eeError::Refused(_))));
+    assert!(matches!(bob.with(|_, c| process(c, GROUP, &sealed)), Err(E2eeError::Refused(_))));
 }
 
 #[test]
@@ -113,21 +109,21 @@ fn of_two_commits_on_one_epoch_the_loser_discards_applies_the_winner_and_rebuild
     alice.with(|d, c| d.confirm(c, GROUP).unwrap());
     bob.with(|d, c| d.discard(c, GROUP).unwrap());
     for p in [&bob, &carol] {
-        let processed = p.with(|d, c| d.process(c, GROUP, &won.commit).unwrap());
+        let processed = p.with(|_, c| process(c, GROUP, &won.commit).unwrap());
         assert_eq!(
             processed,
             Processed::Commit { by: alice.id, added: vec![dave.id], removed: vec![] }
         );
     }
-    dave.with(|d, c| d.join(c, won.welcome.as_ref().unwrap()).unwrap());
+    dave.with(|_, c| join(c, won.welcome.as_ref().unwrap()).unwrap());
     // Bob rebuilds on epoch 2 and wins this time.
     let rebuilt = bob.with(|d, c| d.add(c, GROUP, std::slice::from_ref(&erin_kp)).unwrap());
     assert_eq!(rebuilt.epoch, 2);
     bob.with(|d, c| d.confirm(c, GROUP).unwrap());
     for p in [&alice, &carol, &dave] {
-        p.with(|d, c| d.process(c, GROUP, &rebuilt.commit).unwrap());
+        p.with(|_, c| process(c, GROUP, &rebuilt.commit).unwrap());
     }
-    erin.with(|d, c| d.join(c, rebuilt.welcome.as_ref().unwrap()).unwrap());
+    erin.with(|_, c| join(c, rebuilt.welcome.as_ref().unwrap()).unwrap());
     let auth = alice.with(|_, c| authenticator(c, GROUP).unwrap());
     for p in [&bob, &carol, &dave, &erin] {
         assert_eq!(p.with(|_, c| authenticator(c, GROUP).unwrap()), auth);
@@ -135,7 +131,7 @@ fn of_two_commits_on_one_epoch_the_loser_discards_applies_the_winner_and_rebuild
     let sealed = erin.with(|d, c| d.encrypt(c, GROUP, b"hi all").unwrap());
     for p in [&alice, &bob, &carol, &dave] {
         assert!(matches!(
-            p.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+            p.with(|_, c| process(c, GROUP, &sealed).unwrap()),
             Processed::Application { .. }
         ));
     }
@@ -147,18 +143,18 @@ fn a_removed_member_cannot_read_what_follows() {
     let removal = alice.with(|d, c| d.remove(c, GROUP, |leaf| leaf.user == 3).unwrap());
     alice.with(|d, c| d.confirm(c, GROUP).unwrap());
     assert_eq!(
-        bob.with(|d, c| d.process(c, GROUP, &removal.commit).unwrap()),
+        bob.with(|_, c| process(c, GROUP, &removal.commit).unwrap()),
         Processed::Commit { by: alice.id, added: vec![], removed: vec![carol.id] }
     );
     // Carol sees her own removal; afterwards her group is inactive.
-    carol.with(|d, c| d.process(c, GROUP, &removal.commit).unwrap());
+    carol.with(|_, c| process(c, GROUP, &removal.commit).unwrap());
     assert_eq!(carol.with(|_, c| epoch(c, GROUP).unwrap()), None);
     let sealed = alice.with(|d, c| d.encrypt(c, GROUP, b"after carol").unwrap());
     assert!(matches!(
-        bob.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+        bob.with(|_, c| process(c, GROUP, &sealed).unwrap()),
         Processed::Application { .. }
     ));
-    assert!(carol.with(|d, c| d.process(c, GROUP, &sealed)).is_err());
+    assert!(carol.with(|_, c| process(c, GROUP, &sealed)).is_err());
 }
 
 #[test]
@@ -166,11 +162,8 @@ fn a_lost_reply_is_recovered_by_meeting_my_own_commit_in_the_log() {
     let (alice, bob, _carol) = three();
     let commit = alice.with(|d, c| d.remove(c, GROUP, |leaf| leaf.user == 3).unwrap());
     // No confirmation reached Alice; she reads the log instead.
-    assert_eq!(
-        alice.with(|d, c| d.process(c, GROUP, &commit.commit).unwrap()),
-        Processed::OwnCommit
-    );
-    bob.with(|d, c| d.process(c, GROUP, &commit.commit).unwrap());
+    assert_eq!(alice.with(|_, c| process(c, GROUP, &commit.commit).unwrap()), Processed::OwnCommit);
+    bob.with(|_, c| process(c, GROUP, &commit.commit).unwrap());
     assert_eq!(alice.with(|_, c| epoch(c, GROUP).unwrap()), Some(2));
     assert_eq!(
         alice.with(|_, c| authenticator(c, GROUP).unwrap()),
@@ -185,7 +178,7 @@ fn a_last_resort_key_package_adds_a_device_like_a_one_time_one() {
     let kp = dave.with(|d, c| d.key_packages(c, 0, true).unwrap());
     let commit = alice.with(|d, c| d.add(c, GROUP, &kp).unwrap());
     alice.with(|d, c| d.confirm(c, GROUP).unwrap());
-    dave.with(|d, c| d.join(c, commit.welcome.as_ref().unwrap()).unwrap());
+    dave.with(|_, c| join(c, commit.welcome.as_ref().unwrap()).unwrap());
     assert_eq!(dave.with(|_, c| epoch(c, GROUP).unwrap()), Some(2));
 }
 
@@ -198,7 +191,7 @@ fn a_new_device_joins_by_external_commit_and_reads_what_follows() {
     let add = alice.with(|d, c| d.add(c, GROUP, &[dave.key_package()]).unwrap());
     alice.with(|d, c| d.confirm(c, GROUP).unwrap());
     for p in [&bob, &carol] {
-        p.with(|d, c| d.process(c, GROUP, &add.commit).unwrap());
+        p.with(|_, c| process(c, GROUP, &add.commit).unwrap());
     }
     // Bob's second device was in no Welcome: it joins from the GroupInfo alone.
     let bob2 = Profile::new(2, 22);
@@ -206,7 +199,7 @@ fn a_new_device_joins_by_external_commit_and_reads_what_follows() {
     assert_eq!((join.group.as_slice(), join.epoch), (&GROUP[..], 2));
     bob2.with(|d, c| d.confirm(c, GROUP).unwrap());
     for p in [&alice, &bob, &carol] {
-        let processed = p.with(|d, c| d.process(c, GROUP, &join.commit).unwrap());
+        let processed = p.with(|_, c| process(c, GROUP, &join.commit).unwrap());
         assert!(
             matches!(processed, Processed::Commit { by, .. } if by == bob2.id),
             "{processed:?}"
@@ -214,7 +207,7 @@ fn a_new_device_joins_by_external_commit_and_reads_what_follows() {
     }
     let sealed = carol.with(|d, c| d.encrypt(c, GROUP, b"welcome, second device").unwrap());
     assert_eq!(
-        bob2.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+        bob2.with(|_, c| process(c, GROUP, &sealed).unwrap()),
         Processed::Application { sender: carol.id, plaintext: b"welcome, second device".to_vec() }
     );
     assert_eq!(
@@ -227,8 +220,8 @@ fn a_new_device_joins_by_external_commit_and_reads_what_follows() {
 fn garbage_is_a_typed_error_and_leaves_the_group_working() {
     let (alice, bob, _carol) = three();
     for junk in [&b""[..], b"\x00\x01", &[0xff; 300]] {
-        assert!(matches!(bob.with(|d, c| d.process(c, GROUP, junk)), Err(E2eeError::Malformed(_))));
-        assert!(matches!(bob.with(|d, c| d.join(c, junk)), Err(E2eeError::Malformed(_))));
+        assert!(matches!(bob.with(|_, c| process(c, GROUP, junk)), Err(E2eeError::Malformed(_))));
+        assert!(matches!(bob.with(|_, c| join(c, junk)), Err(E2eeError::Malformed(_))));
         assert!(matches!(
             alice.with(|d, c| d.add(c, GROUP, &[junk.to_vec()])),
             Err(E2eeError::Malformed(_))
@@ -238,14 +231,14 @@ fn garbage_is_a_typed_error_and_leaves_the_group_working() {
     let mut sealed = alice.with(|d, c| d.encrypt(c, GROUP, b"intact").unwrap());
     let last = sealed.len() - 1;
     sealed[last] ^= 1;
-    assert!(bob.with(|d, c| d.process(c, GROUP, &sealed)).is_err());
+    assert!(bob.with(|_, c| process(c, GROUP, &sealed)).is_err());
     assert!(matches!(
-        bob.with(|d, c| d.process(c, b"no such group!!!", &sealed)),
+        bob.with(|_, c| process(c, b"no such group!!!", &sealed)),
         Err(E2eeError::NoGroup)
     ));
     let sealed = alice.with(|d, c| d.encrypt(c, GROUP, b"still fine").unwrap());
     assert!(matches!(
-        bob.with(|d, c| d.process(c, GROUP, &sealed).unwrap()),
+        bob.with(|_, c| process(c, GROUP, &sealed).unwrap()),
         Processed::Application { .. }
     ));
 }
