@@ -127,9 +127,17 @@ pub fn describe(content: &EventContent) -> String {
     }
 }
 
-/// Opens an encrypted message of `group` as the content to store: the plaintext body if it
-/// decrypts and its MLS sender is the device the log names; otherwise the event as logged,
-/// which the timeline shows as a message it cannot show (never a stalled sync).
+/// What opening an encrypted message gave.
+enum Opened {
+    /// The content to store: the plaintext, or the event as logged when it did not open.
+    Content(EventContent),
+    /// My own message from this device: its local echo holds the plaintext.
+    Mine,
+}
+
+/// Opens an encrypted message of `group`: the plaintext body if it decrypts and its MLS
+/// sender is the device the log names; otherwise the event as logged, which the timeline
+/// shows as a message it cannot show (never a stalled sync).
 fn open(
     tx: &Connection,
     group: &[u8],
@@ -139,49 +147,109 @@ fn open(
         tidings_proto::MediaId,
         { tidings_proto::limits::MAX_ATTACHMENTS },
     >,
-) -> Result<EventContent, Error> {
+) -> Result<Opened, Error> {
     use crate::e2ee::{E2eeError, Processed};
+    let logged = || Ok(Opened::Content(e.content.clone()));
     match crate::e2ee::process(tx, group, body.as_bytes()) {
         Ok(Processed::Application { sender, plaintext })
             if (sender.user, sender.device) == (e.sender.0, e.device.0) =>
         {
             match tidings_proto::Body::new(plaintext) {
-                Ok(body) => Ok(EventContent::Message { body, attachments: attachments.clone() }),
-                Err(_) => Ok(e.content.clone()),
+                Ok(body) => Ok(Opened::Content(EventContent::Message {
+                    body,
+                    attachments: attachments.clone(),
+                })),
+                Err(_) => logged(),
             }
         }
         Ok(Processed::Application { .. }) => {
             tracing::warn!(seq = e.seq, "A message whose MLS sender is not its logged sender.");
-            Ok(e.content.clone())
+            logged()
         }
-        Ok(_) => Ok(e.content.clone()),
+        Ok(Processed::OwnMessage) => Ok(Opened::Mine),
+        Ok(_) => logged(),
         Err(E2eeError::Storage(err)) => Err(err.into()),
         Err(err) => {
             tracing::debug!(seq = e.seq, error = %err, "A message this device cannot open.");
-            Ok(e.content.clone())
+            logged()
         }
     }
 }
 
+/// The content of my local echo of request `request`, if this device has it.
+fn echo_content(
+    tx: &Connection,
+    request: &tidings_proto::RequestId,
+) -> Result<Option<EventContent>, Error> {
+    let content: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT content FROM events WHERE request_id = ?1")?
+        .query_row([&request.0[..]], |r| r.get(0))
+        .optional()?;
+    Ok(content.and_then(|c| codec::decode(&c).ok()))
+}
+
 /// Applies a handshake of the room's group: joins from its Welcome when this device is not in
 /// the group yet, else merges its commit. What is not for this device, or does not process,
-/// is passed over (the room then stays unreadable here until this device joins again).
+/// is passed over. A group this device is not in (no Welcome named it) or was removed from
+/// is marked `mls_absent`: the machine joins it again by external commit (sync/group.rs).
 fn handshake(
     tx: &Connection,
     room: RoomKey,
     group: Option<&[u8]>,
+    request: &RequestId,
     commit: Option<&tidings_proto::MlsBlob>,
     welcome: Option<&tidings_proto::MlsBlob>,
 ) -> Result<(), Error> {
     use crate::e2ee::E2eeError;
+    let absent = |tx: &Connection| -> Result<(), E2eeError> {
+        tx.prepare_cached("UPDATE rooms SET mls_group = NULL, mls_absent = 1 WHERE id = ?1")?
+            .execute([room])?;
+        Ok(())
+    };
+    // My own setup or external join, whose reply was lost: it is the group now.
+    let pending: Option<(Vec<u8>, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT mls_pending_group, mls_pending_request FROM rooms
+             WHERE id = ?1 AND mls_pending_group IS NOT NULL",
+        )?
+        .query_row([room], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let (None, Some((pending, _))) =
+        (group, pending.as_ref().filter(|(_, rid)| rid[..] == request.0[..]))
+    {
+        crate::e2ee::confirm(tx, pending).map_err(|e| match e {
+            E2eeError::Storage(e) => Error::from(e),
+            other => Error::Internal(other.to_string()),
+        })?;
+        tx.prepare_cached(
+            "UPDATE rooms SET mls_group = mls_pending_group, mls_absent = 0,
+                 mls_pending_group = NULL, mls_pending_request = NULL
+             WHERE id = ?1",
+        )?
+        .execute([room])?;
+        return Ok(());
+    }
     let result = match (group, commit, welcome) {
-        (None, _, Some(welcome)) => crate::e2ee::join(tx, welcome.as_bytes()).and_then(|group| {
-            tx.prepare_cached("UPDATE rooms SET mls_group = ?2 WHERE id = ?1")?
-                .execute(params![room, group])?;
-            Ok(())
-        }),
+        (None, _, Some(welcome)) => match crate::e2ee::join(tx, welcome.as_bytes()) {
+            Ok(group) => {
+                tx.prepare_cached("UPDATE rooms SET mls_group = ?2, mls_absent = 0 WHERE id = ?1")?
+                    .execute(params![room, group])?;
+                Ok(())
+            }
+            Err(E2eeError::Storage(err)) => Err(E2eeError::Storage(err)),
+            Err(err) => absent(tx).and(Err(err)),
+        },
+        (None, Some(_), None) => absent(tx),
         (Some(group), Some(commit), _) => {
-            crate::e2ee::process(tx, group, commit.as_bytes()).map(drop)
+            crate::e2ee::process(tx, group, commit.as_bytes()).map(drop).and_then(|()| {
+                // Removed from the group (while still in the room, or the room's removal
+                // follows): its state goes.
+                if crate::e2ee::epoch(tx, group)?.is_none() {
+                    crate::e2ee::forget(tx, group)?;
+                    absent(tx)?;
+                }
+                Ok(())
+            })
         }
         _ => Ok(()),
     };
@@ -280,7 +348,12 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
     let opened;
     let content = match (&e.content, &group) {
         (EventContent::Message { body, attachments }, Some(group)) => {
-            opened = open(tx, group, e, body, attachments)?;
+            opened = match open(tx, group, e, body, attachments)? {
+                Opened::Content(content) => content,
+                // My echo's text (the log has only its ciphertext); its media ids were
+                // attached to it when the upload finished.
+                Opened::Mine => echo_content(tx, &e.request)?.unwrap_or_else(|| e.content.clone()),
+            };
             &opened
         }
         _ => &e.content,
@@ -328,7 +401,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         EventContent::Message { .. } | EventContent::Call(_) => {}
         EventContent::Mls { commit, welcome } => {
             // A handshake of the room's group: part of the log, never of the timeline.
-            handshake(tx, room, group.as_deref(), commit.as_ref(), welcome.as_ref())?;
+            handshake(tx, room, group.as_deref(), &e.request, commit.as_ref(), welcome.as_ref())?;
             tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
                 .execute(params![room, seq])?;
             if e.sender.0 == me {

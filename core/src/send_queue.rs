@@ -256,6 +256,14 @@ impl RoomSendQueue<'_> {
     async fn send(&self, body: MessageBody, upload: Option<String>) -> Result<RequestId, Error> {
         let queued = async {
             let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
+            // It is sealed for the room's group at flush: the sealed message must still fit
+            // a body.
+            if body.len() > tidings_proto::limits::MAX_PLAINTEXT_BYTES {
+                return Err(Error::Invalid(format!(
+                    "a message may be at most {} bytes",
+                    tidings_proto::limits::MAX_PLAINTEXT_BYTES
+                )));
+            }
             let body = Body::new(body).map_err(|e| Error::Invalid(e.to_string()))?;
             let target = Target::Room(self.room);
             self.client

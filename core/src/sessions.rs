@@ -67,6 +67,9 @@ impl Sessions<'_> {
             token: token.0.into_string(),
         };
         self.client.save_account(account.clone()).await?;
+        if let Err(e) = sync::publish_first_key_packages(self.client).await {
+            tracing::debug!(error = %e, "First KeyPackages not published; the first sync will.");
+        }
         Ok(account)
     }
 

@@ -351,7 +351,7 @@ async fn a_device_keeps_its_key_packages_stocked_on_the_server() {
     assert_eq!(
         server.handled("publish_key_packages").await.unwrap(),
         4,
-        "count, publish, count, publish"
+        "publish at sign-up, count, count, publish"
     );
 }
 
@@ -393,4 +393,106 @@ async fn the_client_engine_opens_an_encrypted_room_and_shows_its_messages() {
     let texts: Vec<&str> = page.iter().map(|m| m.text.as_str()).collect();
     assert!(texts.contains(&"and this one too"), "{texts:?}");
     assert!(texts.contains(&"(message this version cannot show)"), "the replay: {texts:?}");
+}
+
+/// The texts of a room's timeline on `app`, the room found by its server id.
+async fn texts(app: &tidings_core::Client, room: i64) -> Vec<String> {
+    let rooms = app.rooms().list().await.unwrap();
+    let summary = rooms.iter().find(|r| r.server_id == Some(room)).expect("the room");
+    let page = app.room(summary.room).timeline().page(None, 100).await.unwrap();
+    page.into_iter().map(|m| m.text).collect()
+}
+
+/// The user ids with a leaf in the room's group, as `app`'s profile has it.
+fn leaves(profile: &std::path::Path, room: i64) -> std::collections::BTreeSet<i64> {
+    let db = rusqlite::Connection::open(profile.join("tidings.sqlite")).unwrap();
+    let group: Vec<u8> = db
+        .query_row("SELECT mls_group FROM rooms WHERE server_id = ?1", [room], |r| r.get(0))
+        .unwrap();
+    e2ee::members(&db, &group).unwrap().into_iter().map(|l| l.user).collect()
+}
+
+#[tokio::test]
+async fn people_write_in_encrypted_rooms_and_the_server_keeps_only_ciphertext() {
+    let server = TestServer::start().await.unwrap();
+    let (alice, alice_dir) = app_user(&server, "alice").await;
+    let (bob, _bob_dir) = app_user(&server, "bob").await;
+    let (carol, _carol_dir) = app_user(&server, "carol").await;
+    let sync = |app: &tidings_core::Client| {
+        let app = app.clone();
+        async move { tidings_core::sync::sync_until_idle(&app).await.unwrap() }
+    };
+
+    // Alice makes a room with Bob and writes: saved at once, sealed when it goes out.
+    let bob_id = alice.contacts().lookup("bob").await.unwrap();
+    let room = alice.rooms().create(RoomKind::Group, Some("plans"), vec![bob_id]).await.unwrap();
+    alice.room(room).send_queue().send_text("the eagle lands at noon").await.unwrap();
+    sync(&alice).await;
+    let server_room = alice.room(room).server_id().await.unwrap().unwrap();
+    sync(&bob).await;
+    assert!(texts(&bob, server_room).await.contains(&"the eagle lands at noon".to_owned()));
+
+    // Bob answers; both read both, Alice's own message still as she wrote it.
+    let bob_room = bob.rooms().list().await.unwrap();
+    let bob_room = bob_room.iter().find(|r| r.server_id == Some(server_room)).unwrap().room;
+    bob.room(bob_room).send_queue().send_text("copy that, noon").await.unwrap();
+    sync(&bob).await;
+    sync(&alice).await;
+    let seen = texts(&alice, server_room).await;
+    assert!(seen.contains(&"the eagle lands at noon".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"copy that, noon".to_owned()), "{seen:?}");
+
+    // Carol is invited: Alice's next message adds her devices first, so she reads it.
+    let carol_id = alice.contacts().lookup("carol").await.unwrap();
+    alice.room(room).invite(carol_id).await.unwrap();
+    sync(&alice).await;
+    alice.room(room).send_queue().send_text("welcome aboard, carol").await.unwrap();
+    sync(&alice).await;
+    sync(&carol).await;
+    let seen = texts(&carol, server_room).await;
+    assert!(seen.contains(&"welcome aboard, carol".to_owned()), "{seen:?}");
+    assert!(!seen.contains(&"the eagle lands at noon".to_owned()), "before she came: {seen:?}");
+    assert_eq!(leaves(alice_dir.path(), server_room).len(), 3);
+
+    // Bob leaves: the next message is sealed for a group without him.
+    bob.room(bob_room).leave().await.unwrap();
+    sync(&bob).await;
+    sync(&alice).await;
+    alice.room(room).send_queue().send_text("bob is gone, new plan").await.unwrap();
+    sync(&alice).await;
+    let members = leaves(alice_dir.path(), server_room);
+    assert!(!members.contains(&bob_id), "{members:?}");
+    sync(&carol).await;
+    assert!(texts(&carol, server_room).await.contains(&"bob is gone, new plan".to_owned()));
+
+    // A second device of Carol's, signed in later, joins the group by itself (external
+    // commit, nobody else online, the room still a request to Carol) and reads what follows.
+    let carol2_dir = tempfile::tempdir().unwrap();
+    let carol2 = tidings_core::Client::open(carol2_dir.path()).unwrap();
+    let endpoint = tidings_core::endpoint::Endpoint::parse(&server.http_url()).unwrap();
+    carol2.sessions().sign_in(&endpoint, "carol", "correct horse battery").await.unwrap();
+    sync(&carol2).await;
+    sync(&alice).await;
+    alice.room(room).send_queue().send_text("hello to both of carol's devices").await.unwrap();
+    sync(&alice).await;
+    sync(&carol2).await;
+    sync(&carol).await;
+    for app in [&carol, &carol2] {
+        let seen = texts(app, server_room).await;
+        assert!(seen.contains(&"hello to both of carol's devices".to_owned()), "{seen:?}");
+    }
+
+    // None of it is in the server's files.
+    drop((alice, bob, carol, carol2));
+    let mut server = server;
+    server.stop().await.unwrap();
+    for entry in walk(server.data_dir()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for needle in ["eagle", "copy that", "welcome aboard", "new plan", "both of carol"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{entry:?} holds {needle:?}"
+            );
+        }
+    }
 }

@@ -26,7 +26,8 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    BasicCredential, ContentType, KeyPackageIn, MlsMessageBodyIn, MlsMessageIn, ProtocolVersion,
+    BasicCredential, ContentType, KeyPackageIn, MlsMessageBodyIn, MlsMessageIn, ProtocolMessage,
+    ProtocolVersion, Sender,
 };
 use openmls_rust_crypto::RustCrypto;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -46,6 +47,8 @@ pub(crate) struct Header {
     pub group: Vec<u8>,
     pub epoch: u64,
     pub content: ContentType,
+    /// An external commit: a device joining the group by itself.
+    pub external: bool,
 }
 
 fn malformed(what: &str) -> OpError {
@@ -56,10 +59,17 @@ fn malformed(what: &str) -> OpError {
 pub(crate) fn header(bytes: &[u8]) -> Result<Header, OpError> {
     let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| malformed("message"))?;
     let message = message.try_into_protocol_message().map_err(|_| malformed("group message"))?;
+    let external = match &message {
+        ProtocolMessage::PublicMessage(public) => {
+            matches!(public.sender(), Sender::NewMemberCommit)
+        }
+        ProtocolMessage::PrivateMessage(_) => false,
+    };
     Ok(Header {
         group: message.group_id().as_slice().to_vec(),
         epoch: message.epoch().as_u64(),
         content: message.content_type(),
+        external,
     })
 }
 

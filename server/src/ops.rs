@@ -551,7 +551,17 @@ impl Conn {
             }
             Request::Mls { room, commit, welcome, group_info, .. } => {
                 self.mutate(&request, move |tx, actor| {
-                    agreed_member_only(tx, room, actor)?;
+                    // A member holding the room as a request may read it, so a device of
+                    // theirs may join its group (an external commit); nothing else.
+                    let joining = match &commit {
+                        Some(commit) => crate::mls::header(commit.as_bytes())?.external,
+                        None => false,
+                    };
+                    if joining {
+                        member_only(tx, room, actor)?;
+                    } else {
+                        agreed_member_only(tx, room, actor)?;
+                    }
                     crate::mls::handshake(
                         tx,
                         room,

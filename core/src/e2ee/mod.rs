@@ -405,12 +405,7 @@ impl Device {
 
     /// Merges my pending commit of `group`: the server logged it.
     pub fn confirm(&self, conn: &Connection, group: &[u8]) -> Result<(), E2eeError> {
-        let provider = Provider::new(conn);
-        let mut mls = load(&provider, group)?;
-        if mls.pending_commit().is_some() {
-            mls.merge_pending_commit(&provider).map_err(refused)?;
-        }
-        Ok(())
+        confirm(conn, group)
     }
 
     /// Throws away my pending commit of `group`: the server refused it (another commit won the
@@ -451,6 +446,9 @@ impl Device {
             return Err(E2eeError::Malformed("not a group info"));
         };
         let epoch = info.epoch().as_u64();
+        // Whatever this device kept of the group (a setup whose reply was lost, a state that
+        // fell behind the log) gives way to the group as it is now.
+        forget(conn, info.group_id().as_slice())?;
         let (mls, bundle) = MlsGroup::external_commit_builder()
             .with_config(Self::join_config())
             .build_group(&provider, info, self.credential())
@@ -464,6 +462,17 @@ impl Device {
         let (commit, _, group_info) = bundle.into_messages();
         Commit::from_messages(&mls, epoch, commit, None, group_info)
     }
+}
+
+/// Merges this device's pending commit of `group` (a setup, an external join, a commit):
+/// the server logged it. (No signing: the commit was signed when it was built.)
+pub fn confirm(conn: &Connection, group: &[u8]) -> Result<(), E2eeError> {
+    let provider = Provider::new(conn);
+    let mut mls = load(&provider, group)?;
+    if mls.pending_commit().is_some() {
+        mls.merge_pending_commit(&provider).map_err(refused)?;
+    }
+    Ok(())
 }
 
 /// Joins a group from a Welcome; returns the group's id. (No signing: any device whose
@@ -574,6 +583,30 @@ pub fn members(conn: &Connection, group: &[u8]) -> Result<Vec<LeafId>, E2eeError
 pub fn authenticator(conn: &Connection, group: &[u8]) -> Result<Vec<u8>, E2eeError> {
     let provider = Provider::new(conn);
     Ok(load(&provider, group)?.epoch_authenticator().as_slice().to_vec())
+}
+
+/// What MLS leaves in clear about a group message: its group, its epoch, and whether it is a
+/// commit (else an application message or a proposal). The simulation's model server reads
+/// it as the real server does (server/src/mls.rs).
+#[cfg(test)]
+pub(crate) fn header(message: &[u8]) -> Result<(Vec<u8>, u64, bool), E2eeError> {
+    let message = MlsMessageIn::tls_deserialize_exact(message)
+        .map_err(|_| E2eeError::Malformed("an MLS message"))?
+        .try_into_protocol_message()
+        .map_err(|_| E2eeError::Malformed("not a group message"))?;
+    let commit = message.content_type() == ContentType::Commit;
+    Ok((message.group_id().as_slice().to_vec(), message.epoch().as_u64(), commit))
+}
+
+/// A GroupInfo's group and epoch (for the simulation's model server).
+#[cfg(test)]
+pub(crate) fn group_info_header(group_info: &[u8]) -> Result<(Vec<u8>, u64), E2eeError> {
+    let message = MlsMessageIn::tls_deserialize_exact(group_info)
+        .map_err(|_| E2eeError::Malformed("a group info"))?;
+    let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
+        return Err(E2eeError::Malformed("not a group info"));
+    };
+    Ok((info.group_id().as_slice().to_vec(), info.epoch().as_u64()))
 }
 
 #[cfg(test)]

@@ -12,14 +12,16 @@
 //! One request is in flight at a time, so replies never race each other. Work is picked in
 //! this order: join; catch up the rooms with news (each page in one transaction, and again
 //! while pages remain); close gaps that pushes revealed; send the next due outbox item (the
-//! rules are in [`crate::outbox`]); send read markers that moved, then delivered watermarks of
+//! rules are in [`crate::outbox`]) — a message sealed for its room's MLS group first, after
+//! whatever that group needs ([`super::group`]); join by external commit the groups of rooms
+//! this device is in no group of; send read markers that moved, then delivered watermarks of
 //! rooms that received events; once per connection, top up this device's MLS KeyPackages on
 //! the server ([`crate::e2ee`]). A push is applied when it arrives, between replies.
 //!
 //! Reading the database inside the machine keeps the protocol logic in one place; the
 //! database is local, its calls short, and the driver runs them off the async runtime.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tidings_proto::{
@@ -28,6 +30,7 @@ use tidings_proto::{
     ServerFrame, Token,
 };
 
+use super::group::{self, Need};
 use crate::{
     apply::{self, Applied},
     model::{ConnectionState, Event, RoomKey},
@@ -70,6 +73,33 @@ enum Step {
     Upload(String, Option<String>),
     /// Its operation, ready to send.
     Send(Request),
+    /// Its message, to seal for the room's group first.
+    Seal(RoomKey),
+}
+
+/// An outbox item waiting on its room's group, with its attempts so far.
+type Waiting = Option<(i64, u32)>;
+
+/// A handshake of a room's group this device sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handshake {
+    /// The group's setup: merged when logged (the log holds only its Welcome).
+    Setup,
+    /// Joining by external commit: merged when logged (nothing before it is for me).
+    External,
+    /// A commit adding or removing members: merged when apply meets it in the log.
+    Commit,
+}
+
+/// KeyPackages being claimed for a room's group, one user per request, before its setup
+/// (`group` none) or a commit adding them.
+#[derive(Debug)]
+struct Claiming {
+    room: RoomKey,
+    item: Waiting,
+    group: Option<Vec<u8>>,
+    users: Vec<i64>,
+    packages: Vec<Vec<u8>>,
 }
 
 /// The request in flight and what its reply means.
@@ -96,6 +126,22 @@ enum Awaiting {
     KeyCount,
     /// New KeyPackages published.
     KeysPublished,
+    /// A room's GroupInfo, to join its group or learn it has none.
+    GroupInfo {
+        room: RoomKey,
+        item: Waiting,
+    },
+    /// A user's KeyPackages (for [`Machine::claiming`]).
+    Claim {
+        user: i64,
+    },
+    /// A handshake of `room`'s group `group`.
+    Handshake {
+        room: RoomKey,
+        item: Waiting,
+        group: Vec<u8>,
+        kind: Handshake,
+    },
     Ping,
 }
 
@@ -131,6 +177,16 @@ pub struct Machine {
     /// Rooms whose events from others were applied and not yet acknowledged as delivered.
     delivered_dirty: BTreeSet<RoomKey>,
     keys: Keys,
+    /// A request a reply decided on, sent next (a handshake built from a GroupInfo).
+    next: Option<(Request, Awaiting)>,
+    /// KeyPackages being claimed for a room's group.
+    claiming: Option<Claiming>,
+    /// (room, user) pairs whose KeyPackages were claimed over this connection.
+    claimed: BTreeSet<(RoomKey, i64)>,
+    /// Rooms whose group this connection tried to join on its own (once each).
+    joins_tried: BTreeSet<RoomKey>,
+    /// `stale_epoch` answers in a row, per room.
+    stale: BTreeMap<RoomKey, u32>,
 }
 
 impl Machine {
@@ -149,6 +205,11 @@ impl Machine {
             gaps: BTreeSet::new(),
             delivered_dirty: BTreeSet::new(),
             keys: Keys::Unchecked,
+            next: None,
+            claiming: None,
+            claimed: BTreeSet::new(),
+            joins_tried: BTreeSet::new(),
+            stale: BTreeMap::new(),
         }
     }
 
@@ -204,17 +265,31 @@ impl Machine {
                 return Ok(Poll::Send(self.request(request, Awaiting::CatchUp { room, after })));
             }
         }
+        if let Some((request, awaiting)) = self.next.take() {
+            return Ok(Poll::Send(self.request(request, awaiting)));
+        }
+        if let Some(frame) = self.continue_claiming(c)? {
+            return Ok(Poll::Send(frame));
+        }
         let items = load_items(c)?;
         for id in outbox::due(&items, now_ms) {
             // An item whose room the server has not created yet waits (its CreateRoom is
             // ahead of it in the same room's queue, or failed and must be retried first).
-            let Some((step, attempts)) = prepared_request(c, id)? else { continue };
+            let Some((mut step, attempts)) = prepared_request(c, id)? else { continue };
+            if let Step::Seal(room) = step {
+                if let Some(frame) = self.prepare_group(c, room, Some((id, attempts)))? {
+                    return Ok(Poll::Send(frame));
+                }
+                let Some((sealed, _)) = prepared_request(c, id)? else { continue };
+                step = sealed;
+            }
             let request = match step {
                 Step::Upload(path, session) => {
                     self.uploading = Some((id, attempts));
                     return Ok(Poll::Upload { item: id, path, session });
                 }
                 Step::Send(request) => request,
+                Step::Seal(_) => continue,
             };
             let awaiting = Awaiting::Outbox {
                 id,
@@ -226,6 +301,13 @@ impl Machine {
                 apply_own: !matches!(request, Request::Send { .. } | Request::RecordCall { .. }),
             };
             return Ok(Poll::Send(self.request(request, awaiting)));
+        }
+        if let Some((room, server)) = room_to_join(c, &self.joins_tried)? {
+            self.joins_tried.insert(room);
+            let awaiting = Awaiting::GroupInfo { room, item: None };
+            return Ok(Poll::Send(
+                self.request(Request::GroupInfo { room: RoomId(server) }, awaiting),
+            ));
         }
         if let Some((room, server, read)) = read_to_send(c)? {
             let request =
@@ -255,6 +337,201 @@ impl Machine {
             return Ok(Poll::Done);
         }
         Ok(Poll::Idle { wake_ms })
+    }
+
+    /// The request `room`'s group needs before outbox item `item` can be sealed for it, if
+    /// any ([`group::need`]); `None` when the group is ready: seal now.
+    fn prepare_group(
+        &mut self,
+        c: &mut Connection,
+        room: RoomKey,
+        item: Waiting,
+    ) -> Result<Option<ClientFrame>, Error> {
+        let need = match cursor(c, room)? {
+            Some((server, _)) => (server, group::need(c, room, self.me, &self.claimed)?),
+            None => (0, Need::NotMember),
+        };
+        match need {
+            (_, Need::NotMember) => {
+                // Nothing is sealed for a room I left (and nothing goes out in clear): the
+                // item fails as the server would fail it.
+                if let Some((id, attempts)) = item {
+                    let error = ErrorInfo::new(ErrorCode::Forbidden, "not a member of this room");
+                    failed(c, id, &error, attempts, 0, 0.0)?;
+                }
+                Ok(None)
+            }
+            (server, need) => self.prepare_step(c, room, server, item, need),
+        }
+    }
+
+    fn prepare_step(
+        &mut self,
+        c: &mut Connection,
+        room: RoomKey,
+        server: i64,
+        item: Waiting,
+        need: Need,
+    ) -> Result<Option<ClientFrame>, Error> {
+        match need {
+            Need::NotMember => Ok(None),
+            Need::Ready(group) => {
+                if let Some((id, _)) = item {
+                    group::seal(c, id, &group)?;
+                }
+                Ok(None)
+            }
+            Need::Discover => {
+                let awaiting = Awaiting::GroupInfo { room, item };
+                Ok(Some(self.request(Request::GroupInfo { room: RoomId(server) }, awaiting)))
+            }
+            Need::Add { group, users } => {
+                self.claiming =
+                    Some(Claiming { room, item, group: Some(group), users, packages: Vec::new() });
+                match self.continue_claiming(c)? {
+                    Some(frame) => Ok(Some(frame)),
+                    // Nobody to add after all: ask again (it is ready now).
+                    None => self.prepare_group(c, room, item),
+                }
+            }
+            Need::Remove { group, users } => {
+                let tx = c.transaction()?;
+                let device = group::device(&tx)?;
+                // A pending commit the log did not take (a lost attempt) gives way.
+                device.discard(&tx, &group).map_err(group::storage)?;
+                let commit = device
+                    .remove(&tx, &group, |leaf| users.contains(&leaf.user))
+                    .map_err(group::storage)?;
+                tx.commit()?;
+                let request = group::request(server, &commit)?;
+                let awaiting = Awaiting::Handshake { room, item, group, kind: Handshake::Commit };
+                Ok(Some(self.request(request, awaiting)))
+            }
+        }
+    }
+
+    /// The next claim of the KeyPackages being gathered, or, when all are in, the setup or
+    /// commit they are for; `None` when there is nothing to claim or commit.
+    fn continue_claiming(&mut self, c: &mut Connection) -> Result<Option<ClientFrame>, Error> {
+        let Some(claiming) = self.claiming.as_mut() else { return Ok(None) };
+        if let Some(user) = claiming.users.pop() {
+            self.claimed.insert((claiming.room, user));
+            let request = Request::ClaimKeyPackages { user: tidings_proto::UserId(user) };
+            return Ok(Some(self.request(request, Awaiting::Claim { user })));
+        }
+        let Some(Claiming { room, item, group, packages, .. }) = self.claiming.take() else {
+            return Ok(None);
+        };
+        let Some((server, _)) = cursor(c, room)? else { return Ok(None) };
+        if group::current(c, room)? != group {
+            // The room's group changed meanwhile (a Welcome arrived): decide again.
+            return Ok(None);
+        }
+        let tx = c.transaction()?;
+        let (commit, kind) = match &group {
+            None => (group::set_up(&tx, &packages)?, Handshake::Setup),
+            Some(_) if packages.is_empty() => return Ok(None),
+            Some(group) => {
+                let device = group::device(&tx)?;
+                device.discard(&tx, group).map_err(group::storage)?;
+                (device.add(&tx, group, &packages).map_err(group::storage)?, Handshake::Commit)
+            }
+        };
+        let request = group::request(server, &commit)?;
+        if kind == Handshake::Setup {
+            group::remember_pending(&tx, room, &commit.group, &request)?;
+        }
+        tx.commit()?;
+        let awaiting = Awaiting::Handshake { room, item, group: commit.group, kind };
+        Ok(Some(self.request(request, awaiting)))
+    }
+
+    /// The server's answer to a handshake of `room`'s group.
+    #[allow(clippy::too_many_arguments)]
+    fn on_handshake(
+        &mut self,
+        c: &mut Connection,
+        room: RoomKey,
+        item: Waiting,
+        group: Vec<u8>,
+        kind: Handshake,
+        result: Result<Reply, ErrorInfo>,
+        now_ms: i64,
+        jitter: f64,
+    ) -> Result<Vec<Event>, Error> {
+        let tx = c.transaction()?;
+        match result {
+            Ok(_) => {
+                // Nothing before a setup or an external join in the log is this device's
+                // to open: it takes effect now. A commit waits for its place in the log.
+                if kind != Handshake::Commit {
+                    group::device(&tx)?.confirm(&tx, &group).map_err(group::storage)?;
+                    tx.execute(
+                        "UPDATE rooms SET mls_group = ?2, mls_absent = 0,
+                             mls_pending_group = NULL, mls_pending_request = NULL
+                         WHERE id = ?1",
+                        params![room, group],
+                    )?;
+                }
+                self.stale.remove(&room);
+            }
+            Err(error) => {
+                tx.execute(
+                    "UPDATE rooms SET mls_pending_group = NULL, mls_pending_request = NULL
+                     WHERE id = ?1",
+                    [room],
+                )?;
+                match kind {
+                    Handshake::Setup | Handshake::External => {
+                        crate::e2ee::forget(&tx, &group).map_err(group::storage)?
+                    }
+                    Handshake::Commit => {
+                        group::device(&tx)?.discard(&tx, &group).map_err(group::storage)?
+                    }
+                }
+                if error.code == ErrorCode::StaleEpoch {
+                    self.on_stale(&tx, room, item, &error, now_ms, jitter)?;
+                } else if let Some((id, attempts)) = item {
+                    failed(&tx, id, &error, attempts, now_ms, jitter)?;
+                }
+            }
+        }
+        tx.commit()?;
+        // The room as the log has it now, before anything is built on it again.
+        self.gaps.insert(room);
+        Ok(vec![Event::OutboxChanged])
+    }
+
+    /// Another handshake or message won the epoch: catch up and build again. A room that
+    /// keeps losing has a group state the log left behind: after three in a row this device
+    /// joins the group again by external commit, after six the item fails.
+    fn on_stale(
+        &mut self,
+        c: &Connection,
+        room: RoomKey,
+        item: Waiting,
+        error: &ErrorInfo,
+        now_ms: i64,
+        jitter: f64,
+    ) -> Result<(), Error> {
+        let count = self.stale.entry(room).or_default();
+        *count += 1;
+        if *count == 3 {
+            let group: Option<Vec<u8>> = c
+                .query_row("SELECT mls_group FROM rooms WHERE id = ?1", [room], |r| r.get(0))
+                .optional()?
+                .flatten();
+            if let Some(group) = group {
+                group::leave_group(c, room, &group)?;
+            }
+        }
+        if *count >= 6 {
+            self.stale.remove(&room);
+            if let Some((id, attempts)) = item {
+                failed(c, id, error, attempts, now_ms, jitter)?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the outcome of the upload [`Poll::Upload`] asked for: the media id (the file
@@ -337,6 +614,23 @@ impl Machine {
             Awaiting::Outbox { id, attempts, request, left, apply_own } => {
                 let reply = match result {
                     Ok(reply) => reply,
+                    Err(error) if error.code == ErrorCode::StaleEpoch => {
+                        // Sealed for an epoch the room has left: seal again once caught up.
+                        let tx = c.transaction()?;
+                        tx.execute("UPDATE outbox SET sealed = NULL WHERE id = ?1", [id])?;
+                        let room: Option<RoomKey> = tx
+                            .query_row("SELECT room_id FROM outbox WHERE id = ?1", [id], |r| {
+                                r.get(0)
+                            })
+                            .optional()?
+                            .flatten();
+                        if let Some(room) = room {
+                            self.on_stale(&tx, room, Some((id, attempts)), &error, now_ms, jitter)?;
+                            self.gaps.insert(room);
+                        }
+                        tx.commit()?;
+                        return Ok(vec![Event::OutboxChanged]);
+                    }
                     Err(error) => {
                         // The item's echo shows its state (waiting, or failed with Retry):
                         // an open chat reloads.
@@ -404,36 +698,110 @@ impl Machine {
                 }
                 Ok(Vec::new())
             }
+            Awaiting::GroupInfo { room, item } => {
+                self.on_group_info(c, room, item, result, now_ms, jitter)
+            }
+            Awaiting::Claim { user } => {
+                let Some(claiming) = self.claiming.as_mut() else { return Ok(Vec::new()) };
+                match result {
+                    Ok(Reply::KeyPackages { packages }) => {
+                        let me = group::device(c)?.id();
+                        // My own device is in the group already (or setting it up).
+                        claiming.packages.extend(
+                            packages
+                                .into_vec()
+                                .into_iter()
+                                .filter(|p| (user, p.device.0) != (me.user, me.device))
+                                .map(|p| p.package.into_vec()),
+                        );
+                        Ok(Vec::new())
+                    }
+                    Ok(other) => Err(super::unexpected(other)),
+                    Err(error) => {
+                        let claiming = self.claiming.take();
+                        if let Some(Claiming { item: Some((id, attempts)), .. }) = claiming {
+                            failed(c, id, &error, attempts, now_ms, jitter)?;
+                        }
+                        Ok(vec![Event::OutboxChanged])
+                    }
+                }
+            }
+            Awaiting::Handshake { room, item, group, kind } => {
+                self.on_handshake(c, room, item, group, kind, result, now_ms, jitter)
+            }
             // A failure (a server without encryption, a full stock) leaves the KeyPackages
             // for the next connection; nothing else waits on them.
             Awaiting::KeysPublished | Awaiting::Delivered | Awaiting::Ping => Ok(Vec::new()),
         }
     }
 
-    /// Makes new KeyPackages (and a last-resort one) when the server has fewer than
-    /// [`crate::e2ee::KEY_PACKAGE_LOW`] left; their private keys are in the profile before
-    /// the public ones leave it.
-    fn top_up_keys(&mut self, c: &mut Connection, count: usize) -> Result<(), Error> {
-        use crate::e2ee::{Device, LeafId, KEY_PACKAGE_LOW, KEY_PACKAGE_STOCK};
-        if count >= KEY_PACKAGE_LOW {
-            return Ok(());
+    /// The room's GroupInfo: join its group by external commit, or — it has none — claim
+    /// the members' KeyPackages to set it up (only for a message waiting to be sealed).
+    fn on_group_info(
+        &mut self,
+        c: &mut Connection,
+        room: RoomKey,
+        item: Waiting,
+        result: Result<Reply, ErrorInfo>,
+        now_ms: i64,
+        jitter: f64,
+    ) -> Result<Vec<Event>, Error> {
+        let group_info = match result {
+            Ok(Reply::GroupInfo { group_info }) => group_info,
+            Ok(other) => return Err(super::unexpected(other)),
+            Err(error) => {
+                if let Some((id, attempts)) = item {
+                    failed(c, id, &error, attempts, now_ms, jitter)?;
+                }
+                return Ok(vec![Event::OutboxChanged]);
+            }
+        };
+        let Some((server, _)) = cursor(c, room)? else { return Ok(Vec::new()) };
+        if group::current(c, room)?.is_some() {
+            // A Welcome for this device arrived meanwhile: it is in the group already.
+            return Ok(Vec::new());
         }
-        let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
-        let tx = c.transaction()?;
-        let account = crate::account::stored(&tx)?.ok_or(Error::NotSignedIn)?;
-        let id = LeafId { user: account.user_id, device: account.device_id };
-        let device = Device::for_session(&tx, id).map_err(|e| internal(&e))?;
-        let mut packages =
-            device.key_packages(&tx, KEY_PACKAGE_STOCK - count, true).map_err(|e| internal(&e))?;
-        tx.commit()?;
-        let last_resort = packages.pop().map(Blob::new).transpose().map_err(|e| internal(&e))?;
-        let packages: Vec<_> = packages
-            .into_iter()
-            .map(Blob::new)
-            .collect::<Result<_, _>>()
-            .map_err(|e| internal(&e))?;
-        let packages = List::new(packages).map_err(|e| internal(&e))?;
-        self.keys = Keys::ToPublish(Request::PublishKeyPackages { packages, last_resort });
+        match group_info {
+            Some(info) => {
+                let tx = c.transaction()?;
+                let joined = group::device(&tx)?.join_external(&tx, info.as_bytes());
+                let commit = match joined {
+                    Ok(commit) => commit,
+                    Err(crate::e2ee::E2eeError::Storage(e)) => return Err(e.into()),
+                    // A GroupInfo that does not verify: the server's word is not enough.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "A room's GroupInfo this device cannot join from.");
+                        let error = ErrorInfo::new(ErrorCode::InvalidInput, e.to_string());
+                        if let Some((id, attempts)) = item {
+                            failed(&tx, id, &error, attempts, now_ms, jitter)?;
+                        }
+                        tx.commit()?;
+                        return Ok(vec![Event::OutboxChanged]);
+                    }
+                };
+                let request = group::request(server, &commit)?;
+                group::remember_pending(&tx, room, &commit.group, &request)?;
+                tx.commit()?;
+                let kind = Handshake::External;
+                self.next =
+                    Some((request, Awaiting::Handshake { room, item, group: commit.group, kind }));
+            }
+            None if item.is_some() => {
+                let users = group::active_members(c, room)?.into_iter().collect();
+                self.claiming =
+                    Some(Claiming { room, item, group: None, users, packages: Vec::new() });
+            }
+            None => {}
+        }
+        Ok(Vec::new())
+    }
+
+    /// Makes new KeyPackages (and a last-resort one) when the server has fewer than
+    /// [`crate::e2ee::KEY_PACKAGE_LOW`] left.
+    fn top_up_keys(&mut self, c: &mut Connection, count: usize) -> Result<(), Error> {
+        if let Some(publish) = key_packages_to_publish(c, count)? {
+            self.keys = Keys::ToPublish(publish);
+        }
         Ok(())
     }
 
@@ -576,6 +944,31 @@ impl Machine {
     }
 }
 
+/// The request topping this device's KeyPackages up to [`crate::e2ee::KEY_PACKAGE_STOCK`]
+/// (plus a last-resort one) when the server holds `count`, fewer than
+/// [`crate::e2ee::KEY_PACKAGE_LOW`]; their private keys are in the profile before the public
+/// ones leave it.
+pub(super) fn key_packages_to_publish(
+    c: &mut Connection,
+    count: usize,
+) -> Result<Option<Request>, Error> {
+    use crate::e2ee::{KEY_PACKAGE_LOW, KEY_PACKAGE_STOCK};
+    if count >= KEY_PACKAGE_LOW {
+        return Ok(None);
+    }
+    let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
+    let tx = c.transaction()?;
+    let mut packages = group::device(&tx)?
+        .key_packages(&tx, KEY_PACKAGE_STOCK - count, true)
+        .map_err(group::storage)?;
+    tx.commit()?;
+    let last_resort = packages.pop().map(Blob::new).transpose().map_err(|e| internal(&e))?;
+    let packages: Vec<_> =
+        packages.into_iter().map(Blob::new).collect::<Result<_, _>>().map_err(|e| internal(&e))?;
+    let packages = List::new(packages).map_err(|e| internal(&e))?;
+    Ok(Some(Request::PublishKeyPackages { packages, last_resort }))
+}
+
 /// Gives the local echo of outbox item `id` its uploaded media, so the sender's timeline
 /// knows the media id (and opens the cached copy) before the server's event arrives.
 fn attach_to_echo(c: &Connection, id: i64, media: i64) -> Result<(), Error> {
@@ -663,6 +1056,27 @@ fn cursor(c: &Connection, room: RoomKey) -> Result<Option<(i64, u64)>, Error> {
     .optional()?)
 }
 
+/// A member room whose group exists without this device in it (apply saw its handshakes),
+/// not tried over this connection yet: (local id, server id).
+fn room_to_join(
+    c: &Connection,
+    tried: &BTreeSet<RoomKey>,
+) -> Result<Option<(RoomKey, i64)>, Error> {
+    let mut st = c.prepare_cached(
+        "SELECT id, server_id FROM rooms
+         WHERE mls_absent = 1 AND mls_group IS NULL AND member = 1 AND server_id IS NOT NULL
+         ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    for row in rows {
+        let (room, server) = row?;
+        if !tried.contains(&room) {
+            return Ok(Some((room, server)));
+        }
+    }
+    Ok(None)
+}
+
 /// A room whose read marker moved since it was last sent.
 fn read_to_send(c: &Connection) -> Result<Option<(RoomKey, i64, i64)>, Error> {
     Ok(c.prepare_cached(
@@ -710,12 +1124,13 @@ fn load_items(c: &Connection) -> Result<Vec<Item>, Error> {
 /// server id (a room made offline gets its id when its CreateRoom is confirmed, earlier in
 /// the same queue) and its uploaded media filled in; `None` while that room has no server id.
 fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Step, u32)>, Error> {
-    type Row = (Vec<u8>, Option<i64>, u32, Option<String>, Option<i64>, Option<String>);
-    let (op, room, attempts, upload_path, upload_media, session): Row = c.query_row(
-        "SELECT operation, room_id, attempts, upload_path, upload_media, upload_session
+    type Row =
+        (Vec<u8>, Option<i64>, u32, Option<String>, Option<i64>, Option<String>, Option<Vec<u8>>);
+    let (op, room, attempts, upload_path, upload_media, session, sealed): Row = c.query_row(
+        "SELECT operation, room_id, attempts, upload_path, upload_media, upload_session, sealed
          FROM outbox WHERE id = ?1",
         [id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
     )?;
     if let (Some(path), None) = (upload_path, upload_media) {
         return Ok(Some((Step::Upload(path, session), attempts)));
@@ -736,6 +1151,17 @@ fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Step, u32)>, Erro
         match server {
             Some(server) => *target = RoomId(server),
             None => return Ok(None),
+        }
+    }
+    // Every message goes out sealed for its room's group, and every resend with the same
+    // sealed bytes.
+    if let (Request::Send { body, .. }, Some(room)) = (&mut request, room) {
+        match sealed {
+            Some(sealed) => {
+                *body =
+                    tidings_proto::Body::new(sealed).map_err(|e| Error::Internal(e.to_string()))?;
+            }
+            None => return Ok(Some((Step::Seal(room), attempts))),
         }
     }
     Ok(Some((Step::Send(request), attempts)))

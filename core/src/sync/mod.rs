@@ -34,6 +34,7 @@ use crate::{
     Client, Error,
 };
 
+mod group;
 pub(crate) mod link;
 mod machine;
 #[cfg(test)]
@@ -94,6 +95,17 @@ pub(crate) async fn request(client: &Client, request: Request) -> Result<Reply, 
         };
     }
     alone(client, request).await
+}
+
+/// Publishes this device's first KeyPackages right after it signs up or in, so that a room
+/// set up before its first sync has a Welcome for it. The first sync tops the stock up
+/// anyway, so a failure here costs only that.
+pub(crate) async fn publish_first_key_packages(client: &Client) -> Result<(), Error> {
+    let publish = client.db(|c| machine::key_packages_to_publish(c, 0)).await?;
+    if let Some(publish) = publish {
+        alone(client, publish).await?;
+    }
+    Ok(())
 }
 
 /// Sends one request on a connection of its own, whatever the live session does: for

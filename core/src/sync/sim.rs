@@ -65,12 +65,19 @@ struct ServerRoom {
     /// Active members and their (delivered, read) watermarks.
     members: BTreeMap<i64, (u64, u64)>,
     log: Vec<RoomEvent>,
+    /// The room's MLS group once set up: its epoch and latest GroupInfo.
+    group: Option<(u64, Vec<u8>)>,
 }
 
 struct Model {
     rooms: Vec<ServerRoom>,
     answers: HashMap<(i64, [u8; 16]), (i64, u64)>,
+    /// Per device: one-time KeyPackages, and the last-resort one.
+    key_packages: HashMap<i64, Stock>,
 }
+
+/// A device's KeyPackages on the model server: one-time ones, and the last-resort one.
+type Stock = (VecDeque<Vec<u8>>, Option<Vec<u8>>);
 
 /// A frame for every connection of `user`, except the one that caused it.
 struct Push {
@@ -82,6 +89,10 @@ fn info(code: ErrorCode, message: &str) -> ErrorInfo {
     ErrorInfo { code, message: Text::new(message).unwrap(), retry_after_ms: None }
 }
 
+fn stale() -> ErrorInfo {
+    info(ErrorCode::StaleEpoch, "the room's group moved on: catch up and rebuild")
+}
+
 fn user_ref(id: i64) -> UserRef {
     let name = USERS.iter().find(|u| u.0 == id).unwrap().1;
     UserRef { id: UserId(id), username: Text::new(name).unwrap() }
@@ -91,12 +102,28 @@ impl Model {
     fn new() -> Self {
         let rooms = ROOMS
             .iter()
-            .map(|m| ServerRoom {
+            .enumerate()
+            .map(|(i, m)| ServerRoom {
                 members: m.iter().map(|u| (*u, (0, 0))).collect(),
-                log: Vec::new(),
+                // As on the real server, a room's log starts with its creation.
+                log: vec![RoomEvent {
+                    room: RoomId(i as i64 + 1),
+                    seq: 1,
+                    sender: UserId(m[0]),
+                    device: DeviceId(DEVICES.iter().find(|d| d.1 == m[0]).unwrap().0),
+                    request: tidings_proto::RequestId([i as u8 + 1; 16]),
+                    at_ms: START_MS,
+                    content: EventContent::Created {
+                        kind: tidings_proto::RoomKind::Group,
+                        name: None,
+                        members: List::new(m.iter().map(|u| user_ref(*u)).collect()).unwrap(),
+                        requested: List::empty(),
+                    },
+                }],
+                group: None,
             })
             .collect();
-        Self { rooms, answers: HashMap::new() }
+        Self { rooms, answers: HashMap::new(), key_packages: HashMap::new() }
     }
 
     fn room(&mut self, id: RoomId) -> Option<&mut ServerRoom> {
@@ -168,8 +195,87 @@ impl Model {
                 _ => Err(forbidden()),
             },
             Request::Send { request, room, body, attachments } => {
-                let content = EventContent::Message { body, attachments };
-                self.mutate(device, user, request.0, room, content, now, &mut pushes)
+                // The epoch rule, after idempotency: a resend is answered as the first time.
+                let answered = self.answers.contains_key(&(device, request.0));
+                match self.room(room).map(|r| &r.group) {
+                    Some(Some((epoch, _))) if !answered => {
+                        match crate::e2ee::header(body.as_bytes()) {
+                            Ok((_, at, false)) if at == *epoch => None,
+                            Ok((_, _, false)) => Some(stale()),
+                            _ => Some(info(ErrorCode::InvalidInput, "not an MLS message")),
+                        }
+                    }
+                    _ => None,
+                }
+                .map_or_else(
+                    || {
+                        let content = EventContent::Message { body, attachments };
+                        self.mutate(device, user, request.0, room, content, now, &mut pushes)
+                    },
+                    Err,
+                )
+            }
+            Request::Mls { request, room, commit, welcome, group_info } => {
+                let answered = self.answers.contains_key(&(device, request.0));
+                let (_, info_epoch) =
+                    crate::e2ee::group_info_header(group_info.as_bytes()).unwrap();
+                let check = match (self.room(room).map(|r| &r.group), &commit) {
+                    _ if answered => Ok(()),
+                    (Some(None), None) => Ok(()),
+                    (Some(Some((epoch, _))), Some(commit)) => {
+                        match crate::e2ee::header(commit.as_bytes()).unwrap() {
+                            (_, at, true) if at == *epoch => Ok(()),
+                            _ => Err(stale()),
+                        }
+                    }
+                    (Some(Some(_)), None) | (Some(None), Some(_)) => Err(stale()),
+                    (None, _) => Err(forbidden()),
+                };
+                match check {
+                    Ok(()) => {
+                        let content = EventContent::Mls { commit, welcome };
+                        let logged =
+                            self.mutate(device, user, request.0, room, content, now, &mut pushes);
+                        if logged.is_ok() && !answered {
+                            let r = self.room(room).unwrap();
+                            r.group = Some((info_epoch, group_info.into_vec()));
+                        }
+                        logged
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Request::GroupInfo { room } => match self.room(room) {
+                Some(r) if r.members.contains_key(&user) => {
+                    let group_info = r
+                        .group
+                        .as_ref()
+                        .map(|(_, info)| tidings_proto::MlsBlob::new(info.clone()).unwrap());
+                    Ok(Reply::GroupInfo { group_info })
+                }
+                _ => Err(forbidden()),
+            },
+            Request::PublishKeyPackages { packages, last_resort } => {
+                let stock = self.key_packages.entry(device).or_default();
+                stock.0.extend(packages.into_vec().into_iter().map(|p| p.into_vec()));
+                if let Some(last) = last_resort {
+                    stock.1 = Some(last.into_vec());
+                }
+                Ok(Reply::KeyPackageCount { count: stock.0.len() as u32 })
+            }
+            Request::ClaimKeyPackages { user: claimed } => {
+                let mut packages = Vec::new();
+                for (id, _) in DEVICES.iter().filter(|(_, u)| *u == claimed.0) {
+                    let Some(stock) = self.key_packages.get_mut(id) else { continue };
+                    let Some(package) = stock.0.pop_front().or_else(|| stock.1.clone()) else {
+                        continue;
+                    };
+                    packages.push(tidings_proto::DeviceKeyPackage {
+                        device: DeviceId(*id),
+                        package: tidings_proto::KeyPackageBlob::new(package).unwrap(),
+                    });
+                }
+                Ok(Reply::KeyPackages { packages: List::new(packages).unwrap() })
             }
             Request::Leave { request, room } => {
                 let content = EventContent::Left { user: UserId(user) };
@@ -315,7 +421,7 @@ macro_rules! ensure {
 impl World {
     fn new(seed: u64, root: &Path) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let devices = DEVICES
+        let devices: Vec<Device> = DEVICES
             .iter()
             .map(|(id, user)| {
                 let dir = root.join(format!("device-{id}"));
@@ -342,11 +448,22 @@ impl World {
                 }
             })
             .collect();
+        let mut model = Model::new();
+        // Each device published KeyPackages when it signed in (core/src/sessions.rs).
+        for dev in &devices {
+            let publish = dev
+                .client
+                .db_blocking(|c| super::machine::key_packages_to_publish(c, 0))
+                .unwrap()
+                .unwrap();
+            let (reply, _) = model.handle(dev.id, dev.user, publish, START_MS);
+            assert!(reply.is_ok());
+        }
         Self {
             rng: StdRng::seed_from_u64(seed),
             rt,
             now: START_MS,
-            model: Model::new(),
+            model,
             devices,
             sent: Vec::new(),
             left: false,
@@ -686,8 +803,8 @@ impl World {
         let mut on_server: HashMap<String, usize> = HashMap::new();
         for r in &self.model.rooms {
             for e in &r.log {
-                if let EventContent::Message { body, .. } = &e.content {
-                    *on_server.entry(crate::apply::body_text(body.as_bytes())).or_default() += 1;
+                if let EventContent::Message { .. } = &e.content {
+                    *on_server.entry(e.request.to_string()).or_default() += 1;
                 }
             }
         }
@@ -697,7 +814,7 @@ impl World {
                 self.rt.block_on(client.send_queue().items()).map_err(|e| e.to_string())?;
             let failed =
                 outbox.iter().find(|o| o.request_id == s.request_id && o.state == "failed");
-            let count = on_server.get(&s.text).copied().unwrap_or(0);
+            let count = on_server.get(&s.request_id).copied().unwrap_or(0);
             match failed {
                 Some(item) => {
                     ensure!(
@@ -713,6 +830,48 @@ impl World {
                     );
                 }
                 None => ensure!(count == 1, "{} is on the server {count} times", s.text),
+            }
+        }
+        // Every device of a member reads every message as it was written: sealed for the
+        // room's group at flush, opened on the other devices, kept as written on the sender's.
+        for dev in &self.devices {
+            let texts: HashMap<String, String> = dev
+                .client
+                .db_blocking(|c| {
+                    let mut st = c.prepare("SELECT request_id, content FROM events")?;
+                    let rows = st.query_map([], |r| {
+                        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+                    })?;
+                    let mut texts = HashMap::new();
+                    for row in rows {
+                        let (request, content) = row?;
+                        if let Ok(EventContent::Message { body, .. }) =
+                            tidings_proto::codec::decode::<EventContent>(&content)
+                        {
+                            texts.insert(
+                                request_string(&request),
+                                crate::apply::body_text(body.as_bytes()),
+                            );
+                        }
+                    }
+                    Ok(texts)
+                })
+                .map_err(|e| e.to_string())?;
+            for s in &self.sent {
+                let room = self
+                    .model
+                    .rooms
+                    .iter()
+                    .find(|r| r.log.iter().any(|e| e.request.to_string() == s.request_id));
+                if room.is_some_and(|r| r.members.contains_key(&dev.user)) {
+                    let text = texts.get(&s.request_id);
+                    ensure!(
+                        text == Some(&s.text),
+                        "device {} reads {} as {text:?}",
+                        dev.id,
+                        s.text
+                    );
+                }
             }
         }
         // Every device: exactly its rooms' logs, in order.
@@ -737,8 +896,13 @@ impl World {
                             .collect::<Result<Vec<_>, _>>()?)
                     })
                     .map_err(|e| e.to_string())?;
-                let expected: Vec<(u64, String)> =
-                    r.log.iter().map(|e| (e.seq, e.request.to_string())).collect();
+                // Handshakes of the room's group are part of the log, not of the timeline.
+                let expected: Vec<(u64, String)> = r
+                    .log
+                    .iter()
+                    .filter(|e| !matches!(e.content, EventContent::Mls { .. }))
+                    .map(|e| (e.seq, e.request.to_string()))
+                    .collect();
                 if r.members.contains_key(&user) {
                     ensure!(
                         local == expected,
@@ -751,9 +915,10 @@ impl World {
                     // A room left: what it has is the server's (a prefix, and my own
                     // messages confirmed past it), each at its seq.
                     ensure!(
-                        local.iter().all(|(seq, id)| expected
+                        local.iter().all(|(seq, id)| r
+                            .log
                             .get(*seq as usize - 1)
-                            .is_some_and(|e| &e.1 == id)),
+                            .is_some_and(|e| &e.request.to_string() == id)),
                         "device {} has room {server_id} as {:?}, the server {:?}",
                         self.devices[d].id,
                         seqs(&local),
@@ -803,7 +968,7 @@ fn run_seed(seed: u64) -> Check {
     }
     world.converge()?;
     world.check()?;
-    ensure!(!world.model.rooms.iter().all(|r| r.log.is_empty()), "nothing was sent");
+    ensure!(!world.model.rooms.iter().all(|r| r.log.len() == 1), "nothing was sent");
     Ok(())
 }
 
