@@ -240,17 +240,31 @@ fn handshake(
             Err(err) => absent(tx).and(Err(err)),
         },
         (None, Some(_), None) => absent(tx),
-        (Some(group), Some(commit), _) => {
-            crate::e2ee::process(tx, group, commit.as_bytes()).map(drop).and_then(|()| {
-                // Removed from the group (while still in the room, or the room's removal
-                // follows): its state goes.
-                if crate::e2ee::epoch(tx, group)?.is_none() {
-                    crate::e2ee::forget(tx, group)?;
-                    absent(tx)?;
+        (Some(group), Some(commit), _) => (|| {
+            match crate::e2ee::process(tx, group, commit.as_bytes()) {
+                Ok(_) => {
+                    // Removed from the group (while still in the room, or the room's removal
+                    // follows): its state goes.
+                    if crate::e2ee::epoch(tx, group)?.is_none() {
+                        crate::e2ee::forget(tx, group)?;
+                        absent(tx)?;
+                    }
+                    Ok(())
                 }
-                Ok(())
-            })
-        }
+                Err(E2eeError::Storage(err)) => Err(E2eeError::Storage(err)),
+                Err(err) => {
+                    // A commit on this device's epoch that does not process leaves it behind
+                    // the log for good: it joins again. (Older commits — my own external join,
+                    // merged when logged — are simply passed over.)
+                    let at = crate::e2ee::header(commit.as_bytes()).ok().map(|h| h.1);
+                    if at.is_some() && at == crate::e2ee::epoch(tx, group)? {
+                        crate::e2ee::forget(tx, group)?;
+                        absent(tx)?;
+                    }
+                    Err(err)
+                }
+            }
+        })(),
         _ => Ok(()),
     };
     match result {
@@ -357,6 +371,23 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
             &opened
         }
         _ => &e.content,
+    };
+    // My own message that this device cannot open (its group state went, or it came back
+    // before this device was in the group): its echo keeps the text I wrote.
+    let kept;
+    let content = match content {
+        EventContent::Message { body, .. }
+            if e.sender.0 == me && decode_body(body.as_bytes()).is_none() =>
+        {
+            match echo_content(tx, &e.request)? {
+                Some(echo) => {
+                    kept = echo;
+                    &kept
+                }
+                None => content,
+            }
+        }
+        _ => content,
     };
     match content {
         EventContent::Created { kind, name, members, requested } => {

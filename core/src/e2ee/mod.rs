@@ -464,6 +464,19 @@ impl Device {
     }
 }
 
+/// Checks a claimed KeyPackage as adding it would (signature, ciphersuite, lifetime): a
+/// device whose KeyPackage fails is left out rather than failing the commit for everyone.
+pub fn check_key_package(bytes: &[u8]) -> Result<(), E2eeError> {
+    let package = KeyPackageIn::tls_deserialize_exact(bytes)
+        .map_err(|_| E2eeError::Malformed("a key package"))?
+        .validate(&RustCrypto::default(), ProtocolVersion::Mls10)
+        .map_err(refused)?;
+    if package.ciphersuite() != CIPHERSUITE {
+        return Err(E2eeError::Refused("a key package of another ciphersuite".into()));
+    }
+    Ok(())
+}
+
 /// Merges this device's pending commit of `group` (a setup, an external join, a commit):
 /// the server logged it. (No signing: the commit was signed when it was built.)
 pub fn confirm(conn: &Connection, group: &[u8]) -> Result<(), E2eeError> {
@@ -586,10 +599,9 @@ pub fn authenticator(conn: &Connection, group: &[u8]) -> Result<Vec<u8>, E2eeErr
 }
 
 /// What MLS leaves in clear about a group message: its group, its epoch, and whether it is a
-/// commit (else an application message or a proposal). The simulation's model server reads
-/// it as the real server does (server/src/mls.rs).
-#[cfg(test)]
-pub(crate) fn header(message: &[u8]) -> Result<(Vec<u8>, u64, bool), E2eeError> {
+/// commit (else an application message or a proposal). Apply reads a commit's epoch with it;
+/// the simulation's model server reads it as the real server does (server/src/mls.rs).
+pub fn header(message: &[u8]) -> Result<(Vec<u8>, u64, bool), E2eeError> {
     let message = MlsMessageIn::tls_deserialize_exact(message)
         .map_err(|_| E2eeError::Malformed("an MLS message"))?
         .try_into_protocol_message()

@@ -163,18 +163,25 @@ pub(super) fn remember_pending(
 }
 
 /// Seals outbox item `id`'s message body for `group` and keeps the sealed bytes in the row,
-/// in one transaction: every resend sends them unchanged.
-pub(super) fn seal(c: &mut Connection, id: i64, group: &[u8]) -> Result<(), Error> {
+/// in one transaction: every resend sends them unchanged. `false` when the sealed message
+/// would not fit a body (an item queued before the plaintext limit): nothing is kept.
+pub(super) fn seal(c: &mut Connection, id: i64, group: &[u8]) -> Result<bool, Error> {
     let tx = c.transaction()?;
     let op: Vec<u8> =
         tx.query_row("SELECT operation FROM outbox WHERE id = ?1", [id], |r| r.get(0))?;
     let request: Request =
         tidings_proto::codec::decode(&op).map_err(|e| Error::Internal(e.to_string()))?;
-    let Request::Send { body, .. } = request else { return Ok(()) };
+    let Request::Send { body, .. } = request else { return Ok(true) };
+    if body.as_bytes().len() > tidings_proto::limits::MAX_PLAINTEXT_BYTES {
+        return Ok(false);
+    }
     let sealed = device(&tx)?.encrypt(&tx, group, body.as_bytes()).map_err(storage)?;
+    if sealed.len() > tidings_proto::limits::MAX_BODY_BYTES {
+        return Ok(false);
+    }
     tx.execute("UPDATE outbox SET sealed = ?2 WHERE id = ?1", params![id, sealed])?;
     tx.commit()?;
-    Ok(())
+    Ok(true)
 }
 
 /// An MLS failure of this device's own state (the database's, or what openmls kept in it).

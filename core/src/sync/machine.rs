@@ -266,7 +266,15 @@ impl Machine {
             }
         }
         if let Some((request, awaiting)) = self.next.take() {
-            return Ok(Poll::Send(self.request(request, awaiting)));
+            // An external join waits for nothing; but a Welcome met while catching up put
+            // this device in the group already.
+            let joined = match &awaiting {
+                Awaiting::Handshake { room, .. } => group::current(c, *room)?.is_some(),
+                _ => false,
+            };
+            if !joined {
+                return Ok(Poll::Send(self.request(request, awaiting)));
+            }
         }
         if let Some(frame) = self.continue_claiming(c)? {
             return Ok(Poll::Send(frame));
@@ -376,8 +384,14 @@ impl Machine {
         match need {
             Need::NotMember => Ok(None),
             Need::Ready(group) => {
-                if let Some((id, _)) = item {
-                    group::seal(c, id, &group)?;
+                if let Some((id, attempts)) = item {
+                    if !group::seal(c, id, &group)? {
+                        let error = ErrorInfo::new(
+                            ErrorCode::InvalidInput,
+                            "the message is too long to send encrypted",
+                        );
+                        failed(c, id, &error, attempts, 0, 0.0)?;
+                    }
                 }
                 Ok(None)
             }
@@ -415,7 +429,6 @@ impl Machine {
     fn continue_claiming(&mut self, c: &mut Connection) -> Result<Option<ClientFrame>, Error> {
         let Some(claiming) = self.claiming.as_mut() else { return Ok(None) };
         if let Some(user) = claiming.users.pop() {
-            self.claimed.insert((claiming.room, user));
             let request = Request::ClaimKeyPackages { user: tidings_proto::UserId(user) };
             return Ok(Some(self.request(request, Awaiting::Claim { user })));
         }
@@ -482,9 +495,13 @@ impl Machine {
                     [room],
                 )?;
                 match kind {
-                    Handshake::Setup | Handshake::External => {
+                    // Unless the group came by another way meanwhile (a Welcome).
+                    Handshake::Setup | Handshake::External
+                        if group::current(&tx, room)?.as_deref() != Some(&group[..]) =>
+                    {
                         crate::e2ee::forget(&tx, &group).map_err(group::storage)?
                     }
+                    Handshake::Setup | Handshake::External => {}
                     Handshake::Commit => {
                         group::device(&tx)?.discard(&tx, &group).map_err(group::storage)?
                     }
@@ -652,6 +669,9 @@ impl Machine {
                     (Reply::Logged { room, seq }, Some(rid)) => {
                         let tx = c.transaction()?;
                         apply::confirmed(&tx, &rid, room.0, seq)?;
+                        if let Some(local) = apply::known_room(&tx, room.0)? {
+                            self.stale.remove(&local);
+                        }
                         if left {
                             tx.execute(
                                 "UPDATE rooms SET member = 0, request_from = NULL
@@ -706,13 +726,17 @@ impl Machine {
                 match result {
                     Ok(Reply::KeyPackages { packages }) => {
                         let me = group::device(c)?.id();
-                        // My own device is in the group already (or setting it up).
+                        self.claimed.insert((claiming.room, user));
+                        // My own device is in the group already (or setting it up); a
+                        // KeyPackage that would not verify (expired, say) leaves its device
+                        // out instead of failing the commit for everyone.
                         claiming.packages.extend(
                             packages
                                 .into_vec()
                                 .into_iter()
                                 .filter(|p| (user, p.device.0) != (me.user, me.device))
-                                .map(|p| p.package.into_vec()),
+                                .map(|p| p.package.into_vec())
+                                .filter(|p| crate::e2ee::check_key_package(p).is_ok()),
                         );
                         Ok(Vec::new())
                     }

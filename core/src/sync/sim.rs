@@ -228,7 +228,10 @@ impl Model {
                             _ => Err(stale()),
                         }
                     }
-                    (Some(Some(_)), None) | (Some(None), Some(_)) => Err(stale()),
+                    (Some(Some(_)), None) => Err(stale()),
+                    (Some(None), Some(_)) => {
+                        Err(info(ErrorCode::InvalidInput, "the room's group is not set up yet"))
+                    }
                     (None, _) => Err(forbidden()),
                 };
                 match check {
