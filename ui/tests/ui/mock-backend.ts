@@ -17,6 +17,11 @@ declare global {
 
 const now = Date.now();
 const DAY = 86_400_000;
+// The timeline groups by calendar day: "today" and "yesterday" must stay so whatever the
+// hour the tests run at (a minute past midnight, now - 1 day - 1 hour is two days ago).
+const startOfToday = new Date(now).setHours(0, 0, 0, 0);
+const today = (ago: number) => Math.max(now - ago, startOfToday);
+const yesterdayNoon = startOfToday - DAY / 2;
 
 function message(room: number, seq: number | null, sender: string, text: string, at: number, state: Message["state"] = "read"): Message {
   return {
@@ -41,10 +46,10 @@ export function install(scenario: string) {
   }
   const messages: Record<number, Message[]> = {
     1: [
-      message(1, 4, "bob", "Menu: https://example.org/menu?day=fri.", now - 30_000, "sent"),
-      message(1, 3, "bob", "See you at 6?", now - 60_000, "sent"),
-      message(1, 2, "ann", "Sounds good", now - DAY, "read"),
-      message(1, 1, "bob", "Dinner tomorrow?", now - DAY - 3_600_000, "sent"),
+      message(1, 4, "bob", "Menu: https://example.org/menu?day=fri.", today(30_000), "sent"),
+      message(1, 3, "bob", "See you at 6?", today(60_000), "sent"),
+      message(1, 2, "ann", "Sounds good", yesterdayNoon + 3_600_000, "read"),
+      message(1, 1, "bob", "Dinner tomorrow?", yesterdayNoon, "sent"),
     ],
     2: [message(2, 2, "ann", "Who's in for Saturday?", now - 2 * DAY, "delivered"), message(2, 1, "cy", "Hi all", now - 3 * DAY, "sent")],
     3: [message(3, 2, "mallory", "Hi, remember me?", now - 1_000, "sent")],
