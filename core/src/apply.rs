@@ -127,17 +127,11 @@ pub fn describe(content: &EventContent) -> String {
     }
 }
 
-/// What opening an encrypted message gave.
-enum Opened {
-    /// The content to store: the plaintext, or the event as logged when it did not open.
-    Content(EventContent),
-    /// My own message from this device: its local echo holds the plaintext.
-    Mine,
-}
-
-/// Opens an encrypted message of `group`: the plaintext body if it decrypts and its MLS
-/// sender is the device the log names; otherwise the event as logged, which the timeline
-/// shows as a message it cannot show (never a stalled sync).
+/// Opens an encrypted message of `group` as the content to store: the plaintext body if it
+/// decrypts and its MLS sender is the device the log names; otherwise the event as logged,
+/// which the timeline shows as a message it cannot show (never a stalled sync) — or, for my
+/// own message from this device, which MLS never opens for its sender, as my echo shows it
+/// ([`event`]).
 fn open(
     tx: &Connection,
     group: &[u8],
@@ -147,18 +141,15 @@ fn open(
         tidings_proto::MediaId,
         { tidings_proto::limits::MAX_ATTACHMENTS },
     >,
-) -> Result<Opened, Error> {
+) -> Result<EventContent, Error> {
     use crate::e2ee::{E2eeError, Processed};
-    let logged = || Ok(Opened::Content(e.content.clone()));
+    let logged = || Ok(e.content.clone());
     match crate::e2ee::process(tx, group, body.as_bytes()) {
         Ok(Processed::Application { sender, plaintext })
             if (sender.user, sender.device) == (e.sender.0, e.device.0) =>
         {
             match tidings_proto::Body::new(plaintext) {
-                Ok(body) => Ok(Opened::Content(EventContent::Message {
-                    body,
-                    attachments: attachments.clone(),
-                })),
+                Ok(body) => Ok(EventContent::Message { body, attachments: attachments.clone() }),
                 Err(_) => logged(),
             }
         }
@@ -166,7 +157,6 @@ fn open(
             tracing::warn!(seq = e.seq, "A message whose MLS sender is not its logged sender.");
             logged()
         }
-        Ok(Processed::OwnMessage) => Ok(Opened::Mine),
         Ok(_) => logged(),
         Err(E2eeError::Storage(err)) => Err(err.into()),
         Err(err) => {
@@ -217,10 +207,7 @@ fn handshake(
     if let (None, Some((pending, _))) =
         (group, pending.as_ref().filter(|(_, rid)| rid[..] == request.0[..]))
     {
-        crate::e2ee::confirm(tx, pending).map_err(|e| match e {
-            E2eeError::Storage(e) => Error::from(e),
-            other => Error::Internal(other.to_string()),
-        })?;
+        crate::e2ee::confirm(tx, pending)?;
         tx.prepare_cached(
             "UPDATE rooms SET mls_group = mls_pending_group, mls_absent = 0,
                  mls_pending_group = NULL, mls_pending_request = NULL
@@ -362,18 +349,14 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
     let opened;
     let content = match (&e.content, &group) {
         (EventContent::Message { body, attachments }, Some(group)) => {
-            opened = match open(tx, group, e, body, attachments)? {
-                Opened::Content(content) => content,
-                // My echo's text (the log has only its ciphertext); its media ids were
-                // attached to it when the upload finished.
-                Opened::Mine => echo_content(tx, &e.request)?.unwrap_or_else(|| e.content.clone()),
-            };
+            opened = open(tx, group, e, body, attachments)?;
             &opened
         }
         _ => &e.content,
     };
-    // My own message that this device cannot open (its group state went, or it came back
-    // before this device was in the group): its echo keeps the text I wrote.
+    // My own message that this device does not open (MLS never opens one for its sender; or
+    // its group state went): its echo keeps the text I wrote, with the media ids attached
+    // when the upload finished.
     let kept;
     let content = match content {
         EventContent::Message { body, .. }

@@ -105,6 +105,17 @@ pub enum E2eeError {
     PendingProposals,
 }
 
+/// An MLS failure met by the engine: the database's is a database error; anything else is
+/// this device's own state at fault (what it sends is built from it), never the network's.
+impl From<E2eeError> for crate::Error {
+    fn from(e: E2eeError) -> Self {
+        match e {
+            E2eeError::Storage(e) => e.into(),
+            other => crate::Error::Internal(other.to_string()),
+        }
+    }
+}
+
 fn refused(error: impl std::fmt::Display) -> E2eeError {
     E2eeError::Refused(error.to_string())
 }

@@ -31,7 +31,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tidings_proto::{MlsBlob, Request, RoomId};
 
 use crate::{
-    e2ee::{self, Commit, Device, E2eeError, LeafId},
+    e2ee::{self, Commit, Device, LeafId},
     model::RoomKey,
     Error,
 };
@@ -75,12 +75,11 @@ pub(super) fn need(
     }
     let Some(group) = current(c, room)? else { return Ok(Need::Discover) };
     // A group this device was removed from, or whose state is gone: join it again.
-    if e2ee::epoch(c, &group).map_err(storage)?.is_none() {
+    if e2ee::epoch(c, &group)?.is_none() {
         leave_group(c, room, &group)?;
         return Ok(Need::Discover);
     }
-    let leaves: BTreeSet<i64> =
-        e2ee::members(c, &group).map_err(storage)?.into_iter().map(|l| l.user).collect();
+    let leaves: BTreeSet<i64> = e2ee::members(c, &group)?.into_iter().map(|l| l.user).collect();
     let gone: Vec<i64> = leaves.difference(&members).copied().collect();
     if !gone.is_empty() {
         return Ok(Need::Remove { group, users: gone });
@@ -114,7 +113,7 @@ pub(super) fn active_members(c: &Connection, room: RoomKey) -> Result<BTreeSet<i
 
 /// Drops this device's state of `group` and marks the room as one to join again.
 pub(super) fn leave_group(c: &Connection, room: RoomKey, group: &[u8]) -> Result<(), Error> {
-    e2ee::forget(c, group).map_err(storage)?;
+    e2ee::forget(c, group)?;
     c.prepare_cached("UPDATE rooms SET mls_group = NULL, mls_absent = 1 WHERE id = ?1")?
         .execute([room])?;
     Ok(())
@@ -123,15 +122,14 @@ pub(super) fn leave_group(c: &Connection, room: RoomKey, group: &[u8]) -> Result
 /// This device's MLS keys (made on first use for the signed-in session).
 pub(super) fn device(c: &Connection) -> Result<Device, Error> {
     let account = crate::account::stored(c)?.ok_or(Error::NotSignedIn)?;
-    Device::for_session(c, LeafId { user: account.user_id, device: account.device_id })
-        .map_err(storage)
+    Ok(Device::for_session(c, LeafId { user: account.user_id, device: account.device_id })?)
 }
 
 /// A new group for the room, set up with the devices of `packages` (pending until the
 /// server logs the setup).
 pub(super) fn set_up(c: &Connection, packages: &[Vec<u8>]) -> Result<Commit, Error> {
     let id: [u8; e2ee::GROUP_ID_LEN] = rand::random();
-    device(c)?.create_group(c, &id, packages).map_err(storage)
+    Ok(device(c)?.create_group(c, &id, packages)?)
 }
 
 /// The `Mls` request carrying `commit` for server room `room`.
@@ -175,19 +173,11 @@ pub(super) fn seal(c: &mut Connection, id: i64, group: &[u8]) -> Result<bool, Er
     if body.as_bytes().len() > tidings_proto::limits::MAX_PLAINTEXT_BYTES {
         return Ok(false);
     }
-    let sealed = device(&tx)?.encrypt(&tx, group, body.as_bytes()).map_err(storage)?;
+    let sealed = device(&tx)?.encrypt(&tx, group, body.as_bytes())?;
     if sealed.len() > tidings_proto::limits::MAX_BODY_BYTES {
         return Ok(false);
     }
     tx.execute("UPDATE outbox SET sealed = ?2 WHERE id = ?1", params![id, sealed])?;
     tx.commit()?;
     Ok(true)
-}
-
-/// An MLS failure of this device's own state (the database's, or what openmls kept in it).
-pub(super) fn storage(e: E2eeError) -> Error {
-    match e {
-        E2eeError::Storage(e) => e.into(),
-        other => Error::Internal(other.to_string()),
-    }
 }

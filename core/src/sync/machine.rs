@@ -363,59 +363,34 @@ impl Machine {
             (_, Need::NotMember) => {
                 // Nothing is sealed for a room I left (and nothing goes out in clear): the
                 // item fails as the server would fail it.
-                if let Some((id, attempts)) = item {
-                    let error = ErrorInfo::new(ErrorCode::Forbidden, "not a member of this room");
-                    failed(c, id, &error, attempts, 0, 0.0)?;
-                }
+                fail_waiting(c, item, ErrorCode::Forbidden, "not a member of this room")?;
                 Ok(None)
             }
-            (server, need) => self.prepare_step(c, room, server, item, need),
-        }
-    }
-
-    fn prepare_step(
-        &mut self,
-        c: &mut Connection,
-        room: RoomKey,
-        server: i64,
-        item: Waiting,
-        need: Need,
-    ) -> Result<Option<ClientFrame>, Error> {
-        match need {
-            Need::NotMember => Ok(None),
-            Need::Ready(group) => {
-                if let Some((id, attempts)) = item {
+            (_, Need::Ready(group)) => {
+                if let Some((id, _)) = item {
                     if !group::seal(c, id, &group)? {
-                        let error = ErrorInfo::new(
-                            ErrorCode::InvalidInput,
-                            "the message is too long to send encrypted",
-                        );
-                        failed(c, id, &error, attempts, 0, 0.0)?;
+                        let reason = "the message is too long to send encrypted";
+                        fail_waiting(c, item, ErrorCode::InvalidInput, reason)?;
                     }
                 }
                 Ok(None)
             }
-            Need::Discover => {
+            (server, Need::Discover) => {
                 let awaiting = Awaiting::GroupInfo { room, item };
                 Ok(Some(self.request(Request::GroupInfo { room: RoomId(server) }, awaiting)))
             }
-            Need::Add { group, users } => {
+            (_, Need::Add { group, users }) => {
+                // `need` names at least one user: the first claim goes out now.
                 self.claiming =
                     Some(Claiming { room, item, group: Some(group), users, packages: Vec::new() });
-                match self.continue_claiming(c)? {
-                    Some(frame) => Ok(Some(frame)),
-                    // Nobody to add after all: ask again (it is ready now).
-                    None => self.prepare_group(c, room, item),
-                }
+                self.continue_claiming(c)
             }
-            Need::Remove { group, users } => {
+            (server, Need::Remove { group, users }) => {
                 let tx = c.transaction()?;
                 let device = group::device(&tx)?;
                 // A pending commit the log did not take (a lost attempt) gives way.
-                device.discard(&tx, &group).map_err(group::storage)?;
-                let commit = device
-                    .remove(&tx, &group, |leaf| users.contains(&leaf.user))
-                    .map_err(group::storage)?;
+                device.discard(&tx, &group)?;
+                let commit = device.remove(&tx, &group, |leaf| users.contains(&leaf.user))?;
                 tx.commit()?;
                 let request = group::request(server, &commit)?;
                 let awaiting = Awaiting::Handshake { room, item, group, kind: Handshake::Commit };
@@ -446,8 +421,8 @@ impl Machine {
             Some(_) if packages.is_empty() => return Ok(None),
             Some(group) => {
                 let device = group::device(&tx)?;
-                device.discard(&tx, group).map_err(group::storage)?;
-                (device.add(&tx, group, &packages).map_err(group::storage)?, Handshake::Commit)
+                device.discard(&tx, group)?;
+                (device.add(&tx, group, &packages)?, Handshake::Commit)
             }
         };
         let request = group::request(server, &commit)?;
@@ -478,7 +453,7 @@ impl Machine {
                 // Nothing before a setup or an external join in the log is this device's
                 // to open: it takes effect now. A commit waits for its place in the log.
                 if kind != Handshake::Commit {
-                    group::device(&tx)?.confirm(&tx, &group).map_err(group::storage)?;
+                    group::device(&tx)?.confirm(&tx, &group)?;
                     tx.execute(
                         "UPDATE rooms SET mls_group = ?2, mls_absent = 0,
                              mls_pending_group = NULL, mls_pending_request = NULL
@@ -499,12 +474,10 @@ impl Machine {
                     Handshake::Setup | Handshake::External
                         if group::current(&tx, room)?.as_deref() != Some(&group[..]) =>
                     {
-                        crate::e2ee::forget(&tx, &group).map_err(group::storage)?
+                        crate::e2ee::forget(&tx, &group)?
                     }
                     Handshake::Setup | Handshake::External => {}
-                    Handshake::Commit => {
-                        group::device(&tx)?.discard(&tx, &group).map_err(group::storage)?
-                    }
+                    Handshake::Commit => group::device(&tx)?.discard(&tx, &group)?,
                 }
                 if error.code == ErrorCode::StaleEpoch {
                     self.on_stale(&tx, room, item, &error, now_ms, jitter)?;
@@ -534,11 +507,7 @@ impl Machine {
         let count = self.stale.entry(room).or_default();
         *count += 1;
         if *count == 3 {
-            let group: Option<Vec<u8>> = c
-                .query_row("SELECT mls_group FROM rooms WHERE id = ?1", [room], |r| r.get(0))
-                .optional()?
-                .flatten();
-            if let Some(group) = group {
+            if let Some(group) = group::current(c, room)? {
                 group::leave_group(c, room, &group)?;
             }
         }
@@ -631,32 +600,25 @@ impl Machine {
             Awaiting::Outbox { id, attempts, request, left, apply_own } => {
                 let reply = match result {
                     Ok(reply) => reply,
-                    Err(error) if error.code == ErrorCode::StaleEpoch => {
-                        // Sealed for an epoch the room has left: seal again once caught up.
-                        let tx = c.transaction()?;
-                        tx.execute("UPDATE outbox SET sealed = NULL WHERE id = ?1", [id])?;
-                        let room: Option<RoomKey> = tx
-                            .query_row("SELECT room_id FROM outbox WHERE id = ?1", [id], |r| {
-                                r.get(0)
-                            })
-                            .optional()?
-                            .flatten();
-                        if let Some(room) = room {
-                            self.on_stale(&tx, room, Some((id, attempts)), &error, now_ms, jitter)?;
-                            self.gaps.insert(room);
-                        }
-                        tx.commit()?;
-                        return Ok(vec![Event::OutboxChanged]);
-                    }
                     Err(error) => {
-                        // The item's echo shows its state (waiting, or failed with Retry):
-                        // an open chat reloads.
                         let room: Option<RoomKey> = c
                             .query_row("SELECT room_id FROM outbox WHERE id = ?1", [id], |r| {
                                 r.get(0)
                             })
                             .optional()?
                             .flatten();
+                        if let (ErrorCode::StaleEpoch, Some(room)) = (error.code, room) {
+                            // Sealed for an epoch the room has left: seal again once caught
+                            // up.
+                            let tx = c.transaction()?;
+                            tx.execute("UPDATE outbox SET sealed = NULL WHERE id = ?1", [id])?;
+                            self.on_stale(&tx, room, Some((id, attempts)), &error, now_ms, jitter)?;
+                            tx.commit()?;
+                            self.gaps.insert(room);
+                            return Ok(vec![Event::OutboxChanged]);
+                        }
+                        // The item's echo shows its state (waiting, or failed with Retry):
+                        // an open chat reloads.
                         failed(c, id, &error, attempts, now_ms, jitter)?;
                         let timeline = room.map(|room| Event::TimelineChanged { room });
                         return Ok(timeline
@@ -982,9 +944,7 @@ pub(super) fn key_packages_to_publish(
     }
     let internal = |e: &dyn std::fmt::Display| Error::Internal(e.to_string());
     let tx = c.transaction()?;
-    let mut packages = group::device(&tx)?
-        .key_packages(&tx, KEY_PACKAGE_STOCK - count, true)
-        .map_err(group::storage)?;
+    let mut packages = group::device(&tx)?.key_packages(&tx, KEY_PACKAGE_STOCK - count, true)?;
     tx.commit()?;
     let last_resort = packages.pop().map(Blob::new).transpose().map_err(|e| internal(&e))?;
     let packages: Vec<_> =
@@ -1014,6 +974,15 @@ fn attach_to_echo(c: &Connection, id: i64, media: i64) -> Result<(), Error> {
     let content = codec::encode(&content).map_err(|e| internal(&e))?;
     c.execute("UPDATE events SET content = ?2 WHERE id = ?1", params![event, content])?;
     Ok(())
+}
+
+/// Fails the outbox item waiting on a room's group (if one is) for a reason found here,
+/// before anything was sent: a permanent failure, like the server's for the same cause.
+fn fail_waiting(c: &Connection, item: Waiting, code: ErrorCode, reason: &str) -> Result<(), Error> {
+    match item {
+        Some((id, attempts)) => failed(c, id, &ErrorInfo::new(code, reason), attempts, 0, 0.0),
+        None => Ok(()),
+    }
 }
 
 /// Records a failed attempt: retry later, or mark the item failed with the server's reason.
