@@ -196,8 +196,14 @@ async function openRoom(b, name) {
   // By textContent: WebKitWebDriver's getText leaves out text in overflow-hidden boxes.
   const id = await until(`room ${name}`, () =>
     b.execute((n) => [...document.querySelectorAll("button.room")].find((x) => x.querySelector(".room-name")?.textContent === n)?.dataset.room, name));
-  await (await b.$(`button.room[data-room="${id}"]`)).click();
-  await until(`chat ${name}`, async () => (await text(b, "#chat-title")) === name);
+  // The list re-renders on every sync event (more of them now that the first message sets
+  // the room's encryption up): a click on a button just replaced is lost, so click again
+  // until the chat is open.
+  await until(`chat ${name}`, async () => {
+    if ((await text(b, "#chat-title").catch(() => null)) === name) return true;
+    await (await b.$(`button.room[data-room="${id}"]`)).click();
+    return false;
+  });
 }
 
 async function send(b, message) {
