@@ -33,8 +33,8 @@ enum Command {
         /// Data directory (database and media). Default: the user's data directory.
         #[arg(long, env = "TIDINGS_DATA")]
         data: Option<PathBuf>,
-        /// Largest media upload in bytes.
-        #[arg(long, default_value_t = 100 * 1024 * 1024)]
+        /// Largest media upload in bytes (the default holds a 100 MiB file sealed).
+        #[arg(long, default_value_t = 101 * 1024 * 1024)]
         max_upload_bytes: u64,
         #[command(flatten)]
         ice: IceArgs,

@@ -86,10 +86,12 @@ fn a_100_mb_upload_killed_midway_resumes_and_arrives_byte_identical() {
 
     ok(&alice, &["sync", "--timeout", "120"]);
     assert!(ok(&alice, &["outbox"]).is_empty());
-    // Resumed, not started over: one upload, one file, no leftover part.
+    // Resumed, not started over: one upload, one file (sealed: padded, a tag per chunk), no
+    // leftover part.
     let stored = files_in(&media);
     assert_eq!(stored.len(), 1, "{stored:?}");
-    assert_eq!(std::fs::metadata(&stored[0]).unwrap().len(), bytes.len() as u64);
+    let sealed = tidings_core::e2ee::file::sealed_len(bytes.len() as u64);
+    assert_eq!(std::fs::metadata(&stored[0]).unwrap().len(), sealed);
 
     let (bob_room, m) = last_file(&bob);
     assert_eq!(m["file"]["name"], "big.bin");
@@ -151,27 +153,30 @@ fn a_video_arrives_with_its_poster_duration_and_size() {
     let poster = std::fs::read(poster).unwrap();
     assert_eq!(&poster[..3], &[0xFF, 0xD8, 0xFF], "a JPEG poster");
     assert!(files_in(&bob.join("cache")).is_empty());
+    // The server holds the clip sealed: its size padded, no metadata readable.
+    let stored = std::fs::read(files_in(&dir.path().join("server/media"))[0].clone()).unwrap();
+    let size = m["file"]["size"].as_u64().unwrap();
+    assert_eq!(stored.len() as u64, tidings_core::e2ee::file::sealed_len(size));
+    assert!(!has(&stored, b"Secret spot") && !has(&stored, b"48.8584"), "metadata in clear");
     // A download interrupted after its first kilobyte continues from there rather than
-    // starting over. To see that, the part left behind is marked (zeros): they must survive
-    // in front of the rest.
-    assert!(has(&std::fs::read(&clip).unwrap(), b"Secret spot"), "the clip carries metadata");
-    // What was sent: the clip without its metadata.
-    let original = std::fs::read(files_in(&dir.path().join("server/media"))[0].clone()).unwrap();
-    assert!(!has(&original, b"Secret spot") && !has(&original, b"48.8584"), "metadata was sent");
+    // starting over. To see that, the part left behind is marked (zeros): continued, the
+    // sealed file no longer opens — a clear error, and nothing of it is kept.
     let media = m["file"]["media"].as_i64().unwrap();
     std::fs::create_dir_all(bob.join("cache")).unwrap();
     std::fs::write(bob.join(format!("cache/{media}.part")), [0u8; 1000]).unwrap();
     let resumed = dir.path().join("resumed.mp4");
-    ok(&bob, &["fetch-media", &bob_room, &seq, "--out", resumed.to_str().unwrap()]);
-    let resumed = std::fs::read(resumed).unwrap();
-    assert_eq!(resumed.len(), original.len());
-    assert!(resumed[..1000].iter().all(|b| *b == 0) && resumed[1000..] == original[1000..]);
-    // A clean download is the file byte for byte.
-    let cached = files_in(&bob.join("cache"));
-    std::fs::remove_file(&cached[0]).unwrap();
+    let args = ["fetch-media", &bob_room, &seq, "--out", resumed.to_str().unwrap()];
+    let (code, _, stderr) = common::exec_with(&bob, &args, "", &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("does not match its message"), "{stderr}");
+    assert!(files_in(&bob.join("cache")).is_empty(), "the damaged download was kept");
+    // A clean download is the clip as sent: without its metadata.
     let full = dir.path().join("full.mp4");
     ok(&bob, &["fetch-media", &bob_room, &seq, "--out", full.to_str().unwrap()]);
-    assert_eq!(std::fs::read(full).unwrap(), original);
+    let original = std::fs::read(full).unwrap();
+    assert_eq!(original.len() as u64, size);
+    assert!(!has(&original, b"Secret spot") && !has(&original, b"48.8584"), "metadata was sent");
+    assert!(has(&original, b"ftyp"), "an MP4");
 }
 
 #[test]

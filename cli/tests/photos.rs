@@ -93,12 +93,18 @@ fn a_photo_arrives_upright_without_metadata_thumbnail_at_once_and_full_on_demand
     let mine = ok(&p.alice, &["messages", &p.room]);
     assert!(mine.last().unwrap()["image"]["media"].as_i64().is_some(), "{mine:?}");
 
-    // What reached the server has no metadata.
+    // What reached the server is sealed, and what was sealed has no metadata.
     let uploaded = files_in(&p.server_data.join("media"));
     assert_eq!(uploaded.len(), 1, "{uploaded:?}");
-    let on_server = std::fs::read(&uploaded[0]).unwrap();
-    assert!(!has_metadata(&on_server), "metadata reached the server");
-    assert_eq!(jpeg_size(&on_server), (1536, 2048));
+    let sealed = std::fs::read(&uploaded[0]).unwrap();
+    let outgoing = files_in(&p.alice.join("outgoing"));
+    assert_eq!(outgoing.len(), 1, "Alice keeps her copy: {outgoing:?}");
+    let prepared = std::fs::read(&outgoing[0]).unwrap();
+    let sealed_len = tidings_core::e2ee::file::sealed_len(prepared.len() as u64);
+    assert_eq!(sealed.len() as u64, sealed_len);
+    assert!(!sealed.windows(64).any(|w| w == &prepared[prepared.len() / 2..][..64]));
+    assert!(!has_metadata(&prepared), "metadata reached the server");
+    assert_eq!(jpeg_size(&prepared), (1536, 2048));
 
     // Bob's sync brings the message with its thumbnail and placeholder, and downloads nothing.
     ok(&p.bob, &["sync"]);
@@ -125,7 +131,7 @@ fn a_photo_arrives_upright_without_metadata_thumbnail_at_once_and_full_on_demand
 
     let full = p.bob.join("full.jpg");
     ok(&p.bob, &["fetch-media", &room, &seq, "--out", full.to_str().unwrap()]);
-    assert_eq!(std::fs::read(full).unwrap(), on_server, "the full image, byte for byte");
+    assert_eq!(std::fs::read(full).unwrap(), prepared, "the full image, byte for byte");
     assert_eq!(files_in(&p.bob.join("cache")).len(), 1, "opened once, cached");
 
     // The sender opens her own photo without the network: her copy is cached.
@@ -133,7 +139,7 @@ fn a_photo_arrives_upright_without_metadata_thumbnail_at_once_and_full_on_demand
     let again = p.alice.join("again.jpg");
     let seq_alice = ok(&p.alice, &["messages", &p.room]).last().unwrap()["seq"].to_string();
     ok(&p.alice, &["fetch-media", &p.room, &seq_alice, "--out", again.to_str().unwrap()]);
-    assert_eq!(std::fs::read(again).unwrap(), on_server);
+    assert_eq!(std::fs::read(again).unwrap(), prepared);
 }
 
 #[test]

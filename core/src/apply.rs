@@ -34,13 +34,27 @@ pub struct MessageBody {
     /// The preview of a file that is a video.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoBody>,
+    /// The key of the first attachment, which was uploaded sealed ([`crate::e2ee::file`]);
+    /// absent for one uploaded in clear (sent before encryption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedFile>,
 }
 
 impl MessageBody {
     /// A text message.
     pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), image: None, file: None, video: None }
+        Self { text: text.into(), image: None, file: None, video: None, sealed: None }
     }
+}
+
+/// How to open a sealed attachment: its key, and the SHA-256 of the sealed bytes the
+/// server holds. Its plaintext size is the `size` of the photo or file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedFile {
+    /// The attachment's own key (32 bytes).
+    pub key: tidings_proto::bounded::Blob<{ crate::e2ee::file::KEY_BYTES }>,
+    /// SHA-256 of the sealed file.
+    pub sha256: tidings_proto::bounded::Blob<{ crate::e2ee::file::KEY_BYTES }>,
 }
 
 /// A file attached to a message.

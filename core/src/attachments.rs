@@ -1,14 +1,18 @@
 //! Attachments made ready to send: a photo or any file becomes a message body (with its
 //! thumbnail, or a video's poster and duration) and a file in the profile's `outgoing/`
-//! folder, which the send queue uploads first and which survives restarts.
+//! folder, which the send queue uploads first and which survives restarts. Each file gets a
+//! key of its own, carried in its message: the queue uploads it sealed with that key.
 //!
 //! This is the file and ffmpeg I/O of sending; the decoding rules are [`crate::photo`] and
 //! [`crate::video`]. Nothing here touches the database or the network.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use tidings_proto::bounded::{Blob, TooLong};
 
 use crate::{
-    apply::{FileBody, ImageBody, MessageBody, VideoBody},
+    apply::{FileBody, ImageBody, MessageBody, SealedFile, VideoBody},
+    e2ee::file::{FileCipher, FileError, FileKey},
     Error,
 };
 
@@ -37,7 +41,8 @@ pub async fn photo(dir: &Path, path: &Path, caption: &str) -> Result<(MessageBod
     let name = outgoing_name(dir, Some(ext)).await?;
     let io = |e: std::io::Error| Error::Io(e.to_string());
     tokio::fs::write(dir.join(&name), &prepared.full.bytes).await.map_err(io)?;
-    Ok((MessageBody { image: Some(image), ..MessageBody::text(caption) }, name))
+    let sealed = Some(seal(dir.join(&name)).await?);
+    Ok((MessageBody { image: Some(image), sealed, ..MessageBody::text(caption) }, name))
 }
 
 /// Prepares any file (at most [`MAX_FILE_BYTES`]) with its name, size and type. A video
@@ -87,7 +92,29 @@ pub async fn file(dir: &Path, path: &Path) -> Result<(MessageBody, String), Erro
     }
     let size = tokio::fs::metadata(&dest).await.map_err(io)?.len();
     let file = FileBody { name, size, mime: mime.to_owned() };
-    Ok((MessageBody { file: Some(file), video, ..MessageBody::text("") }, stored))
+    let sealed = Some(seal(dest).await?);
+    Ok((MessageBody { file: Some(file), video, sealed, ..MessageBody::text("") }, stored))
+}
+
+/// A fresh key for the prepared file at `path`, and the digest of the file sealed with it
+/// (read once, on a blocking thread): what its message carries so that the queue uploads
+/// it sealed and receivers can open it ([`crate::e2ee::file`]).
+async fn seal(path: PathBuf) -> Result<SealedFile, Error> {
+    let sealed = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let len = file.metadata()?.len();
+        let key = FileKey::random();
+        let digest = FileCipher::new(&key, len).digest(&mut std::io::BufReader::new(file))?;
+        Ok::<_, FileError>((key, digest))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let (key, digest) = sealed?;
+    let internal = |e: TooLong| Error::Internal(e.to_string());
+    Ok(SealedFile {
+        key: Blob::new(key.as_bytes().to_vec()).map_err(internal)?,
+        sha256: Blob::new(digest.to_vec()).map_err(internal)?,
+    })
 }
 
 /// A video's preview, or `None` (sent as a plain file) when ffmpeg cannot make one.

@@ -89,6 +89,11 @@ pub enum Error {
         /// The message's seq.
         seq: u64,
     },
+    /// An attachment that does not open with its message's key or does not match the
+    /// digest its message carries (damaged, or replaced on the server). Nothing of it was
+    /// kept: opening it again downloads it again.
+    #[error("the attachment does not match its message (damaged or replaced on the server)")]
+    AttachmentDamaged,
     /// A contact code for another server than this profile's.
     #[error("this contact code is for another server ({server}); this profile is on another")]
     ForeignServer {

@@ -16,7 +16,12 @@ use tidings_proto::{bounded::Text, codec, ErrorCode, ErrorInfo, EventContent, Se
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::{
-    apply::MessageBody, client::now_ms, endpoint::Endpoint, model::RoomKey, Client, Error,
+    apply::MessageBody,
+    client::now_ms,
+    e2ee::file::{FileCipher, FileError, FileKey},
+    endpoint::Endpoint,
+    model::RoomKey,
+    Client, Error,
 };
 
 impl Client {
@@ -68,7 +73,17 @@ impl Media<'_> {
         let io = |e: std::io::Error| Error::Io(e.to_string());
         tokio::fs::create_dir_all(self.client.dir().join("cache")).await.map_err(io)?;
         let dest = self.client.dir().join(&name);
-        let size = download(&account.endpoint()?, &account.token, media, &dest).await?;
+        let endpoint = account.endpoint()?;
+        let size = match Sealing::of_body(&body)? {
+            None => download(&endpoint, &account.token, media, &dest, None).await?,
+            Some(sealing) => {
+                let sealed = dest.with_extension("sealed");
+                let len = sealing.cipher().sealed_len();
+                download(&endpoint, &account.token, media, &sealed, Some(len)).await?;
+                let digest = body.sealed.map(|s| s.sha256.into_vec()).unwrap_or_default();
+                open_sealed(sealing, digest, sealed, dest.clone()).await?
+            }
+        };
         let evicted = self
             .client
             .db(move |c| remember(c, media, &name, size, now_ms(), CACHE_LIMIT_BYTES))
@@ -146,18 +161,83 @@ async fn http_error(response: reqwest::Response) -> ErrorInfo {
     info(code, message)
 }
 
+/// How an attachment is sealed: its key and its plaintext length, as its message states
+/// ([`crate::e2ee::file`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealing {
+    key: FileKey,
+    len: u64,
+}
+
+impl Sealing {
+    /// The sealing of the attachment of message body `body` (encoded), if it is sealed.
+    pub(crate) fn of(body: &[u8]) -> Result<Option<Self>, Error> {
+        match crate::apply::decode_body(body) {
+            Some(body) => Self::of_body(&body),
+            None => Ok(None),
+        }
+    }
+
+    fn of_body(body: &MessageBody) -> Result<Option<Self>, Error> {
+        let Some(sealed) = &body.sealed else { return Ok(None) };
+        let len = match (&body.image, &body.file) {
+            (Some(image), _) => image.size,
+            (None, Some(file)) => file.size,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(Self { key: FileKey::from_bytes(sealed.key.as_bytes())?, len }))
+    }
+
+    fn cipher(&self) -> FileCipher {
+        FileCipher::new(&self.key, self.len)
+    }
+}
+
+/// Opens the downloaded sealed file `sealed` into `dest` (through a temporary file renamed
+/// only once all of it opened and matched its digest), then deletes the sealed copy. A
+/// sealed copy that does not open is deleted too, so opening again downloads it again.
+async fn open_sealed(
+    sealing: Sealing,
+    digest: Vec<u8>,
+    sealed: PathBuf,
+    dest: PathBuf,
+) -> Result<u64, Error> {
+    let opened = tokio::task::spawn_blocking(move || {
+        let temporary = dest.with_extension("opening");
+        let result = (|| {
+            let mut input = std::io::BufReader::new(std::fs::File::open(&sealed)?);
+            let mut output = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
+            sealing.cipher().open_all(&digest, &mut input, &mut output)?;
+            output.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&temporary, &dest)?;
+            Ok::<_, FileError>(())
+        })();
+        let _ = std::fs::remove_file(&sealed);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result.map(|()| sealing.len)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(opened?)
+}
+
 /// Bytes per chunk of a resumable upload: what an interruption can cost at most.
 pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Uploads the file at `path` through the server's resumable uploads, continuing `session`
 /// (an upload opened earlier, maybe by a process that was killed) where the server stands.
-/// `opened` is called with a new session's id before any byte is sent, so the caller can
-/// persist it. Returns the media id and size. A network failure is `internal` (the outbox
-/// retries it with backoff); the server's refusals keep their codes.
+/// With a `sealing`, what goes up is the file sealed with it, each chunk sealed as it is
+/// read (the same bytes at every attempt). `opened` is called with a new session's id before
+/// any byte is sent, so the caller can persist it. Returns the media id and the size of the
+/// local file. A network failure is `internal` (the outbox retries it with backoff); the
+/// server's refusals keep their codes.
 pub async fn upload(
     server: &Endpoint,
     token: &str,
     path: &Path,
+    sealing: Option<Sealing>,
     mut session: Option<String>,
     mut opened: impl FnMut(&str) -> Result<(), Error>,
 ) -> Result<(i64, u64), ErrorInfo> {
@@ -171,7 +251,8 @@ pub async fn upload(
         Some(tls) => info(ErrorCode::Internal, tls.to_string()),
         None => info(ErrorCode::Internal, format!("upload failed: {e}")),
     };
-    let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+    let local = tokio::fs::metadata(path).await.map_err(io)?.len();
+    let size = sealing.as_ref().map_or(local, |s| s.cipher().sealed_len());
     let mut file = tokio::fs::File::open(path).await.map_err(io)?;
     loop {
         let id = match session.take() {
@@ -202,14 +283,20 @@ pub async fn upload(
         }
         let mut answer = json_answer(state).await?;
         loop {
-            if let Some(done) = media_of(&answer) {
-                return Ok(done);
+            if let Some((media, _)) = media_of(&answer) {
+                return Ok((media, local));
             }
             let offset = answer.get("received").and_then(serde_json::Value::as_u64).unwrap_or(0);
             let len = CHUNK_BYTES.min(size.saturating_sub(offset));
-            let mut chunk = vec![0u8; len as usize];
-            file.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
-            file.read_exact(&mut chunk).await.map_err(io)?;
+            let chunk = match &sealing {
+                Some(sealing) => sealed_range(path, sealing, offset..offset + len).await?,
+                None => {
+                    let mut chunk = vec![0u8; len as usize];
+                    file.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
+                    file.read_exact(&mut chunk).await.map_err(io)?;
+                    chunk
+                }
+            };
             let response = http
                 .patch(&url)
                 .bearer_auth(token)
@@ -221,6 +308,22 @@ pub async fn upload(
             answer = json_answer(response).await?;
         }
     }
+}
+
+/// The bytes `range` of the file at `path` sealed with `sealing` (on a blocking thread).
+async fn sealed_range(
+    path: &Path,
+    sealing: &Sealing,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<u8>, ErrorInfo> {
+    let (path, cipher) = (path.to_owned(), sealing.cipher());
+    let sealed = tokio::task::spawn_blocking(move || {
+        let mut file = std::io::BufReader::new(std::fs::File::open(path)?);
+        cipher.seal_range(&mut file, range)
+    })
+    .await
+    .map_err(|e| info(ErrorCode::Internal, e.to_string()))?;
+    sealed.map_err(|e| info(ErrorCode::InvalidInput, format!("the file to send is gone: {e}")))
 }
 
 fn media_of(answer: &serde_json::Value) -> Option<(i64, u64)> {
@@ -242,8 +345,16 @@ async fn json_answer(response: reqwest::Response) -> Result<serde_json::Value, E
 }
 
 /// Downloads media `id` to `dest`, streaming to disk through a `.part` file that a later call
-/// continues (`Range`) if this one is interrupted; renamed to `dest` when complete.
-pub async fn download(server: &Endpoint, token: &str, id: i64, dest: &Path) -> Result<u64, Error> {
+/// continues (`Range`) if this one is interrupted; renamed to `dest` when complete. With a
+/// `limit`, more bytes than that are refused as damaged (and the part deleted): a sealed
+/// file's size is known from its message.
+pub async fn download(
+    server: &Endpoint,
+    token: &str,
+    id: i64,
+    dest: &Path,
+    limit: Option<u64>,
+) -> Result<u64, Error> {
     let part = dest.with_extension("part");
     let io = |e: std::io::Error| Error::Io(e.to_string());
     let net = |e: reqwest::Error| match server.http_failure(&e) {
@@ -272,6 +383,11 @@ pub async fn download(server: &Endpoint, token: &str, id: i64, dest: &Path) -> R
     let mut size = if resumed { have } else { 0 };
     while let Some(chunk) = response.chunk().await.map_err(net)? {
         size += chunk.len() as u64;
+        if limit.is_some_and(|limit| size > limit) {
+            drop(file);
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(FileError::Damaged.into());
+        }
         file.write_all(&chunk).await.map_err(io)?;
     }
     file.sync_all().await.map_err(io)?;

@@ -496,3 +496,75 @@ async fn people_write_in_encrypted_rooms_and_the_server_keeps_only_ciphertext() 
         }
     }
 }
+
+#[tokio::test]
+async fn photos_and_files_go_up_sealed_and_open_only_for_the_room() {
+    let server = TestServer::start().await.unwrap();
+    let (alice, _alice_dir) = app_user(&server, "alice").await;
+    let (bob, bob_dir) = app_user(&server, "bob").await;
+    let bob_id = alice.contacts().lookup("bob").await.unwrap();
+    let room = alice.rooms().create(RoomKind::Direct, None, vec![bob_id]).await.unwrap();
+
+    // Alice sends a photo and a file of several sealed chunks, with a name worth hiding.
+    let photo = tidings_testkit::test_images().unwrap().join("canon_sx60_3mp_orient6.jpg");
+    alice.room(room).send_queue().send_image(&photo, "the view").await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let plan = files.path().join("merger-with-initech.txt");
+    let words: Vec<u8> =
+        (0..40_000).flat_map(|i| format!("clause {i} stays secret\n").into_bytes()).collect();
+    std::fs::write(&plan, &words).unwrap();
+    alice.room(room).send_queue().send_file(&plan).await.unwrap();
+    tidings_core::sync::sync_until_idle(&alice).await.unwrap();
+    let server_room = alice.room(room).server_id().await.unwrap().unwrap();
+
+    // Bob sees both and opens them: the very bytes Alice sent.
+    tidings_core::sync::sync_until_idle(&bob).await.unwrap();
+    let bobs = bob.rooms().list().await.unwrap();
+    let bobs = bobs.iter().find(|r| r.server_id == Some(server_room)).unwrap().room;
+    let page = bob.room(bobs).timeline().page(None, 10).await.unwrap();
+    let with_photo = page.iter().find(|m| m.image.is_some()).expect("the photo");
+    let with_file = page.iter().find(|m| m.file.is_some()).expect("the file");
+    assert_eq!(with_file.file.as_ref().unwrap().name, "merger-with-initech.txt");
+    let photo_seq = with_photo.seq.unwrap();
+    let full_photo = std::fs::read(bob.media().open_full(bobs, photo_seq).await.unwrap()).unwrap();
+    let full_file =
+        std::fs::read(bob.media().open_full(bobs, with_file.seq.unwrap()).await.unwrap()).unwrap();
+    assert_eq!(full_file, words);
+    let sent_photo =
+        std::fs::read(alice.media().open_full(room, photo_seq).await.unwrap()).unwrap();
+    assert_eq!(full_photo, sent_photo, "Bob's photo is the one Alice prepared");
+    assert!(image::load_from_memory(&full_photo).is_ok());
+
+    // The server holds only sealed bytes: sizes padded, no part of either file in clear.
+    let sealed_len = tidings_core::e2ee::file::sealed_len(full_photo.len() as u64);
+    let stored: Vec<_> = walk(server.data_dir())
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).unwrap().len() == sealed_len)
+        .collect();
+    assert_eq!(stored.len(), 1, "the sealed photo, {sealed_len} bytes");
+
+    // A sealed file changed on the server is refused, typed, and nothing of it is kept.
+    let mut bytes = std::fs::read(&stored[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&stored[0], &bytes).unwrap();
+    let cache = bob_dir.path().join("cache");
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let damaged = bob.media().open_full(bobs, photo_seq).await;
+    assert!(matches!(damaged, Err(tidings_core::Error::AttachmentDamaged)), "{damaged:?}");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "nothing of it kept");
+
+    drop((alice, bob));
+    let mut server = server;
+    server.stop().await.unwrap();
+    let windows: Vec<&[u8]> =
+        (1..8).map(|k| &full_photo[k * full_photo.len() / 8..][..32]).collect();
+    for entry in walk(server.data_dir()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!found(b"merger-with-initech") && !found(b"stays secret"), "{entry:?}");
+        assert!(!windows.iter().any(|w| found(w)), "{entry:?} holds the photo");
+    }
+}

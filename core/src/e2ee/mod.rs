@@ -22,6 +22,7 @@
 //! checks that against the room's membership in the log; this module only reports it.
 
 mod codec;
+pub mod file;
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;

@@ -64,13 +64,17 @@ pub enum Poll {
         path: String,
         /// The server's resumable upload already opened for it, to continue.
         session: Option<String>,
+        /// The key its message carries, to seal it with as it is uploaded (`None`: in
+        /// clear, for an item queued before attachments were sealed).
+        sealing: Option<crate::media::Sealing>,
     },
 }
 
 /// What an outbox item needs next.
 enum Step {
-    /// Its file must be uploaded first (continuing the upload session, if any).
-    Upload(String, Option<String>),
+    /// Its file must be uploaded first (continuing the upload session, if any), sealed
+    /// with its message's key.
+    Upload(String, Option<String>, Option<crate::media::Sealing>),
     /// Its operation, ready to send.
     Send(Request),
     /// Its message, to seal for the room's group first.
@@ -292,9 +296,9 @@ impl Machine {
                 step = sealed;
             }
             let request = match step {
-                Step::Upload(path, session) => {
+                Step::Upload(path, session, sealing) => {
                     self.uploading = Some((id, attempts));
-                    return Ok(Poll::Upload { item: id, path, session });
+                    return Ok(Poll::Upload { item: id, path, session, sealing });
                 }
                 Step::Send(request) => request,
                 Step::Seal(_) => continue,
@@ -1125,10 +1129,14 @@ fn prepared_request(c: &Connection, id: i64) -> Result<Option<(Step, u32)>, Erro
         [id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
     )?;
-    if let (Some(path), None) = (upload_path, upload_media) {
-        return Ok(Some((Step::Upload(path, session), attempts)));
-    }
     let mut request: Request = codec::decode(&op).map_err(|e| Error::Internal(e.to_string()))?;
+    if let (Some(path), None) = (upload_path, upload_media) {
+        let sealing = match &request {
+            Request::Send { body, .. } => crate::media::Sealing::of(body.as_bytes())?,
+            _ => None,
+        };
+        return Ok(Some((Step::Upload(path, session, sealing), attempts)));
+    }
     if let (Some(media), Request::Send { attachments, .. }) = (upload_media, &mut request) {
         *attachments = List::new(vec![tidings_proto::MediaId(media)])
             .map_err(|e| Error::Internal(e.to_string()))?;

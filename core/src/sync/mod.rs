@@ -194,7 +194,7 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 }
                 return Ok(());
             }
-            Poll::Upload { item, path, session } => {
+            Poll::Upload { item, path, session, sealing } => {
                 tracing::debug!(item, "Uploading.");
                 let file = client.dir().join(path);
                 let remember = |id: &str| {
@@ -206,8 +206,15 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                 if let Some(relay) = &relay {
                     relay.set_live(false);
                 }
-                let result =
-                    crate::media::upload(&server, &account.token, &file, session, remember).await;
+                let result = crate::media::upload(
+                    &server,
+                    &account.token,
+                    &file,
+                    sealing,
+                    session,
+                    remember,
+                )
+                .await;
                 if let Some(relay) = &relay {
                     relay.set_live(online);
                 }
