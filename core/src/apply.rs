@@ -148,6 +148,7 @@ pub fn describe(content: &EventContent) -> String {
 /// ([`event`]).
 fn open(
     tx: &Connection,
+    loaded: &mut crate::e2ee::Loaded,
     group: &[u8],
     e: &RoomEvent,
     body: &tidings_proto::Body,
@@ -158,7 +159,7 @@ fn open(
 ) -> Result<EventContent, Error> {
     use crate::e2ee::{E2eeError, Processed};
     let logged = || Ok(e.content.clone());
-    match crate::e2ee::process(tx, group, body.as_bytes()) {
+    match loaded.process(tx, group, body.as_bytes()) {
         Ok(Processed::Application { sender, plaintext })
             if (sender.user, sender.device) == (e.sender.0, e.device.0) =>
         {
@@ -350,6 +351,26 @@ pub fn refresh_others(tx: &Connection, room: RoomKey, me: i64) -> Result<(), Err
 /// transaction: its key is used up as the plaintext is stored and the cursor moves, all or
 /// nothing (core/src/e2ee).
 pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<Applied, Error> {
+    event_in(tx, &mut crate::e2ee::Loaded::default(), room, me, e)
+}
+
+/// Applies a page of `room`'s events in order ([`event`] for each), in transaction `tx`;
+/// the room's group is loaded once for the whole page.
+pub fn page(tx: &Connection, room: RoomKey, me: i64, events: &[RoomEvent]) -> Result<(), Error> {
+    let mut loaded = crate::e2ee::Loaded::default();
+    for e in events {
+        event_in(tx, &mut loaded, room, me, e)?;
+    }
+    Ok(())
+}
+
+fn event_in(
+    tx: &Connection,
+    loaded: &mut crate::e2ee::Loaded,
+    room: RoomKey,
+    me: i64,
+    e: &RoomEvent,
+) -> Result<Applied, Error> {
     let (synced, group): (i64, Option<Vec<u8>>) = tx
         .prepare_cached("SELECT synced_seq, mls_group FROM rooms WHERE id = ?1")?
         .query_row([room], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -363,7 +384,7 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
     let opened;
     let content = match (&e.content, &group) {
         (EventContent::Message { body, attachments }, Some(group)) => {
-            opened = open(tx, group, e, body, attachments)?;
+            opened = open(tx, loaded, group, e, body, attachments)?;
             &opened
         }
         _ => &e.content,
@@ -429,6 +450,9 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
         EventContent::Message { .. } | EventContent::Call(_) => {}
         EventContent::Mls { commit, welcome } => {
             // A handshake of the room's group: part of the log, never of the timeline.
+            if let Some(group) = &group {
+                loaded.forget(group);
+            }
             handshake(tx, room, group.as_deref(), &e.request, commit.as_ref(), welcome.as_ref())?;
             tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
                 .execute(params![room, seq])?;

@@ -527,13 +527,65 @@ pub fn join(conn: &Connection, welcome: &[u8]) -> Result<Vec<u8>, E2eeError> {
 /// for every encrypted event sync applies.)
 pub fn process(conn: &Connection, group: &[u8], message: &[u8]) -> Result<Processed, E2eeError> {
     let provider = Provider::new(conn);
-    let mut mls = load(&provider, group)?;
+    process_loaded(&provider, &mut load(&provider, group)?, message)
+}
+
+/// Groups loaded once for a run of events in one transaction (a catch-up page), so that
+/// opening each message skips openmls' load of the group (its tree, secret tree and context,
+/// JSON-decoded): the most of what opening a message costs. openmls writes every change
+/// through to storage as it makes it, so a loaded group stays what storage holds — as long
+/// as nothing else touches that group's storage meanwhile: call [`Loaded::forget`] before
+/// any other function of this module is used on it. Only a group that just opened a message
+/// is kept; after anything else (a commit, an error) it is loaded again. Drop it with its
+/// transaction: after a rollback its groups are ahead of storage.
+#[derive(Default)]
+pub struct Loaded {
+    groups: std::collections::HashMap<Vec<u8>, MlsGroup>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded").field("groups", &self.groups.len()).finish()
+    }
+}
+
+impl Loaded {
+    /// [`process`], with `group` loaded once for every call on this `Loaded`.
+    pub fn process(
+        &mut self,
+        conn: &Connection,
+        group: &[u8],
+        message: &[u8],
+    ) -> Result<Processed, E2eeError> {
+        let provider = Provider::new(conn);
+        let mut mls = match self.groups.remove(group) {
+            Some(mls) => mls,
+            None => load(&provider, group)?,
+        };
+        let processed = process_loaded(&provider, &mut mls, message)?;
+        if matches!(processed, Processed::Application { .. }) {
+            self.groups.insert(group.to_vec(), mls);
+        }
+        Ok(processed)
+    }
+
+    /// Drops `group`'s loaded state, before other code reads or writes its storage.
+    pub fn forget(&mut self, group: &[u8]) {
+        self.groups.remove(group);
+    }
+}
+
+fn process_loaded(
+    provider: &Provider<'_>,
+    mls: &mut MlsGroup,
+    message: &[u8],
+) -> Result<Processed, E2eeError> {
     let message = MlsMessageIn::tls_deserialize_exact(message)
         .map_err(|_| E2eeError::Malformed("an MLS message"))?;
     let message = message
         .try_into_protocol_message()
         .map_err(|_| E2eeError::Malformed("not a group message"))?;
-    let processed = mls.process_message(&provider, message).map_err(refused)?;
+    let processed = mls.process_message(provider, message).map_err(refused)?;
     let sender = LeafId::from_credential(processed.credential())?;
     Ok(match processed.into_content() {
         ProcessedMessageContent::ApplicationMessage(message) => {
@@ -554,11 +606,11 @@ pub fn process(conn: &Connection, group: &[u8], message: &[u8]) -> Result<Proces
                     mls.member(leaf).and_then(|c| LeafId::from_credential(c).ok())
                 })
                 .collect();
-            mls.merge_staged_commit(&provider, *staged).map_err(refused)?;
+            mls.merge_staged_commit(provider, *staged).map_err(refused)?;
             Processed::Commit { by: sender, added, removed }
         }
         ProcessedMessageContent::OwnPendingCommit => {
-            mls.merge_pending_commit(&provider).map_err(refused)?;
+            mls.merge_pending_commit(provider).map_err(refused)?;
             Processed::OwnCommit
         }
         ProcessedMessageContent::OwnPrivateMessage => Processed::OwnMessage,

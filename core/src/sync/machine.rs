@@ -863,9 +863,7 @@ impl Machine {
         let count = events.len();
         let last = events.last().map_or(after, |e| e.seq);
         let tx = c.transaction()?;
-        for e in events.iter() {
-            apply::event(&tx, room, self.me, e)?;
-        }
+        apply::page(&tx, room, self.me, &events)?;
         apply::members(&tx, room, self.me, &members)?;
         tx.commit()?;
         if count > 0 {
