@@ -96,13 +96,15 @@ pub fn padded_len(len: u64) -> u64 {
     let e = u64::from(len.ilog2());
     let s = u64::from(e.ilog2()) + 1;
     let mask = (1u64 << (e - s)) - 1;
-    (len + mask) & !mask
+    // A length from a message is anyone's: near u64::MAX it saturates instead of wrapping.
+    len.checked_add(mask).map_or(u64::MAX, |l| l & !mask)
 }
 
-/// The size of the sealed file of `len` plaintext bytes: what is uploaded and downloaded.
+/// The size of the sealed file of `len` plaintext bytes: what is uploaded and downloaded
+/// (saturating at `u64::MAX` for lengths no file has).
 pub fn sealed_len(len: u64) -> u64 {
     let padded = padded_len(len);
-    padded + TAG_BYTES * chunk_count(padded)
+    padded.saturating_add(TAG_BYTES.saturating_mul(chunk_count(padded)))
 }
 
 /// Chunks of a padded plaintext: at least one (an empty file is one empty, tagged chunk).
@@ -134,7 +136,7 @@ impl FileCipher {
 
     /// Bytes of the sealed file.
     pub fn sealed_len(&self) -> u64 {
-        self.padded + TAG_BYTES * self.chunks()
+        sealed_len(self.len)
     }
 
     fn chunks(&self) -> u64 {
@@ -143,12 +145,13 @@ impl FileCipher {
 
     /// The file's own bytes in chunk `i` (the padding excluded).
     fn plain_range(&self, i: u64) -> Range<u64> {
-        let start = (i * CHUNK_BYTES).min(self.len);
-        start..((i + 1) * CHUNK_BYTES).min(self.len)
+        let start = i.saturating_mul(CHUNK_BYTES).min(self.len);
+        start..(i + 1).saturating_mul(CHUNK_BYTES).min(self.len)
     }
 
     fn padded_chunk_len(&self, i: u64) -> u64 {
-        ((i + 1) * CHUNK_BYTES).min(self.padded) - (i * CHUNK_BYTES).min(self.padded)
+        (i + 1).saturating_mul(CHUNK_BYTES).min(self.padded)
+            - i.saturating_mul(CHUNK_BYTES).min(self.padded)
     }
 
     fn position(&self, i: u64) -> Result<(u32, bool), FileError> {
@@ -388,5 +391,16 @@ mod tests {
         }
         // Photos of nearby sizes look the same on the server.
         assert_eq!(padded_len(3_000_000), padded_len(3_010_000));
+    }
+
+    #[test]
+    fn a_size_no_file_has_neither_overflows_nor_opens() {
+        // A message may claim any size: nothing wraps or panics, and nothing opens.
+        for len in [u64::MAX, u64::MAX - 1, 1 << 63, (1 << 62) + 1] {
+            assert!(padded_len(len) >= len && sealed_len(len) >= padded_len(len), "{len}");
+            let key = FileKey::random();
+            let bytes = sealed(&key, b"a small file");
+            assert!(matches!(opened(&key, len, &sha(&bytes), &bytes), Err(FileError::Damaged)));
+        }
     }
 }
