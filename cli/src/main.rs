@@ -34,7 +34,7 @@ enum Command {
         #[arg(long, env = "TIDINGS_DATA")]
         data: Option<PathBuf>,
         /// Largest media upload in bytes (the default holds a 100 MiB file sealed).
-        #[arg(long, default_value_t = 101 * 1024 * 1024)]
+        #[arg(long, default_value_t = tidings_server::config::DEFAULT_MAX_UPLOAD_BYTES)]
         max_upload_bytes: u64,
         #[command(flatten)]
         ice: IceArgs,

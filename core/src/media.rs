@@ -80,8 +80,7 @@ impl Media<'_> {
                 let sealed = dest.with_extension("sealed");
                 let len = sealing.cipher().sealed_len();
                 download(&endpoint, &account.token, media, &sealed, Some(len)).await?;
-                let digest = body.sealed.map(|s| s.sha256.into_vec()).unwrap_or_default();
-                open_sealed(sealing, digest, sealed, dest.clone()).await?
+                open_sealed(sealing, sealed, dest.clone()).await?
             }
         };
         let evicted = self
@@ -161,12 +160,14 @@ async fn http_error(response: reqwest::Response) -> ErrorInfo {
     info(code, message)
 }
 
-/// How an attachment is sealed: its key and its plaintext length, as its message states
+/// How an attachment is sealed: its key, plaintext length and digest, as its message states
 /// ([`crate::e2ee::file`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealing {
     key: FileKey,
     len: u64,
+    /// SHA-256 of the sealed file (what a download is checked against).
+    digest: Vec<u8>,
 }
 
 impl Sealing {
@@ -185,7 +186,8 @@ impl Sealing {
             (None, Some(file)) => file.size,
             (None, None) => return Ok(None),
         };
-        Ok(Some(Self { key: FileKey::from_bytes(sealed.key.as_bytes())?, len }))
+        let key = FileKey::from_bytes(sealed.key.as_bytes())?;
+        Ok(Some(Self { key, len, digest: sealed.sha256.as_bytes().to_vec() }))
     }
 
     fn cipher(&self) -> FileCipher {
@@ -196,18 +198,13 @@ impl Sealing {
 /// Opens the downloaded sealed file `sealed` into `dest` (through a temporary file renamed
 /// only once all of it opened and matched its digest), then deletes the sealed copy. A
 /// sealed copy that does not open is deleted too, so opening again downloads it again.
-async fn open_sealed(
-    sealing: Sealing,
-    digest: Vec<u8>,
-    sealed: PathBuf,
-    dest: PathBuf,
-) -> Result<u64, Error> {
+async fn open_sealed(sealing: Sealing, sealed: PathBuf, dest: PathBuf) -> Result<u64, Error> {
     let opened = tokio::task::spawn_blocking(move || {
         let temporary = dest.with_extension("opening");
         let result = (|| {
             let mut input = std::io::BufReader::new(std::fs::File::open(&sealed)?);
             let mut output = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
-            sealing.cipher().open_all(&digest, &mut input, &mut output)?;
+            sealing.cipher().open_all(&sealing.digest, &mut input, &mut output)?;
             output.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&temporary, &dest)?;
             Ok::<_, FileError>(())

@@ -8,6 +8,10 @@ use std::{
 
 use crate::ratelimit::Rate;
 
+/// The default largest upload: a 100 MiB file, the clients' limit, plus its sealing
+/// (core/src/e2ee/file.rs: padding and a tag per 64 KiB chunk, 25 KiB at that size).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 101 * 1024 * 1024;
+
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -136,9 +140,7 @@ impl Config {
             session_max_age: Duration::from_secs(365 * 24 * 3600),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
-            // A 100 MiB file, the clients' limit, plus its sealing (core/src/e2ee/file.rs:
-            // padding and a tag per 64 KiB chunk, 25 KiB at that size).
-            max_upload_bytes: 101 * 1024 * 1024,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             upload_ttl: Duration::from_secs(24 * 3600),
             quota_bytes: 10 << 30,
             quota_files: 20_000,

@@ -204,14 +204,9 @@ impl FileCipher {
         let step = CHUNK_BYTES + TAG_BYTES;
         let (first, last) = (range.start / step, (end - 1) / step);
         let mut out = Vec::with_capacity(((last - first + 1) * step) as usize);
-        let mut own = Vec::with_capacity(CHUNK_BYTES as usize);
-        for i in first..=last {
-            let bytes = self.plain_range(i);
-            own.resize((bytes.end - bytes.start) as usize, 0);
-            plain.seek(SeekFrom::Start(bytes.start))?;
-            plain.read_exact(&mut own)?;
-            out.extend_from_slice(&self.seal(i, &own)?);
-        }
+        // The chunks' plaintext is contiguous: one seek, then read on.
+        plain.seek(SeekFrom::Start(self.plain_range(first).start))?;
+        self.seal_chunks(plain, first..last + 1, |sealed| out.extend_from_slice(sealed))?;
         let skip = (range.start - first * step) as usize;
         out.drain(..skip);
         out.truncate((end - range.start) as usize);
@@ -221,14 +216,26 @@ impl FileCipher {
     /// The SHA-256 of the whole sealed file, sealing it from `plain` as it is read.
     pub fn digest(&self, plain: &mut impl Read) -> Result<[u8; KEY_BYTES], FileError> {
         let mut hash = Sha256::new();
+        self.seal_chunks(plain, 0..self.chunks(), |sealed| hash.update(sealed))?;
+        Ok(hash.finalize().into())
+    }
+
+    /// Seals `chunks` in order, reading their plaintext from `plain` (at the first one's
+    /// start), and hands each to `each`.
+    fn seal_chunks(
+        &self,
+        plain: &mut impl Read,
+        chunks: Range<u64>,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), FileError> {
         let mut own = Vec::with_capacity(CHUNK_BYTES as usize);
-        for i in 0..self.chunks() {
+        for i in chunks {
             let bytes = self.plain_range(i);
             own.resize((bytes.end - bytes.start) as usize, 0);
             plain.read_exact(&mut own)?;
-            hash.update(self.seal(i, &own)?);
+            each(&self.seal(i, &own)?);
         }
-        Ok(hash.finalize().into())
+        Ok(())
     }
 
     /// Opens the whole sealed file read from `sealed` into `out`. The download must be
