@@ -108,7 +108,7 @@ impl Profile {
     fn new(user: i64) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let db = tidings_core::store::open(&dir.path().join("profile.sqlite"))?;
-        let device = Device::create(&db, LeafId { user, device: user })?;
+        let device = Device::for_session(&db, LeafId { user, device: user })?;
         Ok(Self { _dir: dir, db, device })
     }
 
@@ -213,7 +213,7 @@ fn add_one(leaves: i64) -> anyhow::Result<()> {
     let scratch = Profile::new(0)?;
     let mut packages = vec![bob.key_package()?];
     for user in 3..=leaves {
-        let device = Device::create(&scratch.db, LeafId { user, device: user })?;
+        let device = Device::for_session(&scratch.db, LeafId { user, device: user })?;
         packages.push(device.key_packages(&scratch.db, 1, false)?.remove(0));
     }
     let setup = alice.tx(|d, c| d.create_group(c, GROUP, &packages))?;

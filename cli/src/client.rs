@@ -38,6 +38,8 @@ impl From<Error> for Failure {
             | Error::ForeignServer { .. }
             | Error::Scan(_)
             | Error::ContactCode(_)
+            | Error::LinkScan(_)
+            | Error::LinkCode(_)
             | Error::Address(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         };
@@ -108,6 +110,43 @@ pub async fn session(
     out.line(
         json!({"user": account.user_id, "username": account.username, "device": account.device_id}),
         || format!("signed in as {} (device {})", account.username, account.device_id),
+    );
+    Ok(())
+}
+
+/// `link-code`: offers a session on my account to a new device; prints the code and writes
+/// it as a QR code if asked.
+pub async fn link_code(
+    client: &Client,
+    out: Output,
+    png: Option<&std::path::Path>,
+    svg: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let offer = client.sessions().offer_link().await?;
+    if let Some(path) = png {
+        crate::contacts::write(path, &tidings_core::contact::qr_png(&offer.code, 8))?;
+    }
+    if let Some(path) = svg {
+        crate::contacts::write(path, tidings_core::contact::qr_svg(&offer.code).as_bytes())?;
+    }
+    let uri = offer.code.to_uri();
+    out.line(json!({"uri": uri, "expires_ms": offer.expires_ms}), || uri.clone());
+    Ok(())
+}
+
+/// `link (URI | --qr-image FILE)`: signs this profile in as a new device of the account
+/// whose device shows the code.
+pub async fn link(
+    client: &Client,
+    out: Output,
+    uri: Option<&str>,
+    qr_image: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let code: tidings_core::link::LinkCode = crate::contacts::read_code(uri, qr_image).await?;
+    let account = client.sessions().link(&code).await?;
+    out.line(
+        json!({"user": account.user_id, "username": account.username, "device": account.device_id}),
+        || format!("linked as {} (device {})", account.username, account.device_id),
     );
     Ok(())
 }

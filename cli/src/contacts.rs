@@ -11,7 +11,7 @@ use tidings_core::{
 
 use crate::client::{parse_room, queued, Failure, Output, EXIT_USAGE};
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     std::fs::write(path, bytes)
         .map_err(|e| Failure { code: EXIT_USAGE, message: format!("{}: {e}", path.display()) })
 }
@@ -56,8 +56,23 @@ pub async fn add_contact(
     uri: Option<&str>,
     qr_image: Option<&Path>,
 ) -> Result<(), Failure> {
-    let code = match (uri, qr_image) {
-        (Some(uri), None) => ContactCode::parse(uri).map_err(tidings_core::Error::from)?,
+    let code: ContactCode = read_code(uri, qr_image).await?;
+    let (user, room) = client.contacts().add(&code).await?;
+    out.line(json!({"user": code.user, "user_id": user, "room": room.to_string()}), || {
+        format!("{} added; room {room}", code.user)
+    });
+    Ok(())
+}
+
+/// A code given as text or as a picture of its QR code (a contact code, a link code).
+pub(crate) async fn read_code<C>(uri: Option<&str>, qr_image: Option<&Path>) -> Result<C, Failure>
+where
+    C: contact::Code + Send + 'static,
+    tidings_core::Error: From<C::Error> + From<contact::ScanError<C::Error>>,
+    C::Error: Send,
+{
+    match (uri, qr_image) {
+        (Some(uri), None) => Ok(C::parse(uri).map_err(tidings_core::Error::from)?),
         (None, Some(path)) => {
             let too_big =
                 std::fs::metadata(path).is_ok_and(|m| m.len() > contact::MAX_SCAN_FILE_BYTES);
@@ -69,18 +84,13 @@ pub async fn add_contact(
                 code: EXIT_USAGE,
                 message: format!("{}: {e}", path.display()),
             })?;
-            tokio::task::spawn_blocking(move || contact::scan(&bytes))
+            Ok(tokio::task::spawn_blocking(move || contact::scan_for::<C>(&bytes))
                 .await
                 .map_err(|e| Failure { code: crate::client::EXIT_FAILURE, message: e.to_string() })?
-                .map_err(tidings_core::Error::from)?
+                .map_err(tidings_core::Error::from)?)
         }
-        _ => return Err(Failure { code: EXIT_USAGE, message: "give a URI or --qr-image".into() }),
-    };
-    let (user, room) = client.contacts().add(&code).await?;
-    out.line(json!({"user": code.user, "user_id": user, "room": room.to_string()}), || {
-        format!("{} added; room {room}", code.user)
-    });
-    Ok(())
+        _ => Err(Failure { code: EXIT_USAGE, message: "give a URI or --qr-image".into() }),
+    }
 }
 
 /// `contacts`.

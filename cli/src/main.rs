@@ -58,6 +58,10 @@ enum Command {
         /// Joined connections one device (session) may hold.
         #[arg(long, default_value_t = 16)]
         max_connections_per_device: usize,
+        /// Devices one account may have signed in at once (each is a leaf in every group of
+        /// the account's rooms).
+        #[arg(long, default_value_t = tidings_server::config::DEFAULT_MAX_DEVICES_PER_USER)]
+        max_devices_per_user: usize,
         /// Rooms one user may be in (at most 5,000).
         #[arg(long, default_value_t = tidings_proto::limits::MAX_ROOMS_PER_USER)]
         max_rooms_per_user: usize,
@@ -224,6 +228,26 @@ enum Command {
         #[arg(required_unless_present = "qr_image", conflicts_with = "qr_image")]
         uri: Option<String>,
         /// A picture of their QR code (PNG, JPEG, WebP, GIF; a photo of a screen works).
+        #[arg(long)]
+        qr_image: Option<PathBuf>,
+    },
+    /// Offer a session on my account to a new device: print the link code (and write it as a
+    /// QR code). It works once, for a few minutes; a new one replaces it.
+    LinkCode {
+        /// Write the QR code as PNG here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Write the QR code as SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// Sign this profile in as a new device of my account, from the link code another of my
+    /// devices shows (no password; my identity comes with it).
+    Link {
+        /// The code (tidings:link?…).
+        #[arg(required_unless_present = "qr_image", conflicts_with = "qr_image")]
+        uri: Option<String>,
+        /// A picture of the QR code (PNG, JPEG, WebP, GIF; a photo of a screen works).
         #[arg(long)]
         qr_image: Option<PathBuf>,
     },
@@ -411,6 +435,7 @@ fn main() -> ExitCode {
         sign_ups_per_addr,
         max_connections_per_addr,
         max_connections_per_device,
+        max_devices_per_user,
         max_rooms_per_user,
         max_requests_per_user,
         session_days,
@@ -428,6 +453,7 @@ fn main() -> ExitCode {
             config.metrics = metrics;
             config.max_connections_per_addr = max_connections_per_addr;
             config.max_connections_per_device = max_connections_per_device;
+            config.max_devices_per_user = max_devices_per_user;
             config.max_rooms_per_user = max_rooms_per_user;
             config.max_requests_per_user = max_requests_per_user;
             config.session_max_age = std::time::Duration::from_secs(session_days * 24 * 3600);
@@ -499,6 +525,12 @@ fn main() -> ExitCode {
             }
             Command::AddContact { uri, qr_image } => {
                 contacts::add_contact(&c, out, uri.as_deref(), qr_image.as_deref()).await
+            }
+            Command::LinkCode { png, svg } => {
+                client::link_code(&c, out, png.as_deref(), svg.as_deref()).await
+            }
+            Command::Link { uri, qr_image } => {
+                client::link(&c, out, uri.as_deref(), qr_image.as_deref()).await
             }
             Command::Contacts => contacts::contacts(&c, out).await,
             Command::Requests => contacts::requests(&c, out).await,

@@ -145,3 +145,52 @@ fn bad_codes_get_clear_errors() {
     assert_eq!(ok(&bob, &["find-user", "alice"])[0]["user"], "alice");
     assert_eq!(fails(&bob, &["find-user", "ali"]), 1);
 }
+
+#[test]
+fn a_new_device_links_from_a_picture_of_the_code_another_device_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"));
+    let (laptop, phone, bob) =
+        (dir.path().join("laptop"), dir.path().join("phone"), dir.path().join("bob"));
+    signup(&server.url, &laptop, "alice");
+    signup(&server.url, &bob, "bob");
+    let contact = ok(&laptop, &["contact-code"])[0]["uri"].as_str().unwrap().to_owned();
+    let bob_room = ok(&bob, &["add-contact", &contact])[0]["room"].as_str().unwrap().to_owned();
+    ok(&bob, &["send", &bob_room, "before the phone"]);
+    ok(&bob, &["sync"]);
+
+    // The laptop shows a link code; zbar reads what we drew.
+    let png = dir.path().join("link.png");
+    let shown = ok(&laptop, &["link-code", "--png", png.to_str().unwrap()]);
+    let uri = shown[0]["uri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("tidings:link?v=1&server="), "{uri}");
+    assert!(shown[0]["expires_ms"].as_i64().unwrap() > 0);
+    let zbar = Command::new("zbarimg").args(["--raw", "-q"]).arg(&png).output().unwrap();
+    assert_eq!(String::from_utf8(zbar.stdout).unwrap().trim(), uri);
+
+    // The phone links from the picture: Alice's account, a device of its own, no password.
+    let linked = ok(&phone, &["link", "--qr-image", png.to_str().unwrap()]);
+    let whoami = ok(&laptop, &["whoami"]);
+    assert_eq!(linked[0]["username"], "alice");
+    assert_eq!(linked[0]["user"], whoami[0]["user"]);
+    assert_ne!(linked[0]["device"], whoami[0]["device"]);
+
+    // It reads what Bob writes next, with the laptop and Bob offline meanwhile.
+    ok(&phone, &["sync"]);
+    ok(&bob, &["send", &bob_room, "to both of alice's devices"]);
+    ok(&bob, &["sync"]);
+    ok(&phone, &["sync"]);
+    let rooms = ok(&phone, &["rooms"]);
+    let room = rooms[0]["room"].as_str().unwrap();
+    let texts: Vec<String> = ok(&phone, &["messages", room])
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(texts.contains(&"to both of alice's devices".to_owned()), "{texts:?}");
+
+    // The code worked once; a contact code is not a link code.
+    let third = dir.path().join("third");
+    refused(&third, &["link", &uri], "unknown, used or expired");
+    assert_eq!(fails(&third, &["link", &contact]), 2);
+    assert_eq!(fails(&third, &["whoami"]), 1, "not signed in");
+}

@@ -171,29 +171,56 @@ impl Contacts<'_> {
 /// Longest side an image is scanned at (photos are scaled down to it first).
 pub const SCAN_SIDE: u32 = 1600;
 
-/// Why no contact code came out of an image.
+/// Why no code came out of an image (a contact code's `E` is [`ContactCodeError`], a link
+/// code's [`crate::link::LinkCodeError`]).
 #[derive(Debug, thiserror::Error)]
-pub enum ScanError {
+pub enum ScanError<E = ContactCodeError> {
     /// The file is not an image this reads, too large, or damaged.
     #[error(transparent)]
     Image(#[from] PhotoError),
     /// No QR code was found in the image.
     #[error("no QR code found in the image")]
     NoCode,
-    /// A QR code was found, but it is not a (valid) contact code.
+    /// A QR code was found, but it is not a (valid) code of the kind looked for.
     #[error(transparent)]
-    Code(#[from] ContactCodeError),
+    Code(E),
 }
 
-fn qr(code: &ContactCode) -> QrCode {
-    // Medium error correction: survives glare and a few damaged modules; the text is at
-    // most 512 bytes, which always fits (version 40-M holds 2,331).
+impl From<ContactCodeError> for ScanError {
+    fn from(e: ContactCodeError) -> Self {
+        ScanError::Code(e)
+    }
+}
+
+/// A code shown as a QR code and read back from one (contact codes, link codes).
+pub trait Code: Sized {
+    /// Why a text is not such a code.
+    type Error: std::error::Error;
+    /// The code's text.
+    fn to_uri(&self) -> String;
+    /// Reads a code's text (untrusted).
+    fn parse(text: &str) -> Result<Self, Self::Error>;
+}
+
+impl Code for ContactCode {
+    type Error = ContactCodeError;
+    fn to_uri(&self) -> String {
+        ContactCode::to_uri(self)
+    }
+    fn parse(text: &str) -> Result<Self, Self::Error> {
+        ContactCode::parse(text)
+    }
+}
+
+fn qr(code: &impl Code) -> QrCode {
+    // Medium error correction: survives glare and a few damaged modules; codes are at most
+    // 512 bytes, which always fits (version 40-M holds 2,331).
     QrCode::with_error_correction_level(code.to_uri().as_bytes(), EcLevel::M)
-        .expect("a contact code always fits in a QR code")
+        .expect("a code always fits in a QR code")
 }
 
 /// The code as an SVG document (black modules on white, with the quiet zone).
-pub fn qr_svg(code: &ContactCode) -> String {
+pub fn qr_svg(code: &impl Code) -> String {
     qr(code)
         .render::<svg::Color<'_>>()
         .min_dimensions(256, 256)
@@ -203,7 +230,7 @@ pub fn qr_svg(code: &ContactCode) -> String {
 }
 
 /// The code as a PNG image, `module_px` pixels per module (with the quiet zone).
-pub fn qr_png(code: &ContactCode, module_px: u32) -> Vec<u8> {
+pub fn qr_png(code: &impl Code, module_px: u32) -> Vec<u8> {
     let image = qr(code).render::<Luma<u8>>().module_dimensions(module_px, module_px).build();
     let mut png = Vec::new();
     DynamicImage::ImageLuma8(image)
@@ -219,17 +246,27 @@ pub const MAX_SCAN_PIXELS: u64 = 40_000_000;
 
 /// Reads the contact code in an image file's bytes (PNG, JPEG, WebP, GIF).
 pub fn scan(bytes: &[u8]) -> Result<ContactCode, ScanError> {
+    scan_for(bytes)
+}
+
+/// Reads a code of kind `C` in an image file's bytes (PNG, JPEG, WebP, GIF).
+pub fn scan_for<C: Code>(bytes: &[u8]) -> Result<C, ScanError<C::Error>> {
     if bytes.len() as u64 > MAX_SCAN_FILE_BYTES {
         let bytes = bytes.len() as u64;
         return Err(ScanError::Image(PhotoError::FileTooLarge { bytes, max: MAX_SCAN_FILE_BYTES }));
     }
     let limits = Limits { max_pixels: MAX_SCAN_PIXELS, ..Limits::default() };
     let image = photo::thumbnail_pixels(bytes, SCAN_SIDE, &limits)?;
-    scan_gray(&image.into_luma8())
+    scan_gray_for(&image.into_luma8())
 }
 
 /// Reads the contact code in a grey image (a camera frame, say).
 pub fn scan_gray(gray: &GrayImage) -> Result<ContactCode, ScanError> {
+    scan_gray_for(gray)
+}
+
+/// Reads a code of kind `C` in a grey image.
+pub fn scan_gray_for<C: Code>(gray: &GrayImage) -> Result<C, ScanError<C::Error>> {
     let mut found_text = None;
     for variant in variants(gray) {
         // rqrr can still assert on odd geometry in real photos (its issue #54): a frame that
@@ -244,7 +281,7 @@ pub fn scan_gray(gray: &GrayImage) -> Result<ContactCode, ScanError> {
         })
         .unwrap_or_default();
         for text in texts {
-            match ContactCode::parse(&text) {
+            match C::parse(&text) {
                 Ok(code) => return Ok(code),
                 Err(e) => found_text = Some(e),
             }

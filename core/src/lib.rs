@@ -17,6 +17,7 @@
 //! - [`photo`], [`video`] — photos and videos made ready to send, off the runtime;
 //! - [`model`] — what front ends render, and the change events;
 //! - [`typing`] — who is typing where (in memory, expiring);
+//! - [`link`] — linking a new device by QR code (the sealed identity it receives);
 //! - [`keychain`] — the session token in the OS keychain;
 //! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
 //!
@@ -32,6 +33,7 @@ pub mod contact;
 pub mod e2ee;
 pub mod endpoint;
 pub mod keychain;
+pub mod link;
 pub mod media;
 pub mod model;
 pub mod nearby;
@@ -106,6 +108,16 @@ pub enum Error {
     /// Text that is not a valid contact code.
     #[error(transparent)]
     ContactCode(#[from] contact::ContactCodeError),
+    /// Text that is not a valid link code.
+    #[error(transparent)]
+    LinkCode(#[from] link::LinkCodeError),
+    /// No link code could be read from an image.
+    #[error(transparent)]
+    LinkScan(#[from] contact::ScanError<link::LinkCodeError>),
+    /// The server handed over a link offer that the code did not make (changed on the way, or
+    /// another account's): nothing was kept.
+    #[error("the server handed over a link offer this code did not make")]
+    LinkRefused,
     /// A value given by the user is not acceptable.
     #[error("invalid input: {0}")]
     Invalid(String),

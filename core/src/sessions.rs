@@ -1,11 +1,13 @@
 //! Sessions: signing up, in and out, this account's devices and its password
 //! ([`Client::sessions`]). What a sign-in yields is kept by [`crate::account`].
 
-use tidings_proto::{bounded::Text, Credentials, Password, Reply, Request};
+use tidings_proto::{bounded::Text, Credentials, LinkBlob, LinkId, Password, Reply, Request};
 
 use crate::{
     account::Account,
+    e2ee,
     endpoint::Endpoint,
+    link::{self, LinkCode, LinkOffer},
     model::{neutral_name, Device},
     sync::{self, link::Link, unexpected},
     Client, Error,
@@ -33,7 +35,7 @@ impl Sessions<'_> {
         password: &str,
     ) -> Result<Account, Error> {
         let request = Request::SignUp(credentials(username, password)?);
-        self.open(server, request).await
+        self.open(server, request, None).await
     }
 
     /// Signs this profile in to an existing account (a new device session).
@@ -44,10 +46,60 @@ impl Sessions<'_> {
         password: &str,
     ) -> Result<Account, Error> {
         let request = Request::SignIn(credentials(username, password)?);
-        self.open(server, request).await
+        self.open(server, request, None).await
     }
 
-    async fn open(&self, server: &Endpoint, request: Request) -> Result<Account, Error> {
+    /// Signs this profile in as a new device of the account whose device shows `code` (a
+    /// link code, scanned or pasted): no password, the account's identity received sealed,
+    /// so my contacts' security codes stay as they were.
+    pub async fn link(&self, code: &LinkCode) -> Result<Account, Error> {
+        let pin = code.pin.as_deref().map(str::parse).transpose()?;
+        let server = Endpoint::parse(&code.server)?.pinned(pin);
+        let id = LinkId::new(link::offer_id(&code.secret))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let request = Request::RedeemLink { id, device_name: device_name()? };
+        self.open(&server, request, Some(code.secret)).await
+    }
+
+    /// Offers a session on my account to a new device: the code to show it (as a QR code),
+    /// valid once, for the minutes the server allows. Showing a new code replaces the last.
+    pub async fn offer_link(&self) -> Result<LinkOffer, Error> {
+        let account = self.client.require_account().await?;
+        let secret: [u8; 32] = rand::random();
+        let leaf = e2ee::LeafId { user: account.user_id, device: account.device_id };
+        let sealed = self
+            .client
+            .db(move |c| {
+                // Keys made now if this device has none yet (its identity with them).
+                e2ee::Device::for_session(c, leaf)?;
+                let identity = e2ee::Identity::load(c, leaf.user)?.ok_or(Error::NotSignedIn)?;
+                Ok::<_, Error>(link::seal(&secret, &identity))
+            })
+            .await?;
+        let invalid = |e: tidings_proto::bounded::TooLong| Error::Internal(e.to_string());
+        let id = LinkId::new(link::offer_id(&secret)).map_err(invalid)?;
+        let sealed = LinkBlob::new(sealed).map_err(invalid)?;
+        let reply = sync::request(self.client, Request::OfferLink { id, sealed }).await?;
+        let Reply::LinkOffered { expires_ms } = reply else { return Err(unexpected(reply)) };
+        let code = LinkCode {
+            server: account.server,
+            secret,
+            // The new device trusts my server the way I do.
+            pin: account.pin.map(|p| p.to_string()),
+        };
+        LinkCode::parse(&code.to_uri())?;
+        Ok(LinkOffer { code, expires_ms })
+    }
+
+    /// Opens a session with `request` (a sign-up, a sign-in, or a link code's redemption,
+    /// whose `secret` opens the identity handed over) and keeps it. A password makes a new
+    /// identity; a link code brings the account's.
+    async fn open(
+        &self,
+        server: &Endpoint,
+        request: Request,
+        secret: Option<[u8; 32]>,
+    ) -> Result<Account, Error> {
         // A profile that used TLS never falls back to plain text (no one in between can talk
         // it into sending the password in the clear).
         if !server.is_encrypted() && self.client.used_tls().await? {
@@ -55,8 +107,12 @@ impl Sessions<'_> {
         }
         let mut link = Link::connect(server).await?;
         let reply = link.request(request).await?.map_err(Error::Server)?;
-        let Reply::Session { user, device, token } = reply else {
-            return Err(unexpected(reply));
+        let (user, device, token, sealed) = match (reply, secret.is_some()) {
+            (Reply::Session { user, device, token }, false) => (user, device, token, None),
+            (Reply::Linked { user, device, token, sealed }, true) => {
+                (user, device, token, Some(sealed))
+            }
+            (reply, _) => return Err(unexpected(reply)),
         };
         let account = Account {
             server: server.base(),
@@ -66,6 +122,23 @@ impl Sessions<'_> {
             device_id: device.0,
             token: token.0.into_string(),
         };
+        let identity = match (sealed, secret) {
+            (Some(sealed), Some(secret)) => {
+                match link::open(&secret, sealed.as_bytes(), account.user_id) {
+                    Ok(identity) => identity,
+                    Err(e) => {
+                        // Not my device's offer: the session it came with is not kept, and
+                        // does not take one of the account's device places either.
+                        if let Ok(mut link) = Link::joined(&account).await {
+                            let _ = link.request(Request::SignOut {}).await;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            _ => e2ee::Identity::generate(account.user_id),
+        };
+        self.client.db(move |c| identity.store(c).map_err(Error::from)).await?;
         self.client.save_account(account.clone()).await?;
         if let Err(e) = sync::publish_first_key_packages(self.client).await {
             tracing::debug!(error = %e, "First KeyPackages not published; the first sync will.");
@@ -140,6 +213,12 @@ fn credentials(username: &str, password: &str) -> Result<Credentials, Error> {
     Ok(Credentials {
         username: Text::new(username).map_err(invalid)?,
         password: self::password(password)?,
-        device_name: Text::new(format!("tidings on {}", std::env::consts::OS)).map_err(invalid)?,
+        device_name: device_name()?,
     })
+}
+
+/// What this device is called in its account's device list.
+fn device_name() -> Result<tidings_proto::Name, Error> {
+    Text::new(format!("tidings on {}", std::env::consts::OS))
+        .map_err(|e| Error::Invalid(e.to_string()))
 }

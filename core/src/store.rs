@@ -24,6 +24,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_stuck_reason", include_str!("../../migrations/0006_stuck_reason.sql")),
     ("0007_e2ee", include_str!("../../migrations/0007_e2ee.sql")),
     ("0008_sealing", include_str!("../../migrations/0008_sealing.sql")),
+    ("0009_identity", include_str!("../../migrations/0009_identity.sql")),
 ];
 
 /// The schema version this build writes.

@@ -25,7 +25,8 @@ impl Member {
     fn with(client: Client) -> Self {
         let member = Self { client, dir: tempfile::tempdir().unwrap() };
         let me = member.client.me();
-        Device::create(&member.db(), LeafId { user: me.user.id.0, device: me.device.0 }).unwrap();
+        Device::for_session(&member.db(), LeafId { user: me.user.id.0, device: me.device.0 })
+            .unwrap();
         member
     }
 
@@ -567,4 +568,111 @@ async fn photos_and_files_go_up_sealed_and_open_only_for_the_room() {
         assert!(!found(b"merger-with-initech") && !found(b"stays secret"), "{entry:?}");
         assert!(!windows.iter().any(|w| found(w)), "{entry:?} holds the photo");
     }
+}
+
+/// The identity key that certified the device of the profile in `dir`.
+fn identity_of(dir: &std::path::Path) -> e2ee::IdentityKey {
+    let db = rusqlite::Connection::open(dir.join("tidings.sqlite")).unwrap();
+    Device::load(&db).unwrap().expect("device keys").identity()
+}
+
+#[tokio::test]
+async fn a_device_linked_by_qr_code_carries_the_identity_and_reads_every_room() {
+    let server = TestServer::start_with(|c| c.max_devices_per_user = 3).await.unwrap();
+    let (laptop, laptop_dir) = app_user(&server, "alice").await;
+    let (bob, bob_dir) = app_user(&server, "bob").await;
+    let sync = |app: &tidings_core::Client| {
+        let app = app.clone();
+        async move { tidings_core::sync::sync_until_idle(&app).await.unwrap() }
+    };
+    let bob_id = laptop.contacts().lookup("bob").await.unwrap();
+    let room = laptop.rooms().create(RoomKind::Direct, None, vec![bob_id]).await.unwrap();
+    laptop.room(room).send_queue().send_text("before the new phone").await.unwrap();
+    sync(&laptop).await;
+    sync(&bob).await;
+    let server_room = laptop.room(room).server_id().await.unwrap().unwrap();
+
+    // The laptop shows a link code as a QR code; the new phone reads it from the picture.
+    let offer = laptop.sessions().offer_link().await.unwrap();
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as i64;
+    assert!(offer.expires_ms > now_ms, "the code works for a while");
+    let png = tidings_core::contact::qr_png(&offer.code, 6);
+    let scanned: tidings_core::link::LinkCode = tidings_core::contact::scan_for(&png).unwrap();
+    assert_eq!(scanned, offer.code);
+
+    // The phone links with it: no password, the same account, a device of its own, and the
+    // account's identity, so Bob's security code for Alice stays the same.
+    let phone_dir = tempfile::tempdir().unwrap();
+    let phone = tidings_core::Client::open(phone_dir.path()).unwrap();
+    let account = phone.sessions().link(&scanned).await.unwrap();
+    let laptop_account = laptop.account().await.unwrap().unwrap();
+    assert_eq!(account.user_id, laptop_account.user_id);
+    assert_ne!(account.device_id, laptop_account.device_id);
+    assert_eq!(identity_of(phone_dir.path()), identity_of(laptop_dir.path()));
+
+    // A code works once.
+    let late_dir = tempfile::tempdir().unwrap();
+    let late = tidings_core::Client::open(late_dir.path()).unwrap();
+    match late.sessions().link(&scanned).await {
+        Err(tidings_core::Error::Server(e)) => assert_eq!(e.code, ErrorCode::InvalidLinkCode),
+        other => panic!("a used code linked again: {other:?}"),
+    }
+    assert!(late.account().await.unwrap().is_none(), "nothing kept from a refused code");
+
+    // The phone joins the room by itself (nobody else online) and reads what Bob writes
+    // next; what it writes reaches Bob and Alice's laptop.
+    sync(&phone).await;
+    sync(&bob).await;
+    let bob_room = bob.rooms().list().await.unwrap();
+    let bob_room = bob_room.iter().find(|r| r.server_id == Some(server_room)).unwrap().room;
+    bob.room(bob_room).send_queue().send_text("hello, new phone").await.unwrap();
+    sync(&bob).await;
+    sync(&phone).await;
+    assert!(texts(&phone, server_room).await.contains(&"hello, new phone".to_owned()));
+    let phone_room = phone.rooms().list().await.unwrap();
+    let phone_room = phone_room.iter().find(|r| r.server_id == Some(server_room)).unwrap().room;
+    phone.room(phone_room).send_queue().send_text("typed on the phone").await.unwrap();
+    sync(&phone).await;
+    sync(&bob).await;
+    sync(&laptop).await;
+    for app in [&bob, &laptop] {
+        assert!(texts(app, server_room).await.contains(&"typed on the phone".to_owned()));
+    }
+    // Bob's group has both of Alice's devices, certified by one identity.
+    let db = rusqlite::Connection::open(bob_dir.path().join("tidings.sqlite")).unwrap();
+    let group: Vec<u8> = db
+        .query_row("SELECT mls_group FROM rooms WHERE server_id = ?1", [server_room], |r| r.get(0))
+        .unwrap();
+    let alices: Vec<_> = e2ee::identities(&db, &group)
+        .unwrap()
+        .into_iter()
+        .filter(|(leaf, _)| leaf.user == account.user_id)
+        .collect();
+    assert_eq!(alices.len(), 2, "{alices:?}");
+    assert!(alices.iter().all(|(_, key)| *key == identity_of(laptop_dir.path())));
+
+    // Signing in with the password instead makes a new identity (a changed security code).
+    let tablet_dir = tempfile::tempdir().unwrap();
+    let tablet = tidings_core::Client::open(tablet_dir.path()).unwrap();
+    let endpoint = tidings_core::endpoint::Endpoint::parse(&server.http_url()).unwrap();
+    tablet.sessions().sign_in(&endpoint, "alice", "correct horse battery").await.unwrap();
+    sync(&tablet).await;
+    assert_ne!(identity_of(tablet_dir.path()), identity_of(laptop_dir.path()));
+
+    // Three devices is this server's cap: no fourth, by password or by code.
+    let fourth_dir = tempfile::tempdir().unwrap();
+    let fourth = tidings_core::Client::open(fourth_dir.path()).unwrap();
+    match fourth.sessions().sign_in(&endpoint, "alice", "correct horse battery").await {
+        Err(tidings_core::Error::Server(e)) => assert_eq!(e.code, ErrorCode::TooManyDevices),
+        other => panic!("a fourth device: {other:?}"),
+    }
+    match laptop.sessions().offer_link().await {
+        Err(tidings_core::Error::Server(e)) => assert_eq!(e.code, ErrorCode::TooManyDevices),
+        other => panic!("a code for a fourth device: {other:?}"),
+    }
+    // Signing one out makes room again.
+    tablet.sessions().sign_out().await.unwrap();
+    laptop.sessions().offer_link().await.unwrap();
 }

@@ -103,38 +103,16 @@ impl ContactCode {
         if text.len() > MAX_CONTACT_CODE_BYTES {
             return Err(ContactCodeError::TooLong { len: text.len(), max: MAX_CONTACT_CODE_BYTES });
         }
-        let text = text.trim();
-        let Some((scheme, rest)) = text.split_once(':') else {
-            return Err(ContactCodeError::NotACode);
-        };
-        let scheme_ok = !scheme.is_empty()
-            && scheme.len() <= 32
-            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-        if !scheme_ok {
-            return Err(ContactCodeError::NotACode);
-        }
-        if !scheme.eq_ignore_ascii_case("tidings") {
-            return Err(ContactCodeError::ForeignScheme { scheme: scheme.to_ascii_lowercase() });
-        }
-        let Some(query) = rest.strip_prefix("contact?") else {
-            return Err(ContactCodeError::NotAContactCode);
-        };
-        let (mut version, mut server, mut user, mut key, mut pin) = (None, None, None, None, None);
-        for pair in query.split('&') {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match name {
-                "v" => &mut version,
-                "server" => &mut server,
-                "user" => &mut user,
-                "key" => &mut key,
-                "pin" => &mut pin,
-                other => return Err(ContactCodeError::BadField(shorten(other))),
-            };
-            if slot.is_some() {
-                return Err(ContactCodeError::BadField(name.to_owned()));
-            }
-            *slot = Some(percent_decode(value).ok_or(ContactCodeError::NotAContactCode)?);
-        }
+        let query = query_of(text, "contact").map_err(|e| match e {
+            SchemeError::NotACode => ContactCodeError::NotACode,
+            SchemeError::Foreign(scheme) => ContactCodeError::ForeignScheme { scheme },
+            SchemeError::OtherKind => ContactCodeError::NotAContactCode,
+        })?;
+        let [version, server, user, key, pin] =
+            fields(query, ["v", "server", "user", "key", "pin"]).map_err(|e| match e {
+                FieldError::Bad(name) => ContactCodeError::BadField(name),
+                FieldError::Undecodable => ContactCodeError::NotAContactCode,
+            })?;
         match version.as_deref() {
             Some("1") => {}
             Some(v) => return Err(ContactCodeError::UnsupportedVersion(shorten(v))),
@@ -177,8 +155,63 @@ impl ContactCode {
     }
 }
 
+/// Why a text is not a `tidings:` code of the kind looked for.
+pub(crate) enum SchemeError {
+    /// No scheme: plain text.
+    NotACode,
+    /// Another scheme (named, lowercased, shortened).
+    Foreign(String),
+    /// A `tidings:` code of another kind, or malformed.
+    OtherKind,
+}
+
+/// The query of a `tidings:<kind>?<query>` code (surrounding whitespace ignored).
+pub(crate) fn query_of<'t>(text: &'t str, kind: &str) -> Result<&'t str, SchemeError> {
+    let text = text.trim();
+    let Some((scheme, rest)) = text.split_once(':') else {
+        return Err(SchemeError::NotACode);
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme.len() <= 32
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return Err(SchemeError::NotACode);
+    }
+    if !scheme.eq_ignore_ascii_case("tidings") {
+        return Err(SchemeError::Foreign(scheme.to_ascii_lowercase()));
+    }
+    rest.strip_prefix(kind).and_then(|r| r.strip_prefix('?')).ok_or(SchemeError::OtherKind)
+}
+
+/// Why a code's query does not split into its fields.
+pub(crate) enum FieldError {
+    /// A field is repeated or unknown (named, shortened).
+    Bad(String),
+    /// A value with a broken escape.
+    Undecodable,
+}
+
+/// The percent-decoded values of a code's query fields `names`, in that order.
+pub(crate) fn fields<const N: usize>(
+    query: &str,
+    names: [&str; N],
+) -> Result<[Option<String>; N], FieldError> {
+    let mut values = [const { None }; N];
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(at) = names.iter().position(|n| *n == name) else {
+            return Err(FieldError::Bad(shorten(name)));
+        };
+        if values[at].is_some() {
+            return Err(FieldError::Bad(name.to_owned()));
+        }
+        values[at] = Some(percent_decode(value).ok_or(FieldError::Undecodable)?);
+    }
+    Ok(values)
+}
+
 /// Whether `pin` is `sha256:` and 64 lowercase hex digits.
-fn valid_pin(pin: &str) -> bool {
+pub(crate) fn valid_pin(pin: &str) -> bool {
     pin.strip_prefix("sha256:").is_some_and(|hex| {
         hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
@@ -191,7 +224,7 @@ pub fn valid_key(key: &str) -> bool {
 }
 
 /// An `http(s)://host[:port]` base URL, normalized without a trailing slash.
-fn check_server(server: &str) -> Result<String, ContactCodeError> {
+pub(crate) fn check_server(server: &str) -> Result<String, ContactCodeError> {
     let server = server.trim_end_matches('/');
     if server.len() > MAX_SERVER_URL_BYTES {
         return Err(ContactCodeError::BadServer);
@@ -224,11 +257,11 @@ fn check_server(server: &str) -> Result<String, ContactCodeError> {
     Ok(server.to_owned())
 }
 
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     s.chars().take(24).collect()
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

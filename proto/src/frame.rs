@@ -37,6 +37,11 @@ pub type KeyPackageBlob = Blob<MAX_KEY_PACKAGE_BYTES>;
 /// One MLS message: a commit (`PublicMessage`), a Welcome or a GroupInfo (TLS-encoded
 /// `MLSMessage`).
 pub type MlsBlob = Blob<MAX_MLS_BYTES>;
+/// A link offer's id: the SHA-256 of the link code's secret (the secret itself stays in the
+/// QR code). Exactly [`LINK_ID_BYTES`] bytes; the server refuses any other length.
+pub type LinkId = Blob<LINK_ID_BYTES>;
+/// What a link offer hands the new device, sealed with a key derived from the code's secret.
+pub type LinkBlob = Blob<MAX_LINK_OFFER_BYTES>;
 /// An opaque SDP or ICE blob.
 pub type SignalBlob = Blob<MAX_SIGNAL_BYTES>;
 
@@ -117,6 +122,14 @@ pub enum Request {
     SignUp(Credentials),
     /// Open a new device session on an existing account. Replies [`Reply::Session`].
     SignIn(Credentials),
+    /// Open a new device session on the account of the device that showed a link code (no
+    /// password: the code is the proof, once, for a few minutes). Replies [`Reply::Linked`].
+    RedeemLink {
+        /// The offer's id (from the code).
+        id: LinkId,
+        /// Name of the new device.
+        device_name: Name,
+    },
     /// Bind this connection to a session and say what the client already has.
     /// Replies [`Reply::Joined`]; live pushes start after it.
     Join {
@@ -248,6 +261,14 @@ pub enum Request {
         /// Whose devices.
         user: UserId,
     },
+    /// Offer a session on my account to whoever presents `id` within a few minutes, handing
+    /// them `sealed` (which the server cannot open). Replies [`Reply::LinkOffered`].
+    OfferLink {
+        /// The offer's id.
+        id: LinkId,
+        /// The sealed payload for the new device.
+        sealed: LinkBlob,
+    },
     /// The latest GroupInfo of a room I am a member of. Replies [`Reply::GroupInfo`].
     GroupInfo {
         /// The room.
@@ -370,6 +391,7 @@ impl Request {
         "Hello",
         "SignUp",
         "SignIn",
+        "RedeemLink",
         "Join",
         "SignOut",
         "ChangePassword",
@@ -386,6 +408,7 @@ impl Request {
         "Mls",
         "PublishKeyPackages",
         "ClaimKeyPackages",
+        "OfferLink",
         "GroupInfo",
         "RecordCall",
         "Receipt",
@@ -427,6 +450,7 @@ impl Request {
             | Request::Hello { .. }
             | Request::SignUp(_)
             | Request::SignIn(_)
+            | Request::RedeemLink { .. }
             | Request::Join { .. }
             | Request::SignOut {}
             | Request::ChangePassword { .. }
@@ -446,6 +470,7 @@ impl Request {
             | Request::IceServers {}
             | Request::PublishKeyPackages { .. }
             | Request::ClaimKeyPackages { .. }
+            | Request::OfferLink { .. }
             | Request::Ping { .. } => None,
         }
     }
@@ -465,6 +490,7 @@ impl Request {
             Request::Hello { .. }
             | Request::SignUp(_)
             | Request::SignIn(_)
+            | Request::RedeemLink { .. }
             | Request::Join { .. }
             | Request::SignOut {}
             | Request::ChangePassword { .. }
@@ -488,6 +514,7 @@ impl Request {
             | Request::IceServers {}
             | Request::PublishKeyPackages { .. }
             | Request::ClaimKeyPackages { .. }
+            | Request::OfferLink { .. }
             | Request::GroupInfo { .. }
             | Request::Ping { .. } => None,
         }
@@ -499,6 +526,7 @@ impl Request {
             Request::Hello { .. } => "hello",
             Request::SignUp(_) => "sign_up",
             Request::SignIn(_) => "sign_in",
+            Request::RedeemLink { .. } => "redeem_link",
             Request::Join { .. } => "join",
             Request::SignOut {} => "sign_out",
             Request::ChangePassword { .. } => "change_password",
@@ -516,6 +544,7 @@ impl Request {
             Request::Mls { .. } => "mls",
             Request::PublishKeyPackages { .. } => "publish_key_packages",
             Request::ClaimKeyPackages { .. } => "claim_key_packages",
+            Request::OfferLink { .. } => "offer_link",
             Request::GroupInfo { .. } => "group_info",
             Request::Receipt { .. } => "receipt",
             Request::Typing { .. } => "typing",
@@ -820,6 +849,23 @@ pub enum Reply {
         /// Token for Join and HTTP requests. Keep it secret.
         token: Token,
     },
+    /// Answer to RedeemLink: a new device session on the offering device's account, and what
+    /// that device sealed for it.
+    Linked {
+        /// The account.
+        user: UserRef,
+        /// The new device.
+        device: DeviceId,
+        /// Token for Join and HTTP requests. Keep it secret.
+        token: Token,
+        /// The offer's sealed payload.
+        sealed: LinkBlob,
+    },
+    /// Answer to OfferLink: until when the offer can be redeemed.
+    LinkOffered {
+        /// Expiry, Unix milliseconds.
+        expires_ms: i64,
+    },
     /// Answer to Join.
     Joined {
         /// The account.
@@ -1050,6 +1096,10 @@ pub enum ErrorCode {
     /// first): catch up, rebuild, resend under the same request id. Not transient: the same
     /// bytes would fail again.
     StaleEpoch,
+    /// A link code the server does not know: mistyped, already used, or expired.
+    InvalidLinkCode,
+    /// The account already has as many devices signed in as it may: sign one out first.
+    TooManyDevices,
     /// A code a newer server knows and this build does not.
     #[serde(other)]
     Unknown,
@@ -1101,6 +1151,8 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::StaleEpoch => "stale_epoch",
+            ErrorCode::InvalidLinkCode => "invalid_link_code",
+            ErrorCode::TooManyDevices => "too_many_devices",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -1203,6 +1255,8 @@ impl Reply {
         match self {
             Reply::Welcome { .. } => "welcome",
             Reply::Session { .. } => "session",
+            Reply::Linked { .. } => "linked",
+            Reply::LinkOffered { .. } => "link_offered",
             Reply::Joined { .. } => "joined",
             Reply::Done {} => "done",
             Reply::Devices { .. } => "devices",

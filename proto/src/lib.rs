@@ -21,6 +21,7 @@ pub mod contact;
 pub mod frame;
 pub mod ids;
 pub mod limits;
+pub mod link;
 pub mod validate;
 
 pub use codec::{decode_client, decode_server, encode_client, encode_server, DecodeError};

@@ -49,6 +49,10 @@ pub const MAX_DEVICES: usize = 100;
 pub const MAX_KEY_PACKAGE_BYTES: usize = 2 * 1024;
 /// Most KeyPackages published in one request, and most a device keeps on the server.
 pub const MAX_KEY_PACKAGES: usize = 100;
+/// Length of a link offer's id (a SHA-256).
+pub const LINK_ID_BYTES: usize = 32;
+/// Largest sealed payload of a link offer (an identity key and a little framing).
+pub const MAX_LINK_OFFER_BYTES: usize = 256;
 /// Largest MLS commit, Welcome or GroupInfo carried in a frame, in bytes. Three of them and
 /// the rest of a request fit one frame.
 pub const MAX_MLS_BYTES: usize = 80 * 1024;

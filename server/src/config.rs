@@ -12,6 +12,10 @@ use crate::ratelimit::Rate;
 /// (core/src/e2ee/file.rs: padding and a tag per 64 KiB chunk, 25 KiB at that size).
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 101 * 1024 * 1024;
 
+/// Devices one account may have signed in at once, unless configured otherwise (the cap
+/// issue 16 sets for encrypted rooms: every device is a leaf in each of its rooms' groups).
+pub const DEFAULT_MAX_DEVICES_PER_USER: usize = 5;
+
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -99,6 +103,12 @@ pub struct Config {
     pub create_room_rate: Rate,
     /// Contact-key resets per user.
     pub contact_key_reset_rate: Rate,
+    /// Most devices signed in to one account at a time. Each is a leaf in every group of the
+    /// account's rooms, so this bounds how large a room's group grows per member
+    /// (docs/e2ee.md).
+    pub max_devices_per_user: usize,
+    /// How long a link code shown by a device can be redeemed by a new one.
+    pub link_ttl: Duration,
     /// KeyPackage claims per user (each takes one of another user's one-time KeyPackages).
     pub key_package_claim_rate: Rate,
     /// People-nearby lookups (turning on, listing) per user.
@@ -174,6 +184,8 @@ impl Config {
             create_room_rate: Rate { per_second: 0.2, burst: 50.0 },
             contact_key_reset_rate: Rate { per_second: 1.0 / 60.0, burst: 5.0 },
             key_package_claim_rate: Rate { per_second: 1.0, burst: 300.0 },
+            max_devices_per_user: DEFAULT_MAX_DEVICES_PER_USER,
+            link_ttl: Duration::from_secs(10 * 60),
             nearby_rate: Rate { per_second: 1.0 / 60.0, burst: 6.0 },
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),

@@ -267,6 +267,8 @@ impl Conn {
             }
             Request::SignUp(c) => self.sign_up(c).await?,
             Request::SignIn(c) => self.sign_in(c).await?,
+            Request::RedeemLink { id, device_name } => self.redeem_link(id, device_name).await?,
+            Request::OfferLink { id, sealed } => self.offer_link(id, sealed).await?,
             Request::Join { token, protocol_version, rooms, unconfirmed } => {
                 self.join(id, token, protocol_version, rooms.into_vec(), unconfirmed.into_vec())
                     .await?;

@@ -20,8 +20,8 @@
 //! [`MAX_KEY_PACKAGES`] kept) and one last-resort KeyPackage; a claim takes the oldest
 //! one-time KeyPackage of each of a user's devices (deleted in the same transaction) or, when
 //! a device has none left, its last-resort one. The server checks each KeyPackage's
-//! signature and that its credential is the publishing device ((user, device) ids, 16 bytes
-//! big-endian: docs/protocol.md), so no device can publish keys in another's name. Claims
+//! signature and that its credential names the publishing device ((user, device) ids, 16 bytes
+//! big-endian, then the device's certificate, which clients check: docs/protocol.md), so no device can publish keys in another's name. Claims
 //! are rate-limited per claimer.
 
 use openmls::prelude::tls_codec::Deserialize as _;
@@ -40,6 +40,9 @@ use crate::{connection::Conn, error::OpError, roomlog::Actor};
 
 /// The one ciphersuite Tidings groups use (MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519).
 const CIPHERSUITE: u16 = 1;
+
+/// Length of a Tidings leaf credential's identity (docs/protocol.md).
+const CREDENTIAL_LEN: usize = 112;
 
 /// What MLS leaves in clear about a group message.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,9 +106,11 @@ fn key_package(bytes: &[u8], actor: Actor) -> Result<(), OpError> {
     let identity = BasicCredential::try_from(package.leaf_node().credential().clone())
         .map(|c| c.identity().to_vec())
         .map_err(|_| malformed("key package credential"))?;
+    // user (8) ‖ device (8) ‖ identity key (32) ‖ device certificate (64): the clients check
+    // the certificate; the server checks whose device it names.
     let mut expected = actor.user.0.to_be_bytes().to_vec();
     expected.extend_from_slice(&actor.device.0.to_be_bytes());
-    if identity != expected {
+    if identity.len() != CREDENTIAL_LEN || identity[..16] != expected {
         return Err(OpError::forbidden("a key package must name the device that publishes it"));
     }
     Ok(())

@@ -15,8 +15,8 @@ use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 use tidings_proto::{
     codec, validate, CallSignal, Confirmed, Credentials, DeviceId, DeviceInfo, ErrorCode,
-    EventContent, MediaId, Name, RefuseReason, Reply, Request, RequestId, RoomCursor, RoomHead,
-    RoomId, RoomKind, ServerFrame, Token, UserId, UserRef,
+    EventContent, LinkBlob, LinkId, MediaId, Name, RefuseReason, Reply, Request, RequestId,
+    RoomCursor, RoomHead, RoomId, RoomKind, ServerFrame, Token, UserId, UserRef,
 };
 
 use tidings_proto::limits::MAX_PAGE_EVENTS;
@@ -129,7 +129,7 @@ impl Conn {
                 )?
                 .execute(params![c.username.as_str(), hash, now])?;
                 let user = UserRef { id: UserId(tx.last_insert_rowid()), username: c.username };
-                new_session(tx, user, &c.device_name, ttl)
+                new_session(tx, user, &c.device_name, ttl, usize::MAX)
             })
             .await
     }
@@ -162,7 +162,101 @@ impl Conn {
         };
         let ttl = self.shared.config.session_ttl.min(self.shared.config.session_max_age);
         let user = UserRef { id: UserId(id), username: c.username };
-        self.shared.store.write(move |tx| new_session(tx, user, &c.device_name, ttl)).await
+        let cap = self.shared.config.max_devices_per_user;
+        self.shared.store.write(move |tx| new_session(tx, user, &c.device_name, ttl, cap)).await
+    }
+
+    /// Offers a session on my account to whoever presents `id` before the offer expires
+    /// (docs/protocol.md, "Linking a device"). A device has one open offer: a new one
+    /// replaces it. An account already at its device cap is told now, before anyone scans.
+    pub(crate) async fn offer_link(
+        &mut self,
+        id: LinkId,
+        sealed: LinkBlob,
+    ) -> Result<Reply, OpError> {
+        let actor = self.actor()?;
+        link_id(&id)?;
+        let cap = self.shared.config.max_devices_per_user;
+        let ttl_ms = self.shared.config.link_ttl.as_millis() as i64;
+        self.shared
+            .store
+            .write(move |tx| {
+                let now = unix_ms();
+                check_device_cap(tx, actor.user, now, cap)?;
+                let expires_ms = now + ttl_ms;
+                tx.prepare_cached("DELETE FROM link_offers WHERE device_id = ?1")?
+                    .execute([actor.device.0])?;
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO link_offers (id, user_id, device_id, sealed, expires_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                    )?
+                    .execute(params![
+                        id.as_bytes(),
+                        actor.user.0,
+                        actor.device.0,
+                        sealed.as_bytes(),
+                        expires_ms
+                    ])?;
+                if inserted == 0 {
+                    return Err(OpError::invalid("that link id is taken: make a new code"));
+                }
+                Ok(Reply::LinkOffered { expires_ms })
+            })
+            .await
+    }
+
+    /// Redeems a link offer: a new session on the offering device's account, once. Limited
+    /// like a sign-in (the id is a password that works once). The offer stays if the account
+    /// is at its device cap, so the code works once a device is signed out.
+    pub(crate) async fn redeem_link(
+        &mut self,
+        id: LinkId,
+        device_name: Name,
+    ) -> Result<Reply, OpError> {
+        {
+            let now = Instant::now();
+            self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
+            let mut by_addr = self.shared.sign_ins_by_addr.lock().map_err(OpError::internal)?;
+            by_addr.take(self.from, now).map_err(OpError::rate_limited)?;
+        }
+        link_id(&id)?;
+        validate::name(&device_name).map_err(|e| OpError::invalid(e.to_string()))?;
+        let ttl = self.shared.config.session_ttl.min(self.shared.config.session_max_age);
+        let cap = self.shared.config.max_devices_per_user;
+        self.shared
+            .store
+            .write(move |tx| {
+                let now = unix_ms();
+                // The offer counts only while the device that made it is still signed in.
+                let offer: Option<(i64, Vec<u8>)> = tx
+                    .prepare_cached(
+                        "SELECT o.user_id, o.sealed FROM link_offers o
+                         JOIN sessions s ON s.id = o.device_id
+                         WHERE o.id = ?1 AND o.expires_ms > ?2
+                           AND s.revoked_ms IS NULL AND s.expires_ms > ?2",
+                    )?
+                    .query_row(params![id.as_bytes(), now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((user, sealed)) = offer else {
+                    return Err(OpError::new(
+                        ErrorCode::InvalidLinkCode,
+                        "this link code is unknown, used or expired: show a new one",
+                    ));
+                };
+                let user = roomlog::user(tx, UserId(user))?
+                    .ok_or_else(|| OpError::internal("link offer of a missing user"))?;
+                let Reply::Session { user, device, token } =
+                    new_session(tx, user, &device_name, ttl, cap)?
+                else {
+                    return Err(OpError::internal("a session that is not one"));
+                };
+                tx.prepare_cached("DELETE FROM link_offers WHERE id = ?1")?
+                    .execute([id.as_bytes()])?;
+                let sealed = LinkBlob::new(sealed).map_err(OpError::internal)?;
+                Ok(Reply::Linked { user, device, token, sealed })
+            })
+            .await
     }
 
     /// Binds the connection to a session. The Joined reply is queued and the connection
@@ -992,13 +1086,48 @@ fn end_sessions(
     Ok(())
 }
 
+/// A link offer's id must be a SHA-256.
+fn link_id(id: &LinkId) -> Result<(), OpError> {
+    if id.as_bytes().len() != tidings_proto::limits::LINK_ID_BYTES {
+        return Err(OpError::invalid("a link id is 32 bytes"));
+    }
+    Ok(())
+}
+
+/// Refuses a new device when `user` already has `cap` signed in.
+fn check_device_cap(
+    tx: &rusqlite::Connection,
+    user: UserId,
+    now: i64,
+    cap: usize,
+) -> Result<(), OpError> {
+    let live: i64 = tx
+        .prepare_cached(
+            "SELECT COUNT(*) FROM sessions
+             WHERE user_id = ?1 AND revoked_ms IS NULL AND expires_ms > ?2",
+        )?
+        .query_row(params![user.0, now], |r| r.get(0))?;
+    if live as u64 >= cap as u64 {
+        return Err(OpError::new(
+            ErrorCode::TooManyDevices,
+            format!(
+                "this account has {live} devices signed in, the most it may: sign one out first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A new device session for `user`, unless the account has `cap` devices signed in already.
 fn new_session(
     tx: &rusqlite::Connection,
     user: UserRef,
     device_name: &str,
     ttl: std::time::Duration,
+    cap: usize,
 ) -> Result<Reply, OpError> {
     let now = unix_ms();
+    check_device_cap(tx, user.id, now, cap)?;
     let secret = auth::new_secret();
     tx.prepare_cached(
         "INSERT INTO sessions (user_id, secret_hash, name, created_ms, last_seen_ms, expires_ms)

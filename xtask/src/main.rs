@@ -334,7 +334,7 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
 }
 
 fn fuzz_all(seconds: u32) -> anyhow::Result<()> {
-    for target in ["decode_client", "decode_server", "contact_code"] {
+    for target in ["decode_client", "decode_server", "contact_code", "link_code"] {
         fuzz(target, seconds)?;
     }
     Ok(())

@@ -23,6 +23,7 @@
 
 mod codec;
 pub mod file;
+mod identity;
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -33,6 +34,7 @@ use openmls_traits::OpenMlsProvider;
 use rusqlite::{Connection, OptionalExtension};
 
 pub use codec::Json;
+pub use identity::{Identity, IdentityKey, CREDENTIAL_LEN};
 
 /// The one ciphersuite Tidings groups use.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -59,26 +61,30 @@ pub struct LeafId {
 }
 
 impl LeafId {
-    fn to_bytes(self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(16);
-        bytes.extend_from_slice(&self.user.to_be_bytes());
-        bytes.extend_from_slice(&self.device.to_be_bytes());
-        bytes
-    }
-
+    /// The leaf a credential names (its certificate was checked when the leaf entered).
     fn from_credential(credential: &Credential) -> Result<Self, E2eeError> {
-        let basic = BasicCredential::try_from(credential.clone())
-            .map_err(|_| E2eeError::Malformed("a leaf without a basic credential"))?;
-        let bytes: [u8; 16] = basic
-            .identity()
-            .try_into()
-            .map_err(|_| E2eeError::Malformed("a leaf identity that is not 16 bytes"))?;
-        let (user, device) = bytes.split_at(8);
-        Ok(Self {
-            user: i64::from_be_bytes(user.try_into().unwrap_or_default()),
-            device: i64::from_be_bytes(device.try_into().unwrap_or_default()),
-        })
+        Ok(identity::leaf(basic_identity(credential)?)?.0)
     }
+}
+
+fn basic_identity(credential: &Credential) -> Result<&[u8], E2eeError> {
+    if credential.credential_type() != CredentialType::Basic {
+        return Err(E2eeError::Malformed("a leaf without a basic credential"));
+    }
+    Ok(credential.serialized_content())
+}
+
+/// The leaf a leaf node names, once its device certificate verifies.
+fn certified(leaf: &LeafNode) -> Result<(LeafId, IdentityKey), E2eeError> {
+    identity::certified(basic_identity(leaf.credential())?, leaf.signature_key().as_slice())
+}
+
+/// Checks every member's device certificate (a Welcome's or a GroupInfo's tree).
+fn check_members(members: impl Iterator<Item = Member>) -> Result<(), E2eeError> {
+    for member in members {
+        identity::certified(basic_identity(&member.credential)?, &member.signature_key)?;
+    }
+    Ok(())
 }
 
 /// What went wrong. Malformed and refused input is the sender's (or the server's) fault and
@@ -104,6 +110,10 @@ pub enum E2eeError {
     /// A proposal is waiting to be committed: commit first, then send.
     #[error("a proposal must be committed first")]
     PendingProposals,
+    /// A leaf whose device certificate does not verify: a device its user's identity did not
+    /// certify (or a malformed one).
+    #[error("a device that is not certified by its user's identity: {0}")]
+    Uncertified(&'static str),
 }
 
 /// An MLS failure met by the engine: the database's is a database error; anything else is
@@ -221,11 +231,14 @@ pub enum Processed {
     Proposal,
 }
 
-/// This device's MLS identity: its leaf credential and signature key.
+/// This device's MLS keys: its signature key and its leaf credential, certified by its user's
+/// identity.
 #[derive(Debug)]
 pub struct Device {
     id: LeafId,
     signer: SignatureKeyPair,
+    /// The credential identity ([`identity`]'s layout).
+    credential: Vec<u8>,
 }
 
 impl Device {
@@ -234,45 +247,69 @@ impl Device {
         self.id
     }
 
+    /// The identity key that certified this device.
+    pub fn identity(&self) -> IdentityKey {
+        identity::leaf(&self.credential).map(|(_, key)| key).unwrap_or(IdentityKey([0; 32]))
+    }
+
     /// This profile's device keys, if it has any.
     pub fn load(conn: &Connection) -> Result<Option<Self>, E2eeError> {
-        let row: Option<(i64, i64, Vec<u8>)> = conn
-            .query_row("SELECT user, device, signature_key FROM e2ee_device", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+        // Keys from before device certificates have no credential: new ones are made.
+        let row = conn
+            .query_row(
+                "SELECT user, device, signature_key, credential FROM e2ee_device
+                 WHERE credential IS NOT NULL",
+                [],
+                |r| Ok((LeafId { user: r.get(0)?, device: r.get(1)? }, r.get(2)?, r.get(3)?)),
+            )
             .optional()?;
-        let Some((user, device, public)) = row else { return Ok(None) };
+        let Some((id, public, credential)): Option<(LeafId, Vec<u8>, Vec<u8>)> = row else {
+            return Ok(None);
+        };
         let storage = Storage::new(conn);
         let signer = SignatureKeyPair::read(&storage, &public, CIPHERSUITE.signature_algorithm())
             .ok_or(E2eeError::NoDevice)?;
-        Ok(Some(Self { id: LeafId { user, device }, signer }))
+        Ok(Some(Self { id, signer, credential }))
     }
 
     /// This profile's keys for the signed-in device `id`: the stored ones, or new ones when
-    /// the profile has none or they belong to an earlier session.
+    /// the profile has none or they belong to an earlier session. New keys are certified by
+    /// the profile's identity for the user, made now if it has none.
     pub fn for_session(conn: &Connection, id: LeafId) -> Result<Self, E2eeError> {
         match Self::load(conn)? {
             Some(device) if device.id == id => Ok(device),
-            _ => Self::create(conn, id),
+            _ => {
+                let identity = match Identity::load(conn, id.user)? {
+                    Some(identity) => identity,
+                    None => {
+                        let identity = Identity::generate(id.user);
+                        identity.store(conn)?;
+                        identity
+                    }
+                };
+                Self::create(conn, id, &identity)
+            }
         }
     }
 
-    /// Makes this device's keys (a new signature key pair) for `id`, replacing any earlier
-    /// ones: a profile that signs in again is a new device with new keys.
-    pub fn create(conn: &Connection, id: LeafId) -> Result<Self, E2eeError> {
+    /// Makes this device's keys (a new signature key pair) for `id`, certified by `identity`,
+    /// replacing any earlier ones: a profile that signs in again is a new device with new keys.
+    pub fn create(conn: &Connection, id: LeafId, identity: &Identity) -> Result<Self, E2eeError> {
         let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(refused)?;
         signer.store(&Storage::new(conn))?;
+        let credential = identity.certify(id, signer.public());
         conn.execute("DELETE FROM e2ee_device", [])?;
         conn.execute(
-            "INSERT INTO e2ee_device (id, user, device, signature_key) VALUES (1, ?1, ?2, ?3)",
-            rusqlite::params![id.user, id.device, signer.public()],
+            "INSERT INTO e2ee_device (id, user, device, signature_key, credential)
+             VALUES (1, ?1, ?2, ?3, ?4)",
+            rusqlite::params![id.user, id.device, signer.public(), credential],
         )?;
-        Ok(Self { id, signer })
+        Ok(Self { id, signer, credential })
     }
 
     fn credential(&self) -> CredentialWithKey {
         CredentialWithKey {
-            credential: BasicCredential::new(self.id.to_bytes()).into(),
+            credential: BasicCredential::new(self.credential.clone()).into(),
             signature_key: self.signer.public().into(),
         }
     }
@@ -458,6 +495,7 @@ impl Device {
             return Err(E2eeError::Malformed("not a group info"));
         };
         let epoch = info.epoch().as_u64();
+        let info_group = info.group_id().clone();
         // Whatever this device kept of the group (a setup whose reply was lost, a state that
         // fell behind the log) gives way to the group as it is now.
         forget(conn, info.group_id().as_slice())?;
@@ -471,6 +509,10 @@ impl Device {
             .map_err(refused)?
             .finalize(&provider)
             .map_err(refused)?;
+        if let Err(e) = check_members(mls.members()) {
+            forget(conn, info_group.as_slice())?;
+            return Err(e);
+        }
         let (commit, _, group_info) = bundle.into_messages();
         Commit::from_messages(&mls, epoch, commit, None, group_info)
     }
@@ -486,6 +528,7 @@ pub fn check_key_package(bytes: &[u8]) -> Result<(), E2eeError> {
     if package.ciphersuite() != CIPHERSUITE {
         return Err(E2eeError::Refused("a key package of another ciphersuite".into()));
     }
+    certified(package.leaf_node())?;
     Ok(())
 }
 
@@ -518,6 +561,7 @@ pub fn join(conn: &Connection, welcome: &[u8]) -> Result<Vec<u8>, E2eeError> {
             }
             Err(e) => return Err(refused(e)),
         };
+    check_members(staged.members())?;
     let mls = staged.into_group(&provider).map_err(refused)?;
     Ok(mls.group_id().as_slice().to_vec())
 }
@@ -592,6 +636,16 @@ fn process_loaded(
             Processed::Application { sender, plaintext: message.into_bytes() }
         }
         ProcessedMessageContent::StagedCommitMessage(staged) => {
+            // Every leaf the commit brings in or changes must be certified; a commit that
+            // fails is not merged (the caller stores it as one it could not process).
+            let new_leaves = staged
+                .add_proposals()
+                .map(|p| p.add_proposal().key_package().leaf_node().clone())
+                .chain(staged.update_proposals().map(|p| p.update_proposal().leaf_node().clone()))
+                .chain(staged.update_path_leaf_node().cloned());
+            for leaf in new_leaves {
+                certified(&leaf)?;
+            }
             let added = staged
                 .add_proposals()
                 .filter_map(|p| {
@@ -654,6 +708,17 @@ pub fn members(conn: &Connection, group: &[u8]) -> Result<Vec<LeafId>, E2eeError
     let provider = Provider::new(conn);
     let mls = load(&provider, group)?;
     Ok(mls.members().filter_map(|m| LeafId::from_credential(&m.credential).ok()).collect())
+}
+
+/// The group's leaves with the identity key that certified each: what a member's security
+/// code is computed from.
+pub fn identities(
+    conn: &Connection,
+    group: &[u8],
+) -> Result<Vec<(LeafId, IdentityKey)>, E2eeError> {
+    let provider = Provider::new(conn);
+    let mls = load(&provider, group)?;
+    mls.members().map(|m| identity::leaf(basic_identity(&m.credential)?)).collect()
 }
 
 /// The group's epoch authenticator: equal on every member that agrees on the group's history.

@@ -11,7 +11,7 @@ struct Profile {
 impl Profile {
     fn new(user: i64, device: i64) -> Self {
         let profile = Self { dir: tempfile::tempdir().unwrap(), id: LeafId { user, device } };
-        Device::create(&profile.open(), profile.id).unwrap();
+        Device::for_session(&profile.open(), profile.id).unwrap();
         profile
     }
 
@@ -293,4 +293,55 @@ fn a_group_set_up_alone_starts_at_epoch_zero_and_a_refused_setup_is_forgotten() 
     assert_eq!(alice.with(|_, c| epoch(c, GROUP).unwrap()), Some(0));
     alice.with(|_, c| forget(c, GROUP).unwrap());
     assert_eq!(alice.with(|_, c| epoch(c, GROUP).unwrap()), None);
+}
+
+/// A device of user 4 whose credential carries Alice's certificate — made for another
+/// signature key — as a server inventing a device would have to.
+fn forged(alice: &Profile) -> (Profile, Device) {
+    let mallory = Profile::new(4, 4);
+    let conn = mallory.open();
+    let own = Device::load(&conn).unwrap().unwrap();
+    let stolen = alice.with(|d, _| d.credential.clone());
+    let mut credential = stolen.clone();
+    credential[..8].copy_from_slice(&4i64.to_be_bytes());
+    credential[8..16].copy_from_slice(&4i64.to_be_bytes());
+    assert_ne!(credential, stolen);
+    (mallory, Device { id: LeafId { user: 4, device: 4 }, signer: own.signer, credential })
+}
+
+#[test]
+fn a_leaf_its_identity_did_not_certify_is_refused_where_it_enters_a_group() {
+    let (alice, bob, _carol) = three();
+    let (mallory, device) = forged(&alice);
+    let conn = mallory.open();
+    let package = device.key_packages(&conn, 1, false).unwrap().remove(0);
+    // Claimed from the directory: left out.
+    assert!(matches!(check_key_package(&package), Err(E2eeError::Uncertified(_))));
+    assert!(check_key_package(&bob.key_package()).is_ok(), "a certified one passes");
+    // Added anyway by a member: the others do not merge the commit.
+    let commit = alice.with(|d, c| d.add(c, GROUP, std::slice::from_ref(&package)).unwrap());
+    let refused = bob.with(|_, c| process(c, GROUP, &commit.commit));
+    assert!(matches!(refused, Err(E2eeError::Uncertified(_))), "{refused:?}");
+    assert_eq!(bob.with(|_, c| epoch(c, GROUP).unwrap()), Some(1), "still at the old epoch");
+    // Joining from that commit's Welcome, or by external commit from its GroupInfo, fails too.
+    alice.with(|d, c| d.confirm(c, GROUP).unwrap());
+    let fresh = Profile::new(5, 5);
+    let welcome_for_forger = commit.welcome.unwrap();
+    assert!(matches!(
+        mallory.with(|_, c| join(c, &welcome_for_forger)),
+        Err(E2eeError::Uncertified(_))
+    ));
+    let external = fresh.with(|d, c| d.join_external(c, &commit.group_info));
+    assert!(matches!(external, Err(E2eeError::Uncertified(_))), "{external:?}");
+    assert_eq!(fresh.with(|_, c| epoch(c, GROUP).unwrap()), None, "nothing kept");
+}
+
+#[test]
+fn every_leaf_carries_its_users_identity_and_a_new_profile_gets_a_new_one() {
+    let (alice, bob, _carol) = three();
+    let seen = bob.with(|_, c| identities(c, GROUP).unwrap());
+    let alices = alice.with(|d, _| d.identity());
+    assert!(seen.contains(&(alice.id, alices)), "{seen:?}");
+    assert_eq!(seen.len(), 3);
+    assert_ne!(Profile::new(1, 9).with(|d, _| d.identity()), alices, "a new identity");
 }

@@ -15,7 +15,7 @@ pub fn text<const N: usize>() -> impl Strategy<Value = Text<N>> {
 }
 
 pub fn blob<const N: usize>() -> impl Strategy<Value = Blob<N>> {
-    vec(any::<u8>(), 0..64).prop_map(|b| Blob::new(b).unwrap())
+    vec(any::<u8>(), 0..64.min(N + 1)).prop_map(|b| Blob::new(b).unwrap())
 }
 
 pub fn list<T: std::fmt::Debug, const N: usize>(
@@ -61,7 +61,7 @@ pub fn room_kind() -> impl Strategy<Value = RoomKind> {
 }
 
 /// Every error code; `code_name` below is the exhaustive check on this list.
-pub const ALL_CODES: [ErrorCode; 22] = [
+pub const ALL_CODES: [ErrorCode; 24] = [
     ErrorCode::IncompatibleVersion,
     ErrorCode::Malformed,
     ErrorCode::UnknownRequest,
@@ -83,6 +83,8 @@ pub const ALL_CODES: [ErrorCode; 22] = [
     ErrorCode::QuotaExceeded,
     ErrorCode::StorageFull,
     ErrorCode::StaleEpoch,
+    ErrorCode::InvalidLinkCode,
+    ErrorCode::TooManyDevices,
     ErrorCode::Unknown,
 ];
 
@@ -198,6 +200,8 @@ pub fn request() -> impl Strategy<Value = Request> {
             Request::PublishKeyPackages { packages, last_resort }
         }),
         user().prop_map(|user| Request::ClaimKeyPackages { user }),
+        (blob(), blob()).prop_map(|(id, sealed)| Request::OfferLink { id, sealed }),
+        (blob(), text()).prop_map(|(id, device_name)| Request::RedeemLink { id, device_name }),
         room().prop_map(|room| Request::GroupInfo { room }),
         (room(), option::of(any::<u64>()), option::of(any::<u64>()))
             .prop_map(|(room, delivered, read)| Request::Receipt { room, delivered, read }),
@@ -293,6 +297,10 @@ pub fn reply() -> impl Strategy<Value = Reply> {
             device,
             token: Token(t)
         }),
+        (user_ref(), device(), text(), blob()).prop_map(|(user, device, t, sealed)| {
+            Reply::Linked { user, device, token: Token(t), sealed }
+        }),
+        any::<i64>().prop_map(|expires_ms| Reply::LinkOffered { expires_ms }),
         (
             user_ref(),
             device(),
@@ -428,6 +436,8 @@ pub fn request_tag(r: &Request) -> &'static str {
         Request::Mls { .. } => "Mls",
         Request::PublishKeyPackages { .. } => "PublishKeyPackages",
         Request::ClaimKeyPackages { .. } => "ClaimKeyPackages",
+        Request::OfferLink { .. } => "OfferLink",
+        Request::RedeemLink { .. } => "RedeemLink",
         Request::GroupInfo { .. } => "GroupInfo",
         Request::Receipt { .. } => "Receipt",
         Request::Typing { .. } => "Typing",
@@ -463,6 +473,8 @@ pub fn reply_tag(r: &Reply) -> &'static str {
     match r {
         Reply::Welcome { .. } => "Welcome",
         Reply::Session { .. } => "Session",
+        Reply::Linked { .. } => "Linked",
+        Reply::LinkOffered { .. } => "LinkOffered",
         Reply::Joined { .. } => "Joined",
         Reply::Done {} => "Done",
         Reply::Devices { .. } => "Devices",
@@ -533,6 +545,8 @@ pub fn code_name(c: ErrorCode) -> &'static str {
         ErrorCode::QuotaExceeded => "quota_exceeded",
         ErrorCode::StorageFull => "storage_full",
         ErrorCode::StaleEpoch => "stale_epoch",
+        ErrorCode::InvalidLinkCode => "invalid_link_code",
+        ErrorCode::TooManyDevices => "too_many_devices",
         ErrorCode::Unknown => "unknown",
     }
 }

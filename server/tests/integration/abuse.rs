@@ -556,6 +556,7 @@ async fn every_session_is_listed_a_page_at_a_time() {
     let server = TestServer::start_with(|c| {
         c.sign_in_rate = Rate { per_second: 1000.0, burst: 1000.0 };
         c.sign_in_rate_per_addr = Rate { per_second: 1000.0, burst: 1000.0 };
+        c.max_devices_per_user = 200;
     })
     .await
     .unwrap();

@@ -105,6 +105,8 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     ("Hello",           [A,     A,    A,      A,      A,     A,      A,      A]),
     ("SignUp",          [A,     A,    A,      A,      A,     A,      A,      A]),
     ("SignIn",          [A,     A,    A,      A,      A,     A,      A,      A]),
+    // A link code is the proof: each attempt redeems an offer of its own.
+    ("RedeemLink",      [A,     A,    A,      A,      A,     A,      A,      A]),
     ("Ping",            [A,     A,    A,      A,      A,     A,      A,      A]),
     ("Join",            [A,     A,    A,      U,      U,     U,      U,      A]),
     // Account operations: any signed-in user, on their own account. Revoking another
@@ -149,6 +151,7 @@ const TABLE: &[(&str, [Outcome; 8])] = &[
     ("GroupInfo",       [F,     F,    F,      U,      U,     U,      U,      A]),
     ("PublishKeyPackages", [A,  A,    A,      U,      U,     U,      U,      A]),
     ("ClaimKeyPackages", [A,    A,    A,      U,      U,     U,      U,      A]),
+    ("OfferLink",       [A,     A,    A,      U,      U,     U,      U,      A]),
     // Media over HTTP: any signed-in user uploads; the uploader and current members of a
     // room with a message that lists the media download; anyone else gets the same 404 as
     // for media that does not exist.
@@ -229,6 +232,8 @@ fn generous_rates_and(c: &mut Config, tune: impl FnOnce(&mut Config)) {
     c.send_rate = generous;
     c.typing_rate = generous;
     c.create_room_rate = generous;
+    // Each row signs frank in once per caller.
+    c.max_devices_per_user = 100;
     tune(c);
 }
 
@@ -478,9 +483,32 @@ fn operation(op: &str, w: &World) -> Operation {
             Request::PublishKeyPackages { packages: List::empty(), last_resort: None }
         }
         "ClaimKeyPackages" => Request::ClaimKeyPackages { user: alice },
+        "OfferLink" => Request::OfferLink {
+            id: link_id(),
+            sealed: tidings_proto::bounded::Blob::new(vec![1; 48]).unwrap(),
+        },
+        // Redeemed offers are made fresh for each attempt (see `attempt`).
+        "RedeemLink" => Request::RedeemLink { id: link_id(), device_name: text("new device") },
         other => panic!("no operation named {other:?}: add it here and to the table"),
     };
     Operation::Request(request)
+}
+
+/// A new link offer id.
+fn link_id() -> tidings_proto::LinkId {
+    use sha2::Digest;
+    let id = sha2::Sha256::digest(request_id().to_string()).to_vec();
+    tidings_proto::bounded::Blob::new(id).unwrap()
+}
+
+/// RedeemLink for an offer a new account made on the server at `ws`.
+async fn fresh_offer(ws: &str) -> Request {
+    let name = format!("o{}", &request_id().to_string()[..16]);
+    let mut offerer = Client::sign_up(ws, &name).await.unwrap();
+    let id = link_id();
+    let sealed = tidings_proto::bounded::Blob::new(vec![1; 48]).unwrap();
+    offerer.request(Request::OfferLink { id: id.clone(), sealed }).await.unwrap().unwrap();
+    Request::RedeemLink { id, device_name: text("new device") }
 }
 
 /// The GroupInfo of a new one-device MLS group: what a room's setup carries.
@@ -504,7 +532,11 @@ async fn attempt(op: &str, caller: Caller, world: &mut World, expired: &World) -
     // The expired session is a member's, in the world whose sessions expire.
     let place = if caller == ExpiredSession { expired } else { &*world };
     let (ws, http) = (place.ws.clone(), place.http.clone());
-    let operation = operation(op, place);
+    let operation = match op {
+        // A code works once: each attempt redeems an offer made for it, on its server.
+        "RedeemLink" => Operation::Request(fresh_offer(&ws).await),
+        _ => operation(op, place),
+    };
     let bob_device = world.bob.me().device;
     let (token, connection): (Token, Option<&mut Client>) = match caller {
         NonMember => joined(&mut world.carol),

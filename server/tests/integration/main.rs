@@ -8,6 +8,7 @@ mod authorization;
 mod bad_input;
 mod common;
 mod consent;
+mod links;
 mod media;
 mod rooms;
 mod tls;
