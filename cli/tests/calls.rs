@@ -188,6 +188,17 @@ fn a_call_carries_each_sides_tone_and_hanging_up_ends_both() {
     assert_eq!(calls[0]["call"]["outcome"], "completed");
     let talked = calls[0]["call"]["duration_ms"].as_u64().unwrap();
     assert!((2_500..10_000).contains(&talked), "talk time {talked} ms");
+
+    // Nobody had written in their room: the call set its encryption group up, and both
+    // sides hold it, so the offer, the answer and the candidates went sealed (a side that
+    // holds the group drops a signal in clear, and the call would not have connected).
+    for profile in [&alice, &bob] {
+        let db = rusqlite::Connection::open(profile.join("tidings.sqlite")).unwrap();
+        let groups: i64 = db
+            .query_row("SELECT COUNT(*) FROM rooms WHERE mls_group IS NOT NULL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(groups, 1, "{}", profile.display());
+    }
 }
 
 #[test]

@@ -138,6 +138,7 @@ pub fn describe(content: &EventContent) -> String {
         EventContent::Renamed { name } => format!("renamed the room to {name}"),
         EventContent::Call(record) => format!("call: {:?}", record.outcome).to_lowercase(),
         EventContent::Mls { .. } => "changed the room's encryption keys".into(),
+        EventContent::DevicesSignedOut { .. } => "signed out a device".into(),
     }
 }
 
@@ -460,6 +461,20 @@ fn event_in(
                 tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?
                     .execute([&e.request.0[..]])?;
             }
+            return Ok(Applied::Applied);
+        }
+        EventContent::DevicesSignedOut { devices } => {
+            // Part of the log, never of the timeline: the next commit removes their leaves
+            // (sync/group.rs), in this room and every other.
+            for device in devices.iter() {
+                tx.prepare_cached(
+                    "INSERT INTO signed_out_devices (user, device) VALUES (?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![e.sender.0, device.0])?;
+            }
+            tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
+                .execute(params![room, seq])?;
             return Ok(Applied::Applied);
         }
     }

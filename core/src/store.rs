@@ -25,6 +25,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_e2ee", include_str!("../../migrations/0007_e2ee.sql")),
     ("0008_sealing", include_str!("../../migrations/0008_sealing.sql")),
     ("0009_identity", include_str!("../../migrations/0009_identity.sql")),
+    ("0010_signed_out_devices", include_str!("../../migrations/0010_signed_out_devices.sql")),
+    ("0011_group_wanted", include_str!("../../migrations/0011_group_wanted.sql")),
 ];
 
 /// The schema version this build writes.

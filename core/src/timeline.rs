@@ -141,7 +141,7 @@ fn view(content: &[u8]) -> Shown {
         EventContent::Accepted { .. } => return notice(Notice::Accepted),
         EventContent::Left { .. } => return notice(Notice::Left),
         EventContent::Removed { .. } => return notice(Notice::Removed),
-        EventContent::Mls { .. } => return none(text),
+        EventContent::Mls { .. } | EventContent::DevicesSignedOut { .. } => return none(text),
         EventContent::Renamed { name } => {
             return notice(Notice::Renamed { name: neutral_name(name.into_string()) })
         }

@@ -406,11 +406,16 @@ async fn texts(app: &tidings_core::Client, room: i64) -> Vec<String> {
 
 /// The user ids with a leaf in the room's group, as `app`'s profile has it.
 fn leaves(profile: &std::path::Path, room: i64) -> std::collections::BTreeSet<i64> {
+    leaf_ids(profile, room).into_iter().map(|l| l.user).collect()
+}
+
+/// The leaves of the room's group, as the profile in `profile` has it.
+fn leaf_ids(profile: &std::path::Path, room: i64) -> Vec<LeafId> {
     let db = rusqlite::Connection::open(profile.join("tidings.sqlite")).unwrap();
     let group: Vec<u8> = db
         .query_row("SELECT mls_group FROM rooms WHERE server_id = ?1", [room], |r| r.get(0))
         .unwrap();
-    e2ee::members(&db, &group).unwrap().into_iter().map(|l| l.user).collect()
+    e2ee::members(&db, &group).unwrap()
 }
 
 #[tokio::test]
@@ -675,4 +680,43 @@ async fn a_device_linked_by_qr_code_carries_the_identity_and_reads_every_room() 
     // Signing one out makes room again.
     tablet.sessions().sign_out().await.unwrap();
     laptop.sessions().offer_link().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_signed_out_device_leaves_every_group_with_the_next_message() {
+    let server = TestServer::start().await.unwrap();
+    let (alice, alice_dir) = app_user(&server, "alice").await;
+    let (laptop, _laptop_dir) = app_user(&server, "bob").await;
+    let sync = |app: &tidings_core::Client| {
+        let app = app.clone();
+        async move { tidings_core::sync::sync_until_idle(&app).await.unwrap() }
+    };
+    let bob_id = alice.contacts().lookup("bob").await.unwrap();
+    let room = alice.rooms().create(RoomKind::Direct, None, vec![bob_id]).await.unwrap();
+    alice.room(room).send_queue().send_text("hello bob").await.unwrap();
+    sync(&alice).await;
+    sync(&laptop).await;
+    let server_room = alice.room(room).server_id().await.unwrap().unwrap();
+
+    // Bob links his phone; it joins the room's group.
+    let offer = laptop.sessions().offer_link().await.unwrap();
+    let phone_dir = tempfile::tempdir().unwrap();
+    let phone = tidings_core::Client::open(phone_dir.path()).unwrap();
+    let phone_id = phone.sessions().link(&offer.code).await.unwrap().device_id;
+    sync(&phone).await;
+    sync(&alice).await;
+    let phone_leaf = LeafId { user: bob_id, device: phone_id };
+    assert!(leaf_ids(alice_dir.path(), server_room).contains(&phone_leaf));
+
+    // The phone is lost: Bob signs it out from his laptop. Alice's next message first
+    // removes its leaf, so nothing she writes from then on is sealed for it.
+    laptop.sessions().revoke(phone_id).await.unwrap();
+    sync(&alice).await;
+    alice.room(room).send_queue().send_text("after the phone was lost").await.unwrap();
+    sync(&alice).await;
+    let now = leaf_ids(alice_dir.path(), server_room);
+    assert!(!now.contains(&phone_leaf), "{now:?}");
+    assert_eq!(now.len(), 2, "alice and bob's laptop: {now:?}");
+    sync(&laptop).await;
+    assert!(texts(&laptop, server_room).await.contains(&"after the phone was lost".to_owned()));
 }

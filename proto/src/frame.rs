@@ -771,6 +771,13 @@ pub enum EventContent {
         /// The Welcome.
         welcome: Option<MlsBlob>,
     },
+    /// These devices of the event's sender were signed out (revoked, signed out, or signed
+    /// out everywhere): their leaves leave the room's group with the next commit. Logged in
+    /// every room of the sender that has a group.
+    DevicesSignedOut {
+        /// The devices.
+        devices: List<DeviceId, MAX_DEVICES>,
+    },
 }
 
 /// A member's state in a room, with their receipt watermarks.

@@ -380,13 +380,20 @@ impl Conn {
             return Err(OpError::new(ErrorCode::BadCredentials, "the current password is wrong"));
         }
         let hash = work.run(move || auth::hash_password(&new)).await?.map_err(OpError::internal)?;
-        let shared = self.shared.clone();
+        let (shared, conn_id) = (self.shared.clone(), self.id);
         self.shared
             .store
             .write(move |tx| {
                 tx.prepare_cached("UPDATE users SET password_hash = ?2 WHERE id = ?1")?
                     .execute(params![actor.user.0, hash])?;
-                end_sessions(tx, &shared, actor, Some(actor.device), "the password was changed")?;
+                end_sessions(
+                    tx,
+                    &shared,
+                    conn_id,
+                    actor,
+                    Some(actor.device),
+                    "the password was changed",
+                )?;
                 Ok(Reply::Done {})
             })
             .await
@@ -395,11 +402,11 @@ impl Conn {
     /// Ends every session of mine, this one too.
     pub(crate) async fn sign_out_everywhere(&mut self) -> Result<Reply, OpError> {
         let actor = self.actor()?;
-        let shared = self.shared.clone();
+        let (shared, conn_id) = (self.shared.clone(), self.id);
         self.shared
             .store
             .write(move |tx| {
-                end_sessions(tx, &shared, actor, None, "signed out everywhere")?;
+                end_sessions(tx, &shared, conn_id, actor, None, "signed out everywhere")?;
                 Ok(Reply::Done {})
             })
             .await
@@ -412,6 +419,7 @@ impl Conn {
         device: DeviceId,
     ) -> Result<Reply, OpError> {
         let shared = self.shared.clone();
+        let conn_id = self.id;
         self.shared
             .store
             .write(move |tx| {
@@ -424,6 +432,7 @@ impl Conn {
                 if n == 0 {
                     return Err(OpError::new(ErrorCode::NotFound, "no such device"));
                 }
+                log_signed_out(tx, &shared, conn_id, actor, vec![device])?;
                 tx.after_commit(move || {
                     let reason =
                         tidings_proto::ErrorInfo::new(ErrorCode::Unauthenticated, "signed out");
@@ -1069,20 +1078,59 @@ pub(crate) fn create_room(
 fn end_sessions(
     tx: &mut crate::store::Tx<'_>,
     shared: &Arc<crate::Shared>,
+    conn_id: crate::switchboard::ConnId,
     actor: Actor,
     keep: Option<tidings_proto::DeviceId>,
     why: &'static str,
 ) -> Result<(), OpError> {
-    tx.prepare_cached(
-        "UPDATE sessions SET revoked_ms = ?3
-         WHERE user_id = ?1 AND revoked_ms IS NULL AND id IS NOT ?2",
-    )?
-    .execute(params![actor.user.0, keep.map(|d| d.0), unix_ms()])?;
+    let ended: Vec<DeviceId> = tx
+        .prepare_cached(
+            "UPDATE sessions SET revoked_ms = ?3
+             WHERE user_id = ?1 AND revoked_ms IS NULL AND id IS NOT ?2 RETURNING id",
+        )?
+        .query_map(params![actor.user.0, keep.map(|d| d.0), unix_ms()], |r| {
+            Ok(DeviceId(r.get(0)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    log_signed_out(tx, shared, conn_id, actor, ended)?;
     let shared = shared.clone();
     tx.after_commit(move || {
         let reason = tidings_proto::ErrorInfo::new(ErrorCode::Unauthenticated, why);
         shared.switchboard.kick_user(actor.user, keep, &reason);
     });
+    Ok(())
+}
+
+/// Logs that `devices` of the actor's user were signed out, in each of the user's rooms that
+/// has an MLS group, so that the members' next commit removes their leaves (docs/e2ee.md).
+/// At most [`MAX_DEVICES`](tidings_proto::limits::MAX_DEVICES) devices per event.
+fn log_signed_out(
+    tx: &mut crate::store::Tx<'_>,
+    shared: &Arc<crate::Shared>,
+    conn_id: crate::switchboard::ConnId,
+    actor: Actor,
+    devices: Vec<DeviceId>,
+) -> Result<(), OpError> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let rooms: Vec<RoomId> = tx
+        .prepare_cached(
+            "SELECT r.id FROM members m JOIN rooms r ON r.id = m.room_id
+             WHERE m.user_id = ?1 AND m.active = 1 AND r.mls_group IS NOT NULL ORDER BY r.id",
+        )?
+        .query_map([actor.user.0], |r| Ok(RoomId(r.get(0)?)))?
+        .collect::<Result<_, _>>()?;
+    let now = unix_ms();
+    for room in rooms {
+        for chunk in devices.chunks(tidings_proto::limits::MAX_DEVICES) {
+            let devices = bounded(chunk.to_vec())?;
+            let content = EventContent::DevicesSignedOut { devices };
+            let request = RequestId(rand::random());
+            let (event, _) = roomlog::append(tx, room, actor, request, now, content)?;
+            fan_out(tx, shared, conn_id, event, Vec::new())?;
+        }
+    }
     Ok(())
 }
 

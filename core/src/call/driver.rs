@@ -13,6 +13,10 @@
 //! - **records** are queued in the outbox as `RecordCall` with a local echo, so a call's
 //!   outcome reaches the room log exactly once even if the network is gone when it ends.
 //!
+//! - **sealing**: SDP and candidates go out sealed for the room's MLS group and signed by
+//!   this device's leaf (`e2ee::signal`); what comes in is opened and checked against the
+//!   device the server says sent it, or dropped. Rooms without a group signal in clear.
+//!
 //! STUN/TURN servers come from the server (`IceServers`: TURN credentials in coturn's REST
 //! scheme), fetched when calls start and again when the credentials near their expiry.
 //! The machine works with local room keys and server user ids; this task translates rooms
@@ -24,7 +28,8 @@ use std::{
 };
 
 use tidings_proto::{
-    bounded::Text, CallId, CallOutcome, CallRecord, EventContent, Reply, Request, RoomId, UserId,
+    bounded::Text, CallId, CallOutcome, CallRecord, CallSignal, EventContent, Reply, Request,
+    RoomId, SignalBlob, UserId,
 };
 use tokio::sync::mpsc;
 
@@ -34,16 +39,45 @@ use super::{
     CallEvent, CallMachine, Command, Input, Local, Media, MediaCommand, Output, Remote, Timeouts,
 };
 use crate::{
+    e2ee::{self, LeafId},
     model::{Event, RoomKey},
     relay::Signal,
     send_queue::Target,
     Client, Error,
 };
 
+/// The tags sealed signals are bound to (e2ee::signal): an offer cannot be replayed as an
+/// answer.
+const OFFER: u8 = 1;
+const ANSWER: u8 = 2;
+const CANDIDATE: u8 = 3;
+
+/// The blob a signal carries (SDP, a candidate) and its tag; `None` for signals without one.
+fn blob_of(signal: &CallSignal) -> Option<(u8, &[u8])> {
+    match signal {
+        CallSignal::Offer { sdp } => Some((OFFER, sdp.as_bytes())),
+        CallSignal::Answer { sdp } => Some((ANSWER, sdp.as_bytes())),
+        CallSignal::Candidate { candidate } => Some((CANDIDATE, candidate.as_bytes())),
+        _ => None,
+    }
+}
+
+/// `signal` carrying `blob` instead of its own.
+fn with_blob(signal: CallSignal, blob: SignalBlob) -> CallSignal {
+    match signal {
+        CallSignal::Offer { .. } => CallSignal::Offer { sdp: blob },
+        CallSignal::Answer { .. } => CallSignal::Answer { sdp: blob },
+        CallSignal::Candidate { .. } => CallSignal::Candidate { candidate: blob },
+        other => other,
+    }
+}
+
 /// How long a hung-up call's media stays open (silent) so the Hangup signal arrives first.
 const MEDIA_LINGER: Duration = Duration::from_millis(1500);
 /// Longest a media step (making the connection, an offer, an answer) may take.
 const MEDIA_STEP: Duration = Duration::from_secs(5);
+/// Longest a call's first sealed signal waits for its room's group to be set up.
+const GROUP_WAIT: Duration = Duration::from_secs(3);
 /// Longest a call waits for STUN/TURN servers that were not fetched yet.
 const ICE_FETCH_WAIT: Duration = Duration::from_secs(3);
 
@@ -303,6 +337,13 @@ impl Driver {
             Output::Signal { room, to_user, to_device, call, signal } => {
                 match self.server_room(room).await {
                     Some(server) => {
+                        let signal = match self.seal(room, call, signal).await {
+                            Ok(signal) => signal,
+                            Err(e) => {
+                                tracing::warn!(error = %e, call, "A call signal could not be sealed.");
+                                return None;
+                            }
+                        };
                         let request = Request::Signal {
                             room: RoomId(server),
                             to_user: UserId(to_user),
@@ -424,7 +465,122 @@ impl Driver {
             return None;
         };
         let (from_user, from_device) = (s.from_user.0, s.from_device.0);
-        Some(Remote { room, from_user, from_device, call: s.call, signal: s.signal })
+        let from = LeafId { user: from_user, device: from_device };
+        let signal = self.open(room, s.call, from, s.signal).await?;
+        Some(Remote { room, from_user, from_device, call: s.call, signal })
+    }
+
+    /// `signal` as it goes to the server: its SDP or candidate sealed for the room's group
+    /// (e2ee::signal), or as it is in a room without one.
+    async fn seal(
+        &self,
+        room: RoomKey,
+        call: CallId,
+        signal: CallSignal,
+    ) -> Result<CallSignal, Error> {
+        let Some((kind, blob)) = blob_of(&signal) else {
+            if matches!(signal, CallSignal::Inquire { .. }) {
+                // The offer that follows is sealed with the room's group: have it ready.
+                self.want_group(room).await;
+            }
+            return Ok(signal);
+        };
+        // The offer (or answer) waits for a group being set up; the candidates that follow
+        // it find the group there, or go as the offer went.
+        if !self.want_group(room).await && kind != CANDIDATE {
+            self.wait_for_group(room).await;
+        }
+        let blob = blob.to_vec();
+        let sealed = self
+            .client
+            .db(move |c| {
+                let Some(group) = crate::sync::group::current(c, room)? else {
+                    return Ok::<_, Error>(None);
+                };
+                let device = crate::sync::group::device(c)?;
+                Ok(Some(device.seal_signal(c, &group, call, kind, &blob)?))
+            })
+            .await?;
+        match sealed {
+            Some(sealed) => Ok(with_blob(
+                signal,
+                SignalBlob::new(sealed).map_err(|e| Error::Invalid(e.to_string()))?,
+            )),
+            None => Ok(signal),
+        }
+    }
+
+    /// Whether `room` has a group; if not, asks the sync session to set one up.
+    async fn want_group(&self, room: RoomKey) -> bool {
+        let has = self
+            .client
+            .db(move |c| {
+                let has = crate::sync::group::current(c, room)?.is_some();
+                if !has {
+                    crate::sync::group::want(c, room)?;
+                }
+                Ok::<_, Error>(has)
+            })
+            .await
+            .unwrap_or(false);
+        if !has {
+            self.client.outbox_ready.notify_one();
+        }
+        has
+    }
+
+    /// Waits up to [`GROUP_WAIT`] for the group [`Driver::want_group`] asked for (a room
+    /// nobody has written in: its first call sets it up).
+    async fn wait_for_group(&self, room: RoomKey) {
+        let until = tokio::time::Instant::now() + GROUP_WAIT;
+        while tokio::time::Instant::now() < until {
+            let has = self.client.db(move |c| crate::sync::group::current(c, room)).await;
+            if !matches!(has, Ok(None)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::warn!("No encryption group for the call's room in time: signals go in clear.");
+    }
+
+    /// `signal` as the machine takes it: opened if sealed for the room's group by the device
+    /// the server says sent it; `None` (dropped) if it does not open, or comes in clear in a
+    /// room that has a group (whoever sent it, it was not a member's device).
+    async fn open(
+        &self,
+        room: RoomKey,
+        call: CallId,
+        from: LeafId,
+        signal: CallSignal,
+    ) -> Option<CallSignal> {
+        let Some((kind, blob)) = blob_of(&signal) else { return Some(signal) };
+        let sealed = e2ee::signal::is_sealed(blob);
+        let blob = blob.to_vec();
+        let opened = self
+            .client
+            .db(move |c| match (crate::sync::group::current(c, room)?, sealed) {
+                (Some(group), true) => {
+                    Ok(Some(e2ee::signal::open_signal(c, &group, call, kind, from, &blob)?))
+                }
+                (None, false) => Ok::<_, Error>(Some(blob)),
+                _ => Ok(None),
+            })
+            .await;
+        match opened {
+            Ok(Some(blob)) => Some(with_blob(signal, SignalBlob::new(blob).ok()?)),
+            Ok(None) => {
+                tracing::warn!(
+                    call,
+                    sealed,
+                    "A call signal sealed otherwise than its room dropped."
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, call, "A call signal that does not open dropped.");
+                None
+            }
+        }
     }
 
     /// Queues a call's outcome for the room log, with its local echo.

@@ -24,6 +24,7 @@
 mod codec;
 pub mod file;
 mod identity;
+pub mod signal;
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;

@@ -345,3 +345,45 @@ fn every_leaf_carries_its_users_identity_and_a_new_profile_gets_a_new_one() {
     assert_eq!(seen.len(), 3);
     assert_ne!(Profile::new(1, 9).with(|d, _| d.identity()), alices, "a new identity");
 }
+
+#[test]
+fn a_call_signal_opens_only_in_its_call_from_the_device_that_sealed_it() {
+    use super::signal::open_signal;
+    let (alice, bob, carol) = three();
+    let earlier = alice.with(|d, c| d.encrypt(c, GROUP, b"sent before the call").unwrap());
+    let sdp = b"v=0\r\no=- 4611731400430051336 2 IN IP4 192.0.2.7";
+    let sealed = alice.with(|d, c| d.seal_signal(c, GROUP, 77, 1, sdp).unwrap());
+    assert!(!sealed.windows(9).any(|w| w == b"192.0.2.7"), "the address is not readable");
+    assert_eq!(bob.with(|_, c| open_signal(c, GROUP, 77, 1, alice.id, &sealed).unwrap()), sdp);
+    // Opening a signal leaves the message ratchets alone: what came before still opens.
+    assert!(matches!(
+        bob.with(|_, c| process(c, GROUP, &earlier).unwrap()),
+        Processed::Application { .. }
+    ));
+    // Another call, another kind, another sender than the one that signed, changed bytes.
+    assert!(bob.with(|_, c| open_signal(c, GROUP, 78, 1, alice.id, &sealed)).is_err());
+    assert!(bob.with(|_, c| open_signal(c, GROUP, 77, 2, alice.id, &sealed)).is_err());
+    assert!(bob.with(|_, c| open_signal(c, GROUP, 77, 1, carol.id, &sealed)).is_err());
+    for at in [5, 14, 30, sealed.len() - 1] {
+        let mut changed = sealed.clone();
+        changed[at] ^= 1;
+        let opened = bob.with(|_, c| open_signal(c, GROUP, 77, 1, alice.id, &changed));
+        assert!(opened.is_err(), "byte {at} changed");
+    }
+    for garbage in [&b""[..], b"TSS1", &sealed[..40]] {
+        assert!(bob.with(|_, c| open_signal(c, GROUP, 77, 1, alice.id, garbage)).is_err());
+    }
+    // Someone not in the group cannot open it; after Carol is removed she cannot open what
+    // is sealed at the new epoch.
+    let outsider = Profile::new(9, 9);
+    assert!(outsider.with(|_, c| open_signal(c, GROUP, 77, 1, alice.id, &sealed)).is_err());
+    let removal = alice.with(|d, c| d.remove(c, GROUP, |leaf| leaf.user == 3).unwrap());
+    alice.with(|d, c| d.confirm(c, GROUP).unwrap());
+    bob.with(|_, c| process(c, GROUP, &removal.commit).unwrap());
+    let after = alice.with(|d, c| d.seal_signal(c, GROUP, 79, 3, b"candidate").unwrap());
+    assert_eq!(
+        bob.with(|_, c| open_signal(c, GROUP, 79, 3, alice.id, &after).unwrap()),
+        b"candidate"
+    );
+    assert!(carol.with(|_, c| open_signal(c, GROUP, 79, 3, alice.id, &after)).is_err());
+}

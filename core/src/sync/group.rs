@@ -52,12 +52,13 @@ pub(super) enum Need {
         /// Members without a leaf.
         users: Vec<i64>,
     },
-    /// Commit removing every leaf of these users (no longer members).
+    /// Commit removing these leaves: of users no longer members, and of devices their users
+    /// signed out.
     Remove {
         /// The room's group.
         group: Vec<u8>,
-        /// Users with leaves who are not members.
-        users: Vec<i64>,
+        /// The leaves to remove.
+        leaves: Vec<LeafId>,
     },
 }
 
@@ -79,11 +80,19 @@ pub(super) fn need(
         leave_group(c, room, &group)?;
         return Ok(Need::Discover);
     }
-    let leaves: BTreeSet<i64> = e2ee::members(c, &group)?.into_iter().map(|l| l.user).collect();
-    let gone: Vec<i64> = leaves.difference(&members).copied().collect();
-    if !gone.is_empty() {
-        return Ok(Need::Remove { group, users: gone });
+    let all = e2ee::members(c, &group)?;
+    let mut signed_out =
+        c.prepare_cached("SELECT 1 FROM signed_out_devices WHERE user = ?1 AND device = ?2")?;
+    let mut gone = Vec::new();
+    for leaf in &all {
+        if !members.contains(&leaf.user) || signed_out.exists([leaf.user, leaf.device])? {
+            gone.push(*leaf);
+        }
     }
+    if !gone.is_empty() {
+        return Ok(Need::Remove { group, leaves: gone });
+    }
+    let leaves: BTreeSet<i64> = all.iter().map(|l| l.user).collect();
     let missing: Vec<i64> = members
         .difference(&leaves)
         .filter(|user| !claimed.contains(&(room, **user)))
@@ -96,11 +105,27 @@ pub(super) fn need(
 }
 
 /// The room's group, if this device is in one.
-pub(super) fn current(c: &Connection, room: RoomKey) -> Result<Option<Vec<u8>>, Error> {
+pub(crate) fn current(c: &Connection, room: RoomKey) -> Result<Option<Vec<u8>>, Error> {
     Ok(c.prepare_cached("SELECT mls_group FROM rooms WHERE id = ?1")?
         .query_row([room], |r| r.get(0))
         .optional()?
         .flatten())
+}
+
+/// Asks the sync session to set up (or join) `room`'s group though no message waits to be
+/// sealed: a call's signals are sealed with it.
+pub(crate) fn want(c: &Connection, room: RoomKey) -> Result<(), Error> {
+    c.prepare_cached("UPDATE rooms SET mls_wanted = 1 WHERE id = ?1 AND mls_group IS NULL")?
+        .execute([room])?;
+    Ok(())
+}
+
+/// Whether a call asked for `room`'s group ([`want`]).
+pub(super) fn wanted(c: &Connection, room: RoomKey) -> Result<bool, Error> {
+    Ok(c.prepare_cached("SELECT mls_wanted FROM rooms WHERE id = ?1")?
+        .query_row([room], |r| r.get::<_, i64>(0))
+        .optional()?
+        == Some(1))
 }
 
 /// The room's active members, as the log has them.
@@ -120,7 +145,7 @@ pub(super) fn leave_group(c: &Connection, room: RoomKey, group: &[u8]) -> Result
 }
 
 /// This device's MLS keys (made on first use for the signed-in session).
-pub(super) fn device(c: &Connection) -> Result<Device, Error> {
+pub(crate) fn device(c: &Connection) -> Result<Device, Error> {
     let account = crate::account::stored(c)?.ok_or(Error::NotSignedIn)?;
     Ok(Device::for_session(c, LeafId { user: account.user_id, device: account.device_id })?)
 }

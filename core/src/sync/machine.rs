@@ -389,12 +389,12 @@ impl Machine {
                     Some(Claiming { room, item, group: Some(group), users, packages: Vec::new() });
                 self.continue_claiming(c)
             }
-            (server, Need::Remove { group, users }) => {
+            (server, Need::Remove { group, leaves }) => {
                 let tx = c.transaction()?;
                 let device = group::device(&tx)?;
                 // A pending commit the log did not take (a lost attempt) gives way.
                 device.discard(&tx, &group)?;
-                let commit = device.remove(&tx, &group, |leaf| users.contains(&leaf.user))?;
+                let commit = device.remove(&tx, &group, |leaf| leaves.contains(&leaf))?;
                 tx.commit()?;
                 let request = group::request(server, &commit)?;
                 let awaiting = Awaiting::Handshake { room, item, group, kind: Handshake::Commit };
@@ -776,7 +776,8 @@ impl Machine {
                 self.next =
                     Some((request, Awaiting::Handshake { room, item, group: commit.group, kind }));
             }
-            None if item.is_some() => {
+            // Nobody set the group up yet: a message to seal, or a call, does it now.
+            None if item.is_some() || group::wanted(c, room)? => {
                 let users = group::active_members(c, room)?.into_iter().collect();
                 self.claiming =
                     Some(Claiming { room, item, group: None, users, packages: Vec::new() });
@@ -1051,15 +1052,16 @@ fn cursor(c: &Connection, room: RoomKey) -> Result<Option<(i64, u64)>, Error> {
     .optional()?)
 }
 
-/// A member room whose group exists without this device in it (apply saw its handshakes),
-/// not tried over this connection yet: (local id, server id).
+/// A member room whose group exists without this device in it (apply saw its handshakes), or
+/// whose group a call wants, not tried over this connection yet: (local id, server id).
 fn room_to_join(
     c: &Connection,
     tried: &BTreeSet<RoomKey>,
 ) -> Result<Option<(RoomKey, i64)>, Error> {
     let mut st = c.prepare_cached(
         "SELECT id, server_id FROM rooms
-         WHERE mls_absent = 1 AND mls_group IS NULL AND member = 1 AND server_id IS NOT NULL
+         WHERE (mls_absent = 1 OR mls_wanted = 1) AND mls_group IS NULL AND member = 1
+           AND server_id IS NOT NULL
          ORDER BY id",
     )?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;

@@ -34,7 +34,7 @@ use crate::{
     Client, Error,
 };
 
-mod group;
+pub(crate) mod group;
 pub(crate) mod link;
 mod machine;
 #[cfg(test)]

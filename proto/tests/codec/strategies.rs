@@ -261,6 +261,7 @@ pub fn content() -> impl Strategy<Value = EventContent> {
         call_record().prop_map(EventContent::Call),
         (option::of(blob()), option::of(blob()))
             .prop_map(|(commit, welcome)| EventContent::Mls { commit, welcome }),
+        list(device()).prop_map(|devices| EventContent::DevicesSignedOut { devices }),
     ]
 }
 
@@ -505,6 +506,7 @@ pub fn content_tag(c: &EventContent) -> &'static str {
         EventContent::Message { .. } => "Message",
         EventContent::Call(_) => "Call",
         EventContent::Mls { .. } => "Mls",
+        EventContent::DevicesSignedOut { .. } => "DevicesSignedOut",
     }
 }
 
