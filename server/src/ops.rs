@@ -84,14 +84,19 @@ impl Conn {
     /// address*: someone guessing alice's password from one place slows down only there,
     /// and alice signs in from her own address as usual.
     fn limit_sign_in(&mut self, username: &str) -> Result<(), OpError> {
+        let now = self.limit_sign_in_here()?;
+        let mut by_name = self.shared.sign_ins.lock().map_err(OpError::internal)?;
+        by_name.take((username.to_owned(), self.from), now).map_err(OpError::rate_limited)
+    }
+
+    /// The per-connection and per-address part of [`Conn::limit_sign_in`] (what redeeming a
+    /// link code, which names no user, is limited by too); returns the time it checked at.
+    fn limit_sign_in_here(&mut self) -> Result<Instant, OpError> {
         let now = Instant::now();
         self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
-        let from = self.from;
         let mut by_addr = self.shared.sign_ins_by_addr.lock().map_err(OpError::internal)?;
-        by_addr.take(from, now).map_err(OpError::rate_limited)?;
-        drop(by_addr);
-        let mut by_name = self.shared.sign_ins.lock().map_err(OpError::internal)?;
-        by_name.take((username.to_owned(), from), now).map_err(OpError::rate_limited)
+        by_addr.take(self.from, now).map_err(OpError::rate_limited)?;
+        Ok(now)
     }
 
     /// Creates an account and its first session.
@@ -214,12 +219,7 @@ impl Conn {
         id: LinkId,
         device_name: Name,
     ) -> Result<Reply, OpError> {
-        {
-            let now = Instant::now();
-            self.auth_bucket.take(now).map_err(OpError::rate_limited)?;
-            let mut by_addr = self.shared.sign_ins_by_addr.lock().map_err(OpError::internal)?;
-            by_addr.take(self.from, now).map_err(OpError::rate_limited)?;
-        }
+        self.limit_sign_in_here()?;
         link_id(&id)?;
         validate::name(&device_name).map_err(|e| OpError::invalid(e.to_string()))?;
         let ttl = self.shared.config.session_ttl.min(self.shared.config.session_max_age);
