@@ -38,12 +38,33 @@ pub struct MessageBody {
     /// absent for one uploaded in clear (sent before encryption).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<SealedFile>,
+    /// The room's name, set by this message: a group's name travels sealed like any message
+    /// (the server never sees it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Whether that name is a rename, shown in the timeline; otherwise it names a new group
+    /// or tells the name to devices that joined, and shows nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rename: bool,
 }
 
 impl MessageBody {
     /// A text message.
     pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), image: None, file: None, video: None, sealed: None }
+        Self {
+            text: text.into(),
+            image: None,
+            file: None,
+            video: None,
+            sealed: None,
+            name: None,
+            rename: false,
+        }
+    }
+
+    /// The message naming a group room `name`: a rename, or not.
+    pub fn naming(name: impl Into<String>, rename: bool) -> Self {
+        Self { name: Some(name.into()), rename, ..Self::text("") }
     }
 }
 
@@ -232,6 +253,7 @@ fn handshake(
         .execute([room])?;
         return Ok(());
     }
+    let mut told = None;
     let result = match (group, commit, welcome) {
         (None, _, Some(welcome)) => match crate::e2ee::join(tx, welcome.as_bytes()) {
             Ok(group) => {
@@ -244,6 +266,7 @@ fn handshake(
         },
         (None, Some(_), None) => absent(tx),
         (Some(group), Some(commit), _) => (|| {
+            let before = crate::e2ee::members(tx, group)?;
             match crate::e2ee::process(tx, group, commit.as_bytes()) {
                 Ok(_) => {
                     // Removed from the group (while still in the room, or the room's removal
@@ -251,6 +274,15 @@ fn handshake(
                     if crate::e2ee::epoch(tx, group)?.is_none() {
                         crate::e2ee::forget(tx, group)?;
                         absent(tx)?;
+                        return Ok(());
+                    }
+                    let after = crate::e2ee::members(tx, group)?;
+                    let joined: Vec<_> =
+                        after.iter().filter(|l| !before.contains(l)).copied().collect();
+                    if !joined.is_empty() {
+                        let stayed: Vec<_> =
+                            before.iter().filter(|l| after.contains(l)).copied().collect();
+                        told = Some((stayed, joined));
                     }
                     Ok(())
                 }
@@ -276,7 +308,10 @@ fn handshake(
             tracing::debug!(error = %err, "A handshake this device passes over.");
             Ok(())
         }
-        Ok(()) => Ok(()),
+        Ok(()) => match told {
+            Some((stayed, joined)) => tell_name(tx, room, &stayed, &joined),
+            None => Ok(()),
+        },
     }
 }
 
@@ -408,14 +443,28 @@ fn event_in(
         }
         _ => content,
     };
+    // A group's name, sealed: shown where it is a rename; otherwise only taken.
+    let renamed;
+    let content = match naming(tx, room, me, e, content)? {
+        Naming::Not => content,
+        Naming::Renamed(name) => {
+            renamed = EventContent::Renamed { name };
+            &renamed
+        }
+        Naming::Quiet => return passed_over(tx, room, me, e),
+    };
     match content {
         EventContent::Created { kind, name, members, requested } => {
             let kind = match kind {
                 RoomKind::Direct => "direct",
                 RoomKind::Group => "group",
             };
-            tx.prepare_cached("UPDATE rooms SET kind = ?2, name = ?3 WHERE id = ?1")?
-                .execute(params![room, kind, name.as_ref().map(|n| n.as_str())])?;
+            // Tidings clients send a group's name sealed, after its creation: a name made
+            // here stays until that message comes.
+            tx.prepare_cached(
+                "UPDATE rooms SET kind = ?2, name = coalesce(?3, name) WHERE id = ?1",
+            )?
+            .execute(params![room, kind, name.as_ref().map(|n| n.as_str())])?;
             for m in members.iter() {
                 remember_user(tx, m)?;
                 set_member(tx, room, m.id.0, true)?;
@@ -455,13 +504,7 @@ fn event_in(
                 loaded.forget(group);
             }
             handshake(tx, room, group.as_deref(), &e.request, commit.as_ref(), welcome.as_ref())?;
-            tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
-                .execute(params![room, seq])?;
-            if e.sender.0 == me {
-                tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?
-                    .execute([&e.request.0[..]])?;
-            }
-            return Ok(Applied::Applied);
+            return passed_over(tx, room, me, e);
         }
         EventContent::DevicesSignedOut { devices } => {
             // Part of the log, never of the timeline: the next commit removes their leaves
@@ -473,9 +516,7 @@ fn event_in(
                 )?
                 .execute(params![e.sender.0, device.0])?;
             }
-            tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
-                .execute(params![room, seq])?;
-            return Ok(Applied::Applied);
+            return passed_over(tx, room, me, e);
         }
     }
     if matches!(
@@ -560,6 +601,98 @@ fn event_in(
             .execute([&e.request.0[..]])?;
     }
     Ok(Applied::Applied)
+}
+
+/// Moves the room's cursor over event `e`, which is part of the log but never of the
+/// timeline (a handshake, signed-out devices, a name told again); mine leaves the outbox.
+fn passed_over(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<Applied, Error> {
+    tx.prepare_cached("UPDATE rooms SET synced_seq = ?2 WHERE id = ?1")?
+        .execute(params![room, e.seq as i64])?;
+    if e.sender.0 == me {
+        tx.prepare_cached("DELETE FROM outbox WHERE request_id = ?1")?
+            .execute([&e.request.0[..]])?;
+    }
+    Ok(Applied::Applied)
+}
+
+/// What a message says of its room's name.
+enum Naming {
+    /// Nothing: it is a message.
+    Not,
+    /// It renames the group.
+    Renamed(tidings_proto::RoomName),
+    /// It names the group without a rename to show (a new group's name, the name told to
+    /// devices that joined), or names it wrongly (a direct room, a name that is not one), or
+    /// it is my own such message, which this device cannot open: passed over.
+    Quiet,
+}
+
+fn naming(
+    tx: &Connection,
+    room: RoomKey,
+    me: i64,
+    e: &RoomEvent,
+    content: &EventContent,
+) -> Result<Naming, Error> {
+    let EventContent::Message { body, .. } = content else { return Ok(Naming::Not) };
+    if e.sender.0 == me
+        && tx
+            .prepare_cached("DELETE FROM quiet_namings WHERE request_id = ?1")?
+            .execute([&e.request.0[..]])?
+            > 0
+    {
+        return Ok(Naming::Quiet);
+    }
+    let Some(MessageBody { name: Some(name), rename, .. }) = decode_body(body.as_bytes()) else {
+        return Ok(Naming::Not);
+    };
+    let kind: String = tx
+        .prepare_cached("SELECT kind FROM rooms WHERE id = ?1")?
+        .query_row([room], |r| r.get(0))?;
+    let name = match tidings_proto::RoomName::new(name) {
+        Ok(name) if kind == "group" && tidings_proto::validate::name(&name).is_ok() => name,
+        _ => return Ok(Naming::Quiet),
+    };
+    if rename {
+        return Ok(Naming::Renamed(name));
+    }
+    tx.prepare_cached("UPDATE rooms SET name = ?2 WHERE id = ?1")?
+        .execute(params![room, name.as_str()])?;
+    Ok(Naming::Quiet)
+}
+
+/// Tells `room`'s name, sealed, to the devices a handshake just brought into its group —
+/// they cannot read the messages from before they joined — if this device is one of the two
+/// to: the first (lowest) leaf that was there before of the newcomers' own user (a device
+/// linked a moment ago learns it from the one that showed the code), and the first leaf of
+/// anyone else (the newcomer's user may have no other device, or hold the room as a request,
+/// from which nothing but an acceptance is sent). Those who know the name pass it over
+/// ([`naming`]).
+fn tell_name(
+    tx: &Connection,
+    room: RoomKey,
+    stayed: &[crate::e2ee::LeafId],
+    joined: &[crate::e2ee::LeafId],
+) -> Result<(), Error> {
+    let row: Option<(Option<String>, Option<i64>, bool)> = tx
+        .prepare_cached(
+            "SELECT name, server_id, request_from IS NOT NULL FROM rooms
+             WHERE id = ?1 AND kind = 'group' AND member = 1",
+        )?
+        .query_row([room], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((Some(_), Some(_), request)) = row else { return Ok(()) };
+    let Some(account) = crate::account::stored(tx)? else { return Ok(()) };
+    let me = crate::e2ee::LeafId { user: account.user_id, device: account.device_id };
+    let theirs = |l: &&crate::e2ee::LeafId| joined.iter().any(|j| j.user == l.user);
+    let first_of_theirs = stayed.iter().filter(theirs).min();
+    let first_of_others = stayed.iter().filter(|l| !theirs(l)).min();
+    let teller = (first_of_theirs == Some(&me) && !request) || first_of_others == Some(&me);
+    if teller {
+        // The sync session queues the message (crate::send_queue::queue_name_tellings).
+        tx.prepare_cached("UPDATE rooms SET name_to_tell = 1 WHERE id = ?1")?.execute([room])?;
+    }
+    Ok(())
 }
 
 /// Stores members' receipt watermarks (they only move forward), mine included.

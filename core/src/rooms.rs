@@ -131,13 +131,18 @@ impl Rooms<'_> {
             RoomKind::Direct => "direct",
             RoomKind::Group => "group",
         };
-        let target =
-            Target::NewRoom { kind: kind_str, name: name.as_ref().map(|n| n.as_str().to_owned()) };
+        // A group's name is not sent with its creation: it follows sealed (the server never
+        // sees it).
+        if let Some(name) = &name {
+            tidings_proto::validate::name(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        }
+        let name = name.filter(|_| kind == RoomKind::Group);
+        let target = Target::NewRoom { kind: kind_str, name };
         let (room, _) = self
             .client
             .send_queue()
             .enqueue(target, None, move |request, _| {
-                (Request::CreateRoom { request, kind, name, members: ids }, None)
+                (Request::CreateRoom { request, kind, name: None, members: ids }, None)
             })
             .await?;
         Ok(room)
@@ -239,10 +244,35 @@ impl<'a> Room<'a> {
         }
     }
 
-    /// Renames a group room.
+    /// Renames a group room: at once here, and for the other members by a message sealed
+    /// for the room's group, so the server never sees the name.
     pub async fn rename(&self, name: &str) -> Result<tidings_proto::RequestId, Error> {
         let name = Text::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
-        self.operation(move |request, room| Request::Rename { request, room, name }).await
+        tidings_proto::validate::name(&name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let room = self.room;
+        let kind: Option<String> = self
+            .client
+            .db(move |c| {
+                Ok(c.prepare_cached("SELECT kind FROM rooms WHERE id = ?1")?
+                    .query_row([room], |r| r.get(0))
+                    .optional()?)
+            })
+            .await?;
+        match kind.as_deref() {
+            None => return Err(Error::NoSuchRoom(room)),
+            Some("group") => {}
+            Some(_) => return Err(Error::Invalid("only a group has a name".into())),
+        }
+        let body = crate::send_queue::naming_body(&name, true)?;
+        let (_, request) = self
+            .client
+            .send_queue()
+            .enqueue(Target::Room(self.room), None, move |request, room| {
+                let (send, echo) = crate::send_queue::rename_message(request, room, name, body);
+                (send, Some(echo))
+            })
+            .await?;
+        Ok(request)
     }
 
     async fn operation(

@@ -44,8 +44,9 @@ pub struct SendQueue<'a> {
 pub(crate) enum Target {
     /// An existing room I am a member of.
     Room(RoomKey),
-    /// A room made now, with this kind and name.
-    NewRoom { kind: &'static str, name: Option<String> },
+    /// A room made now, with this kind and name (sent sealed after the room's creation:
+    /// [`name_message`]).
+    NewRoom { kind: &'static str, name: Option<tidings_proto::RoomName> },
 }
 
 impl SendQueue<'_> {
@@ -161,14 +162,14 @@ impl SendQueue<'_> {
                 let me = my_id(c)?;
                 let tx = c.transaction()?;
                 let now = now_ms();
-                let (room, server) = match target {
-                    Target::Room(room) => (room, member_room(&tx, room)?),
+                let (room, server, new_name) = match target {
+                    Target::Room(room) => (room, member_room(&tx, room)?, None),
                     Target::NewRoom { kind, name } => {
                         tx.execute(
-                            "INSERT INTO rooms (kind, name, last_activity_ms) VALUES (?1, ?2, ?3)",
-                            params![kind, name, now],
+                            "INSERT INTO rooms (kind, last_activity_ms) VALUES (?1, ?2)",
+                            params![kind, now],
                         )?;
-                        (tx.last_insert_rowid(), None)
+                        (tx.last_insert_rowid(), None, name)
                     }
                 };
                 let request = new_request_id();
@@ -190,6 +191,14 @@ impl SendQueue<'_> {
                 queue_operation(&tx, room, &operation, upload.as_deref(), now)?;
                 if let Some(echo) = echo {
                     write_echo(&tx, room, &request, me, now, &echo)?;
+                }
+                // A new group's name follows its creation, sealed.
+                if let Some(name) = new_name {
+                    tx.execute(
+                        "UPDATE rooms SET name = ?2 WHERE id = ?1",
+                        params![room, name.as_str()],
+                    )?;
+                    queue_operation(&tx, room, &quiet_naming(&tx, target, &name)?, None, now)?;
                 }
                 tx.commit()?;
                 Ok((room, request))
@@ -291,7 +300,65 @@ impl RoomSendQueue<'_> {
     }
 }
 
-/// Writes the local echo of `request` as the room's newest (pending) event.
+/// The message renaming a group room `name` — sealed for the room's group like any message,
+/// so the server never sees a group's name — and its echo (core/src/apply.rs turns the
+/// message into a rename where it is opened).
+pub(crate) fn rename_message(
+    request: RequestId,
+    room: RoomId,
+    name: tidings_proto::RoomName,
+    body: Body,
+) -> (Request, EventContent) {
+    let send = Request::Send { request, room, body, attachments: List::empty() };
+    (send, EventContent::Renamed { name })
+}
+
+/// The body of the message naming a room `name` ([`rename_message`], [`quiet_naming`]).
+pub(crate) fn naming_body(name: &tidings_proto::RoomName, rename: bool) -> Result<Body, Error> {
+    let body = codec::encode(&MessageBody::naming(name.as_str(), rename))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Body::new(body).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// A message naming group `room` that shows nothing (a new group's name, or the name told to
+/// devices that joined), remembered so that this device, which cannot open it, passes it
+/// over when the log brings it back.
+pub(crate) fn quiet_naming(
+    tx: &Connection,
+    room: RoomId,
+    name: &tidings_proto::RoomName,
+) -> Result<Request, Error> {
+    let request = new_request_id();
+    tx.prepare_cached("INSERT INTO quiet_namings (request_id) VALUES (?1)")?
+        .execute([&request.0[..]])?;
+    let body = naming_body(name, false)?;
+    Ok(Request::Send { request, room, body, attachments: List::empty() })
+}
+
+/// Queues the quiet namings apply asked for (`rooms.name_to_tell`: devices joined a group
+/// whose name this device is to tell them, core/src/apply.rs); whether it queued any.
+pub(crate) fn queue_name_tellings(c: &mut Connection) -> Result<bool, Error> {
+    let tx = c.transaction()?;
+    let rooms: Vec<(RoomKey, Option<String>, Option<i64>)> = {
+        let mut st =
+            tx.prepare_cached("SELECT id, name, server_id FROM rooms WHERE name_to_tell = 1")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (room, name, server) in &rooms {
+        let name = name.clone().and_then(|n| tidings_proto::RoomName::new(n).ok());
+        if let (Some(name), Some(server)) = (name, server) {
+            let send = quiet_naming(&tx, RoomId(*server), &name)?;
+            queue_operation(&tx, *room, &send, None, now_ms())?;
+        }
+        tx.execute("UPDATE rooms SET name_to_tell = 0 WHERE id = ?1", [room])?;
+    }
+    tx.commit()?;
+    Ok(!rooms.is_empty())
+}
+
+/// Writes the local echo of `request` as the room's newest (pending) event. A rename's echo
+/// names the room at once; only a message's is the room's last message.
 fn write_echo(
     tx: &Connection,
     room: RoomKey,
@@ -302,17 +369,22 @@ fn write_echo(
 ) -> Result<(), Error> {
     let preview = crate::apply::describe(echo);
     let content = codec::encode(echo).map_err(|e| Error::Internal(e.to_string()))?;
+    let is_message = matches!(echo, EventContent::Message { .. });
     tx.execute(
         "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content,
                              is_message)
-         VALUES (?1, NULL, 0, ?2, ?3, ?4, ?5, 1)",
-        params![room, &request.0[..], me, now, content],
+         VALUES (?1, NULL, 0, ?2, ?3, ?4, ?5, ?6)",
+        params![room, &request.0[..], me, now, content, is_message],
     )?;
     let id = tx.last_insert_rowid();
     tx.execute(
         "UPDATE events SET position = ?2 WHERE id = ?1",
         params![id, PENDING_POSITION + id],
     )?;
+    if let EventContent::Renamed { name } = echo {
+        tx.execute("UPDATE rooms SET name = ?2 WHERE id = ?1", params![room, name.as_str()])?;
+        return Ok(());
+    }
     tx.execute(
         "UPDATE rooms SET last_event_id = ?2, last_activity_ms = ?3, last_preview = ?4,
              last_sender = ?5, last_message_seq = NULL, last_request_id = ?6

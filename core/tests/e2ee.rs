@@ -404,6 +404,18 @@ async fn texts(app: &tidings_core::Client, room: i64) -> Vec<String> {
     page.into_iter().map(|m| m.text).collect()
 }
 
+/// The local room of server room `room` on `app`.
+async fn room_of(app: &tidings_core::Client, room: i64) -> tidings_core::model::RoomKey {
+    let rooms = app.rooms().list().await.unwrap();
+    rooms.iter().find(|r| r.server_id == Some(room)).expect("the room").room
+}
+
+/// The name `app` shows for server room `room`, if it has one.
+async fn room_name(app: &tidings_core::Client, room: i64) -> Option<String> {
+    let db = rusqlite::Connection::open(app.dir().join("tidings.sqlite")).unwrap();
+    db.query_row("SELECT name FROM rooms WHERE server_id = ?1", [room], |r| r.get(0)).unwrap()
+}
+
 /// The user ids with a leaf in the room's group, as `app`'s profile has it.
 fn leaves(profile: &std::path::Path, room: i64) -> std::collections::BTreeSet<i64> {
     leaf_ids(profile, room).into_iter().map(|l| l.user).collect()
@@ -488,13 +500,44 @@ async fn people_write_in_encrypted_rooms_and_the_server_keeps_only_ciphertext() 
         assert!(seen.contains(&"hello to both of carol's devices".to_owned()), "{seen:?}");
     }
 
+    // The room's name went sealed, like its messages: Bob read it from the first message,
+    // Carol from Alice (the first device there before her), and Carol's second device —
+    // which could not read anything from before it joined — from Alice again (Carol's first
+    // holds the room as a request, from which nothing else is sent).
+    sync(&carol2).await;
+    for app in [&bob, &carol, &carol2] {
+        assert_eq!(room_name(app, server_room).await.as_deref(), Some("plans"));
+    }
+    // A rename reaches everyone, and shows as one; telling a name again shows nothing.
+    let carol_room = room_of(&carol, server_room).await;
+    carol.room(carol_room).rename("plans, revised").await.unwrap();
+    assert_eq!(room_name(&carol, server_room).await.as_deref(), Some("plans, revised"));
+    sync(&carol).await;
+    for app in [&alice, &carol2] {
+        sync(app).await;
+        assert_eq!(room_name(app, server_room).await.as_deref(), Some("plans, revised"));
+        let renames = texts(app, server_room).await;
+        let renames: Vec<_> = renames.iter().filter(|t| t.starts_with("renamed")).collect();
+        assert_eq!(renames, ["renamed the room to plans, revised"]);
+    }
+    // Alice's own namings (the new group's, the one told to Carol's devices) are passed over
+    // in her timeline, though she cannot open them.
+    let seen = texts(&alice, server_room).await;
+    assert!(!seen.iter().any(|t| t.contains("cannot show")), "{seen:?}");
+    let direct = alice.rooms().create(RoomKind::Direct, None, vec![bob_id]).await.unwrap();
+    assert!(matches!(
+        alice.room(direct).rename("no names here").await,
+        Err(tidings_core::Error::Invalid(_))
+    ));
+
     // None of it is in the server's files.
     drop((alice, bob, carol, carol2));
     let mut server = server;
     server.stop().await.unwrap();
     for entry in walk(server.data_dir()) {
         let bytes = std::fs::read(&entry).unwrap();
-        for needle in ["eagle", "copy that", "welcome aboard", "new plan", "both of carol"] {
+        for needle in ["eagle", "copy that", "welcome aboard", "new plan", "both of carol", "plans"]
+        {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                 "{entry:?} holds {needle:?}"

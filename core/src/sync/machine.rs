@@ -283,6 +283,7 @@ impl Machine {
         if let Some(frame) = self.continue_claiming(c)? {
             return Ok(Poll::Send(frame));
         }
+        crate::send_queue::queue_name_tellings(c)?;
         let items = load_items(c)?;
         for id in outbox::due(&items, now_ms) {
             // An item whose room the server has not created yet waits (its CreateRoom is
