@@ -6,7 +6,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use tidings_proto::{codec, EventContent, Member, RequestId, RoomEvent, RoomKind, Seq, UserRef};
 
-use crate::{model::RoomKey, Error};
+use crate::{
+    model::{RoomKey, SecurityIssue},
+    Error,
+};
 
 /// Timeline position of a server event.
 pub fn position_of_seq(seq: Seq) -> i64 {
@@ -167,7 +170,8 @@ pub fn describe(content: &EventContent) -> String {
 /// decrypts and its MLS sender is the device the log names; otherwise the event as logged,
 /// which the timeline shows as a message it cannot show (never a stalled sync) — or, for my
 /// own message from this device, which MLS never opens for its sender, as my echo shows it
-/// ([`event`]).
+/// ([`event`]). A message whose MLS sender is another device than the log's is a security
+/// event.
 fn open(
     tx: &Connection,
     loaded: &mut crate::e2ee::Loaded,
@@ -178,21 +182,23 @@ fn open(
         tidings_proto::MediaId,
         { tidings_proto::limits::MAX_ATTACHMENTS },
     >,
-) -> Result<EventContent, Error> {
+) -> Result<(EventContent, Option<SecurityIssue>), Error> {
     use crate::e2ee::{E2eeError, Processed};
-    let logged = || Ok(e.content.clone());
-    match loaded.process(tx, group, body.as_bytes()) {
+    let logged = || Ok((e.content.clone(), None));
+    match loaded.open(tx, group, body.as_bytes()) {
         Ok(Processed::Application { sender, plaintext })
             if (sender.user, sender.device) == (e.sender.0, e.device.0) =>
         {
             match tidings_proto::Body::new(plaintext) {
-                Ok(body) => Ok(EventContent::Message { body, attachments: attachments.clone() }),
+                Ok(body) => {
+                    Ok((EventContent::Message { body, attachments: attachments.clone() }, None))
+                }
                 Err(_) => logged(),
             }
         }
         Ok(Processed::Application { .. }) => {
             tracing::warn!(seq = e.seq, "A message whose MLS sender is not its logged sender.");
-            logged()
+            Ok((e.content.clone(), Some(SecurityIssue::WrongSender)))
         }
         Ok(_) => logged(),
         Err(E2eeError::Storage(err)) => Err(err.into()),
@@ -219,6 +225,8 @@ fn echo_content(
 /// the group yet, else merges its commit. What is not for this device, or does not process,
 /// is passed over. A group this device is not in (no Welcome named it) or was removed from
 /// is marked `mls_absent`: the machine joins it again by external commit (sync/group.rs).
+/// One that fails a check of who is in the group (a certificate, the room's membership) is
+/// refused all the same, and is the security issue returned, for the timeline.
 fn handshake(
     tx: &Connection,
     room: RoomKey,
@@ -226,7 +234,7 @@ fn handshake(
     request: &RequestId,
     commit: Option<&tidings_proto::MlsBlob>,
     welcome: Option<&tidings_proto::MlsBlob>,
-) -> Result<(), Error> {
+) -> Result<Option<SecurityIssue>, Error> {
     use crate::e2ee::E2eeError;
     let absent = |tx: &Connection| -> Result<(), E2eeError> {
         tx.prepare_cached("UPDATE rooms SET mls_group = NULL, mls_absent = 1 WHERE id = ?1")?
@@ -251,23 +259,27 @@ fn handshake(
              WHERE id = ?1",
         )?
         .execute([room])?;
-        return Ok(());
+        return Ok(None);
     }
     let mut told = None;
     let result = match (group, commit, welcome) {
-        (None, _, Some(welcome)) => match crate::e2ee::join(tx, welcome.as_bytes()) {
-            Ok(group) => {
-                tx.prepare_cached("UPDATE rooms SET mls_group = ?2, mls_absent = 0 WHERE id = ?1")?
+        (None, _, Some(welcome)) => {
+            match crate::e2ee::join(tx, welcome.as_bytes(), &roster(tx, room)?) {
+                Ok(group) => {
+                    tx.prepare_cached(
+                        "UPDATE rooms SET mls_group = ?2, mls_absent = 0 WHERE id = ?1",
+                    )?
                     .execute(params![room, group])?;
-                Ok(())
+                    Ok(())
+                }
+                Err(E2eeError::Storage(err)) => Err(E2eeError::Storage(err)),
+                Err(err) => absent(tx).and(Err(err)),
             }
-            Err(E2eeError::Storage(err)) => Err(E2eeError::Storage(err)),
-            Err(err) => absent(tx).and(Err(err)),
-        },
+        }
         (None, Some(_), None) => absent(tx),
         (Some(group), Some(commit), _) => (|| {
             let before = crate::e2ee::members(tx, group)?;
-            match crate::e2ee::process(tx, group, commit.as_bytes()) {
+            match crate::e2ee::process(tx, group, commit.as_bytes(), &roster(tx, room)?) {
                 Ok(_) => {
                     // Removed from the group (while still in the room, or the room's removal
                     // follows): its state goes.
@@ -304,15 +316,38 @@ fn handshake(
     };
     match result {
         Err(E2eeError::Storage(err)) => Err(err.into()),
-        Err(err) => {
-            tracing::debug!(error = %err, "A handshake this device passes over.");
-            Ok(())
-        }
-        Ok(()) => match told {
-            Some((stayed, joined)) => tell_name(tx, room, &stayed, &joined),
-            None => Ok(()),
+        Err(err) => match SecurityIssue::of(&err) {
+            Some(issue) => {
+                tracing::warn!(error = %err, "A handshake that fails a security check: refused.");
+                Ok(Some(issue))
+            }
+            None => {
+                tracing::debug!(error = %err, "A handshake this device passes over.");
+                Ok(None)
+            }
         },
+        Ok(()) => {
+            if let Some((stayed, joined)) = told {
+                tell_name(tx, room, &stayed, &joined)?;
+            }
+            Ok(None)
+        }
     }
+}
+
+/// Who may hold a leaf of `room`'s group, as its log has it so far.
+pub fn roster(c: &Connection, room: RoomKey) -> Result<crate::e2ee::Roster, rusqlite::Error> {
+    let mut roster = crate::e2ee::Roster::default();
+    let mut st = c.prepare_cached("SELECT user_id, active FROM members WHERE room_id = ?1")?;
+    let mut rows = st.query([room])?;
+    while let Some(row) = rows.next()? {
+        let user: i64 = row.get(0)?;
+        if row.get::<_, bool>(1)? {
+            roster.now.insert(user);
+        }
+        roster.ever.insert(user);
+    }
+    Ok(roster)
 }
 
 /// The local room for a server room id, if this profile knows it.
@@ -418,9 +453,10 @@ fn event_in(
         return Ok(Applied::Gap);
     }
     let opened;
+    let mut security = None;
     let content = match (&e.content, &group) {
         (EventContent::Message { body, attachments }, Some(group)) => {
-            opened = open(tx, loaded, group, e, body, attachments)?;
+            (opened, security) = open(tx, loaded, group, e, body, attachments)?;
             &opened
         }
         _ => &e.content,
@@ -503,8 +539,12 @@ fn event_in(
             if let Some(group) = &group {
                 loaded.forget(group);
             }
-            handshake(tx, room, group.as_deref(), &e.request, commit.as_ref(), welcome.as_ref())?;
-            return passed_over(tx, room, me, e);
+            let (request, commit, welcome) = (&e.request, commit.as_ref(), welcome.as_ref());
+            security = handshake(tx, room, group.as_deref(), request, commit, welcome)?;
+            if security.is_none() {
+                return passed_over(tx, room, me, e);
+            }
+            // Refused: it stays in the timeline as a security notice.
         }
         EventContent::DevicesSignedOut { devices } => {
             // Part of the log, never of the timeline: the next commit removes their leaves
@@ -551,8 +591,8 @@ fn event_in(
     let event_id = if updated == 0 {
         tx.prepare_cached(
             "INSERT INTO events (room_id, seq, position, request_id, sender, at_ms, content,
-                                 is_message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                 is_message, security)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (request_id) DO NOTHING",
         )?
         .execute(params![
@@ -563,15 +603,17 @@ fn event_in(
             e.sender.0,
             e.at_ms,
             encoded,
-            matches!(content, EventContent::Message { .. })
+            matches!(content, EventContent::Message { .. }) && security.is_none(),
+            security.map(SecurityIssue::as_str)
         ])?;
         tx.last_insert_rowid()
     } else {
         tx.prepare_cached("SELECT id FROM events WHERE request_id = ?1")?
             .query_row([&e.request.0[..]], |r| r.get(0))?
     };
-    let counts = e.sender.0 != me && matches!(content, EventContent::Message { .. });
-    let shown = matches!(content, EventContent::Message { .. } | EventContent::Call(_));
+    let message = matches!(content, EventContent::Message { .. }) && security.is_none();
+    let counts = e.sender.0 != me && message;
+    let shown = message || matches!(content, EventContent::Call(_));
     tx.prepare_cached(
         "UPDATE rooms SET synced_seq = ?2,
              unread = unread + CASE WHEN ?3 AND ?2 > read_seq THEN 1 ELSE 0 END,

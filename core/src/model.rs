@@ -118,6 +118,54 @@ pub enum Notice {
         /// The new name.
         name: String,
     },
+    /// What the server logged from the sender failed a check of who is in the room's
+    /// encryption, and this device refused it.
+    Security {
+        /// Which check.
+        issue: SecurityIssue,
+    },
+}
+
+/// A check of who is in a room's encryption that failed (core/src/e2ee): the event that
+/// failed it was refused, and the timeline says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityIssue {
+    /// A device its user's identity did not certify was to be let into the room's
+    /// encryption.
+    Uncertified,
+    /// A device of someone who is not in the room was to be let into its encryption.
+    NotAMember,
+    /// A message whose encryption names another sender than the server does.
+    WrongSender,
+}
+
+impl SecurityIssue {
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityIssue::Uncertified => "uncertified",
+            SecurityIssue::NotAMember => "not_a_member",
+            SecurityIssue::WrongSender => "wrong_sender",
+        }
+    }
+
+    /// The issue a stored name names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Uncertified, Self::NotAMember, Self::WrongSender]
+            .into_iter()
+            .find(|i| i.as_str() == name)
+    }
+
+    /// The issue an MLS failure is, if it is one ([`crate::e2ee::E2eeError::is_security`]).
+    pub fn of(error: &crate::e2ee::E2eeError) -> Option<Self> {
+        match error {
+            crate::e2ee::E2eeError::Uncertified(_) => Some(Self::Uncertified),
+            crate::e2ee::E2eeError::NotAMember(_) => Some(Self::NotAMember),
+            _ => None,
+        }
+    }
 }
 
 /// A call record in a timeline (the facts; the UI words them).

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_signed_out_devices", include_str!("../../migrations/0010_signed_out_devices.sql")),
     ("0011_group_wanted", include_str!("../../migrations/0011_group_wanted.sql")),
     ("0012_sealed_names", include_str!("../../migrations/0012_sealed_names.sql")),
+    ("0013_security_events", include_str!("../../migrations/0013_security_events.sql")),
 ];
 
 /// The schema version this build writes.

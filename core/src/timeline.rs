@@ -13,7 +13,7 @@ use crate::{
     client::request_string,
     model::{
         neutral_name, CallView, FileView, ImageView, Message, MessageState, Notice, RoomKey,
-        VideoView,
+        SecurityIssue, VideoView,
     },
     Client, Error,
 };
@@ -44,7 +44,7 @@ impl Timeline<'_> {
                     .unwrap_or_default();
                 let mut st = c.prepare_cached(
                     "SELECT e.seq, e.request_id, e.sender, e.content, e.position,
-                        coalesce(u.username, '?'), e.at_ms, o.state
+                        coalesce(u.username, '?'), e.at_ms, o.state, e.security
                  FROM events e LEFT JOIN users u ON u.id = e.sender
                  LEFT JOIN outbox o ON o.request_id = e.request_id
                  WHERE e.room_id = ?1 AND e.position < ?2
@@ -60,13 +60,17 @@ impl Timeline<'_> {
                             r.get::<_, String>(5)?,
                             r.get::<_, i64>(6)?,
                             r.get::<_, Option<String>>(7)?,
+                            r.get::<_, Option<String>>(8)?,
                         ))
                     })?;
                 let mut out = Vec::new();
                 for row in rows {
-                    let (seq, req, content, position, sender, at_ms, outbox) = row?;
+                    let (seq, req, content, position, sender, at_ms, outbox, security) = row?;
                     let seq = seq.map(|s| s as Seq);
-                    let shown = view(&content);
+                    let shown = match security.as_deref().and_then(SecurityIssue::from_name) {
+                        Some(issue) => security_notice(issue),
+                        None => view(&content),
+                    };
                     out.push(Message {
                         room,
                         seq,
@@ -103,6 +107,23 @@ struct Shown {
     file: Option<FileView>,
     video: Option<VideoView>,
     call: Option<CallView>,
+}
+
+/// A refused event: a security notice, whatever it carried.
+fn security_notice(issue: SecurityIssue) -> Shown {
+    let text = match issue {
+        SecurityIssue::Uncertified => "security: a device its owner did not certify was refused",
+        SecurityIssue::NotAMember => "security: a device of someone not in the room was refused",
+        SecurityIssue::WrongSender => "security: a message from a device other than its sender's",
+    };
+    Shown {
+        text: text.into(),
+        notice: Some(Notice::Security { issue }),
+        image: None,
+        file: None,
+        video: None,
+        call: None,
+    }
 }
 
 fn view(content: &[u8]) -> Shown {

@@ -134,14 +134,16 @@ impl Member {
             match event.content {
                 EventContent::Mls { welcome: Some(welcome), .. } if !in_group => {
                     // A Welcome that has no secrets for this device is someone else's.
-                    self.with_db(|db| e2ee::join(db, welcome.as_bytes())).ok();
+                    self.with_db(|db| e2ee::join(db, welcome.as_bytes(), &anyone())).ok();
                 }
                 EventContent::Mls { commit: Some(commit), .. } if in_group => {
-                    self.with_db(|db| e2ee::process(db, group, commit.as_bytes()).unwrap());
+                    self.with_db(|db| {
+                        e2ee::process(db, group, commit.as_bytes(), &anyone()).unwrap()
+                    });
                 }
                 EventContent::Message { body, .. } if in_group => {
-                    if let Processed::Application { sender, plaintext } =
-                        self.with_db(|db| e2ee::process(db, group, body.as_bytes()).unwrap())
+                    if let Processed::Application { sender, plaintext } = self
+                        .with_db(|db| e2ee::process(db, group, body.as_bytes(), &anyone()).unwrap())
                     {
                         assert_eq!((sender.user, sender.device), (event.sender.0, event.device.0));
                         read.push(plaintext);
@@ -155,6 +157,13 @@ impl Member {
 }
 
 const GROUP: &[u8; 16] = b"0123456789abcdef";
+
+/// A roster admitting every user these tests' servers make (the raw devices here check only
+/// what MLS and the certificates do; the engines check the log's membership).
+fn anyone() -> e2ee::Roster {
+    let users: std::collections::BTreeSet<i64> = (1..=1000).collect();
+    e2ee::Roster { now: users.clone(), ever: users }
+}
 
 /// A Tidings client engine signed up as `name` and synced once (so its KeyPackages are on
 /// the server).
@@ -356,6 +365,22 @@ async fn a_device_keeps_its_key_packages_stocked_on_the_server() {
     );
 }
 
+/// Bob (a device speaking MLS directly) opens a room with Olga, invites the engine user
+/// dora, and sets the room's group ([`GROUP`]) up with dora's device in it.
+async fn bobs_room_with_dora(server: &TestServer) -> (Member, RoomId) {
+    let mut bob = Member::sign_up(server, "bob").await;
+    let dora = bob.lookup("dora").await;
+    let olga = Member::sign_up(server, "olga").await;
+    let room = group_room(&mut bob, &olga).await;
+    let invite = Request::Invite { request: request_id(), room, user: dora.id };
+    bob.client.request(invite).await.unwrap().unwrap();
+    let packages = bob.claim(dora.id.0).await;
+    let setup = bob.mls(|d, db| d.create_group(db, GROUP, &packages).unwrap());
+    bob.handshake(request_id(), room, &setup).await.unwrap();
+    bob.mls(|d, db| d.confirm(db, GROUP).unwrap());
+    (bob, room)
+}
+
 #[tokio::test]
 async fn the_client_engine_opens_an_encrypted_room_and_shows_its_messages() {
     let server = TestServer::start().await.unwrap();
@@ -363,16 +388,7 @@ async fn the_client_engine_opens_an_encrypted_room_and_shows_its_messages() {
 
     // Bob (a device of his own, speaking MLS directly) opens a room with dora and sets its
     // group up with her device in it, then writes.
-    let mut bob = Member::sign_up(&server, "bob").await;
-    let dora = bob.lookup("dora").await;
-    let other = Member::sign_up(&server, "olga").await;
-    let room = group_room(&mut bob, &other).await;
-    let invite = Request::Invite { request: request_id(), room, user: dora.id };
-    bob.client.request(invite).await.unwrap().unwrap();
-    let packages = bob.claim(dora.id.0).await;
-    let setup = bob.mls(|d, db| d.create_group(db, GROUP, &packages).unwrap());
-    bob.handshake(request_id(), room, &setup).await.unwrap();
-    bob.mls(|d, db| d.confirm(db, GROUP).unwrap());
+    let (mut bob, room) = bobs_room_with_dora(&server).await;
     let sealed = bob.seal_text("hello dora, only you can read this");
     bob.send(request_id(), room, sealed.clone()).await.unwrap();
 
@@ -762,4 +778,64 @@ async fn a_signed_out_device_leaves_every_group_with_the_next_message() {
     assert_eq!(now.len(), 2, "alice and bob's laptop: {now:?}");
     sync(&laptop).await;
     assert!(texts(&laptop, server_room).await.contains(&"after the phone was lost".to_owned()));
+}
+
+#[tokio::test]
+async fn what_fails_a_check_of_who_is_in_the_group_is_refused_and_shown_as_a_security_event() {
+    let server = TestServer::start().await.unwrap();
+    let (app, _profile) = app_user(&server, "dora").await;
+
+    // Bob (a device speaking MLS directly) sets up a room's group with dora's device in it.
+    let (mut bob, room) = bobs_room_with_dora(&server).await;
+    bob.send(request_id(), room, bob.seal_text("hello dora")).await.unwrap();
+
+    // A second device of Bob's sends what Bob's first device sealed: the log names one
+    // device, the encryption another.
+    let mut bob2 = Member::with(Client::sign_in(&server.ws_url(), "bob").await.unwrap());
+    bob2.send(request_id(), room, bob.seal_text("which device am I?")).await.unwrap();
+
+    // Bob adds a device of Mallory's, who is not in the room, to its group.
+    let mut mallory = Member::sign_up(&server, "mallory").await;
+    mallory.publish(2).await;
+    let packages = bob.claim(mallory.client.me().user.id.0).await;
+    let add = bob.mls(|d, db| d.add(db, GROUP, &packages).unwrap());
+    bob.handshake(request_id(), room, &add).await.unwrap();
+    bob.mls(|d, db| d.confirm(db, GROUP).unwrap());
+    bob.send(request_id(), room, bob.seal_text("mallory is listening")).await.unwrap();
+
+    // Dora's engine refused both, says so in the timeline, and did not let Mallory in.
+    tidings_core::sync::sync_until_idle(&app).await.unwrap();
+    let rooms = app.rooms().list().await.unwrap();
+    let summary = rooms.iter().find(|r| r.server_id == Some(room.0)).expect("the room");
+    let page = app.room(summary.room).timeline().page(None, 50).await.unwrap();
+    let issues: Vec<_> = page
+        .iter()
+        .filter_map(|m| match &m.notice {
+            Some(tidings_core::Notice::Security { issue }) => Some((m.sender.as_str(), *issue)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        issues,
+        [
+            ("bob", tidings_core::SecurityIssue::NotAMember),
+            ("bob", tidings_core::SecurityIssue::WrongSender)
+        ]
+    );
+    let texts: Vec<&str> = page.iter().map(|m| m.text.as_str()).collect();
+    assert!(texts.contains(&"hello dora"), "{texts:?}");
+    assert!(!texts.contains(&"which device am I?"), "{texts:?}");
+    assert!(!texts.contains(&"mallory is listening"), "{texts:?}");
+    // Her device dropped out of the group rather than be in it with Mallory: joining again
+    // from the server's GroupInfo (which has Mallory's leaf) is refused too.
+    let db = rusqlite::Connection::open(app.dir().join("tidings.sqlite")).unwrap();
+    let group: Option<Vec<u8>> = db
+        .query_row("SELECT mls_group FROM rooms WHERE server_id = ?1", [room.0], |r| r.get(0))
+        .unwrap();
+    assert_eq!(group, None);
+    assert_eq!(e2ee::epoch(&db, GROUP).unwrap(), None);
+    // The refusals count as nothing unread: Bob's two messages do (the one after Mallory
+    // came in is one she cannot open).
+    assert_eq!(summary.unread, 2);
+    assert!(texts.contains(&"(message this version cannot show)"), "{texts:?}");
 }

@@ -19,6 +19,7 @@ pub fn typescript() -> String {
         tidings_core::VideoView::decl(&cfg),
         tidings_core::CallView::decl(&cfg),
         tidings_core::Notice::decl(&cfg),
+        tidings_core::SecurityIssue::decl(&cfg),
         tidings_proto::ErrorCode::decl(&cfg),
         tidings_core::OutboxEntry::decl(&cfg),
         tidings_core::MemberReceipt::decl(&cfg),

@@ -210,7 +210,13 @@ user: string, } | { "kind": "accepted" } | { "kind": "left" } | { "kind": "remov
 /**
  * The new name.
  */
-name: string, };
+name: string, } | { "kind": "security", 
+/**
+ * Which check.
+ */
+issue: SecurityIssue, };
+
+export type SecurityIssue = "uncertified" | "not_a_member" | "wrong_sender";
 
 export type ServerErrorCode = "incompatible_version" | "malformed" | "unknown_request" | "too_large" | "hello_required" | "unauthenticated" | "bad_credentials" | "forbidden" | "not_found" | "username_taken" | "invalid_input" | "request_id_reused" | "rate_limited" | "shutting_down" | "too_slow" | "internal" | "invalid_contact_key" | "expired_contact_key" | "quota_exceeded" | "storage_full" | "stale_epoch" | "invalid_link_code" | "too_many_devices" | "unknown";
 

@@ -1,6 +1,6 @@
 // Words and numbers as people read them. Pure functions: unit-tested (tests/unit).
 
-import type { CallEvent, CallView, ConnectionState, EndReason, Message, MessageState, Notice, ServerErrorCode } from "./bindings";
+import type { CallEvent, CallView, ConnectionState, EndReason, Message, MessageState, Notice, SecurityIssue, ServerErrorCode } from "./bindings";
 
 /** The tick for a message state, and what a screen reader says for it. */
 export function tick(state: MessageState): { symbol: string; label: string; cls: string } {
@@ -263,8 +263,23 @@ export function noticeText(notice: Notice, sender: string): string {
       return `${sender} removed a member`;
     case "renamed":
       return `${sender} renamed the room to ${notice.name}`;
+    case "security":
+      return securityText(notice.issue, sender);
     default:
       return `${sender} changed the room`;
+  }
+}
+
+/** A refused event, said plainly: what the server passed on from `sender` that this device
+ * would not take, so that nobody is let into the room's encryption unseen. */
+export function securityText(issue: SecurityIssue, sender: string): string {
+  switch (issue) {
+    case "uncertified":
+      return `Refused: a device ${sender}'s account did not certify was to read this room`;
+    case "not_a_member":
+      return `Refused: ${sender} tried to let a device of someone not in this room read it`;
+    case "wrong_sender":
+      return `Refused: a message said to be ${sender}'s came from another device`;
   }
 }
 

@@ -80,12 +80,30 @@ fn certified(leaf: &LeafNode) -> Result<(LeafId, IdentityKey), E2eeError> {
     identity::certified(basic_identity(leaf.credential())?, leaf.signature_key().as_slice())
 }
 
-/// Checks every member's device certificate (a Welcome's or a GroupInfo's tree).
-fn check_members(members: impl Iterator<Item = Member>) -> Result<(), E2eeError> {
+/// Checks every leaf of a group about to be joined: certified, and of someone the room's
+/// log has had as a member.
+fn check_members(members: impl Iterator<Item = Member>, roster: &Roster) -> Result<(), E2eeError> {
     for member in members {
-        identity::certified(basic_identity(&member.credential)?, &member.signature_key)?;
+        let (leaf, _) =
+            identity::certified(basic_identity(&member.credential)?, &member.signature_key)?;
+        if !roster.ever.contains(&leaf.user) {
+            return Err(E2eeError::NotAMember(leaf));
+        }
     }
     Ok(())
+}
+
+/// Who the room's log says may hold a leaf of its group — openmls checks the cryptography,
+/// this module the certificates, and this the membership, so the server (which orders the
+/// log) cannot put in the group a device of someone who is not in the room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roster {
+    /// The room's members now: a commit may add leaves of these only.
+    pub now: std::collections::BTreeSet<i64>,
+    /// Everyone who has been a member: a group joined (from a Welcome or a GroupInfo) may
+    /// hold leaves of these only — someone who left keeps a leaf until the next member to
+    /// send removes it.
+    pub ever: std::collections::BTreeSet<i64>,
 }
 
 /// What went wrong. Malformed and refused input is the sender's (or the server's) fault and
@@ -115,6 +133,12 @@ pub enum E2eeError {
     /// certify (or a malformed one).
     #[error("a device that is not certified by its user's identity: {0}")]
     Uncertified(&'static str),
+    /// A leaf of a user the room's log does not have as a member ([`Roster`]).
+    #[error("a device of user {} who is not a member of the room", .0.user)]
+    NotAMember(LeafId),
+    /// A handshake where an application message belongs.
+    #[error("a {0} where a message belongs")]
+    Misplaced(&'static str),
 }
 
 /// An MLS failure met by the engine: the database's is a database error; anything else is
@@ -488,7 +512,12 @@ impl Device {
     /// left out of a Welcome): returns the commit to send. It is pending like any commit —
     /// merged by [`Device::confirm`] once logged; if refused, [`forget`] the group and start
     /// again from the newer GroupInfo.
-    pub fn join_external(&self, conn: &Connection, group_info: &[u8]) -> Result<Commit, E2eeError> {
+    pub fn join_external(
+        &self,
+        conn: &Connection,
+        group_info: &[u8],
+        roster: &Roster,
+    ) -> Result<Commit, E2eeError> {
         let provider = Provider::new(conn);
         let message = MlsMessageIn::tls_deserialize_exact(group_info)
             .map_err(|_| E2eeError::Malformed("a group info"))?;
@@ -510,7 +539,7 @@ impl Device {
             .map_err(refused)?
             .finalize(&provider)
             .map_err(refused)?;
-        if let Err(e) = check_members(mls.members()) {
+        if let Err(e) = check_members(mls.members(), roster) {
             forget(conn, info_group.as_slice())?;
             return Err(e);
         }
@@ -547,7 +576,7 @@ pub fn confirm(conn: &Connection, group: &[u8]) -> Result<(), E2eeError> {
 /// Joins a group from a Welcome; returns the group's id. (No signing: any device whose
 /// KeyPackage the Welcome names, by the private keys in this profile.) A Welcome that has no secrets for
 /// this device is [`E2eeError::NoGroup`].
-pub fn join(conn: &Connection, welcome: &[u8]) -> Result<Vec<u8>, E2eeError> {
+pub fn join(conn: &Connection, welcome: &[u8], roster: &Roster) -> Result<Vec<u8>, E2eeError> {
     let provider = Provider::new(conn);
     let message = MlsMessageIn::tls_deserialize_exact(welcome)
         .map_err(|_| E2eeError::Malformed("a welcome"))?;
@@ -562,17 +591,22 @@ pub fn join(conn: &Connection, welcome: &[u8]) -> Result<Vec<u8>, E2eeError> {
             }
             Err(e) => return Err(refused(e)),
         };
-    check_members(staged.members())?;
+    check_members(staged.members(), roster)?;
     let mls = staged.into_group(&provider).map_err(refused)?;
     Ok(mls.group_id().as_slice().to_vec())
 }
 
-/// Processes one message of `group` from the log: decrypts an application message,
-/// merges a commit, queues a proposal. (No signing, so no device keys to load: this runs
-/// for every encrypted event sync applies.)
-pub fn process(conn: &Connection, group: &[u8], message: &[u8]) -> Result<Processed, E2eeError> {
+/// Processes one message of `group` from the log: decrypts an application message, merges
+/// a commit — whose new leaves must be certified, of members now ([`Roster::now`]) — or
+/// queues a proposal. (No signing, so no device keys to load.)
+pub fn process(
+    conn: &Connection,
+    group: &[u8],
+    message: &[u8],
+    roster: &Roster,
+) -> Result<Processed, E2eeError> {
     let provider = Provider::new(conn);
-    process_loaded(&provider, &mut load(&provider, group)?, message)
+    process_loaded(&provider, &mut load(&provider, group)?, message, Some(roster))
 }
 
 /// Groups loaded once for a run of events in one transaction (a catch-up page), so that
@@ -595,8 +629,10 @@ impl std::fmt::Debug for Loaded {
 }
 
 impl Loaded {
-    /// [`process`], with `group` loaded once for every call on this `Loaded`.
-    pub fn process(
+    /// Opens one application message of `group` from the log, with `group` loaded once for
+    /// every call on this `Loaded`. A handshake here (where the log has a message) is
+    /// [`E2eeError::Misplaced`], and changes nothing.
+    pub fn open(
         &mut self,
         conn: &Connection,
         group: &[u8],
@@ -607,7 +643,7 @@ impl Loaded {
             Some(mls) => mls,
             None => load(&provider, group)?,
         };
-        let processed = process_loaded(&provider, &mut mls, message)?;
+        let processed = process_loaded(&provider, &mut mls, message, None)?;
         if matches!(processed, Processed::Application { .. }) {
             self.groups.insert(group.to_vec(), mls);
         }
@@ -620,16 +656,22 @@ impl Loaded {
     }
 }
 
+/// Processes `message` in `mls`: an application message when `roster` is `None` (a message
+/// event), else a handshake whose new leaves `roster` admits.
 fn process_loaded(
     provider: &Provider<'_>,
     mls: &mut MlsGroup,
     message: &[u8],
+    roster: Option<&Roster>,
 ) -> Result<Processed, E2eeError> {
     let message = MlsMessageIn::tls_deserialize_exact(message)
         .map_err(|_| E2eeError::Malformed("an MLS message"))?;
     let message = message
         .try_into_protocol_message()
         .map_err(|_| E2eeError::Malformed("not a group message"))?;
+    if roster.is_none() && message.content_type() != ContentType::Application {
+        return Err(E2eeError::Misplaced("handshake"));
+    }
     let processed = mls.process_message(provider, message).map_err(refused)?;
     let sender = LeafId::from_credential(processed.credential())?;
     Ok(match processed.into_content() {
@@ -637,15 +679,19 @@ fn process_loaded(
             Processed::Application { sender, plaintext: message.into_bytes() }
         }
         ProcessedMessageContent::StagedCommitMessage(staged) => {
-            // Every leaf the commit brings in or changes must be certified; a commit that
-            // fails is not merged (the caller stores it as one it could not process).
+            // Every leaf the commit brings in or changes must be certified, and of someone
+            // who is a member now; a commit that fails is not merged (the caller shows it as
+            // a security event).
             let new_leaves = staged
                 .add_proposals()
                 .map(|p| p.add_proposal().key_package().leaf_node().clone())
                 .chain(staged.update_proposals().map(|p| p.update_proposal().leaf_node().clone()))
                 .chain(staged.update_path_leaf_node().cloned());
             for leaf in new_leaves {
-                certified(&leaf)?;
+                let (leaf, _) = certified(&leaf)?;
+                if !roster.is_some_and(|r| r.now.contains(&leaf.user)) {
+                    return Err(E2eeError::NotAMember(leaf));
+                }
             }
             let added = staged
                 .add_proposals()
@@ -753,3 +799,5 @@ pub(crate) fn group_info_header(group_info: &[u8]) -> Result<(Vec<u8>, u64), E2e
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;

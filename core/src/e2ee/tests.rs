@@ -33,6 +33,22 @@ impl Profile {
 
 const GROUP: &[u8; 16] = b"room-0000000001\0";
 
+/// Every user these tests make, members of the room now and before.
+fn everyone() -> Roster {
+    let users: std::collections::BTreeSet<i64> = (1..=9).collect();
+    Roster { now: users.clone(), ever: users }
+}
+
+/// [`super::process`] in a room whose members are [`everyone`].
+fn process(c: &Connection, group: &[u8], message: &[u8]) -> Result<Processed, E2eeError> {
+    super::process(c, group, message, &everyone())
+}
+
+/// [`super::join`] into a room whose members are [`everyone`].
+fn join(c: &Connection, welcome: &[u8]) -> Result<Vec<u8>, E2eeError> {
+    super::join(c, welcome, &everyone())
+}
+
 /// Alice sets up a group with Bob and Carol; everyone has merged the setup.
 fn three() -> (Profile, Profile, Profile) {
     let (alice, bob, carol) = (Profile::new(1, 1), Profile::new(2, 2), Profile::new(3, 3));
@@ -110,7 +126,7 @@ fn a_page_opens_its_messages_against_one_loaded_group_across_a_commit_and_a_roll
         let mut loaded = Loaded::default();
         let mut texts = Vec::new();
         for sealed in &before {
-            match loaded.process(tx, GROUP, sealed).unwrap() {
+            match loaded.open(tx, GROUP, sealed).unwrap() {
                 Processed::Application { plaintext, .. } => texts.push(plaintext),
                 other => panic!("{other:?}"),
             }
@@ -118,7 +134,7 @@ fn a_page_opens_its_messages_against_one_loaded_group_across_a_commit_and_a_roll
         // A handshake goes through storage: the loaded state is let go first (as apply does).
         loaded.forget(GROUP);
         assert!(matches!(process(tx, GROUP, &removal.commit).unwrap(), Processed::Commit { .. }));
-        match loaded.process(tx, GROUP, &after).unwrap() {
+        match loaded.open(tx, GROUP, &after).unwrap() {
             Processed::Application { plaintext, .. } => texts.push(plaintext),
             other => panic!("{other:?}"),
         }
@@ -237,7 +253,7 @@ fn a_new_device_joins_by_external_commit_and_reads_what_follows() {
     }
     // Bob's second device was in no Welcome: it joins from the GroupInfo alone.
     let bob2 = Profile::new(2, 22);
-    let join = bob2.with(|d, c| d.join_external(c, &add.group_info).unwrap());
+    let join = bob2.with(|d, c| d.join_external(c, &add.group_info, &everyone()).unwrap());
     assert_eq!((join.group.as_slice(), join.epoch), (&GROUP[..], 2));
     bob2.with(|d, c| d.confirm(c, GROUP).unwrap());
     for p in [&alice, &bob, &carol] {
@@ -331,7 +347,7 @@ fn a_leaf_its_identity_did_not_certify_is_refused_where_it_enters_a_group() {
         mallory.with(|_, c| join(c, &welcome_for_forger)),
         Err(E2eeError::Uncertified(_))
     ));
-    let external = fresh.with(|d, c| d.join_external(c, &commit.group_info));
+    let external = fresh.with(|d, c| d.join_external(c, &commit.group_info, &everyone()));
     assert!(matches!(external, Err(E2eeError::Uncertified(_))), "{external:?}");
     assert_eq!(fresh.with(|_, c| epoch(c, GROUP).unwrap()), None, "nothing kept");
 }
@@ -386,4 +402,47 @@ fn a_call_signal_opens_only_in_its_call_from_the_device_that_sealed_it() {
         b"candidate"
     );
     assert!(carol.with(|_, c| open_signal(c, GROUP, 79, 3, alice.id, &after)).is_err());
+}
+
+#[test]
+fn a_device_of_someone_not_in_the_room_is_refused_where_it_enters_a_group() {
+    let (alice, bob, _carol) = three();
+    let dave = Profile::new(4, 4);
+    // The room's log has Alice, Bob and Carol; Dave never joined it.
+    let room: std::collections::BTreeSet<i64> = [1, 2, 3].into();
+    let roster = Roster { now: room.clone(), ever: room.clone() };
+
+    // Alice (or a server that has her keys' help) commits adding Dave's device: Bob refuses
+    // the commit, typed, and stays on his epoch.
+    let add = alice.with(|d, c| d.add(c, GROUP, &[dave.key_package()]).unwrap());
+    let refused = bob.with(|_, c| super::process(c, GROUP, &add.commit, &roster));
+    assert!(matches!(refused, Err(E2eeError::NotAMember(LeafId { user: 4, device: 4 }))));
+    assert_eq!(bob.with(|_, c| epoch(c, GROUP).unwrap()), Some(1));
+    // Once the log has Dave as a member, the same commit is taken.
+    let with_dave = Roster { now: [1, 2, 3, 4].into(), ever: [1, 2, 3, 4].into() };
+    assert!(bob.with(|_, c| super::process(c, GROUP, &add.commit, &with_dave)).is_ok());
+
+    // Dave's device cannot join from that Welcome where the log does not have him (nothing of
+    // it kept), nor from the GroupInfo where the tree holds someone who never was a member.
+    let welcome = add.welcome.unwrap();
+    let refused = dave.with(|_, c| super::join(c, &welcome, &roster));
+    assert!(matches!(refused, Err(E2eeError::NotAMember(_))), "{refused:?}");
+    assert_eq!(dave.with(|_, c| epoch(c, GROUP).unwrap()), None);
+    let erin = Profile::new(5, 5);
+    let five = Roster { now: [1, 2, 3, 5].into(), ever: [1, 2, 3, 5].into() };
+    let refused = erin.with(|d, c| d.join_external(c, &add.group_info, &five));
+    assert!(matches!(refused, Err(E2eeError::NotAMember(LeafId { user: 4, .. }))));
+    assert_eq!(erin.with(|_, c| epoch(c, GROUP).unwrap()), None);
+    // Someone who was a member and left may still have a leaf (the next sender removes it).
+    let left = Roster { now: [1, 2, 3, 5].into(), ever: [1, 2, 3, 4, 5].into() };
+    assert!(erin.with(|d, c| d.join_external(c, &add.group_info, &left)).is_ok());
+}
+
+#[test]
+fn a_handshake_where_a_message_belongs_is_refused_and_changes_nothing() {
+    let (alice, bob, _carol) = three();
+    let update = alice.with(|d, c| d.add(c, GROUP, &[Profile::new(4, 4).key_package()]).unwrap());
+    let refused = bob.with(|_, c| Loaded::default().open(c, GROUP, &update.commit));
+    assert!(matches!(refused, Err(E2eeError::Misplaced(_))), "{refused:?}");
+    assert_eq!(bob.with(|_, c| epoch(c, GROUP).unwrap()), Some(1));
 }

@@ -755,7 +755,8 @@ impl Machine {
         match group_info {
             Some(info) => {
                 let tx = c.transaction()?;
-                let joined = group::device(&tx)?.join_external(&tx, info.as_bytes());
+                let roster = crate::apply::roster(&tx, room)?;
+                let joined = group::device(&tx)?.join_external(&tx, info.as_bytes(), &roster);
                 let commit = match joined {
                     Ok(commit) => commit,
                     Err(crate::e2ee::E2eeError::Storage(e)) => return Err(e.into()),

@@ -116,6 +116,10 @@ describe("notices", () => {
     expect(noticeText({ kind: "invited", user: "bob" }, "ann")).toBe("ann invited bob");
     expect(noticeText({ kind: "left" }, "cy")).toBe("cy left");
     expect(noticeText({ kind: "renamed", name: "Trip" }, "ann")).toBe("ann renamed the room to Trip");
+    expect(noticeText({ kind: "security", issue: "not_a_member" }, "ann")).toBe(
+      "Refused: ann tried to let a device of someone not in this room read it",
+    );
+    expect(noticeText({ kind: "security", issue: "wrong_sender" }, "ann")).toContain("another device");
   });
 });
 
