@@ -128,6 +128,13 @@ impl Profile {
     }
 }
 
+/// Every user of these benchmarks, members of the room now and before (membership is
+/// checked against a roster on every handshake and join, as sync does).
+fn roster() -> tidings_core::e2ee::Roster {
+    let users: std::collections::BTreeSet<i64> = (0..=300).collect();
+    tidings_core::e2ee::Roster { now: users.clone(), ever: users }
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     samples[((samples.len() as f64 - 1.0) * p).round() as usize]
@@ -145,7 +152,7 @@ fn pair() -> anyhow::Result<(Profile, Profile)> {
     let setup = alice.tx(|d, c| d.create_group(c, GROUP, &[kp]))?;
     alice.tx(|d, c| d.confirm(c, GROUP))?;
     let welcome = setup.welcome.ok_or_else(|| anyhow::anyhow!("no welcome"))?;
-    bob.tx(|_, c| tidings_core::e2ee::join(c, &welcome))?;
+    bob.tx(|_, c| tidings_core::e2ee::join(c, &welcome, &roster()))?;
     Ok((alice, bob))
 }
 
@@ -158,7 +165,7 @@ fn messages() -> anyhow::Result<()> {
         let sealed = alice.tx(|d, c| d.encrypt(c, GROUP, text))?;
         seal.push(t.elapsed());
         let t = Instant::now();
-        let opened = bob.tx(|_, c| tidings_core::e2ee::process(c, GROUP, &sealed))?;
+        let opened = bob.tx(|_, c| tidings_core::e2ee::process(c, GROUP, &sealed, &roster()))?;
         open.push(t.elapsed());
         anyhow::ensure!(matches!(opened, Processed::Application { .. }), "{opened:?}");
     }
@@ -175,6 +182,7 @@ fn messages() -> anyhow::Result<()> {
 
     // Catch-up as apply runs it (the group loaded once per page), beside loading it for every
     // message (as before), on the same sender's messages.
+    let roster = roster();
     for once_per_page in [true, false] {
         let sealed: Vec<Vec<u8>> = (0..CATCH_UP)
             .map(|_| alice.tx(|d, c| d.encrypt(c, GROUP, text)))
@@ -186,8 +194,8 @@ fn messages() -> anyhow::Result<()> {
                 let mut opened = 0;
                 for message in page {
                     let processed = match once_per_page {
-                        true => loaded.process(c, GROUP, message)?,
-                        false => tidings_core::e2ee::process(c, GROUP, message)?,
+                        true => loaded.open(c, GROUP, message)?,
+                        false => tidings_core::e2ee::process(c, GROUP, message, &roster)?,
                     };
                     opened += usize::from(matches!(processed, Processed::Application { .. }));
                 }
@@ -219,7 +227,7 @@ fn add_one(leaves: i64) -> anyhow::Result<()> {
     let setup = alice.tx(|d, c| d.create_group(c, GROUP, &packages))?;
     alice.tx(|d, c| d.confirm(c, GROUP))?;
     let welcome = setup.welcome.ok_or_else(|| anyhow::anyhow!("no welcome"))?;
-    bob.tx(|_, c| tidings_core::e2ee::join(c, &welcome))?;
+    bob.tx(|_, c| tidings_core::e2ee::join(c, &welcome, &roster()))?;
 
     let mut newcomer = Profile::new(leaves + 1)?;
     let kp = newcomer.key_package()?;
@@ -228,11 +236,11 @@ fn add_one(leaves: i64) -> anyhow::Result<()> {
     alice.tx(|d, c| d.confirm(c, GROUP))?;
     let add = t.elapsed();
     let t = Instant::now();
-    bob.tx(|_, c| tidings_core::e2ee::process(c, GROUP, &commit.commit))?;
+    bob.tx(|_, c| tidings_core::e2ee::process(c, GROUP, &commit.commit, &roster()))?;
     let process = t.elapsed();
     let welcome = commit.welcome.ok_or_else(|| anyhow::anyhow!("no welcome"))?;
     let t = Instant::now();
-    newcomer.tx(|_, c| tidings_core::e2ee::join(c, &welcome))?;
+    newcomer.tx(|_, c| tidings_core::e2ee::join(c, &welcome, &roster()))?;
     let join = t.elapsed();
     println!(
         "e2ee add one device to {leaves} leaves: commit {} (commit {} B, Welcome {} B, \

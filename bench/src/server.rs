@@ -16,10 +16,19 @@
 //!    a ratio; then a **reconnect storm** against each: N clients connecting at once (TCP,
 //!    TLS handshake, websocket upgrade, Hello, Join), reported as joined connections/s.
 //!
+//! 4. With `--encrypted`: the delivery run with plain bodies, then again with every room's
+//!    MLS group set up (by its creator, through core's e2ee module) and every body a sealed
+//!    application message at the room's epoch (what the server then parses and checks for
+//!    each message: server/src/mls.rs), in the same run, reported as a ratio.
+//!
+//! Latency is carried in each message's request id (its first 8 bytes: the send instant),
+//! so plain and sealed bodies are timed alike.
+//!
 //! Flags: `--rate R` messages per client per second (default 3.2, which offers about 51,000
 //! deliveries/s with the default rooms), `--seconds S` measured time (default 10),
 //! `--idle N` idle connections (default 10,000; 0 skips), `--tls` (the TLS comparison),
-//! `--storm N` clients in the reconnect storm (default 2,000).
+//! `--storm N` clients in the reconnect storm (default 2,000), `--encrypted` (the
+//! encrypted-bodies comparison).
 
 use std::{
     io::{BufRead, BufReader},
@@ -48,14 +57,26 @@ struct Options {
     idle: usize,
     tls: bool,
     storm: usize,
+    encrypted: bool,
 }
 
 fn parse(args: &[&str]) -> anyhow::Result<Options> {
-    let mut o = Options { rate: 3.2, seconds: 10, idle: 10_000, tls: false, storm: 2_000 };
+    let mut o = Options {
+        rate: 3.2,
+        seconds: 10,
+        idle: 10_000,
+        tls: false,
+        storm: 2_000,
+        encrypted: false,
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if *flag == "--tls" {
             o.tls = true;
+            continue;
+        }
+        if *flag == "--encrypted" {
+            o.encrypted = true;
             continue;
         }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -64,7 +85,10 @@ fn parse(args: &[&str]) -> anyhow::Result<Options> {
             "--seconds" => o.seconds = value.parse()?,
             "--idle" => o.idle = value.parse()?,
             "--storm" => o.storm = value.parse()?,
-            _ => bail!("unknown flag {flag}; flags: --rate R --seconds S --idle N --tls --storm N"),
+            _ => bail!(
+                "unknown flag {flag}; flags: --rate R --seconds S --idle N --tls --storm N \
+                 --encrypted"
+            ),
         }
     }
     Ok(o)
@@ -134,7 +158,18 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         if options.tls {
             return tls_comparison(&options).await;
         }
-        delivery(&options, &ServerProcess::start(None)?).await?;
+        if options.encrypted {
+            let plain = delivery(&options, &ServerProcess::start(None)?, false).await?;
+            let sealed = delivery(&options, &ServerProcess::start(None)?, true).await?;
+            println!(
+                "encrypted/plain: deliveries {:.1} %, p99 {:.2} ms vs {:.2} ms",
+                100.0 * sealed.per_second / plain.per_second,
+                sealed.p99_ms,
+                plain.p99_ms
+            );
+            return Ok(());
+        }
+        delivery(&options, &ServerProcess::start(None)?, false).await?;
         if options.idle > 0 {
             idle(options.idle).await?;
         }
@@ -148,8 +183,8 @@ async fn tls_comparison(o: &Options) -> anyhow::Result<()> {
     let ca = TestCa::new("bench CA")?;
     let cert = ca.leaf(dir.path(), "server", &["127.0.0.1"], (-1, 30))?;
     tidings_testkit::trust(ca.client_config()?);
-    let plain = delivery(o, &ServerProcess::start(None)?).await?;
-    let tls = delivery(o, &ServerProcess::start(Some(&cert))?).await?;
+    let plain = delivery(o, &ServerProcess::start(None)?, false).await?;
+    let tls = delivery(o, &ServerProcess::start(Some(&cert))?, false).await?;
     println!(
         "tls/plain: deliveries {:.1} %, p99 {:.2} ms vs {:.2} ms",
         100.0 * tls.per_second / plain.per_second,
@@ -206,13 +241,19 @@ struct Delivered {
     p99_ms: f64,
 }
 
-async fn delivery(o: &Options, server: &ServerProcess) -> anyhow::Result<Delivered> {
+async fn delivery(
+    o: &Options,
+    server: &ServerProcess,
+    encrypted: bool,
+) -> anyhow::Result<Delivered> {
     let clients: usize = ROOMS.iter().map(|(n, size)| n * size).sum();
     let offered: f64 = ROOMS.iter().map(|(n, s)| (n * s * (s - 1)) as f64).sum::<f64>() * o.rate;
     eprintln!(
         "\n==> delivery: {clients} clients in rooms {ROOMS:?} (count, members), {} msg/s each, \
-         offered {offered:.0} deliveries/s ({})",
-        o.rate, server.url
+         offered {offered:.0} deliveries/s ({}){}",
+        o.rate,
+        server.url,
+        if encrypted { ", sealed bodies" } else { "" }
     );
     // Sign everybody up (a few at a time: argon2 is deliberately slow) and make the rooms.
     let mut members: Vec<Vec<Client>> = Vec::new();
@@ -243,7 +284,15 @@ async fn delivery(o: &Options, server: &ServerProcess) -> anyhow::Result<Deliver
         for member in &mut room[1..] {
             member.request(Request::Accept { request: request_id(), room: id }).await??;
         }
-        rooms.push(id);
+        let body = match encrypted {
+            true => sealed_body(&mut room[0], id).await?,
+            false => {
+                let mut body = b"a message of a typical length, about sixty bytes".to_vec();
+                body.resize(100, b'.');
+                body
+            }
+        };
+        rooms.push((id, body));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -254,11 +303,12 @@ async fn delivery(o: &Options, server: &ServerProcess) -> anyhow::Result<Deliver
     let delivered = Arc::new(AtomicU64::new(0));
     let samples: Samples = Arc::default();
     let mut tasks = Vec::new();
-    for (room, clients) in rooms.into_iter().zip(members) {
+    for ((room, body), clients) in rooms.into_iter().zip(members) {
         for (i, client) in clients.into_iter().enumerate() {
             let ws = client.into_websocket();
             let ctx = Load {
                 room,
+                body: body.clone(),
                 rate: o.rate,
                 start,
                 warmup,
@@ -299,8 +349,40 @@ async fn delivery(o: &Options, server: &ServerProcess) -> anyhow::Result<Deliver
     Ok(Delivered { per_second, p99_ms: ms(pct(0.99)) })
 }
 
+/// Sets up server room `room`'s MLS group as its creator `creator` (a group of one: the
+/// server cannot tell, and checks every message's epoch all the same) and seals one message
+/// for it: the body every member then sends.
+async fn sealed_body(creator: &mut Client, room: RoomId) -> anyhow::Result<Vec<u8>> {
+    use tidings_core::e2ee::{Device, LeafId};
+    let dir = tempfile::tempdir()?;
+    let db = tidings_core::store::open(&dir.path().join("profile.sqlite"))?;
+    let me = creator.me();
+    let device = Device::for_session(&db, LeafId { user: me.user.id.0, device: me.device.0 })?;
+    let group: [u8; tidings_core::e2ee::GROUP_ID_LEN] = rand::random();
+    let setup = device.create_group(&db, &group, &[])?;
+    let mls = Request::Mls {
+        request: request_id(),
+        room,
+        commit: None,
+        welcome: None,
+        group_info: tidings_proto::MlsBlob::new(setup.group_info)?,
+    };
+    creator.request(mls).await??;
+    device.confirm(&db, &group)?;
+    Ok(device.encrypt(&db, &group, b"a message of a typical length, about sixty bytes")?)
+}
+
+/// A request id carrying its send instant (µs since the run's start) in its first 8 bytes,
+/// random after them: how receivers time a message whatever its body.
+fn timed_request(sent_us: u64) -> tidings_proto::RequestId {
+    let mut id = request_id();
+    id.0[..8].copy_from_slice(&sent_us.to_le_bytes());
+    id
+}
+
 struct Load {
     room: RoomId,
+    body: Vec<u8>,
     rate: f64,
     start: Instant,
     warmup: Duration,
@@ -318,6 +400,7 @@ impl Load {
     async fn run(self, ws: Ws) {
         let (mut sink, mut stream) = ws.split();
         let (room, rate, start, stop) = (self.room, self.rate, self.start, self.stop.clone());
+        let template = self.body.clone();
         let period = Duration::from_secs_f64(1.0 / rate);
         let offset = self.offset;
         let sender = tokio::spawn(async move {
@@ -327,13 +410,11 @@ impl Load {
                 tokio::time::sleep_until(next).await;
                 next += period;
                 let sent_us = start.elapsed().as_micros() as u64;
-                let mut body = sent_us.to_le_bytes().to_vec();
-                body.resize(100, b'.');
-                let Ok(body) = Body::new(body) else { break };
+                let Ok(body) = Body::new(template.clone()) else { break };
                 let frame = ClientFrame {
                     id,
                     request: Request::Send {
-                        request: request_id(),
+                        request: timed_request(sent_us),
                         room,
                         body,
                         attachments: List::empty(),
@@ -362,11 +443,10 @@ impl Load {
             let Ok(ServerFrame::Event { event }) = codec::decode_server(&bytes) else {
                 continue;
             };
-            let EventContent::Message { body, .. } = event.content else {
+            let EventContent::Message { .. } = event.content else {
                 continue;
             };
-            let Some(sent) = body.as_bytes().get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok())
-            else {
+            let Ok(sent) = <[u8; 8]>::try_from(&event.request.0[..8]) else {
                 continue;
             };
             let now_us = start.elapsed().as_micros() as u64;
