@@ -165,13 +165,14 @@ impl IdentityProvider for TidingsIdentity {
 /// An mls-rs client for the Tidings device `leaf`: a new signature key, certified by
 /// `identity`; commits carry the ratchet tree in their Welcome and a GroupInfo that allows
 /// external commits (what a member's new device joins from); handshakes go out as
-/// `PublicMessage` (mls-rs' default); leaves advertise last-resort KeyPackages. KeyPackages
-/// keep mls-rs' default lifetime (365 days, where openmls makes 12 weeks): neither the server
-/// nor `check_key_package` bounds a lifetime's range.
+/// `PublicMessage` (mls-rs' default); leaves advertise last-resort KeyPackages, made to live
+/// `lifetime` (mls-rs' default is 365 days; `check_key_package` takes at most 12 weeks and
+/// an hour, openmls' bound).
 fn mls_client(
     leaf: Leaf,
     identity: &SigningKey,
     checked: Arc<AtomicUsize>,
+    lifetime: std::time::Duration,
 ) -> mls_rs::Client<impl MlsConfig> {
     let crypto = RustCryptoProvider::default();
     let (secret, public) =
@@ -185,6 +186,7 @@ fn mls_client(
         .identity_provider(TidingsIdentity { checked })
         .mls_rules(rules)
         .extension_type(ExtensionType::LAST_RESORT_KEY_PACKAGE)
+        .key_package_lifetime(lifetime)
         .signing_identity(SigningIdentity::new(credential.into_credential(), public), secret, SUITE)
         .build()
 }
@@ -401,6 +403,8 @@ fn pair(sender: &str, text: &str) -> (String, String) {
     (sender.to_owned(), text.to_owned())
 }
 
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 #[tokio::test]
 async fn an_mls_rs_client_talks_with_the_tidings_engine_through_the_server() {
     let server = TestServer::start().await.unwrap();
@@ -414,8 +418,14 @@ async fn an_mls_rs_client_talks_with_the_tidings_engine_through_the_server() {
     let rusty_leaf = (me.user.id.0, me.device.0);
     let checked = Arc::new(AtomicUsize::new(0));
     let identity = SigningKey::from_bytes(&rand::random());
-    let mls = mls_client(rusty_leaf, &identity, checked.clone());
-    let mut rusty = MlsRsDevice { conn, mls, group: None, read: 0 };
+    // mls-rs' default KeyPackages live a year: refused by the claimer's check (RFC 9420 §7.2
+    // wants a bound). Twelve weeks, as Tidings makes them, pass.
+    let year = mls_client(rusty_leaf, &identity, checked.clone(), 365 * DAY);
+    let mut long = MlsRsDevice { conn, mls: year, group: None, read: 0 };
+    let refused = tidings_core::e2ee::check_key_package(&long.key_package(false));
+    assert!(matches!(refused, Err(tidings_core::e2ee::E2eeError::Refused(_))), "{refused:?}");
+    long.mls = mls_client(rusty_leaf, &identity, checked.clone(), 84 * DAY);
+    let mut rusty = long;
     assert_eq!(rusty.publish(3).await, 3);
 
     // 2. Tess opens a room with Rusty and writes; her engine sets the room's group up, claiming

@@ -550,6 +550,8 @@ impl Device {
 
 /// Checks a claimed KeyPackage as adding it would (signature, ciphersuite, lifetime): a
 /// device whose KeyPackage fails is left out rather than failing the commit for everyone.
+/// Its lifetime must also span at most openmls' bound (12 weeks and an hour), as RFC 9420
+/// §7.2 asks of applications: a long-lived KeyPackage keeps its init key at risk for longer.
 pub fn check_key_package(bytes: &[u8]) -> Result<(), E2eeError> {
     let package = KeyPackageIn::tls_deserialize_exact(bytes)
         .map_err(|_| E2eeError::Malformed("a key package"))?
@@ -557,6 +559,9 @@ pub fn check_key_package(bytes: &[u8]) -> Result<(), E2eeError> {
         .map_err(refused)?;
     if package.ciphersuite() != CIPHERSUITE {
         return Err(E2eeError::Refused("a key package of another ciphersuite".into()));
+    }
+    if !package.life_time().has_acceptable_range() {
+        return Err(E2eeError::Refused("a key package whose lifetime is too long".into()));
     }
     certified(package.leaf_node())?;
     Ok(())
