@@ -334,7 +334,15 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
 }
 
 fn fuzz_all(seconds: u32) -> anyhow::Result<()> {
-    for target in ["decode_client", "decode_server", "contact_code", "link_code"] {
+    for target in [
+        "decode_client",
+        "decode_server",
+        "contact_code",
+        "link_code",
+        "mls_group",
+        "mls_join",
+        "sealed_file",
+    ] {
         fuzz(target, seconds)?;
     }
     Ok(())
@@ -342,6 +350,8 @@ fn fuzz_all(seconds: u32) -> anyhow::Result<()> {
 
 fn fuzz(target: &str, seconds: u32) -> anyhow::Result<()> {
     ensure_cargo_fuzz()?;
+    // The e2ee targets build tidings-core (its Opus wants cmake).
+    ensure_packages(CORE_BUILD_PACKAGES)?;
     let mut run = cargo();
     run.current_dir(root().join("fuzz"))
         // cargo-fuzz passes unstable flags; the stable toolchain accepts them this way.
