@@ -677,17 +677,17 @@ fn naming(
     content: &EventContent,
 ) -> Result<Naming, Error> {
     let EventContent::Message { body, .. } = content else { return Ok(Naming::Not) };
-    if e.sender.0 == me
-        && tx
-            .prepare_cached("DELETE FROM quiet_namings WHERE request_id = ?1")?
-            .execute([&e.request.0[..]])?
-            > 0
-    {
-        return Ok(Naming::Quiet);
-    }
-    let Some(MessageBody { name: Some(name), rename, .. }) = decode_body(body.as_bytes()) else {
-        return Ok(Naming::Not);
+    let Some(body) = decode_body(body.as_bytes()) else {
+        // Sealed still: my own quiet naming (this device kept no echo of it), or a message
+        // this device cannot open.
+        let mine = e.sender.0 == me
+            && tx
+                .prepare_cached("DELETE FROM quiet_namings WHERE request_id = ?1")?
+                .execute([&e.request.0[..]])?
+                > 0;
+        return Ok(if mine { Naming::Quiet } else { Naming::Not });
     };
+    let MessageBody { name: Some(name), rename, .. } = body else { return Ok(Naming::Not) };
     let kind: String = tx
         .prepare_cached("SELECT kind FROM rooms WHERE id = ?1")?
         .query_row([room], |r| r.get(0))?;

@@ -336,15 +336,19 @@ pub(crate) fn quiet_naming(
 }
 
 /// Queues the quiet namings apply asked for (`rooms.name_to_tell`: devices joined a group
-/// whose name this device is to tell them, core/src/apply.rs); whether it queued any.
-pub(crate) fn queue_name_tellings(c: &mut Connection) -> Result<bool, Error> {
-    let tx = c.transaction()?;
+/// whose name this device is to tell them, core/src/apply.rs). Runs on every poll of the
+/// sync session: when there are none (nearly always) it is one indexed read, no transaction.
+pub(crate) fn queue_name_tellings(c: &mut Connection) -> Result<(), Error> {
     let rooms: Vec<(RoomKey, Option<String>, Option<i64>)> = {
         let mut st =
-            tx.prepare_cached("SELECT id, name, server_id FROM rooms WHERE name_to_tell = 1")?;
+            c.prepare_cached("SELECT id, name, server_id FROM rooms WHERE name_to_tell = 1")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
     };
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    let tx = c.transaction()?;
     for (room, name, server) in &rooms {
         let name = name.clone().and_then(|n| tidings_proto::RoomName::new(n).ok());
         if let (Some(name), Some(server)) = (name, server) {
@@ -354,7 +358,7 @@ pub(crate) fn queue_name_tellings(c: &mut Connection) -> Result<bool, Error> {
         tx.execute("UPDATE rooms SET name_to_tell = 0 WHERE id = ?1", [room])?;
     }
     tx.commit()?;
-    Ok(!rooms.is_empty())
+    Ok(())
 }
 
 /// Writes the local echo of `request` as the room's newest (pending) event. A rename's echo
