@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tauri::{ipc::InvokeBody, AppHandle, State};
 use tidings_core::{
-    contact::ContactCode, ConnectionState, Device, MemberReceipt, Message, OutboxEntry, RoomKey,
-    RoomSummary,
+    contact::{Code, ContactCode},
+    link::{LinkCode, LinkCodeError},
+    ConnectionState, Device, MemberReceipt, Message, OutboxEntry, RoomKey, RoomSummary,
 };
 use tidings_proto::RoomKind;
 use ts_rs::TS;
@@ -55,6 +56,18 @@ pub struct ContactCodeView {
     pub uri: String,
     /// The QR code as an SVG document.
     pub svg: String,
+}
+
+/// A link code for a new device of my account: its text, its QR code, and until when the
+/// server takes it. The text is a credential: the UI shows it and never logs it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct LinkCodeView {
+    /// The `tidings:link?…` text.
+    pub uri: String,
+    /// The QR code as an SVG document.
+    pub svg: String,
+    /// When the code stops working, Unix milliseconds.
+    pub expires_ms: i64,
 }
 
 /// One contact.
@@ -409,15 +422,105 @@ pub async fn add_contact_image(
     app: State<'_, App>,
     request: tauri::ipc::Request<'_>,
 ) -> Result<RoomKey> {
+    let code: ContactCode = scan_picture(&request).await?;
+    Ok(app.client.contacts().add(&code).await?.1)
+}
+
+/// The code in a QR code picture sent as the request's raw bytes (a file, a pasted
+/// screenshot, a camera frame), read on a blocking thread.
+async fn scan_picture<C>(request: &tauri::ipc::Request<'_>) -> Result<C>
+where
+    C: Code + Send + 'static,
+    C::Error: Send,
+    tidings_core::Error: From<tidings_core::contact::ScanError<C::Error>>,
+{
     let InvokeBody::Raw(bytes) = request.body() else {
         return Err(AppError::new(ErrorCode::Invalid, "expected the picture's bytes"));
     };
     let bytes = bytes.clone();
-    let code = tokio::task::spawn_blocking(move || tidings_core::contact::scan(&bytes))
+    let scanned = tokio::task::spawn_blocking(move || tidings_core::contact::scan_for::<C>(&bytes))
         .await
-        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(tidings_core::Error::from)?;
-    Ok(app.client.contacts().add(&code).await?.1)
+        .map_err(|e| AppError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(scanned.map_err(tidings_core::Error::from)?)
+}
+
+/// Offers a session on my account to a new device: the code to show it (a new code
+/// replaces the last; it works once, for a few minutes).
+#[tauri::command]
+pub async fn link_code(app: State<'_, App>) -> Result<LinkCodeView> {
+    let offer = app.client.sessions().offer_link().await?;
+    Ok(LinkCodeView {
+        uri: offer.code.to_uri(),
+        svg: tidings_core::contact::qr_svg(&offer.code),
+        expires_ms: offer.expires_ms,
+    })
+}
+
+/// Signs this profile in as a new device of the account whose device shows the pasted or
+/// typed link code, then starts syncing (it joins every room by itself).
+#[tauri::command]
+pub async fn link_device(
+    handle: AppHandle,
+    app: State<'_, App>,
+    code: String,
+) -> Result<SessionView> {
+    let code = Scanned::parse(code.trim()).map_err(tidings_core::Error::from)?.link_code()?;
+    linked(&handle, &app, &code).await
+}
+
+/// Like [`link_device`], with the code in a QR code picture (raw bytes: a file, a pasted
+/// screenshot, a camera frame).
+#[tauri::command]
+pub async fn link_device_image(
+    handle: AppHandle,
+    app: State<'_, App>,
+    request: tauri::ipc::Request<'_>,
+) -> Result<SessionView> {
+    let code = scan_picture::<Scanned>(&request).await?.link_code()?;
+    linked(&handle, &app, &code).await
+}
+
+async fn linked(handle: &AppHandle, app: &App, code: &LinkCode) -> Result<SessionView> {
+    let account = app.client.sessions().link(code).await?;
+    app.go_online(handle);
+    Ok(session_view(account))
+}
+
+/// What the link screens read: a link code, or a contact code given by mistake (told apart
+/// so the person hears which code to show instead of "not a link code").
+#[derive(Debug)]
+enum Scanned {
+    Link(LinkCode),
+    Contact(ContactCode),
+}
+
+impl Code for Scanned {
+    type Error = LinkCodeError;
+    fn to_uri(&self) -> String {
+        match self {
+            Scanned::Link(c) => c.to_uri(),
+            Scanned::Contact(c) => c.to_uri(),
+        }
+    }
+    fn parse(text: &str) -> std::result::Result<Self, LinkCodeError> {
+        match LinkCode::parse(text) {
+            Ok(code) => Ok(Scanned::Link(code)),
+            Err(e) => ContactCode::parse(text).map(Scanned::Contact).map_err(|_| e),
+        }
+    }
+}
+
+impl Scanned {
+    fn link_code(self) -> Result<LinkCode> {
+        match self {
+            Scanned::Link(code) => Ok(code),
+            Scanned::Contact(_) => Err(AppError::new(
+                ErrorCode::BadLinkCode,
+                "This is a contact code, for adding a person. To link this device, show the \
+                 link code from Settings › Link a new device on the device you already use.",
+            )),
+        }
+    }
 }
 
 #[tauri::command]
@@ -483,6 +586,30 @@ mod tests {
         assert!(p.starts_with("/p/picked"));
         assert_eq!(p.file_name().and_then(|n| n.to_str()), Some(".._.._x_y.JPG"));
         assert!(is_photo("IMG_1.JPG") && is_photo("a.webp") && !is_photo("notes.txt"));
+    }
+
+    #[test]
+    fn link_screens_tell_a_contact_code_from_a_link_code_in_text_and_pictures() {
+        let link = LinkCode { server: "http://127.0.0.1:7878".into(), secret: [7; 32], pin: None };
+        let contact = ContactCode {
+            server: "http://127.0.0.1:7878".into(),
+            user: "ann".into(),
+            key: "Q2xldmVyIGdpcmwhIGtleQ".into(),
+            pin: None,
+        };
+        let read = Scanned::parse(&link.to_uri()).expect("a link code");
+        assert!(read.link_code().is_ok_and(|c| c == link));
+        let mistaken = Scanned::parse(&contact.to_uri()).expect("a contact code is told apart");
+        let e = mistaken.link_code().expect_err("not a link code");
+        assert_eq!(e.code, ErrorCode::BadLinkCode);
+        assert!(e.message.starts_with("This is a contact code"), "{}", e.message);
+        assert!(Scanned::parse("hello").is_err());
+
+        use tidings_core::contact::{qr_png, scan_for};
+        let scanned = scan_for::<Scanned>(&qr_png(&link, 4)).expect("the QR code reads");
+        assert!(scanned.link_code().is_ok_and(|c| c == link));
+        let scanned = scan_for::<Scanned>(&qr_png(&contact, 4)).expect("the QR code reads");
+        assert!(scanned.link_code().is_err_and(|e| e.code == ErrorCode::BadLinkCode));
     }
 
     #[test]

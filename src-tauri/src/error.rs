@@ -24,6 +24,8 @@ pub enum ErrorCode {
     NoCode,
     /// The text or QR code is not a Tidings contact code.
     BadContactCode,
+    /// The text or QR code is not a Tidings link code (or is a contact code).
+    BadLinkCode,
     /// A contact code for another server.
     ForeignServer,
     /// A value the user gave is not acceptable.
@@ -60,9 +62,13 @@ impl AppError {
     }
 }
 
+/// What a text or QR code that is no link code gets, and where the right one is.
+const NOT_A_LINK_CODE: &str = "This is not a Tidings link code. On the device you already use, \
+                               open Settings › Link a new device and show its code here.";
+
 impl From<tidings_core::Error> for AppError {
     fn from(e: tidings_core::Error) -> Self {
-        use tidings_core::Error as E;
+        use tidings_core::{contact::ScanError, link::LinkCodeError, Error as E};
         let code = match &e {
             E::NotSignedIn => ErrorCode::NotSignedIn,
             E::NoSuchRoom(_) => ErrorCode::NoSuchRoom,
@@ -72,6 +78,10 @@ impl From<tidings_core::Error> for AppError {
             E::Photo(_) => ErrorCode::BadPhoto,
             E::Scan(_) => ErrorCode::NoCode,
             E::ContactCode(_) => ErrorCode::BadContactCode,
+            E::LinkScan(ScanError::Code(_)) | E::LinkCode(_) | E::LinkRefused => {
+                ErrorCode::BadLinkCode
+            }
+            E::LinkScan(_) => ErrorCode::NoCode,
             E::ForeignServer { .. } => ErrorCode::ForeignServer,
             E::Invalid(_) | E::NotARequest(_) => ErrorCode::Invalid,
             E::Address(_) => ErrorCode::Address,
@@ -88,6 +98,9 @@ impl From<tidings_core::Error> for AppError {
         let message = match &e {
             // The server's sentence without our "server:" prefix.
             E::Server(info) => info.message.as_str().to_owned(),
+            // Where to find the right code, in the app's words.
+            E::LinkCode(LinkCodeError::NotALinkCode)
+            | E::LinkScan(ScanError::Code(LinkCodeError::NotALinkCode)) => NOT_A_LINK_CODE.into(),
             other => other.to_string(),
         };
         Self { code, message, reason }
@@ -114,5 +127,26 @@ mod tests {
         assert_eq!(json["message"], "wrong username or password");
         let e = AppError::from(tidings_core::Error::NoSuchRoom(4));
         assert_eq!(serde_json::to_value(&e).expect("serializes")["code"], "no_such_room");
+    }
+
+    #[test]
+    fn what_is_no_link_code_says_where_the_right_one_is() {
+        use tidings_core::link::LinkCode;
+        let garbage = AppError::from(tidings_core::Error::from(
+            LinkCode::parse("https://example.com").expect_err("no link code"),
+        ));
+        assert_eq!(garbage.code, ErrorCode::BadLinkCode);
+        assert!(garbage.message.contains("Settings › Link a new device"), "{}", garbage.message);
+        let damaged = AppError::from(tidings_core::Error::from(
+            LinkCode::parse("tidings:link?v=1&server=http%3A%2F%2F127.0.0.1%3A7878&secret=ab")
+                .expect_err("a short secret"),
+        ));
+        assert_eq!(damaged.code, ErrorCode::BadLinkCode);
+        assert!(damaged.message.contains("secret"), "{}", damaged.message);
+        let no_qr = tidings_core::contact::ScanError::<tidings_core::link::LinkCodeError>::NoCode;
+        let e = AppError::from(tidings_core::Error::from(no_qr));
+        assert_eq!(e.code, ErrorCode::NoCode);
+        let e = AppError::from(tidings_core::Error::LinkRefused);
+        assert_eq!(serde_json::to_value(&e).expect("serializes")["code"], "bad_link_code");
     }
 }

@@ -8,6 +8,7 @@ import type {
   ContactCodeView,
   ContactView,
   Device,
+  LinkCodeView,
   Event,
   MemberReceipt,
   Message,
@@ -30,6 +31,8 @@ export function errorText(e: unknown): string {
     if (e.code === "tls") return `Not connected: ${e.message}.`;
     if (e.reason === "bad_credentials") return "Wrong username or password.";
     if (e.reason === "username_taken") return "That username is taken.";
+    if (e.reason === "invalid_link_code") return "This link code was used already or has expired. Show a new one on your other device.";
+    if (e.reason === "too_many_devices") return "Your account has as many devices as it may. Sign one out (Settings › My devices) and try again.";
     return e.message;
   }
   return String(e);
@@ -77,6 +80,10 @@ export const api = {
   addContactImage: async (image: Blob) =>
     invoke<number>("add_contact_image", new Uint8Array(await image.arrayBuffer())),
   contacts: () => invoke<ContactView[]>("contacts"),
+  linkCode: () => invoke<LinkCodeView>("link_code"),
+  linkDevice: (code: string) => invoke<SessionView>("link_device", { code }),
+  linkDeviceImage: async (image: Blob) =>
+    invoke<SessionView>("link_device_image", new Uint8Array(await image.arrayBuffer())),
   call: (room: number) => invoke<void>("call", { room }),
   acceptCall: () => invoke<void>("accept_call"),
   declineCall: () => invoke<void>("decline_call"),

@@ -441,6 +441,20 @@ uri: string,
  */
 svg: string, };
 
+export type LinkCodeView = { 
+/**
+ * The `tidings:link?…` text.
+ */
+uri: string, 
+/**
+ * The QR code as an SVG document.
+ */
+svg: string, 
+/**
+ * When the code stops working, Unix milliseconds.
+ */
+expires_ms: number, };
+
 export type ContactView = { 
 /**
  * Their username.
@@ -469,4 +483,4 @@ message: string,
  */
 reason: string | null, };
 
-export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "foreign_server" | "invalid" | "address" | "tls" | "network" | "server" | "file" | "internal";
+export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "bad_link_code" | "foreign_server" | "invalid" | "address" | "tls" | "network" | "server" | "file" | "internal";
