@@ -3,8 +3,9 @@
 import { api, errorText, isAppError } from "./api";
 import type { RoomSummary } from "./bindings";
 import { fill, h } from "./dom";
-import { clock, outboxKind, stuckReason } from "./format";
+import { clock, linkExpiry, outboxKind, stuckReason } from "./format";
 import { icon } from "./icons";
+import { scanner, showSvg } from "./scanner";
 import { store } from "./store";
 
 /** Closes every open dialog (on sign-out). */
@@ -15,11 +16,6 @@ export function closeDialogs(): void {
 /** A user-lookup failure in words ("not_found" here means no such username). */
 function userError(e: unknown): string {
   return isAppError(e) && e.reason === "not_found" ? "No user with that username." : errorText(e);
-}
-
-/** A button that opens a hidden file input (so keyboard users reach it). */
-function fileButton(input: HTMLInputElement, label: string, id: string): HTMLButtonElement {
-  return h("button", { type: "button", id, onclick: () => input.click() }, label);
 }
 
 /** Opens a modal with a title and body; returns a closer. */
@@ -89,18 +85,13 @@ export function contactsDialog(open: (room: number) => void): void {
   const uri = h("input", { id: "my-code", readonly: true, "aria-label": "My contact code as text" });
   const status = h("p", { class: "form-error", role: "alert", id: "contact-status" });
   const list = h("ul", { class: "contacts", id: "contact-list", "aria-label": "Contacts" });
-  const file = h("input", { type: "file", accept: "image/*", id: "qr-file", class: "visually-hidden" });
-  const pickLabel = fileButton(file, "Scan a QR picture…", "qr-pick");
   const [codeRow, codeText] = field("contact-code-text", "…or paste a contact code", { placeholder: "tidings:contact?…" });
-  const video = h("video", { class: "camera", autoplay: true, muted: true, playsinline: true, hidden: true, "aria-label": "Camera" });
-  const camera = h("button", { type: "button", id: "qr-camera" }, "Use the camera");
   const reset = h("button", { type: "button", class: "danger", id: "reset-code" }, "Reset my code");
 
   const load = async (resetCode: boolean) => {
     try {
       const code = await api.contactCode(resetCode);
-      const doc = new DOMParser().parseFromString(code.svg, "image/svg+xml").documentElement;
-      fill(qr, document.importNode(doc, true));
+      showSvg(qr, code.svg);
       uri.value = code.uri;
     } catch (e) {
       fill(qr, h("p", {}, errorText(e)));
@@ -115,103 +106,37 @@ export function contactsDialog(open: (room: number) => void): void {
       fill(list, h("li", { class: "muted" }, errorText(e)));
     }
   };
-  const added = async (room: Promise<number>) => {
-    status.textContent = "Adding…";
-    try {
-      const r = await room;
+  const scan = scanner({
+    ids: { pick: "qr-pick", file: "qr-file", camera: "qr-camera" },
+    status,
+    busy: "Adding…",
+    scan: api.addContactImage,
+    found: async (room: number) => {
       status.textContent = "Contact added.";
-      stopCamera();
       await loadContacts();
       done.close();
-      open(r);
-    } catch (e) {
-      status.textContent = errorText(e);
-    }
-  };
-  file.addEventListener("change", () => {
-    const f = file.files?.[0];
-    if (f) void added(api.addContactImage(f));
-    file.value = "";
+      open(room);
+    },
+    alive: () => done.dialog.open,
   });
   codeText.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" && codeText.value.trim()) void added(api.addContact(codeText.value));
+    if (ev.key === "Enter" && codeText.value.trim()) void scan.attempt(api.addContact(codeText.value));
   });
-  const onPaste = (ev: ClipboardEvent) => {
-    const item = [...(ev.clipboardData?.items ?? [])].find((i) => i.type.startsWith("image/"));
-    const blob = item?.getAsFile();
-    if (blob) {
-      ev.preventDefault();
-      void added(api.addContactImage(blob));
-    }
-  };
   reset.addEventListener("click", async () => {
     if (confirm("Reset your code? People who have the old one can no longer add you with it.")) await load(true);
-  });
-
-  let stream: MediaStream | null = null;
-  let timer: number | undefined;
-  const stopCamera = () => {
-    window.clearInterval(timer);
-    stream?.getTracks().forEach((t) => t.stop());
-    stream = null;
-    video.hidden = true;
-  };
-  if (!navigator.mediaDevices?.getUserMedia) camera.hidden = true;
-  camera.addEventListener("click", async () => {
-    try {
-      const got = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
-      if (!done.dialog.open) {
-        got.getTracks().forEach((t) => t.stop());
-        return;
-      }
-      stream = got;
-      video.srcObject = stream;
-      video.hidden = false;
-      status.textContent = "Point the camera at a Tidings QR code.";
-      let busy = false;
-      timer = window.setInterval(async () => {
-        if (busy || video.videoWidth === 0) return;
-        busy = true;
-        const canvas = document.createElement("canvas");
-        canvas.width = video.videoWidth;
-        canvas.height = video.videoHeight;
-        canvas.getContext("2d")?.drawImage(video, 0, 0);
-        const blob = await new Promise<Blob | null>((r) => canvas.toBlob(r, "image/png"));
-        try {
-          if (blob) {
-            const room = await api.addContactImage(blob);
-            stopCamera();
-            done.close();
-            open(room);
-          }
-        } catch (e) {
-          // No code in this frame yet: keep looking. Anything else (a code for another
-          // server, an expired one) is the answer: say it and stop.
-          if (!(isAppError(e) && e.code === "no_code")) {
-            status.textContent = errorText(e);
-            stopCamera();
-          }
-        } finally {
-          busy = false;
-        }
-      }, 700);
-    } catch {
-      status.textContent = "The camera is not available here; use a picture instead.";
-      camera.hidden = true;
-    }
   });
 
   const body = h("div", { class: "contacts-body" },
     h("section", { class: "my-code", "aria-label": "My code" }, h("p", { class: "muted" }, "Let people scan this to add you."), qr, uri, reset),
     h("section", { class: "add", "aria-label": "Add a contact" },
-      h("div", { class: "row" }, pickLabel, file, camera),
+      scan.buttons,
       h("p", { class: "muted small" }, "You can also paste a screenshot of a QR code here."),
-      video, codeRow, status,
+      scan.video, codeRow, status,
       h("h3", {}, "Contacts"), list),
   );
   const done = modal("Contacts", body, "contacts");
-  done.dialog.addEventListener("paste", onPaste);
-  done.dialog.addEventListener("close", stopCamera);
+  scan.takePastes(done.dialog);
+  done.dialog.addEventListener("close", scan.stop);
   void load(false);
   void loadContacts();
 }
@@ -248,6 +173,8 @@ export function settingsDialog(signedOut: () => void): void {
       fill(blocked, h("li", { class: "muted" }, errorText(e)));
     }
   };
+  const link = h("button", { type: "button", id: "link-device" }, "Link a new device");
+  link.addEventListener("click", () => linkDeviceDialog(() => void loadDevices()));
   signOut.addEventListener("click", async () => {
     try {
       await api.signOut();
@@ -260,10 +187,88 @@ export function settingsDialog(signedOut: () => void): void {
   const body = h("div", { class: "stack" },
     h("p", {}, "Signed in as ", h("strong", { id: "me" }, s?.username ?? "?"), " on ", h("code", {}, s?.server ?? "?"),
       s && !s.encrypted ? h("span", { class: "insecure", id: "not-encrypted" }, " — not encrypted") : ""),
-    h("h3", {}, "My devices"), devices, h("h3", {}, "Blocked people"), blocked, err, signOut);
+    h("h3", {}, "My devices"), devices, h("div", { class: "row" }, link), h("h3", {}, "Blocked people"), blocked, err, signOut);
   const done = modal("Settings", body, "settings");
   void loadDevices();
   void loadBlocked();
+}
+
+/** A link code for a new device of mine: its QR code, its text, how long it works. Polls
+ * my devices while open, to say when one has linked; `closed` refreshes the list behind. */
+function linkDeviceDialog(closed: () => void): void {
+  const qr = h("div", { class: "qr shown", id: "link-qr", role: "img", "aria-label": "Link code QR code" }, "Loading…");
+  const code = h("input", { id: "link-code", class: "grow", readonly: true, "aria-label": "Link code as text" });
+  const copy = h("button", { type: "button", id: "link-copy" }, "Copy");
+  const expires = h("p", { class: "muted small", id: "link-expires", "aria-live": "polite" });
+  const status = h("p", { class: "form-error", role: "alert", id: "link-status" });
+  const again = h("button", { type: "button", id: "link-again", hidden: true }, "Show a new code");
+  let until = 0;
+  let known: Set<number> | null = null;
+  const tick = () => {
+    if (until === 0) return;
+    expires.textContent = linkExpiry(until);
+    again.hidden = Date.now() < until;
+  };
+  const load = async () => {
+    status.textContent = "";
+    until = 0;
+    expires.textContent = "";
+    again.hidden = true;
+    try {
+      const offer = await api.linkCode();
+      showSvg(qr, offer.svg);
+      code.value = offer.uri;
+      until = offer.expires_ms;
+      tick();
+    } catch (e) {
+      fill(qr, h("p", {}, errorText(e)));
+      code.value = "";
+      again.hidden = false;
+    }
+  };
+  // Whoever redeems the code shows up as a new device of mine.
+  const watch = async () => {
+    try {
+      const ids = new Set((await api.devices()).map((d) => d.id));
+      const fresh = known ? [...ids].filter((id) => !known?.has(id)) : [];
+      known = ids;
+      if (fresh.length > 0) {
+        status.textContent = "A new device is linked to your account.";
+        until = 0;
+        expires.textContent = "";
+        fill(qr, h("p", {}, "Linked."));
+        code.value = "";
+        again.hidden = false;
+        closed();
+      }
+    } catch {
+      // Offline for a moment: the next look tells.
+    }
+  };
+  copy.addEventListener("click", async () => {
+    code.select();
+    try {
+      await navigator.clipboard.writeText(code.value);
+      status.textContent = "Copied.";
+    } catch {
+      status.textContent = "Select the text and copy it.";
+    }
+  });
+  again.addEventListener("click", () => void load());
+  const body = h("div", { class: "stack my-code" },
+    h("p", { id: "link-warning" }, h("strong", {}, "Whoever scans or types this code gets your account on their device"),
+      ": your chats, your contacts, and the messages from now on. Show it only to a device of your own."),
+    h("p", { class: "muted small" }, "On the new device, choose “Link to a device I already use” and scan this code, or paste its text."),
+    qr, h("div", { class: "row" }, code, copy), expires, status, again);
+  const done = modal("Link a new device", body, "link-device-dialog");
+  const ticker = window.setInterval(tick, 1000);
+  const poll = window.setInterval(() => void watch(), 3000);
+  done.dialog.addEventListener("close", () => {
+    window.clearInterval(ticker);
+    window.clearInterval(poll);
+    closed();
+  });
+  void watch().then(load);
 }
 
 /** Items the server has not confirmed: why, and retry / discard for failures. */

@@ -75,6 +75,16 @@ export function clock(ms: number): string {
   return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
 }
 
+/** How long a link code still works, or that it no longer does. */
+export function linkExpiry(expiresMs: number, now: number = Date.now()): string {
+  const left = expiresMs - now;
+  if (left <= 0) return "This code has expired. Show a new one.";
+  const secs = Math.ceil(left / 1000);
+  if (secs < 60) return `Works once, for ${secs} more second${secs === 1 ? "" : "s"}.`;
+  const mins = Math.ceil(secs / 60);
+  return `Works once, for ${mins} more minute${mins === 1 ? "" : "s"} (until ${clock(expiresMs)}).`;
+}
+
 /** "4:07" or "1:02:03". */
 export function duration(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));

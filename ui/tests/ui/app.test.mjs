@@ -77,6 +77,79 @@ describe("first run", () => {
   });
 });
 
+describe("linking this device", () => {
+  const code = `tidings:link?v=1&server=http%3A%2F%2F127.0.0.1%3A7878&secret=${"ab".repeat(32)}`;
+
+  it("links from a pasted code, and says what is wrong with a bad one", async () => {
+    const page = await open("fresh");
+    await page.click("#signin-link");
+    await page.waitForSelector("#link-code-text");
+    await page.click("#link-submit");
+    assert.equal(await page.textContent("#link-error"), "Paste the link code first.");
+    const said = async (text) => {
+      await page.fill("#link-code-text", text);
+      await page.click("#link-submit");
+      await page.waitForFunction(() => !/^(|Linking…)$/.test(document.querySelector("#link-error")?.textContent ?? ""));
+      const out = await page.textContent("#link-error");
+      await page.evaluate(() => (document.querySelector("#link-error").textContent = ""));
+      return out;
+    };
+    assert.match(await said("hello there"), /not a Tidings link code.*Settings › Link a new device/);
+    assert.match(await said("tidings:contact?v=1&server=127.0.0.1%3A7878&user=bob&key=abcdefghijklmnop"), /^This is a contact code/);
+    assert.match(await said(`tidings:link?v=1&server=http%3A%2F%2F127.0.0.1%3A7878&secret=${"cd".repeat(32)}`), /used already or has expired\. Show a new one/);
+    await page.fill("#link-code-text", ` ${code}\n`);
+    await page.click("#link-submit");
+    await page.waitForSelector("#room-list");
+    assert.equal((await calls(page, "link_device")).length, 4);
+    assert.deepEqual(await calls(page, "sign_in"), []);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("links from a picture or a pasted screenshot of the QR code, and goes back", async () => {
+    const page = await open("fresh");
+    await page.click("#signin-link");
+    await page.click("#link-back");
+    await page.waitForSelector("#signin-submit");
+    await page.click("#signin-link");
+    // A picture with no code in it: said, and nothing else happens.
+    await page.setInputFiles("#link-qr-file", { name: "cat.png", mimeType: "image/png", buffer: Buffer.from("not a qr") });
+    await page.waitForFunction(() => /no QR code/.test(document.querySelector("#link-error")?.textContent ?? ""));
+    // A screenshot pasted into the screen.
+    await page.focus("#link-code-text");
+    await page.evaluate(() => {
+      const data = new DataTransfer();
+      data.items.add(new File([new Uint8Array(64)], "shot.png", { type: "image/png" }));
+      document.activeElement.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+    });
+    await page.waitForSelector("#room-list");
+    assert.equal((await calls(page, "link_device_image")).length, 2);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("shows a link code in settings with its QR code, expiry and warning, and sees the new device", async () => {
+    const page = await open("signed-in");
+    await page.click("#settings-button");
+    await page.waitForFunction(() => /ann's laptop/.test(document.querySelector("#device-list")?.textContent ?? ""));
+    await page.click("#link-device");
+    await page.waitForSelector("#link-qr svg");
+    assert.equal(await page.inputValue("#link-code"), code);
+    assert.match(await page.textContent("#link-expires"), /^Works once, for 10 more minutes/);
+    assert.match(await page.textContent("#link-warning"), /Whoever scans or types this code gets your account on their device/);
+    // The new device redeems the code: this side sees it among my devices.
+    await page.evaluate(() => window.__devices.push({ id: 12, name: "ann's phone", created_ms: Date.now(), last_seen_ms: Date.now(), current: false }));
+    await page.waitForFunction(() => /new device is linked/.test(document.querySelector("#link-status")?.textContent ?? ""), null, { timeout: 10_000 });
+    assert.equal(await page.inputValue("#link-code"), "", "a used code is not shown");
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("#link-device-dialog", { state: "detached" });
+    assert.match(await page.textContent("#device-list"), /ann's phone/);
+    assert.equal(await page.isVisible("#settings"), true, "back in settings");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+});
+
 describe("chats", () => {
   it("says 'pick a chat' once the list has chats, not 'no chats yet'", async () => {
     const page = await open("no-chats");

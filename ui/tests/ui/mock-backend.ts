@@ -4,7 +4,7 @@
 
 import { mockIPC } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
-import type { Message, OutboxEntry, RoomSummary, Startup } from "../../src/bindings";
+import type { Device, Message, OutboxEntry, RoomSummary, Startup } from "../../src/bindings";
 
 declare global {
   interface Window {
@@ -12,6 +12,7 @@ declare global {
     __emit: (event: string, payload: unknown) => Promise<void>;
     __rooms: RoomSummary[];
     __refuse: (room: number) => void;
+    __devices: Device[];
   }
 }
 
@@ -66,6 +67,24 @@ export function install(scenario: string) {
     void emit("core", [{ kind: "timeline_changed", room }]);
   };
   let signedIn = scenario !== "fresh";
+  const devices: Device[] = [{ id: 11, name: "ann's laptop", created_ms: now - 9 * DAY, last_seen_ms: now, current: true }];
+  window.__devices = devices;
+  // Link codes: the one shown, one used already, and what a contact code or garbage gets.
+  const linkUri = `tidings:link?v=1&server=http%3A%2F%2F127.0.0.1%3A7878&secret=${"ab".repeat(32)}`;
+  const usedLinkUri = `tidings:link?v=1&server=http%3A%2F%2F127.0.0.1%3A7878&secret=${"cd".repeat(32)}`;
+  const link = (code: string) => {
+    if (code.trim() === usedLinkUri) {
+      throw { code: "server", message: "this link code is unknown, used or expired: show a new one", reason: "invalid_link_code" };
+    }
+    if (code.trim().startsWith("tidings:contact?")) {
+      throw { code: "bad_link_code", message: "This is a contact code, for adding a person. To link this device, show the link code from Settings › Link a new device on the device you already use.", reason: null };
+    }
+    if (code.trim() !== linkUri) {
+      throw { code: "bad_link_code", message: "This is not a Tidings link code. On the device you already use, open Settings › Link a new device and show its code here.", reason: null };
+    }
+    signedIn = true;
+    return { ...session, device_id: 12 };
+  };
   const blocked: string[] = scenario === "request" ? ["mallory"] : [];
 
   mockIPC((cmd, args) => {
@@ -113,7 +132,15 @@ export function install(scenario: string) {
         blocked.splice(blocked.indexOf(String(a.username)), 1);
         return null;
       case "devices":
-        return [];
+        return devices;
+      case "link_code":
+        return { uri: linkUri, svg: "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'><rect width='5' height='5'/></svg>", expires_ms: Date.now() + 600_000 };
+      case "link_device":
+        return link(String(a.code));
+      case "link_device_image":
+        // The picture's bytes come raw: a tiny one holds no QR code.
+        if (!(args instanceof Uint8Array) || args.length < 16) throw { code: "no_code", message: "no QR code found in the image", reason: null };
+        return link(linkUri);
       case "contacts":
         return [];
       case "contact_code":

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkParts, noticeText, placeholderSize, stuckReason, tick } from "../../src/format";
+import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkExpiry, linkParts, noticeText, placeholderSize, stuckReason, tick } from "../../src/format";
 import type { Message } from "../../src/bindings";
 
 const msg = (at: number): Message => ({
@@ -129,5 +129,18 @@ describe("stuck reasons", () => {
     expect(stuckReason("forbidden")).toMatch(/no longer send/);
     expect(stuckReason(null)).toBe("unknown reason");
     expect(stuckReason("unknown")).toBe("the server refused it");
+  });
+});
+
+describe("link code expiry", () => {
+  it("says how long the code still works, then that it has expired", () => {
+    const now = 1_700_000_000_000;
+    expect(linkExpiry(now + 600_000, now)).toMatch(/^Works once, for 10 more minutes \(until .+\)\.$/);
+    expect(linkExpiry(now + 61_000, now)).toMatch(/^Works once, for 2 more minutes/);
+    expect(linkExpiry(now + 60_000, now)).toMatch(/^Works once, for 1 more minute /);
+    expect(linkExpiry(now + 58_001, now)).toBe("Works once, for 59 more seconds.");
+    expect(linkExpiry(now + 1, now)).toBe("Works once, for 1 more second.");
+    expect(linkExpiry(now, now)).toBe("This code has expired. Show a new one.");
+    expect(linkExpiry(now - 5_000, now)).toBe("This code has expired. Show a new one.");
   });
 });
