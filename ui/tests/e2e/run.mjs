@@ -6,7 +6,9 @@
 // other, who accepts the request, one adds the other from a
 // picture of their QR code, messages go both ways, ticks turn to read, a photo arrives with
 // its thumbnail, and a send the server refused (too large) is retried after the limit is
-// raised; then Ann calls Bob from the chat, he answers, both connect, she hangs up.
+// raised; then Ann calls Bob from the chat, he answers, both connect, she hangs up. Last, a
+// third profile, signed out, links to Ann's account with the code her Settings show (pasted
+// as text), and reads in her chat with Bob what he sends from then on.
 //
 // Needs: TIDINGS_BIN (the server), TIDINGS_APP (the app), TIDINGS_TESTDATA (photos),
 // Xvfb, tauri-driver, WebKitWebDriver, qrencode, openssl, nginx. `cargo xtask test` sets
@@ -220,6 +222,7 @@ async function lastMineState(b) {
 const started = Date.now();
 let ann;
 let bob;
+let laptop;
 try {
   await startServer(1_500_000);
   await until("nginx", async () => {
@@ -319,10 +322,38 @@ try {
   await until("the call record", async () => /Outgoing call · 0:0\d/.test(await text(ann, "#timeline")), 20_000);
   console.log("ok - a call connected both ways and ended with a record");
 
+  // Ann links a new device: her Settings show a link code; a third app, signed out, takes
+  // its text (never printed: it is a credential), becomes a device of her account, and
+  // reads what Bob sends from then on in her chat with him.
+  const laptopStarting = app("ann-laptop");
+  laptopStarting.catch(() => {}); // awaited below; its failure is reported there
+  await (await ann.$("#settings-button")).click();
+  await (await ann.$("#link-device")).click();
+  const linkCode = await until("ann's link code", async () => (await ann.$("#link-code")).getValue());
+  assert.ok(linkCode.startsWith("tidings:link?"), "a link code");
+  await until("the link QR code", async () => (await ann.$$("#link-qr svg")).length === 1);
+  assert.match(await text(ann, "#link-expires"), /^Works once/);
+  await shot(ann, "link-code");
+  laptop = await laptopStarting;
+  await (await laptop.$("#signin-link")).waitForExist({ timeout: 30_000 });
+  await (await laptop.$("#signin-link")).click();
+  await (await laptop.$("#link-code-text")).setValue(linkCode);
+  await (await laptop.$("#link-submit")).click();
+  await (await laptop.$("#room-list")).waitForExist({ timeout: 30_000 });
+  await until("ann's window sees the new device", async () => /new device is linked/.test(await text(ann, "#link-status")), 15_000);
+  await ann.keys("Escape");
+  await until("two devices in ann's settings", async () => (await ann.$$("#device-list li")).length === 2);
+  await ann.keys("Escape");
+  await openRoom(laptop, `bob${suffix}`);
+  await send(bob, "Hello to Ann's new laptop");
+  await until("the linked device reads bob's message", async () => (await text(laptop, "#timeline")).includes("Hello to Ann's new laptop"), 30_000);
+  await shot(laptop, "linked");
+  console.log("ok - a device linked by code joined ann's account and reads her chat");
+
   console.log(`e2e passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (e) {
   console.error(`not ok - ${e.stack ?? e}`);
-  for (const [who, b] of [["ann", ann], ["bob", bob]]) {
+  for (const [who, b] of [["ann", ann], ["bob", bob], ["ann's laptop", laptop]]) {
     if (!b) continue;
     try {
       console.error(`--- ${who}'s page:\n${(await text(b, "#app")).slice(0, 2000)}`);
@@ -332,7 +363,7 @@ try {
   if (server) console.error(`--- server output:\n${server.output().slice(-3000)}`);
   process.exitCode = 1;
 } finally {
-  for (const b of [ann, bob]) await b?.deleteSession().catch(() => {});
+  for (const b of [ann, bob, laptop]) await b?.deleteSession().catch(() => {});
   for (const c of children.reverse()) c.kill("SIGTERM");
   await sleep(300);
   rmSync(work, { recursive: true, force: true });
