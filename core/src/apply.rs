@@ -200,6 +200,10 @@ fn open(
             tracing::warn!(seq = e.seq, "A message whose MLS sender is not its logged sender.");
             Ok((e.content.clone(), Some(SecurityIssue::WrongSender)))
         }
+        Err(E2eeError::BadSignature) => {
+            tracing::warn!(seq = e.seq, "A message whose signature is not its sender's.");
+            Ok((e.content.clone(), Some(SecurityIssue::BadSignature)))
+        }
         Ok(_) => logged(),
         Err(E2eeError::Storage(err)) => Err(err.into()),
         Err(err) => {
@@ -426,11 +430,32 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
 }
 
 /// Applies a page of `room`'s events in order ([`event`] for each), in transaction `tx`;
-/// the room's group is loaded once for the whole page.
+/// the room's group is loaded once for the whole page, and its messages' signatures are
+/// checked on a second thread while the next are decrypted (core/src/e2ee/beside.rs). The
+/// page goes in a savepoint: if a signature was bad, it is rolled back and applied again
+/// with every signature checked in line, so the message that carried it is stored as one
+/// this device cannot open, as any message that fails to open is.
 pub fn page(tx: &Connection, room: RoomKey, me: i64, events: &[RoomEvent]) -> Result<(), Error> {
-    let mut loaded = crate::e2ee::Loaded::default();
-    for e in events {
-        event_in(tx, &mut loaded, room, me, e)?;
+    tx.execute_batch("SAVEPOINT page")?;
+    let applied = page_in(tx, room, me, events);
+    let end = if applied.is_ok() { "RELEASE page" } else { "ROLLBACK TO page; RELEASE page" };
+    let ended = tx.execute_batch(end);
+    applied?;
+    Ok(ended?)
+}
+
+fn page_in(tx: &Connection, room: RoomKey, me: i64, events: &[RoomEvent]) -> Result<(), Error> {
+    let mut loaded = crate::e2ee::Loaded::checking_beside();
+    let applied = events.iter().try_for_each(|e| event_in(tx, &mut loaded, room, me, e).map(drop));
+    let checked = loaded.finish();
+    applied?;
+    if checked.is_err() {
+        tracing::warn!(room, "A page with a bad signature: opening it again, checking each.");
+        tx.execute_batch("ROLLBACK TO page")?;
+        let mut loaded = crate::e2ee::Loaded::default();
+        for e in events {
+            event_in(tx, &mut loaded, room, me, e)?;
+        }
     }
     Ok(())
 }

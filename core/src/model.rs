@@ -139,6 +139,9 @@ pub enum SecurityIssue {
     NotAMember,
     /// A message whose encryption names another sender than the server does.
     WrongSender,
+    /// A message whose signature is not its sender's: forged by someone who holds the room's
+    /// keys but not the sender's, or damaged.
+    BadSignature,
 }
 
 impl SecurityIssue {
@@ -148,12 +151,13 @@ impl SecurityIssue {
             SecurityIssue::Uncertified => "uncertified",
             SecurityIssue::NotAMember => "not_a_member",
             SecurityIssue::WrongSender => "wrong_sender",
+            SecurityIssue::BadSignature => "bad_signature",
         }
     }
 
     /// The issue a stored name names.
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Uncertified, Self::NotAMember, Self::WrongSender]
+        [Self::Uncertified, Self::NotAMember, Self::WrongSender, Self::BadSignature]
             .into_iter()
             .find(|i| i.as_str() == name)
     }
@@ -163,6 +167,7 @@ impl SecurityIssue {
         match error {
             crate::e2ee::E2eeError::Uncertified(_) => Some(Self::Uncertified),
             crate::e2ee::E2eeError::NotAMember(_) => Some(Self::NotAMember),
+            crate::e2ee::E2eeError::BadSignature => Some(Self::BadSignature),
             _ => None,
         }
     }

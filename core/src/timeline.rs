@@ -115,6 +115,7 @@ fn security_notice(issue: SecurityIssue) -> Shown {
         SecurityIssue::Uncertified => "security: a device its owner did not certify was refused",
         SecurityIssue::NotAMember => "security: a device of someone not in the room was refused",
         SecurityIssue::WrongSender => "security: a message from a device other than its sender's",
+        SecurityIssue::BadSignature => "security: a message whose signature is not its sender's",
     };
     Shown {
         text: text.into(),

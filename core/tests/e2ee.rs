@@ -124,6 +124,53 @@ impl Member {
         self.mls(|d, db| d.encrypt(db, GROUP, &plaintext).unwrap())
     }
 
+    /// Seals `text` with this device's place in the group — its ratchet, its leaf — but
+    /// signed with a key that is not its leaf's: what someone who stole the room's keys but
+    /// not the device's would send (openmls directly on the profile, as core stores it).
+    fn forge_text(&self, text: &str) -> Vec<u8> {
+        use openmls::prelude::{tls_codec::Serialize as _, GroupId, MlsGroup};
+        use openmls_traits::OpenMlsProvider;
+        struct Provider<'c> {
+            crypto: openmls_rust_crypto::RustCrypto,
+            storage:
+                openmls_sqlite_storage::SqliteStorageProvider<e2ee::Json, &'c rusqlite::Connection>,
+        }
+        impl<'c> OpenMlsProvider for Provider<'c> {
+            type CryptoProvider = openmls_rust_crypto::RustCrypto;
+            type RandProvider = openmls_rust_crypto::RustCrypto;
+            type StorageProvider =
+                openmls_sqlite_storage::SqliteStorageProvider<e2ee::Json, &'c rusqlite::Connection>;
+            fn storage(&self) -> &Self::StorageProvider {
+                &self.storage
+            }
+            fn crypto(&self) -> &Self::CryptoProvider {
+                &self.crypto
+            }
+            fn rand(&self) -> &Self::RandProvider {
+                &self.crypto
+            }
+        }
+        let body = tidings_core::apply::MessageBody::text(text);
+        let plaintext = tidings_proto::codec::encode(&body).unwrap();
+        let db = self.db();
+        let provider = Provider {
+            crypto: Default::default(),
+            storage: openmls_sqlite_storage::SqliteStorageProvider::new(&db),
+        };
+        let mut group =
+            MlsGroup::load(provider.storage(), &GroupId::from_slice(GROUP)).unwrap().unwrap();
+        let stranger = openmls_basic_credential::SignatureKeyPair::new(
+            e2ee::CIPHERSUITE.signature_algorithm(),
+        )
+        .unwrap();
+        assert_eq!(stranger.signature_scheme(), e2ee::CIPHERSUITE.signature_algorithm());
+        group
+            .create_message(&provider, &stranger, &plaintext)
+            .unwrap()
+            .tls_serialize_detached()
+            .unwrap()
+    }
+
     /// Applies the room's log after `after` to this device's group, as a client's sync would;
     /// returns the plaintexts read.
     async fn read_log(&mut self, room: RoomId, group: &[u8], after: u64) -> Vec<Vec<u8>> {
@@ -367,6 +414,16 @@ async fn a_device_keeps_its_key_packages_stocked_on_the_server() {
 
 /// Bob (a device speaking MLS directly) opens a room with Olga, invites the engine user
 /// dora, and sets the room's group ([`GROUP`]) up with dora's device in it.
+/// The timeline's security notices: who sent what was refused, and why.
+fn security_notices(page: &[tidings_core::Message]) -> Vec<(&str, tidings_core::SecurityIssue)> {
+    page.iter()
+        .filter_map(|m| match &m.notice {
+            Some(tidings_core::Notice::Security { issue }) => Some((m.sender.as_str(), *issue)),
+            _ => None,
+        })
+        .collect()
+}
+
 async fn bobs_room_with_dora(server: &TestServer) -> (Member, RoomId) {
     let mut bob = Member::sign_up(server, "bob").await;
     let dora = bob.lookup("dora").await;
@@ -781,6 +838,44 @@ async fn a_signed_out_device_leaves_every_group_with_the_next_message() {
 }
 
 #[tokio::test]
+async fn a_forged_signature_in_a_catch_up_page_refuses_that_message_alone() {
+    let server = TestServer::start().await.unwrap();
+    let (app, _profile) = app_user(&server, "dora").await;
+
+    // Bob's room with dora: a page of messages for her to catch up on, one of them sealed
+    // with Bob's keys for the room but signed with another key than his device's.
+    let (mut bob, room) = bobs_room_with_dora(&server).await;
+    for text in ["one", "two"] {
+        bob.send(request_id(), room, bob.seal_text(text)).await.unwrap();
+    }
+    bob.send(request_id(), room, bob.forge_text("forged")).await.unwrap();
+    for text in ["three", "four"] {
+        bob.send(request_id(), room, bob.seal_text(text)).await.unwrap();
+    }
+
+    // Her engine checks a page's signatures beside decrypting it: the forged one fails the
+    // page, which is opened again checking each — every real message shows, the forged one
+    // is refused and said to be, and sync goes on.
+    tidings_core::sync::sync_until_idle(&app).await.unwrap();
+    let rooms = app.rooms().list().await.unwrap();
+    let summary = rooms.iter().find(|r| r.server_id == Some(room.0)).expect("the room");
+    let page = app.room(summary.room).timeline().page(None, 50).await.unwrap();
+    let texts: Vec<&str> = page.iter().map(|m| m.text.as_str()).collect();
+    for text in ["one", "two", "three", "four"] {
+        assert!(texts.contains(&text), "{text}: {texts:?}");
+    }
+    assert!(!texts.iter().any(|t| t.contains("forged")), "{texts:?}");
+    let issues = security_notices(&page);
+    assert_eq!(issues, [("bob", tidings_core::SecurityIssue::BadSignature)]);
+
+    // What follows still opens.
+    bob.send(request_id(), room, bob.seal_text("five")).await.unwrap();
+    tidings_core::sync::sync_until_idle(&app).await.unwrap();
+    let page = app.room(summary.room).timeline().page(None, 50).await.unwrap();
+    assert!(page.iter().any(|m| m.text == "five"));
+}
+
+#[tokio::test]
 async fn what_fails_a_check_of_who_is_in_the_group_is_refused_and_shown_as_a_security_event() {
     let server = TestServer::start().await.unwrap();
     let (app, _profile) = app_user(&server, "dora").await;
@@ -808,13 +903,7 @@ async fn what_fails_a_check_of_who_is_in_the_group_is_refused_and_shown_as_a_sec
     let rooms = app.rooms().list().await.unwrap();
     let summary = rooms.iter().find(|r| r.server_id == Some(room.0)).expect("the room");
     let page = app.room(summary.room).timeline().page(None, 50).await.unwrap();
-    let issues: Vec<_> = page
-        .iter()
-        .filter_map(|m| match &m.notice {
-            Some(tidings_core::Notice::Security { issue }) => Some((m.sender.as_str(), *issue)),
-            _ => None,
-        })
-        .collect();
+    let issues = security_notices(&page);
     assert_eq!(
         issues,
         [

@@ -216,7 +216,7 @@ name: string, } | { "kind": "security",
  */
 issue: SecurityIssue, };
 
-export type SecurityIssue = "uncertified" | "not_a_member" | "wrong_sender";
+export type SecurityIssue = "uncertified" | "not_a_member" | "wrong_sender" | "bad_signature";
 
 export type ServerErrorCode = "incompatible_version" | "malformed" | "unknown_request" | "too_large" | "hello_required" | "unauthenticated" | "bad_credentials" | "forbidden" | "not_found" | "username_taken" | "invalid_input" | "request_id_reused" | "rate_limited" | "shutting_down" | "too_slow" | "internal" | "invalid_contact_key" | "expired_contact_key" | "quota_exceeded" | "storage_full" | "stale_epoch" | "invalid_link_code" | "too_many_devices" | "unknown";
 

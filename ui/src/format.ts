@@ -290,6 +290,8 @@ export function securityText(issue: SecurityIssue, sender: string): string {
       return `Refused: ${sender} tried to let a device of someone not in this room read it`;
     case "wrong_sender":
       return `Refused: a message said to be ${sender}'s came from another device`;
+    case "bad_signature":
+      return `Refused: a message said to be ${sender}'s was not signed by them`;
   }
 }
 

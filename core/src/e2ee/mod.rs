@@ -21,6 +21,7 @@
 //! Who a leaf belongs to is its credential: a [`LeafId`] (user and device ids). The caller
 //! checks that against the room's membership in the log; this module only reports it.
 
+mod beside;
 mod codec;
 pub mod file;
 mod identity;
@@ -139,6 +140,10 @@ pub enum E2eeError {
     /// A handshake where an application message belongs.
     #[error("a {0} where a message belongs")]
     Misplaced(&'static str),
+    /// A message whose signature is not its sender's — or, in a page whose signatures were
+    /// checked beside decryption ([`Loaded::checking_beside`]), some message's.
+    #[error("a bad signature")]
+    BadSignature,
 }
 
 /// An MLS failure met by the engine: the database's is a database error; anything else is
@@ -160,18 +165,27 @@ type Storage<'c> = SqliteStorageProvider<Json, &'c Connection>;
 
 /// openmls' view of one database connection.
 struct Provider<'c> {
-    crypto: RustCrypto,
+    crypto: beside::Crypto<'c>,
     storage: Storage<'c>,
 }
 
 impl<'c> Provider<'c> {
+    /// Signatures checked in line.
     fn new(conn: &'c Connection) -> Self {
-        Self { crypto: RustCrypto::default(), storage: SqliteStorageProvider::new(conn) }
+        Self::checking(conn, None)
+    }
+
+    /// Signatures checked in line, or handed to `beside`.
+    fn checking(conn: &'c Connection, beside: Option<&'c beside::Beside>) -> Self {
+        Self {
+            crypto: beside::Crypto { rust: RustCrypto::default(), beside },
+            storage: SqliteStorageProvider::new(conn),
+        }
     }
 }
 
 impl<'c> OpenMlsProvider for Provider<'c> {
-    type CryptoProvider = RustCrypto;
+    type CryptoProvider = beside::Crypto<'c>;
     type RandProvider = RustCrypto;
     type StorageProvider = Storage<'c>;
 
@@ -182,7 +196,7 @@ impl<'c> OpenMlsProvider for Provider<'c> {
         &self.crypto
     }
     fn rand(&self) -> &Self::RandProvider {
-        &self.crypto
+        &self.crypto.rust
     }
 }
 
@@ -622,9 +636,14 @@ pub fn process(
 /// any other function of this module is used on it. Only a group that just opened a message
 /// is kept; after anything else (a commit, an error) it is loaded again. Drop it with its
 /// transaction: after a rollback its groups are ahead of storage.
+///
+/// Made by [`Loaded::checking_beside`], it checks the messages' signatures on a second
+/// thread ([`beside`]): then [`Loaded::finish`] must say the page is good before its
+/// transaction commits.
 #[derive(Default)]
 pub struct Loaded {
     groups: std::collections::HashMap<Vec<u8>, MlsGroup>,
+    beside: Option<beside::Beside>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -634,6 +653,24 @@ impl std::fmt::Debug for Loaded {
 }
 
 impl Loaded {
+    /// Groups loaded once, with the signatures of the messages opened checked on a second
+    /// thread while the next are decrypted: what is opened must not be committed before
+    /// [`Loaded::finish`] says every signature was good.
+    pub fn checking_beside() -> Self {
+        Self { groups: Default::default(), beside: Some(beside::Beside::default()) }
+    }
+
+    /// Waits for the signatures checked beside (nothing to wait for without): `Ok` if every
+    /// one was good, else [`E2eeError::BadSignature`] — roll back what was opened and open
+    /// it again with signatures checked in line, to find which message it was.
+    pub fn finish(&mut self) -> Result<(), E2eeError> {
+        self.groups.clear();
+        match &self.beside {
+            Some(beside) if !beside.finish() => Err(E2eeError::BadSignature),
+            _ => Ok(()),
+        }
+    }
+
     /// Opens one application message of `group` from the log, with `group` loaded once for
     /// every call on this `Loaded`. A handshake here (where the log has a message) is
     /// [`E2eeError::Misplaced`], and changes nothing.
@@ -643,7 +680,7 @@ impl Loaded {
         group: &[u8],
         message: &[u8],
     ) -> Result<Processed, E2eeError> {
-        let provider = Provider::new(conn);
+        let provider = Provider::checking(conn, self.beside.as_ref());
         let mut mls = match self.groups.remove(group) {
             Some(mls) => mls,
             None => load(&provider, group)?,
@@ -677,7 +714,12 @@ fn process_loaded(
     if roster.is_none() && message.content_type() != ContentType::Application {
         return Err(E2eeError::Misplaced("handshake"));
     }
-    let processed = mls.process_message(provider, message).map_err(refused)?;
+    let processed = mls.process_message(provider, message).map_err(|e| match e {
+        ProcessMessageError::ValidationError(ValidationError::InvalidSignature) => {
+            E2eeError::BadSignature
+        }
+        other => refused(other),
+    })?;
     let sender = LeafId::from_credential(processed.credential())?;
     Ok(match processed.into_content() {
         ProcessedMessageContent::ApplicationMessage(message) => {

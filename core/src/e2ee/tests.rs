@@ -446,3 +446,50 @@ fn a_handshake_where_a_message_belongs_is_refused_and_changes_nothing() {
     assert!(matches!(refused, Err(E2eeError::Misplaced(_))), "{refused:?}");
     assert_eq!(bob.with(|_, c| epoch(c, GROUP).unwrap()), Some(1));
 }
+
+#[test]
+fn a_page_checked_beside_fails_on_one_bad_signature_and_checked_in_line_only_that_message_does() {
+    let (alice, bob, _carol) = three();
+    let seal = |text: &[u8]| bob.with(|d, c| d.encrypt(c, GROUP, text).unwrap());
+    let first = seal(b"one");
+    // Bob's ratchet, another key's signature.
+    let forged = bob.with(|_, c| {
+        let provider = Provider::new(c);
+        let mut mls = load(&provider, GROUP).unwrap();
+        let stranger = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).unwrap();
+        mls.create_message(&provider, &stranger, b"forged").unwrap().to_bytes().unwrap()
+    });
+    let last = seal(b"three");
+    let page = [first, forged, last];
+    let text = |p: Result<Processed, E2eeError>| match p {
+        Ok(Processed::Application { plaintext, .. }) => Ok(plaintext),
+        Ok(other) => panic!("{other:?}"),
+        Err(e) => Err(e),
+    };
+
+    let conn = alice.open();
+    conn.execute_batch("BEGIN").unwrap();
+    let mut loaded = Loaded::checking_beside();
+    for message in &page {
+        // Decrypted, signature not checked yet.
+        text(loaded.open(&conn, GROUP, message)).unwrap();
+    }
+    assert!(matches!(loaded.finish(), Err(E2eeError::BadSignature)));
+    conn.execute_batch("ROLLBACK").unwrap();
+
+    // Rolled back, the page opens again, every signature checked in line.
+    let mut loaded = Loaded::default();
+    let opened: Vec<_> = page.iter().map(|m| text(loaded.open(&conn, GROUP, m))).collect();
+    assert_eq!(opened[0].as_ref().unwrap(), b"one");
+    assert!(matches!(opened[1], Err(E2eeError::BadSignature)), "{:?}", opened[1]);
+    assert_eq!(opened[2].as_ref().unwrap(), b"three");
+    loaded.finish().unwrap();
+
+    // A good page checked beside is good.
+    let more = [seal(b"four"), seal(b"five")];
+    let mut loaded = Loaded::checking_beside();
+    for message in &more {
+        text(loaded.open(&conn, GROUP, message)).unwrap();
+    }
+    loaded.finish().unwrap();
+}

@@ -179,7 +179,7 @@ fn inject(conn: &Connection, v: &Vector, ciphersuite: Ciphersuite) {
     assert_eq!(bundle.key_package().hash_ref(provider.crypto()).unwrap(), hash_ref);
     assert_eq!(&bundle.init_private_key()[..], &v.init_priv[..]);
     assert_eq!(bundle.key_package().ciphersuite(), ciphersuite);
-    check_keys(provider.crypto(), ciphersuite, bundle.key_package(), v);
+    check_keys(&provider.crypto().rust, ciphersuite, bundle.key_package(), v);
 }
 
 /// The format's first check: the vector's private keys are those of its KeyPackage's public

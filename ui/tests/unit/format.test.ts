@@ -120,6 +120,7 @@ describe("notices", () => {
       "Refused: ann tried to let a device of someone not in this room read it",
     );
     expect(noticeText({ kind: "security", issue: "wrong_sender" }, "ann")).toContain("another device");
+    expect(noticeText({ kind: "security", issue: "bad_signature" }, "ann")).toContain("not signed by them");
   });
 });
 
