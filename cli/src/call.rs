@@ -254,6 +254,9 @@ fn outcome(talked: bool, reason: EndReason) -> Result<(), Failure> {
             (EXIT_DECLINED, "the call was declined")
         }
         EndReason::Failed => (EXIT_FAILURE, "the call's media failed"),
+        EndReason::NotEncrypted => {
+            (EXIT_FAILURE, "the room's encryption was not ready in time: try again")
+        }
         _ => (EXIT_FAILURE, "the call ended before it connected"),
     };
     Err(Failure { code, message: message.into() })

@@ -160,6 +160,9 @@ pub enum Media {
     Connected,
     /// Media could not be established or was lost.
     Failed,
+    /// The room's encryption group was not ready in time, so the SDP and candidates could
+    /// not be sealed (they never go in clear).
+    NotEncrypted,
 }
 
 /// What the machine asks for.
@@ -308,6 +311,8 @@ pub enum EndReason {
     Glare,
     /// Granted, but no offer came.
     ReservationExpired,
+    /// The room's encryption was not ready in time: nothing of the call went unsealed.
+    NotEncrypted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -840,6 +845,10 @@ impl CallMachine {
             (_, _, Media::Failed) => {
                 self.signal(peer, call, CallSignal::Hangup { reason: HangupReason::Failed });
                 self.end(now, EndReason::Failed, Some(CallOutcome::Missed));
+            }
+            (_, _, Media::NotEncrypted) => {
+                self.signal(peer, call, CallSignal::Hangup { reason: HangupReason::Failed });
+                self.end(now, EndReason::NotEncrypted, Some(CallOutcome::Missed));
             }
             (
                 _,

@@ -128,6 +128,33 @@ fn a_call_rings_at_the_offer_connects_after_accept_and_records_its_duration() {
 }
 
 #[test]
+fn an_offer_that_cannot_be_sealed_ends_the_call_on_both_sides_as_not_encrypted() {
+    let t0 = Instant::now();
+    let (mut ann, mut bob) =
+        (CallMachine::new(ANN, Timeouts::default()), CallMachine::new(BOB, Timeouts::default()));
+    ann.handle(t0, call(7, BOB));
+    drain(&mut ann);
+    bob.handle(t0, remote(ANN, 11, 7, CallSignal::Inquire { video: false }));
+    drain(&mut bob);
+    ann.handle(t0, remote(BOB, 21, 7, CallSignal::Grant {}));
+    drain(&mut ann);
+    ann.handle(t0, Input::Media(Media::OfferCreated(blob("offer"))));
+    drain(&mut ann);
+    // The driver found no group for the room in time: the offer did not go.
+    ann.handle(t0, Input::Media(Media::NotEncrypted));
+    let out = drain(&mut ann);
+    assert_eq!(ended(&out), Some(EndReason::NotEncrypted));
+    assert_eq!(record(&out).map(|(o, _)| o), Some(CallOutcome::Missed));
+    let hangup = CallSignal::Hangup { reason: HangupReason::Failed };
+    // To every device of Bob's, as the offer would have gone.
+    assert_eq!(signals(&out), [(BOB, None, hangup.clone())]);
+    // Bob's granted device lets its reservation go at once, rather than wait for an offer.
+    bob.handle(t0, remote(ANN, 11, 7, hangup));
+    assert!(ended(&drain(&mut bob)).is_some());
+    assert!(!ann.is_busy() && !bob.is_busy());
+}
+
+#[test]
 fn offer_after_candidates_buffers_them_until_accept() {
     let t0 = Instant::now();
     let mut bob = CallMachine::new(BOB, Timeouts::default());

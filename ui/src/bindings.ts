@@ -387,7 +387,7 @@ user: number,
  */
 device: number | null, };
 
-export type EndReason = "hung_up" | "remote_hung_up" | "cancelled" | "declined" | "remote_declined" | "busy" | "unavailable" | "no_answer" | "answered_elsewhere" | "declined_elsewhere" | "failed" | "glare" | "reservation_expired";
+export type EndReason = "hung_up" | "remote_hung_up" | "cancelled" | "declined" | "remote_declined" | "busy" | "unavailable" | "no_answer" | "answered_elsewhere" | "declined_elsewhere" | "failed" | "glare" | "reservation_expired" | "not_encrypted";
 
 export type CallOutcome = "missed" | "declined" | "busy" | "completed" | "cancelled" | "other";
 

@@ -155,6 +155,8 @@ export function endReason(reason: EndReason): string | null {
       return "You called each other at once — try again";
     case "reservation_expired":
       return "The call did not start";
+    case "not_encrypted":
+      return "The call did not start: this chat's encryption was not ready — try again";
   }
 }
 

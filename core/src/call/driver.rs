@@ -15,7 +15,10 @@
 //!
 //! - **sealing**: SDP and candidates go out sealed for the room's MLS group and signed by
 //!   this device's leaf (`e2ee::signal`); what comes in is opened and checked against the
-//!   device the server says sent it, or dropped. Rooms without a group signal in clear.
+//!   device the server says sent it, or dropped. Nothing with SDP or a candidate goes in
+//!   clear, nor is taken in clear: a room nobody has written in gets its group set up at the
+//!   call's Inquire, and if it is not there in time the call ends as
+//!   [`super::EndReason::NotEncrypted`].
 //!
 //! STUN/TURN servers come from the server (`IceServers`: TURN credentials in coturn's REST
 //! scheme), fetched when calls start and again when the credentials near their expiry.
@@ -77,7 +80,7 @@ const MEDIA_LINGER: Duration = Duration::from_millis(1500);
 /// Longest a media step (making the connection, an offer, an answer) may take.
 const MEDIA_STEP: Duration = Duration::from_secs(5);
 /// Longest a call's first sealed signal waits for its room's group to be set up.
-const GROUP_WAIT: Duration = Duration::from_secs(3);
+const GROUP_WAIT: Duration = Duration::from_secs(5);
 /// Longest a call waits for STUN/TURN servers that were not fetched yet.
 const ICE_FETCH_WAIT: Duration = Duration::from_secs(3);
 
@@ -338,7 +341,8 @@ impl Driver {
                 match self.server_room(room).await {
                     Some(server) => {
                         let signal = match self.seal(room, call, signal).await {
-                            Ok(signal) => signal,
+                            Ok(Some(signal)) => signal,
+                            Ok(None) => return Some(Input::Media(Media::NotEncrypted)),
                             Err(e) => {
                                 tracing::warn!(error = %e, call, "A call signal could not be sealed.");
                                 return None;
@@ -471,22 +475,22 @@ impl Driver {
     }
 
     /// `signal` as it goes to the server: its SDP or candidate sealed for the room's group
-    /// (e2ee::signal), or as it is in a room without one.
+    /// (e2ee::signal); `None` if the room has no group (in time), and so it cannot go.
     async fn seal(
         &self,
         room: RoomKey,
         call: CallId,
         signal: CallSignal,
-    ) -> Result<CallSignal, Error> {
+    ) -> Result<Option<CallSignal>, Error> {
         let Some((kind, blob)) = blob_of(&signal) else {
             if matches!(signal, CallSignal::Inquire { .. }) {
                 // The offer that follows is sealed with the room's group: have it ready.
                 self.want_group(room).await;
             }
-            return Ok(signal);
+            return Ok(Some(signal));
         };
         // The offer (or answer) waits for a group being set up; the candidates that follow
-        // it find the group there, or go as the offer went.
+        // it find the group there, or the call has ended.
         if !self.want_group(room).await && kind != CANDIDATE {
             self.wait_for_group(room).await;
         }
@@ -502,11 +506,11 @@ impl Driver {
             })
             .await?;
         match sealed {
-            Some(sealed) => Ok(with_blob(
+            Some(sealed) => Ok(Some(with_blob(
                 signal,
                 SignalBlob::new(sealed).map_err(|e| Error::Invalid(e.to_string()))?,
-            )),
-            None => Ok(signal),
+            ))),
+            None => Ok(None),
         }
     }
 
@@ -540,12 +544,12 @@ impl Driver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tracing::warn!("No encryption group for the call's room in time: signals go in clear.");
+        tracing::warn!("No encryption group for the call's room in time: the call ends.");
     }
 
     /// `signal` as the machine takes it: opened if sealed for the room's group by the device
-    /// the server says sent it; `None` (dropped) if it does not open, or comes in clear in a
-    /// room that has a group (whoever sent it, it was not a member's device).
+    /// the server says sent it; `None` (dropped) if it does not open, or comes in clear
+    /// (whoever sent it, it was not a member's device, or not one of this version).
     async fn open(
         &self,
         room: RoomKey,
@@ -562,8 +566,7 @@ impl Driver {
                 (Some(group), true) => {
                     Ok(Some(e2ee::signal::open_signal(c, &group, call, kind, from, &blob)?))
                 }
-                (None, false) => Ok::<_, Error>(Some(blob)),
-                _ => Ok(None),
+                _ => Ok::<_, Error>(None),
             })
             .await;
         match opened {

@@ -34,7 +34,7 @@ const LABEL: &str = "tidings call signal v1";
 const HEADER: usize = 4 + 8 + 1 + 12;
 const SIGNATURE: usize = 64;
 
-/// Whether a signal's blob is sealed (else it is in clear: a room without a group).
+/// Whether a signal's blob is sealed (else it is in clear, which no Tidings device sends).
 pub fn is_sealed(blob: &[u8]) -> bool {
     blob.starts_with(MAGIC)
 }

@@ -77,6 +77,7 @@ describe("calls", () => {
     expect(endReason("busy")).toMatch(/Busy/);
     expect(endReason("unavailable")).toMatch(/not online/);
     expect(endReason("no_answer")).toBe("No answer");
+    expect(endReason("not_encrypted")).toMatch(/encryption was not ready/);
     expect(endReason("declined")).toBeNull();
     expect(callStatus({ state: "requesting", call: 1, peer: { room: 1, user: 2, device: null } })).toBe("Requesting…");
   });
