@@ -447,15 +447,15 @@ pub fn page(tx: &Connection, room: RoomKey, me: i64, events: &[RoomEvent]) -> Re
 fn page_in(tx: &Connection, room: RoomKey, me: i64, events: &[RoomEvent]) -> Result<(), Error> {
     let mut loaded = crate::e2ee::Loaded::checking_beside();
     let applied = events.iter().try_for_each(|e| event_in(tx, &mut loaded, room, me, e).map(drop));
-    let checked = loaded.finish();
-    applied?;
-    if checked.is_err() {
-        tracing::warn!(room, "A page with a bad signature: opening it again, checking each.");
-        tx.execute_batch("ROLLBACK TO page")?;
-        let mut loaded = crate::e2ee::Loaded::default();
-        for e in events {
-            event_in(tx, &mut loaded, room, me, e)?;
-        }
+    if loaded.finish().is_ok() {
+        return applied;
+    }
+    // Whatever else happened: what a forged message brought is not to be kept or acted on.
+    tracing::warn!(room, "A page with a bad signature: opening it again, checking each.");
+    tx.execute_batch("ROLLBACK TO page")?;
+    let mut loaded = crate::e2ee::Loaded::default();
+    for e in events {
+        event_in(tx, &mut loaded, room, me, e)?;
     }
     Ok(())
 }

@@ -412,8 +412,6 @@ async fn a_device_keeps_its_key_packages_stocked_on_the_server() {
     );
 }
 
-/// Bob (a device speaking MLS directly) opens a room with Olga, invites the engine user
-/// dora, and sets the room's group ([`GROUP`]) up with dora's device in it.
 /// The timeline's security notices: who sent what was refused, and why.
 fn security_notices(page: &[tidings_core::Message]) -> Vec<(&str, tidings_core::SecurityIssue)> {
     page.iter()
@@ -424,6 +422,8 @@ fn security_notices(page: &[tidings_core::Message]) -> Vec<(&str, tidings_core::
         .collect()
 }
 
+/// Bob (a device speaking MLS directly) opens a room with Olga, invites the engine user
+/// dora, and sets the room's group ([`GROUP`]) up with dora's device in it.
 async fn bobs_room_with_dora(server: &TestServer) -> (Member, RoomId) {
     let mut bob = Member::sign_up(server, "bob").await;
     let dora = bob.lookup("dora").await;

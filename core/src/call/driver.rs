@@ -475,7 +475,9 @@ impl Driver {
     }
 
     /// `signal` as it goes to the server: its SDP or candidate sealed for the room's group
-    /// (e2ee::signal); `None` if the room has no group (in time), and so it cannot go.
+    /// (e2ee::signal). An offer or answer whose room has no group (in time) is `None`: it
+    /// cannot go, and the call ends. A candidate then is an error, dropped like any signal
+    /// that does not seal: a call that is talking is not ended for it.
     async fn seal(
         &self,
         room: RoomKey,
@@ -510,6 +512,9 @@ impl Driver {
                 signal,
                 SignalBlob::new(sealed).map_err(|e| Error::Invalid(e.to_string()))?,
             ))),
+            None if kind == CANDIDATE => {
+                Err(Error::Internal("no encryption group for a call's candidate".into()))
+            }
             None => Ok(None),
         }
     }

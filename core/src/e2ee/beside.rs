@@ -53,42 +53,58 @@ struct Checker {
 }
 
 /// Signatures being checked beside decryption. [`Beside::finish`] gives the verdict.
-#[derive(Default)]
 pub(super) struct Beside {
     checker: Mutex<Option<Checker>>,
+    /// False from the first bad signature on, whichever `finish` found it: a verdict is
+    /// never lost to a second call.
+    all_good: AtomicBool,
+}
+
+impl Default for Beside {
+    fn default() -> Self {
+        Self { checker: Mutex::default(), all_good: AtomicBool::new(true) }
+    }
 }
 
 impl Beside {
-    /// Hands one Ed25519 signature to the checking thread.
-    fn hand(&self, check: Check) {
+    /// Hands one Ed25519 signature to the checking thread; gives it back if no thread can
+    /// be started (the caller then checks it in line).
+    fn hand(&self, check: Check) -> Result<(), Check> {
         let mut checker = self.checker.lock().unwrap_or_else(|e| e.into_inner());
-        let checker = checker.get_or_insert_with(|| {
+        if checker.is_none() {
             let (checks, receiver) = mpsc::channel();
             let queue =
                 Arc::new(Queue { checks: Mutex::new(receiver), all_good: AtomicBool::new(true) });
-            let thread = std::thread::spawn({
+            let started = std::thread::Builder::new().name("signatures".into()).spawn({
                 let queue = queue.clone();
                 move || check_all(&queue)
             });
-            Checker { checks, queue, thread }
-        });
-        // Nobody receives only once the thread is gone — it panicked: then `finish` reports
-        // the page as not checked.
-        let _ = checker.checks.send(check);
+            match started {
+                Ok(thread) => *checker = Some(Checker { checks, queue, thread }),
+                Err(_) => return Err(check),
+            }
+        }
+        if let Some(checker) = checker.as_ref() {
+            // Cannot fail: the checker's own queue keeps the receiving end alive.
+            let _ = checker.checks.send(check);
+        }
+        Ok(())
     }
 
     /// Checks what is left of the signatures handed over, on this thread beside the checking
-    /// one, and waits for it: true when all were good (or none was handed over).
+    /// one, and waits for it: true when every signature handed over so far was good (or none
+    /// was). A checking thread that panicked counts as a bad signature: the caller checks
+    /// the page again in line.
     pub(super) fn finish(&self) -> bool {
         let checker = self.checker.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match checker {
-            None => true,
-            Some(Checker { checks, queue, thread }) => {
-                drop(checks);
-                check_all(&queue);
-                thread.join().is_ok() && queue.all_good.load(Ordering::Acquire)
+        if let Some(Checker { checks, queue, thread }) = checker {
+            drop(checks);
+            check_all(&queue);
+            if !(thread.join().is_ok() && queue.all_good.load(Ordering::Acquire)) {
+                self.all_good.store(false, Ordering::Release);
             }
         }
+        self.all_good.load(Ordering::Acquire)
     }
 }
 
@@ -203,8 +219,9 @@ impl OpenMlsCrypto for Crypto<'_> {
         if let (Some(beside), SignatureScheme::ED25519, Ok(key), Ok(signature)) =
             (self.beside, alg, <[u8; 32]>::try_from(pk), <[u8; 64]>::try_from(signature))
         {
-            beside.hand(Check { key, data: data.to_vec(), signature });
-            return Ok(());
+            let check = Check { key, data: data.to_vec(), signature };
+            let Err(check) = beside.hand(check) else { return Ok(()) };
+            return self.rust.verify_signature(alg, &check.data, &check.key, &check.signature);
         }
         self.rust.verify_signature(alg, data, pk, signature)
     }
@@ -310,6 +327,7 @@ mod tests {
         // Reported good here — the verdict is the page's.
         crypto(&beside).verify_signature(SignatureScheme::ED25519, b"b", &pk, &good(b"a")).unwrap();
         assert!(!beside.finish(), "a signature over other bytes fails the page");
+        assert!(!beside.finish(), "and the verdict stays");
 
         // A key that is no curve point fails the page too.
         let beside = Beside::default();
