@@ -103,6 +103,13 @@ pub async fn contacts(client: &Client, out: Output) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `security-code USERNAME`: the 60 digits I share with them, in groups of five.
+pub async fn security_code(client: &Client, out: Output, username: &str) -> Result<(), Failure> {
+    let code = client.contacts().security_code(username).await?;
+    out.line(json!({"user": username, "code": code.grouped()}), || code.grouped());
+    Ok(())
+}
+
 /// `requests`: rooms waiting for my answer, newest first.
 pub async fn requests(client: &Client, out: Output) -> Result<(), Failure> {
     for r in client.rooms().list().await? {

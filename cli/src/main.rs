@@ -253,6 +253,12 @@ enum Command {
     },
     /// List my contacts.
     Contacts,
+    /// The security code I share with someone: 60 digits to compare with theirs (on their
+    /// device, or read aloud); the same on both sides only if nobody swapped our keys.
+    SecurityCode {
+        /// Their username.
+        username: String,
+    },
     /// Rooms people who are not my contacts put me in, waiting for my answer.
     Requests,
     /// Accept a request: the room becomes a chat (replying to it accepts it too).
@@ -533,6 +539,7 @@ fn main() -> ExitCode {
                 client::link(&c, out, uri.as_deref(), qr_image.as_deref()).await
             }
             Command::Contacts => contacts::contacts(&c, out).await,
+            Command::SecurityCode { username } => contacts::security_code(&c, out, &username).await,
             Command::Requests => contacts::requests(&c, out).await,
             Command::Accept { room } => contacts::accept(&c, out, &room).await,
             Command::Decline { room } => contacts::decline(&c, out, &room).await,

@@ -188,6 +188,21 @@ fn a_new_device_links_from_a_picture_of_the_code_another_device_shows() {
         .collect();
     assert!(texts.contains(&"to both of alice's devices".to_owned()), "{texts:?}");
 
+    // The phone carries Alice's identity: the security code Bob compares with hers is the
+    // same on both her devices, 60 digits in twelve groups of five, and offline.
+    let code = |profile: &Path, with: &str| {
+        let shown = ok(profile, &["security-code", with]);
+        assert_eq!(shown[0]["user"], with);
+        shown[0]["code"].as_str().unwrap().to_owned()
+    };
+    ok(&laptop, &["sync"]);
+    let at_bob = code(&bob, "alice");
+    assert_eq!(at_bob.len(), 71, "{at_bob}");
+    assert!(at_bob.split(' ').all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())));
+    assert_eq!(code(&laptop, "bob"), at_bob);
+    assert_eq!(code(&phone, "bob"), at_bob);
+    refused(&bob, &["security-code", "carol"], "no encrypted chat with carol");
+
     // The code worked once; a contact code is not a link code.
     let third = dir.path().join("third");
     refused(&third, &["link", &uri], "unknown, used or expired");

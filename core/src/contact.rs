@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use tidings_proto::{bounded::Text, Reply, Request};
 
+use rusqlite::OptionalExtension;
+
 use crate::{
+    e2ee::{security_code::SecurityCode, Identity},
     model::{Event, RoomKey},
     photo::{self, Limits, PhotoError},
     sync::{self, unexpected},
@@ -48,6 +51,40 @@ impl Contacts<'_> {
             Reply::User { user } => Ok(user.id.0),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// The security code I share with `username` (crate::e2ee::security_code): from my
+    /// identity and theirs, as the leaves of an encrypted room we are both in carry it — a
+    /// direct room first. Works offline. [`Error::NoSharedEncryption`] if we share no
+    /// encrypted room yet.
+    pub async fn security_code(&self, username: &str) -> Result<SecurityCode, Error> {
+        let me = self.client.require_account().await?.user_id;
+        let username = username.to_owned();
+        self.client
+            .db(move |c| {
+                let mine = Identity::load(c, me)?.ok_or(Error::NotSignedIn)?.public();
+                let user: Option<i64> = c
+                    .query_row("SELECT id FROM users WHERE username = ?1", [&username], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let Some(user) = user else { return Err(Error::NoSharedEncryption(username)) };
+                let mut groups = c.prepare(
+                    "SELECT r.mls_group FROM rooms r JOIN members m ON m.room_id = r.id
+                     WHERE m.user_id = ?1 AND m.active = 1 AND r.mls_group IS NOT NULL
+                     ORDER BY r.kind = 'direct' DESC, r.id DESC",
+                )?;
+                let groups: Vec<Vec<u8>> =
+                    groups.query_map([user], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                for group in groups {
+                    let leaves = crate::e2ee::identities(c, &group)?;
+                    if let Some((_, key)) = leaves.into_iter().find(|(leaf, _)| leaf.user == user) {
+                        return Ok(SecurityCode::of((me, &mine), (user, &key)));
+                    }
+                }
+                Err(Error::NoSharedEncryption(username))
+            })
+            .await
     }
 
     /// My contact code (what my QR code shows): the server's current contact key for me,

@@ -121,6 +121,10 @@ pub enum Error {
     /// A value given by the user is not acceptable.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// No encrypted room with this person yet, so no key of theirs to compute a security
+    /// code from: write to them first.
+    #[error("no encrypted chat with {0} yet: write to them first")]
+    NoSharedEncryption(String),
     /// A server address that cannot be used (malformed, or plain http to the internet).
     #[error(transparent)]
     Address(#[from] endpoint::AddressError),

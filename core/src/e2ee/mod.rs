@@ -25,6 +25,7 @@ mod beside;
 mod codec;
 pub mod file;
 mod identity;
+pub mod security_code;
 pub mod signal;
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
