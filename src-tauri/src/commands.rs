@@ -533,6 +533,13 @@ pub async fn contacts(app: State<'_, App>) -> Result<Vec<ContactView>> {
     Ok(out)
 }
 
+/// The security code I share with `username`: 60 digits in twelve groups of five, to
+/// compare with the ones on their device.
+#[tauri::command]
+pub async fn security_code(app: State<'_, App>, username: String) -> Result<String> {
+    Ok(app.client.contacts().security_code(username.trim()).await?.grouped())
+}
+
 #[tauri::command]
 pub async fn call(app: State<'_, App>, room: RoomKey) -> Result<()> {
     app.client.calls().call(room, None).await?;

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     ForeignServer,
     /// A value the user gave is not acceptable.
     Invalid,
+    /// No encrypted chat with this person yet, so no security code: write to them first.
+    NoSharedEncryption,
     /// The server address cannot be used (malformed, or unencrypted to the internet).
     Address,
     /// The server's certificate was refused (unknown authority, expired, wrong name, not
@@ -84,6 +86,7 @@ impl From<tidings_core::Error> for AppError {
             E::LinkScan(_) => ErrorCode::NoCode,
             E::ForeignServer { .. } => ErrorCode::ForeignServer,
             E::Invalid(_) | E::NotARequest(_) => ErrorCode::Invalid,
+            E::NoSharedEncryption(_) => ErrorCode::NoSharedEncryption,
             E::Address(_) => ErrorCode::Address,
             E::Tls(_) => ErrorCode::Tls,
             E::Network(_) => ErrorCode::Network,
@@ -101,6 +104,10 @@ impl From<tidings_core::Error> for AppError {
             // Where to find the right code, in the app's words.
             E::LinkCode(LinkCodeError::NotALinkCode)
             | E::LinkScan(ScanError::Code(LinkCodeError::NotALinkCode)) => NOT_A_LINK_CODE.into(),
+            // What to do about it, as a sentence.
+            E::NoSharedEncryption(name) => {
+                format!("No encrypted chat with {name} yet — write to them first")
+            }
             other => other.to_string(),
         };
         Self { code, message, reason }
@@ -148,5 +155,13 @@ mod tests {
         assert_eq!(e.code, ErrorCode::NoCode);
         let e = AppError::from(tidings_core::Error::LinkRefused);
         assert_eq!(serde_json::to_value(&e).expect("serializes")["code"], "bad_link_code");
+    }
+
+    #[test]
+    fn no_shared_encryption_says_to_write_first() {
+        let e = AppError::from(tidings_core::Error::NoSharedEncryption("bob".into()));
+        let json = serde_json::to_value(&e).expect("serializes");
+        assert_eq!(json["code"], "no_shared_encryption");
+        assert_eq!(json["message"], "No encrypted chat with bob yet — write to them first");
     }
 }

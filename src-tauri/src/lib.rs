@@ -246,6 +246,7 @@ pub fn run() {
             commands::link_device,
             commands::link_device_image,
             commands::contacts,
+            commands::security_code,
             commands::call,
             commands::accept_call,
             commands::decline_call,

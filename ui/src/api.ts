@@ -80,6 +80,8 @@ export const api = {
   addContactImage: async (image: Blob) =>
     invoke<number>("add_contact_image", new Uint8Array(await image.arrayBuffer())),
   contacts: () => invoke<ContactView[]>("contacts"),
+  /** The 60-digit security code shared with `username`, in twelve groups of five. */
+  securityCode: (username: string) => invoke<string>("security_code", { username }),
   linkCode: () => invoke<LinkCodeView>("link_code"),
   linkDevice: (code: string) => invoke<SessionView>("link_device", { code }),
   linkDeviceImage: async (image: Blob) =>

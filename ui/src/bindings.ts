@@ -483,4 +483,4 @@ message: string,
  */
 reason: string | null, };
 
-export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "bad_link_code" | "foreign_server" | "invalid" | "address" | "tls" | "network" | "server" | "file" | "internal";
+export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "bad_link_code" | "foreign_server" | "invalid" | "no_shared_encryption" | "address" | "tls" | "network" | "server" | "file" | "internal";

@@ -101,7 +101,9 @@ export function contactsDialog(open: (room: number) => void): void {
     try {
       const contacts = await api.contacts();
       fill(list, contacts.length === 0 ? h("li", { class: "muted" }, "No contacts yet") : contacts.map((c) =>
-        h("li", {}, h("button", { type: "button", class: "contact", onclick: () => { if (c.room !== null) { done.close(); open(c.room); } } }, c.username))));
+        h("li", {}, h("button", { type: "button", class: "contact", onclick: () => { if (c.room !== null) { done.close(); open(c.room); } } }, c.username),
+          h("button", { type: "button", class: "small security-code-button", "aria-label": `Security code with ${c.username}`,
+            "data-username": c.username, onclick: () => void securityCodeDialog(c.username) }, "Security code"))));
     } catch (e) {
       fill(list, h("li", { class: "muted" }, errorText(e)));
     }
@@ -139,6 +141,22 @@ export function contactsDialog(open: (room: number) => void): void {
   done.dialog.addEventListener("close", scan.stop);
   void load(false);
   void loadContacts();
+}
+
+/** The security code I share with `username`: 60 digits in three rows of four groups of
+ * five, to compare with the ones on their device; or why there is none yet. */
+async function securityCodeDialog(username: string): Promise<void> {
+  const shown = h("div", { class: "stack", id: "security-code-body", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
+  modal(`Security code with ${username}`, h("div", {}, shown), "security-code");
+  try {
+    const groups = (await api.securityCode(username)).split(" ");
+    const rows = [0, 4, 8].map((i) => h("div", { class: "security-code-row" }, groups.slice(i, i + 4).join(" ")));
+    fill(shown,
+      h("div", { class: "security-code", id: "security-code-digits", role: "group", "aria-label": "Security code digits" }, rows),
+      h("p", { id: "security-code-explain" }, `Compare these digits with the ones on ${username}'s device. If they match, nobody is listening in between.`));
+  } catch (e) {
+    fill(shown, h("p", { class: "form-error", role: "alert", id: "security-code-error" }, errorText(e)));
+  }
 }
 
 /** Settings: who I am, my devices, sign out. */

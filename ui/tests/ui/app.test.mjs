@@ -338,4 +338,30 @@ describe("contacts", () => {
     await page.waitForFunction(() => /not a Tidings contact code/.test(document.querySelector("#contact-status")?.textContent ?? ""));
     await page.close();
   });
+
+  it("shows the security code shared with a contact, in three rows of four groups", async () => {
+    const page = await open("signed-in");
+    await page.click("#contacts-button");
+    await page.click("#contact-list button[aria-label='Security code with bob']");
+    await page.waitForSelector("#security-code-digits");
+    assert.deepEqual(await calls(page, "security_code"), [{ username: "bob" }]);
+    const rows = await page.$$eval("#security-code-digits .security-code-row", (els) => els.map((e) => e.textContent));
+    assert.deepEqual(rows, ["12345 67890 11111 22222", "33333 44444 55555 66666", "77777 88888 99999 00000"]);
+    assert.match(await page.evaluate(() => getComputedStyle(document.querySelector("#security-code-digits")).fontFamily), /monospace/);
+    assert.equal(await page.textContent("#security-code-explain"),
+      "Compare these digits with the ones on bob's device. If they match, nobody is listening in between.");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("says to write first to a contact with no encrypted chat yet", async () => {
+    const page = await open("signed-in");
+    await page.click("#contacts-button");
+    await page.click("#contact-list button[aria-label='Security code with dana']");
+    await page.waitForSelector("#security-code-error");
+    assert.equal(await page.textContent("#security-code-error"), "No encrypted chat with dana yet — write to them first");
+    assert.equal(await page.$("#security-code-digits"), null);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
 });

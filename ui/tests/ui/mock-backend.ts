@@ -142,7 +142,11 @@ export function install(scenario: string) {
         if (!(args instanceof Uint8Array) || args.length < 16) throw { code: "no_code", message: "no QR code found in the image", reason: null };
         return link(linkUri);
       case "contacts":
-        return [];
+        return [{ username: "bob", user_id: 2, room: 1 }, { username: "dana", user_id: 4, room: null }];
+      case "security_code":
+        // bob and I share an encrypted chat; dana and I do not yet.
+        if (a.username === "bob") return "12345 67890 11111 22222 33333 44444 55555 66666 77777 88888 99999 00000";
+        throw { code: "no_shared_encryption", message: `No encrypted chat with ${String(a.username)} yet — write to them first`, reason: null };
       case "contact_code":
         return { uri: "tidings:contact?v=1&server=127.0.0.1%3A7878&user=ann&key=abcdefghijklmnop", svg: "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'><rect width='5' height='5'/></svg>" };
       case "add_contact":
