@@ -433,8 +433,8 @@ pub fn event(tx: &Connection, room: RoomKey, me: i64, e: &RoomEvent) -> Result<A
 /// the room's group is loaded once for the whole page, and its messages' signatures are
 /// checked on a second thread while the next are decrypted (core/src/e2ee/beside.rs). The
 /// page goes in a savepoint: if a signature was bad, it is rolled back and applied again
-/// with every signature checked in line, so the message that carried it is stored as one
-/// this device cannot open, as any message that fails to open is.
+/// with every signature checked in line, so the message that carried it is refused alone and
+/// shown as a `bad_signature` security notice ([`open`]).
 pub fn page(tx: &Connection, room: RoomKey, me: i64, events: &[RoomEvent]) -> Result<(), Error> {
     tx.execute_batch("SAVEPOINT page")?;
     let applied = page_in(tx, room, me, events);
