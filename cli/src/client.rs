@@ -40,6 +40,8 @@ impl From<Error> for Failure {
             | Error::ContactCode(_)
             | Error::LinkScan(_)
             | Error::LinkCode(_)
+            | Error::VerifyScan(_)
+            | Error::VerifyCode(_)
             | Error::Address(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         };

@@ -5,8 +5,10 @@ use std::{path::Path, time::Duration};
 
 use serde_json::json;
 use tidings_core::{
-    contact::{self, ContactCode},
-    sync, Client,
+    contact::{self, ContactCode, VerifyCode},
+    sync,
+    verification::Trust,
+    Client,
 };
 
 use crate::client::{parse_room, queued, Failure, Output, EXIT_USAGE};
@@ -14,6 +16,21 @@ use crate::client::{parse_room, queued, Failure, Output, EXIT_USAGE};
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     std::fs::write(path, bytes)
         .map_err(|e| Failure { code: EXIT_USAGE, message: format!("{}: {e}", path.display()) })
+}
+
+/// Writes `code`'s QR code as PNG to `png` and as SVG to `svg`, each if asked.
+pub(crate) fn write_qr(
+    code: &impl contact::Code,
+    png: Option<&Path>,
+    svg: Option<&Path>,
+) -> Result<(), Failure> {
+    if let Some(path) = png {
+        write(path, &contact::qr_png(code, 8))?;
+    }
+    if let Some(path) = svg {
+        write(path, contact::qr_svg(code).as_bytes())?;
+    }
+    Ok(())
 }
 
 /// `contact-code` / `reset-contact-code`: prints the URI; writes the QR code if asked.
@@ -38,12 +55,7 @@ pub async fn contact_code(
         None => None,
     };
     let code = client.contacts().code(reset, ttl).await?;
-    if let Some(path) = png {
-        write(path, &contact::qr_png(&code, 8))?;
-    }
-    if let Some(path) = svg {
-        write(path, contact::qr_svg(&code).as_bytes())?;
-    }
+    write_qr(&code, png, svg)?;
     let uri = code.to_uri();
     out.line(json!({"uri": uri, "user": code.user, "server": code.server}), || uri.clone());
     Ok(())
@@ -58,9 +70,14 @@ pub async fn add_contact(
 ) -> Result<(), Failure> {
     let code: ContactCode = read_code(uri, qr_image).await?;
     let (user, room) = client.contacts().add(&code).await?;
-    out.line(json!({"user": code.user, "user_id": user, "room": room.to_string()}), || {
-        format!("{} added; room {room}", code.user)
-    });
+    let verified = client.contacts().trust(&code.user).await? == Trust::Verified;
+    out.line(
+        json!({"user": code.user, "user_id": user, "room": room.to_string(), "verified": verified}),
+        || {
+            let how = if verified { "added and verified" } else { "added (not verified)" };
+            format!("{} {how}; room {room}", code.user)
+        },
+    );
     Ok(())
 }
 
@@ -93,21 +110,61 @@ where
     }
 }
 
-/// `contacts`.
+/// `contacts`: with how far I trust each one's key.
 pub async fn contacts(client: &Client, out: Output) -> Result<(), Failure> {
     for (username, id, room) in client.contacts().list().await? {
-        out.line(json!({"user": username, "user_id": id, "server_room": room}), || {
-            username.clone()
-        });
+        let trust = client.contacts().trust(&username).await?;
+        let value = serde_json::to_value(trust).unwrap_or_default();
+        out.line(
+            json!({"user": username, "user_id": id, "server_room": room, "trust": value}),
+            || match trust {
+                Trust::Unverified => username.clone(),
+                Trust::Verified => format!("{username} (verified)"),
+                Trust::Changed => format!("{username} (security code changed)"),
+            },
+        );
     }
     Ok(())
 }
 
-/// `security-code USERNAME`: the 60 digits I share with them, in groups of five.
-pub async fn security_code(client: &Client, out: Output, username: &str) -> Result<(), Failure> {
+/// `security-code USERNAME [--png F] [--svg F]`: the 60 digits I share with them, in groups
+/// of five, and whether they are verified; the QR code for them to scan, if asked.
+pub async fn security_code(
+    client: &Client,
+    out: Output,
+    username: &str,
+    png: Option<&Path>,
+    svg: Option<&Path>,
+) -> Result<(), Failure> {
     let code = client.contacts().security_code(username).await?;
-    out.line(json!({"user": username, "code": code.grouped()}), || code.grouped());
+    if png.is_some() || svg.is_some() {
+        write_qr(&client.contacts().verify_code(username).await?, png, svg)?;
+    }
+    let trust = client.contacts().trust(username).await?;
+    let state = serde_json::to_value(trust).unwrap_or_default();
+    out.line(json!({"user": username, "code": code.grouped(), "trust": state}), || code.grouped());
     Ok(())
+}
+
+/// `verify USERNAME (URI | --qr-image FILE)`: verifies them by the security code their screen
+/// shows.
+pub async fn verify(
+    client: &Client,
+    out: Output,
+    username: &str,
+    uri: Option<&str>,
+    qr_image: Option<&Path>,
+) -> Result<(), Failure> {
+    let code: VerifyCode = read_code(uri, qr_image).await?;
+    client.contacts().verify(username, &code).await?;
+    out.line(json!({"user": username, "verified": true}), || format!("{username} verified"));
+    Ok(())
+}
+
+/// `accept-key USERNAME`: accepts their new identity key (sending to them resumes; they are
+/// unverified until verified again).
+pub async fn accept_key(client: &Client, username: &str) -> Result<(), Failure> {
+    Ok(client.contacts().accept_key(username).await?)
 }
 
 /// `requests`: rooms waiting for my answer, newest first.

@@ -258,6 +258,30 @@ enum Command {
     SecurityCode {
         /// Their username.
         username: String,
+        /// Write it as a QR code for them to scan (`verify`), as PNG here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// … as SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// Verify someone by the security code their device shows (its QR code, or its text):
+    /// it must be the code I share with them.
+    Verify {
+        /// Their username.
+        username: String,
+        /// The code's text (tidings:verify?…).
+        #[arg(required_unless_present = "qr_image", conflicts_with = "qr_image")]
+        uri: Option<String>,
+        /// A picture of the QR code on their screen.
+        #[arg(long)]
+        qr_image: Option<PathBuf>,
+    },
+    /// Accept someone's new security code after it changed: sending to them resumes (verify
+    /// them again to be sure it is them).
+    AcceptKey {
+        /// Their username.
+        username: String,
     },
     /// Rooms people who are not my contacts put me in, waiting for my answer.
     Requests,
@@ -539,7 +563,13 @@ fn main() -> ExitCode {
                 client::link(&c, out, uri.as_deref(), qr_image.as_deref()).await
             }
             Command::Contacts => contacts::contacts(&c, out).await,
-            Command::SecurityCode { username } => contacts::security_code(&c, out, &username).await,
+            Command::SecurityCode { username, png, svg } => {
+                contacts::security_code(&c, out, &username, png.as_deref(), svg.as_deref()).await
+            }
+            Command::Verify { username, uri, qr_image } => {
+                contacts::verify(&c, out, &username, uri.as_deref(), qr_image.as_deref()).await
+            }
+            Command::AcceptKey { username } => contacts::accept_key(&c, &username).await,
             Command::Requests => contacts::requests(&c, out).await,
             Command::Accept { room } => contacts::accept(&c, out, &room).await,
             Command::Decline { room } => contacts::decline(&c, out, &room).await,

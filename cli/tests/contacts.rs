@@ -52,7 +52,8 @@ fn scanning_a_qr_code_makes_two_people_contacts_with_one_direct_room() {
         &["contact-code", "--png", png.to_str().unwrap(), "--svg", svg.to_str().unwrap()],
     );
     let uri = shown[0]["uri"].as_str().unwrap().to_owned();
-    assert!(uri.starts_with("tidings:contact?v=1&server="), "{uri}");
+    // Version 2: it carries her identity fingerprint and the secret that makes a scan verify.
+    assert!(uri.starts_with("tidings:contact?v=2&server="), "{uri}");
     let zbar = Command::new("zbarimg").args(["--raw", "-q"]).arg(&png).output().unwrap();
     assert!(zbar.status.success(), "zbarimg reads our PNG");
     assert_eq!(String::from_utf8(zbar.stdout).unwrap().trim(), uri);
@@ -208,4 +209,102 @@ fn a_new_device_links_from_a_picture_of_the_code_another_device_shows() {
     refused(&third, &["link", &uri], "unknown, used or expired");
     assert_eq!(fails(&third, &["link", &contact]), 2);
     assert_eq!(fails(&third, &["whoami"]), 1, "not signed in");
+}
+
+/// The texts of a room's timeline, oldest first.
+fn texts(profile: &Path, room: &str) -> Vec<String> {
+    ok(profile, &["messages", room])
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// How far `profile` trusts contact `with`'s key, as `tidings contacts` lists it.
+fn trust(profile: &Path, with: &str) -> String {
+    let contacts = ok(profile, &["contacts"]);
+    let contact = contacts.iter().find(|c| c["user"] == with).expect("a contact");
+    contact["trust"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn one_scan_verifies_both_ways_and_a_key_the_code_does_not_name_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"));
+    let [alice, bob, bob_phone, carol, alice_new] =
+        ["alice", "bob", "bob-phone", "carol", "alice-new"].map(|p| dir.path().join(p));
+    signup(&server.url, &alice, "alice");
+    signup(&server.url, &bob, "bob");
+    signup(&server.url, &carol, "carol");
+    let link = ok(&bob, &["link-code"])[0]["uri"].as_str().unwrap().to_owned();
+    ok(&bob_phone, &["link", &link]);
+
+    // Bob scans Alice's QR code: added and verified on his side at once…
+    let png = dir.path().join("alice.png");
+    let uri = ok(&alice, &["contact-code", "--png", png.to_str().unwrap()])[0]["uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let added = ok(&bob, &["add-contact", "--qr-image", png.to_str().unwrap()]);
+    assert_eq!(added[0]["verified"], true, "{added:?}");
+    assert_eq!(trust(&bob, "alice"), "verified");
+    let bob_room = added[0]["room"].as_str().unwrap().to_owned();
+    assert!(texts(&bob, &bob_room).contains(&"security: alice is verified".to_owned()));
+    // … and on Alice's, from his proof, with no scan of hers; on his phone too.
+    ok(&alice, &["sync"]);
+    assert_eq!(trust(&alice, "bob"), "verified");
+    let alice_room = ok(&alice, &["rooms"])[0]["room"].as_str().unwrap().to_owned();
+    assert!(texts(&alice, &alice_room).contains(&"security: bob is verified".to_owned()));
+    ok(&bob_phone, &["sync"]);
+    assert_eq!(trust(&bob_phone, "alice"), "verified");
+    // The proof itself shows nowhere.
+    assert!(!texts(&alice, &alice_room).iter().any(|t| t.is_empty()), "no empty message");
+
+    // A code v1 (no fingerprint) still adds, unverified.
+    let v1 = uri.split("&fp=").next().unwrap().replace("v=2", "v=1");
+    let pin = uri.split("&pin=").nth(1).map(|p| format!("&pin={p}")).unwrap_or_default();
+    let added = ok(&carol, &["add-contact", &format!("{v1}{pin}")]);
+    assert_eq!(added[0]["verified"], false);
+    assert_eq!(trust(&carol, "alice"), "unverified");
+
+    // A device for Alice that her identity did not certify (what a server that swaps keys
+    // does; here: a sign-in with her password alone, which makes a new identity). Dora scans
+    // Alice's code: the server hands out that device's key, which the code does not name.
+    let args = ["login", "--server", &server.url, "--username", "alice", "--password-stdin"];
+    assert_eq!(exec(&alice_new, &args, "correct horse battery\n").0, 0);
+    let dora = dir.path().join("dora");
+    signup(&server.url, &dora, "dora");
+    refused(&dora, &["add-contact", &uri], "not the one in their code");
+    assert_eq!(trust(&dora, "alice"), "changed");
+    let dora_room = ok(&dora, &["rooms"])[0]["room"].as_str().unwrap().to_owned();
+    refused(&dora, &["send", &dora_room, "hello?"], "security code changed");
+
+    // Bob, who verified Alice, meets the new key when it joins their room: verification
+    // dropped, a notice, sending held until he accepts it.
+    ok(&alice_new, &["sync"]);
+    ok(&alice_new, &["send", ok(&alice_new, &["rooms"])[0]["room"].as_str().unwrap(), "new me"]);
+    ok(&bob, &["sync"]);
+    assert_eq!(trust(&bob, "alice"), "changed");
+    assert!(texts(&bob, &bob_room).contains(&"security: alice's security code changed".to_owned()));
+    refused(&bob, &["send", &bob_room, "is it you?"], "alice's security code changed");
+    ok(&bob, &["accept-key", "alice"]);
+    assert_eq!(trust(&bob, "alice"), "unverified");
+    ok(&bob, &["send", &bob_room, "accepted"]);
+
+    // Scanning the security code on her new device's screen verifies her again.
+    let shown = dir.path().join("verify.png");
+    let mine = ok(&alice_new, &["security-code", "bob", "--png", shown.to_str().unwrap()]);
+    ok(&bob, &["verify", "alice", "--qr-image", shown.to_str().unwrap()]);
+    assert_eq!(trust(&bob, "alice"), "verified");
+    assert_eq!(ok(&bob, &["security-code", "alice"])[0]["code"], mine[0]["code"]);
+    // Carol's screen is not Alice's: refused, and nothing changes.
+    ok(&carol, &["send", ok(&carol, &["rooms"])[0]["room"].as_str().unwrap(), "hi alice"]);
+    ok(&carol, &["sync"]);
+    let carols = dir.path().join("carol.png");
+    ok(&carol, &["security-code", "alice", "--png", carols.to_str().unwrap()]);
+    refused(
+        &bob,
+        &["verify", "alice", "--qr-image", carols.to_str().unwrap()],
+        "not the security code",
+    );
+    assert_eq!(trust(&bob, "alice"), "verified");
 }

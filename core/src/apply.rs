@@ -49,6 +49,10 @@ pub struct MessageBody {
     /// or tells the name to devices that joined, and shows nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rename: bool,
+    /// A verification proof (crate::verification): the sender verified someone's identity
+    /// key by a scan. Shows nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<crate::verification::ProofBody>,
 }
 
 impl MessageBody {
@@ -62,6 +66,7 @@ impl MessageBody {
             sealed: None,
             name: None,
             rename: false,
+            verified: None,
         }
     }
 
@@ -182,27 +187,29 @@ fn open(
         tidings_proto::MediaId,
         { tidings_proto::limits::MAX_ATTACHMENTS },
     >,
-) -> Result<(EventContent, Option<SecurityIssue>), Error> {
+) -> Result<(EventContent, Option<SecurityIssue>, bool), Error> {
     use crate::e2ee::{E2eeError, Processed};
-    let logged = || Ok((e.content.clone(), None));
+    let logged = || Ok((e.content.clone(), None, false));
     match loaded.open(tx, group, body.as_bytes()) {
         Ok(Processed::Application { sender, plaintext })
             if (sender.user, sender.device) == (e.sender.0, e.device.0) =>
         {
             match tidings_proto::Body::new(plaintext) {
-                Ok(body) => {
-                    Ok((EventContent::Message { body, attachments: attachments.clone() }, None))
-                }
+                Ok(body) => Ok((
+                    EventContent::Message { body, attachments: attachments.clone() },
+                    None,
+                    true,
+                )),
                 Err(_) => logged(),
             }
         }
         Ok(Processed::Application { .. }) => {
             tracing::warn!(seq = e.seq, "A message whose MLS sender is not its logged sender.");
-            Ok((e.content.clone(), Some(SecurityIssue::WrongSender)))
+            Ok((e.content.clone(), Some(SecurityIssue::WrongSender), false))
         }
         Err(E2eeError::BadSignature) => {
             tracing::warn!(seq = e.seq, "A message whose signature is not its sender's.");
-            Ok((e.content.clone(), Some(SecurityIssue::BadSignature)))
+            Ok((e.content.clone(), Some(SecurityIssue::BadSignature), false))
         }
         Ok(_) => logged(),
         Err(E2eeError::Storage(err)) => Err(err.into()),
@@ -234,6 +241,7 @@ fn echo_content(
 fn handshake(
     tx: &Connection,
     room: RoomKey,
+    me: i64,
     group: Option<&[u8]>,
     request: &RequestId,
     commit: Option<&tidings_proto::MlsBlob>,
@@ -257,6 +265,7 @@ fn handshake(
         (group, pending.as_ref().filter(|(_, rid)| rid[..] == request.0[..]))
     {
         crate::e2ee::confirm(tx, pending)?;
+        crate::verification::observe(tx, me, pending, None)?;
         tx.prepare_cached(
             "UPDATE rooms SET mls_group = mls_pending_group, mls_absent = 0,
                  mls_pending_group = NULL, mls_pending_request = NULL
@@ -274,6 +283,7 @@ fn handshake(
                         "UPDATE rooms SET mls_group = ?2, mls_absent = 0 WHERE id = ?1",
                     )?
                     .execute(params![room, group])?;
+                    told = Some(Told::Joined(group));
                     Ok(())
                 }
                 Err(E2eeError::Storage(err)) => Err(E2eeError::Storage(err)),
@@ -298,7 +308,7 @@ fn handshake(
                     if !joined.is_empty() {
                         let stayed: Vec<_> =
                             before.iter().filter(|l| after.contains(l)).copied().collect();
-                        told = Some((stayed, joined));
+                        told = Some(Told::Added { group: group.to_vec(), stayed, joined });
                     }
                     Ok(())
                 }
@@ -331,12 +341,25 @@ fn handshake(
             }
         },
         Ok(()) => {
-            if let Some((stayed, joined)) = told {
-                tell_name(tx, room, &stayed, &joined)?;
+            match told {
+                Some(Told::Added { group, stayed, joined }) => {
+                    crate::verification::observe(tx, me, &group, Some(&joined))?;
+                    tell_name(tx, room, &stayed, &joined)?;
+                }
+                Some(Told::Joined(group)) => crate::verification::observe(tx, me, &group, None)?,
+                None => {}
             }
             Ok(None)
         }
     }
+}
+
+/// What a handshake that went through changed of the group's leaves.
+enum Told {
+    /// This device joined the group (from a Welcome): every leaf is new to it.
+    Joined(Vec<u8>),
+    /// A commit added the `joined` leaves; `stayed` were there before.
+    Added { group: Vec<u8>, stayed: Vec<crate::e2ee::LeafId>, joined: Vec<crate::e2ee::LeafId> },
 }
 
 /// Who may hold a leaf of `room`'s group, as its log has it so far.
@@ -479,13 +502,22 @@ fn event_in(
     }
     let opened;
     let mut security = None;
+    let mut sealed = false;
     let content = match (&e.content, &group) {
         (EventContent::Message { body, attachments }, Some(group)) => {
-            (opened, security) = open(tx, loaded, group, e, body, attachments)?;
+            (opened, security, sealed) = open(tx, loaded, group, e, body, attachments)?;
             &opened
         }
         _ => &e.content,
     };
+    // A verification proof, opened from the room's group (never one logged in clear).
+    if let (true, Some(group), EventContent::Message { body, .. }) = (sealed, &group, content) {
+        if let Some(MessageBody { verified: Some(proof), .. }) = decode_body(body.as_bytes()) {
+            let sender = crate::e2ee::LeafId { user: e.sender.0, device: e.device.0 };
+            crate::verification::take_proof(tx, room, me, group, sender, &proof)?;
+            return passed_over(tx, room, me, e);
+        }
+    }
     // My own message that this device does not open (MLS never opens one for its sender; or
     // its group state went): its echo keeps the text I wrote, with the media ids attached
     // when the upload finished.
@@ -565,7 +597,7 @@ fn event_in(
                 loaded.forget(group);
             }
             let (request, commit, welcome) = (&e.request, commit.as_ref(), welcome.as_ref());
-            security = handshake(tx, room, group.as_deref(), request, commit, welcome)?;
+            security = handshake(tx, room, me, group.as_deref(), request, commit, welcome)?;
             if security.is_none() {
                 return passed_over(tx, room, me, e);
             }
@@ -707,7 +739,7 @@ fn naming(
         // this device cannot open.
         let mine = e.sender.0 == me
             && tx
-                .prepare_cached("DELETE FROM quiet_namings WHERE request_id = ?1")?
+                .prepare_cached("DELETE FROM quiet_messages WHERE request_id = ?1")?
                 .execute([&e.request.0[..]])?
                 > 0;
         return Ok(if mine { Naming::Quiet } else { Naming::Not });

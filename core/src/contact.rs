@@ -14,7 +14,8 @@
 
 use image::{DynamicImage, GrayImage, ImageFormat, Luma};
 use qrcode::{render::svg, EcLevel, QrCode};
-pub use tidings_proto::contact::{ContactCode, ContactCodeError};
+pub use tidings_proto::contact::{ContactCode, ContactCodeError, ContactVerification};
+pub use tidings_proto::verify::{VerifyCode, VerifyCodeError};
 
 use std::time::Duration;
 
@@ -23,12 +24,16 @@ use tidings_proto::{bounded::Text, Reply, Request};
 use rusqlite::OptionalExtension;
 
 use crate::{
-    e2ee::{security_code::SecurityCode, Identity},
+    e2ee::{security_code::SecurityCode, Identity, IdentityKey},
     model::{Event, RoomKey},
     photo::{self, Limits, PhotoError},
     sync::{self, unexpected},
+    verification::{self, Trust},
     Client, Error,
 };
+
+/// How long a scan waits for our direct room's group to show the scanned user's leaves.
+const SCAN_GROUP_WAIT: Duration = Duration::from_secs(5);
 
 impl Client {
     /// Lookups, contact codes, contacts and blocking.
@@ -54,35 +59,87 @@ impl Contacts<'_> {
     }
 
     /// The security code I share with `username` (crate::e2ee::security_code): from my
-    /// identity and theirs, as the leaves of an encrypted room we are both in carry it — a
-    /// direct room first. Works offline. [`Error::NoSharedEncryption`] if we share no
-    /// encrypted room yet.
+    /// identity and theirs, as this device knows it (crate::verification), else as the
+    /// leaves of an encrypted room we are both in carry it — a direct room first. Works
+    /// offline. [`Error::NoSharedEncryption`] if we share no encrypted room yet.
     pub async fn security_code(&self, username: &str) -> Result<SecurityCode, Error> {
         let me = self.client.require_account().await?.user_id;
         let username = username.to_owned();
+        self.client.db(move |c| Ok(their_code(c, me, &username)?.0)).await
+    }
+
+    /// The verify code my screen shows for `username` to scan: the security code we share
+    /// ([`Self::security_code`]) as a QR code's text ([`qr_svg`], [`qr_png`]).
+    pub async fn verify_code(&self, username: &str) -> Result<VerifyCode, Error> {
+        let account = self.client.require_account().await?;
+        let code = self.security_code(username).await?;
+        Ok(VerifyCode {
+            from: account.username,
+            to: username.to_owned(),
+            code: code.digits().into(),
+        })
+    }
+
+    /// Verifies `username` by the verify code scanned from their screen: it must be the
+    /// security code I compute for the two of us ([`Error::SecurityCodeMismatch`] if not —
+    /// one of the keys is not what the other device has), shown by them, for me.
+    pub async fn verify(&self, username: &str, scanned: &VerifyCode) -> Result<(), Error> {
+        let account = self.client.require_account().await?;
+        let me = account.user_id;
+        let username = username.to_owned();
+        let scanned = scanned.clone();
+        let room = self
+            .client
+            .db(move |c| {
+                let (code, user, key) = their_code(c, me, &username)?;
+                if scanned.from != username
+                    || scanned.to != account.username
+                    || scanned.code != code.digits()
+                {
+                    return Err(Error::SecurityCodeMismatch(username));
+                }
+                let tx = c.transaction()?;
+                let room = direct_room(&tx, user)?;
+                verification::verified(&tx, room, user, &key)?;
+                tx.commit()?;
+                Ok(room)
+            })
+            .await?;
+        if let Some(room) = room {
+            self.client.emit([Event::TimelineChanged { room }]);
+        }
+        Ok(())
+    }
+
+    /// Accepts `username`'s new identity key: they are no longer verified (verify them again
+    /// to be), and sending to them is no longer held.
+    pub async fn accept_key(&self, username: &str) -> Result<(), Error> {
+        let username = username.to_owned();
         self.client
             .db(move |c| {
-                let mine = Identity::load(c, me)?.ok_or(Error::NotSignedIn)?.public();
+                let user = user_id(c, &username)?;
+                if let Some((key, Trust::Changed)) = verification::stored(c, user)? {
+                    verification::set_key(c, user, &key, Trust::Unverified)?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.client.emit([Event::RoomsChanged]);
+        Ok(())
+    }
+
+    /// How far I trust `username`'s identity key (unverified if I have not seen it).
+    pub async fn trust(&self, username: &str) -> Result<Trust, Error> {
+        let username = username.to_owned();
+        self.client
+            .db(move |c| {
                 let user: Option<i64> = c
                     .query_row("SELECT id FROM users WHERE username = ?1", [&username], |r| {
                         r.get(0)
                     })
                     .optional()?;
-                let Some(user) = user else { return Err(Error::NoSharedEncryption(username)) };
-                let mut groups = c.prepare(
-                    "SELECT r.mls_group FROM rooms r JOIN members m ON m.room_id = r.id
-                     WHERE m.user_id = ?1 AND m.active = 1 AND r.mls_group IS NOT NULL
-                     ORDER BY r.kind = 'direct' DESC, r.id DESC",
-                )?;
-                let groups: Vec<Vec<u8>> =
-                    groups.query_map([user], |r| r.get(0))?.collect::<Result<_, _>>()?;
-                for group in groups {
-                    let leaves = crate::e2ee::identities(c, &group)?;
-                    if let Some((_, key)) = leaves.into_iter().find(|(leaf, _)| leaf.user == user) {
-                        return Ok(SecurityCode::of((me, &mine), (user, &key)));
-                    }
-                }
-                Err(Error::NoSharedEncryption(username))
+                let Some(user) = user else { return Ok(Trust::Unverified) };
+                Ok(verification::stored(c, user)?.map_or(Trust::Unverified, |(_, t)| t))
             })
             .await
     }
@@ -95,12 +152,19 @@ impl Contacts<'_> {
         let ttl_s = ttl.map(|t| t.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
         match sync::request(self.client, Request::ContactKey { reset, ttl_s }).await? {
             Reply::ContactKey { key, .. } => {
+                let me = account.user_id;
+                let identity = self.client.db(move |c| Ok(Identity::load(c, me)?)).await?;
                 let code = ContactCode {
                     server: account.server,
                     user: account.username,
                     key: key.0.into_string(),
                     // Whoever scans it can then trust my server the way I do.
                     pin: account.pin.map(|p| p.to_string()),
+                    // … and verify me, and prove to my devices they did.
+                    verification: identity.map(|i| ContactVerification {
+                        fingerprint: i.public().fingerprint(),
+                        secret: i.contact_secret(),
+                    }),
                 };
                 // A server address a scanner would refuse (a path, say) makes no usable code.
                 ContactCode::parse(&code.to_uri())?;
@@ -113,7 +177,22 @@ impl Contacts<'_> {
     /// Redeems a contact code: we become contacts and share a direct room (made now, or the
     /// one we had). Returns their user id and the room's local key (after a sync brought it
     /// here).
+    ///
+    /// A version 2 code also verifies them ([`Self::trust`] says whether it did): the leaves
+    /// the server handed out for them in our direct room's group must all carry the identity
+    /// key the code's fingerprint names — else [`Error::KeyMismatch`], and sending to them is
+    /// held — and a proof that I saw their code goes to their devices, which verify me in
+    /// turn (crate::verification). If the group does not show their leaves within a few
+    /// seconds (no device of theirs has keys yet), they stay unverified.
     pub async fn add(&self, code: &ContactCode) -> Result<(i64, RoomKey), Error> {
+        let (user, room, server_room) = self.redeem(code).await?;
+        if let Some(v) = code.verification {
+            self.check_scanned(user, &code.user, (room, server_room), v).await?;
+        }
+        Ok((user, room))
+    }
+
+    async fn redeem(&self, code: &ContactCode) -> Result<(i64, RoomKey, i64), Error> {
         let account = self.client.require_account().await?;
         if code.server.trim_end_matches('/') != account.server.trim_end_matches('/') {
             return Err(Error::ForeignServer { server: code.server.clone() });
@@ -136,7 +215,7 @@ impl Contacts<'_> {
                 .db(move |c| crate::apply::known_room(c, server_room))
                 .await?
                 .ok_or(Error::NoSuchRoom(server_room))?;
-            return Ok((contact.user.id.0, room));
+            return Ok((contact.user.id.0, room, server_room));
         }
         // Over the live session: the server does not push our room's change (made now, or
         // accepted) back to the connection that asked, so the session catches it up.
@@ -152,7 +231,73 @@ impl Contacts<'_> {
         };
         // Not in time (a slow link): the room is here and fills in as the session goes on.
         let _ = tokio::time::timeout(sync::link::REPLY_TIMEOUT, caught_up).await;
-        Ok((contact.user.id.0, room))
+        Ok((contact.user.id.0, room, server_room))
+    }
+
+    /// Checks a scanned code's fingerprint against `user`'s leaves in our direct room's group
+    /// (set up now if need be) and, if it matches, verifies them and sends the proof.
+    async fn check_scanned(
+        &self,
+        user: i64,
+        username: &str,
+        (room, server_room): (RoomKey, i64),
+        scanned: ContactVerification,
+    ) -> Result<(), Error> {
+        let me = self.client.require_account().await?.user_id;
+        self.client.db(move |c| crate::sync::group::want(c, room)).await?;
+        let leaves = move |c: &mut rusqlite::Connection| -> Result<Vec<IdentityKey>, Error> {
+            let Some(group) = crate::sync::group::current(c, room)? else { return Ok(Vec::new()) };
+            let leaves = crate::e2ee::identities(c, &group)?;
+            Ok(leaves.into_iter().filter(|(l, _)| l.user == user).map(|(_, k)| k).collect())
+        };
+        let until = tokio::time::Instant::now() + SCAN_GROUP_WAIT;
+        let keys = loop {
+            if !self.client.relay.is_live() {
+                sync::sync_until_idle(self.client).await?;
+            }
+            let keys = self.client.db(leaves).await?;
+            if !keys.is_empty() {
+                break keys;
+            }
+            if tokio::time::Instant::now() >= until {
+                tracing::info!(user, "Their leaves are not in our group yet: not verified.");
+                return Ok(());
+            }
+            self.client.outbox_ready.notify_one();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let username = username.to_owned();
+        let result = self
+            .client
+            .db(move |c| {
+                let tx = c.transaction()?;
+                if let Some(key) = keys.iter().find(|k| k.fingerprint() != scanned.fingerprint) {
+                    tracing::warn!(user, "A scanned code's fingerprint is not their leaves' key.");
+                    verification::set_key(&tx, user, key, Trust::Changed)?;
+                    tx.commit()?;
+                    return Err(Error::KeyMismatch(username));
+                }
+                let key = keys[0];
+                verification::verified(&tx, Some(room), user, &key)?;
+                let mine = Identity::load(&tx, me)?.ok_or(Error::NotSignedIn)?.public();
+                let proof = verification::proof_body((me, &mine), (user, &key), &scanned.secret);
+                let body = crate::apply::MessageBody {
+                    verified: Some(proof),
+                    ..crate::apply::MessageBody::text("")
+                };
+                let room_id = tidings_proto::RoomId(server_room);
+                crate::send_queue::queue_quiet(&tx, room, room_id, &body)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        self.client.emit([Event::TimelineChanged { room }, Event::OutboxChanged]);
+        self.client.outbox_ready.notify_one();
+        result?;
+        if !self.client.relay.is_live() {
+            sync::sync_until_idle(self.client).await?;
+        }
+        Ok(())
     }
 
     /// My contacts: username, user id and the server id of our direct room.
@@ -205,6 +350,38 @@ impl Contacts<'_> {
     }
 }
 
+/// The user id of `username`, as this profile knows them ([`Error::NoSharedEncryption`] if
+/// it does not: we share no room).
+fn user_id(c: &rusqlite::Connection, username: &str) -> Result<i64, Error> {
+    c.query_row("SELECT id FROM users WHERE username = ?1", [username], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::NoSharedEncryption(username.to_owned()))
+}
+
+/// The security code I (`me`) share with `username`, their user id and identity key.
+fn their_code(
+    c: &rusqlite::Connection,
+    me: i64,
+    username: &str,
+) -> Result<(SecurityCode, i64, IdentityKey), Error> {
+    let mine = Identity::load(c, me)?.ok_or(Error::NotSignedIn)?.public();
+    let user = user_id(c, username)?;
+    let key = verification::key_of(c, user)?
+        .ok_or_else(|| Error::NoSharedEncryption(username.to_owned()))?;
+    Ok((SecurityCode::of((me, &mine), (user, &key)), user, key))
+}
+
+/// Our direct room with `user`, if we have one.
+fn direct_room(c: &rusqlite::Connection, user: i64) -> Result<Option<RoomKey>, Error> {
+    Ok(c.query_row(
+        "SELECT r.id FROM rooms r JOIN members m ON m.room_id = r.id
+         WHERE r.kind = 'direct' AND m.user_id = ?1 AND r.member = 1 ORDER BY r.id DESC",
+        [user],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
 /// Longest side an image is scanned at (photos are scaled down to it first).
 pub const SCAN_SIDE: u32 = 1600;
 
@@ -237,6 +414,16 @@ pub trait Code: Sized {
     fn to_uri(&self) -> String;
     /// Reads a code's text (untrusted).
     fn parse(text: &str) -> Result<Self, Self::Error>;
+}
+
+impl Code for VerifyCode {
+    type Error = VerifyCodeError;
+    fn to_uri(&self) -> String {
+        VerifyCode::to_uri(self)
+    }
+    fn parse(text: &str) -> Result<Self, Self::Error> {
+        VerifyCode::parse(text)
+    }
 }
 
 impl Code for ContactCode {

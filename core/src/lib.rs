@@ -47,6 +47,7 @@ pub mod store;
 pub mod sync;
 pub mod timeline;
 pub mod typing;
+pub mod verification;
 pub mod video;
 
 pub use account::Account;
@@ -125,6 +126,27 @@ pub enum Error {
     /// code from: write to them first.
     #[error("no encrypted chat with {0} yet: write to them first")]
     NoSharedEncryption(String),
+    /// The identity key the server handed out for the user whose contact code was scanned
+    /// is not the one their code shows: someone may be intercepting. They are not verified,
+    /// and sending to them is held until the new key is accepted (crate::verification).
+    #[error(
+        "the key the server gave for {0} is not the one in their code: someone may be \
+         intercepting. {0} is not verified; compare security codes in person"
+    )]
+    KeyMismatch(String),
+    /// A verified contact's identity key changed: sending into rooms with them is held until
+    /// I accept the new key or verify them again.
+    #[error("{0}'s security code changed: accept the new one or verify {0} again to send")]
+    KeyChanged(String),
+    /// A scanned security code is not the one I share with the user: not verified.
+    #[error("this is not the security code you share with {0}: {0} is not verified")]
+    SecurityCodeMismatch(String),
+    /// Text that is not a valid verify code.
+    #[error(transparent)]
+    VerifyCode(#[from] tidings_proto::verify::VerifyCodeError),
+    /// No verify code could be read from an image.
+    #[error(transparent)]
+    VerifyScan(#[from] contact::ScanError<tidings_proto::verify::VerifyCodeError>),
     /// A server address that cannot be used (malformed, or plain http to the internet).
     #[error(transparent)]
     Address(#[from] endpoint::AddressError),

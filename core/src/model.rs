@@ -119,7 +119,8 @@ pub enum Notice {
         name: String,
     },
     /// What the server logged from the sender failed a check of who is in the room's
-    /// encryption, and this device refused it.
+    /// encryption, and this device refused it; or news of the sender's identity key (it
+    /// changed, or is verified).
     Security {
         /// Which check.
         issue: SecurityIssue,
@@ -127,7 +128,8 @@ pub enum Notice {
 }
 
 /// A check of who is in a room's encryption that failed (core/src/e2ee): the event that
-/// failed it was refused, and the timeline says so.
+/// failed it was refused, and the timeline says so. The last two are news of a member's
+/// identity key (crate::verification), shown as notices about them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
@@ -142,6 +144,11 @@ pub enum SecurityIssue {
     /// A message whose signature is not its sender's: forged by someone who holds the room's
     /// keys but not the sender's, or damaged.
     BadSignature,
+    /// The notice's user has a new identity key (crate::verification): their security code
+    /// changed; if they were verified, sending to them is held until the new key is accepted.
+    KeyChanged,
+    /// The notice's user is verified (crate::verification).
+    Verified,
 }
 
 impl SecurityIssue {
@@ -152,14 +159,23 @@ impl SecurityIssue {
             SecurityIssue::NotAMember => "not_a_member",
             SecurityIssue::WrongSender => "wrong_sender",
             SecurityIssue::BadSignature => "bad_signature",
+            SecurityIssue::KeyChanged => "key_changed",
+            SecurityIssue::Verified => "verified",
         }
     }
 
     /// The issue a stored name names.
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Uncertified, Self::NotAMember, Self::WrongSender, Self::BadSignature]
-            .into_iter()
-            .find(|i| i.as_str() == name)
+        [
+            Self::Uncertified,
+            Self::NotAMember,
+            Self::WrongSender,
+            Self::BadSignature,
+            Self::KeyChanged,
+            Self::Verified,
+        ]
+        .into_iter()
+        .find(|i| i.as_str() == name)
     }
 
     /// The issue an MLS failure is, if it is one ([`crate::e2ee::E2eeError::is_security`]).

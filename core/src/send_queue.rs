@@ -264,6 +264,13 @@ impl RoomSendQueue<'_> {
     /// the queue uploads first as the message's attachment; it is deleted if queueing fails.
     async fn send(&self, body: MessageBody, upload: Option<String>) -> Result<RequestId, Error> {
         let queued = async {
+            // Not to someone whose verified key changed, until I accept it.
+            let (room, me) = (self.room, self.client.require_account().await?.user_id);
+            if let Some(user) =
+                self.client.db(move |c| crate::verification::held(c, room, me)).await?
+            {
+                return Err(Error::KeyChanged(user));
+            }
             let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
             // It is sealed for the room's group at flush: the sealed message must still fit
             // a body.
@@ -328,11 +335,28 @@ pub(crate) fn quiet_naming(
     room: RoomId,
     name: &tidings_proto::RoomName,
 ) -> Result<Request, Error> {
+    quiet_message(tx, room, naming_body(name, false)?)
+}
+
+/// A message that shows nothing, remembered so that this device, which cannot open it,
+/// passes it over when the log brings it back.
+fn quiet_message(tx: &Connection, room: RoomId, body: Body) -> Result<Request, Error> {
     let request = new_request_id();
-    tx.prepare_cached("INSERT INTO quiet_namings (request_id) VALUES (?1)")?
+    tx.prepare_cached("INSERT INTO quiet_messages (request_id) VALUES (?1)")?
         .execute([&request.0[..]])?;
-    let body = naming_body(name, false)?;
     Ok(Request::Send { request, room, body, attachments: List::empty() })
+}
+
+/// Queues `body` into `room` (server id `room_id`) as a quiet message (a verification proof).
+pub(crate) fn queue_quiet(
+    tx: &Connection,
+    room: RoomKey,
+    room_id: RoomId,
+    body: &MessageBody,
+) -> Result<(), Error> {
+    let body = codec::encode(body).map_err(|e| Error::Internal(e.to_string()))?;
+    let body = Body::new(body).map_err(|e| Error::Internal(e.to_string()))?;
+    queue_operation(tx, room, &quiet_message(tx, room_id, body)?, None, now_ms())
 }
 
 /// Queues the quiet namings apply asked for (`rooms.name_to_tell`: devices joined a group

@@ -68,7 +68,7 @@ impl Timeline<'_> {
                     let (seq, req, content, position, sender, at_ms, outbox, security) = row?;
                     let seq = seq.map(|s| s as Seq);
                     let shown = match security.as_deref().and_then(SecurityIssue::from_name) {
-                        Some(issue) => security_notice(issue),
+                        Some(issue) => security_notice(issue, &sender),
                         None => view(&content),
                     };
                     out.push(Message {
@@ -110,15 +110,25 @@ struct Shown {
 }
 
 /// A refused event: a security notice, whatever it carried.
-fn security_notice(issue: SecurityIssue) -> Shown {
+fn security_notice(issue: SecurityIssue, sender: &str) -> Shown {
     let text = match issue {
-        SecurityIssue::Uncertified => "security: a device its owner did not certify was refused",
-        SecurityIssue::NotAMember => "security: a device of someone not in the room was refused",
-        SecurityIssue::WrongSender => "security: a message from a device other than its sender's",
-        SecurityIssue::BadSignature => "security: a message whose signature is not its sender's",
+        SecurityIssue::Uncertified => {
+            "security: a device its owner did not certify was refused".into()
+        }
+        SecurityIssue::NotAMember => {
+            "security: a device of someone not in the room was refused".into()
+        }
+        SecurityIssue::WrongSender => {
+            "security: a message from a device other than its sender's".into()
+        }
+        SecurityIssue::BadSignature => {
+            "security: a message whose signature is not its sender's".into()
+        }
+        SecurityIssue::KeyChanged => format!("security: {sender}'s security code changed"),
+        SecurityIssue::Verified => format!("security: {sender} is verified"),
     };
     Shown {
-        text: text.into(),
+        text,
         notice: Some(Notice::Security { issue }),
         image: None,
         file: None,

@@ -10,6 +10,12 @@
 //! digits) is the fingerprint of the server's certificate, for a self-hosted server without a
 //! CA: it comes last, so codes without one read exactly as before.
 //!
+//! **Version 2** adds what makes one scan a verification ([`ContactVerification`]): `fp`, the
+//! fingerprint of the user's identity key (64 hex digits), which the scanner checks against
+//! the key the server hands out, and `s`, a secret only the user's own devices can derive
+//! (32 hex digits), with which the scanner proves it saw the code. A v1 code still reads, as
+//! an unverified one.
+//!
 //! Whatever a camera or a pasted screenshot gives is untrusted: [`ContactCode::parse`]
 //! checks the length before anything else, allows only the `tidings` scheme, and names
 //! what is wrong in a typed [`ContactCodeError`]. It never panics (a fuzz target holds it
@@ -38,6 +44,17 @@ pub struct ContactCode {
     /// The server certificate's fingerprint (`sha256:` + 64 lowercase hex digits), for
     /// `https://` servers trusted by a pin instead of a CA.
     pub pin: Option<String>,
+    /// What verifies the user by this scan (version 2 codes); `None` in a v1 code.
+    pub verification: Option<ContactVerification>,
+}
+
+/// What a version 2 contact code carries to verify its owner with one scan.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ContactVerification {
+    /// The SHA-256 fingerprint of the owner's identity key.
+    pub fingerprint: [u8; 32],
+    /// A secret only the owner's devices can derive (a secret: shown only in the code).
+    pub secret: [u8; 16],
 }
 
 impl fmt::Debug for ContactCode {
@@ -46,6 +63,15 @@ impl fmt::Debug for ContactCode {
             .field("server", &self.server)
             .field("user", &self.user)
             .field("pin", &self.pin)
+            .field("verification", &self.verification)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ContactVerification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContactVerification")
+            .field("fingerprint", &hex(&self.fingerprint[..4]))
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +121,9 @@ pub enum ContactCodeError {
     /// The certificate pin is malformed, or given for a server without TLS.
     #[error("this contact code's certificate pin is malformed")]
     BadPin,
+    /// The identity fingerprint or the secret of a version 2 code is malformed.
+    #[error("this contact code's verification is malformed")]
+    BadVerification,
 }
 
 impl ContactCode {
@@ -108,16 +137,26 @@ impl ContactCode {
             SchemeError::Foreign(scheme) => ContactCodeError::ForeignScheme { scheme },
             SchemeError::OtherKind => ContactCodeError::NotAContactCode,
         })?;
-        let [version, server, user, key, pin] =
-            fields(query, ["v", "server", "user", "key", "pin"]).map_err(|e| match e {
-                FieldError::Bad(name) => ContactCodeError::BadField(name),
-                FieldError::Undecodable => ContactCodeError::NotAContactCode,
-            })?;
-        match version.as_deref() {
-            Some("1") => {}
-            Some(v) => return Err(ContactCodeError::UnsupportedVersion(shorten(v))),
-            None => return Err(ContactCodeError::Missing("version")),
-        }
+        let [version, server, user, key, fingerprint, secret, pin] =
+            fields(query, ["v", "server", "user", "key", "fp", "s", "pin"]).map_err(
+                |e| match e {
+                    FieldError::Bad(name) => ContactCodeError::BadField(name),
+                    FieldError::Undecodable => ContactCodeError::NotAContactCode,
+                },
+            )?;
+        let verification = match (version.as_deref(), fingerprint, secret) {
+            (Some("1"), None, None) => None,
+            (Some("1"), Some(_), _) => return Err(ContactCodeError::BadField("fp".into())),
+            (Some("1"), None, Some(_)) => return Err(ContactCodeError::BadField("s".into())),
+            (Some("2"), Some(fingerprint), Some(secret)) => Some(ContactVerification {
+                fingerprint: hex_bytes(&fingerprint).ok_or(ContactCodeError::BadVerification)?,
+                secret: hex_bytes(&secret).ok_or(ContactCodeError::BadVerification)?,
+            }),
+            (Some("2"), None, _) => return Err(ContactCodeError::Missing("fingerprint")),
+            (Some("2"), Some(_), None) => return Err(ContactCodeError::Missing("secret")),
+            (Some(v), _, _) => return Err(ContactCodeError::UnsupportedVersion(shorten(v))),
+            (None, _, _) => return Err(ContactCodeError::Missing("version")),
+        };
         let server = server.ok_or(ContactCodeError::Missing("server"))?;
         let user = user.ok_or(ContactCodeError::Missing("user"))?;
         let key = key.ok_or(ContactCodeError::Missing("key"))?;
@@ -130,7 +169,7 @@ impl ContactCode {
         if pin.as_deref().is_some_and(|p| !valid_pin(p) || !server.starts_with("https://")) {
             return Err(ContactCodeError::BadPin);
         }
-        let code = Self { server, user, key, pin };
+        let code = Self { server, user, key, pin, verification };
         // Escapes make the printed form longer than what was read; it must still fit.
         let printed = code.to_uri().len();
         if printed > MAX_CONTACT_CODE_BYTES {
@@ -141,12 +180,16 @@ impl ContactCode {
 
     /// The code as text (what the QR code holds).
     pub fn to_uri(&self) -> String {
+        let version = if self.verification.is_some() { 2 } else { 1 };
         let mut uri = format!(
-            "tidings:contact?v=1&server={}&user={}&key={}",
+            "tidings:contact?v={version}&server={}&user={}&key={}",
             percent_encode(&self.server),
             self.user,
             self.key
         );
+        if let Some(v) = &self.verification {
+            uri.push_str(&format!("&fp={}&s={}", hex(&v.fingerprint), hex(&v.secret)));
+        }
         if let Some(pin) = &self.pin {
             uri.push_str("&pin=");
             uri.push_str(&percent_encode(pin));
@@ -208,6 +251,23 @@ pub(crate) fn fields<const N: usize>(
         values[at] = Some(percent_decode(value).ok_or(FieldError::Undecodable)?);
     }
     Ok(values)
+}
+
+/// Lowercase hex digits of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `2 × N` hex digits (either case) as `N` bytes.
+pub(crate) fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Whether `pin` is `sha256:` and 64 lowercase hex digits.
@@ -305,6 +365,37 @@ mod tests {
             user: "alice".into(),
             key: "Q2xldmVyIGdpcmwhIGtleQ".into(),
             pin: None,
+            verification: None,
+        }
+    }
+
+    #[test]
+    fn a_version_2_code_carries_the_verification_and_v1_still_reads() {
+        let verification = ContactVerification { fingerprint: [0xab; 32], secret: [0x5c; 16] };
+        let code = ContactCode { verification: Some(verification), ..alice() };
+        let uri = code.to_uri();
+        assert!(uri.starts_with("tidings:contact?v=2&"), "{uri}");
+        assert!(uri.contains(&format!("&fp={}&s={}", "ab".repeat(32), "5c".repeat(16))), "{uri}");
+        assert_eq!(ContactCode::parse(&uri).unwrap(), code);
+        let upper = uri.replace(&"ab".repeat(32), &"AB".repeat(32)).replace("5c", "5C");
+        assert_eq!(ContactCode::parse(&upper).unwrap(), code, "hex of either case");
+        assert!(!format!("{code:?}").contains("5c5c"), "the secret stays out of Debug");
+        assert_eq!(ContactCode::parse(&alice().to_uri()).unwrap().verification, None);
+        use ContactCodeError as E;
+        let fp = format!("&fp={}", "ab".repeat(32));
+        let secret = format!("&s={}", "5c".repeat(16));
+        let cases: Vec<(String, E)> = vec![
+            (uri.replace(&fp, ""), E::Missing("fingerprint")),
+            (uri.replace(&secret, ""), E::Missing("secret")),
+            (uri.replace(&"ab".repeat(32), &"ab".repeat(31)), E::BadVerification),
+            (uri.replace(&"5c".repeat(16), &"zz".repeat(16)), E::BadVerification),
+            (uri.replace("v=2", "v=1"), E::BadField("fp".into())),
+            (uri.replace("v=2", "v=1").replace(&fp, ""), E::BadField("s".into())),
+            (format!("{uri}{secret}"), E::BadField("s".into())),
+            (uri.replace("v=2", "v=3"), E::UnsupportedVersion("3".into())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ContactCode::parse(&text), Err(want), "{text}");
         }
     }
 

@@ -23,6 +23,7 @@ pub mod ids;
 pub mod limits;
 pub mod link;
 pub mod validate;
+pub mod verify;
 
 pub use codec::{decode_client, decode_server, encode_client, encode_server, DecodeError};
 pub use frame::*;

@@ -102,7 +102,7 @@ impl LinkCode {
         let server = server.ok_or(LinkCodeError::Missing("server"))?;
         let server = check_server(&server).map_err(|_| LinkCodeError::BadServer)?;
         let secret = secret.ok_or(LinkCodeError::Missing("secret"))?;
-        let secret = hex32(&secret).ok_or(LinkCodeError::BadSecret)?;
+        let secret = crate::contact::hex_bytes::<32>(&secret).ok_or(LinkCodeError::BadSecret)?;
         let pin = pin.map(|p| p.to_ascii_lowercase());
         if pin.as_deref().is_some_and(|p| !valid_pin(p) || !server.starts_with("https://")) {
             return Err(LinkCodeError::BadPin);
@@ -122,18 +122,6 @@ impl LinkCode {
         }
         uri
     }
-}
-
-/// 64 hex digits (either case) as 32 bytes.
-fn hex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -603,6 +603,7 @@ mod tests {
             user: "ann".into(),
             key: "Q2xldmVyIGdpcmwhIGtleQ".into(),
             pin: None,
+            verification: None,
         };
         let read = Scanned::parse(&link.to_uri()).expect("a link code");
         assert!(read.link_code().is_ok_and(|c| c == link));

@@ -338,6 +338,7 @@ fn fuzz_all(seconds: u32) -> anyhow::Result<()> {
         "decode_client",
         "decode_server",
         "contact_code",
+        "verify_code",
         "link_code",
         "mls_group",
         "mls_join",

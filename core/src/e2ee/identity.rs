@@ -17,6 +17,14 @@
 //!                                   "tidings device certificate v1" ‖ user ‖ device
 //!                                   ‖ leaf signature key (32)
 //! ```
+//!
+//! **Verification by one scan** (crate::verification). A contact code carries the identity
+//! key's [`IdentityKey::fingerprint`] and the identity's [`Identity::contact_secret`], which
+//! only devices holding the identity's private key can derive. The scanner checks the
+//! fingerprint against the leaves the server handed out, then sends, sealed in the direct
+//! room, a [`proof`]: an HMAC under that secret over both users and both identity keys as the
+//! scanner saw them. The owner's devices recompute it: it verifies the scanner's key, as the
+//! owner's group shows it, without a second scan.
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rusqlite::{Connection, OptionalExtension};
@@ -24,6 +32,9 @@ use rusqlite::{Connection, OptionalExtension};
 use super::{E2eeError, LeafId};
 
 const CERTIFICATE_CONTEXT: &[u8] = b"tidings device certificate v1";
+const FINGERPRINT_CONTEXT: &[u8] = b"tidings identity fingerprint v1";
+const CONTACT_SECRET_CONTEXT: &[u8] = b"tidings contact secret v1";
+const PROOF_CONTEXT: &[u8] = b"tidings verification proof v1";
 
 /// Length of a leaf credential's identity field.
 pub const CREDENTIAL_LEN: usize = 16 + 32 + 64;
@@ -40,6 +51,61 @@ impl std::fmt::Debug for IdentityKey {
         }
         write!(f, "…)")
     }
+}
+
+impl IdentityKey {
+    /// What a contact code carries of it: SHA-256 over a context and the key.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(FINGERPRINT_CONTEXT);
+        hash.update(self.0);
+        hash.finalize().into()
+    }
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn hmac(key: &[u8]) -> HmacSha256 {
+    use hmac::Mac as _;
+    HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length")
+}
+
+/// The proof that whoever sent it, `scanner`, saw `owner`'s contact code, whose secret is
+/// `secret`: an HMAC-SHA256 under the secret over both users and identity keys.
+pub fn proof(
+    secret: &[u8; 16],
+    owner: (i64, &IdentityKey),
+    scanner: (i64, &IdentityKey),
+) -> [u8; 32] {
+    use hmac::Mac as _;
+    proof_mac(secret, owner, scanner).finalize().into_bytes().into()
+}
+
+fn proof_mac(
+    secret: &[u8; 16],
+    owner: (i64, &IdentityKey),
+    scanner: (i64, &IdentityKey),
+) -> HmacSha256 {
+    use hmac::Mac as _;
+    let mut mac = hmac(secret);
+    mac.update(PROOF_CONTEXT);
+    for (user, key) in [owner, scanner] {
+        mac.update(&user.to_be_bytes());
+        mac.update(&key.0);
+    }
+    mac
+}
+
+/// Whether `tag` is the [`proof`] for these users and keys (compared in constant time).
+pub fn proof_holds(
+    tag: &[u8],
+    secret: &[u8; 16],
+    owner: (i64, &IdentityKey),
+    scanner: (i64, &IdentityKey),
+) -> bool {
+    use hmac::Mac as _;
+    proof_mac(secret, owner, scanner).verify_slice(tag).is_ok()
 }
 
 /// A user's identity: the private key that certifies the user's devices. It never leaves the
@@ -69,6 +135,19 @@ impl Identity {
     /// The private key, for sealing into a link offer.
     pub fn secret(&self) -> [u8; 32] {
         self.key.to_bytes()
+    }
+
+    /// The secret this identity's contact codes carry: HMAC-SHA256 under the private key,
+    /// truncated to 16 bytes — every device linked with the identity derives the same, and
+    /// no one else can.
+    pub fn contact_secret(&self) -> [u8; 16] {
+        use hmac::Mac as _;
+        let mut mac = hmac(&self.key.to_bytes());
+        mac.update(CONTACT_SECRET_CONTEXT);
+        let tag: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut secret = [0u8; 16];
+        secret.copy_from_slice(&tag[..16]);
+        secret
     }
 
     /// Whose identity this is.

@@ -37,7 +37,7 @@ use openmls_traits::OpenMlsProvider;
 use rusqlite::{Connection, OptionalExtension};
 
 pub use codec::Json;
-pub use identity::{Identity, IdentityKey, CREDENTIAL_LEN};
+pub use identity::{proof, proof_holds, Identity, IdentityKey, CREDENTIAL_LEN};
 
 /// The one ciphersuite Tidings groups use.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;

@@ -932,9 +932,11 @@ impl World {
             let echoes: i64 = self.devices[d]
                 .client
                 .db_blocking(|c| {
-                    Ok(c.query_row("SELECT count(*) FROM events WHERE seq IS NULL", [], |r| {
-                        r.get(0)
-                    })?)
+                    Ok(c.query_row(
+                        "SELECT count(*) FROM events WHERE seq IS NULL AND security IS NULL",
+                        [],
+                        |r| r.get(0),
+                    )?)
                 })
                 .unwrap();
             let failed: i64 = self.devices[d]
