@@ -258,6 +258,16 @@ fn one_scan_verifies_both_ways_and_a_key_the_code_does_not_name_is_caught() {
     assert_eq!(trust(&bob_phone, "alice"), "verified");
     // The proof itself shows nowhere.
     assert!(!texts(&alice, &alice_room).iter().any(|t| t.is_empty()), "no empty message");
+    // A new device of Bob's, certified by his identity (linked), changes nothing for Alice.
+    let tablet = dir.path().join("bob-tablet");
+    ok(&tablet, &["link", ok(&bob, &["link-code"])[0]["uri"].as_str().unwrap()]);
+    ok(&tablet, &["sync"]);
+    ok(&tablet, &["send", ok(&tablet, &["rooms"])[0]["room"].as_str().unwrap(), "tablet"]);
+    ok(&tablet, &["sync"]);
+    ok(&alice, &["sync"]);
+    assert!(texts(&alice, &alice_room).contains(&"tablet".to_owned()));
+    assert_eq!(trust(&alice, "bob"), "verified");
+    assert!(!texts(&alice, &alice_room).iter().any(|t| t.contains("security code changed")));
 
     // A code v1 (no fingerprint) still adds, unverified.
     let v1 = uri.split("&fp=").next().unwrap().replace("v=2", "v=1");
@@ -265,6 +275,9 @@ fn one_scan_verifies_both_ways_and_a_key_the_code_does_not_name_is_caught() {
     let added = ok(&carol, &["add-contact", &format!("{v1}{pin}")]);
     assert_eq!(added[0]["verified"], false);
     assert_eq!(trust(&carol, "alice"), "unverified");
+    let carol_room = added[0]["room"].as_str().unwrap().to_owned();
+    ok(&carol, &["send", &carol_room, "hi alice"]);
+    ok(&carol, &["sync"]);
 
     // A device for Alice that her identity did not certify (what a server that swaps keys
     // does; here: a sign-in with her password alone, which makes a new identity). Dora scans
@@ -286,6 +299,12 @@ fn one_scan_verifies_both_ways_and_a_key_the_code_does_not_name_is_caught() {
     assert_eq!(trust(&bob, "alice"), "changed");
     assert!(texts(&bob, &bob_room).contains(&"security: alice's security code changed".to_owned()));
     refused(&bob, &["send", &bob_room, "is it you?"], "alice's security code changed");
+    // Carol, who never verified her, gets the notice too, and writes on.
+    ok(&carol, &["sync"]);
+    assert_eq!(trust(&carol, "alice"), "unverified");
+    let notice = "security: alice's security code changed".to_owned();
+    assert!(texts(&carol, &carol_room).contains(&notice));
+    ok(&carol, &["send", &carol_room, "still here"]);
     ok(&bob, &["accept-key", "alice"]);
     assert_eq!(trust(&bob, "alice"), "unverified");
     ok(&bob, &["send", &bob_room, "accepted"]);
@@ -297,8 +316,6 @@ fn one_scan_verifies_both_ways_and_a_key_the_code_does_not_name_is_caught() {
     assert_eq!(trust(&bob, "alice"), "verified");
     assert_eq!(ok(&bob, &["security-code", "alice"])[0]["code"], mine[0]["code"]);
     // Carol's screen is not Alice's: refused, and nothing changes.
-    ok(&carol, &["send", ok(&carol, &["rooms"])[0]["room"].as_str().unwrap(), "hi alice"]);
-    ok(&carol, &["sync"]);
     let carols = dir.path().join("carol.png");
     ok(&carol, &["security-code", "alice", "--png", carols.to_str().unwrap()]);
     refused(

@@ -559,6 +559,7 @@ mod tests {
             user: "alice".into(),
             key: "0123456789abcdefghijKLMNOP_-".into(),
             pin: None,
+            verification: None,
         }
     }
 

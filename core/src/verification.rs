@@ -144,19 +144,24 @@ pub(crate) fn observe(
     group: &[u8],
     joined: Option<&[LeafId]>,
 ) -> Result<(), Error> {
-    // Per user (not me): every key in the group, and the newest joined leaf's.
-    let mut users: BTreeMap<i64, (Vec<IdentityKey>, Vec<(i64, IdentityKey)>)> = BTreeMap::new();
+    // Per user (not me): every key in the group, and the joined leaves' (by device).
+    #[derive(Default)]
+    struct Seen {
+        all: Vec<IdentityKey>,
+        new: Vec<(i64, IdentityKey)>,
+    }
+    let mut users: BTreeMap<i64, Seen> = BTreeMap::new();
     for (leaf, key) in e2ee::identities(tx, group)? {
         if leaf.user == me {
             continue;
         }
-        let (all, new) = users.entry(leaf.user).or_default();
-        all.push(key);
+        let seen = users.entry(leaf.user).or_default();
+        seen.all.push(key);
         if joined.is_none_or(|j| j.contains(&leaf)) {
-            new.push((leaf.device, key));
+            seen.new.push((leaf.device, key));
         }
     }
-    for (user, (all, mut new)) in users {
+    for (user, Seen { all, mut new }) in users {
         new.sort_by_key(|(device, _)| *device);
         let Some(&(_, newest)) = new.last() else { continue };
         match stored(tx, user)? {

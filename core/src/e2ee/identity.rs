@@ -232,3 +232,32 @@ pub(super) fn certified(
         .map_err(|_| E2eeError::Uncertified("a device certificate that does not verify"))?;
     Ok((id, identity))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_identity_derives_its_secret_and_a_proof_binds_both_users_and_keys() {
+        let alice = Identity::generate(1);
+        let linked = Identity::from_secret(1, alice.secret());
+        let mallory = Identity::generate(1);
+        assert_eq!(alice.contact_secret(), linked.contact_secret(), "every linked device");
+        assert_ne!(alice.contact_secret(), mallory.contact_secret());
+        assert_ne!(alice.public().fingerprint(), mallory.public().fingerprint());
+
+        let bob = Identity::generate(2).public();
+        let (a, m) = (alice.public(), mallory.public());
+        let secret = alice.contact_secret();
+        let tag = proof(&secret, (1, &a), (2, &bob));
+        assert!(proof_holds(&tag, &secret, (1, &a), (2, &bob)));
+        // Another secret (a code that was not Alice's), another key on either side, another
+        // user, or a damaged tag: no.
+        assert!(!proof_holds(&tag, &mallory.contact_secret(), (1, &a), (2, &bob)));
+        assert!(!proof_holds(&tag, &secret, (1, &m), (2, &bob)));
+        assert!(!proof_holds(&tag, &secret, (1, &a), (2, &m)));
+        assert!(!proof_holds(&tag, &secret, (1, &a), (3, &bob)));
+        assert!(!proof_holds(&tag[..31], &secret, (1, &a), (2, &bob)));
+        assert!(!proof_holds(&[], &secret, (1, &a), (2, &bob)));
+    }
+}

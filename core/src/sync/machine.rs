@@ -459,6 +459,10 @@ impl Machine {
                 // to open: it takes effect now. A commit waits for its place in the log.
                 if kind != Handshake::Commit {
                     group::device(&tx)?.confirm(&tx, &group)?;
+                    // Every leaf is new to this device: their keys (crate::verification).
+                    if let Some(account) = crate::account::stored(&tx)? {
+                        crate::verification::observe(&tx, account.user_id, &group, None)?;
+                    }
                     tx.execute(
                         "UPDATE rooms SET mls_group = ?2, mls_absent = 0,
                              mls_pending_group = NULL, mls_pending_request = NULL
