@@ -1,5 +1,6 @@
 //! Rooms: the room list, opening and creating rooms, and what a member does to a room
-//! (invite, leave, accept or decline a request, rename, read, type).
+//! (invite, leave, accept or decline a request, rename, read, type), and whether sending
+//! into it is held by a member's changed key ([`Room::held_by`]).
 //!
 //! [`Client::rooms`] is the list; [`Client::room`] is one room, with its
 //! [`Room::timeline`] and its [`Room::send_queue`]. Changes the server must confirm go
@@ -202,6 +203,19 @@ impl<'a> Room<'a> {
                     .query_row([room], |r| r.get(0))
                     .optional()?
                     .flatten())
+            })
+            .await
+    }
+
+    /// Someone in the room whose verified identity key changed (their username), if any:
+    /// sending here is held ([`Error::KeyChanged`]) until I accept their new key or verify
+    /// them again (crate::verification). Works offline.
+    pub async fn held_by(&self) -> Result<Option<String>, Error> {
+        let room = self.room;
+        self.client
+            .db(move |c| {
+                let me = stored(c)?.map_or(0, |a| a.user_id);
+                crate::verification::held(c, room, me)
             })
             .await
     }

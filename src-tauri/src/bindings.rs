@@ -35,6 +35,8 @@ pub fn typescript() -> String {
         crate::commands::ContactCodeView::decl(&cfg),
         crate::commands::LinkCodeView::decl(&cfg),
         crate::commands::ContactView::decl(&cfg),
+        crate::commands::VerifyCodeView::decl(&cfg),
+        tidings_core::verification::Trust::decl(&cfg),
         crate::error::AppError::decl(&cfg),
         crate::error::ErrorCode::decl(&cfg),
     ];

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 use tauri::{ipc::InvokeBody, AppHandle, State};
 use tidings_core::{
-    contact::{Code, ContactCode},
-    link::{LinkCode, LinkCodeError},
+    contact::{Code, ContactCode, VerifyCode},
+    link::LinkCode,
+    verification::Trust,
     ConnectionState, Device, MemberReceipt, Message, OutboxEntry, RoomKey, RoomSummary,
 };
 use tidings_proto::RoomKind;
@@ -79,6 +80,18 @@ pub struct ContactView {
     pub user_id: i64,
     /// Our direct room here, once synced.
     pub room: Option<RoomKey>,
+    /// How far I trust their identity key (the list shows verified ones with a badge).
+    pub trust: Trust,
+}
+
+/// The verify code my screen shows a contact: the security code we share as a QR code for
+/// their device to scan (`tidings:verify?…`; not secret).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct VerifyCodeView {
+    /// The `tidings:verify?…` text.
+    pub uri: String,
+    /// The QR code as an SVG document.
+    pub svg: String,
 }
 
 fn session_view(a: tidings_core::Account) -> SessionView {
@@ -464,7 +477,8 @@ pub async fn link_device(
     app: State<'_, App>,
     code: String,
 ) -> Result<SessionView> {
-    let code = Scanned::parse(code.trim()).map_err(tidings_core::Error::from)?.link_code()?;
+    let code =
+        Scanned::<LinkCode>::parse(code.trim()).map_err(tidings_core::Error::from)?.link_code()?;
     linked(&handle, &app, &code).await
 }
 
@@ -476,7 +490,7 @@ pub async fn link_device_image(
     app: State<'_, App>,
     request: tauri::ipc::Request<'_>,
 ) -> Result<SessionView> {
-    let code = scan_picture::<Scanned>(&request).await?.link_code()?;
+    let code = scan_picture::<Scanned<LinkCode>>(&request).await?.link_code()?;
     linked(&handle, &app, &code).await
 }
 
@@ -486,40 +500,58 @@ async fn linked(handle: &AppHandle, app: &App, code: &LinkCode) -> Result<Sessio
     Ok(session_view(account))
 }
 
-/// What the link screens read: a link code, or a contact code given by mistake (told apart
-/// so the person hears which code to show instead of "not a link code").
+/// What a screen that reads codes of kind `C` (link codes, verify codes) read: such a code,
+/// or a contact code given by mistake (told apart so the person hears which code to show
+/// instead of "not a link code").
 #[derive(Debug)]
-enum Scanned {
-    Link(LinkCode),
+enum Scanned<C> {
+    Wanted(C),
     Contact(ContactCode),
 }
 
-impl Code for Scanned {
-    type Error = LinkCodeError;
+impl<C: Code> Code for Scanned<C> {
+    type Error = C::Error;
     fn to_uri(&self) -> String {
         match self {
-            Scanned::Link(c) => c.to_uri(),
+            Scanned::Wanted(c) => c.to_uri(),
             Scanned::Contact(c) => c.to_uri(),
         }
     }
-    fn parse(text: &str) -> std::result::Result<Self, LinkCodeError> {
-        match LinkCode::parse(text) {
-            Ok(code) => Ok(Scanned::Link(code)),
+    fn parse(text: &str) -> std::result::Result<Self, C::Error> {
+        match C::parse(text) {
+            Ok(code) => Ok(Scanned::Wanted(code)),
             Err(e) => ContactCode::parse(text).map(Scanned::Contact).map_err(|_| e),
         }
     }
 }
 
-impl Scanned {
-    fn link_code(self) -> Result<LinkCode> {
+impl<C> Scanned<C> {
+    /// The code wanted, or `code` with `instead` (what to show) for a contact code.
+    fn wanted(self, code: ErrorCode, instead: &str) -> Result<C> {
         match self {
-            Scanned::Link(code) => Ok(code),
-            Scanned::Contact(_) => Err(AppError::new(
-                ErrorCode::BadLinkCode,
-                "This is a contact code, for adding a person. To link this device, show the \
-                 link code from Settings › Link a new device on the device you already use.",
-            )),
+            Scanned::Wanted(c) => Ok(c),
+            Scanned::Contact(_) => Err(AppError::new(code, instead)),
         }
+    }
+}
+
+impl Scanned<LinkCode> {
+    fn link_code(self) -> Result<LinkCode> {
+        self.wanted(
+            ErrorCode::BadLinkCode,
+            "This is a contact code, for adding a person. To link this device, show the link \
+             code from Settings › Link a new device on the device you already use.",
+        )
+    }
+}
+
+impl Scanned<VerifyCode> {
+    fn verify_code(self) -> Result<VerifyCode> {
+        self.wanted(
+            ErrorCode::BadVerifyCode,
+            "This is a contact code, for adding a person. To verify, scan the code their \
+             Contacts › Security code screen shows for you.",
+        )
     }
 }
 
@@ -528,7 +560,8 @@ pub async fn contacts(app: State<'_, App>) -> Result<Vec<ContactView>> {
     let mut out = Vec::new();
     for (username, user_id, _server_room) in app.client.contacts().list().await? {
         let room = app.client.rooms().direct_with(user_id).await?;
-        out.push(ContactView { username, user_id, room });
+        let trust = app.client.contacts().trust(&username).await?;
+        out.push(ContactView { username, user_id, room, trust });
     }
     Ok(out)
 }
@@ -538,6 +571,58 @@ pub async fn contacts(app: State<'_, App>) -> Result<Vec<ContactView>> {
 #[tauri::command]
 pub async fn security_code(app: State<'_, App>, username: String) -> Result<String> {
     Ok(app.client.contacts().security_code(username.trim()).await?.grouped())
+}
+
+/// How far I trust `username`'s identity key.
+#[tauri::command]
+pub async fn trust(app: State<'_, App>, username: String) -> Result<Trust> {
+    Ok(app.client.contacts().trust(username.trim()).await?)
+}
+
+/// The security code I share with `username` as the QR code their device scans to verify me.
+#[tauri::command]
+pub async fn verify_code(app: State<'_, App>, username: String) -> Result<VerifyCodeView> {
+    let code = app.client.contacts().verify_code(username.trim()).await?;
+    Ok(VerifyCodeView { uri: code.to_uri(), svg: tidings_core::contact::qr_svg(&code) })
+}
+
+/// Verifies `username` by the verify code their screen shows, pasted or typed as text.
+#[tauri::command]
+pub async fn verify_contact(app: State<'_, App>, username: String, code: String) -> Result<()> {
+    let code = Scanned::<VerifyCode>::parse(code.trim())
+        .map_err(tidings_core::Error::from)?
+        .verify_code()?;
+    Ok(app.client.contacts().verify(username.trim(), &code).await?)
+}
+
+/// Like [`verify_contact`], with the code in a QR code picture (raw bytes: a file, a pasted
+/// screenshot, a camera frame) and the username in the `username` header (URI-encoded).
+#[tauri::command]
+pub async fn verify_contact_image(
+    app: State<'_, App>,
+    request: tauri::ipc::Request<'_>,
+) -> Result<()> {
+    let username = request
+        .headers()
+        .get("username")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decode)
+        .ok_or_else(|| AppError::new(ErrorCode::Invalid, "no username given"))?;
+    let code = scan_picture::<Scanned<VerifyCode>>(&request).await?.verify_code()?;
+    Ok(app.client.contacts().verify(username.trim(), &code).await?)
+}
+
+/// Accepts `username`'s new identity key: sending to them resumes; they are unverified until
+/// verified again.
+#[tauri::command]
+pub async fn accept_key(app: State<'_, App>, username: String) -> Result<()> {
+    Ok(app.client.contacts().accept_key(username.trim()).await?)
+}
+
+/// Who in `room` has a changed key that holds sending there (the banner), if anyone.
+#[tauri::command]
+pub async fn held_by(app: State<'_, App>, room: RoomKey) -> Result<Option<String>> {
+    Ok(app.client.room(room).held_by().await?)
 }
 
 #[tauri::command]
@@ -595,29 +680,56 @@ mod tests {
         assert!(is_photo("IMG_1.JPG") && is_photo("a.webp") && !is_photo("notes.txt"));
     }
 
-    #[test]
-    fn link_screens_tell_a_contact_code_from_a_link_code_in_text_and_pictures() {
-        let link = LinkCode { server: "http://127.0.0.1:7878".into(), secret: [7; 32], pin: None };
-        let contact = ContactCode {
+    /// A contact code (version 1), as someone might show instead of the code a screen wants.
+    fn anns_contact_code() -> ContactCode {
+        ContactCode {
             server: "http://127.0.0.1:7878".into(),
             user: "ann".into(),
             key: "Q2xldmVyIGdpcmwhIGtleQ".into(),
             pin: None,
             verification: None,
-        };
-        let read = Scanned::parse(&link.to_uri()).expect("a link code");
+        }
+    }
+
+    #[test]
+    fn link_screens_tell_a_contact_code_from_a_link_code_in_text_and_pictures() {
+        let link = LinkCode { server: "http://127.0.0.1:7878".into(), secret: [7; 32], pin: None };
+        let contact = anns_contact_code();
+        let read = Scanned::<LinkCode>::parse(&link.to_uri()).expect("a link code");
         assert!(read.link_code().is_ok_and(|c| c == link));
-        let mistaken = Scanned::parse(&contact.to_uri()).expect("a contact code is told apart");
+        let mistaken =
+            Scanned::<LinkCode>::parse(&contact.to_uri()).expect("a contact code is told apart");
         let e = mistaken.link_code().expect_err("not a link code");
         assert_eq!(e.code, ErrorCode::BadLinkCode);
         assert!(e.message.starts_with("This is a contact code"), "{}", e.message);
-        assert!(Scanned::parse("hello").is_err());
+        assert!(Scanned::<LinkCode>::parse("hello").is_err());
 
         use tidings_core::contact::{qr_png, scan_for};
-        let scanned = scan_for::<Scanned>(&qr_png(&link, 4)).expect("the QR code reads");
+        let scanned = scan_for::<Scanned<LinkCode>>(&qr_png(&link, 4)).expect("the QR code reads");
         assert!(scanned.link_code().is_ok_and(|c| c == link));
-        let scanned = scan_for::<Scanned>(&qr_png(&contact, 4)).expect("the QR code reads");
+        let scanned =
+            scan_for::<Scanned<LinkCode>>(&qr_png(&contact, 4)).expect("the QR code reads");
         assert!(scanned.link_code().is_err_and(|e| e.code == ErrorCode::BadLinkCode));
+    }
+
+    #[test]
+    fn verify_screens_tell_a_contact_code_from_a_security_code_in_text_and_pictures() {
+        let verify =
+            VerifyCode { from: "ann".into(), to: "bob".into(), code: "0123456789".repeat(6) };
+        let contact = anns_contact_code();
+        let read = Scanned::<VerifyCode>::parse(&verify.to_uri()).expect("a verify code");
+        assert!(read.verify_code().is_ok_and(|c| c == verify));
+        let mistaken =
+            Scanned::<VerifyCode>::parse(&contact.to_uri()).expect("a contact code is told apart");
+        let e = mistaken.verify_code().expect_err("not a verify code");
+        assert_eq!(e.code, ErrorCode::BadVerifyCode);
+        assert!(e.message.contains("Security code screen"), "{}", e.message);
+        assert!(Scanned::<VerifyCode>::parse("hello").is_err());
+
+        use tidings_core::contact::{qr_png, scan_for};
+        let scanned =
+            scan_for::<Scanned<VerifyCode>>(&qr_png(&verify, 4)).expect("the QR code reads");
+        assert!(scanned.verify_code().is_ok_and(|c| c == verify));
     }
 
     #[test]

@@ -32,6 +32,16 @@ pub enum ErrorCode {
     Invalid,
     /// No encrypted chat with this person yet, so no security code: write to them first.
     NoSharedEncryption,
+    /// The key the server gave for the person whose contact code was scanned is not the one
+    /// their code names: someone may be intercepting. Sending to them is held.
+    KeyMismatch,
+    /// A verified contact's security code changed: sending to them is held until the new
+    /// code is accepted or they are verified again.
+    KeyChanged,
+    /// A scanned security code is not the one I share with that person: not verified.
+    SecurityCodeMismatch,
+    /// The text or QR code is not a Tidings security (verify) code (or is a contact code).
+    BadVerifyCode,
     /// The server address cannot be used (malformed, or unencrypted to the internet).
     Address,
     /// The server's certificate was refused (unknown authority, expired, wrong name, not
@@ -87,6 +97,11 @@ impl From<tidings_core::Error> for AppError {
             E::ForeignServer { .. } => ErrorCode::ForeignServer,
             E::Invalid(_) | E::NotARequest(_) => ErrorCode::Invalid,
             E::NoSharedEncryption(_) => ErrorCode::NoSharedEncryption,
+            E::KeyMismatch(_) => ErrorCode::KeyMismatch,
+            E::KeyChanged(_) => ErrorCode::KeyChanged,
+            E::SecurityCodeMismatch(_) => ErrorCode::SecurityCodeMismatch,
+            E::VerifyCode(_) | E::VerifyScan(ScanError::Code(_)) => ErrorCode::BadVerifyCode,
+            E::VerifyScan(_) => ErrorCode::NoCode,
             E::Address(_) => ErrorCode::Address,
             E::Tls(_) => ErrorCode::Tls,
             E::Network(_) => ErrorCode::Network,
@@ -108,6 +123,18 @@ impl From<tidings_core::Error> for AppError {
             E::NoSharedEncryption(name) => {
                 format!("No encrypted chat with {name} yet — write to them first")
             }
+            E::KeyMismatch(name) => format!(
+                "Security warning: the key the server gave for {name} is not the one in \
+                 {name}'s code — someone may be intercepting your messages. {name} is not \
+                 verified and sending to them is held: compare your security codes in person."
+            ),
+            E::KeyChanged(name) => {
+                format!("{name}'s security code changed — accept it or verify again to send")
+            }
+            E::SecurityCodeMismatch(name) => format!(
+                "This is not the security code you share with {name}, so {name} is not \
+                 verified. Scan the code on {name}'s own device."
+            ),
             other => other.to_string(),
         };
         Self { code, message, reason }
@@ -155,6 +182,31 @@ mod tests {
         assert_eq!(e.code, ErrorCode::NoCode);
         let e = AppError::from(tidings_core::Error::LinkRefused);
         assert_eq!(serde_json::to_value(&e).expect("serializes")["code"], "bad_link_code");
+    }
+
+    #[test]
+    fn verification_failures_have_their_codes_and_say_what_to_do() {
+        let message = |e: tidings_core::Error| {
+            let e = AppError::from(e);
+            (serde_json::to_value(e.code).expect("serializes"), e.message)
+        };
+        let (code, text) = message(tidings_core::Error::KeyMismatch("bob".into()));
+        assert_eq!(code, "key_mismatch");
+        assert!(text.starts_with("Security warning:"), "{text}");
+        assert!(text.contains("someone may be intercepting"), "{text}");
+        let (code, text) = message(tidings_core::Error::KeyChanged("bob".into()));
+        assert_eq!(code, "key_changed");
+        assert_eq!(text, "bob's security code changed — accept it or verify again to send");
+        let (code, text) = message(tidings_core::Error::SecurityCodeMismatch("bob".into()));
+        assert_eq!(code, "security_code_mismatch");
+        assert!(text.contains("not the security code you share with bob"), "{text}");
+        let not_a_code = tidings_core::contact::VerifyCode::parse("hello").expect_err("no code");
+        assert_eq!(message(not_a_code.clone().into()).0, "bad_verify_code");
+        let scanned = tidings_core::contact::ScanError::Code(not_a_code);
+        assert_eq!(message(scanned.into()).0, "bad_verify_code");
+        let blank =
+            tidings_core::contact::ScanError::<tidings_core::contact::VerifyCodeError>::NoCode;
+        assert_eq!(message(blank.into()).0, "no_code");
     }
 
     #[test]

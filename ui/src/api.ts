@@ -16,6 +16,8 @@ import type {
   RoomSummary,
   SessionView,
   Startup,
+  Trust,
+  VerifyCodeView,
 } from "./bindings";
 
 /** Whether a thrown value is an AppError from a command. */
@@ -82,6 +84,21 @@ export const api = {
   contacts: () => invoke<ContactView[]>("contacts"),
   /** The 60-digit security code shared with `username`, in twelve groups of five. */
   securityCode: (username: string) => invoke<string>("security_code", { username }),
+  /** How far I trust `username`'s identity key. */
+  trust: (username: string) => invoke<Trust>("trust", { username }),
+  /** The security code shared with `username` as the QR code their device scans. */
+  verifyCode: (username: string) => invoke<VerifyCodeView>("verify_code", { username }),
+  /** Verifies `username` by the code their screen shows (pasted text). */
+  verifyContact: (username: string, code: string) => invoke<void>("verify_contact", { username, code }),
+  /** Verifies `username` by the code their screen shows (a picture of it). */
+  verifyContactImage: async (username: string, image: Blob) =>
+    invoke<void>("verify_contact_image", new Uint8Array(await image.arrayBuffer()), {
+      headers: { username: encodeURIComponent(username) },
+    }),
+  /** Accepts `username`'s changed security code: sending to them resumes, unverified. */
+  acceptKey: (username: string) => invoke<void>("accept_key", { username }),
+  /** Who in `room` has a changed security code that holds sending there, if anyone. */
+  heldBy: (room: number) => invoke<string | null>("held_by", { room }),
   linkCode: () => invoke<LinkCodeView>("link_code"),
   linkDevice: (code: string) => invoke<SessionView>("link_device", { code }),
   linkDeviceImage: async (image: Blob) =>

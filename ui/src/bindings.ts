@@ -216,7 +216,7 @@ name: string, } | { "kind": "security",
  */
 issue: SecurityIssue, };
 
-export type SecurityIssue = "uncertified" | "not_a_member" | "wrong_sender" | "bad_signature";
+export type SecurityIssue = "uncertified" | "not_a_member" | "wrong_sender" | "bad_signature" | "key_changed" | "verified";
 
 export type ServerErrorCode = "incompatible_version" | "malformed" | "unknown_request" | "too_large" | "hello_required" | "unauthenticated" | "bad_credentials" | "forbidden" | "not_found" | "username_taken" | "invalid_input" | "request_id_reused" | "rate_limited" | "shutting_down" | "too_slow" | "internal" | "invalid_contact_key" | "expired_contact_key" | "quota_exceeded" | "storage_full" | "stale_epoch" | "invalid_link_code" | "too_many_devices" | "unknown";
 
@@ -467,7 +467,23 @@ user_id: number,
 /**
  * Our direct room here, once synced.
  */
-room: number | null, };
+room: number | null, 
+/**
+ * How far I trust their identity key (the list shows verified ones with a badge).
+ */
+trust: Trust, };
+
+export type VerifyCodeView = { 
+/**
+ * The `tidings:verify?…` text.
+ */
+uri: string, 
+/**
+ * The QR code as an SVG document.
+ */
+svg: string, };
+
+export type Trust = "unverified" | "verified" | "changed";
 
 export type AppError = { 
 /**
@@ -483,4 +499,4 @@ message: string,
  */
 reason: string | null, };
 
-export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "bad_link_code" | "foreign_server" | "invalid" | "no_shared_encryption" | "address" | "tls" | "network" | "server" | "file" | "internal";
+export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "bad_link_code" | "foreign_server" | "invalid" | "no_shared_encryption" | "key_mismatch" | "key_changed" | "security_code_mismatch" | "bad_verify_code" | "address" | "tls" | "network" | "server" | "file" | "internal";

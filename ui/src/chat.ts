@@ -1,13 +1,14 @@
 // One chat: messages grouped by day with ticks, typing, photos (placeholder → thumbnail →
-// full), older pages on scroll, the composer (text, picker, drag and drop) and the call
-// button in direct chats.
+// full), older pages on scroll, the composer (text, picker, drag and drop), the call
+// button in direct chats, and the banner while a member's changed security code holds
+// sending.
 
-import { api, errorText } from "./api";
+import { api, errorText, isAppError } from "./api";
 import type { Event, Message, RoomSummary } from "./bindings";
 import { fill, h } from "./dom";
 import { bytes, callRecord, caption, clock, dayLabel, groupByDay, linkParts, noticeText, tick } from "./format";
 import { fullUrl, placeholder, thumbnailUrl } from "./media";
-import { readByDialog, roomDialog } from "./dialogs";
+import { readByDialog, roomDialog, securityCodeDialog } from "./dialogs";
 import { icon } from "./icons";
 import { store } from "./store";
 
@@ -40,7 +41,8 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   const composer = h("form", { class: "composer" }, attach, file, text, send);
   const drop = h("div", { class: "drop-hint", hidden: true }, "Drop to send");
   const request = requestBar(room, error, onLeft);
-  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, list, error, request, composer, drop);
+  const held = heldBar(error, () => void checkHeld());
+  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, held.el, list, error, request, composer, drop);
   if (!room.member) {
     composer.hidden = true;
     error.textContent = "You are no longer a member of this chat.";
@@ -62,7 +64,10 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     if (m.call) {
       return h("div", { class: "event call-record", "data-seq": m.seq ?? "" }, icon("phone"), " ", callRecord(m.call, store.session?.user_id ?? 0), ` · ${clock(m.at_ms)}`);
     }
-    if (m.notice) return h("div", { class: "event" }, noticeText(m.notice, m.sender));
+    if (m.notice) {
+      const security = m.notice.kind === "security" ? ` security ${m.notice.issue}` : "";
+      return h("div", { class: `event${security}` }, noticeText(m.notice, m.sender));
+    }
     const t = tick(m.state);
     const ticks = mine
       ? h("button", { class: t.cls, "aria-label": t.label, title: t.label, type: "button", "data-state": m.state, disabled: room.direct || m.seq === null,
@@ -182,7 +187,22 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     } catch (e) {
       text.value = value;
       error.textContent = errorText(e);
+      if (isAppError(e) && e.code === "key_changed") void checkHeld();
     }
+  };
+
+  // Held: a member's verified security code changed. The banner says who, with Accept and
+  // Verify; the send and attach buttons are off (Enter still asks the core, which refuses
+  // with the same sentence) until the code is accepted or verified.
+  let checking = 0;
+  const checkHeld = async () => {
+    const n = ++checking;
+    const member = store.room(room.room)?.member ?? room.member;
+    const who = member ? await api.heldBy(room.room).catch(() => null) : null;
+    if (n !== checking) return;
+    held.show(who);
+    send.disabled = attach.disabled = who !== null;
+    text.placeholder = who === null ? "Message" : `Accept ${who}'s new security code to send`;
   };
   composer.addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -244,11 +264,14 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     }
     showTyping();
     if (batch.some((e) => (e.kind === "timeline_changed" && e.room === room.room) || e.kind === "overflow")) void loadNewest();
+    // A key change shows as a notice (a timeline change); accepting one changes the rooms.
+    if (batch.some((e) => e.kind === "timeline_changed" || e.kind === "rooms_changed" || e.kind === "overflow")) void checkHeld();
   });
   const onFocus = () => void markRead();
   window.addEventListener("focus", onFocus);
 
   void loadNewest();
+  void checkHeld();
   showTyping();
   queueMicrotask(() => text.focus());
   return {
@@ -287,6 +310,40 @@ function requestBar(room: RoomSummary, error: HTMLElement, onLeft: () => void): 
       h("button", { type: "button", class: "danger", id: "request-block", onclick: act(() => api.blockUser(from), onLeft) }, `Block ${from}`)));
   bar.hidden = room.request_from === null || !room.member;
   return bar;
+}
+
+/**
+ * The banner over a chat whose sending is held: whose security code changed, Accept (their
+ * new code, unverified) and Verify (their security code screen, to scan or compare).
+ * `changed` looks again after either.
+ */
+function heldBar(error: HTMLElement, changed: () => void): { el: HTMLElement; show: (who: string | null) => void } {
+  let who: string | null = null;
+  const says = h("p", { id: "security-bar-text" });
+  const accept = async () => {
+    if (who === null) return;
+    try {
+      await api.acceptKey(who);
+      error.textContent = "";
+    } catch (e) {
+      error.textContent = errorText(e);
+    }
+    changed();
+  };
+  const el = h("div", { class: "security-bar", id: "security-bar", role: "alert", hidden: true },
+    says,
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "primary", id: "security-accept", onclick: () => void accept() }, "Accept new code"),
+      h("button", { type: "button", id: "security-verify", onclick: () => { if (who !== null) securityCodeDialog(who, changed); } }, "Verify")));
+  const show = (next: string | null) => {
+    if (next !== null && next !== who) {
+      fill(says, h("strong", {}, `${next}'s security code changed.`),
+        ` Messages to ${next} are held until you accept the new code or verify ${next} again.`);
+    }
+    who = next;
+    el.hidden = next === null;
+  };
+  return { el, show };
 }
 
 /**

@@ -1,9 +1,9 @@
 // Modal dialogs (native <dialog>: focus trap, Escape to close, screen-reader semantics).
 
 import { api, errorText, isAppError } from "./api";
-import type { RoomSummary } from "./bindings";
+import type { RoomSummary, Trust } from "./bindings";
 import { fill, h } from "./dom";
-import { clock, linkExpiry, outboxKind, stuckReason } from "./format";
+import { clock, linkExpiry, outboxKind, stuckReason, trustBadge } from "./format";
 import { icon } from "./icons";
 import { scanner, showSvg } from "./scanner";
 import { store } from "./store";
@@ -101,9 +101,10 @@ export function contactsDialog(open: (room: number) => void): void {
     try {
       const contacts = await api.contacts();
       fill(list, contacts.length === 0 ? h("li", { class: "muted" }, "No contacts yet") : contacts.map((c) =>
-        h("li", {}, h("button", { type: "button", class: "contact", onclick: () => { if (c.room !== null) { done.close(); open(c.room); } } }, c.username),
+        h("li", { "data-username": c.username, "data-trust": c.trust },
+          h("button", { type: "button", class: "contact", onclick: () => { if (c.room !== null) { done.close(); open(c.room); } } }, c.username, trustTag(c.trust)),
           h("button", { type: "button", class: "small security-code-button", "aria-label": `Security code with ${c.username}`,
-            "data-username": c.username, onclick: () => void securityCodeDialog(c.username) }, "Security code"))));
+            "data-username": c.username, onclick: () => securityCodeDialog(c.username, () => void loadContacts()) }, "Security code"))));
     } catch (e) {
       fill(list, h("li", { class: "muted" }, errorText(e)));
     }
@@ -120,6 +121,8 @@ export function contactsDialog(open: (room: number) => void): void {
       open(room);
     },
     alive: () => done.dialog.open,
+    // Added, but the key the server gave is not the one in their code: the list shows it.
+    failed: (e) => { if (isAppError(e) && e.code === "key_mismatch") void loadContacts(); },
   });
   codeText.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && codeText.value.trim()) void scan.attempt(api.addContact(codeText.value));
@@ -143,20 +146,104 @@ export function contactsDialog(open: (room: number) => void): void {
   void loadContacts();
 }
 
-/** The security code I share with `username`: 60 digits in three rows of four groups of
- * five, to compare with the ones on their device; or why there is none yet. */
-async function securityCodeDialog(username: string): Promise<void> {
+/** A contact's trust as a badge beside their name (nothing while unverified). */
+function trustTag(trust: Trust): HTMLElement | null {
+  const badge = trustBadge(trust);
+  return badge ? h("span", { class: badge.cls, title: badge.label, "aria-label": badge.label }, badge.text) : null;
+}
+
+/**
+ * A contact's security code screen: whether they are verified, the 60 digits we share (three
+ * rows of four groups of five) to compare with the ones on their device, the QR code their
+ * device scans to verify me, and "Scan their code" (picture, pasted screenshot, camera or
+ * pasted text) to verify them; when their code changed, "Accept new code". Or, before any
+ * encrypted chat with them, why there is none yet. `changed` is told when their trust did.
+ */
+export function securityCodeDialog(username: string, changed: () => void = () => undefined): void {
   const shown = h("div", { class: "stack", id: "security-code-body", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading…"));
-  modal(`Security code with ${username}`, h("div", {}, shown), "security-code");
-  try {
-    const groups = (await api.securityCode(username)).split(" ");
-    const rows = [0, 4, 8].map((i) => h("div", { class: "security-code-row" }, groups.slice(i, i + 4).join(" ")));
-    fill(shown,
-      h("div", { class: "security-code", id: "security-code-digits", role: "group", "aria-label": "Security code digits" }, rows),
-      h("p", { id: "security-code-explain" }, `Compare these digits with the ones on ${username}'s device. If they match, nobody is listening in between.`));
-  } catch (e) {
-    fill(shown, h("p", { class: "form-error", role: "alert", id: "security-code-error" }, errorText(e)));
-  }
+  const trustLine = h("div", { class: "trust-line", id: "security-trust" });
+  const qr = h("div", { class: "qr shown", id: "verify-qr", role: "img", "aria-label": `Security code QR code for ${username} to scan` });
+  const status = h("p", { class: "form-error", role: "alert", id: "verify-status" });
+  const [codeRow, codeText] = field("verify-code-text", "…or paste the code from their screen", { placeholder: "tidings:verify?…" });
+  const scan = scanner({
+    ids: { pick: "verify-pick", file: "verify-file", camera: "verify-camera" },
+    status,
+    busy: "Verifying…",
+    scan: (image: Blob) => api.verifyContactImage(username, image),
+    found: async () => {
+      codeText.value = "";
+      await showTrust();
+      status.textContent = `${username} is verified.`;
+      changed();
+    },
+    alive: () => done.dialog.open,
+  });
+  codeText.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && codeText.value.trim()) {
+      ev.preventDefault();
+      void scan.attempt(api.verifyContact(username, codeText.value));
+    }
+  });
+  const accept = async () => {
+    status.textContent = "";
+    try {
+      await api.acceptKey(username);
+      await showTrust();
+      changed();
+    } catch (e) {
+      status.textContent = errorText(e);
+    }
+  };
+  const showTrust = async () => {
+    let trust: Trust;
+    try {
+      trust = await api.trust(username);
+    } catch (e) {
+      fill(trustLine, h("p", { class: "form-error" }, errorText(e)));
+      return;
+    }
+    trustLine.dataset.trust = trust;
+    switch (trust) {
+      case "verified":
+        fill(trustLine, trustTag(trust), h("span", { class: "muted small" }, ` You verified ${username}.`));
+        break;
+      case "unverified":
+        fill(trustLine, h("span", { class: "muted" }, `${username} is not verified yet.`));
+        break;
+      case "changed":
+        fill(trustLine,
+          h("p", { class: "security-warning", id: "security-changed" },
+            `${username}'s security code changed: a new device of theirs, a reinstall — or someone in between. `,
+            `Messages to ${username} are held until you accept the new code or verify them again.`),
+          h("button", { type: "button", class: "primary", id: "accept-key", onclick: () => void accept() }, "Accept new code"));
+        break;
+    }
+  };
+  const done = modal(`Security code with ${username}`, h("div", {}, shown), "security-code");
+  scan.takePastes(done.dialog);
+  done.dialog.addEventListener("close", scan.stop);
+  void (async () => {
+    try {
+      const [grouped, verify] = await Promise.all([api.securityCode(username), api.verifyCode(username)]);
+      const groups = grouped.split(" ");
+      const rows = [0, 4, 8].map((i) => h("div", { class: "security-code-row" }, groups.slice(i, i + 4).join(" ")));
+      showSvg(qr, verify.svg);
+      fill(shown,
+        trustLine,
+        h("div", { class: "security-code", id: "security-code-digits", role: "group", "aria-label": "Security code digits" }, rows),
+        h("p", { id: "security-code-explain" }, `Compare these digits with the ones on ${username}'s device. If they match, nobody is listening in between.`),
+        h("div", { class: "verify-body" },
+          h("section", { class: "stack", "aria-labelledby": "verify-scan-title" },
+            h("h3", { id: "verify-scan-title" }, "Scan their code"),
+            h("p", { class: "muted small" }, `Open ${username}'s security code on their device and scan it: if it matches, ${username} is verified here. You can also paste a screenshot of it.`),
+            scan.buttons, scan.video, codeRow, status),
+          h("section", { class: "my-code", "aria-label": "My code for them to scan" },
+            qr, h("p", { class: "muted small" }, `Let ${username} scan this to verify you on their device.`))));
+      await showTrust();
+    } catch (e) {
+      fill(shown, h("p", { class: "form-error", role: "alert", id: "security-code-error" }, errorText(e)));
+    }
+  })();
 }
 
 /** Settings: who I am, my devices, sign out. */

@@ -1,6 +1,6 @@
 // Words and numbers as people read them. Pure functions: unit-tested (tests/unit).
 
-import type { CallEvent, CallView, ConnectionState, EndReason, Message, MessageState, Notice, SecurityIssue, ServerErrorCode } from "./bindings";
+import type { CallEvent, CallView, ConnectionState, EndReason, Message, MessageState, Notice, SecurityIssue, ServerErrorCode, Trust } from "./bindings";
 
 /** The tick for a message state, and what a screen reader says for it. */
 export function tick(state: MessageState): { symbol: string; label: string; cls: string } {
@@ -282,10 +282,15 @@ export function noticeText(notice: Notice, sender: string): string {
   }
 }
 
-/** A refused event, said plainly: what the server passed on from `sender` that this device
- * would not take, so that nobody is let into the room's encryption unseen. */
+/** A security notice, said plainly: a refused event (what the server passed on from
+ * `sender` that this device would not take, so that nobody is let into the room's
+ * encryption unseen), or news of `sender`'s security code (changed, verified). */
 export function securityText(issue: SecurityIssue, sender: string): string {
   switch (issue) {
+    case "key_changed":
+      return `${sender}'s security code changed`;
+    case "verified":
+      return `${sender} is verified`;
     case "uncertified":
       return `Refused: a device ${sender}'s account did not certify was to read this room`;
     case "not_a_member":
@@ -294,6 +299,19 @@ export function securityText(issue: SecurityIssue, sender: string): string {
       return `Refused: a message said to be ${sender}'s came from another device`;
     case "bad_signature":
       return `Refused: a message said to be ${sender}'s was not signed by them`;
+  }
+}
+
+/** How far I trust a contact's security code, as a badge: none while unverified (the usual
+ * case), "Verified", or a warning that it changed. */
+export function trustBadge(trust: Trust): { text: string; cls: string; label: string } | null {
+  switch (trust) {
+    case "unverified":
+      return null;
+    case "verified":
+      return { text: "✓ Verified", cls: "trust verified", label: "Verified" };
+    case "changed":
+      return { text: "⚠ Code changed", cls: "trust changed", label: "Security code changed" };
   }
 }
 

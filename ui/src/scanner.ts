@@ -1,6 +1,7 @@
-// Reading a Tidings code (contact or link) from a QR picture, a pasted screenshot or the
-// camera; the Rust side finds the code in the picture. Used by the contacts dialog and the
-// sign-in screen's "link to a device I already use".
+// Reading a Tidings code (contact, link or security code) from a QR picture, a pasted
+// screenshot or the camera; the Rust side finds the code in the picture. Used by the
+// contacts dialog, a contact's security code screen and the sign-in screen's "link to a
+// device I already use".
 
 import { errorText, isAppError } from "./api";
 import { fill, h } from "./dom";
@@ -19,7 +20,12 @@ export interface ScannerOptions<T> {
   found: (result: T) => void | Promise<void>;
   /** Whether the screen is still there (a camera that opens later is closed at once). */
   alive: () => boolean;
+  /** A code was read but could not be used (said in the status already). */
+  failed?: (e: unknown) => void;
 }
+
+/** Failures that are a security warning, not a mistake: the status shows them as one. */
+const WARNINGS = new Set(["key_mismatch", "security_code_mismatch"]);
 
 /** The scanner's parts, for the screen to lay out. */
 export interface Scanner<T> {
@@ -51,15 +57,23 @@ export function scanner<T>(o: ScannerOptions<T>): Scanner<T> {
     stream = null;
     video.hidden = true;
   };
+  const say = (text: string, warning = false) => {
+    o.status.textContent = text;
+    o.status.classList.toggle("security-warning", warning);
+  };
+  const fail = (e: unknown) => {
+    say(errorText(e), isAppError(e) && WARNINGS.has(e.code));
+    o.failed?.(e);
+  };
   const attempt = async (result: Promise<T>) => {
-    o.status.textContent = o.busy;
+    say(o.busy);
     try {
       const r = await result;
-      o.status.textContent = "";
+      say("");
       stop();
       await o.found(r);
     } catch (e) {
-      o.status.textContent = errorText(e);
+      fail(e);
     }
   };
   file.addEventListener("change", () => {
@@ -88,7 +102,7 @@ export function scanner<T>(o: ScannerOptions<T>): Scanner<T> {
       stream = got;
       video.srcObject = stream;
       video.hidden = false;
-      o.status.textContent = "Point the camera at a Tidings QR code.";
+      say("Point the camera at a Tidings QR code.");
       let busy = false;
       timer = window.setInterval(async () => {
         if (busy || video.videoWidth === 0) return;
@@ -102,22 +116,22 @@ export function scanner<T>(o: ScannerOptions<T>): Scanner<T> {
           if (blob) {
             const r = await o.scan(blob);
             stop();
-            o.status.textContent = "";
+            say("");
             await o.found(r);
           }
         } catch (e) {
           // No code in this frame yet: keep looking. Anything else (a code for another
           // server, an expired one) is the answer: say it and stop.
           if (!(isAppError(e) && e.code === "no_code")) {
-            o.status.textContent = errorText(e);
             stop();
+            fail(e);
           }
         } finally {
           busy = false;
         }
       }, 700);
     } catch {
-      o.status.textContent = "The camera is not available here; use a picture instead.";
+      say("The camera is not available here; use a picture instead.");
       camera.hidden = true;
     }
   });

@@ -8,7 +8,12 @@
 // its thumbnail, and a send the server refused (too large) is retried after the limit is
 // raised; then Ann calls Bob from the chat, he answers, both connect, she hangs up. Last, a
 // third profile, signed out, links to Ann's account with the code her Settings show (pasted
-// as text), and reads in her chat with Bob what he sends from then on.
+// as text), and reads in her chat with Bob what he sends from then on. Ann's one scan of
+// Bob's contact code verified both: each contact list shows the other verified. Then Bob signs
+// in on a fresh profile of the CLI with his password alone — a new identity — and writes to
+// Ann: her chat shows the notice and the banner, refuses to send until she accepts his new
+// code, then sends; and she verifies him again from a picture of the code his new device
+// shows.
 //
 // Needs: TIDINGS_BIN (the server), TIDINGS_APP (the app), TIDINGS_TESTDATA (photos),
 // Xvfb, tauri-driver, WebKitWebDriver, qrencode, openssl, nginx. `cargo xtask test` sets
@@ -182,6 +187,27 @@ async function pickFile(b, sel, path) {
   await b.execute((s) => document.querySelector(s)?.classList.add("visually-hidden"), sel);
 }
 
+// The CLI (the same binary as the server) on a profile of its own, trusting the test CA.
+function cli(profile, args, input = "") {
+  const out = execFileSync(SERVER_BIN, ["--json", "--profile", join(work, profile), ...args], {
+    input,
+    // Its log stays out of the test's output (a failure's error carries it).
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { ...process.env, TIDINGS_KEYCHAIN: "off", SSL_CERT_FILE: tls.ca },
+  });
+  return out.toString().split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+}
+
+// How far `b` trusts contact `who`, as the contacts dialog's list shows it.
+async function trustIn(b, who) {
+  await (await b.$("#contacts-button")).click();
+  const trust = await until(`${who} in the contact list`, () =>
+    b.execute((n) => document.querySelector(`#contact-list li[data-username="${n}"]`)?.dataset.trust, who));
+  await b.keys("Escape");
+  await until("the contacts dialog closed", async () => (await b.$$("#contacts")).length === 0);
+  return trust;
+}
+
 const text = async (b, sel) => (await b.$(sel)).getText();
 const attr = async (b, sel, a) => (await b.$(sel)).getAttribute(a);
 
@@ -349,6 +375,54 @@ try {
   await until("the linked device reads bob's message", async () => (await text(laptop, "#timeline")).includes("Hello to Ann's new laptop"), 30_000);
   await shot(laptop, "linked");
   console.log("ok - a device linked by code joined ann's account and reads her chat");
+
+  // Ann's one scan of Bob's contact code (above) verified him, and the proof it sent Bob's
+  // devices verified her: both lists show it, and her chat says so.
+  const annName = `ann${suffix}`;
+  const bobName = `bob${suffix}`;
+  await until("ann sees bob verified", async () => (await trustIn(ann, bobName)) === "verified");
+  await until("bob sees ann verified", async () => (await trustIn(bob, annName)) === "verified", 30_000);
+  assert.match(await text(ann, "#timeline"), new RegExp(`${bobName} is verified`));
+  console.log("ok - one scan verified both ways");
+
+  // Bob signs in on a fresh profile with his password alone: a new identity, which Ann's
+  // device meets when it joins their chat. She verified the old one, so sending is held.
+  cli("bob-new", ["login", "--server", url, "--username", bobName, "--password-stdin"], "correct horse battery\n");
+  cli("bob-new", ["sync"]);
+  const bobRoom = cli("bob-new", ["rooms"])[0].room;
+  cli("bob-new", ["send", bobRoom, "It's me, on a new phone"]);
+  cli("bob-new", ["sync"]); // `send` queues; a sync sends
+  await until("ann reads bob's new device", async () => (await text(ann, "#timeline")).includes("It's me, on a new phone"), 30_000);
+  await until("the security banner", async () => (await ann.$("#security-bar")).isDisplayed(), 15_000);
+  assert.match(await text(ann, "#security-bar"), new RegExp(`${bobName}'s security code changed`));
+  assert.match(await text(ann, "#timeline"), new RegExp(`${bobName}'s security code changed`));
+  assert.equal(await (await ann.$("#send-button")).isEnabled(), false, "the send button is off");
+  await (await ann.$("#composer")).setValue("Is this really you?");
+  await ann.keys("Enter");
+  await until("the refusal", async () => /security code changed — accept it or verify again to send/.test(await text(ann, "#composer-error")));
+  assert.ok(!(await text(ann, "#timeline")).includes("Is this really you?"), "nothing was sent");
+  assert.equal(await (await ann.$("#composer")).getValue(), "Is this really you?", "the text stays");
+  await shot(ann, "security-code-changed");
+  await (await ann.$("#security-accept")).click();
+  await until("the banner gone", async () => !(await (await ann.$("#security-bar")).isDisplayed()));
+  await (await ann.$("#send-button")).click();
+  await until("bob reads it after ann accepted", async () => (await text(bob, "#timeline")).includes("Is this really you?"), 30_000);
+  assert.equal(await trustIn(ann, bobName), "unverified");
+  console.log("ok - a verified contact's new key held sending until accepted");
+
+  // Ann verifies Bob again from a picture of the security code his new device shows.
+  const verifyPng = join(work, "bob-verify.png");
+  cli("bob-new", ["security-code", annName, "--png", verifyPng]);
+  await (await ann.$("#contacts-button")).click();
+  await (await ann.$(`#contact-list button[aria-label='Security code with ${bobName}']`)).click();
+  await (await ann.$("#verify-pick")).waitForExist({ timeout: 15_000 });
+  await pickFile(ann, "#verify-file", verifyPng);
+  await until("bob verified again", async () => (await text(ann, "#verify-status")) === `${bobName} is verified.`, 15_000);
+  assert.equal(await attr(ann, "#security-trust", "data-trust"), "verified");
+  await shot(ann, "verified");
+  await ann.keys("Escape");
+  await ann.keys("Escape");
+  console.log("ok - a scan of the security code on his new device verified him again");
 
   console.log(`e2e passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 } catch (e) {

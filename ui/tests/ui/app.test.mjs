@@ -354,6 +354,62 @@ describe("contacts", () => {
     await page.close();
   });
 
+  it("verifies a contact by the code their screen shows, and warns of one that is not ours", async () => {
+    const page = await open("signed-in");
+    await page.click("#contacts-button");
+    await page.waitForSelector('#contact-list li[data-username="bob"]');
+    assert.equal(await page.$('#contact-list li[data-username="bob"] .trust'), null, "no badge while unverified");
+    await page.click("#contact-list button[aria-label='Security code with bob']");
+    await page.waitForSelector("#verify-qr svg");
+    assert.equal(await page.getAttribute("#security-trust", "data-trust"), "unverified");
+    assert.equal(await page.textContent("#security-trust"), "bob is not verified yet.");
+    assert.deepEqual(await calls(page, "verify_code"), [{ username: "bob" }]);
+    // Someone else's screen: a security warning, and bob stays unverified.
+    await page.fill("#verify-code-text", `tidings:verify?v=1&from=bob&to=ann&code=${"1".repeat(60)}`);
+    await page.press("#verify-code-text", "Enter");
+    await page.waitForFunction(() => /not the security code you share with bob/.test(document.querySelector("#verify-status")?.textContent ?? ""));
+    assert.equal(await page.getAttribute("#verify-status", "class"), "form-error security-warning");
+    // Bob's own screen: verified.
+    const code = `tidings:verify?v=1&from=bob&to=ann&code=${"0123456789".repeat(6)}`;
+    await page.fill("#verify-code-text", code);
+    await page.press("#verify-code-text", "Enter");
+    await page.waitForFunction(() => document.querySelector("#verify-status")?.textContent === "bob is verified.");
+    assert.equal(await page.getAttribute("#security-trust", "data-trust"), "verified");
+    assert.match(await page.textContent("#security-trust"), /Verified/);
+    assert.deepEqual((await calls(page, "verify_contact")).at(-1), { username: "bob", code });
+    // Back in the list, bob has the Verified badge.
+    await page.keyboard.press("Escape");
+    await page.waitForSelector('#contact-list li[data-username="bob"] .trust.verified');
+    assert.equal(await page.getAttribute('#contact-list li[data-username="bob"] .trust', "aria-label"), "Verified");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("verifies a contact from a picture of the code their screen shows", async () => {
+    const page = await open("signed-in");
+    await page.click("#contacts-button");
+    await page.click("#contact-list button[aria-label='Security code with bob']");
+    await page.waitForSelector("#verify-pick");
+    await page.setInputFiles("#verify-file", { name: "bob.png", mimeType: "image/png", buffer: Buffer.alloc(64, 7) });
+    await page.waitForFunction(() => document.querySelector("#verify-status")?.textContent === "bob is verified.");
+    assert.equal((await calls(page, "verify_contact_image")).length, 1);
+    assert.equal(await page.getAttribute("#security-trust", "data-trust"), "verified");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("warns that a scanned contact code names another key than the server gave", async () => {
+    const page = await open("signed-in");
+    await page.click("#contacts-button");
+    await page.fill("#contact-code-text", "tidings:contact?v=2&server=127.0.0.1%3A7878&user=eve&key=abcdefghijklmnop");
+    await page.press("#contact-code-text", "Enter");
+    await page.waitForFunction(() => /^Security warning:/.test(document.querySelector("#contact-status")?.textContent ?? ""));
+    assert.match(await page.textContent("#contact-status"), /someone may be intercepting/);
+    assert.equal(await page.getAttribute("#contact-status", "class"), "form-error security-warning");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
   it("says to write first to a contact with no encrypted chat yet", async () => {
     const page = await open("signed-in");
     await page.click("#contacts-button");
@@ -361,6 +417,52 @@ describe("contacts", () => {
     await page.waitForSelector("#security-code-error");
     assert.equal(await page.textContent("#security-code-error"), "No encrypted chat with dana yet — write to them first");
     assert.equal(await page.$("#security-code-digits"), null);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+});
+
+describe("a changed security code", () => {
+  it("holds sending with a banner until the new code is accepted", async () => {
+    const page = await open("held");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector("#security-bar:not([hidden])");
+    assert.match(await page.textContent("#security-bar"), /^bob's security code changed\. Messages to bob are held until you accept the new code or verify bob again\./);
+    assert.equal(await page.textContent("#timeline .event.security.key_changed"), "bob's security code changed");
+    assert.equal(await page.isDisabled("#send-button"), true);
+    assert.equal(await page.isDisabled("#attach-button"), true);
+    // Enter still asks the core, which refuses: the sentence shows and the text stays.
+    await page.fill("#composer", "Is this really you?");
+    await page.press("#composer", "Enter");
+    await page.waitForFunction(() => document.querySelector("#composer-error")?.textContent !== "");
+    assert.equal(await page.textContent("#composer-error"), "bob's security code changed — accept it or verify again to send");
+    assert.equal(await page.inputValue("#composer"), "Is this really you?");
+    await page.click("#security-accept");
+    await page.waitForSelector("#security-bar", { state: "hidden" });
+    assert.deepEqual(await calls(page, "accept_key"), [{ username: "bob" }]);
+    assert.equal(await page.isDisabled("#send-button"), false);
+    assert.equal(await page.textContent("#composer-error"), "");
+    await page.click("#send-button");
+    await page.waitForFunction(() => document.querySelector("#timeline")?.textContent?.includes("Is this really you?"));
+    assert.deepEqual((await calls(page, "send_text")).at(-1), { room: 1, text: "Is this really you?" });
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("opens their security code screen from the banner, where the new code can be accepted", async () => {
+    const page = await open("held");
+    await page.click("#contacts-button");
+    await page.waitForSelector('#contact-list li[data-username="bob"] .trust.changed');
+    await page.keyboard.press("Escape");
+    await page.click('button.room[data-room="1"]');
+    await page.click("#security-verify");
+    await page.waitForSelector("#security-changed");
+    assert.match(await page.textContent("#security-changed"), /Messages to bob are held/);
+    await page.waitForSelector("#verify-pick");
+    await page.click("#accept-key");
+    await page.waitForFunction(() => document.querySelector("#security-trust")?.dataset.trust === "unverified");
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("#security-bar", { state: "hidden" });
     assert.deepEqual(page.errors, []);
     await page.close();
   });

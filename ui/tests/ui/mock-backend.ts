@@ -4,7 +4,7 @@
 
 import { mockIPC } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
-import type { Device, Message, OutboxEntry, RoomSummary, Startup } from "../../src/bindings";
+import type { Device, Message, OutboxEntry, RoomSummary, Startup, Trust } from "../../src/bindings";
 
 declare global {
   interface Window {
@@ -54,6 +54,18 @@ export function install(scenario: string) {
     ],
     2: [message(2, 2, "ann", "Who's in for Saturday?", now - 2 * DAY, "delivered"), message(2, 1, "cy", "Hi all", now - 3 * DAY, "sent")],
     3: [message(3, 2, "mallory", "Hi, remember me?", now - 1_000, "sent")],
+  };
+  // Verified contacts: how far I trust each one. In "held", bob's verified code changed:
+  // the chat has the notice, and sending there is held until I accept it.
+  const trust: Record<string, Trust> = { bob: scenario === "held" ? "changed" : "unverified", dana: "unverified" };
+  if (scenario === "held") {
+    messages[1].unshift({ ...message(1, null, "bob", "security: bob's security code changed", today(10_000)), notice: { kind: "security", issue: "key_changed" }, position: (5 << 20) });
+  }
+  const bobsCode = `tidings:verify?v=1&from=bob&to=ann&code=${"0123456789".repeat(6)}`;
+  const verified = (username: string) => {
+    trust[username] = "verified";
+    void emit("core", [{ kind: "timeline_changed", room: 1 }]);
+    return null;
   };
   const outbox: OutboxEntry[] =
     scenario === "failed-send"
@@ -110,6 +122,9 @@ export function install(scenario: string) {
         return all.filter((m) => m.position < before).slice(0, Number(a.limit));
       }
       case "send_text": {
+        if (Number(a.room) === 1 && trust.bob === "changed") {
+          throw { code: "key_changed", message: "bob's security code changed — accept it or verify again to send", reason: null };
+        }
         const list = messages[Number(a.room)];
         list.unshift(message(Number(a.room), null, "ann", String(a.text), Date.now(), "pending"));
         void emit("core", [{ kind: "timeline_changed", room: Number(a.room) }]);
@@ -142,7 +157,28 @@ export function install(scenario: string) {
         if (!(args instanceof Uint8Array) || args.length < 16) throw { code: "no_code", message: "no QR code found in the image", reason: null };
         return link(linkUri);
       case "contacts":
-        return [{ username: "bob", user_id: 2, room: 1 }, { username: "dana", user_id: 4, room: null }];
+        return [{ username: "bob", user_id: 2, room: 1, trust: trust.bob }, { username: "dana", user_id: 4, room: null, trust: trust.dana }];
+      case "trust":
+        return trust[String(a.username)] ?? "unverified";
+      case "verify_code":
+        if (a.username === "bob") return { uri: `tidings:verify?v=1&from=ann&to=bob&code=${"9876543210".repeat(6)}`, svg: "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'><rect width='4' height='4'/></svg>" };
+        throw { code: "no_shared_encryption", message: `No encrypted chat with ${String(a.username)} yet — write to them first`, reason: null };
+      case "verify_contact":
+        if (String(a.code).trim() === bobsCode) return verified(String(a.username));
+        if (String(a.code).startsWith("tidings:verify?")) {
+          throw { code: "security_code_mismatch", message: `This is not the security code you share with ${String(a.username)}, so ${String(a.username)} is not verified. Scan the code on ${String(a.username)}'s own device.`, reason: null };
+        }
+        throw { code: "bad_verify_code", message: "this is not a Tidings security code", reason: null };
+      case "verify_contact_image":
+        // The picture's bytes come raw (the username in a header): a tiny one holds no code.
+        if (!(args instanceof Uint8Array) || args.length < 16) throw { code: "no_code", message: "no QR code found in the image", reason: null };
+        return verified("bob");
+      case "accept_key":
+        if (trust[String(a.username)] === "changed") trust[String(a.username)] = "unverified";
+        void emit("core", [{ kind: "rooms_changed" }]);
+        return null;
+      case "held_by":
+        return Number(a.room) === 1 && trust.bob === "changed" ? "bob" : null;
       case "security_code":
         // bob and I share an encrypted chat; dana and I do not yet.
         if (a.username === "bob") return "12345 67890 11111 22222 33333 44444 55555 66666 77777 88888 99999 00000";
@@ -150,6 +186,10 @@ export function install(scenario: string) {
       case "contact_code":
         return { uri: "tidings:contact?v=1&server=127.0.0.1%3A7878&user=ann&key=abcdefghijklmnop", svg: "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'><rect width='5' height='5'/></svg>" };
       case "add_contact":
+        // Eve's code names another key than the one the server hands out for her.
+        if (String(a.code).includes("user=eve")) {
+          throw { code: "key_mismatch", message: "Security warning: the key the server gave for eve is not the one in eve's code — someone may be intercepting your messages. eve is not verified and sending to them is held: compare your security codes in person.", reason: null };
+        }
         throw { code: "bad_contact_code", message: "this is not a Tidings contact code", reason: null };
       default:
         return null;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkExpiry, linkParts, noticeText, placeholderSize, stuckReason, tick } from "../../src/format";
+import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkExpiry, linkParts, noticeText, placeholderSize, stuckReason, tick, trustBadge } from "../../src/format";
 import type { Message } from "../../src/bindings";
 
 const msg = (at: number): Message => ({
@@ -122,6 +122,20 @@ describe("notices", () => {
     );
     expect(noticeText({ kind: "security", issue: "wrong_sender" }, "ann")).toContain("another device");
     expect(noticeText({ kind: "security", issue: "bad_signature" }, "ann")).toContain("not signed by them");
+  });
+
+  it("name whose security code changed or was verified", () => {
+    expect(noticeText({ kind: "security", issue: "key_changed" }, "bob")).toBe("bob's security code changed");
+    expect(noticeText({ kind: "security", issue: "verified" }, "bob")).toBe("bob is verified");
+  });
+});
+
+describe("trust badges", () => {
+  it("mark verified contacts and warn of a changed code, and say nothing otherwise", () => {
+    expect(trustBadge("unverified")).toBeNull();
+    expect(trustBadge("verified")?.label).toBe("Verified");
+    expect(trustBadge("changed")?.label).toBe("Security code changed");
+    expect(trustBadge("changed")?.cls).toContain("changed");
   });
 });
 
