@@ -279,13 +279,18 @@ fn one_scan_verifies_both_ways_and_a_key_the_code_does_not_name_is_caught() {
     ok(&carol, &["send", &carol_room, "hi alice"]);
     ok(&carol, &["sync"]);
 
-    // A device for Alice that her identity did not certify (what a server that swaps keys
-    // does; here: a sign-in with her password alone, which makes a new identity). Dora scans
-    // Alice's code: the server hands out that device's key, which the code does not name.
+    // A device for Alice that her identity did not certify (here: a sign-in with her password
+    // alone, which makes a new identity). While her first device is there too, Erin's scan
+    // adds her, unverified. Once it is the only one (her first device signed out: what a
+    // server that swaps keys shows), Dora's scan fails: no key of hers is the code's.
     let args = ["login", "--server", &server.url, "--username", "alice", "--password-stdin"];
     assert_eq!(exec(&alice_new, &args, "correct horse battery\n").0, 0);
-    let dora = dir.path().join("dora");
+    let [dora, erin] = ["dora", "erin"].map(|p| dir.path().join(p));
     signup(&server.url, &dora, "dora");
+    signup(&server.url, &erin, "erin");
+    assert_eq!(ok(&erin, &["add-contact", &uri])[0]["verified"], false);
+    assert_eq!(trust(&erin, "alice"), "unverified");
+    ok(&alice, &["logout"]);
     refused(&dora, &["add-contact", &uri], "not the one in their code");
     assert_eq!(trust(&dora, "alice"), "changed");
     let dora_room = ok(&dora, &["rooms"])[0]["room"].as_str().unwrap().to_owned();

@@ -180,9 +180,10 @@ impl Contacts<'_> {
     ///
     /// A version 2 code also verifies them ([`Self::trust`] says whether it did): the leaves
     /// the server handed out for them in our direct room's group must all carry the identity
-    /// key the code's fingerprint names — else [`Error::KeyMismatch`], and sending to them is
-    /// held — and a proof that I saw their code goes to their devices, which verify me in
-    /// turn (crate::verification). If the group does not show their leaves within a few
+    /// key the code's fingerprint names, and a proof that I saw their code goes to their
+    /// devices, which verify me in turn (crate::verification). If none does (the keys were
+    /// swapped): [`Error::KeyMismatch`], and sending to them is held. If only some do (a
+    /// device of theirs with another identity): added, not verified. If the group does not show their leaves within a few
     /// seconds (no device of theirs has keys yet), they stay unverified.
     pub async fn add(&self, code: &ContactCode) -> Result<(i64, RoomKey), Error> {
         let (user, room, server_room) = self.redeem(code).await?;
@@ -271,13 +272,20 @@ impl Contacts<'_> {
             .client
             .db(move |c| {
                 let tx = c.transaction()?;
-                if let Some(key) = keys.iter().find(|k| k.fingerprint() != scanned.fingerprint) {
+                let Some(&key) = keys.iter().find(|k| k.fingerprint() == scanned.fingerprint)
+                else {
+                    // Not one of their devices carries the key their code names: swapped.
                     tracing::warn!(user, "A scanned code's fingerprint is not their leaves' key.");
-                    verification::set_key(&tx, user, key, Trust::Changed)?;
+                    verification::set_key(&tx, user, &keys[0], Trust::Changed)?;
                     tx.commit()?;
                     return Err(Error::KeyMismatch(username));
+                };
+                if keys.iter().any(|k| *k != key) {
+                    // Some are theirs, others carry another identity (a device signed in with
+                    // the password alone, or one the server made): not verified either way.
+                    tracing::warn!(user, "Not every leaf of theirs has the key their code names.");
+                    return Ok(());
                 }
-                let key = keys[0];
                 verification::verified(&tx, Some(room), user, &key)?;
                 let mine = Identity::load(&tx, me)?.ok_or(Error::NotSignedIn)?.public();
                 let proof = verification::proof_body((me, &mine), (user, &key), &scanned.secret);
