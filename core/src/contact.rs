@@ -133,12 +133,7 @@ impl Contacts<'_> {
         let username = username.to_owned();
         self.client
             .db(move |c| {
-                let user: Option<i64> = c
-                    .query_row("SELECT id FROM users WHERE username = ?1", [&username], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
-                let Some(user) = user else { return Ok(Trust::Unverified) };
+                let Some(user) = known_user(c, &username)? else { return Ok(Trust::Unverified) };
                 Ok(verification::stored(c, user)?.map_or(Trust::Unverified, |(_, t)| t))
             })
             .await
@@ -252,15 +247,17 @@ impl Contacts<'_> {
             Ok(leaves.into_iter().filter(|(l, _)| l.user == user).map(|(_, k)| k).collect())
         };
         let until = tokio::time::Instant::now() + SCAN_GROUP_WAIT;
+        let live = self.client.relay.is_live();
+        if !live {
+            // One sync sets the group up (it runs until nothing is left to do).
+            sync::sync_until_idle(self.client).await?;
+        }
         let keys = loop {
-            if !self.client.relay.is_live() {
-                sync::sync_until_idle(self.client).await?;
-            }
             let keys = self.client.db(leaves).await?;
             if !keys.is_empty() {
                 break keys;
             }
-            if tokio::time::Instant::now() >= until {
+            if !live || tokio::time::Instant::now() >= until {
                 tracing::info!(user, "Their leaves are not in our group yet: not verified.");
                 return Ok(());
             }
@@ -302,7 +299,7 @@ impl Contacts<'_> {
         self.client.emit([Event::TimelineChanged { room }, Event::OutboxChanged]);
         self.client.outbox_ready.notify_one();
         result?;
-        if !self.client.relay.is_live() {
+        if !live {
             sync::sync_until_idle(self.client).await?;
         }
         Ok(())
@@ -361,9 +358,14 @@ impl Contacts<'_> {
 /// The user id of `username`, as this profile knows them ([`Error::NoSharedEncryption`] if
 /// it does not: we share no room).
 fn user_id(c: &rusqlite::Connection, username: &str) -> Result<i64, Error> {
-    c.query_row("SELECT id FROM users WHERE username = ?1", [username], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| Error::NoSharedEncryption(username.to_owned()))
+    known_user(c, username)?.ok_or_else(|| Error::NoSharedEncryption(username.to_owned()))
+}
+
+/// The user id of `username`, if this profile knows them.
+fn known_user(c: &rusqlite::Connection, username: &str) -> Result<Option<i64>, Error> {
+    Ok(c.prepare_cached("SELECT id FROM users WHERE username = ?1")?
+        .query_row([username], |r| r.get(0))
+        .optional()?)
 }
 
 /// The security code I (`me`) share with `username`, their user id and identity key.

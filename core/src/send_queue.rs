@@ -175,6 +175,13 @@ impl SendQueue<'_> {
                 let request = new_request_id();
                 let target = RoomId(server.unwrap_or(0));
                 let (operation, echo) = make(request, target);
+                // Nothing written to someone whose verified key changed, until I accept it
+                // (crate::verification); quiet messages (a proof) are not queued here.
+                if let (Request::Send { .. }, Some(user)) =
+                    (&operation, crate::verification::held(&tx, room, me)?)
+                {
+                    return Err(Error::KeyChanged(user));
+                }
                 // A request (a room from someone not in my contacts) is answered here: an
                 // Accept takes it; anything else but declining (a reply, an invitation…)
                 // accepts it too, queued just before in the same transaction.
@@ -264,13 +271,6 @@ impl RoomSendQueue<'_> {
     /// the queue uploads first as the message's attachment; it is deleted if queueing fails.
     async fn send(&self, body: MessageBody, upload: Option<String>) -> Result<RequestId, Error> {
         let queued = async {
-            // Not to someone whose verified key changed, until I accept it.
-            let (room, me) = (self.room, self.client.require_account().await?.user_id);
-            if let Some(user) =
-                self.client.db(move |c| crate::verification::held(c, room, me)).await?
-            {
-                return Err(Error::KeyChanged(user));
-            }
             let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
             // It is sealed for the room's group at flush: the sealed message must still fit
             // a body.
