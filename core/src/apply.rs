@@ -16,8 +16,7 @@ pub fn position_of_seq(seq: Seq) -> i64 {
     (seq as i64) << 20
 }
 
-/// Timeline position base of local echoes (after every server event).
-pub const PENDING_POSITION: i64 = 1 << 62;
+pub use crate::store::PENDING_POSITION;
 
 /// Largest thumbnail carried inside a message (the body is at most 64 KiB).
 pub const MAX_THUMBNAIL_BYTES: usize = 48 * 1024;

@@ -14,6 +14,9 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+/// Timeline position base of local echoes (after every server event).
+pub const PENDING_POSITION: i64 = 1 << 62;
+
 /// The migrations, in order. Version N is reached by applying the first N.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_client", include_str!("../../migrations/0001_client.sql")),

@@ -217,7 +217,7 @@ pub(crate) fn notice(
             "SELECT coalesce(max(position), 0) + 1 FROM events
              WHERE room_id = ?1 AND position < ?2",
         )?
-        .query_row(params![room, crate::apply::PENDING_POSITION], |r| r.get(0))?;
+        .query_row(params![room, crate::store::PENDING_POSITION], |r| r.get(0))?;
     let content = tidings_proto::codec::encode(&tidings_proto::EventContent::Message {
         body: tidings_proto::Body::new(Vec::new()).map_err(|e| Error::Internal(e.to_string()))?,
         attachments: tidings_proto::bounded::List::empty(),
