@@ -8,6 +8,7 @@ import type {
   ContactCodeView,
   ContactView,
   Device,
+  HistorySizeView,
   LinkCodeView,
   Event,
   MemberReceipt,
@@ -82,7 +83,8 @@ export const api = {
   contacts: () => invoke<ContactView[]>("contacts"),
   /** The 60-digit security code shared with `username`, in twelve groups of five. */
   securityCode: (username: string) => invoke<string>("security_code", { username }),
-  linkCode: () => invoke<LinkCodeView>("link_code"),
+  linkCode: (history: boolean) => invoke<LinkCodeView>("link_code", { history }),
+  historySize: () => invoke<HistorySizeView>("history_size"),
   linkDevice: (code: string) => invoke<SessionView>("link_device", { code }),
   linkDeviceImage: async (image: Blob) =>
     invoke<SessionView>("link_device_image", new Uint8Array(await image.arrayBuffer())),
