@@ -582,3 +582,89 @@ async fn the_size_shown_before_is_at_least_the_archive() {
     assert!(size.bytes >= file::sealed_len(archive.len() as u64), "{size:?} {}", archive.len());
     assert!(archive.len() * 3 < inflate(&archive).len(), "text deflates");
 }
+
+/// Figures for docs/performance.md, on a profile of 20 rooms × 1,000 messages of chat-like
+/// text, with a photo every 100th or none:
+/// `cargo test -p tidings-core --release --lib history::tests::figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn figures() {
+    figures_with(true);
+    figures_with(false);
+}
+
+fn figures_with(photos: bool) {
+    use std::time::Instant;
+    let words = [
+        "the", "plans", "for", "tomorrow", "are", "fine", "see", "you", "at", "noon", "bring", "a",
+        "tent", "and", "stove", "ok", "great", "thanks", "lake", "dinner", "seven", "when",
+    ];
+    let mut rng = rand::rng();
+    let (_l, mut laptop) = profile();
+    let (_p, mut phone) = profile();
+    let (rooms, per_room) = (20u64, 1_000u64);
+    let (lt, pt) = (laptop.transaction().unwrap(), phone.transaction().unwrap());
+    for r in 0..rooms {
+        let (on_laptop, on_phone) = (
+            add_room(&lt, r as i64 + 1, "group", Some("a group"), per_room, true),
+            add_room(&pt, r as i64 + 1, "group", None, per_room, true),
+        );
+        for seq in 1..=per_room {
+            let n = rng.random_range(3..20);
+            let text: Vec<&str> = (0..n).map(|_| words[rng.random_range(0..words.len())]).collect();
+            let mut body = MessageBody::text(text.join(" "));
+            if photos && seq.is_multiple_of(100) {
+                let thumbnail: Vec<u8> = (0..30_000).map(|_| rng.random()).collect();
+                body.image = Some(crate::apply::ImageBody {
+                    mime: "image/jpeg".into(),
+                    width: 2048,
+                    height: 1536,
+                    size: 900_000,
+                    thumbnail: tidings_proto::bounded::Blob::new(thumbnail).unwrap(),
+                    thumbnail_width: 320,
+                    thumbnail_height: 240,
+                    placeholder: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
+                });
+                body.sealed = photo().sealed;
+            }
+            let at = (seq * rooms + r) as i64;
+            add_event(&lt, on_laptop, seq, at, &message(&body, &[seq as i64]), None);
+            add_event(&pt, on_phone, seq, at, &sealed(1, &[seq as i64]), None);
+        }
+    }
+    lt.commit().unwrap();
+    pt.commit().unwrap();
+    let stored: i64 =
+        laptop.query_row("SELECT sum(length(content)) FROM events", [], |r| r.get(0)).unwrap();
+    let started = Instant::now();
+    let (archive, built) = build(&laptop, Vec::new(), LIMITS).unwrap();
+    let build_time = started.elapsed();
+    let started = Instant::now();
+    let key = FileKey::random();
+    let digest = FileCipher::new(&key, archive.len() as u64).digest(&mut &archive[..]).unwrap();
+    let seal_time = started.elapsed();
+    let started = Instant::now();
+    let mut plain = Vec::new();
+    let sealed_bytes = FileCipher::new(&key, archive.len() as u64)
+        .seal_range(&mut std::io::Cursor::new(&archive), 0..u64::MAX)
+        .unwrap();
+    FileCipher::new(&key, archive.len() as u64)
+        .open_all(&digest, &mut &sealed_bytes[..], &mut plain)
+        .unwrap();
+    let open_time = started.elapsed();
+    let started = Instant::now();
+    let tx = phone.transaction().unwrap();
+    let imported = import_archive(&tx, ME, &plain, LIMITS).unwrap();
+    tx.commit().unwrap();
+    let import_time = started.elapsed();
+    assert_eq!(imported.messages, rooms * per_room);
+    eprintln!(
+        "{} messages ({} photos) in {rooms} rooms, {stored} bytes stored: archive {} bytes \
+         deflated, {} sealed; built in {build_time:?}, sealed (digest) in {seal_time:?}, \
+         opened in {open_time:?}, imported in {import_time:?}",
+        built.messages,
+        if photos { rooms * per_room / 100 } else { 0 },
+        archive.len(),
+        sealed_bytes.len()
+    );
+}
