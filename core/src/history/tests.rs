@@ -213,6 +213,34 @@ fn a_writer_stops_at_either_limit_and_what_it_wrote_reads() {
     assert_eq!(records(&bytes, limits).unwrap().len() as u64, written + 2);
 }
 
+proptest::proptest! {
+    /// Whatever bytes an archive holds — any bytes, deflated or not, or a real archive with
+    /// one byte changed before deflating — reading it never panics: it reads to its end or is
+    /// refused.
+    #[test]
+    fn any_archive_is_read_or_refused(
+        raw in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        deflated in proptest::bool::ANY,
+        at in 0usize..10_000,
+        bit in 1u8..=255,
+    ) {
+        let bytes = if deflated { deflate(&raw) } else { raw };
+        let _ = records(&bytes, SMALL);
+        let mut writer = Writer::new(Vec::new(), SMALL).unwrap();
+        writer.room(&room(7, 12, Some("plans"))).unwrap();
+        writer.quiet(&[4; 16]).unwrap();
+        writer.event(0, 12, Some(b"\x81\xa4text\xa2hi")).unwrap();
+        writer.event(0, 11, None).unwrap();
+        let (good, _) = writer.finish(&[3]).unwrap();
+        let mut changed = inflate(&good);
+        let at = at % changed.len();
+        changed[at] ^= bit;
+        if let Ok(read) = records(&deflate(&changed), SMALL) {
+            proptest::prop_assert!(matches!(read.last(), Some(Record::End(_))));
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Stores.
 
