@@ -121,10 +121,14 @@ pub async fn session(
 pub async fn link_code(
     client: &Client,
     out: Output,
+    history: bool,
     png: Option<&std::path::Path>,
     svg: Option<&std::path::Path>,
 ) -> Result<(), Failure> {
-    let offer = client.sessions().offer_link().await?;
+    let offer = match history {
+        true => client.sessions().offer_link_with_history().await?,
+        false => client.sessions().offer_link().await?,
+    };
     if let Some(path) = png {
         crate::contacts::write(path, &tidings_core::contact::qr_png(&offer.code, 8))?;
     }
@@ -132,7 +136,13 @@ pub async fn link_code(
         crate::contacts::write(path, tidings_core::contact::qr_svg(&offer.code).as_bytes())?;
     }
     let uri = offer.code.to_uri();
-    out.line(json!({"uri": uri, "expires_ms": offer.expires_ms}), || uri.clone());
+    let sent = offer.history.map(|h| json!({"messages": h.messages, "bytes": h.bytes}));
+    out.line(json!({"uri": uri, "expires_ms": offer.expires_ms, "history": sent}), || match offer
+        .history
+    {
+        Some(h) => format!("{uri}\nhistory: {} messages, {} bytes", h.messages, h.bytes),
+        None => uri.clone(),
+    });
     Ok(())
 }
 
@@ -146,9 +156,17 @@ pub async fn link(
 ) -> Result<(), Failure> {
     let code: tidings_core::link::LinkCode = crate::contacts::read_code(uri, qr_image).await?;
     let account = client.sessions().link(&code).await?;
+    let history = client.history().pending().await?;
     out.line(
-        json!({"user": account.user_id, "username": account.username, "device": account.device_id}),
-        || format!("linked as {} (device {})", account.username, account.device_id),
+        json!({"user": account.user_id, "username": account.username, "device": account.device_id,
+               "history": history}),
+        || match history {
+            Some(bytes) => format!(
+                "linked as {} (device {}); `sync` imports the history sent with it ({bytes} bytes)",
+                account.username, account.device_id
+            ),
+            None => format!("linked as {} (device {})", account.username, account.device_id),
+        },
     );
     Ok(())
 }
@@ -251,14 +269,19 @@ pub async fn fetch_media(
 ///
 /// A server that cannot be reached, or a link that breaks, is tried again (backing off from
 /// 0.2 s to 5 s) until the deadline: a script started before the server, or across a
-/// restart, still syncs.
+/// restart, still syncs. Once caught up, the history archive that came with this device's
+/// link, if any, is imported.
 pub async fn sync_now(client: &Client, timeout: u64) -> Result<(), Failure> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let timed_out =
         || Failure { code: EXIT_NETWORK, message: format!("not caught up after {timeout} s") };
     let mut delay = Duration::from_millis(200);
+    let once = || async {
+        sync::sync_until_idle(client).await?;
+        client.history().import().await.map(drop)
+    };
     loop {
-        match tokio::time::timeout_at(deadline, sync::sync_until_idle(client)).await {
+        match tokio::time::timeout_at(deadline, once()).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) if retryable(&e) => {
                 if tokio::time::Instant::now() + delay >= deadline {

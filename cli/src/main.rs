@@ -234,6 +234,10 @@ enum Command {
     /// Offer a session on my account to a new device: print the link code (and write it as a
     /// QR code). It works once, for a few minutes; a new one replaces it.
     LinkCode {
+        /// Also send the new device my chats' history as this device has it (sealed; its
+        /// size is printed). The new device imports it at its first `sync`.
+        #[arg(long)]
+        history: bool,
         /// Write the QR code as PNG here.
         #[arg(long)]
         png: Option<PathBuf>,
@@ -556,8 +560,8 @@ fn main() -> ExitCode {
             Command::AddContact { uri, qr_image } => {
                 contacts::add_contact(&c, out, uri.as_deref(), qr_image.as_deref()).await
             }
-            Command::LinkCode { png, svg } => {
-                client::link_code(&c, out, png.as_deref(), svg.as_deref()).await
+            Command::LinkCode { history, png, svg } => {
+                client::link_code(&c, out, history, png.as_deref(), svg.as_deref()).await
             }
             Command::Link { uri, qr_image } => {
                 client::link(&c, out, uri.as_deref(), qr_image.as_deref()).await

@@ -834,14 +834,20 @@ pub fn my_read_marker(tx: &Connection, room: RoomKey, me: i64, read: Seq) -> Res
         )?
         .execute(params![room, read as i64])?;
     if moved > 0 {
-        tx.prepare_cached(
-            "UPDATE rooms SET unread = (SELECT count(*) FROM events e
-                 WHERE e.room_id = ?1 AND e.sender != ?2 AND e.seq > rooms.read_seq
-                   AND e.is_message = 1)
-             WHERE id = ?1",
-        )?
-        .execute(params![room, me])?;
+        recount_unread(tx, room, me)?;
     }
+    Ok(())
+}
+
+/// Counts again what is unread in `room`: others' messages after my read marker.
+pub(crate) fn recount_unread(tx: &Connection, room: RoomKey, me: i64) -> Result<(), Error> {
+    tx.prepare_cached(
+        "UPDATE rooms SET unread = (SELECT count(*) FROM events e
+             WHERE e.room_id = ?1 AND e.sender != ?2 AND e.seq > rooms.read_seq
+               AND e.is_message = 1)
+         WHERE id = ?1",
+    )?
+    .execute(params![room, me])?;
     Ok(())
 }
 

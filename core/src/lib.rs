@@ -17,7 +17,8 @@
 //! - [`photo`], [`video`] — photos and videos made ready to send, off the runtime;
 //! - [`model`] — what front ends render, and the change events;
 //! - [`typing`] — who is typing where (in memory, expiring);
-//! - [`link`] — linking a new device by QR code (the sealed identity it receives);
+//! - [`link`] — linking a new device by QR code (the sealed identity it receives), and
+//!   [`history`] — the archive of past chats that may come with it;
 //! - [`keychain`] — the session token in the OS keychain;
 //! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
 //!
@@ -32,6 +33,7 @@ pub mod client;
 pub mod contact;
 pub mod e2ee;
 pub mod endpoint;
+pub mod history;
 pub mod keychain;
 pub mod link;
 pub mod media;
@@ -119,6 +121,10 @@ pub enum Error {
     /// another account's): nothing was kept.
     #[error("the server handed over a link offer this code did not make")]
     LinkRefused,
+    /// The history archive that came with this device's link was not imported (damaged,
+    /// gone, too large, malformed): nothing of it was kept, and nothing else was lost.
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
     /// A value given by the user is not acceptable.
     #[error("invalid input: {0}")]
     Invalid(String),

@@ -171,6 +171,12 @@ pub struct Sealing {
 }
 
 impl Sealing {
+    /// The sealing of a file of `len` plaintext bytes under `key`, whose sealed bytes have
+    /// SHA-256 `digest`.
+    pub(crate) fn new(key: FileKey, len: u64, digest: Vec<u8>) -> Self {
+        Self { key, len, digest }
+    }
+
     /// The sealing of the attachment of message body `body` (encoded), if it is sealed.
     pub(crate) fn of(body: &[u8]) -> Result<Option<Self>, Error> {
         match crate::apply::decode_body(body) {

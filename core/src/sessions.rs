@@ -7,6 +7,7 @@ use crate::{
     account::Account,
     e2ee,
     endpoint::Endpoint,
+    history::{self, HistoryRef, HistorySize},
     link::{self, LinkCode, LinkOffer},
     model::{neutral_name, Device},
     sync::{self, link::Link, unexpected},
@@ -64,16 +65,32 @@ impl Sessions<'_> {
     /// Offers a session on my account to a new device: the code to show it (as a QR code),
     /// valid once, for the minutes the server allows. Showing a new code replaces the last.
     pub async fn offer_link(&self) -> Result<LinkOffer, Error> {
+        self.offer(None).await
+    }
+
+    /// Like [`Self::offer_link`], sending the new device the history of my chats as this
+    /// device has it ([`crate::history`]): caught up, then built, sealed and uploaded first
+    /// (its size is in the offer; [`crate::history::History::size`] says at most how large
+    /// before).
+    pub async fn offer_link_with_history(&self) -> Result<LinkOffer, Error> {
+        // What came in since the last sync goes too: the new device cannot open it either.
+        sync::sync_until_idle(self.client).await?;
+        let history = history::send(self.client).await?;
+        self.offer(Some(history)).await
+    }
+
+    async fn offer(&self, history: Option<(HistoryRef, HistorySize)>) -> Result<LinkOffer, Error> {
         let account = self.client.require_account().await?;
         let secret: [u8; 32] = rand::random();
         let leaf = e2ee::LeafId { user: account.user_id, device: account.device_id };
+        let (history, size) = history.unzip();
         let sealed = self
             .client
             .db(move |c| {
                 // Keys made now if this device has none yet (its identity with them).
                 e2ee::Device::for_session(c, leaf)?;
                 let identity = e2ee::Identity::load(c, leaf.user)?.ok_or(Error::NotSignedIn)?;
-                Ok::<_, Error>(link::seal(&secret, &identity))
+                Ok::<_, Error>(link::seal(&secret, &identity, history.as_ref()))
             })
             .await?;
         let invalid = |e: tidings_proto::bounded::TooLong| Error::Internal(e.to_string());
@@ -88,12 +105,13 @@ impl Sessions<'_> {
             pin: account.pin.map(|p| p.to_string()),
         };
         LinkCode::parse(&code.to_uri())?;
-        Ok(LinkOffer { code, expires_ms })
+        Ok(LinkOffer { code, expires_ms, history: size })
     }
 
     /// Opens a session with `request` (a sign-up, a sign-in, or a link code's redemption,
     /// whose `secret` opens the identity handed over) and keeps it. A password makes a new
-    /// identity; a link code brings the account's.
+    /// identity; a link code brings the account's, and maybe a history archive to import
+    /// once caught up ([`crate::history`]).
     async fn open(
         &self,
         server: &Endpoint,
@@ -122,10 +140,10 @@ impl Sessions<'_> {
             device_id: device.0,
             token: token.0.into_string(),
         };
-        let identity = match (sealed, secret) {
+        let (identity, history) = match (sealed, secret) {
             (Some(sealed), Some(secret)) => {
                 match link::open(&secret, sealed.as_bytes(), account.user_id) {
-                    Ok(identity) => identity,
+                    Ok(opened) => opened,
                     Err(e) => {
                         // Not my device's offer: the session it came with is not kept, and
                         // does not take one of the account's device places either.
@@ -136,9 +154,20 @@ impl Sessions<'_> {
                     }
                 }
             }
-            _ => e2ee::Identity::generate(account.user_id),
+            _ => (e2ee::Identity::generate(account.user_id), None),
         };
-        self.client.db(move |c| identity.store(c).map_err(Error::from)).await?;
+        let user = account.user_id;
+        self.client
+            .db(move |c| {
+                let tx = c.transaction()?;
+                identity.store(&tx)?;
+                match &history {
+                    Some(history) => history::keep(&tx, user, history)?,
+                    None => history::forget(&tx)?,
+                }
+                Ok(tx.commit()?)
+            })
+            .await?;
         self.client.save_account(account.clone()).await?;
         if let Err(e) = sync::publish_first_key_packages(self.client).await {
             tracing::debug!(error = %e, "First KeyPackages not published; the first sync will.");

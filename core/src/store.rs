@@ -33,6 +33,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0012_sealed_names", include_str!("../../migrations/0012_sealed_names.sql")),
     ("0013_security_events", include_str!("../../migrations/0013_security_events.sql")),
     ("0014_verification", include_str!("../../migrations/0014_verification.sql")),
+    ("0015_link_history", include_str!("../../migrations/0015_link_history.sql")),
 ];
 
 /// The schema version this build writes.

@@ -34,6 +34,7 @@ pub fn typescript() -> String {
         crate::commands::Startup::decl(&cfg),
         crate::commands::ContactCodeView::decl(&cfg),
         crate::commands::LinkCodeView::decl(&cfg),
+        crate::commands::HistorySizeView::decl(&cfg),
         crate::commands::ContactView::decl(&cfg),
         crate::commands::VerifyCodeView::decl(&cfg),
         tidings_core::verification::Trust::decl(&cfg),

@@ -69,6 +69,24 @@ pub struct LinkCodeView {
     pub svg: String,
     /// When the code stops working, Unix milliseconds.
     pub expires_ms: i64,
+    /// The history of my chats that goes with it, if I chose to send it.
+    pub history: Option<HistorySizeView>,
+}
+
+/// The size of the history of my chats sent to a new device: what it is (with a link code),
+/// or at most what it would be (before I choose).
+#[derive(Debug, Clone, Copy, Serialize, TS)]
+pub struct HistorySizeView {
+    /// Messages in it.
+    pub messages: u64,
+    /// Bytes it takes on the network.
+    pub bytes: u64,
+}
+
+impl From<tidings_core::history::HistorySize> for HistorySizeView {
+    fn from(size: tidings_core::history::HistorySize) -> Self {
+        Self { messages: size.messages, bytes: size.bytes }
+    }
 }
 
 /// One contact.
@@ -458,15 +476,28 @@ where
 }
 
 /// Offers a session on my account to a new device: the code to show it (a new code
-/// replaces the last; it works once, for a few minutes).
+/// replaces the last; it works once, for a few minutes). With `history`, the history of my
+/// chats as this device has it goes with it, sealed (built and uploaded first).
 #[tauri::command]
-pub async fn link_code(app: State<'_, App>) -> Result<LinkCodeView> {
-    let offer = app.client.sessions().offer_link().await?;
+pub async fn link_code(app: State<'_, App>, history: bool) -> Result<LinkCodeView> {
+    let sessions = app.client.sessions();
+    let offer = match history {
+        true => sessions.offer_link_with_history().await?,
+        false => sessions.offer_link().await?,
+    };
     Ok(LinkCodeView {
         uri: offer.code.to_uri(),
         svg: tidings_core::contact::qr_svg(&offer.code),
         expires_ms: offer.expires_ms,
+        history: offer.history.map(HistorySizeView::from),
     })
+}
+
+/// At most how large the history of my chats sent with a link code would be (from the
+/// store, at once), to show before I choose to send it.
+#[tauri::command]
+pub async fn history_size(app: State<'_, App>) -> Result<HistorySizeView> {
+    Ok(app.client.history().size().await?.into())
 }
 
 /// Signs this profile in as a new device of the account whose device shows the pasted or

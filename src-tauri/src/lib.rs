@@ -243,6 +243,7 @@ pub fn run() {
             commands::add_contact,
             commands::add_contact_image,
             commands::link_code,
+            commands::history_size,
             commands::link_device,
             commands::link_device_image,
             commands::contacts,

@@ -8,6 +8,7 @@ import type {
   ContactCodeView,
   ContactView,
   Device,
+  HistorySizeView,
   LinkCodeView,
   Event,
   MemberReceipt,
@@ -99,7 +100,8 @@ export const api = {
   acceptKey: (username: string) => invoke<void>("accept_key", { username }),
   /** Who in `room` has a changed security code that holds sending there, if anyone. */
   heldBy: (room: number) => invoke<string | null>("held_by", { room }),
-  linkCode: () => invoke<LinkCodeView>("link_code"),
+  linkCode: (history: boolean) => invoke<LinkCodeView>("link_code", { history }),
+  historySize: () => invoke<HistorySizeView>("history_size"),
   linkDevice: (code: string) => invoke<SessionView>("link_device", { code }),
   linkDeviceImage: async (image: Blob) =>
     invoke<SessionView>("link_device_image", new Uint8Array(await image.arrayBuffer())),

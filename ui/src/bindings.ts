@@ -453,7 +453,21 @@ svg: string,
 /**
  * When the code stops working, Unix milliseconds.
  */
-expires_ms: number, };
+expires_ms: number, 
+/**
+ * The history of my chats that goes with it, if I chose to send it.
+ */
+history: HistorySizeView | null, };
+
+export type HistorySizeView = { 
+/**
+ * Messages in it.
+ */
+messages: number, 
+/**
+ * Bytes it takes on the network.
+ */
+bytes: number, };
 
 export type ContactView = { 
 /**

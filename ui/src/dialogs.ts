@@ -3,7 +3,7 @@
 import { api, errorText, isAppError } from "./api";
 import type { RoomSummary, Trust } from "./bindings";
 import { fill, h } from "./dom";
-import { clock, linkExpiry, outboxKind, stuckReason, trustBadge } from "./format";
+import { bytes, clock, linkExpiry, outboxKind, stuckReason, trustBadge } from "./format";
 import { icon } from "./icons";
 import { scanner, showSvg } from "./scanner";
 import { store } from "./store";
@@ -298,8 +298,9 @@ export function settingsDialog(signedOut: () => void): void {
   void loadBlocked();
 }
 
-/** A link code for a new device of mine: its QR code, its text, how long it works. Polls
- * my devices while open, to say when one has linked; `closed` refreshes the list behind. */
+/** A link code for a new device of mine: its QR code, its text, how long it works, and
+ * (opt-in, its size shown first) the history of my chats to send with it. Polls my devices
+ * while open, to say when one has linked; `closed` refreshes the list behind. */
 function linkDeviceDialog(closed: () => void): void {
   const qr = h("div", { class: "qr shown", id: "link-qr", role: "img", "aria-label": "Link code QR code" }, "Loading…");
   const code = h("input", { id: "link-code", class: "grow", readonly: true, "aria-label": "Link code as text" });
@@ -307,28 +308,57 @@ function linkDeviceDialog(closed: () => void): void {
   const expires = h("p", { class: "muted small", id: "link-expires", "aria-live": "polite" });
   const status = h("p", { class: "form-error", role: "alert", id: "link-status" });
   const again = h("button", { type: "button", id: "link-again", hidden: true }, "Show a new code");
+  // Off until I choose: then a new code is made, with the archive sealed and uploaded first.
+  const history = h("input", { type: "checkbox", id: "link-history" });
+  const historySize = h("span", { id: "link-history-size", class: "muted" });
+  const historyRow = h("label", { class: "check" }, history, h("span", {}, "Also send my past chats to the new device ", historySize));
+  const historyStatus = h("p", { class: "muted small", id: "link-history-status", "aria-live": "polite" });
   let until = 0;
   let known: Set<number> | null = null;
+  // Only the newest request's answer is shown (the box may be ticked again meanwhile).
+  let generation = 0;
   const tick = () => {
     if (until === 0) return;
     expires.textContent = linkExpiry(until);
     again.hidden = Date.now() < until;
   };
   const load = async () => {
+    const mine = ++generation;
+    const withHistory = history.checked;
     status.textContent = "";
     until = 0;
     expires.textContent = "";
     again.hidden = true;
+    historyStatus.textContent = "";
+    if (withHistory) {
+      fill(qr, h("p", {}, "Preparing your past chats…"));
+      code.value = "";
+    }
     try {
-      const offer = await api.linkCode();
+      const offer = await api.linkCode(withHistory);
+      if (mine !== generation) return;
       showSvg(qr, offer.svg);
       code.value = offer.uri;
       until = offer.expires_ms;
+      historyStatus.textContent = offer.history
+        ? `Your past chats go with this code: ${count(offer.history.messages)}, ${bytes(offer.history.bytes)}, sealed so that only the new device can open them.`
+        : "";
       tick();
     } catch (e) {
+      if (mine !== generation) return;
       fill(qr, h("p", {}, errorText(e)));
       code.value = "";
       again.hidden = false;
+    }
+  };
+  const count = (n: number) => `${n.toLocaleString()} message${n === 1 ? "" : "s"}`;
+  history.addEventListener("change", () => void load());
+  const sizeUp = async () => {
+    try {
+      const size = await api.historySize();
+      historySize.textContent = size.messages === 0 ? "(none yet)" : `(${count(size.messages)}, up to ${bytes(size.bytes)})`;
+    } catch {
+      historySize.textContent = "";
     }
   };
   // Whoever redeems the code shows up as a new device of mine.
@@ -364,6 +394,7 @@ function linkDeviceDialog(closed: () => void): void {
     h("p", { id: "link-warning" }, h("strong", {}, "Whoever scans or types this code gets your account on their device"),
       ": your chats, your contacts, and the messages from now on. Show it only to a device of your own."),
     h("p", { class: "muted small" }, "On the new device, choose “Link to a device I already use” and scan this code, or paste its text."),
+    historyRow, historyStatus,
     qr, h("div", { class: "row" }, code, copy), expires, status, again);
   const done = modal("Link a new device", body, "link-device-dialog");
   const ticker = window.setInterval(tick, 1000);
@@ -373,6 +404,7 @@ function linkDeviceDialog(closed: () => void): void {
     window.clearInterval(poll);
     closed();
   });
+  void sizeUp();
   void watch().then(load);
 }
 

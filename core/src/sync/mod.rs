@@ -271,11 +271,13 @@ async fn session(client: &Client, live: bool) -> Result<(), Error> {
                         typing.set(*room, user, *active, Instant::now());
                     }
                 }
-                // Joined: requests may come this way now.
+                // Joined: requests may come this way now. Caught up: a history archive that
+                // came with this device's link can fill in what it could not open.
                 Event::Connection { state: ConnectionState::Online } if live => {
                     if let Some(relay) = &relay {
                         relay.set_live(true);
                     }
+                    crate::history::import_later(client);
                 }
                 _ => {}
             }

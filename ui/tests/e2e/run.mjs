@@ -8,7 +8,8 @@
 // its thumbnail, and a send the server refused (too large) is retried after the limit is
 // raised; then Ann calls Bob from the chat, he answers, both connect, she hangs up. Last, a
 // third profile, signed out, links to Ann's account with the code her Settings show (pasted
-// as text), and reads in her chat with Bob what he sends from then on. Ann's one scan of
+// as text), her past chats sent with it: it shows her chat with Bob from before, and reads
+// what he sends from then on. Ann's one scan of
 // Bob's contact code verified both: each contact list shows the other verified. Then Bob signs
 // in on a fresh profile of the CLI with his password alone — a new identity — and writes to
 // Ann: her chat shows the notice and the banner, refuses to send until she accepts his new
@@ -348,13 +349,18 @@ try {
   await until("the call record", async () => /Outgoing call · 0:0\d/.test(await text(ann, "#timeline")), 20_000);
   console.log("ok - a call connected both ways and ended with a record");
 
-  // Ann links a new device: her Settings show a link code; a third app, signed out, takes
-  // its text (never printed: it is a credential), becomes a device of her account, and
-  // reads what Bob sends from then on in her chat with him.
+  // Ann links a new device: her Settings show a link code; she ticks sending her past chats
+  // with it (their size shown first); a third app, signed out, takes its text (never
+  // printed: it is a credential), becomes a device of her account, shows her chat with Bob
+  // from before, and reads what Bob sends from then on.
   const laptopStarting = app("ann-laptop");
   laptopStarting.catch(() => {}); // awaited below; its failure is reported there
   await (await ann.$("#settings-button")).click();
   await (await ann.$("#link-device")).click();
+  await until("ann's first link code", async () => (await ann.$("#link-code")).getValue());
+  await until("the size of her past chats", async () => /messages?, up to/.test(await text(ann, "#link-history-size")));
+  await (await ann.$("#link-history")).click();
+  await until("her past chats sent", async () => /go with this code/.test(await text(ann, "#link-history-status")), 60_000);
   const linkCode = await until("ann's link code", async () => (await ann.$("#link-code")).getValue());
   assert.ok(linkCode.startsWith("tidings:link?"), "a link code");
   await until("the link QR code", async () => (await ann.$$("#link-qr svg")).length === 1);
@@ -371,10 +377,11 @@ try {
   await until("two devices in ann's settings", async () => (await ann.$$("#device-list li")).length === 2);
   await ann.keys("Escape");
   await openRoom(laptop, `bob${suffix}`);
+  await until("the linked device shows the chat from before", async () => (await text(laptop, "#timeline")).includes("Hi Bob! Dinner at 7?"), 30_000);
   await send(bob, "Hello to Ann's new laptop");
   await until("the linked device reads bob's message", async () => (await text(laptop, "#timeline")).includes("Hello to Ann's new laptop"), 30_000);
   await shot(laptop, "linked");
-  console.log("ok - a device linked by code joined ann's account and reads her chat");
+  console.log("ok - a device linked by code joined ann's account, shows her past chat and reads on");
 
   // Ann's one scan of Bob's contact code (above) verified him, and the proof it sent Bob's
   // devices verified her: both lists show it, and her chat says so.

@@ -148,6 +148,31 @@ describe("linking this device", () => {
     assert.deepEqual(page.errors, []);
     await page.close();
   });
+
+  it("sends my past chats with the code only if I tick the box, its size shown before and after", async () => {
+    const page = await open("signed-in");
+    await page.click("#settings-button");
+    await page.click("#link-device");
+    await page.waitForSelector("#link-qr svg");
+    await page.waitForFunction(() => /messages/.test(document.querySelector("#link-history-size")?.textContent ?? ""));
+    assert.match(await page.textContent("#link-history-size"), /^\(1.?234 messages, up to 3\.2 MB\)$/);
+    assert.equal(await page.isChecked("#link-history"), false, "off until I choose");
+    assert.equal(await page.textContent("#link-history-status"), "");
+    assert.deepEqual(await calls(page, "link_code"), [{ history: false }]);
+    // Ticked: a new code, with the archive; the old one is not shown meanwhile.
+    await page.check("#link-history");
+    await page.waitForFunction(() => /Preparing your past chats/.test(document.querySelector("#link-qr")?.textContent ?? ""));
+    assert.equal(await page.inputValue("#link-code"), "");
+    await page.waitForFunction(() => /go with this code/.test(document.querySelector("#link-history-status")?.textContent ?? ""));
+    assert.match(await page.textContent("#link-history-status"), /^Your past chats go with this code: 1.?234 messages, 2\.1 MB/);
+    assert.equal(await page.inputValue("#link-code"), code);
+    // Unticked again: a code without it.
+    await page.uncheck("#link-history");
+    await page.waitForFunction(() => document.querySelectorAll("#link-qr svg").length === 1 && document.querySelector("#link-history-status")?.textContent === "");
+    assert.deepEqual(await calls(page, "link_code"), [{ history: false }, { history: true }, { history: false }]);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
 });
 
 describe("chats", () => {

@@ -148,8 +148,18 @@ export function install(scenario: string) {
         return null;
       case "devices":
         return devices;
-      case "link_code":
-        return { uri: linkUri, svg: "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'><rect width='5' height='5'/></svg>", expires_ms: Date.now() + 600_000 };
+      case "link_code": {
+        const offer = {
+          uri: linkUri,
+          svg: "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 10 10'><rect width='5' height='5'/></svg>",
+          expires_ms: Date.now() + 600_000,
+          history: a.history ? { messages: 1234, bytes: 2_200_000 } : null,
+        };
+        // With history, the archive is built and uploaded first: a moment later.
+        return a.history ? new Promise((done) => setTimeout(() => done(offer), 300)) : offer;
+      }
+      case "history_size":
+        return { messages: 1234, bytes: 3_400_000 };
       case "link_device":
         return link(String(a.code));
       case "link_device_image":
