@@ -4,7 +4,8 @@
 //! SQLite file, as years of use would leave it), then measures through the public API:
 //! the room list, a room's newest 50 messages, applying catch-up pages (500 events per
 //! transaction, as sync does), the local echo of `send_text` (call → its event), and the
-//! process's peak RSS.
+//! process's peak RSS. It does so on the profile unencrypted and encrypted (SQLCipher, as
+//! every profile is), in the same run, and prints what encryption costs.
 
 use std::time::{Duration, Instant};
 
@@ -39,10 +40,13 @@ fn request_id(n: u64) -> RequestId {
     RequestId(b)
 }
 
-/// Writes `rooms` rooms of `per_room` messages each into the profile database at `path`
+/// Writes `rooms` rooms of `per_room` messages each into the profile database `conn`
 /// (signed in to a server that is not running).
-pub(crate) fn populate(path: &std::path::Path, rooms: i64, per_room: i64) -> anyhow::Result<()> {
-    let mut conn = rusqlite::Connection::open(path)?;
+pub(crate) fn populate(
+    conn: &mut rusqlite::Connection,
+    rooms: i64,
+    per_room: i64,
+) -> anyhow::Result<()> {
     conn.pragma_update(None, "synchronous", "OFF")?;
     let tx = conn.transaction()?;
     tx.execute(
@@ -112,20 +116,81 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// What one profile measured.
+struct Figures {
+    open: Duration,
+    room_list: (f64, f64),
+    newest: (f64, f64),
+    catch_up: f64,
+    echo_busy: (f64, f64),
+    echo_idle: (f64, f64),
+}
+
+/// The same 1 M-message profile twice, unencrypted (the baseline) and encrypted with
+/// SQLCipher as every profile is, each measured in turn in this one run; then what
+/// encryption costs, as ratios (goal: at most 15 % on the echo and the room list).
 async fn measure() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    drop(Client::open(dir.path())?);
+    let (plain, encrypted) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    drop(Client::open_unencrypted(plain.path())?);
+    let plain_db = plain.path().join(tidings_core::store::DB_FILE);
     let started = Instant::now();
-    populate(&dir.path().join("tidings.sqlite"), ROOMS, PER_ROOM)
-        .context("populate the profile")?;
+    {
+        let mut conn = tidings_core::store::open(&plain_db, None)?;
+        populate(&mut conn, ROOMS, PER_ROOM).context("populate the profile")?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    }
     eprintln!(
         "==> profile: {ROOMS} rooms × {PER_ROOM} messages written in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // The encrypted one: a copy, encrypted as a profile from before encryption is when
+    // first opened.
+    std::fs::copy(&plain_db, encrypted.path().join(tidings_core::store::DB_FILE))?;
+    let started = Instant::now();
+    drop(Client::open(encrypted.path())?);
+    println!(
+        "encrypting the unencrypted profile at its first open: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
+    let baseline = measure_one("unencrypted", plain.path(), false).await?;
+    let sqlcipher = measure_one("encrypted (SQLCipher)", encrypted.path(), true).await?;
+
+    let cost = |plain: f64, encrypted: f64| format!("{:+.0} %", (encrypted / plain - 1.0) * 100.0);
+    let both = |what: &str, plain: (f64, f64), encrypted: (f64, f64)| {
+        let (median, p99) = (cost(plain.0, encrypted.0), cost(plain.1, encrypted.1));
+        println!("  {what}: median {median}, p99 {p99}");
+    };
+    println!(
+        "encryption's cost (encrypted against unencrypted; goal ≤ +15 % on the echo and the room list):"
+    );
+    both("room list", baseline.room_list, sqlcipher.room_list);
+    both("local echo (idle)", baseline.echo_idle, sqlcipher.echo_idle);
+    both("local echo (during a checkpoint)", baseline.echo_busy, sqlcipher.echo_busy);
+    both("newest 50", baseline.newest, sqlcipher.newest);
+    println!(
+        "  catch-up apply: {} time per event; open: {}",
+        cost(1.0 / baseline.catch_up, 1.0 / sqlcipher.catch_up),
+        cost(ms(baseline.open), ms(sqlcipher.open))
+    );
+
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let peak =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("?").trim().to_owned();
+    println!("peak RSS of the whole benchmark process (both profiles): {peak}");
+    Ok(())
+}
+
+/// Measures the profile in `dir` through the public API, encrypted or not.
+async fn measure_one(
+    label: &str,
+    dir: &std::path::Path,
+    encrypted: bool,
+) -> anyhow::Result<Figures> {
+    println!("== {label}");
     let opened = Instant::now();
-    let client = Client::open(dir.path())?;
-    let open_time = opened.elapsed();
+    let client = if encrypted { Client::open(dir)? } else { Client::open_unencrypted(dir)? };
+    let open = opened.elapsed();
 
     let mut times = Vec::new();
     for _ in 0..50 {
@@ -135,10 +200,10 @@ async fn measure() -> anyhow::Result<()> {
         anyhow::ensure!(rooms.len() == ROOMS as usize);
     }
     times.sort();
+    let room_list = (ms(percentile(&times, 0.5)), ms(percentile(&times, 0.99)));
     println!(
         "room list ({ROOMS} rooms): median {:.2} ms, p99 {:.2} ms (goal ≤ 2 ms)",
-        ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.99))
+        room_list.0, room_list.1
     );
 
     let mut times = Vec::new();
@@ -149,10 +214,10 @@ async fn measure() -> anyhow::Result<()> {
         anyhow::ensure!(page.len() == 50);
     }
     times.sort();
+    let newest = (ms(percentile(&times, 0.5)), ms(percentile(&times, 0.99)));
     println!(
         "newest 50 messages of a room: median {:.3} ms, p99 {:.3} ms (goal ≤ 1 ms)",
-        ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.99))
+        newest.0, newest.1
     );
 
     // Catch-up: a new room's log applied in pages of 500, one transaction each.
@@ -168,7 +233,11 @@ async fn measure() -> anyhow::Result<()> {
             content: content.clone(),
         })
         .collect();
-    let mut conn = tidings_core::store::open(&dir.path().join("tidings.sqlite"))?;
+    let mut conn = if encrypted {
+        tidings_core::store::open_profile(dir)?.0
+    } else {
+        tidings_core::store::open(&dir.join(tidings_core::store::DB_FILE), None)?
+    };
     let t = Instant::now();
     let room = apply::local_room(&conn, 9_999)?;
     for page in events.chunks(500) {
@@ -179,32 +248,27 @@ async fn measure() -> anyhow::Result<()> {
         tx.commit()?;
     }
     let elapsed = t.elapsed();
+    let catch_up = CATCH_UP_EVENTS as f64 / elapsed.as_secs_f64();
     println!(
-        "catch-up apply: {:.0} events/s ({CATCH_UP_EVENTS} events in pages of 500) (goal ≥ 50,000)",
-        CATCH_UP_EVENTS as f64 / elapsed.as_secs_f64()
+        "catch-up apply: {catch_up:.0} events/s ({CATCH_UP_EVENTS} events in pages of 500) (goal ≥ 50,000)"
     );
     drop(conn);
 
     // Local echo: from the call to send_text to its TimelineChanged event, right after the
     // catch-up (its WAL is being checkpointed meanwhile) and on an idle profile.
-    let (median, p99) = local_echo(&client).await?;
+    let echo_busy = local_echo(&client).await?;
     println!(
-        "local echo (send_text → its event) during the catch-up's checkpoint: median {median:.3} ms, p99 {p99:.3} ms"
+        "local echo (send_text → its event) during the catch-up's checkpoint: median {:.3} ms, p99 {:.3} ms",
+        echo_busy.0, echo_busy.1
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (median, p99) = local_echo(&client).await?;
+    let echo_idle = local_echo(&client).await?;
     println!(
-        "local echo (send_text → its event) on an idle profile: median {median:.3} ms, p99 {p99:.3} ms (goal p99 ≤ 1 ms)"
+        "local echo (send_text → its event) on an idle profile: median {:.3} ms, p99 {:.3} ms (goal p99 ≤ 1 ms)",
+        echo_idle.0, echo_idle.1
     );
-
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let peak =
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("?").trim().to_owned();
-    println!(
-        "open the profile: {:.1} ms; peak RSS of the whole benchmark process: {peak}",
-        ms(open_time)
-    );
-    Ok(())
+    println!("open the profile: {:.1} ms", ms(open));
+    Ok(Figures { open, room_list, newest, catch_up, echo_busy, echo_idle })
 }
 
 /// 1,000 sends, each timed from the call to its `TimelineChanged`: (median, p99) in ms.

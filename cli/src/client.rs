@@ -158,6 +158,7 @@ pub async fn whoami(client: &Client, out: Output) -> Result<(), Failure> {
     out.line(
         json!({
             "token": token,
+            "key": client.key_home(),
             "user": a.user_id,
             "username": a.username,
             "device": a.device_id,
