@@ -240,8 +240,7 @@ pub async fn fetch_media(
     if thumbnail {
         std::fs::write(file, client.media().thumbnail(room, seq).await?).map_err(io)?;
     } else {
-        let cached = client.media().open_full(room, seq).await?;
-        std::fs::copy(cached, file).map_err(io)?;
+        std::fs::write(file, client.media().open_full(room, seq).await?).map_err(io)?;
     }
     Ok(())
 }

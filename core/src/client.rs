@@ -104,12 +104,13 @@ impl Client {
         // eyes only (on Android and iOS the app's own directory already is).
         private(dir, 0o700)?;
         let path = dir.join(store::DB_FILE);
-        let (conn, key, key_home) = if encrypted {
+        let (mut conn, key, key_home) = if encrypted {
             let (conn, key, home) = store::open_profile(dir)?;
             (conn, Some(key), Some(home))
         } else {
             (store::open(&path, None)?, None, None)
         };
+        crate::media::seal_leftovers(&mut conn, dir)?;
         let db = Arc::new(Mutex::new(conn));
         private(&path, 0o600)?;
         let alive = Arc::downgrade(&db);

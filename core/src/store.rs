@@ -47,6 +47,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_group_wanted", include_str!("../../migrations/0011_group_wanted.sql")),
     ("0012_sealed_names", include_str!("../../migrations/0012_sealed_names.sql")),
     ("0013_security_events", include_str!("../../migrations/0013_security_events.sql")),
+    ("0014_media_at_rest", include_str!("../../migrations/0014_media_at_rest.sql")),
 ];
 
 /// The schema version this build writes.

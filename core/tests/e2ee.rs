@@ -622,7 +622,7 @@ async fn people_write_in_encrypted_rooms_and_the_server_keeps_only_ciphertext() 
 #[tokio::test]
 async fn photos_and_files_go_up_sealed_and_open_only_for_the_room() {
     let server = TestServer::start().await.unwrap();
-    let (alice, _alice_dir) = app_user(&server, "alice").await;
+    let (alice, alice_dir) = app_user(&server, "alice").await;
     let (bob, bob_dir) = app_user(&server, "bob").await;
     let bob_id = alice.contacts().lookup("bob").await.unwrap();
     let room = alice.rooms().create(RoomKind::Direct, None, vec![bob_id]).await.unwrap();
@@ -648,14 +648,28 @@ async fn photos_and_files_go_up_sealed_and_open_only_for_the_room() {
     let with_file = page.iter().find(|m| m.file.is_some()).expect("the file");
     assert_eq!(with_file.file.as_ref().unwrap().name, "merger-with-initech.txt");
     let photo_seq = with_photo.seq.unwrap();
-    let full_photo = std::fs::read(bob.media().open_full(bobs, photo_seq).await.unwrap()).unwrap();
-    let full_file =
-        std::fs::read(bob.media().open_full(bobs, with_file.seq.unwrap()).await.unwrap()).unwrap();
+    let full_photo = bob.media().open_full(bobs, photo_seq).await.unwrap();
+    let full_file = bob.media().open_full(bobs, with_file.seq.unwrap()).await.unwrap();
     assert_eq!(full_file, words);
-    let sent_photo =
-        std::fs::read(alice.media().open_full(room, photo_seq).await.unwrap()).unwrap();
+    let sent_photo = alice.media().open_full(room, photo_seq).await.unwrap();
     assert_eq!(full_photo, sent_photo, "Bob's photo is the one Alice prepared");
     assert!(image::load_from_memory(&full_photo).is_ok());
+    // Opened again, from the cache.
+    assert_eq!(bob.media().open_full(bobs, photo_seq).await.unwrap(), full_photo);
+
+    // Both profiles keep them sealed at rest (docs/storage.md): no part of either file in
+    // the clear in any file of Alice's (who sent them) or Bob's (who opened them).
+    let pieces: Vec<&[u8]> = (1..8)
+        .map(|k| &full_photo[k * full_photo.len() / 8..][..32])
+        .chain([&b"merger-with-initech"[..], &b"stays secret"[..]])
+        .collect();
+    for dir in [alice_dir.path(), bob_dir.path()] {
+        for entry in walk(dir) {
+            let bytes = std::fs::read(&entry).unwrap();
+            let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+            assert!(!pieces.iter().any(|p| found(p)), "{entry:?} holds an attachment in clear");
+        }
+    }
 
     // The server holds only sealed bytes: sizes padded, no part of either file in clear.
     let sealed_len = tidings_core::e2ee::file::sealed_len(full_photo.len() as u64);
