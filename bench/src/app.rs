@@ -35,7 +35,9 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     drop(tidings_core::Client::open(profile.path())?);
     let rooms =
         std::env::var("TIDINGS_BENCH_ROOMS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROOMS);
-    super::client::populate(&profile.path().join("tidings.sqlite"), rooms, PER_ROOM)?;
+    let mut db = tidings_core::store::open_profile(profile.path())?.0;
+    super::client::populate(&mut db, rooms, PER_ROOM)?;
+    drop(db);
     eprintln!("==> profile: {ROOMS} rooms × {PER_ROOM} messages");
 
     let mut xvfb = Command::new("Xvfb")

@@ -4,7 +4,8 @@
 //! SQLite file, as years of use would leave it), then measures through the public API:
 //! the room list, a room's newest 50 messages, applying catch-up pages (500 events per
 //! transaction, as sync does), the local echo of `send_text` (call → its event), and the
-//! process's peak RSS.
+//! process's peak RSS. It does so on the profile unencrypted and encrypted (SQLCipher, as
+//! every profile is), in the same run, and prints what encryption costs.
 
 use std::time::{Duration, Instant};
 
@@ -39,10 +40,13 @@ fn request_id(n: u64) -> RequestId {
     RequestId(b)
 }
 
-/// Writes `rooms` rooms of `per_room` messages each into the profile database at `path`
+/// Writes `rooms` rooms of `per_room` messages each into the profile database `conn`
 /// (signed in to a server that is not running).
-pub(crate) fn populate(path: &std::path::Path, rooms: i64, per_room: i64) -> anyhow::Result<()> {
-    let mut conn = rusqlite::Connection::open(path)?;
+pub(crate) fn populate(
+    conn: &mut rusqlite::Connection,
+    rooms: i64,
+    per_room: i64,
+) -> anyhow::Result<()> {
     conn.pragma_update(None, "synchronous", "OFF")?;
     let tx = conn.transaction()?;
     tx.execute(
@@ -112,50 +116,141 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// (median, p99) of `times`, in ms.
+fn spread(times: &mut [Duration]) -> (f64, f64) {
+    times.sort();
+    (ms(percentile(times, 0.5)), ms(percentile(times, 0.99)))
+}
+
+/// Prints a measurement of both profiles and what encryption costs on it.
+fn report(what: &str, plain: &mut [Duration], encrypted: &mut [Duration]) {
+    let (p, e) = (spread(plain), spread(encrypted));
+    let cost = |p: f64, e: f64| (e / p - 1.0) * 100.0;
+    println!(
+        "{what}: unencrypted median {:.3} ms, p99 {:.3} ms; encrypted median {:.3} ms, p99 {:.3} ms; \
+         cost: median {:+.0} %, p99 {:+.0} %",
+        p.0,
+        p.1,
+        e.0,
+        e.1,
+        cost(p.0, e.0),
+        cost(p.1, e.1)
+    );
+}
+
+/// The same 1 M-message profile twice, unencrypted (the baseline) and encrypted with
+/// SQLCipher as every profile is, measured in this one run, alternating between the two in
+/// rounds so that both see the same machine (this one is shared); then what encryption
+/// costs (goal: at most 15 % on the echo and the room list).
 async fn measure() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    drop(Client::open(dir.path())?);
+    let (plain_dir, encrypted_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    drop(Client::open_unencrypted(plain_dir.path())?);
+    let plain_db = plain_dir.path().join(tidings_core::store::DB_FILE);
     let started = Instant::now();
-    populate(&dir.path().join("tidings.sqlite"), ROOMS, PER_ROOM)
-        .context("populate the profile")?;
+    {
+        let mut conn = tidings_core::store::open(&plain_db, None)?;
+        populate(&mut conn, ROOMS, PER_ROOM).context("populate the profile")?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    }
     eprintln!(
         "==> profile: {ROOMS} rooms × {PER_ROOM} messages written in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-
+    // The encrypted one: a copy, encrypted as a profile from before encryption is when
+    // first opened.
+    std::fs::copy(&plain_db, encrypted_dir.path().join(tidings_core::store::DB_FILE))?;
+    let started = Instant::now();
+    drop(Client::open(encrypted_dir.path())?);
+    println!(
+        "encrypting the unencrypted profile at its first open: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let opened = Instant::now();
-    let client = Client::open(dir.path())?;
-    let open_time = opened.elapsed();
+    let plain = Client::open_unencrypted(plain_dir.path())?;
+    let open_plain = opened.elapsed();
+    let opened = Instant::now();
+    let encrypted = Client::open(encrypted_dir.path())?;
+    let open_encrypted = opened.elapsed();
+    println!(
+        "open the profile: unencrypted {:.1} ms, encrypted {:.1} ms",
+        ms(open_plain),
+        ms(open_encrypted)
+    );
 
+    let (mut p, mut e) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        p.extend(room_lists(&plain, 10).await?);
+        e.extend(room_lists(&encrypted, 10).await?);
+    }
+    report(&format!("room list ({ROOMS} rooms, goal ≤ 2 ms)"), &mut p, &mut e);
+
+    let (mut p, mut e) = (Vec::new(), Vec::new());
+    for round in 0..10 {
+        p.extend(newest_pages(&plain, round * 20, 20).await?);
+        e.extend(newest_pages(&encrypted, round * 20, 20).await?);
+    }
+    report("newest 50 messages of a room (goal ≤ 1 ms)", &mut p, &mut e);
+
+    // Catch-up, then the local echo right after it (its WAL being checkpointed meanwhile):
+    // one profile after the other.
+    let mut busy = Vec::new();
+    for (label, client, encrypted) in
+        [("unencrypted", &plain, false), ("encrypted", &encrypted, true)]
+    {
+        let rate = catch_up(client.dir(), encrypted)?;
+        println!(
+            "catch-up apply, {label}: {rate:.0} events/s ({CATCH_UP_EVENTS} events in pages of \
+             500) (goal ≥ 50,000)"
+        );
+        busy.push(local_echo(client, 1_000).await?);
+    }
+    let [mut p, mut e] =
+        <[Vec<Duration>; 2]>::try_from(busy).map_err(|_| anyhow::anyhow!("two"))?;
+    report("local echo (send_text → its event) during the catch-up's checkpoint", &mut p, &mut e);
+
+    // The local echo on idle profiles, alternating.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (mut p, mut e) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        p.extend(local_echo(&plain, 100).await?);
+        e.extend(local_echo(&encrypted, 100).await?);
+    }
+    report("local echo (send_text → its event) on idle profiles (goal p99 ≤ 1 ms)", &mut p, &mut e);
+
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let peak =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("?").trim().to_owned();
+    println!("peak RSS of the whole benchmark process (both profiles): {peak}");
+    Ok(())
+}
+
+/// `n` reads of the room list.
+async fn room_lists(client: &Client, n: usize) -> anyhow::Result<Vec<Duration>> {
     let mut times = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..n {
         let t = Instant::now();
         let rooms = client.rooms().list().await?;
         times.push(t.elapsed());
         anyhow::ensure!(rooms.len() == ROOMS as usize);
     }
-    times.sort();
-    println!(
-        "room list ({ROOMS} rooms): median {:.2} ms, p99 {:.2} ms (goal ≤ 2 ms)",
-        ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.99))
-    );
+    Ok(times)
+}
 
+/// The newest 50 messages of `n` rooms, from the `first`-th on.
+async fn newest_pages(client: &Client, first: i64, n: i64) -> anyhow::Result<Vec<Duration>> {
     let mut times = Vec::new();
-    for i in 0..200 {
+    for i in first..first + n {
         let t = Instant::now();
         let page = client.room(1 + (i * 7) % ROOMS).timeline().page(None, 50).await?;
         times.push(t.elapsed());
         anyhow::ensure!(page.len() == 50);
     }
-    times.sort();
-    println!(
-        "newest 50 messages of a room: median {:.3} ms, p99 {:.3} ms (goal ≤ 1 ms)",
-        ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.99))
-    );
+    Ok(times)
+}
 
-    // Catch-up: a new room's log applied in pages of 500, one transaction each.
+/// Applies a new room's log in pages of 500, one transaction each, to the profile in `dir`:
+/// events per second.
+fn catch_up(dir: &std::path::Path, encrypted: bool) -> anyhow::Result<f64> {
     let content = message("caught up")?;
     let events: Vec<RoomEvent> = (1..=CATCH_UP_EVENTS)
         .map(|seq| RoomEvent {
@@ -168,7 +263,11 @@ async fn measure() -> anyhow::Result<()> {
             content: content.clone(),
         })
         .collect();
-    let mut conn = tidings_core::store::open(&dir.path().join("tidings.sqlite"))?;
+    let mut conn = if encrypted {
+        tidings_core::store::open_profile(dir)?.0
+    } else {
+        tidings_core::store::open(&dir.join(tidings_core::store::DB_FILE), None)?
+    };
     let t = Instant::now();
     let room = apply::local_room(&conn, 9_999)?;
     for page in events.chunks(500) {
@@ -178,40 +277,14 @@ async fn measure() -> anyhow::Result<()> {
         }
         tx.commit()?;
     }
-    let elapsed = t.elapsed();
-    println!(
-        "catch-up apply: {:.0} events/s ({CATCH_UP_EVENTS} events in pages of 500) (goal ≥ 50,000)",
-        CATCH_UP_EVENTS as f64 / elapsed.as_secs_f64()
-    );
-    drop(conn);
-
-    // Local echo: from the call to send_text to its TimelineChanged event, right after the
-    // catch-up (its WAL is being checkpointed meanwhile) and on an idle profile.
-    let (median, p99) = local_echo(&client).await?;
-    println!(
-        "local echo (send_text → its event) during the catch-up's checkpoint: median {median:.3} ms, p99 {p99:.3} ms"
-    );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (median, p99) = local_echo(&client).await?;
-    println!(
-        "local echo (send_text → its event) on an idle profile: median {median:.3} ms, p99 {p99:.3} ms (goal p99 ≤ 1 ms)"
-    );
-
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let peak =
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("?").trim().to_owned();
-    println!(
-        "open the profile: {:.1} ms; peak RSS of the whole benchmark process: {peak}",
-        ms(open_time)
-    );
-    Ok(())
+    Ok(CATCH_UP_EVENTS as f64 / t.elapsed().as_secs_f64())
 }
 
-/// 1,000 sends, each timed from the call to its `TimelineChanged`: (median, p99) in ms.
-async fn local_echo(client: &Client) -> anyhow::Result<(f64, f64)> {
+/// `n` sends, each timed from the call to its `TimelineChanged`.
+async fn local_echo(client: &Client, n: i64) -> anyhow::Result<Vec<Duration>> {
     let mut events = client.subscribe();
     let mut times = Vec::new();
-    for i in 0..1_000 {
+    for i in 0..n {
         let t = Instant::now();
         client.room(1 + i % ROOMS).send_queue().send_text("hello").await?;
         loop {
@@ -223,6 +296,5 @@ async fn local_echo(client: &Client) -> anyhow::Result<(f64, f64)> {
         }
         times.push(t.elapsed());
     }
-    times.sort();
-    Ok((ms(percentile(&times, 0.5)), ms(percentile(&times, 0.99))))
+    Ok(times)
 }

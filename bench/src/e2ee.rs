@@ -111,7 +111,7 @@ struct Profile {
 impl Profile {
     fn new(user: i64) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let db = tidings_core::store::open(&dir.path().join("profile.sqlite"))?;
+        let db = tidings_core::store::open(&dir.path().join("profile.sqlite"), None)?;
         let device = Device::for_session(&db, LeafId { user, device: user })?;
         Ok(Self { _dir: dir, db, device })
     }

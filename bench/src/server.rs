@@ -355,7 +355,7 @@ async fn delivery(
 async fn sealed_body(creator: &mut Client, room: RoomId) -> anyhow::Result<Vec<u8>> {
     use tidings_core::e2ee::{Device, LeafId};
     let dir = tempfile::tempdir()?;
-    let db = tidings_core::store::open(&dir.path().join("profile.sqlite"))?;
+    let db = tidings_core::store::open(&dir.path().join("profile.sqlite"), None)?;
     let me = creator.me();
     let device = Device::for_session(&db, LeafId { user: me.user.id.0, device: me.device.0 })?;
     let group: [u8; tidings_core::e2ee::GROUP_ID_LEN] = rand::random();

@@ -178,6 +178,7 @@ pub async fn whoami(client: &Client, out: Output) -> Result<(), Failure> {
     out.line(
         json!({
             "token": token,
+            "key": client.key_home(),
             "user": a.user_id,
             "username": a.username,
             "device": a.device_id,
@@ -259,8 +260,7 @@ pub async fn fetch_media(
     if thumbnail {
         std::fs::write(file, client.media().thumbnail(room, seq).await?).map_err(io)?;
     } else {
-        let cached = client.media().open_full(room, seq).await?;
-        std::fs::copy(cached, file).map_err(io)?;
+        std::fs::write(file, client.media().open_full(room, seq).await?).map_err(io)?;
     }
     Ok(())
 }

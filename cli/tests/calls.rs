@@ -193,7 +193,7 @@ fn a_call_carries_each_sides_tone_and_hanging_up_ends_both() {
     // sides hold it, so the offer, the answer and the candidates went sealed (a side that
     // holds the group drops a signal in clear, and the call would not have connected).
     for profile in [&alice, &bob] {
-        let db = rusqlite::Connection::open(profile.join("tidings.sqlite")).unwrap();
+        let db = tidings_core::store::open_profile(profile).unwrap().0;
         let groups: i64 = db
             .query_row("SELECT COUNT(*) FROM rooms WHERE mls_group IS NOT NULL", [], |r| r.get(0))
             .unwrap();

@@ -79,6 +79,16 @@ impl Desktop {
         (code, lines)
     }
 
+    /// The secret of the Tidings entry `entry` (`secret-tool lookup`).
+    fn secret(&self, entry: &str) -> String {
+        let out = Command::new("secret-tool")
+            .args(["lookup", "service", "tidings", "username", entry])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
     /// The secrets the keychain holds for Tidings (`secret-tool search`).
     fn tidings_secrets(&self) -> String {
         let out = Command::new("secret-tool")
@@ -99,9 +109,20 @@ impl Drop for Desktop {
     }
 }
 
-/// The token column of a profile's database.
-fn stored_token(profile: &Path) -> String {
-    let db = rusqlite::Connection::open(profile.join("tidings.sqlite")).unwrap();
+/// The token column of a profile's database, opened with its key from where the profile
+/// keeps it: this desktop's keychain (this test process is not in its session: the key is
+/// looked up as `secret-tool` would), or the key file.
+fn stored_token(desktop: &Desktop, profile: &Path) -> String {
+    let db = match std::fs::read_to_string(profile.join("tidings.keychain")) {
+        Ok(entry) => {
+            let key = desktop.secret(entry.trim());
+            assert_eq!(key.len(), 64, "a 32-byte key in hex");
+            let db = rusqlite::Connection::open(profile.join("tidings.sqlite")).unwrap();
+            db.pragma_update(None, "key", format!("x'{key}'")).unwrap();
+            db
+        }
+        Err(_) => tidings_core::store::open_profile(profile).unwrap().0,
+    };
     db.query_row("SELECT token FROM account", [], |r| r.get(0)).unwrap()
 }
 
@@ -118,9 +139,14 @@ fn the_session_token_lives_in_the_keychain_and_in_the_profile_only_without_one()
     assert_eq!(code, 0);
     let (_, who) = desktop.tidings(&alice, &["whoami"], "");
     assert_eq!(who[0]["token"], "keychain", "{who:?}");
-    assert_eq!(stored_token(&alice), "", "no token in the profile");
+    assert_eq!(who[0]["key"], "keychain", "{who:?}");
+    assert_eq!(stored_token(&desktop, &alice), "", "no token in the profile");
     let secrets = desktop.tidings_secrets();
     assert!(secrets.contains("session-"), "{secrets}");
+    // The database's key is there too; the profile names its entry and holds no key file.
+    assert!(secrets.contains("profile-"), "{secrets}");
+    assert!(alice.join("tidings.keychain").exists());
+    assert!(!alice.join("tidings.key").exists());
     // Every later command reads it from there: a lookup and a sync, signed in.
     let (code, found) = desktop.tidings(&alice, &["find-user", "alice"], "");
     assert_eq!((code, found[0]["user"].as_str()), (0, Some("alice")), "{found:?}");
@@ -129,6 +155,7 @@ fn the_session_token_lives_in_the_keychain_and_in_the_profile_only_without_one()
     assert_eq!(desktop.tidings(&alice, &["logout"], "").0, 0);
     let secrets = desktop.tidings_secrets();
     assert!(!secrets.contains("session-"), "{secrets}");
+    assert!(secrets.contains("profile-"), "the profile's key stays with the profile");
 
     // Without a keychain (no session bus): the profile keeps it, and says so.
     let nowhere = dir.path().join("no-bus");
@@ -146,6 +173,10 @@ fn the_session_token_lives_in_the_keychain_and_in_the_profile_only_without_one()
     let signup = ["signup", "--server", &server.url, "--username", "bob", "--password-stdin"];
     bare(&signup, "correct horse battery\n");
     assert_eq!(bare(&["whoami"], "")["token"], "profile");
-    assert!(!stored_token(&bob).is_empty());
+    assert_eq!(bare(&["whoami"], "")["key"], "profile");
+    assert!(!stored_token(&desktop, &bob).is_empty());
+    // The database's key, likewise, in an owner-only file beside it.
+    assert!(bob.join("tidings.key").exists());
+    assert!(!bob.join("tidings.keychain").exists());
     assert_eq!(ok(&bob, &["whoami"])[0]["token"], "profile");
 }

@@ -99,7 +99,13 @@ fn a_photo_arrives_upright_without_metadata_thumbnail_at_once_and_full_on_demand
     let sealed = std::fs::read(&uploaded[0]).unwrap();
     let outgoing = files_in(&p.alice.join("outgoing"));
     assert_eq!(outgoing.len(), 1, "Alice keeps her copy: {outgoing:?}");
-    let prepared = std::fs::read(&outgoing[0]).unwrap();
+    // She keeps it sealed at rest: the very bytes the server has (docs/storage.md); it
+    // opens from there, without the network.
+    assert_eq!(std::fs::read(&outgoing[0]).unwrap(), sealed, "Alice's copy is kept sealed");
+    let seq_alice = ok(&p.alice, &["messages", &p.room]).last().unwrap()["seq"].to_string();
+    let mine = p.alice.join("mine.jpg");
+    ok(&p.alice, &["fetch-media", &p.room, &seq_alice, "--out", mine.to_str().unwrap()]);
+    let prepared = std::fs::read(&mine).unwrap();
     let sealed_len = tidings_core::e2ee::file::sealed_len(prepared.len() as u64);
     assert_eq!(sealed.len() as u64, sealed_len);
     assert!(!sealed.windows(64).any(|w| w == &prepared[prepared.len() / 2..][..64]));
@@ -137,7 +143,6 @@ fn a_photo_arrives_upright_without_metadata_thumbnail_at_once_and_full_on_demand
     // The sender opens her own photo without the network: her copy is cached.
     drop(p.server);
     let again = p.alice.join("again.jpg");
-    let seq_alice = ok(&p.alice, &["messages", &p.room]).last().unwrap()["seq"].to_string();
     ok(&p.alice, &["fetch-media", &p.room, &seq_alice, "--out", again.to_str().unwrap()]);
     assert_eq!(std::fs::read(again).unwrap(), prepared);
 }

@@ -1,12 +1,18 @@
 //! Attachments made ready to send: a photo or any file becomes a message body (with its
 //! thumbnail, or a video's poster and duration) and a file in the profile's `outgoing/`
 //! folder, which the send queue uploads first and which survives restarts. Each file gets a
-//! key of its own, carried in its message: the queue uploads it sealed with that key.
+//! key of its own, carried in its message, and is written to `outgoing/` already sealed with
+//! it ([`crate::e2ee::file`]): what is uploaded, and all the profile keeps of it — no
+//! plaintext copy stays in the profile (docs/storage.md). The key is only in the message, in
+//! the encrypted database.
 //!
 //! This is the file and ffmpeg I/O of sending; the decoding rules are [`crate::photo`] and
 //! [`crate::video`]. Nothing here touches the database or the network.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 use tidings_proto::bounded::{Blob, TooLong};
 
@@ -37,11 +43,9 @@ pub async fn photo(dir: &Path, path: &Path, caption: &str) -> Result<(MessageBod
         thumbnail_height: prepared.thumbnail.height,
         placeholder: prepared.placeholder,
     };
-    let ext = if prepared.full.mime == "image/png" { "png" } else { "jpg" };
-    let name = outgoing_name(dir, Some(ext)).await?;
-    let io = |e: std::io::Error| Error::Io(e.to_string());
-    tokio::fs::write(dir.join(&name), &prepared.full.bytes).await.map_err(io)?;
-    let sealed = Some(seal(dir.join(&name)).await?);
+    let name = outgoing_name(dir).await?;
+    let (bytes, len) = (prepared.full.bytes, image.size);
+    let sealed = Some(seal(move || Ok(std::io::Cursor::new(bytes)), len, dir.join(&name)).await?);
     Ok((MessageBody { image: Some(image), sealed, ..MessageBody::text(caption) }, name))
 }
 
@@ -50,8 +54,7 @@ pub async fn photo(dir: &Path, path: &Path, caption: &str) -> Result<(MessageBod
 /// dimensions and poster frame (through ffmpeg), so the receiver shows a preview first, and
 /// is sent without its container metadata (location, device); a file whose content does not
 /// match the image or video type its name claims goes as a plain file, unchanged. The copy
-/// in `outgoing/` is a hard link when the file system allows: instant, and the sent version
-/// cannot change.
+/// in `outgoing/` is sealed as it is written, so the sent version cannot change.
 pub async fn file(dir: &Path, path: &Path) -> Result<(MessageBody, String), Error> {
     let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
     let size = tokio::fs::metadata(path).await.map_err(io)?.len();
@@ -72,40 +75,60 @@ pub async fn file(dir: &Path, path: &Path) -> Result<(MessageBody, String), Erro
     drop(opened);
     let mime = crate::video::checked_mime(&name, &head);
     let video = if mime.starts_with("video/") { video(path).await? } else { None };
-    let stored = outgoing_name(dir, None).await?;
+    let stored = outgoing_name(dir).await?;
     let dest = dir.join(&stored);
-    let io = |e: std::io::Error| Error::Io(e.to_string());
-    // A video is remuxed without its metadata (phones record where it was shot).
+    // A video is remuxed without its metadata (phones record where it was shot), into a
+    // temporary file of the profile's `tmp/` that is deleted once sealed.
     let stripped = match &video {
-        Some(_) => match crate::video::strip_metadata(path, &dest, mime).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::info!(error = %e, "Sending a video with its metadata.");
-                let _ = tokio::fs::remove_file(&dest).await;
-                false
+        Some(_) => {
+            let temporary = crate::media::temporary(dir, "video").await?;
+            match crate::video::strip_metadata(path, &temporary, mime).await {
+                Ok(()) => Some(temporary),
+                Err(e) => {
+                    tracing::info!(error = %e, "Sending a video with its metadata.");
+                    let _ = tokio::fs::remove_file(&temporary).await;
+                    None
+                }
             }
-        },
-        None => false,
+        }
+        None => None,
     };
-    if !stripped && tokio::fs::hard_link(path, &dest).await.is_err() {
-        tokio::fs::copy(path, &dest).await.map_err(io)?;
+    let source = stripped.clone().unwrap_or_else(|| path.to_owned());
+    let size = tokio::fs::metadata(&source).await.map_err(io)?.len();
+    let open = move || std::fs::File::open(source).map(std::io::BufReader::new);
+    let sealed = seal(open, size, dest).await;
+    if let Some(temporary) = stripped {
+        let _ = tokio::fs::remove_file(temporary).await;
     }
-    let size = tokio::fs::metadata(&dest).await.map_err(io)?.len();
     let file = FileBody { name, size, mime: mime.to_owned() };
-    let sealed = Some(seal(dest).await?);
-    Ok((MessageBody { file: Some(file), video, sealed, ..MessageBody::text("") }, stored))
+    Ok((
+        MessageBody { file: Some(file), video, sealed: Some(sealed?), ..MessageBody::text("") },
+        stored,
+    ))
 }
 
-/// A fresh key for the prepared file at `path`, and the digest of the file sealed with it
-/// (read once, on a blocking thread): what its message carries so that the queue uploads
-/// it sealed and receivers can open it ([`crate::e2ee::file`]).
-async fn seal(path: PathBuf) -> Result<SealedFile, Error> {
+/// Seals the `len` bytes of the prepared file that `open` reads into `dest` under a fresh
+/// key (on a blocking thread, streaming), synced: what its message carries — the key and the
+/// digest of the sealed bytes — so that the queue uploads it as it is and receivers can open
+/// it ([`crate::e2ee::file`]).
+async fn seal<R: Read>(
+    open: impl FnOnce() -> std::io::Result<R> + Send + 'static,
+    len: u64,
+    dest: PathBuf,
+) -> Result<SealedFile, Error> {
     let sealed = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        let len = file.metadata()?.len();
         let key = FileKey::random();
-        let digest = FileCipher::new(&key, len).digest(&mut std::io::BufReader::new(file))?;
-        Ok::<_, FileError>((key, digest))
+        let written = (|| {
+            let mut plain = open()?;
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&dest)?);
+            let digest = FileCipher::new(&key, len).seal_all(&mut plain, &mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok::<_, FileError>(digest)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&dest);
+        }
+        written.map(|digest| (key, digest))
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?;
@@ -136,12 +159,9 @@ async fn video(path: &Path) -> Result<Option<VideoBody>, Error> {
     }
 }
 
-/// A fresh name in `dir/outgoing/` (made if needed), relative to `dir`.
-async fn outgoing_name(dir: &Path, ext: Option<&str>) -> Result<String, Error> {
+/// A fresh name in `dir/outgoing/` (made if needed), relative to `dir`: a sealed file.
+async fn outgoing_name(dir: &Path) -> Result<String, Error> {
     tokio::fs::create_dir_all(dir.join("outgoing")).await.map_err(|e| Error::Io(e.to_string()))?;
     let id = uuid::Uuid::new_v4().simple();
-    Ok(match ext {
-        Some(ext) => format!("outgoing/{id}.{ext}"),
-        None => format!("outgoing/{id}"),
-    })
+    Ok(format!("outgoing/{id}.{}", crate::media::SEALED_EXTENSION))
 }

@@ -55,6 +55,9 @@ pub struct Client {
     /// unlock it: once per run is enough).
     pub(crate) token: Arc<Mutex<Option<String>>>,
     dir: PathBuf,
+    /// Where the database's key is kept (`None`: an unencrypted profile, the benchmark's
+    /// baseline).
+    key_home: Option<crate::profile_key::KeyHome>,
 }
 
 impl std::fmt::Debug for Client {
@@ -79,19 +82,41 @@ impl Subscription {
 }
 
 impl Client {
-    /// Opens (creating if needed) the profile in `dir`.
+    /// Opens (creating if needed) the profile in `dir`, its database encrypted with the
+    /// profile's key ([`crate::profile_key`]): a new profile gets a key, a profile from
+    /// before encryption is encrypted. A key that cannot be had is
+    /// [`store::OpenError::Key`] or [`store::OpenError::WrongKey`] inside [`Error::Open`].
+    /// Blocks (a keychain may ask to be unlocked).
     pub fn open(dir: &Path) -> Result<Self, Error> {
+        Self::open_as(dir, true)
+    }
+
+    /// Opens the profile in `dir` without encryption: only for measuring what encryption
+    /// costs (`bench core`'s baseline). A later [`Client::open`] encrypts it.
+    #[doc(hidden)]
+    pub fn open_unencrypted(dir: &Path) -> Result<Self, Error> {
+        Self::open_as(dir, false)
+    }
+
+    fn open_as(dir: &Path, encrypted: bool) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(e.to_string()))?;
-        let path = dir.join("tidings.sqlite");
-        let db = Arc::new(Mutex::new(store::open(&path)?));
-        // The profile holds the session token, every message and the media cache: for this
-        // user's eyes only (on Android and iOS the app's own directory already is).
+        // The profile holds every message, its keys and the media cache: for this user's
+        // eyes only (on Android and iOS the app's own directory already is).
         private(dir, 0o700)?;
+        let path = dir.join(store::DB_FILE);
+        let (mut conn, key, key_home) = if encrypted {
+            let (conn, key, home) = store::open_profile(dir)?;
+            (conn, Some(key), Some(home))
+        } else {
+            (store::open(&path, None)?, None, None)
+        };
+        crate::media::seal_leftovers(&mut conn, dir)?;
+        let db = Arc::new(Mutex::new(conn));
         private(&path, 0o600)?;
         let alive = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("checkpoint".into())
-            .spawn(move || store::checkpoint_while(&path, alive))
+            .spawn(move || store::checkpoint_while(&path, key, alive))
             .map_err(|e| Error::Io(e.to_string()))?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(Self {
@@ -103,12 +128,19 @@ impl Client {
             calls: Arc::default(),
             token: Arc::default(),
             dir: dir.to_owned(),
+            key_home,
         })
     }
 
     /// The profile directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the key of this profile's database is kept (`None` only for a profile opened
+    /// with [`Client::open_unencrypted`]).
+    pub fn key_home(&self) -> Option<crate::profile_key::KeyHome> {
+        self.key_home
     }
 
     /// Subscribes to change events.

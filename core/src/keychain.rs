@@ -1,4 +1,5 @@
-//! The session token in the operating system's keychain, where there is one.
+//! The session token and the profile database's key in the operating system's keychain,
+//! where there is one.
 //!
 //! A session token is a password: whoever copies it is signed in as this device. So it is
 //! kept in the OS keychain — the Secret Service (GNOME Keyring, KWallet) on Linux and the
@@ -13,6 +14,10 @@
 //!
 //! Each sign-in gets an entry of its own (`tidings` / `session-<uuid>`), so profiles never
 //! share one; signing out deletes it.
+//!
+//! The profile database's key follows the same rules in an entry of its own
+//! (`tidings` / `profile-<uuid>`, [`crate::profile_key`]), made with the profile and kept as
+//! long as it exists.
 
 use crate::Error;
 
@@ -31,7 +36,7 @@ pub enum TokenHome {
 const SERVICE: &str = "tidings";
 
 /// Whether the keychain may be used (`TIDINGS_KEYCHAIN=off` says no).
-fn wanted() -> bool {
+pub(crate) fn wanted() -> bool {
     cfg!(feature = "keychain") && std::env::var("TIDINGS_KEYCHAIN").map_or(true, |v| v != "off")
 }
 
@@ -39,17 +44,28 @@ fn wanted() -> bool {
 /// is no keychain to put it in (the caller keeps it in the profile). Blocks: call it off the
 /// async runtime.
 pub(crate) fn store(token: &str) -> Option<String> {
+    keep("session", token)
+}
+
+/// Puts `secret` in a new keychain entry named `<kind>-<uuid>` and returns the name, or
+/// `None` when there is no keychain to put it in. Blocks.
+pub(crate) fn keep(kind: &str, secret: &str) -> Option<String> {
     if !wanted() {
         return None;
     }
-    let name = format!("session-{}", uuid::Uuid::new_v4());
-    match put(&name, token) {
+    let name = format!("{kind}-{}", uuid::Uuid::new_v4());
+    match put(&name, secret) {
         Ok(()) => Some(name),
         Err(e) => {
-            tracing::info!(error = %e, "No OS keychain; the session token stays in the profile.");
+            tracing::info!(error = %e, kind, "No OS keychain; the secret stays in the profile.");
             None
         }
     }
+}
+
+/// The secret kept in entry `name`, or what the keychain said. Blocks.
+pub(crate) fn read(name: &str) -> Result<String, String> {
+    get(name)
 }
 
 /// The token kept in entry `name`. Blocks.

@@ -19,8 +19,9 @@
 //! - [`typing`] — who is typing where (in memory, expiring);
 //! - [`link`] — linking a new device by QR code (the sealed identity it receives), and
 //!   [`history`] — the archive of past chats that may come with it;
-//! - [`keychain`] — the session token in the OS keychain;
-//! - [`store`] — the profile's database: pragmas and the migrations in `migrations/`.
+//! - [`keychain`] — the session token (and the database's key) in the OS keychain;
+//! - [`store`] — the profile's database: encryption at rest, pragmas and the migrations in
+//!   `migrations/`; [`profile_key`] — its key and where it is kept.
 //!
 //! Modules depend on [`client`], never the reverse, and there are no import cycles
 //! (`tests/architecture.rs` checks).
@@ -41,6 +42,7 @@ pub mod model;
 pub mod nearby;
 pub mod outbox;
 pub mod photo;
+pub mod profile_key;
 pub(crate) mod relay;
 pub mod rooms;
 pub mod send_queue;

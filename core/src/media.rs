@@ -8,6 +8,16 @@
 //! continues at the offset the server has. Downloads happen only when the user opens a full image ([`Media::open_full`]);
 //! catch-up never waits on them, because thumbnails and placeholders travel inside messages.
 //! Cached files are evicted least recently used first once the cache passes its limit.
+//!
+//! **At rest** (docs/storage.md): the cache holds attachments as they travel, sealed with
+//! their own keys ([`crate::e2ee::file`]), which are only in their messages, in the
+//! encrypted database. A received one is downloaded to `cache/<media>.sealed` and opened in
+//! memory each time it is shown; a sent one stays as it was prepared, sealed, in
+//! `outgoing/`. [`Media::open_full`] gives the bytes, never a path. What a build before this
+//! one left in the clear is dealt with once ([`seal_leftovers`]). An attachment from a build
+//! that did not seal them (no key in its message) is not cached: it is downloaded each time
+//! through the profile's `tmp/`, whose files are deleted as soon as they are read (and, if a
+//! crash left any, at the next open).
 
 use std::path::{Path, PathBuf};
 
@@ -49,38 +59,41 @@ impl Media<'_> {
         }
     }
 
-    /// The full photo, file or video of message `seq` in `room`: a file in the profile's
+    /// The full photo, file or video of message `seq` in `room`, opened from the profile's
     /// media cache, downloaded now if it is not there (the only call that waits on the network
-    /// for media; an interrupted download continues where it stopped).
-    pub async fn open_full(&self, room: RoomKey, seq: Seq) -> Result<PathBuf, Error> {
+    /// for media; an interrupted download continues where it stopped). The bytes are in the
+    /// clear only in memory: the cache keeps them sealed.
+    pub async fn open_full(&self, room: RoomKey, seq: Seq) -> Result<Vec<u8>, Error> {
         let (body, media) = self.client.db(move |c| attachment_of(c, room, seq)).await?;
         let media = media.ok_or(Error::NoSuchImage { room, seq })?;
+        let Some(sealing) = Sealing::of_body(&body)? else {
+            return self.unsealed(media).await;
+        };
         let now = now_ms();
         if let Some(path) = self.client.db(move |c| cached(c, media, now)).await? {
             let path = self.client.dir().join(path);
             if path.exists() {
-                return Ok(path);
+                match open_sealed(sealing.clone(), path.clone()).await {
+                    Ok(bytes) => return Ok(bytes),
+                    // Damaged on this disk: fetched again.
+                    Err(e) => tracing::warn!(error = %e, "A cached attachment did not open."),
+                }
+                let _ = tokio::fs::remove_file(&path).await;
             }
         }
         let account = self.client.require_account().await?;
-        let ext = match (&body.image, &body.file) {
-            (Some(image), _) if image.mime == "image/png" => "png".to_owned(),
-            (Some(_), _) => "jpg".to_owned(),
-            (None, Some(file)) => safe_extension(&file.name),
-            (None, None) => "bin".to_owned(),
-        };
-        let name = format!("cache/{media}.{ext}");
+        let name = format!("cache/{media}.{SEALED_EXTENSION}");
         let io = |e: std::io::Error| Error::Io(e.to_string());
         tokio::fs::create_dir_all(self.client.dir().join("cache")).await.map_err(io)?;
         let dest = self.client.dir().join(&name);
-        let endpoint = account.endpoint()?;
-        let size = match Sealing::of_body(&body)? {
-            None => download(&endpoint, &account.token, media, &dest, None).await?,
-            Some(sealing) => {
-                let sealed = dest.with_extension("sealed");
-                let len = sealing.cipher().sealed_len();
-                download(&endpoint, &account.token, media, &sealed, Some(len)).await?;
-                open_sealed(sealing, sealed, dest.clone()).await?
+        let size = sealing.cipher().sealed_len();
+        download(&account.endpoint()?, &account.token, media, &dest, Some(size)).await?;
+        let bytes = match open_sealed(sealing, dest.clone()).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Nothing of it is kept: opening it again downloads it again.
+                let _ = tokio::fs::remove_file(&dest).await;
+                return Err(e);
             }
         };
         let evicted = self
@@ -90,8 +103,125 @@ impl Media<'_> {
         for old in evicted {
             let _ = tokio::fs::remove_file(self.client.dir().join(old)).await;
         }
-        Ok(dest)
+        Ok(bytes)
     }
+
+    /// An attachment its sender did not seal (a build before sealing): downloaded through
+    /// `tmp/` each time, never cached in the clear.
+    async fn unsealed(&self, media: i64) -> Result<Vec<u8>, Error> {
+        let account = self.client.require_account().await?;
+        let temporary = temporary(self.client.dir(), "download").await?;
+        let downloaded =
+            download(&account.endpoint()?, &account.token, media, &temporary, None).await;
+        let bytes = match downloaded {
+            Ok(_) => tokio::fs::read(&temporary).await.map_err(|e| Error::Io(e.to_string())),
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&temporary).await;
+        let _ = tokio::fs::remove_file(temporary.with_extension("part")).await;
+        bytes
+    }
+}
+
+/// The extension of a sealed file of the profile (a cached attachment, a file to upload).
+pub(crate) const SEALED_EXTENSION: &str = "sealed";
+
+/// The profile's folder for files in the clear for a moment (a video being stripped of its
+/// metadata, an unsealed download): each is deleted once read; what a crash left is
+/// deleted at the next open ([`seal_leftovers`]).
+const TMP_DIR: &str = "tmp";
+
+/// A fresh path in the profile's `tmp/` (made if needed).
+pub(crate) async fn temporary(dir: &Path, what: &str) -> Result<PathBuf, Error> {
+    let tmp = dir.join(TMP_DIR);
+    tokio::fs::create_dir_all(&tmp).await.map_err(|e| Error::Io(e.to_string()))?;
+    Ok(tmp.join(format!("{what}-{}", uuid::Uuid::new_v4().simple())))
+}
+
+/// Leaves no attachment in the clear in the profile in `dir`, at open (blocking):
+/// - files of `tmp/` that a crash left behind (an hour old: another process using the
+///   profile may be writing a new one);
+/// - once, after an upgrade from a build that kept them in the clear (the
+///   `clear_leftovers` row the migration to this build added): every cached file not
+///   sealed is deleted (opening it downloads it sealed), files waiting to be uploaded are
+///   sealed with their messages' keys, and the rest of `cache/` is emptied.
+pub(crate) fn seal_leftovers(c: &mut Connection, dir: &Path) -> Result<(), Error> {
+    if let Ok(entries) = std::fs::read_dir(dir.join(TMP_DIR)) {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3_600);
+        for entry in entries.flatten() {
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < hour_ago);
+            if old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let pending: bool =
+        c.query_row("SELECT EXISTS (SELECT 1 FROM clear_leftovers)", [], |r| r.get(0))?;
+    if !pending {
+        return Ok(());
+    }
+    let suffix = format!(".{SEALED_EXTENSION}");
+    let clear: Vec<(i64, String)> = c
+        .prepare("SELECT media_id, path FROM media_cache")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<(i64, String)>, _>>()?
+        .into_iter()
+        .filter(|(_, path)| !path.ends_with(&suffix))
+        .collect();
+    for (media, path) in clear {
+        let _ = std::fs::remove_file(dir.join(&path));
+        c.execute("DELETE FROM media_cache WHERE media_id = ?1", [media])?;
+    }
+    type Waiting = (i64, String, Vec<u8>);
+    let waiting: Vec<Waiting> = c
+        .prepare(
+            "SELECT id, upload_path, operation FROM outbox
+             WHERE upload_path IS NOT NULL AND upload_media IS NULL",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (item, path, operation) in waiting {
+        if path.ends_with(&suffix) {
+            continue;
+        }
+        let Ok(tidings_proto::Request::Send { body, .. }) = codec::decode(&operation) else {
+            continue;
+        };
+        // Queued by a build before sealing: its message has no key; it goes as it is.
+        let Some(sealing) = Sealing::of(body.as_bytes())? else { continue };
+        let sealed_path = format!("{path}{suffix}");
+        let sealed = (|| {
+            let mut plain = std::io::BufReader::new(std::fs::File::open(dir.join(&path))?);
+            let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join(&sealed_path))?);
+            let digest = sealing.cipher().seal_all(&mut plain, &mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok::<_, FileError>(digest)
+        })();
+        match sealed {
+            // The same bytes the upload sealed as it read: a resumed upload continues.
+            Ok(digest) if digest.as_slice() == sealing.digest.as_slice() => {
+                c.execute(
+                    "UPDATE outbox SET upload_path = ?2 WHERE id = ?1",
+                    params![item, sealed_path],
+                )?;
+                let _ = std::fs::remove_file(dir.join(&path));
+            }
+            // Gone or changed: the upload will fail and say so, as it would have.
+            _ => {
+                let _ = std::fs::remove_file(dir.join(&sealed_path));
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("cache")) {
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().ends_with(&suffix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    c.execute("DELETE FROM clear_leftovers", [])?;
+    tracing::info!("Attachments left in the clear by an earlier build were sealed or deleted.");
+    Ok(())
 }
 
 /// The body of message `seq` in `room`, if it has an attachment, and its media id.
@@ -113,14 +243,6 @@ fn attachment_of(
         return Err(missing());
     }
     Ok((body, attachments.iter().next().map(|m| m.0)))
-}
-
-/// A file name's extension if it is plain (letters and digits, short), for cache file names.
-fn safe_extension(name: &str) -> String {
-    name.rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .filter(|e| !e.is_empty() && e.len() <= 8 && e.chars().all(|c| c.is_ascii_alphanumeric()))
-        .unwrap_or_else(|| "bin".to_owned())
 }
 
 /// Default size limit of the full-size media cache.
@@ -201,25 +323,14 @@ impl Sealing {
     }
 }
 
-/// Opens the downloaded sealed file `sealed` into `dest` (through a temporary file renamed
-/// only once all of it opened and matched its digest), then deletes the sealed copy. A
-/// sealed copy that does not open is deleted too, so opening again downloads it again.
-async fn open_sealed(sealing: Sealing, sealed: PathBuf, dest: PathBuf) -> Result<u64, Error> {
+/// Opens the sealed file at `path` in memory (on a blocking thread): all of it must open
+/// and match its digest.
+async fn open_sealed(sealing: Sealing, path: PathBuf) -> Result<Vec<u8>, Error> {
     let opened = tokio::task::spawn_blocking(move || {
-        let temporary = dest.with_extension("opening");
-        let result = (|| {
-            let mut input = std::io::BufReader::new(std::fs::File::open(&sealed)?);
-            let mut output = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
-            sealing.cipher().open_all(&sealing.digest, &mut input, &mut output)?;
-            output.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            std::fs::rename(&temporary, &dest)?;
-            Ok::<_, FileError>(())
-        })();
-        let _ = std::fs::remove_file(&sealed);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        result.map(|()| sealing.len)
+        let mut input = std::io::BufReader::new(std::fs::File::open(&path)?);
+        let mut output = Vec::with_capacity(usize::try_from(sealing.len).unwrap_or(0));
+        sealing.cipher().open_all(&sealing.digest, &mut input, &mut output)?;
+        Ok::<_, FileError>(output)
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?;
@@ -231,8 +342,9 @@ pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Uploads the file at `path` through the server's resumable uploads, continuing `session`
 /// (an upload opened earlier, maybe by a process that was killed) where the server stands.
-/// With a `sealing`, what goes up is the file sealed with it, each chunk sealed as it is
-/// read (the same bytes at every attempt). `opened` is called with a new session's id before
+/// With a `sealing`, what goes up is the file sealed with it: the file as it is when it is
+/// kept sealed (`.sealed`, as [`crate::attachments`] prepares them), else each chunk sealed
+/// as it is read (the same bytes at every attempt). `opened` is called with a new session's id before
 /// any byte is sent, so the caller can persist it. Returns the media id and the size of the
 /// local file. A network failure is `internal` (the outbox retries it with backoff); the
 /// server's refusals keep their codes.
@@ -256,6 +368,8 @@ pub async fn upload(
     };
     let local = tokio::fs::metadata(path).await.map_err(io)?.len();
     let size = sealing.as_ref().map_or(local, |s| s.cipher().sealed_len());
+    let sealed_at_rest = path.extension().is_some_and(|e| e == SEALED_EXTENSION);
+    let sealing = sealing.filter(|_| !sealed_at_rest);
     let mut file = tokio::fs::File::open(path).await.map_err(io)?;
     loop {
         let id = match session.take() {
@@ -449,4 +563,73 @@ pub(crate) fn remember(
         evicted.push(path);
     }
     Ok(evicted)
+}
+
+#[cfg(test)]
+mod tests {
+    use tidings_proto::{
+        bounded::{Blob, List},
+        Body, Request, RequestId, RoomId,
+    };
+
+    use super::*;
+    use crate::apply::{FileBody, SealedFile};
+
+    /// A profile as a build before sealing at rest left it: a cached attachment and a stray
+    /// file in `cache/`, and a file waiting to be uploaded, all in the clear.
+    #[test]
+    fn what_an_earlier_build_left_in_the_clear_is_sealed_or_deleted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |p: &str| dir.path().join(p);
+        let mut c = crate::store::open(&at("tidings.sqlite"), None).unwrap();
+        std::fs::create_dir_all(at("cache")).unwrap();
+        std::fs::create_dir_all(at("outgoing")).unwrap();
+        std::fs::write(at("cache/5.jpg"), b"a cached photo").unwrap();
+        std::fs::write(at("cache/6.opening"), b"half of another").unwrap();
+        remember(&c, 5, "cache/5.jpg", 14, 1, CACHE_LIMIT_BYTES).unwrap();
+        let plain = b"a file waiting to go up".repeat(5_000);
+        let key = FileKey::random();
+        let cipher = FileCipher::new(&key, plain.len() as u64);
+        let digest = cipher.digest(&mut plain.as_slice()).unwrap();
+        let body = MessageBody {
+            file: Some(FileBody {
+                name: "f.txt".into(),
+                size: plain.len() as u64,
+                mime: "text/plain".into(),
+            }),
+            sealed: Some(SealedFile {
+                key: Blob::new(key.as_bytes().to_vec()).unwrap(),
+                sha256: Blob::new(digest.to_vec()).unwrap(),
+            }),
+            ..MessageBody::text("")
+        };
+        let body = Body::new(codec::encode(&body).unwrap()).unwrap();
+        let request = RequestId([7; 16]);
+        let send = Request::Send { request, room: RoomId(1), body, attachments: List::empty() };
+        std::fs::write(at("outgoing/x.txt"), &plain).unwrap();
+        c.execute(
+            "INSERT INTO outbox (request_id, operation, state, created_ms, upload_path)
+             VALUES (?1, ?2, 'pending', 1, 'outgoing/x.txt')",
+            params![&request.0[..], codec::encode(&send).unwrap()],
+        )
+        .unwrap();
+
+        seal_leftovers(&mut c, dir.path()).unwrap();
+
+        // The cache: emptied, its index too (opening downloads again, sealed).
+        assert_eq!(std::fs::read_dir(at("cache")).unwrap().count(), 0);
+        assert_eq!(cached(&c, 5, 2).unwrap(), None);
+        // The waiting file: sealed with its message's key, the very bytes an upload sends.
+        let path: String = c.query_row("SELECT upload_path FROM outbox", [], |r| r.get(0)).unwrap();
+        assert_eq!(path, "outgoing/x.txt.sealed");
+        assert!(!at("outgoing/x.txt").exists(), "no copy in the clear");
+        let sealed = std::fs::read(at(&path)).unwrap();
+        let whole = cipher.seal_range(&mut std::io::Cursor::new(&plain), 0..u64::MAX).unwrap();
+        assert_eq!(sealed, whole);
+
+        // Once: what comes later is not this step's (the row is gone).
+        std::fs::write(at("cache/7.part"), b"a download going on").unwrap();
+        seal_leftovers(&mut c, dir.path()).unwrap();
+        assert!(at("cache/7.part").exists());
+    }
 }

@@ -9,10 +9,28 @@
 //!
 //! Pragmas: WAL (readers never block the writer), `synchronous=NORMAL` (a commit survives
 //! kill -9 of the app at any instant; see `open_up_to` for why not FULL), foreign keys on.
+//!
+//! **Encrypted at rest** (docs/storage.md). The database is SQLCipher's: every page, of the
+//! file and of its WAL, is AES-256 encrypted and HMAC-SHA512 authenticated under the
+//! profile's key ([`crate::profile_key`]), applied with `PRAGMA key` as a raw key (`x'…'`,
+//! so no PBKDF2 runs at open) before anything else reads the file; without it the file is
+//! random bytes, its header included. Temporary tables and indices stay in memory
+//! (SQLCipher's build sets `SQLITE_TEMP_STORE=2`). A key that does not open the file is
+//! [`OpenError::WrongKey`]. A profile from before encryption (its file starts with
+//! `SQLite format 3\0`) is encrypted when first opened ([`encrypt`]): exported whole into a
+//! new encrypted file, synced, renamed over the old one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
+
+use crate::profile_key::{DbKey, KeyError, KeyHome};
+
+/// The profile's database, in its directory.
+pub const DB_FILE: &str = "tidings.sqlite";
+
+/// The first 16 bytes of every unencrypted SQLite database.
+const PLAINTEXT_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// Timeline position base of local echoes (after every server event).
 pub const PENDING_POSITION: i64 = 1 << 62;
@@ -34,6 +52,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0013_security_events", include_str!("../../migrations/0013_security_events.sql")),
     ("0014_verification", include_str!("../../migrations/0014_verification.sql")),
     ("0015_link_history", include_str!("../../migrations/0015_link_history.sql")),
+    ("0016_media_at_rest", include_str!("../../migrations/0016_media_at_rest.sql")),
 ];
 
 /// The schema version this build writes.
@@ -60,6 +79,18 @@ pub enum OpenError {
     /// openmls' own tables could not be created or upgraded.
     #[error("cannot prepare the encryption tables: {0}")]
     Encryption(#[from] crate::e2ee::E2eeError),
+    /// The profile's key could not be had (see [`KeyError`]).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The key does not open the database: another profile's key, or a damaged file.
+    #[error(
+        "this profile's key does not open its database (the key of another profile, or the \
+         file is damaged)"
+    )]
+    WrongKey,
+    /// A profile from before encryption could not be encrypted; it is left as it was.
+    #[error("cannot encrypt the profile: {0}")]
+    Encrypting(String),
     /// A migration failed; the database stays at the version before it.
     #[error("migration {name} failed: {source}")]
     Migration {
@@ -70,15 +101,165 @@ pub enum OpenError {
     },
 }
 
-/// Opens (creating if needed) and migrates the database at `path`.
-pub fn open(path: &Path) -> Result<Connection, OpenError> {
-    open_up_to(path, MIGRATIONS.len())
+/// Opens (creating if needed) the profile database in `dir` with its key ([`DB_FILE`],
+/// [`crate::profile_key`]): a new profile gets a key first, a profile from before encryption
+/// is encrypted, then it is migrated. Returns the key too (other connections to the file
+/// need it) and where it is kept. Blocks (a keychain may ask to be unlocked).
+///
+/// Processes opening one profile at once take turns here (a lock on `tidings.lock`), so two
+/// never make two keys, encrypt one file twice or run one migration twice.
+pub fn open_profile(dir: &Path) -> Result<(Connection, DbKey, KeyHome), OpenError> {
+    let path = dir.join(DB_FILE);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("tidings.lock"))
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|e| KeyError::Io(format!("cannot lock the profile: {e}")))?;
+    let (key, home) = crate::profile_key::unlock(dir, &path)?;
+    if is_plaintext(&path).map_err(|e| OpenError::Encrypting(e.to_string()))? {
+        encrypt(&path, &key)?;
+    }
+    let conn = open(&path, Some(&key))?;
+    drop(lock);
+    Ok((conn, key, home))
+}
+
+/// Opens (creating if needed) and migrates the database at `path`, encrypted with `key`
+/// (`None`: an unencrypted database — the benchmark's baseline, and tests that make a
+/// profile as it was before encryption).
+pub fn open(path: &Path, key: Option<&DbKey>) -> Result<Connection, OpenError> {
+    open_up_to(path, key, MIGRATIONS.len())
+}
+
+/// Opens the database at `path` with `key` (none: unencrypted), checking that the key opens
+/// it; no pragmas but the key's, no migrations.
+pub(crate) fn connect(path: &Path, key: Option<&DbKey>) -> Result<Connection, OpenError> {
+    let conn = Connection::open(path)?;
+    if let Some(key) = key {
+        // SQLCipher's own log (stderr, or logcat) would say "hmac check failed" for a wrong
+        // key: the typed error says it instead.
+        conn.pragma_update(None, "cipher_log_level", "NONE")?;
+        // Before anything reads the file. The raw key is used as it is (no PBKDF2).
+        conn.pragma_update(None, "key", key.sql_literal().as_str())?;
+    }
+    // The first read of the file: a wrong key (or an encrypted file opened without one)
+    // makes its first page "not a database".
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+        Ok(_) => Ok(conn),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            Err(OpenError::WrongKey)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the file at `path` holds an unencrypted SQLite database (false when it is absent
+/// or empty).
+pub fn is_plaintext(path: &Path) -> std::io::Result<bool> {
+    Ok(header(path)?.is_some_and(|h| &h == PLAINTEXT_HEADER))
+}
+
+/// Whether the file at `path` holds something that is not an unencrypted SQLite database
+/// (an encrypted one): false when it is absent or empty.
+pub(crate) fn is_encrypted(path: &Path) -> std::io::Result<bool> {
+    Ok(match std::fs::metadata(path) {
+        Ok(m) if m.len() > 0 => !is_plaintext(path)?,
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    })
+}
+
+/// The first 16 bytes of the file at `path`, if it has that many.
+fn header(path: &Path) -> std::io::Result<Option<[u8; 16]>> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut header = [0u8; 16];
+    match file.read_exact(&mut header) {
+        Ok(()) => Ok(Some(header)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Encrypts the unencrypted database at `path` with `key`, keeping all of it: its WAL is
+/// checkpointed into it and removed (so no unencrypted WAL is left beside the encrypted
+/// file), it is exported whole (`sqlcipher_export`, with its `user_version`) into a new
+/// encrypted file beside it, which is synced and renamed over it. A failure at any step
+/// leaves the unencrypted profile as it was (and at most a stray `.encrypting` file, removed
+/// at the next try). The old file's blocks are freed, not overwritten: on the disk they
+/// stay until reused (docs/storage.md).
+pub(crate) fn encrypt(path: &Path, key: &DbKey) -> Result<(), OpenError> {
+    let failed = |e: &dyn std::fmt::Display| OpenError::Encrypting(e.to_string());
+    let temporary = PathBuf::from(format!("{}.encrypting", path.display()));
+    let _ = std::fs::remove_file(&temporary);
+    let export = || -> rusqlite::Result<()> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // One file: the WAL copied back into it and deleted. That needs every other
+        // connection closed (a process that just closed the profile lets its checkpoint
+        // connection go within a second): tried for a few seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mode = conn
+                .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0));
+            match mode {
+                Ok(mode) if mode.eq_ignore_ascii_case("delete") => break,
+                Ok(_) | Err(rusqlite::Error::SqliteFailure(_, _))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Ok(mode) => {
+                    return Err(rusqlite::Error::InvalidParameterName(format!(
+                        "the profile is in use (journal mode stays {mode})"
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let target = temporary.to_string_lossy().into_owned();
+        conn.execute(
+            "ATTACH DATABASE ?1 AS encrypted KEY ?2",
+            rusqlite::params![target, key.sql_literal().as_str()],
+        )?;
+        conn.query_row("SELECT sqlcipher_export('encrypted')", [], |_| Ok(()))?;
+        conn.pragma_update(Some("encrypted"), "user_version", version)?;
+        conn.execute("DETACH DATABASE encrypted", [])?;
+        conn.close().map_err(|(_, e)| e)
+    };
+    let done = export().map_err(|e| failed(&e)).and_then(|()| {
+        std::fs::File::open(&temporary).and_then(|f| f.sync_all()).map_err(|e| failed(&e))?;
+        // Read back before it replaces anything.
+        drop(connect(&temporary, Some(key))?);
+        std::fs::rename(&temporary, path).map_err(|e| failed(&e))
+    });
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e);
+    }
+    crate::profile_key::sync_dir(path);
+    tracing::info!("Encrypted a profile written before encryption.");
+    Ok(())
 }
 
 /// Opens the database and applies migrations up to version `stop` only (tests build older
 /// databases with it).
-pub(crate) fn open_up_to(path: &Path, stop: usize) -> Result<Connection, OpenError> {
-    let mut conn = Connection::open(path)?;
+pub(crate) fn open_up_to(
+    path: &Path,
+    key: Option<&DbKey>,
+    stop: usize,
+) -> Result<Connection, OpenError> {
+    let mut conn = connect(path, key)?;
     // WAL must be chosen outside a transaction.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL in WAL mode: a commit survives the process being killed at any instant (the
@@ -112,8 +293,9 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// the writer; measured on a 1 M-message profile, moving checkpoints here took catch-up from
 /// 31 k to 62 k events/s and the local echo's p99 from 11 ms to under 2 ms
 /// (docs/performance.md). The last connection to close checkpoints what is left.
-pub fn checkpoint_while<T>(path: &Path, alive: std::sync::Weak<T>) {
-    let Ok(conn) = Connection::open(path) else { return };
+pub fn checkpoint_while<T>(path: &Path, key: Option<DbKey>, alive: std::sync::Weak<T>) {
+    let Ok(conn) = connect(path, key.as_ref()) else { return };
+    drop(key);
     while alive.upgrade().is_some() {
         std::thread::sleep(CHECKPOINT_EVERY);
         if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
@@ -159,13 +341,13 @@ mod tests {
     #[test]
     fn a_fresh_database_has_the_schema_of_one_migrated_step_by_step() {
         let dir = tempfile::tempdir().unwrap();
-        let fresh = open(&dir.path().join("fresh.sqlite")).unwrap();
+        let fresh = open(&dir.path().join("fresh.sqlite"), None).unwrap();
         let stepped_path = dir.path().join("stepped.sqlite");
         for stop in 0..=MIGRATIONS.len() {
             // Reopen between steps, as successive app versions would.
-            drop(open_up_to(&stepped_path, stop).unwrap());
+            drop(open_up_to(&stepped_path, None, stop).unwrap());
         }
-        let stepped = open(&stepped_path).unwrap();
+        let stepped = open(&stepped_path, None).unwrap();
         assert_eq!(schema(&fresh), schema(&stepped));
         let version: i64 = stepped.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
@@ -177,11 +359,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("profile.sqlite");
         // An older profile: the version before the newest, with a row in it.
-        let older = open_up_to(&path, MIGRATIONS.len() - 1).unwrap();
+        let older = open_up_to(&path, None, MIGRATIONS.len() - 1).unwrap();
         older.execute_batch("CREATE TABLE IF NOT EXISTS \"keep\" (\"v\" TEXT) STRICT;").unwrap();
         older.execute("INSERT INTO \"keep\" (\"v\") VALUES ('hello')", []).unwrap();
         drop(older);
-        let conn = open(&path).unwrap();
+        let conn = open(&path, None).unwrap();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         let kept: String = conn.query_row("SELECT \"v\" FROM \"keep\"", [], |r| r.get(0)).unwrap();
@@ -192,13 +374,13 @@ mod tests {
     fn a_database_from_a_newer_version_is_refused_and_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("profile.sqlite");
-        drop(open(&path).unwrap());
+        drop(open(&path, None).unwrap());
         let newer = Connection::open(&path).unwrap();
         newer.execute_batch("CREATE TABLE \"future\" (\"x\" INTEGER) STRICT;").unwrap();
         newer.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let before = schema(&newer);
         drop(newer);
-        let err = open(&path).unwrap_err();
+        let err = open(&path, None).unwrap_err();
         assert!(
             matches!(err, OpenError::TooNew { found, known } if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION)
         );
@@ -214,7 +396,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch("CREATE TABLE \"outbox\" (\"x\" INTEGER);").unwrap();
         drop(conn);
-        let err = open(&path).unwrap_err();
+        let err = open(&path, None).unwrap_err();
         assert!(matches!(err, OpenError::Migration { name: "0001_client", .. }), "{err}");
         let conn = Connection::open(&path).unwrap();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();

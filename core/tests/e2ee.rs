@@ -31,7 +31,7 @@ impl Member {
     }
 
     fn db(&self) -> rusqlite::Connection {
-        tidings_core::store::open(&self.dir.path().join("profile.sqlite")).unwrap()
+        tidings_core::store::open(&self.dir.path().join("profile.sqlite"), None).unwrap()
     }
 
     fn with_db<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> T) -> T {
@@ -485,7 +485,7 @@ async fn room_of(app: &tidings_core::Client, room: i64) -> tidings_core::model::
 
 /// The name `app` shows for server room `room`, if it has one.
 async fn room_name(app: &tidings_core::Client, room: i64) -> Option<String> {
-    let db = rusqlite::Connection::open(app.dir().join("tidings.sqlite")).unwrap();
+    let db = tidings_core::store::open_profile(app.dir()).unwrap().0;
     db.query_row("SELECT name FROM rooms WHERE server_id = ?1", [room], |r| r.get(0)).unwrap()
 }
 
@@ -496,7 +496,7 @@ fn leaves(profile: &std::path::Path, room: i64) -> std::collections::BTreeSet<i6
 
 /// The leaves of the room's group, as the profile in `profile` has it.
 fn leaf_ids(profile: &std::path::Path, room: i64) -> Vec<LeafId> {
-    let db = rusqlite::Connection::open(profile.join("tidings.sqlite")).unwrap();
+    let db = tidings_core::store::open_profile(profile).unwrap().0;
     let group: Vec<u8> = db
         .query_row("SELECT mls_group FROM rooms WHERE server_id = ?1", [room], |r| r.get(0))
         .unwrap();
@@ -622,7 +622,7 @@ async fn people_write_in_encrypted_rooms_and_the_server_keeps_only_ciphertext() 
 #[tokio::test]
 async fn photos_and_files_go_up_sealed_and_open_only_for_the_room() {
     let server = TestServer::start().await.unwrap();
-    let (alice, _alice_dir) = app_user(&server, "alice").await;
+    let (alice, alice_dir) = app_user(&server, "alice").await;
     let (bob, bob_dir) = app_user(&server, "bob").await;
     let bob_id = alice.contacts().lookup("bob").await.unwrap();
     let room = alice.rooms().create(RoomKind::Direct, None, vec![bob_id]).await.unwrap();
@@ -648,14 +648,28 @@ async fn photos_and_files_go_up_sealed_and_open_only_for_the_room() {
     let with_file = page.iter().find(|m| m.file.is_some()).expect("the file");
     assert_eq!(with_file.file.as_ref().unwrap().name, "merger-with-initech.txt");
     let photo_seq = with_photo.seq.unwrap();
-    let full_photo = std::fs::read(bob.media().open_full(bobs, photo_seq).await.unwrap()).unwrap();
-    let full_file =
-        std::fs::read(bob.media().open_full(bobs, with_file.seq.unwrap()).await.unwrap()).unwrap();
+    let full_photo = bob.media().open_full(bobs, photo_seq).await.unwrap();
+    let full_file = bob.media().open_full(bobs, with_file.seq.unwrap()).await.unwrap();
     assert_eq!(full_file, words);
-    let sent_photo =
-        std::fs::read(alice.media().open_full(room, photo_seq).await.unwrap()).unwrap();
+    let sent_photo = alice.media().open_full(room, photo_seq).await.unwrap();
     assert_eq!(full_photo, sent_photo, "Bob's photo is the one Alice prepared");
     assert!(image::load_from_memory(&full_photo).is_ok());
+    // Opened again, from the cache.
+    assert_eq!(bob.media().open_full(bobs, photo_seq).await.unwrap(), full_photo);
+
+    // Both profiles keep them sealed at rest (docs/storage.md): no part of either file in
+    // the clear in any file of Alice's (who sent them) or Bob's (who opened them).
+    let pieces: Vec<&[u8]> = (1..8)
+        .map(|k| &full_photo[k * full_photo.len() / 8..][..32])
+        .chain([&b"merger-with-initech"[..], &b"stays secret"[..]])
+        .collect();
+    for dir in [alice_dir.path(), bob_dir.path()] {
+        for entry in walk(dir) {
+            let bytes = std::fs::read(&entry).unwrap();
+            let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+            assert!(!pieces.iter().any(|p| found(p)), "{entry:?} holds an attachment in clear");
+        }
+    }
 
     // The server holds only sealed bytes: sizes padded, no part of either file in clear.
     let sealed_len = tidings_core::e2ee::file::sealed_len(full_photo.len() as u64);
@@ -693,7 +707,7 @@ async fn photos_and_files_go_up_sealed_and_open_only_for_the_room() {
 
 /// The identity key that certified the device of the profile in `dir`.
 fn identity_of(dir: &std::path::Path) -> e2ee::IdentityKey {
-    let db = rusqlite::Connection::open(dir.join("tidings.sqlite")).unwrap();
+    let db = tidings_core::store::open_profile(dir).unwrap().0;
     Device::load(&db).unwrap().expect("device keys").identity()
 }
 
@@ -762,7 +776,7 @@ async fn a_device_linked_by_qr_code_carries_the_identity_and_reads_every_room() 
         assert!(texts(app, server_room).await.contains(&"typed on the phone".to_owned()));
     }
     // Bob's group has both of Alice's devices, certified by one identity.
-    let db = rusqlite::Connection::open(bob_dir.path().join("tidings.sqlite")).unwrap();
+    let db = tidings_core::store::open_profile(bob_dir.path()).unwrap().0;
     let group: Vec<u8> = db
         .query_row("SELECT mls_group FROM rooms WHERE server_id = ?1", [server_room], |r| r.get(0))
         .unwrap();
@@ -917,7 +931,7 @@ async fn what_fails_a_check_of_who_is_in_the_group_is_refused_and_shown_as_a_sec
     assert!(!texts.contains(&"mallory is listening"), "{texts:?}");
     // Her device dropped out of the group rather than be in it with Mallory: joining again
     // from the server's GroupInfo (which has Mallory's leaf) is refused too.
-    let db = rusqlite::Connection::open(app.dir().join("tidings.sqlite")).unwrap();
+    let db = tidings_core::store::open_profile(app.dir()).unwrap().0;
     let group: Option<Vec<u8>> = db
         .query_row("SELECT mls_group FROM rooms WHERE server_id = ?1", [room.0], |r| r.get(0))
         .unwrap();

@@ -388,7 +388,7 @@ async fn chat(app: &tidings_core::Client, room: RoomId) -> Vec<(String, String)>
 
 /// The room's group on the profile in `dir`: its id and epoch authenticator.
 fn app_group(dir: &std::path::Path, room: RoomId) -> (Vec<u8>, Vec<u8>) {
-    let db = rusqlite::Connection::open(dir.join("tidings.sqlite")).unwrap();
+    let db = tidings_core::store::open_profile(dir).unwrap().0;
     let group: Vec<u8> = db
         .query_row("SELECT mls_group FROM rooms WHERE server_id = ?1", [room.0], |r| r.get(0))
         .unwrap();

@@ -44,7 +44,7 @@ pub struct Profile {
 
 impl Profile {
     fn new(id: LeafId) -> Self {
-        let conn = tidings_core::store::open(std::path::Path::new(":memory:"))
+        let conn = tidings_core::store::open(std::path::Path::new(":memory:"), None)
             .expect("an in-memory profile opens");
         let device = Device::for_session(&conn, id).expect("device keys");
         Self { conn, device }

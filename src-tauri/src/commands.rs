@@ -308,10 +308,7 @@ pub async fn full_image(
     room: RoomKey,
     seq: u64,
 ) -> Result<tauri::ipc::Response> {
-    let path = app.client.media().open_full(room, seq).await?;
-    let bytes =
-        tokio::fs::read(&path).await.map_err(|e| AppError::new(ErrorCode::File, e.to_string()))?;
-    Ok(tauri::ipc::Response::new(bytes))
+    Ok(tauri::ipc::Response::new(app.client.media().open_full(room, seq).await?))
 }
 
 #[tauri::command]

@@ -72,13 +72,18 @@ pub(crate) fn target_dir() -> PathBuf {
     std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"))
 }
 
-/// What building the client engine needs on Debian: cmake (Opus is built from source).
-const CORE_BUILD_PACKAGES: &[(&str, &str)] = &[("cmake", "cmake")];
+/// What building the client engine needs on Debian: cmake (Opus is built from source) and
+/// libcrypto's headers (SQLCipher, the profile's encryption at rest, is built from source
+/// against it: docs/storage.md).
+const CORE_BUILD_PACKAGES: &[(&str, &str)] =
+    &[("cmake", "cmake"), ("/usr/include/openssl/evp.h", "libssl-dev")];
 
-/// What building the app needs on Debian: the engine's cmake, pkg-config, WebKitGTK (the
-/// web view), the tray's indicator library, ALSA (microphone and speaker).
+/// What building the app needs on Debian: the engine's cmake and libcrypto headers,
+/// pkg-config, WebKitGTK (the web view), the tray's indicator library, ALSA (microphone and
+/// speaker).
 const APP_BUILD_PACKAGES: &[(&str, &str)] = &[
     ("cmake", "cmake"),
+    ("/usr/include/openssl/evp.h", "libssl-dev"),
     ("pkg-config", "pkg-config"),
     ("/usr/lib/x86_64-linux-gnu/pkgconfig/webkit2gtk-4.1.pc", "libwebkit2gtk-4.1-dev"),
     (

@@ -12,7 +12,9 @@
 //!   splicing chunks of another file fails to open.
 //! - Any byte range of the sealed file is a function of the key and the plaintext alone, so an
 //!   upload resumed at any offset encrypts as it reads ([`FileCipher::seal_range`]) and every
-//!   resend is the same bytes — no sealed copy is kept on disk.
+//!   resend is the same bytes. The profile keeps attachments sealed at rest, sent and
+//!   received alike, and opens them when they are shown (docs/storage.md): the file to
+//!   upload is already these bytes.
 //! - The key is 32 random bytes made for one file, so the nonce prefix can be constant.
 //! - The SHA-256 of the sealed bytes travels beside the key: a download is checked whole
 //!   before anything it holds is shown ([`FileCipher::open_all`]).
@@ -213,6 +215,26 @@ impl FileCipher {
         Ok(out)
     }
 
+    /// Seals the whole file read from `plain` into `out`; returns the SHA-256 of what was
+    /// written (the same bytes [`Self::seal_range`] gives, and the digest [`Self::digest`]
+    /// gives).
+    pub fn seal_all(
+        &self,
+        plain: &mut impl Read,
+        out: &mut impl Write,
+    ) -> Result<[u8; KEY_BYTES], FileError> {
+        let mut hash = Sha256::new();
+        let mut written = Ok(());
+        self.seal_chunks(plain, 0..self.chunks(), |sealed| {
+            hash.update(sealed);
+            if written.is_ok() {
+                written = out.write_all(sealed);
+            }
+        })?;
+        written?;
+        Ok(hash.finalize().into())
+    }
+
     /// The SHA-256 of the whole sealed file, sealing it from `plain` as it is read.
     pub fn digest(&self, plain: &mut impl Read) -> Result<[u8; KEY_BYTES], FileError> {
         let mut hash = Sha256::new();
@@ -287,6 +309,20 @@ mod tests {
 
     fn sha(bytes: &[u8]) -> [u8; 32] {
         Sha256::digest(bytes).into()
+    }
+
+    #[test]
+    fn sealing_all_at_once_writes_the_bytes_and_digest_sealing_by_range_gives() {
+        let key = FileKey::random();
+        for len in [0, 1, CHUNK_BYTES as usize + 3, 200_001] {
+            let data = plain(len);
+            let cipher = FileCipher::new(&key, len as u64);
+            let mut out = Vec::new();
+            let digest = cipher.seal_all(&mut Cursor::new(&data), &mut out).unwrap();
+            assert_eq!(out, sealed(&key, &data), "length {len}");
+            assert_eq!(digest, sha(&out));
+            assert_eq!(opened(&key, len as u64, &digest, &out).unwrap(), data);
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ impl Profile {
     }
 
     fn open(&self) -> Connection {
-        crate::store::open(&self.dir.path().join("profile.sqlite")).unwrap()
+        crate::store::open(&self.dir.path().join("profile.sqlite"), None).unwrap()
     }
 
     /// Runs `f` with this device's keys on a freshly opened database.

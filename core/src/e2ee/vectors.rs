@@ -247,7 +247,7 @@ fn join_config() -> MlsGroupJoinConfig {
 }
 
 fn open(path: &Path) -> Connection {
-    crate::store::open(path).unwrap()
+    crate::store::open(path, None).unwrap()
 }
 
 /// A lifetime that has ended (checked by openmls against the clock, now).
