@@ -403,13 +403,12 @@ async fn import(client: &Client, limits: Limits) -> Result<Option<Imported>, Err
 }
 
 /// Builds this profile's archive, seals it with a fresh key and uploads it: the reference
-/// for the link offer, and its size. The unsealed file lives in `outgoing/` only meanwhile.
+/// for the link offer, and its size. The unsealed file lives in the profile's `tmp/` only
+/// meanwhile (deleted after, or at a later open if a crash left it: docs/storage.md).
 pub(crate) async fn send(client: &Client) -> Result<(HistoryRef, HistorySize), Error> {
     let account = client.require_account().await?;
-    let folder = client.dir().join("outgoing");
     let io = |e: std::io::Error| Error::Io(e.to_string());
-    tokio::fs::create_dir_all(&folder).await.map_err(io)?;
-    let path = folder.join(format!("history-{}", uuid::Uuid::new_v4().simple()));
+    let path = media::temporary(client.dir(), "history").await?;
     let key = FileKey::random();
     let started = std::time::Instant::now();
     let built = {

@@ -155,8 +155,8 @@ async fn a_linked_device_shows_the_history_it_was_sent_and_only_then() {
     let page = phone.room(phone_direct).timeline().page(None, 50).await.unwrap();
     let with_photo = page.iter().find(|m| m.image.is_some()).expect("the photo");
     let seq = with_photo.seq.unwrap();
-    let opened = std::fs::read(phone.media().open_full(phone_direct, seq).await.unwrap()).unwrap();
-    let laptops = std::fs::read(laptop.media().open_full(direct, seq).await.unwrap()).unwrap();
+    let opened = phone.media().open_full(phone_direct, seq).await.unwrap();
+    let laptops = laptop.media().open_full(direct, seq).await.unwrap();
     assert_eq!(opened, laptops);
     assert!(image::load_from_memory(&opened).is_ok());
     // Once is enough: nothing is pending, and a second import does nothing.

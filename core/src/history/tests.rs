@@ -246,7 +246,7 @@ proptest::proptest! {
 
 fn profile() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();
-    let c = crate::store::open(&dir.path().join("tidings.sqlite")).unwrap();
+    let c = crate::store::open(&dir.path().join("tidings.sqlite"), None).unwrap();
     (dir, c)
 }
 
@@ -597,7 +597,7 @@ fn the_newest_history_goes_when_not_all_fits() {
 async fn the_size_shown_before_is_at_least_the_archive() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::open(dir.path()).unwrap();
-    let laptop = Connection::open(dir.path().join("tidings.sqlite")).unwrap();
+    let laptop = crate::store::open_profile(dir.path()).unwrap().0;
     let plans = add_room(&laptop, 100, "group", Some("plans"), 200, true);
     for seq in 1..=200 {
         let t = format!("message number {seq}, about the plans we made");
