@@ -780,8 +780,11 @@ fn tell_name(
         .query_row([room], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let Some((Some(_), Some(_), request)) = row else { return Ok(()) };
-    let Some(account) = crate::account::stored(tx)? else { return Ok(()) };
-    let me = crate::e2ee::LeafId { user: account.user_id, device: account.device_id };
+    let me: Option<crate::e2ee::LeafId> = tx
+        .prepare_cached("SELECT user_id, device_id FROM account WHERE id = 1")?
+        .query_row([], |r| Ok(crate::e2ee::LeafId { user: r.get(0)?, device: r.get(1)? }))
+        .optional()?;
+    let Some(me) = me else { return Ok(()) };
     let theirs = |l: &&crate::e2ee::LeafId| joined.iter().any(|j| j.user == l.user);
     let first_of_theirs = stayed.iter().filter(theirs).min();
     let first_of_others = stayed.iter().filter(|l| !theirs(l)).min();

@@ -110,7 +110,7 @@ impl Client {
         } else {
             (store::open(&path, None)?, None, None)
         };
-        crate::media::seal_leftovers(&mut conn, dir)?;
+        crate::media::at_rest::seal_leftovers(&mut conn, dir)?;
         let db = Arc::new(Mutex::new(conn));
         private(&path, 0o600)?;
         let alive = Arc::downgrade(&db);
@@ -198,20 +198,10 @@ fn private(path: &Path, mode: u32) -> Result<(), Error> {
     }
 }
 
-/// A fresh request id (a v4 UUID), made before any I/O.
-pub fn new_request_id() -> RequestId {
-    RequestId(*uuid::Uuid::new_v4().as_bytes())
-}
+pub use crate::stamp::new_request_id;
+pub(crate) use crate::stamp::now_ms;
 
 /// A stored request id as text (empty if the bytes are not one).
 pub(crate) fn request_string(bytes: &[u8]) -> String {
     <[u8; 16]>::try_from(bytes).map(|b| RequestId(b).to_string()).unwrap_or_default()
-}
-
-/// Wall-clock Unix ms (only for display and local ordering of pending items).
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -546,7 +546,7 @@ pub(crate) fn build<W: Write>(db: &impl Db, out: W, limits: Limits) -> Result<(W
         Ok(rows.collect::<Result<_, _>>()?)
     })?;
     let quiet: Vec<[u8; 16]> = db.with(|c| {
-        let mut st = c.prepare("SELECT request_id FROM quiet_namings LIMIT ?1")?;
+        let mut st = c.prepare("SELECT request_id FROM quiet_messages LIMIT ?1")?;
         let rows = st.query_map([MAX_QUIET as i64], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for row in rows {
@@ -748,8 +748,8 @@ pub(crate) fn import_archive(
             }
         }
     }
-    // Namings the sending device sent and had not met in its log yet: mine, sealed here, in
-    // a room of the archive I am in.
+    // Quiet messages (namings, verification proofs) the sending device sent and had not met
+    // in its log yet: mine, sealed here, in a room of the archive I am in.
     let mine: HashSet<RoomKey> =
         rooms.iter().filter_map(|(_, l)| l.as_ref().map(|l| l.room)).collect();
     for request in quiet {

@@ -47,6 +47,7 @@ pub(crate) mod relay;
 pub mod rooms;
 pub mod send_queue;
 pub mod sessions;
+pub(crate) mod stamp;
 pub mod store;
 pub mod sync;
 pub mod timeline;

@@ -25,12 +25,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tidings_proto::{bounded::Text, codec, ErrorCode, ErrorInfo, EventContent, Seq};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+pub(crate) mod at_rest;
+
+pub use at_rest::Sealing;
+pub(crate) use at_rest::{temporary, SEALED_EXTENSION};
+
 use crate::{
-    apply::MessageBody,
-    client::now_ms,
-    e2ee::file::{FileCipher, FileError, FileKey},
-    endpoint::Endpoint,
-    model::RoomKey,
+    apply::MessageBody, e2ee::file::FileError, endpoint::Endpoint, model::RoomKey, stamp::now_ms,
     Client, Error,
 };
 
@@ -123,107 +124,6 @@ impl Media<'_> {
     }
 }
 
-/// The extension of a sealed file of the profile (a cached attachment, a file to upload).
-pub(crate) const SEALED_EXTENSION: &str = "sealed";
-
-/// The profile's folder for files in the clear for a moment (a video being stripped of its
-/// metadata, an unsealed download): each is deleted once read; what a crash left is
-/// deleted at the next open ([`seal_leftovers`]).
-const TMP_DIR: &str = "tmp";
-
-/// A fresh path in the profile's `tmp/` (made if needed).
-pub(crate) async fn temporary(dir: &Path, what: &str) -> Result<PathBuf, Error> {
-    let tmp = dir.join(TMP_DIR);
-    tokio::fs::create_dir_all(&tmp).await.map_err(|e| Error::Io(e.to_string()))?;
-    Ok(tmp.join(format!("{what}-{}", uuid::Uuid::new_v4().simple())))
-}
-
-/// Leaves no attachment in the clear in the profile in `dir`, at open (blocking):
-/// - files of `tmp/` that a crash left behind (an hour old: another process using the
-///   profile may be writing a new one);
-/// - once, after an upgrade from a build that kept them in the clear (the
-///   `clear_leftovers` row the migration to this build added): every cached file not
-///   sealed is deleted (opening it downloads it sealed), files waiting to be uploaded are
-///   sealed with their messages' keys, and the rest of `cache/` is emptied.
-pub(crate) fn seal_leftovers(c: &mut Connection, dir: &Path) -> Result<(), Error> {
-    if let Ok(entries) = std::fs::read_dir(dir.join(TMP_DIR)) {
-        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3_600);
-        for entry in entries.flatten() {
-            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < hour_ago);
-            if old {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-    let pending: bool =
-        c.query_row("SELECT EXISTS (SELECT 1 FROM clear_leftovers)", [], |r| r.get(0))?;
-    if !pending {
-        return Ok(());
-    }
-    let suffix = format!(".{SEALED_EXTENSION}");
-    let clear: Vec<(i64, String)> = c
-        .prepare("SELECT media_id, path FROM media_cache")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<Vec<(i64, String)>, _>>()?
-        .into_iter()
-        .filter(|(_, path)| !path.ends_with(&suffix))
-        .collect();
-    for (media, path) in clear {
-        let _ = std::fs::remove_file(dir.join(&path));
-        c.execute("DELETE FROM media_cache WHERE media_id = ?1", [media])?;
-    }
-    type Waiting = (i64, String, Vec<u8>);
-    let waiting: Vec<Waiting> = c
-        .prepare(
-            "SELECT id, upload_path, operation FROM outbox
-             WHERE upload_path IS NOT NULL AND upload_media IS NULL",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    for (item, path, operation) in waiting {
-        if path.ends_with(&suffix) {
-            continue;
-        }
-        let Ok(tidings_proto::Request::Send { body, .. }) = codec::decode(&operation) else {
-            continue;
-        };
-        // Queued by a build before sealing: its message has no key; it goes as it is.
-        let Some(sealing) = Sealing::of(body.as_bytes())? else { continue };
-        let sealed_path = format!("{path}{suffix}");
-        let sealed = (|| {
-            let mut plain = std::io::BufReader::new(std::fs::File::open(dir.join(&path))?);
-            let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join(&sealed_path))?);
-            let digest = sealing.cipher().seal_all(&mut plain, &mut out)?;
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            Ok::<_, FileError>(digest)
-        })();
-        match sealed {
-            // The same bytes the upload sealed as it read: a resumed upload continues.
-            Ok(digest) if digest.as_slice() == sealing.digest.as_slice() => {
-                c.execute(
-                    "UPDATE outbox SET upload_path = ?2 WHERE id = ?1",
-                    params![item, sealed_path],
-                )?;
-                let _ = std::fs::remove_file(dir.join(&path));
-            }
-            // Gone or changed: the upload will fail and say so, as it would have.
-            _ => {
-                let _ = std::fs::remove_file(dir.join(&sealed_path));
-            }
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(dir.join("cache")) {
-        for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().ends_with(&suffix) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-    c.execute("DELETE FROM clear_leftovers", [])?;
-    tracing::info!("Attachments left in the clear by an earlier build were sealed or deleted.");
-    Ok(())
-}
-
 /// The body of message `seq` in `room`, if it has an attachment, and its media id.
 fn attachment_of(
     c: &Connection,
@@ -280,47 +180,6 @@ async fn http_error(response: reqwest::Response) -> ErrorInfo {
         .and_then(|b| b.get("message")?.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("HTTP {status}"));
     info(code, message)
-}
-
-/// How an attachment is sealed: its key, plaintext length and digest, as its message states
-/// ([`crate::e2ee::file`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sealing {
-    key: FileKey,
-    len: u64,
-    /// SHA-256 of the sealed file (what a download is checked against).
-    digest: Vec<u8>,
-}
-
-impl Sealing {
-    /// The sealing of a file of `len` plaintext bytes under `key`, whose sealed bytes have
-    /// SHA-256 `digest`.
-    pub(crate) fn new(key: FileKey, len: u64, digest: Vec<u8>) -> Self {
-        Self { key, len, digest }
-    }
-
-    /// The sealing of the attachment of message body `body` (encoded), if it is sealed.
-    pub(crate) fn of(body: &[u8]) -> Result<Option<Self>, Error> {
-        match crate::apply::decode_body(body) {
-            Some(body) => Self::of_body(&body),
-            None => Ok(None),
-        }
-    }
-
-    fn of_body(body: &MessageBody) -> Result<Option<Self>, Error> {
-        let Some(sealed) = &body.sealed else { return Ok(None) };
-        let len = match (&body.image, &body.file) {
-            (Some(image), _) => image.size,
-            (None, Some(file)) => file.size,
-            (None, None) => return Ok(None),
-        };
-        let key = FileKey::from_bytes(sealed.key.as_bytes())?;
-        Ok(Some(Self { key, len, digest: sealed.sha256.as_bytes().to_vec() }))
-    }
-
-    fn cipher(&self) -> FileCipher {
-        FileCipher::new(&self.key, self.len)
-    }
 }
 
 /// Opens the sealed file at `path` in memory (on a blocking thread): all of it must open
@@ -572,8 +431,11 @@ mod tests {
         Body, Request, RequestId, RoomId,
     };
 
-    use super::*;
-    use crate::apply::{FileBody, SealedFile};
+    use super::{at_rest::seal_leftovers, *};
+    use crate::{
+        apply::{FileBody, SealedFile},
+        e2ee::file::{FileCipher, FileKey},
+    };
 
     /// A profile as a build before sealing at rest left it: a cached attachment and a stray
     /// file in `cache/`, and a file waiting to be uploaded, all in the clear.

@@ -127,13 +127,17 @@ pub enum KeyError {
 }
 
 /// The key of the profile in `dir` and where it is kept, making and keeping a new one when
-/// there is none yet and the database (`db`) is new or still unencrypted. Blocks (a keychain
-/// may ask the user to unlock it).
-pub(crate) fn unlock(dir: &Path, db: &Path) -> Result<(DbKey, KeyHome), KeyError> {
+/// there is none yet and the database is new or still unencrypted (`db_encrypted` says,
+/// asked only then: [`crate::store`] looks at the file). Blocks (a keychain may ask the user
+/// to unlock it).
+pub(crate) fn unlock(
+    dir: &Path,
+    db_encrypted: impl FnOnce() -> std::io::Result<bool>,
+) -> Result<(DbKey, KeyHome), KeyError> {
     if let Some(found) = find(dir)? {
         return Ok(found);
     }
-    if crate::store::is_encrypted(db).map_err(|e| KeyError::Io(e.to_string()))? {
+    if db_encrypted().map_err(|e| KeyError::Io(e.to_string()))? {
         return Err(KeyError::Missing);
     }
     make(dir)
@@ -232,12 +236,11 @@ mod tests {
     #[test]
     fn without_a_keychain_the_key_is_an_owner_only_file() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("tidings.sqlite");
         // No keychain in unit tests (no `keychain` feature, or none reachable).
         if keychain::wanted() {
             return;
         }
-        let (key, home) = unlock(dir.path(), &db).unwrap();
+        let (key, home) = unlock(dir.path(), || Ok(false)).unwrap();
         assert_eq!(home, KeyHome::Profile);
         #[cfg(unix)]
         {
@@ -246,14 +249,14 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         // Found again, the same.
-        assert_eq!(unlock(dir.path(), &db).unwrap(), (key, KeyHome::Profile));
+        assert_eq!(unlock(dir.path(), || Ok(false)).unwrap(), (key, KeyHome::Profile));
     }
 
     #[test]
     fn a_keychain_entry_that_is_gone_is_a_typed_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(KEYCHAIN_FILE), "profile-gone").unwrap();
-        let err = unlock(dir.path(), &dir.path().join("tidings.sqlite")).unwrap_err();
+        let err = unlock(dir.path(), || Ok(false)).unwrap_err();
         assert!(matches!(&err, KeyError::NotInKeychain { entry, .. } if entry == "profile-gone"));
         assert!(err.to_string().contains("not in the system keychain"), "{err}");
     }

@@ -117,7 +117,7 @@ pub fn open_profile(dir: &Path) -> Result<(Connection, DbKey, KeyHome), OpenErro
         .open(dir.join("tidings.lock"))
         .and_then(|file| file.lock().map(|()| file))
         .map_err(|e| KeyError::Io(format!("cannot lock the profile: {e}")))?;
-    let (key, home) = crate::profile_key::unlock(dir, &path)?;
+    let (key, home) = crate::profile_key::unlock(dir, || is_encrypted(&path))?;
     if is_plaintext(&path).map_err(|e| OpenError::Encrypting(e.to_string()))? {
         encrypt(&path, &key)?;
     }

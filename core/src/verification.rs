@@ -107,7 +107,7 @@ pub(crate) fn set_key(
          ON CONFLICT (user) DO UPDATE SET key = excluded.key, state = excluded.state,
              since_ms = excluded.since_ms",
     )?
-    .execute(params![user, key.0.as_slice(), trust.as_str(), crate::client::now_ms()])?;
+    .execute(params![user, key.0.as_slice(), trust.as_str(), crate::stamp::now_ms()])?;
     Ok(())
 }
 
@@ -230,9 +230,9 @@ pub(crate) fn notice(
     .execute(params![
         room,
         position,
-        &crate::client::new_request_id().0[..],
+        &crate::stamp::new_request_id().0[..],
         user,
-        crate::client::now_ms(),
+        crate::stamp::now_ms(),
         content,
         issue.as_str()
     ])?;

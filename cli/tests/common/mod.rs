@@ -113,8 +113,8 @@ pub fn run(mut c: Command, stdin: &str) -> (i32, Vec<Value>, String) {
 
 /// Runs a client command that must succeed, with `stdin`.
 pub fn ok_stdin(profile: &Path, args: &[&str], stdin: &str) -> Vec<Value> {
-    let (code, lines) = exec(profile, args, stdin);
-    assert_eq!(code, 0, "tidings {args:?} failed");
+    let (code, lines, stderr) = exec_with(profile, args, stdin, &[]);
+    assert_eq!(code, 0, "tidings {args:?} failed: {stderr}");
     lines
 }
 

@@ -424,7 +424,7 @@ fn laptop() -> (tempfile::TempDir, Connection) {
     let other = add_room(&c, 300, "group", Some("not the phone's"), 1, true);
     add_event(&c, other, 1, 3_000, &text("elsewhere"), None);
     // It told the plans' name to a newcomer at seq 10, and has not met that in its log yet.
-    c.execute("INSERT INTO quiet_namings (request_id) VALUES (?1)", [&TOLD[..]]).unwrap();
+    c.execute("INSERT INTO quiet_messages (request_id) VALUES (?1)", [&TOLD[..]]).unwrap();
     (dir, c)
 }
 

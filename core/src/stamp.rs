@@ -1,0 +1,19 @@
+//! What a record made on this device is stamped with: a fresh request id and the wall
+//! clock. A leaf module (it depends on nothing in core), so that what the client's
+//! modules share — apply's notices (crate::verification), the send queue — can stamp
+//! without depending on [`crate::client`].
+
+use tidings_proto::RequestId;
+
+/// A fresh request id (a v4 UUID), made before any I/O.
+pub fn new_request_id() -> RequestId {
+    RequestId(*uuid::Uuid::new_v4().as_bytes())
+}
+
+/// Wall-clock Unix ms (only for display and local ordering of pending items).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
