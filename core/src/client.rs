@@ -42,6 +42,8 @@ const EVENT_CAPACITY: usize = 1024;
 #[derive(Clone)]
 pub struct Client {
     db: Arc<Mutex<Connection>>,
+    /// The profile's checkpoint thread, stopped and waited for when the last handle drops.
+    _checkpoints: Arc<store::Checkpoints>,
     events: broadcast::Sender<Event>,
     /// Woken when the outbox or read markers have something to send.
     pub(crate) outbox_ready: Arc<Notify>,
@@ -113,14 +115,12 @@ impl Client {
         crate::media::at_rest::seal_leftovers(&mut conn, dir)?;
         let db = Arc::new(Mutex::new(conn));
         private(&path, 0o600)?;
-        let alive = Arc::downgrade(&db);
-        std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || store::checkpoint_while(&path, key, alive))
-            .map_err(|e| Error::Io(e.to_string()))?;
+        let checkpoints =
+            Arc::new(store::Checkpoints::start(&path, key).map_err(|e| Error::Io(e.to_string()))?);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(Self {
             db,
+            _checkpoints: checkpoints,
             events,
             outbox_ready: Arc::new(Notify::new()),
             typing: Arc::default(),

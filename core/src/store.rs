@@ -268,7 +268,7 @@ pub(crate) fn open_up_to(
     // fsync on every keystroke-to-echo path (measured: p99 8.6 ms vs the 1 ms goal).
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Checkpoints happen off the write path (see `checkpoint_while`): an automatic one runs
+    // Checkpoints happen off the write path (see [`Checkpoints`]): an automatic one runs
     // inside whichever commit crosses the threshold, which is a user's send.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -288,18 +288,47 @@ pub(crate) fn open_up_to(
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Copies the WAL back into the database every second on a connection of its own, for as
-/// long as `alive` can be upgraded (the profile is open). A PASSIVE checkpoint never blocks
-/// the writer; measured on a 1 M-message profile, moving checkpoints here took catch-up from
-/// 31 k to 62 k events/s and the local echo's p99 from 11 ms to under 2 ms
-/// (docs/performance.md). The last connection to close checkpoints what is left.
-pub fn checkpoint_while<T>(path: &Path, key: Option<DbKey>, alive: std::sync::Weak<T>) {
-    let Ok(conn) = connect(path, key.as_ref()) else { return };
-    drop(key);
-    while alive.upgrade().is_some() {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-            tracing::debug!(error = %e, "Checkpoint skipped.");
+/// Copies the WAL back into the database every second on a connection of its own, until
+/// it is dropped. A PASSIVE checkpoint never blocks the writer; measured on a 1 M-message
+/// profile, moving checkpoints here took catch-up from 31 k to 62 k events/s and the local
+/// echo's p99 from 11 ms to under 2 ms (docs/performance.md). The last connection to close
+/// checkpoints what is left.
+///
+/// Dropping it stops the thread and waits for it (at most one checkpoint), so no thread is
+/// inside SQLCipher's crypto when the process exits: OpenSSL frees its state at exit, and a
+/// checkpoint still running then crashed a short-lived `tidings send` (cli/tests/crash.rs).
+#[derive(Debug)]
+pub struct Checkpoints {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpoints {
+    /// Starts checkpointing the database at `path`, opened with `key`.
+    pub fn start(path: &Path, key: Option<DbKey>) -> std::io::Result<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let path = path.to_owned();
+        let thread = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
+            let Ok(conn) = connect(&path, key.as_ref()) else { return };
+            drop(key);
+            // Nothing is ever sent: the sender's drop is the signal to stop.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::debug!(error = %e, "Checkpoint skipped.");
+                }
+            }
+        })?;
+        Ok(Self { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
