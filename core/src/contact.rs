@@ -178,8 +178,9 @@ impl Contacts<'_> {
     /// key the code's fingerprint names, and a proof that I saw their code goes to their
     /// devices, which verify me in turn (crate::verification). If none does (the keys were
     /// swapped): [`Error::KeyMismatch`], and sending to them is held. If only some do (a
-    /// device of theirs with another identity): added, not verified. If the group does not show their leaves within a few
-    /// seconds (no device of theirs has keys yet), they stay unverified.
+    /// device of theirs with another identity): added, not verified. If the group does not
+    /// show their leaves within a few seconds (no device of theirs has keys yet), they stay
+    /// unverified.
     pub async fn add(&self, code: &ContactCode) -> Result<(i64, RoomKey), Error> {
         let (user, room, server_room) = self.redeem(code).await?;
         if let Some(v) = code.verification {

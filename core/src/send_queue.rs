@@ -177,10 +177,10 @@ impl SendQueue<'_> {
                 let (operation, echo) = make(request, target);
                 // Nothing written to someone whose verified key changed, until I accept it
                 // (crate::verification); quiet messages (a proof) are not queued here.
-                if let (Request::Send { .. }, Some(user)) =
-                    (&operation, crate::verification::held(&tx, room, me)?)
-                {
-                    return Err(Error::KeyChanged(user));
+                if matches!(operation, Request::Send { .. }) {
+                    if let Some(user) = crate::verification::held(&tx, room, me)? {
+                        return Err(Error::KeyChanged(user));
+                    }
                 }
                 // A request (a room from someone not in my contacts) is answered here: an
                 // Accept takes it; anything else but declining (a reply, an invitation…)
