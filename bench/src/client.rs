@@ -3,8 +3,8 @@
 //! Builds a profile holding 1,000 rooms and 1,000,000 messages (written straight into its
 //! SQLite file, as years of use would leave it), then measures through the public API:
 //! the room list, a room's newest 50 messages, applying catch-up pages (500 events per
-//! transaction, as sync does), the local echo of `send_text` (call → its event), and the
-//! process's peak RSS. It does so on the profile unencrypted and encrypted (SQLCipher, as
+//! transaction, as sync does), the local echo of `send_text` (call → its event), search
+//! (words of each frequency, in all rooms and in one), and the process's peak RSS. It does so on the profile unencrypted and encrypted (SQLCipher, as
 //! every profile is), in the same run, and prints what encryption costs.
 
 use std::time::{Duration, Instant};
@@ -33,6 +33,54 @@ fn message(text: &str) -> anyhow::Result<EventContent> {
     Ok(EventContent::Message { body, attachments: List::empty() })
 }
 
+/// Deterministic message texts, as varied as chats: eight words each from a 5,000-word
+/// vocabulary, frequent words far more frequent than rare ones (the rank is 5000^u for a
+/// uniform u: a log-uniform, Zipf-like spread), so that searches match as in real chats —
+/// the most common word in about half the messages, a word of rank 100 in about one in a
+/// hundred, one of rank 4,000 in a few hundred of the million.
+pub(crate) struct Texts(u64);
+
+impl Texts {
+    pub(crate) const VOCABULARY: usize = 5_000;
+
+    pub(crate) fn new() -> Self {
+        Self(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Word `rank` of the vocabulary (0 is the most common): two to four syllables.
+    pub(crate) fn word(rank: usize) -> String {
+        const SYLLABLES: [&str; 20] = [
+            "ka", "lo", "mi", "ne", "ra", "to", "su", "vi", "de", "po", "ba", "ze", "ti", "go",
+            "fu", "ha", "je", "wy", "qu", "xe",
+        ];
+        let mut n = rank + 20; // at least two syllables
+        let mut out = String::new();
+        while n > 0 {
+            out.push_str(SYLLABLES[n % 20]);
+            n /= 20;
+        }
+        out
+    }
+
+    pub(crate) fn next_text(&mut self) -> String {
+        let words: Vec<String> = (0..8)
+            .map(|_| {
+                let rank = (Self::VOCABULARY as f64).powf(self.uniform()) as usize - 1;
+                Self::word(rank.min(Self::VOCABULARY - 1))
+            })
+            .collect();
+        words.join(" ")
+    }
+}
+
 fn request_id(n: u64) -> RequestId {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&n.to_le_bytes());
@@ -55,7 +103,7 @@ pub(crate) fn populate(
         [],
     )?;
     tx.execute("INSERT INTO users (id, username) VALUES (1, 'me')", [])?;
-    let content = codec::encode(&message("a message of a typical length, about sixty bytes")?)?;
+    let mut texts = Texts::new();
     {
         let mut user = tx.prepare("INSERT INTO users (id, username) VALUES (?1, ?2)")?;
         let mut room = tx.prepare(
@@ -78,6 +126,9 @@ pub(crate) fn populate(
                                  is_message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1)",
         )?;
+        // Indexed for search as the app indexes each message it stores.
+        let mut search =
+            tx.prepare("INSERT INTO search (rowid, text, room) VALUES (?1, ?2, 'r' || ?3)")?;
         let mut id = 0i64;
         for r in 1..=rooms {
             let other = 1 + r;
@@ -87,6 +138,9 @@ pub(crate) fn populate(
                 id += 1;
                 let sender = if seq % 2 == 0 { 1 } else { other };
                 let rid = request_id(id as u64);
+                let text = texts.next_text();
+                let content = codec::encode(&message(&text)?)?;
+                search.execute(params![id, text, r])?;
                 event.execute(params![
                     id,
                     r,
@@ -104,6 +158,7 @@ pub(crate) fn populate(
             member.execute(params![r, other, per_room - 1, per_room - 3])?;
         }
     }
+    tx.execute("DELETE FROM search_backfill", [])?;
     tx.commit()?;
     Ok(())
 }
@@ -217,11 +272,54 @@ async fn measure() -> anyhow::Result<()> {
     }
     report("local echo (send_text → its event) on idle profiles (goal p99 ≤ 1 ms)", &mut p, &mut e);
 
+    // Search: words of each frequency, across all rooms and in one; 20 hits, as a screen
+    // of results shows.
+    let queries: Vec<(&str, String, Option<i64>)> = vec![
+        ("the most common word (in about half the messages)", Texts::word(0), None),
+        ("a word of rank 100 (about 1 %)", Texts::word(100), None),
+        ("a rare word, rank 4,000", Texts::word(4_000), None),
+        ("two common words", format!("{} {}", Texts::word(1), Texts::word(2)), None),
+        ("a two-letter prefix", Texts::word(0)[..2].to_owned(), None),
+        ("a word of rank 100, in one room", Texts::word(100), Some(500)),
+        ("the most common word, in the oldest room", Texts::word(0), Some(1)),
+    ];
+    let (mut all_p, mut all_e) = (Vec::new(), Vec::new());
+    for (label, query, room) in &queries {
+        let (mut p, mut e) = (Vec::new(), Vec::new());
+        for _ in 0..10 {
+            p.extend(searches(&plain, query, *room, 5).await?);
+            e.extend(searches(&encrypted, query, *room, 5).await?);
+        }
+        let hits = plain.search(query, *room, 20).await?.len();
+        report(&format!("search: {label} ({hits} hits shown)"), &mut p, &mut e);
+        all_p.extend(p);
+        all_e.extend(e);
+    }
+    let messages = ROOMS * PER_ROOM;
+    let all = format!("search, every query above ({messages} messages; goal p99 ≤ 50 ms)");
+    report(&all, &mut all_p, &mut all_e);
+
     let status = std::fs::read_to_string("/proc/self/status")?;
     let peak =
         status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("?").trim().to_owned();
     println!("peak RSS of the whole benchmark process (both profiles): {peak}");
     Ok(())
+}
+
+/// `n` searches for `query` (20 hits).
+async fn searches(
+    client: &Client,
+    query: &str,
+    room: Option<i64>,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        std::hint::black_box(client.search(query, room, 20).await?);
+        times.push(t.elapsed());
+    }
+    Ok(times)
 }
 
 /// `n` reads of the room list.

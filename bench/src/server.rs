@@ -418,6 +418,7 @@ impl Load {
                         room,
                         body,
                         attachments: List::empty(),
+                        redacts: None,
                     },
                 };
                 id += 1;

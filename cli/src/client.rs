@@ -33,6 +33,8 @@ impl From<Error> for Failure {
             | Error::NoSuchRoom(_)
             | Error::NotARequest(_)
             | Error::NoSuchOutboxItem(_)
+            | Error::NoSuchMessage(_)
+            | Error::NotYourMessage(_)
             | Error::Photo(_)
             | Error::NoSuchImage { .. }
             | Error::ForeignServer { .. }
@@ -221,6 +223,86 @@ pub async fn send(client: &Client, out: Output, room: &str, text: &str) -> Resul
     Ok(())
 }
 
+/// `reply`.
+pub async fn reply(
+    client: &Client,
+    out: Output,
+    room: &str,
+    seq: u64,
+    text: &str,
+) -> Result<(), Failure> {
+    let room = client.room(parse_room(room)?);
+    let to = room.message_at(seq).await?;
+    queued(out, room.send_queue().reply(to, text).await?);
+    Ok(())
+}
+
+/// What `edit`, `delete`, `react` and `unreact` do to a message.
+pub enum Relate<'a> {
+    /// `edit`.
+    Edit(&'a str),
+    /// `delete` (for everyone).
+    Delete,
+    /// `react`.
+    React(&'a str),
+    /// `unreact`.
+    Unreact(&'a str),
+}
+
+/// `edit`, `delete`, `react`, `unreact`: queued like a send, also offline.
+pub async fn relate(
+    client: &Client,
+    out: Output,
+    room: &str,
+    seq: u64,
+    what: Relate<'_>,
+) -> Result<(), Failure> {
+    let room = client.room(parse_room(room)?);
+    let to = room.message_at(seq).await?;
+    let queue = room.send_queue();
+    let request = match what {
+        Relate::Edit(text) => queue.edit(to, text).await?,
+        Relate::Delete => queue.delete_for_everyone(to).await?,
+        Relate::React(emoji) => queue.react(to, emoji).await?,
+        Relate::Unreact(emoji) => queue.unreact(to, emoji).await?,
+    };
+    queued(out, request);
+    Ok(())
+}
+
+/// `delete --for-me`.
+pub async fn delete_for_me(client: &Client, room: &str, seq: u64) -> Result<(), Failure> {
+    let room = client.room(parse_room(room)?);
+    let to = room.message_at(seq).await?;
+    Ok(room.delete_for_me(to).await?)
+}
+
+/// `search`: one line per hit; the snippet's matching words in the JSON's `snippet` parts,
+/// and between `[` `]` for people.
+pub async fn search(
+    client: &Client,
+    out: Output,
+    query: &str,
+    room: Option<&str>,
+    limit: usize,
+) -> Result<(), Failure> {
+    let room = room.map(parse_room).transpose()?;
+    for hit in client.search(query, room, limit).await? {
+        let marked: String = hit
+            .snippet
+            .iter()
+            .map(|p| if p.hit { format!("[{}]", p.text) } else { p.text.clone() })
+            .collect();
+        out.line(
+            json!({"room": hit.room.to_string(), "room_name": hit.room_name, "seq": hit.seq,
+                   "request_id": hit.request_id, "sender": hit.sender, "at_ms": hit.at_ms,
+                   "snippet": hit.snippet, "text": marked}),
+            || format!("{} in {}: {marked}", hit.sender, hit.room_name),
+        );
+    }
+    Ok(())
+}
+
 /// `send --image`.
 pub async fn send_image(
     client: &Client,
@@ -332,7 +414,8 @@ pub async fn messages(
         out.line(
             json!({"room": m.room.to_string(), "seq": m.seq, "request_id": m.request_id,
                    "sender": m.sender, "text": m.text, "state": m.state, "image": m.image,
-                   "file": m.file, "video": m.video, "call": m.call}),
+                   "file": m.file, "video": m.video, "call": m.call, "reply_to": m.reply_to,
+                   "edited": m.edited, "deleted": m.deleted, "reactions": m.reactions}),
             || format!("{}: {} [{:?}]", m.sender, m.text, m.state),
         );
     }

@@ -143,6 +143,65 @@ enum Command {
         #[arg(long, requires = "image")]
         caption: Option<String>,
     },
+    /// Reply to message SEQ of a room (it is quoted).
+    Reply {
+        /// Room id.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// The text.
+        text: String,
+    },
+    /// Edit my message SEQ: its text (a photo's caption) becomes TEXT, shown as edited.
+    Edit {
+        /// Room id.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// The new text.
+        text: String,
+    },
+    /// Delete my message SEQ for everyone (a stub stays), or with --for-me any message from
+    /// this device only.
+    Delete {
+        /// Room id.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// Only on this device (anyone's message; nothing is sent).
+        #[arg(long)]
+        for_me: bool,
+    },
+    /// React to message SEQ with an emoji.
+    React {
+        /// Room id.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// The emoji.
+        emoji: String,
+    },
+    /// Take back my reaction EMOJI to message SEQ.
+    Unreact {
+        /// Room id.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// The emoji.
+        emoji: String,
+    },
+    /// Search my messages on this device (works offline): messages with every word (each as
+    /// a prefix, case and accents ignored), newest first, with the matching words marked.
+    Search {
+        /// The words.
+        query: String,
+        /// Only in this room.
+        #[arg(long)]
+        room: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Write a message's photo to a file: the full image (downloaded if not cached) or,
     /// with --thumbnail, the thumbnail that came with the message.
     FetchMedia {
@@ -535,6 +594,25 @@ fn main() -> ExitCode {
             }
             Command::Send { room, text, image: None, .. } => {
                 client::send(&c, out, &room, text.as_deref().unwrap_or("")).await
+            }
+            Command::Reply { room, seq, text } => client::reply(&c, out, &room, seq, &text).await,
+            Command::Edit { room, seq, text } => {
+                client::relate(&c, out, &room, seq, client::Relate::Edit(&text)).await
+            }
+            Command::Delete { room, seq, for_me: true } => {
+                client::delete_for_me(&c, &room, seq).await
+            }
+            Command::Delete { room, seq, for_me: false } => {
+                client::relate(&c, out, &room, seq, client::Relate::Delete).await
+            }
+            Command::React { room, seq, emoji } => {
+                client::relate(&c, out, &room, seq, client::Relate::React(&emoji)).await
+            }
+            Command::Unreact { room, seq, emoji } => {
+                client::relate(&c, out, &room, seq, client::Relate::Unreact(&emoji)).await
+            }
+            Command::Search { query, room, limit } => {
+                client::search(&c, out, &query, room.as_deref(), limit).await
             }
             Command::FetchMedia { room, seq, out: file, thumbnail } => {
                 client::fetch_media(&c, &room, seq, &file, thumbnail).await

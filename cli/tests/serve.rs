@@ -40,8 +40,13 @@ async fn acknowledged_messages_survive_kill_9_during_a_burst() {
             let mut acked = Vec::new();
             for i in 0.. {
                 let body = Body::new(format!("w{w}-{i}").into_bytes()).unwrap();
-                let send =
-                    Request::Send { request: request_id(), room, body, attachments: List::empty() };
+                let send = Request::Send {
+                    request: request_id(),
+                    room,
+                    body,
+                    attachments: List::empty(),
+                    redacts: None,
+                };
                 match c.request(send).await {
                     Ok(Ok(Reply::Logged { seq, .. })) => acked.push((seq, format!("w{w}-{i}"))),
                     Ok(Ok(other)) => panic!("unexpected {other:?}"),

@@ -3,7 +3,6 @@
 //! caller commits and then emits events.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
 use tidings_proto::{codec, EventContent, Member, RequestId, RoomEvent, RoomKind, Seq, UserRef};
 
 use crate::{
@@ -18,157 +17,10 @@ pub fn position_of_seq(seq: Seq) -> i64 {
 
 pub use crate::store::PENDING_POSITION;
 
-/// Largest thumbnail carried inside a message (the body is at most 64 KiB).
-pub const MAX_THUMBNAIL_BYTES: usize = 48 * 1024;
-
-/// The body of a message, inside the opaque `Body` the server carries. Fields are named on
-/// the wire and unknown ones ignored, so older builds read newer bodies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageBody {
-    /// The text (a photo's caption; may be empty then).
-    pub text: String,
-    /// A photo: the full image is the message's first attachment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<ImageBody>,
-    /// A file (any type, a video too): the message's first attachment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileBody>,
-    /// The preview of a file that is a video.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub video: Option<VideoBody>,
-    /// The key of the first attachment, which was uploaded sealed ([`crate::e2ee::file`]);
-    /// absent for one uploaded in clear (sent before encryption).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed: Option<SealedFile>,
-    /// The room's name, set by this message: a group's name travels sealed like any message
-    /// (the server never sees it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Whether that name is a rename, shown in the timeline; otherwise it names a new group
-    /// or tells the name to devices that joined, and shows nothing.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub rename: bool,
-    /// A verification proof (crate::verification): the sender verified someone's identity
-    /// key by a scan. Shows nothing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verified: Option<crate::verification::ProofBody>,
-}
-
-impl MessageBody {
-    /// A text message.
-    pub fn text(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            image: None,
-            file: None,
-            video: None,
-            sealed: None,
-            name: None,
-            rename: false,
-            verified: None,
-        }
-    }
-
-    /// The message naming a group room `name`: a rename, or not.
-    pub fn naming(name: impl Into<String>, rename: bool) -> Self {
-        Self { name: Some(name.into()), rename, ..Self::text("") }
-    }
-}
-
-/// How to open a sealed attachment: its key, and the SHA-256 of the sealed bytes the
-/// server holds. Its plaintext size is the `size` of the photo or file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedFile {
-    /// The attachment's own key (32 bytes).
-    pub key: tidings_proto::bounded::Blob<{ crate::e2ee::file::KEY_BYTES }>,
-    /// SHA-256 of the sealed file.
-    pub sha256: tidings_proto::bounded::Blob<{ crate::e2ee::file::KEY_BYTES }>,
-}
-
-/// A file attached to a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileBody {
-    /// Its name (no directories).
-    pub name: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its MIME type: claimed by the name and, for images and videos, confirmed by the
-    /// content (else `application/octet-stream`).
-    pub mime: String,
-}
-
-/// What a receiver shows of a video before downloading it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VideoBody {
-    /// Duration in milliseconds.
-    pub duration_ms: u64,
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// The first frame (JPEG).
-    pub poster: tidings_proto::bounded::Blob<MAX_THUMBNAIL_BYTES>,
-    /// Its width.
-    pub poster_width: u32,
-    /// Its height.
-    pub poster_height: u32,
-}
-
-/// What a receiver needs to show a photo before downloading it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageBody {
-    /// MIME type of the full image.
-    pub mime: String,
-    /// Width of the full image, as displayed.
-    pub width: u32,
-    /// Height of the full image, as displayed.
-    pub height: u32,
-    /// Size of the full image in bytes.
-    pub size: u64,
-    /// The thumbnail (JPEG).
-    pub thumbnail: tidings_proto::bounded::Blob<MAX_THUMBNAIL_BYTES>,
-    /// Its width.
-    pub thumbnail_width: u32,
-    /// Its height.
-    pub thumbnail_height: u32,
-    /// A blurhash to show before even the thumbnail is decoded.
-    pub placeholder: String,
-}
-
-/// Decodes a message body; a body this build cannot read decodes as `None`.
-pub fn decode_body(body: &[u8]) -> Option<MessageBody> {
-    codec::decode::<MessageBody>(body).ok()
-}
-
-/// A message body's text for lists and previews; a body this build cannot read shows as a
-/// placeholder, a photo without a caption as "Photo".
-pub fn body_text(body: &[u8]) -> String {
-    match decode_body(body) {
-        Some(b) if !b.text.is_empty() => b.text,
-        Some(MessageBody { video: Some(_), .. }) => "Video".into(),
-        Some(MessageBody { file: Some(f), .. }) => f.name,
-        Some(MessageBody { image: Some(_), .. }) => "Photo".into(),
-        Some(b) => b.text,
-        None => "(message this version cannot show)".into(),
-    }
-}
-
-/// A short text for a timeline item.
-pub fn describe(content: &EventContent) -> String {
-    match content {
-        EventContent::Message { body, .. } => body_text(body.as_bytes()),
-        EventContent::Created { .. } => "created the room".into(),
-        EventContent::Joined { user, request: false, .. } => format!("{} joined", user.username),
-        EventContent::Joined { user, request: true, .. } => format!("invited {}", user.username),
-        EventContent::Accepted { .. } => "accepted the invitation".into(),
-        EventContent::Left { .. } => "left".into(),
-        EventContent::Removed { .. } => "removed a member".into(),
-        EventContent::Renamed { name } => format!("renamed the room to {name}"),
-        EventContent::Call(record) => format!("call: {:?}", record.outcome).to_lowercase(),
-        EventContent::Mls { .. } => "changed the room's encryption keys".into(),
-        EventContent::DevicesSignedOut { .. } => "signed out a device".into(),
-    }
-}
+pub use crate::body::{
+    body_text, decode_body, describe, FileBody, ImageBody, MessageBody, SealedFile, VideoBody,
+    MAX_THUMBNAIL_BYTES,
+};
 
 /// Opens an encrypted message of `group` as the content to store: the plaintext body if it
 /// decrypts and its MLS sender is the device the log names; otherwise the event as logged,
@@ -499,11 +351,15 @@ fn event_in(
     if seq > synced + 1 {
         return Ok(Applied::Gap);
     }
+    // A message its sender deleted for everyone before this device got it: the server
+    // dropped its content (Request::Send's `redacts`, crate::relations).
+    let redacted = matches!(&e.content, EventContent::Message { body, attachments }
+        if body.as_bytes().is_empty() && attachments.is_empty());
     let opened;
     let mut security = None;
     let mut sealed = false;
     let content = match (&e.content, &group) {
-        (EventContent::Message { body, attachments }, Some(group)) => {
+        (EventContent::Message { body, attachments }, Some(group)) if !redacted => {
             (opened, security, sealed) = open(tx, loaded, group, e, body, attachments)?;
             &opened
         }
@@ -517,13 +373,26 @@ fn event_in(
             return passed_over(tx, room, me, e);
         }
     }
+    // An edit, a deletion or a reaction (crate::relations): part of the log, shown with the
+    // message it is about. Mine from this device (which cannot open it) is already here.
+    if let Some(relation) = crate::relations::of_body(content) {
+        let position = position_of_seq(e.seq);
+        crate::relations::take(tx, room, e.sender.0, &e.request, position, e.at_ms, &relation)?;
+        return passed_over(tx, room, me, e);
+    }
+    if e.sender.0 == me
+        && matches!(content, EventContent::Message { .. })
+        && crate::relations::confirm_mine(tx, &e.request, position_of_seq(e.seq), e.at_ms)?
+    {
+        return passed_over(tx, room, me, e);
+    }
     // My own message that this device does not open (MLS never opens one for its sender; or
     // its group state went): its echo keeps the text I wrote, with the media ids attached
     // when the upload finished.
     let kept;
     let content = match content {
         EventContent::Message { body, .. }
-            if e.sender.0 == me && decode_body(body.as_bytes()).is_none() =>
+            if e.sender.0 == me && !redacted && decode_body(body.as_bytes()).is_none() =>
         {
             match echo_content(tx, &e.request)? {
                 Some(echo) => {
@@ -668,6 +537,16 @@ fn event_in(
             .query_row([&e.request.0[..]], |r| r.get(0))?
     };
     let message = matches!(content, EventContent::Message { .. }) && security.is_none();
+    if redacted {
+        tx.prepare_cached("UPDATE events SET deleted = 1 WHERE id = ?1")?.execute([event_id])?;
+    } else if message && updated == 0 {
+        // Searchable as it shows: an edit, or a deletion for everyone, may have come first.
+        let edited = crate::relations::last_edit(tx, &e.request.0)?;
+        if let Some(text) = edited.or_else(|| crate::search::index::searchable(content)) {
+            crate::search::index::put(tx, event_id, &text)?;
+        }
+        crate::relations::arrived(tx, room, &e.request, e.sender.0)?;
+    }
     let counts = e.sender.0 != me && message;
     let shown = message || matches!(content, EventContent::Call(_));
     tx.prepare_cached(
@@ -689,7 +568,10 @@ fn event_in(
         event_id,
         shown,
         e.at_ms,
-        shown.then(|| describe(content)),
+        shown.then(|| match redacted {
+            true => crate::relations::DELETED_TEXT.to_owned(),
+            false => describe(content),
+        }),
         e.sender.0,
         &e.request.0[..]
     ])?;

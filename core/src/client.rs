@@ -29,7 +29,6 @@ use std::{
 };
 
 use rusqlite::Connection;
-use tidings_proto::RequestId;
 use tokio::sync::{broadcast, Notify};
 
 use crate::{model::Event, relay::Relay, store, Error};
@@ -113,6 +112,7 @@ impl Client {
             (store::open(&path, None)?, None, None)
         };
         crate::media::at_rest::seal_leftovers(&mut conn, dir)?;
+        crate::search::index::backfill(&mut conn)?;
         let db = Arc::new(Mutex::new(conn));
         private(&path, 0o600)?;
         let checkpoints =
@@ -199,9 +199,4 @@ fn private(path: &Path, mode: u32) -> Result<(), Error> {
 }
 
 pub use crate::stamp::new_request_id;
-pub(crate) use crate::stamp::now_ms;
-
-/// A stored request id as text (empty if the bytes are not one).
-pub(crate) fn request_string(bytes: &[u8]) -> String {
-    <[u8; 16]>::try_from(bytes).map(|b| RequestId(b).to_string()).unwrap_or_default()
-}
+pub(crate) use crate::stamp::{now_ms, request_string};

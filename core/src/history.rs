@@ -586,13 +586,21 @@ pub(crate) fn build<W: Write>(db: &impl Db, out: W, limits: Limits) -> Result<(W
         // A batch of events, newest first, with their content: read in one turn.
         let batch: Vec<(usize, u64, Vec<u8>, bool)> = db.with(|c| {
             let mut batch = Vec::with_capacity(BATCH);
-            let mut content =
-                c.prepare_cached("SELECT content, security IS NOT NULL FROM events WHERE id = ?1")?;
+            let mut content = c.prepare_cached(
+                "SELECT content, security IS NOT NULL, request_id FROM events WHERE id = ?1",
+            )?;
             while batch.len() < BATCH {
                 let Some((_, index)) = heads.pop() else { break };
                 let stream = &mut streams[index];
                 let Some((id, seq, _)) = stream.queued.pop_front() else { continue };
-                let (bytes, refused) = content.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let (bytes, refused, request): (Vec<u8>, bool, Vec<u8>) =
+                    content.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                // A message as it shows now: with its last edit's text (a deleted one's
+                // content is already gone).
+                let bytes = match crate::relations::last_edit(c, &request)? {
+                    Some(text) => edited(&bytes, text).unwrap_or(bytes),
+                    None => bytes,
+                };
                 batch.push((index, seq, bytes, refused));
                 if let Some((_, _, at)) = stream.head(c)? {
                     heads.push((at, index));
@@ -626,6 +634,16 @@ pub(crate) fn build<W: Write>(db: &impl Db, out: W, limits: Limits) -> Result<(W
 /// What an event stored here gives the archive: `None` to leave it out (not a message);
 /// `Some(None)` for a message with no plaintext here (sealed still, or refused); otherwise
 /// its plaintext body (a rename as the naming message it came as).
+/// Stored message `content` with its text replaced by an edit's.
+fn edited(content: &[u8], text: String) -> Option<Vec<u8>> {
+    let EventContent::Message { body, attachments } = codec::decode(content).ok()? else {
+        return None;
+    };
+    let body = MessageBody { text, ..apply::decode_body(body.as_bytes())? };
+    let body = tidings_proto::Body::new(codec::encode(&body).ok()?).ok()?;
+    codec::encode(&EventContent::Message { body, attachments }).ok()
+}
+
 fn archived_body(content: &[u8], refused: bool) -> Option<Option<Vec<u8>>> {
     let content: EventContent = codec::decode(content).ok()?;
     match content {
@@ -823,6 +841,19 @@ fn fill(
     let Some((id, content)) = row else { return Ok(Filled::Not) };
     let Some(attachments) = sealed_here(&content) else { return Ok(Filled::Not) };
     let Some(message) = apply::decode_body(body) else { return Ok(Filled::Not) };
+    if let Some(relation) = &message.relates {
+        // An edit, a deletion or a reaction: taken as apply takes it, and gone from the
+        // timeline.
+        let (sender, request, position, at_ms): (i64, Vec<u8>, i64, i64) = tx
+            .prepare_cached("SELECT sender, request_id, position, at_ms FROM events WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        tx.prepare_cached("DELETE FROM events WHERE id = ?1")?.execute([id])?;
+        if let Ok(request) = <[u8; 16]>::try_from(request) {
+            let request = tidings_proto::RequestId(request);
+            crate::relations::take(tx, room, sender, &request, position, at_ms, relation)?;
+        }
+        return Ok(Filled::PassedOver(id));
+    }
     let (content, is_message) = match message.name {
         None => {
             let body = tidings_proto::Body::new(body.to_vec())
@@ -843,6 +874,9 @@ fn fill(
     let encoded = codec::encode(&content).map_err(|e| Error::Internal(e.to_string()))?;
     tx.prepare_cached("UPDATE events SET content = ?2, is_message = ?3 WHERE id = ?1")?
         .execute(params![id, encoded, is_message])?;
+    if let Some(text) = crate::search::index::searchable(&content) {
+        crate::search::index::put(tx, id, &text)?;
+    }
     Ok(if is_message { Filled::Message(id) } else { Filled::Other(id) })
 }
 

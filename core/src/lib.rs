@@ -29,6 +29,7 @@
 pub mod account;
 pub mod apply;
 pub mod attachments;
+pub mod body;
 pub mod call;
 pub mod client;
 pub mod contact;
@@ -43,8 +44,10 @@ pub mod nearby;
 pub mod outbox;
 pub mod photo;
 pub mod profile_key;
+pub mod relations;
 pub(crate) mod relay;
 pub mod rooms;
+pub mod search;
 pub mod send_queue;
 pub mod sessions;
 pub(crate) mod stamp;
@@ -86,6 +89,12 @@ pub enum Error {
     /// No failed outbox item with this id.
     #[error("no failed outbox item {0}")]
     NoSuchOutboxItem(i64),
+    /// No message with this request id in the room (or it was deleted).
+    #[error("no message {0} in this room")]
+    NoSuchMessage(String),
+    /// Only a message's sender edits it or deletes it for everyone.
+    #[error("message {0} is someone else's: only its sender can edit or delete it")]
+    NotYourMessage(String),
     /// A photo cannot be sent (format, size, damage); nothing was queued.
     #[error(transparent)]
     Photo(#[from] photo::PhotoError),

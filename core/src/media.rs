@@ -467,7 +467,13 @@ mod tests {
         };
         let body = Body::new(codec::encode(&body).unwrap()).unwrap();
         let request = RequestId([7; 16]);
-        let send = Request::Send { request, room: RoomId(1), body, attachments: List::empty() };
+        let send = Request::Send {
+            request,
+            room: RoomId(1),
+            body,
+            attachments: List::empty(),
+            redacts: None,
+        };
         std::fs::write(at("outgoing/x.txt"), &plain).unwrap();
         c.execute(
             "INSERT INTO outbox (request_id, operation, state, created_ms, upload_path)

@@ -87,6 +87,75 @@ pub struct Message {
     pub video: Option<VideoView>,
     /// The call this event records, if it is a call record.
     pub call: Option<CallView>,
+    /// The message this one replies to, quoted.
+    pub reply_to: Option<Quote>,
+    /// Its sender edited it: `text` is the last version (crate::relations).
+    pub edited: bool,
+    /// Its sender deleted it for everyone: a stub, nothing of its content is left.
+    pub deleted: bool,
+    /// Reactions, by emoji in order of first use.
+    pub reactions: Vec<Reaction>,
+}
+
+/// The message a reply quotes: enough to show it and to jump to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Quote {
+    /// Its request id.
+    pub request_id: String,
+    /// Its seq, once the server has it.
+    pub seq: Option<Seq>,
+    /// Its timeline position (to jump to); `None` while it is not on this device (not
+    /// received yet, or deleted for me).
+    pub position: Option<i64>,
+    /// Who sent it (when it is here).
+    pub sender: Option<String>,
+    /// The start of its text, as it shows now (edited, or the deleted stub).
+    pub text: Option<String>,
+}
+
+/// A message found by search ([`crate::Client::search`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SearchHit {
+    /// Its room.
+    pub room: RoomKey,
+    /// The room's name, as the room list shows it.
+    pub room_name: String,
+    /// Its seq (`None` while pending).
+    pub seq: Option<Seq>,
+    /// Its timeline position, to jump to.
+    pub position: i64,
+    /// Its request id.
+    pub request_id: String,
+    /// Who sent it.
+    pub sender: String,
+    /// When (Unix ms).
+    pub at_ms: i64,
+    /// The part of its text around the matching words, in order.
+    pub snippet: Vec<SnippetPart>,
+}
+
+/// A piece of a search snippet: a matching word or the text between.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SnippetPart {
+    /// The text.
+    pub text: String,
+    /// Whether it matched (shown highlighted).
+    pub hit: bool,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Reaction {
+    /// The emoji.
+    pub emoji: String,
+    /// Who reacted with it (usernames); its count is their number.
+    pub users: Vec<String>,
+    /// Whether I am one of them (the UI toggles it).
+    pub mine: bool,
 }
 
 /// A membership or naming event in a timeline (the facts; the UI words them, with the

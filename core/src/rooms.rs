@@ -283,7 +283,7 @@ impl<'a> Room<'a> {
             .send_queue()
             .enqueue(Target::Room(self.room), None, move |request, room| {
                 let (send, echo) = crate::send_queue::rename_message(request, room, name, body);
-                (send, Some(echo))
+                (send, Some(echo.into()))
             })
             .await?;
         Ok(request)
@@ -332,6 +332,56 @@ impl<'a> Room<'a> {
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
+    }
+
+    /// The request id of message `seq` (how edits, deletions, reactions and replies name it).
+    pub async fn message_at(&self, seq: Seq) -> Result<tidings_proto::RequestId, Error> {
+        let room = self.room;
+        let found: Option<Vec<u8>> = self
+            .client
+            .db(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT request_id FROM events
+                     WHERE room_id = ?1 AND seq = ?2 AND is_message = 1 AND hidden = 0",
+                )?
+                .query_row(params![room, seq as i64], |r| r.get(0))
+                .optional()?)
+            })
+            .await?;
+        found
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(tidings_proto::RequestId)
+            .ok_or_else(|| Error::NoSuchMessage(format!("#{seq}")))
+    }
+
+    /// Deletes message `to` for me: it no longer shows on this device (everyone else, and my
+    /// other devices, keep it; crate::relations).
+    pub async fn delete_for_me(&self, to: tidings_proto::RequestId) -> Result<(), Error> {
+        let room = self.room;
+        let hidden = self
+            .client
+            .db(move |c| {
+                let tx = c.transaction()?;
+                let hidden: Option<i64> = tx
+                    .prepare_cached(
+                        "UPDATE events SET hidden = 1
+                         WHERE request_id = ?1 AND room_id = ?2 AND is_message = 1 AND hidden = 0
+                         RETURNING id",
+                    )?
+                    .query_row(params![&to.0[..], room], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = hidden {
+                    crate::search::index::forget(&tx, id)?;
+                }
+                tx.commit()?;
+                Ok(usize::from(hidden.is_some()))
+            })
+            .await?;
+        if hidden == 0 {
+            return Err(Error::NoSuchMessage(to.to_string()));
+        }
+        self.client.emit([crate::model::Event::TimelineChanged { room }]);
+        Ok(())
     }
 
     /// Tells the room's other members I am (or stopped) typing: over the live session, or

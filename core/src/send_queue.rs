@@ -24,6 +24,7 @@ use crate::{
     apply::{MessageBody, PENDING_POSITION},
     client::{new_request_id, now_ms, request_string},
     model::{Event, OutboxEntry, RoomKey},
+    relations::{MessageRef, Relation, RelationKind},
     Client, Error,
 };
 
@@ -38,6 +39,20 @@ impl Client {
 #[derive(Debug, Clone, Copy)]
 pub struct SendQueue<'a> {
     client: &'a Client,
+}
+
+/// What an enqueued operation shows at once, written in its transaction.
+pub(crate) enum Echo {
+    /// Its local echo: the room's newest event, pending.
+    Event(EventContent),
+    /// My edit, deletion or reaction of a message of the room: applied to it at once.
+    Relation(Relation),
+}
+
+impl From<EventContent> for Echo {
+    fn from(content: EventContent) -> Self {
+        Self::Event(content)
+    }
 }
 
 /// Where an enqueued operation goes.
@@ -130,7 +145,16 @@ impl SendQueue<'_> {
                     )
                     .optional()?;
                 let (req, room, upload, uploaded) = row.ok_or(Error::NoSuchOutboxItem(id))?;
-                tx.execute("DELETE FROM events WHERE request_id = ?1 AND seq IS NULL", [&req])?;
+                let echo: Option<i64> = tx
+                    .query_row(
+                        "DELETE FROM events WHERE request_id = ?1 AND seq IS NULL RETURNING id",
+                        [&req],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(echo) = echo {
+                    crate::search::index::forget(&tx, echo)?;
+                }
                 tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
                 tx.commit()?;
                 // The file it would have uploaded goes too (once uploaded it is the media
@@ -154,7 +178,7 @@ impl SendQueue<'_> {
         &self,
         target: Target,
         upload: Option<String>,
-        make: impl FnOnce(RequestId, RoomId) -> (Request, Option<EventContent>) + Send + 'static,
+        make: impl FnOnce(RequestId, RoomId) -> (Request, Option<Echo>) + Send + 'static,
     ) -> Result<(RoomKey, RequestId), Error> {
         let (room, request) = self
             .client
@@ -195,9 +219,18 @@ impl SendQueue<'_> {
                         queue_operation(&tx, room, &accept, None, now)?;
                     }
                 }
+                if let Some(Echo::Relation(relation)) = &echo {
+                    crate::relations::check_mine(&tx, room, me, relation)?;
+                }
                 queue_operation(&tx, room, &operation, upload.as_deref(), now)?;
-                if let Some(echo) = echo {
-                    write_echo(&tx, room, &request, me, now, &echo)?;
+                match echo {
+                    Some(Echo::Event(echo)) => write_echo(&tx, room, &request, me, now, &echo)?,
+                    Some(Echo::Relation(relation)) => {
+                        // After everything logged, in the order queued.
+                        let position = PENDING_POSITION + tx.last_insert_rowid();
+                        crate::relations::take(&tx, room, me, &request, position, now, &relation)?;
+                    }
+                    None => {}
                 }
                 // A new group's name follows its creation, sealed.
                 if let Some(name) = new_name {
@@ -267,9 +300,45 @@ impl RoomSendQueue<'_> {
         self.send(body, Some(file)).await
     }
 
-    /// Queues a message with its local echo. `upload` is the file (relative to the profile)
-    /// the queue uploads first as the message's attachment; it is deleted if queueing fails.
+    /// Sends a text message replying to message `to` (its request id), which it quotes.
+    pub async fn reply(&self, to: RequestId, text: &str) -> Result<RequestId, Error> {
+        let body = MessageBody { reply_to: Some(message_ref(to)), ..MessageBody::text(text) };
+        self.send(body, None).await
+    }
+
+    /// Replaces the text (a photo's caption) of my message `to`: shown as edited on every
+    /// device, the earlier versions kept ([`crate::relations`]). Also offline, also while
+    /// `to` is pending.
+    pub async fn edit(&self, to: RequestId, text: &str) -> Result<RequestId, Error> {
+        self.relate(to, RelationKind::Edit { text: text.to_owned() }).await
+    }
+
+    /// Deletes my message `to` for everyone: its content goes on every device, a stub stays.
+    pub async fn delete_for_everyone(&self, to: RequestId) -> Result<RequestId, Error> {
+        self.relate(to, RelationKind::Delete).await
+    }
+
+    /// Reacts to message `to` with `emoji` (toggled off by [`Self::unreact`]).
+    pub async fn react(&self, to: RequestId, emoji: &str) -> Result<RequestId, Error> {
+        self.relate(to, RelationKind::React { emoji: crate::relations::emoji(emoji)? }).await
+    }
+
+    /// Takes back my reaction `emoji` to message `to`.
+    pub async fn unreact(&self, to: RequestId, emoji: &str) -> Result<RequestId, Error> {
+        self.relate(to, RelationKind::Unreact { emoji: crate::relations::emoji(emoji)? }).await
+    }
+
+    /// Queues relation `kind` of message `to`, applied here at once.
+    async fn relate(&self, to: RequestId, kind: RelationKind) -> Result<RequestId, Error> {
+        let relates = Some(Relation { to: message_ref(to), kind });
+        self.send(MessageBody { relates, ..MessageBody::text("") }, None).await
+    }
+
+    /// Queues a message with its local echo (for a relation, its effect on the message it is
+    /// about). `upload` is the file (relative to the profile) the queue uploads first as the
+    /// message's attachment; it is deleted if queueing fails.
     async fn send(&self, body: MessageBody, upload: Option<String>) -> Result<RequestId, Error> {
+        let relation = body.relates.clone();
         let queued = async {
             let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
             // It is sealed for the room's group at flush: the sealed message must still fit
@@ -291,7 +360,18 @@ impl RoomSendQueue<'_> {
                         body: body.clone(),
                         attachments: attachments.clone(),
                     };
-                    (Request::Send { request, room, body, attachments }, Some(echo))
+                    // A deletion for everyone also has the server drop the message.
+                    let redacts = match &relation {
+                        Some(Relation { to, kind: RelationKind::Delete }) => {
+                            <[u8; 16]>::try_from(to.as_bytes()).ok().map(RequestId)
+                        }
+                        _ => None,
+                    };
+                    let echo = match relation {
+                        Some(relation) => Echo::Relation(relation),
+                        None => Echo::Event(echo),
+                    };
+                    (Request::Send { request, room, body, attachments, redacts }, Some(echo))
                 })
                 .await
         }
@@ -307,6 +387,11 @@ impl RoomSendQueue<'_> {
     }
 }
 
+/// How a body names message `to`.
+fn message_ref(to: RequestId) -> MessageRef {
+    MessageRef::new(to.0.to_vec()).expect("a request id is 16 bytes")
+}
+
 /// The message renaming a group room `name` — sealed for the room's group like any message,
 /// so the server never sees a group's name — and its echo (core/src/apply.rs turns the
 /// message into a rename where it is opened).
@@ -316,7 +401,7 @@ pub(crate) fn rename_message(
     name: tidings_proto::RoomName,
     body: Body,
 ) -> (Request, EventContent) {
-    let send = Request::Send { request, room, body, attachments: List::empty() };
+    let send = Request::Send { request, room, body, attachments: List::empty(), redacts: None };
     (send, EventContent::Renamed { name })
 }
 
@@ -344,7 +429,7 @@ fn quiet_message(tx: &Connection, room: RoomId, body: Body) -> Result<Request, E
     let request = new_request_id();
     tx.prepare_cached("INSERT INTO quiet_messages (request_id) VALUES (?1)")?
         .execute([&request.0[..]])?;
-    Ok(Request::Send { request, room, body, attachments: List::empty() })
+    Ok(Request::Send { request, room, body, attachments: List::empty(), redacts: None })
 }
 
 /// Queues `body` into `room` (server id `room_id`) as a quiet message (a verification proof).
@@ -409,6 +494,9 @@ fn write_echo(
         "UPDATE events SET position = ?2 WHERE id = ?1",
         params![id, PENDING_POSITION + id],
     )?;
+    if let Some(text) = crate::search::index::searchable(echo) {
+        crate::search::index::put(tx, id, &text)?;
+    }
     if let EventContent::Renamed { name } = echo {
         tx.execute("UPDATE rooms SET name = ?2 WHERE id = ?1", params![room, name.as_str()])?;
         return Ok(());

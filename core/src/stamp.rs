@@ -17,3 +17,8 @@ pub(crate) fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// A stored request id as text (empty if the bytes are not one).
+pub(crate) fn request_string(bytes: &[u8]) -> String {
+    <[u8; 16]>::try_from(bytes).map(|b| RequestId(b).to_string()).unwrap_or_default()
+}

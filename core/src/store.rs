@@ -53,6 +53,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0014_verification", include_str!("../../migrations/0014_verification.sql")),
     ("0015_link_history", include_str!("../../migrations/0015_link_history.sql")),
     ("0016_media_at_rest", include_str!("../../migrations/0016_media_at_rest.sql")),
+    ("0017_relations", include_str!("../../migrations/0017_relations.sql")),
+    ("0018_search", include_str!("../../migrations/0018_search.sql")),
 ];
 
 /// The schema version this build writes.

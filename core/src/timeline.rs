@@ -7,7 +7,7 @@
 //! members' lowest receipt watermarks, which the room row keeps (delivered, read).
 
 use rusqlite::{params, OptionalExtension};
-use tidings_proto::{codec, EventContent, Seq};
+use tidings_proto::{codec, EventContent, RequestId, Seq};
 
 use crate::{
     client::request_string,
@@ -15,7 +15,7 @@ use crate::{
         neutral_name, CallView, FileView, ImageView, Message, MessageState, Notice, RoomKey,
         SecurityIssue, VideoView,
     },
-    Client, Error,
+    relations, Client, Error,
 };
 
 /// See [`crate::rooms::Room::timeline`].
@@ -44,10 +44,11 @@ impl Timeline<'_> {
                     .unwrap_or_default();
                 let mut st = c.prepare_cached(
                     "SELECT e.seq, e.request_id, e.sender, e.content, e.position,
-                        coalesce(u.username, '?'), e.at_ms, o.state, e.security
+                        coalesce(u.username, '?'), e.at_ms, o.state, e.security, e.deleted,
+                        EXISTS (SELECT 1 FROM relations r WHERE r.target = e.request_id)
                  FROM events e LEFT JOIN users u ON u.id = e.sender
                  LEFT JOIN outbox o ON o.request_id = e.request_id
-                 WHERE e.room_id = ?1 AND e.position < ?2
+                 WHERE e.room_id = ?1 AND e.position < ?2 AND e.hidden = 0
                  ORDER BY e.position DESC LIMIT ?3",
                 )?;
                 let rows =
@@ -61,15 +62,43 @@ impl Timeline<'_> {
                             r.get::<_, i64>(6)?,
                             r.get::<_, Option<String>>(7)?,
                             r.get::<_, Option<String>>(8)?,
+                            r.get::<_, bool>(9)?,
+                            r.get::<_, bool>(10)?,
                         ))
                     })?;
+                let me = crate::account::my_id(c).unwrap_or(0);
                 let mut out = Vec::new();
                 for row in rows {
-                    let (seq, req, content, position, sender, at_ms, outbox, security) = row?;
+                    let (
+                        seq,
+                        req,
+                        content,
+                        position,
+                        sender,
+                        at_ms,
+                        outbox,
+                        security,
+                        deleted,
+                        related,
+                    ) = row?;
                     let seq = seq.map(|s| s as Seq);
-                    let shown = match security.as_deref().and_then(SecurityIssue::from_name) {
+                    let mut shown = match security.as_deref().and_then(SecurityIssue::from_name) {
                         Some(issue) => security_notice(issue, &sender),
                         None => view(&content),
+                    };
+                    let mut edited = false;
+                    let mut reactions = Vec::new();
+                    if deleted {
+                        shown.text = relations::DELETED_TEXT.into();
+                    } else if related {
+                        if let Some(text) = relations::last_edit(c, &req)? {
+                            (shown.text, edited) = (text, true);
+                        }
+                        reactions = relations::reactions(c, room, &req, me)?;
+                    }
+                    let reply_to = match &shown.reply_to {
+                        Some(to) if !deleted => Some(relations::quote(c, room, to.as_bytes())?),
+                        _ => None,
                     };
                     out.push(Message {
                         room,
@@ -91,8 +120,35 @@ impl Timeline<'_> {
                         file: shown.file,
                         video: shown.video,
                         call: shown.call,
+                        reply_to,
+                        edited,
+                        deleted,
+                        reactions,
                     });
                 }
+                Ok(out)
+            })
+            .await
+    }
+}
+
+impl Timeline<'_> {
+    /// The edit history of message `request`: its text as first sent, then each edit, oldest
+    /// first, with when it was made (Unix ms). Empty for a message not here or deleted.
+    pub async fn versions(&self, request: RequestId) -> Result<Vec<(String, i64)>, Error> {
+        let room = self.room;
+        self.client
+            .db(move |c| {
+                let first: Option<(Vec<u8>, i64)> = c
+                    .prepare_cached(
+                        "SELECT content, at_ms FROM events
+                         WHERE request_id = ?1 AND room_id = ?2 AND deleted = 0 AND hidden = 0",
+                    )?
+                    .query_row(params![&request.0[..], room], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((content, at_ms)) = first else { return Ok(Vec::new()) };
+                let mut out = vec![(view(&content).text, at_ms)];
+                out.extend(relations::edits(c, &request.0)?);
                 Ok(out)
             })
             .await
@@ -102,6 +158,7 @@ impl Timeline<'_> {
 /// What a stored event shows in the timeline: its text and its attachment's views.
 struct Shown {
     text: String,
+    reply_to: Option<relations::MessageRef>,
     notice: Option<Notice>,
     image: Option<ImageView>,
     file: Option<FileView>,
@@ -129,6 +186,7 @@ fn security_notice(issue: SecurityIssue, sender: &str) -> Shown {
     };
     Shown {
         text,
+        reply_to: None,
         notice: Some(Notice::Security { issue }),
         image: None,
         file: None,
@@ -140,6 +198,7 @@ fn security_notice(issue: SecurityIssue, sender: &str) -> Shown {
 fn view(content: &[u8]) -> Shown {
     let none = |text: String| Shown {
         text,
+        reply_to: None,
         notice: None,
         image: None,
         file: None,
@@ -182,6 +241,7 @@ fn view(content: &[u8]) -> Shown {
     let media = attachments.iter().next().map(|m| m.0);
     Shown {
         text,
+        reply_to: body.reply_to,
         notice: None,
         image: body.image.map(|i| ImageView {
             width: i.width,

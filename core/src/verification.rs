@@ -30,7 +30,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{
     e2ee::{self, Identity, IdentityKey, LeafId},
@@ -70,18 +70,7 @@ impl Trust {
     }
 }
 
-/// What a verification proof message carries (inside a sealed [`crate::apply::MessageBody`]):
-/// the sender verified `user`'s identity key `key` — by scanning `user`'s contact code, whose
-/// secret makes `proof` (crate::e2ee's `proof`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProofBody {
-    /// Whom the sender verified.
-    pub user: i64,
-    /// Their identity key, as the sender saw it (hex).
-    pub key: String,
-    /// The proof under their contact code's secret (hex).
-    pub proof: String,
-}
+pub use crate::body::ProofBody;
 
 /// The stored key and trust of `user`, if this device has seen their key.
 pub(crate) fn stored(c: &Connection, user: i64) -> Result<Option<(IdentityKey, Trust)>, Error> {

@@ -101,6 +101,7 @@ impl Member {
             room,
             body: Blob::new(body).unwrap(),
             attachments: List::empty(),
+            redacts: None,
         };
         match self.client.request(send).await.unwrap() {
             Ok(Reply::Logged { seq, .. }) => Ok(seq),

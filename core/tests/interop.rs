@@ -317,6 +317,7 @@ impl<C: MlsConfig> MlsRsDevice<C> {
             room,
             body: Blob::new(sealed.to_bytes().unwrap()).unwrap(),
             attachments: List::empty(),
+            redacts: None,
         };
         self.logged(send).await
     }

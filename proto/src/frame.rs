@@ -226,6 +226,11 @@ pub enum Request {
         body: Body,
         /// Media this message references; members may download them.
         attachments: List<MediaId, MAX_ATTACHMENTS>,
+        /// A deletion for everyone: the request id of the sender's own earlier message in
+        /// this room, whose content and media the server drops as it logs this one (the
+        /// server learns that a message was deleted, never what it said). Absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redacts: Option<RequestId>,
     },
     /// An MLS handshake for the room's group, logged as one event ([`EventContent::Mls`]).
     /// In a room with no group yet it sets the group up: `group_info` names the group and

@@ -63,6 +63,28 @@ impl fmt::Display for RequestId {
     }
 }
 
+/// Text that is not a request id (32 hexadecimal digits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a request id (32 hexadecimal digits)")]
+pub struct BadRequestId(pub String);
+
+impl std::str::FromStr for RequestId {
+    type Err = BadRequestId;
+
+    /// Reads what [`fmt::Display`] writes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadRequestId(s.chars().take(40).collect());
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self(out))
+    }
+}
+
 impl Serialize for RequestId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(&self.0)
@@ -84,5 +106,27 @@ impl<'de> Deserialize<'de> for RequestId {
             }
         }
         d.deserialize_bytes(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_id_reads_back_what_it_writes_and_nothing_else() {
+        let id = RequestId(*b"\x00\x01\x7f\x80\xff0123456789a");
+        assert_eq!(id.to_string().parse::<RequestId>(), Ok(id));
+        assert_eq!("00017F80FF3031323334353637383961".parse::<RequestId>(), Ok(id));
+        for bad in [
+            "",
+            "0001",
+            &"0".repeat(33),
+            &"g".repeat(32),
+            "+1+2+3+4+5+6+7+8+9+a+b+c+d+e+f+0",
+            "é".repeat(16).as_str(),
+        ] {
+            assert!(bad.parse::<RequestId>().is_err(), "{bad:?}");
+        }
     }
 }

@@ -631,7 +631,7 @@ impl Conn {
                 })
                 .await
             }
-            Request::Send { room, body, attachments, .. } => {
+            Request::Send { room, body, attachments, redacts, .. } => {
                 self.mutate(&request, move |tx, actor| {
                     agreed_member_only(tx, room, actor)?;
                     crate::mls::check_body(tx, room, body.as_bytes())?;
@@ -644,6 +644,9 @@ impl Conn {
                         if !crate::media::may_read(tx, actor.user, *media)? {
                             return Err(OpError::new(ErrorCode::NotFound, "no such media"));
                         }
+                    }
+                    if let Some(target) = redacts {
+                        roomlog::redact(tx, room, actor.user, target)?;
                     }
                     let refs = attachments.to_vec();
                     let mut change = Change::new(room, EventContent::Message { body, attachments });

@@ -257,6 +257,40 @@ pub fn find_request(
         .optional()?)
 }
 
+/// Drops the content of message `target` (its request id) of `room`, deleted for everyone
+/// by its sender `user`: the event stays in the log, in its place, as a message with an
+/// empty body and no attachments (clients show a deleted stub), and its media are no longer
+/// referenced, so the media sweep deletes them. A message not logged (yet) is left alone;
+/// anyone else's is refused.
+pub fn redact(
+    conn: &Connection,
+    room: RoomId,
+    user: UserId,
+    target: RequestId,
+) -> Result<(), OpError> {
+    let logged: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM requests WHERE request_id = ?1 AND room_id = ?2")?
+        .query_row(params![&target.0[..], room.0], |r| r.get(0))
+        .optional()?;
+    let Some(seq) = logged else { return Ok(()) };
+    let stored: Vec<u8> = conn
+        .prepare_cached("SELECT event FROM events WHERE room_id = ?1 AND seq = ?2")?
+        .query_row(params![room.0, seq], |r| r.get(0))?;
+    let mut event: RoomEvent = codec::decode(&stored).map_err(OpError::internal)?;
+    if event.sender != user || !matches!(event.content, EventContent::Message { .. }) {
+        return Err(OpError::forbidden("only a message's sender deletes it for everyone"));
+    }
+    event.content = EventContent::Message {
+        body: tidings_proto::Body::new(Vec::new()).map_err(OpError::internal)?,
+        attachments: List::empty(),
+    };
+    conn.prepare_cached("UPDATE events SET event = ?3 WHERE room_id = ?1 AND seq = ?2")?
+        .execute(params![room.0, seq, codec::encode(&event).map_err(OpError::internal)?])?;
+    conn.prepare_cached("DELETE FROM message_media WHERE room_id = ?1 AND seq = ?2")?
+        .execute(params![room.0, seq])?;
+    Ok(())
+}
+
 /// Records the answer to a committed mutation.
 pub fn record_request(
     conn: &Connection,

@@ -44,6 +44,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_consent", include_str!("../migrations/0006_consent.sql")),
     ("0007_e2ee", include_str!("../migrations/0007_e2ee.sql")),
     ("0008_links", include_str!("../migrations/0008_links.sql")),
+    ("0009_redaction", include_str!("../migrations/0009_redaction.sql")),
 ];
 
 /// What can go wrong opening or using the database.

@@ -348,6 +348,7 @@ fn fuzz_all(seconds: u32) -> anyhow::Result<()> {
         "mls_group",
         "mls_join",
         "sealed_file",
+        "message_body",
     ] {
         fuzz(target, seconds)?;
     }

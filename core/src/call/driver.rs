@@ -597,7 +597,7 @@ impl Driver {
         queue
             .enqueue(Target::Room(room), None, move |request, server| {
                 let echo = EventContent::Call(record.clone());
-                (Request::RecordCall { request, room: server, record }, Some(echo))
+                (Request::RecordCall { request, room: server, record }, Some(echo.into()))
             })
             .await
             .map(|_| ())

@@ -194,7 +194,7 @@ impl Model {
                 }
                 _ => Err(forbidden()),
             },
-            Request::Send { request, room, body, attachments } => {
+            Request::Send { request, room, body, attachments, .. } => {
                 // The epoch rule, after idempotency: a resend is answered as the first time.
                 let answered = self.answers.contains_key(&(device, request.0));
                 match self.room(room).map(|r| &r.group) {

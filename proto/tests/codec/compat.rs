@@ -282,6 +282,7 @@ fn an_older_server_ignores_fields_a_newer_client_adds() {
         room: RoomId(2),
         body,
         attachments: List::empty(),
+        redacts: None,
     };
     assert_eq!(decoded.unwrap(), ClientFrame { id: 1, request: expected });
 }

@@ -182,8 +182,14 @@ pub fn request() -> impl Strategy<Value = Request> {
             room,
             name
         }),
-        (request_id(), room(), blob(), list(media())).prop_map(
-            |(request, room, body, attachments)| Request::Send { request, room, body, attachments }
+        (request_id(), room(), blob(), list(media()), option::of(request_id())).prop_map(
+            |(request, room, body, attachments, redacts)| Request::Send {
+                request,
+                room,
+                body,
+                attachments,
+                redacts
+            }
         ),
         (request_id(), room(), call_record())
             .prop_map(|(request, room, record)| Request::RecordCall { request, room, record }),

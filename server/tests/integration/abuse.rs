@@ -446,6 +446,7 @@ async fn media_no_message_lists_is_swept_and_sent_media_stays() {
         room,
         body: body("look"),
         attachments: tidings_proto::bounded::List::new(vec![sent]).unwrap(),
+        redacts: None,
     };
     alice.request(photo).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;

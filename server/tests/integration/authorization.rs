@@ -307,6 +307,7 @@ impl World {
             room,
             body: body("a photo"),
             attachments: List::new(vec![media]).unwrap(),
+            redacts: None,
         };
         alice.request(photo).await.unwrap().unwrap();
         // The former members could read the media while they were members.

@@ -13,7 +13,13 @@ pub fn body(text: &str) -> Body {
 
 /// A Send request with a fresh request id.
 pub fn send(room: RoomId, text: &str) -> Request {
-    Request::Send { request: request_id(), room, body: body(text), attachments: List::empty() }
+    Request::Send {
+        request: request_id(),
+        room,
+        body: body(text),
+        attachments: List::empty(),
+        redacts: None,
+    }
 }
 
 /// Creates a group room of `creator` with `members`; returns its id.

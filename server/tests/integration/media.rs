@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream;
 use serde_json::json;
-use tidings_proto::{bounded::List, ErrorCode, EventContent, MediaId, Request, RoomId, Token};
+use tidings_proto::{
+    bounded::List, ErrorCode, EventContent, MediaId, Reply, Request, RoomId, Token,
+};
 use tidings_testkit::{request_id, Client, TestServer};
 use tokio::io::AsyncWriteExt;
 
@@ -48,6 +50,7 @@ fn send_with(room: RoomId, text: &str, attachments: Vec<MediaId>) -> Request {
         room,
         body: body(text),
         attachments: List::new(attachments).unwrap(),
+        redacts: None,
     }
 }
 
@@ -296,4 +299,58 @@ async fn an_abandoned_upload_is_forgotten_after_its_ttl_with_its_partial_bytes()
     assert_eq!(call(reqwest::Method::GET, old, token, &[], vec![]).await.0, 404, "forgotten");
     let fresh = format!("{}.part", fresh["upload"].as_str().unwrap());
     assert_eq!(media_files(&server), [fresh], "only the new upload's file is left");
+}
+
+#[tokio::test]
+async fn a_deletion_for_everyone_drops_the_message_and_its_media_and_only_its_sender_deletes() {
+    let server = TestServer::start_with(|c| {
+        c.unreferenced_media_grace = Duration::from_millis(300);
+        c.sweep_interval = Duration::from_millis(200);
+    })
+    .await
+    .unwrap();
+    let mut alice = Client::sign_up(&server.ws_url(), "alice").await.unwrap();
+    let mut bob = Client::sign_up(&server.ws_url(), "bob").await.unwrap();
+    let room = befriend(&mut alice, &mut bob).await;
+    let http = server.http_url();
+    let media = upload(&http, &alice.me().token, b"a photo to take back".to_vec()).await.unwrap();
+    let photo = send_with(room, "a photo", vec![media]);
+    let Request::Send { request: photo_request, .. } = photo.clone() else { unreachable!() };
+    let Reply::Logged { seq, .. } = alice.request(photo).await.unwrap().unwrap() else {
+        panic!("not logged")
+    };
+    let deleting = |redacts| Request::Send {
+        request: request_id(),
+        room,
+        body: body("(sealed: a deletion)"),
+        attachments: List::empty(),
+        redacts: Some(redacts),
+    };
+    // Bob may not delete alice's message: refused, nothing logged, nothing dropped.
+    let before = bob.room_log(room).await.unwrap().len();
+    let err = bob.request(deleting(photo_request)).await.unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::Forbidden, "{err:?}");
+    assert_eq!(bob.room_log(room).await.unwrap().len(), before);
+    assert_eq!(download(&http, &bob.me().token, media).await.unwrap(), b"a photo to take back");
+
+    // Alice may: the deletion is logged, and the message keeps its place with no content.
+    alice.request(deleting(photo_request)).await.unwrap().unwrap();
+    let log = bob.room_log(room).await.unwrap();
+    assert_eq!(log.len(), before + 1);
+    let dropped = log.iter().find(|e| e.seq == seq).unwrap();
+    match &dropped.content {
+        EventContent::Message { body, attachments } => {
+            assert!(body.as_bytes().is_empty() && attachments.is_empty(), "{dropped:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Its media is no longer any message's: the sweep deletes it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while download(&http, &bob.me().token, media).await.is_ok() {
+        assert!(Instant::now() < deadline, "the media is still served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(media_files(&server).is_empty(), "{:?}", media_files(&server));
+    // A deletion naming a message not in the log (yet) logs and drops nothing else.
+    alice.request(deleting(request_id())).await.unwrap().unwrap();
 }

@@ -64,6 +64,7 @@ async fn a_resent_request_id_gets_the_same_seq_and_no_second_event() {
         room,
         body: body("something else"),
         attachments: List::empty(),
+        redacts: None,
     };
     let err = alice.request(reused).await.unwrap().unwrap_err();
     assert_eq!(err.code, ErrorCode::RequestIdReused);
