@@ -13,6 +13,10 @@ pub fn typescript() -> String {
     let decls = [
         tidings_core::RoomSummary::decl(&cfg),
         tidings_core::Message::decl(&cfg),
+        tidings_core::Quote::decl(&cfg),
+        tidings_core::Reaction::decl(&cfg),
+        tidings_core::SearchHit::decl(&cfg),
+        tidings_core::SnippetPart::decl(&cfg),
         tidings_core::MessageState::decl(&cfg),
         tidings_core::ImageView::decl(&cfg),
         tidings_core::FileView::decl(&cfg),

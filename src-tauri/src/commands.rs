@@ -256,6 +256,78 @@ pub async fn send_text(app: State<'_, App>, room: RoomKey, text: String) -> Resu
     Ok(())
 }
 
+/// A message named by the UI (its `request_id`).
+fn message_id(to: &str) -> Result<tidings_proto::RequestId> {
+    to.parse().map_err(|_| AppError::new(ErrorCode::NoSuchMessage, "That message is not here."))
+}
+
+#[tauri::command]
+pub async fn reply(app: State<'_, App>, room: RoomKey, to: String, text: String) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(AppError::new(ErrorCode::Invalid, "Type a reply first."));
+    }
+    app.client.room(room).send_queue().reply(message_id(&to)?, &text).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn edit_message(
+    app: State<'_, App>,
+    room: RoomKey,
+    to: String,
+    text: String,
+) -> Result<()> {
+    app.client.room(room).send_queue().edit(message_id(&to)?, &text).await?;
+    Ok(())
+}
+
+/// Deletes a message for everyone (mine only) or, with `for_everyone` false, on this device.
+#[tauri::command]
+pub async fn delete_message(
+    app: State<'_, App>,
+    room: RoomKey,
+    to: String,
+    for_everyone: bool,
+) -> Result<()> {
+    let (room, to) = (app.client.room(room), message_id(&to)?);
+    if for_everyone {
+        room.send_queue().delete_for_everyone(to).await?;
+    } else {
+        room.delete_for_me(to).await?;
+    }
+    Ok(())
+}
+
+/// Adds (`on`) or takes back my reaction `emoji` to a message.
+#[tauri::command]
+pub async fn react(
+    app: State<'_, App>,
+    room: RoomKey,
+    to: String,
+    emoji: String,
+    on: bool,
+) -> Result<()> {
+    let (queue, to) = (app.client.room(room).send_queue(), message_id(&to)?);
+    if on {
+        queue.react(to, &emoji).await?;
+    } else {
+        queue.unreact(to, &emoji).await?;
+    }
+    Ok(())
+}
+
+/// Messages on this device matching `query` (every word as a prefix), newest first, in
+/// `room` or all rooms.
+#[tauri::command]
+pub async fn search(
+    app: State<'_, App>,
+    query: String,
+    room: Option<RoomKey>,
+    limit: u32,
+) -> Result<Vec<tidings_core::SearchHit>> {
+    Ok(app.client.search(&query, room, limit as usize).await?)
+}
+
 /// A picked or dropped file, as raw bytes with `room` and `name` (URI-encoded) headers:
 /// photos are sent as photos (made right by the core), anything else as a file.
 #[tauri::command]

@@ -16,6 +16,10 @@ pub enum ErrorCode {
     NotAMember,
     /// No failed outbox item with that id.
     NoSuchOutboxItem,
+    /// No such message in that room (or it was deleted).
+    NoSuchMessage,
+    /// Only a message's sender edits it or deletes it for everyone.
+    NotYourMessage,
     /// No photo in that message.
     NoSuchImage,
     /// The picture cannot be sent (format, size, damage).
@@ -86,6 +90,8 @@ impl From<tidings_core::Error> for AppError {
             E::NoSuchRoom(_) => ErrorCode::NoSuchRoom,
             E::NotAMember(_) => ErrorCode::NotAMember,
             E::NoSuchOutboxItem(_) => ErrorCode::NoSuchOutboxItem,
+            E::NoSuchMessage(_) => ErrorCode::NoSuchMessage,
+            E::NotYourMessage(_) => ErrorCode::NotYourMessage,
             E::NoSuchImage { .. } => ErrorCode::NoSuchImage,
             E::Photo(_) => ErrorCode::BadPhoto,
             E::Scan(_) => ErrorCode::NoCode,

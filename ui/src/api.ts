@@ -15,6 +15,7 @@ import type {
   Message,
   OutboxEntry,
   RoomSummary,
+  SearchHit,
   SessionView,
   Startup,
   Trust,
@@ -56,6 +57,12 @@ export const api = {
     invoke<Message[]>("messages", { room, before, limit }),
   readBy: (room: number, seq: number) => invoke<MemberReceipt[]>("read_by", { room, seq }),
   sendText: (room: number, text: string) => invoke<void>("send_text", { room, text }),
+  reply: (room: number, to: string, text: string) => invoke<void>("reply", { room, to, text }),
+  editMessage: (room: number, to: string, text: string) => invoke<void>("edit_message", { room, to, text }),
+  deleteMessage: (room: number, to: string, forEveryone: boolean) =>
+    invoke<void>("delete_message", { room, to, forEveryone }),
+  react: (room: number, to: string, emoji: string, on: boolean) => invoke<void>("react", { room, to, emoji, on }),
+  search: (query: string, room: number | null, limit: number) => invoke<SearchHit[]>("search", { query, room, limit }),
   sendAttachment: async (room: number, file: File) =>
     invoke<void>("send_attachment", new Uint8Array(await file.arrayBuffer()), {
       headers: { room: String(room), name: encodeURIComponent(file.name || "file") },

@@ -106,7 +106,104 @@ video: VideoView | null,
 /**
  * The call this event records, if it is a call record.
  */
-call: CallView | null, };
+call: CallView | null, 
+/**
+ * The message this one replies to, quoted.
+ */
+reply_to: Quote | null, 
+/**
+ * Its sender edited it: `text` is the last version (crate::relations).
+ */
+edited: boolean, 
+/**
+ * Its sender deleted it for everyone: a stub, nothing of its content is left.
+ */
+deleted: boolean, 
+/**
+ * Reactions, by emoji in order of first use.
+ */
+reactions: Array<Reaction>, };
+
+export type Quote = { 
+/**
+ * Its request id.
+ */
+request_id: string, 
+/**
+ * Its seq, once the server has it.
+ */
+seq: number | null, 
+/**
+ * Its timeline position (to jump to); `None` while it is not on this device (not
+ * received yet, or deleted for me).
+ */
+position: number | null, 
+/**
+ * Who sent it (when it is here).
+ */
+sender: string | null, 
+/**
+ * The start of its text, as it shows now (edited, or the deleted stub).
+ */
+text: string | null, };
+
+export type Reaction = { 
+/**
+ * The emoji.
+ */
+emoji: string, 
+/**
+ * Who reacted with it (usernames); its count is their number.
+ */
+users: Array<string>, 
+/**
+ * Whether I am one of them (the UI toggles it).
+ */
+mine: boolean, };
+
+export type SearchHit = { 
+/**
+ * Its room.
+ */
+room: number, 
+/**
+ * The room's name, as the room list shows it.
+ */
+room_name: string, 
+/**
+ * Its seq (`None` while pending).
+ */
+seq: number | null, 
+/**
+ * Its timeline position, to jump to.
+ */
+position: number, 
+/**
+ * Its request id.
+ */
+request_id: string, 
+/**
+ * Who sent it.
+ */
+sender: string, 
+/**
+ * When (Unix ms).
+ */
+at_ms: number, 
+/**
+ * The part of its text around the matching words, in order.
+ */
+snippet: Array<SnippetPart>, };
+
+export type SnippetPart = { 
+/**
+ * The text.
+ */
+text: string, 
+/**
+ * Whether it matched (shown highlighted).
+ */
+hit: boolean, };
 
 export type MessageState = "pending" | "failed" | "sent" | "delivered" | "read";
 
@@ -513,4 +610,4 @@ message: string,
  */
 reason: string | null, };
 
-export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "bad_link_code" | "foreign_server" | "invalid" | "no_shared_encryption" | "key_mismatch" | "key_changed" | "security_code_mismatch" | "bad_verify_code" | "address" | "tls" | "network" | "server" | "file" | "internal";
+export type ErrorCode = "not_signed_in" | "no_such_room" | "not_a_member" | "no_such_outbox_item" | "no_such_message" | "not_your_message" | "no_such_image" | "bad_photo" | "no_code" | "bad_contact_code" | "bad_link_code" | "foreign_server" | "invalid" | "no_shared_encryption" | "key_mismatch" | "key_changed" | "security_code_mismatch" | "bad_verify_code" | "address" | "tls" | "network" | "server" | "file" | "internal";

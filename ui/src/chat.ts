@@ -13,11 +13,18 @@ import { icon } from "./icons";
 import { store } from "./store";
 
 const PAGE = 50;
+const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
+
+/** The start of a message's text, for a quote or the composer's context line. */
+function short(text: string): string {
+  const one = text.replace(/\s+/g, " ").trim();
+  return one.length > 80 ? `${one.slice(0, 79)}…` : one;
+}
 const TYPING_REFRESH_MS = 3000;
 const TYPING_IDLE_MS = 4000;
 
 /** Builds the chat pane for `room`; returns it and a disposer. */
-export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLElement; dispose: () => void } {
+export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLElement; dispose: () => void; jump: (request: string, position: number | null) => Promise<void> } {
   let messages: Message[] = []; // oldest first
   let exhausted = false;
   let loadingOlder = false;
@@ -39,10 +46,29 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   const attach = h("button", { type: "button", class: "icon", id: "attach-button", title: "Attach a photo or file", "aria-label": "Attach a photo or file", onclick: () => file.click() }, icon("clip"));
   const send = h("button", { class: "primary send", id: "send-button", type: "submit", "aria-label": "Send" }, icon("send"));
   const composer = h("form", { class: "composer" }, attach, file, text, send);
+  // Replying to or editing a message: said above the composer, Escape or ✕ cancels.
+  let replying: Message | null = null;
+  let editing: Message | null = null;
+  const contextText = h("p", { id: "composer-context-text" });
+  const context = h("div", { class: "composer-context", id: "composer-context", hidden: true },
+    contextText,
+    h("button", { type: "button", class: "icon", id: "composer-context-cancel", "aria-label": "Cancel", title: "Cancel", onclick: () => setContext(null, null) }, icon("close")));
+  const setContext = (reply: Message | null, edit: Message | null) => {
+    if (editing && !edit) text.value = ""; // leaving an edit drops its text
+    replying = reply;
+    editing = edit;
+    context.hidden = reply === null && edit === null;
+    if (reply) fill(contextText, "Replying to ", h("strong", {}, reply.sender), `: ${short(reply.text)}`);
+    if (edit) {
+      fill(contextText, h("strong", {}, "Editing"), `: ${short(edit.text)}`);
+      text.value = edit.text;
+    }
+    text.focus();
+  };
   const drop = h("div", { class: "drop-hint", hidden: true }, "Drop to send");
   const request = requestBar(room, error, onLeft);
   const held = heldBar(error, () => void checkHeld());
-  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, held.el, list, error, request, composer, drop);
+  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, held.el, list, error, request, context, composer, drop);
   if (!room.member) {
     composer.hidden = true;
     error.textContent = "You are no longer a member of this chat.";
@@ -68,6 +94,11 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       const security = m.notice.kind === "security" ? ` security ${m.notice.issue}` : "";
       return h("div", { class: `event${security}` }, noticeText(m.notice, m.sender));
     }
+    if (m.deleted) {
+      return h("article", { class: `msg ${mine ? "mine" : "theirs"} deleted`, "data-seq": m.seq ?? "", "data-request": m.request_id },
+        h("p", { class: "text muted" }, "Message deleted"),
+        h("div", { class: "meta" }, h("time", { datetime: new Date(m.at_ms).toISOString() }, clock(m.at_ms)), actionsButton(m, mine)));
+    }
     const t = tick(m.state);
     const ticks = mine
       ? h("button", { class: t.cls, "aria-label": t.label, title: t.label, type: "button", "data-state": m.state, disabled: room.direct || m.seq === null,
@@ -75,13 +106,79 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       : null;
     return h("article", { class: `msg ${mine ? "mine" : "theirs"} ${m.state}`, "data-seq": m.seq ?? "", "data-request": m.request_id },
       !mine && !room.direct ? h("div", { class: "sender" }, m.sender) : null,
+      m.reply_to ? quote(m.reply_to) : null,
       m.image ? photo(m) : null,
       m.file && !m.image ? h("div", { class: "file" }, icon("file"), " ", h("span", {}, m.file.name), h("span", { class: "muted small" }, ` ${bytes(Number(m.file.size))}`)) : null,
       caption(m) !== null ? h("p", { class: "text" }, richText(caption(m)!)) : null,
-      h("div", { class: "meta" }, h("time", { datetime: new Date(m.at_ms).toISOString() }, clock(m.at_ms)), ticks),
+      m.reactions.length > 0 ? h("div", { class: "reactions" }, m.reactions.map((r) =>
+        h("button", { type: "button", class: `reaction${r.mine ? " mine" : ""}`, "aria-pressed": String(r.mine), title: r.users.join(", "),
+          "aria-label": `${r.emoji} ${r.users.length}, ${r.users.join(", ")}`, onclick: () => void act(() => api.react(room.room, m.request_id, r.emoji, !r.mine)) },
+        `${r.emoji} ${r.users.length}`))) : null,
+      h("div", { class: "meta" }, m.edited ? h("span", { class: "edited" }, "edited") : null,
+        h("time", { datetime: new Date(m.at_ms).toISOString() }, clock(m.at_ms)), ticks, actionsButton(m, mine)),
       m.state === "failed" ? h("div", { class: "failed-note" }, "Not sent. ", h("button", { type: "button", class: "link", onclick: () => retryMessage(m) }, "Retry")) : null,
     );
   };
+
+  // Message actions ----------------------------------------------------------------------
+  const act = async (f: () => Promise<void>) => {
+    error.textContent = "";
+    try {
+      await f();
+    } catch (e) {
+      error.textContent = errorText(e);
+    }
+  };
+  const quote = (q: NonNullable<Message["reply_to"]>): HTMLElement =>
+    h("button", { type: "button", class: "quote", "data-to": q.request_id, disabled: q.position === null, onclick: () => void jumpTo(q.request_id, q.position) },
+      h("strong", {}, q.sender ?? ""), h("span", {}, q.text === null ? "Message not available" : short(q.text)));
+  // Scrolls to a message, loading older pages until it is there.
+  const jumpTo = async (request: string, position: number | null) => {
+    const find = () => list.querySelector<HTMLElement>(`[data-request="${CSS.escape(request)}"]`);
+    while (!find() && !exhausted && position !== null && messages.length > 0 && messages[0].position > position) await loadOlder();
+    const el = find();
+    if (!el) return;
+    el.scrollIntoView({ block: "center" });
+    el.classList.add("flash");
+    window.setTimeout(() => el.classList.remove("flash"), 1500);
+  };
+  const actionsButton = (m: Message, mine: boolean): HTMLElement =>
+    h("button", { type: "button", class: "icon msg-actions", "aria-label": "Message actions", title: "More", "aria-haspopup": "menu",
+      onclick: (ev: globalThis.Event) => { ev.stopPropagation(); openMenu(m, mine, ev.currentTarget as HTMLElement); } }, "⋯");
+  const closeMenu = () => document.querySelector("#message-menu")?.remove();
+  const openMenu = (m: Message, mine: boolean, at: HTMLElement) => {
+    closeMenu();
+    const item = (id: string, label: string, f: () => void, cls = "") =>
+      h("button", { type: "button", role: "menuitem", id, class: cls, onclick: () => { closeMenu(); f(); } }, label);
+    const sent = m.seq !== null || mine;
+    const menu = h("div", { class: "message-menu", id: "message-menu", role: "menu", "aria-label": "Message actions" },
+      m.deleted ? null : h("div", { class: "quick-reactions", role: "group", "aria-label": "React" }, QUICK_REACTIONS.map((e) => {
+        const on = m.reactions.some((r) => r.emoji === e && r.mine);
+        return h("button", { type: "button", role: "menuitemcheckbox", "aria-checked": String(on), class: on ? "mine" : "", onclick: () => { closeMenu(); void act(() => api.react(room.room, m.request_id, e, !on)); } }, e);
+      })),
+      m.deleted || !sent ? null : item("menu-reply", "Reply", () => setContext(m, null)),
+      mine && !m.deleted ? item("menu-edit", "Edit", () => setContext(null, m)) : null,
+      mine && !m.deleted ? h("button", { type: "button", role: "menuitem", id: "menu-delete-everyone", class: "danger",
+        // Asked in place (a second press), not with window.confirm, which some web views
+        // the app runs in do not show.
+        onclick: (ev: globalThis.Event) => {
+          const b = ev.currentTarget as HTMLButtonElement;
+          if (b.dataset.armed !== "true") {
+            b.dataset.armed = "true";
+            b.textContent = "Delete for everyone? Press again";
+            return;
+          }
+          closeMenu();
+          void act(() => api.deleteMessage(room.room, m.request_id, true));
+        } }, "Delete for everyone") : null,
+      item("menu-delete-me", "Delete for me", () => void act(() => api.deleteMessage(room.room, m.request_id, false)), "danger"));
+    at.closest(".msg")?.append(menu);
+    (menu.querySelector("button") as HTMLElement | null)?.focus();
+  };
+  const onOutside = (ev: MouseEvent) => {
+    if (!(ev.target as Element | null)?.closest("#message-menu")) closeMenu();
+  };
+  document.addEventListener("click", onOutside);
 
   const photo = (m: Message): HTMLElement => {
     const img = m.image!;
@@ -182,8 +279,12 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     text.value = "";
     text.style.height = "auto";
     stopTyping();
+    const [reply, edit] = [replying, editing];
     try {
-      await api.sendText(room.room, value);
+      if (edit) await api.editMessage(room.room, edit.request_id, value);
+      else if (reply) await api.reply(room.room, reply.request_id, value);
+      else await api.sendText(room.room, value);
+      if (reply || edit) setContext(null, null);
     } catch (e) {
       text.value = value;
       error.textContent = errorText(e);
@@ -209,6 +310,10 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     void submit();
   });
   text.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && (replying || editing)) {
+      ev.preventDefault();
+      setContext(null, null);
+    }
     if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
       ev.preventDefault();
       void submit();
@@ -270,17 +375,22 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   const onFocus = () => void markRead();
   window.addEventListener("focus", onFocus);
 
-  void loadNewest();
+  const loaded = loadNewest();
   void checkHeld();
   showTyping();
   queueMicrotask(() => text.focus());
   return {
     el: pane,
+    jump: async (request, position) => {
+      await loaded;
+      await jumpTo(request, position);
+    },
     dispose: () => {
       off();
       observer.disconnect();
       stopTyping();
       window.removeEventListener("focus", onFocus);
+      document.removeEventListener("click", onOutside);
     },
   };
 }

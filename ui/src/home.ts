@@ -5,7 +5,8 @@
 // profile of 1,000 rooms costs what 20 do (WebKit keeps a painted backing store for the
 // whole scrollable content; 1,000 painted rows cost ~300 MB in the web process).
 
-import type { RoomSummary } from "./bindings";
+import { api, errorText } from "./api";
+import type { RoomSummary, SearchHit } from "./bindings";
 import { fill, h } from "./dom";
 import { chatPane } from "./chat";
 import { closeDialogs, contactsDialog, newChatDialog, pendingDialog, settingsDialog } from "./dialogs";
@@ -24,7 +25,7 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
   const list = h("ul", { class: "room-list", id: "room-list", "aria-label": "Chats" });
   const scroller = h("div", { class: "room-scroll" }, list);
   const main = h("div", { class: "pane" });
-  let chat: { el: HTMLElement; dispose: () => void } | null = null;
+  let chat: ReturnType<typeof chatPane> | null = null;
 
   const closeChat = () => {
     chat?.dispose();
@@ -35,7 +36,7 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
     renderList();
   };
 
-  const open = async (room: number) => {
+  const open = async (room: number, at?: { request: string; position: number }) => {
     // A room made a moment ago (a new chat, an added contact) may not be listed yet.
     if (!store.room(room)) await store.loadRooms();
     const r = store.room(room);
@@ -46,7 +47,51 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
     fill(main, chat.el);
     screen.classList.add("chat-open");
     renderList();
+    if (at) void chat.jump(at.request, at.position);
   };
+
+  // Search: every word as a prefix, in all chats or only the open one, newest first. The
+  // results replace the chat list while there is a query; picking one opens its chat at it.
+  const searchBox = h("input", { type: "search", id: "search", placeholder: "Search messages", "aria-label": "Search messages", maxlength: 256, autocomplete: "off" });
+  const here = h("input", { type: "checkbox", id: "search-here" });
+  const hereLabel = h("label", { class: "search-here", hidden: true }, here, " Only this chat");
+  const results = h("ul", { class: "search-results", id: "search-results", "aria-label": "Search results", hidden: true });
+  let searching = 0;
+  let debounce: number | undefined;
+  const runSearch = async () => {
+    const n = ++searching;
+    const query = searchBox.value.trim();
+    hereLabel.hidden = store.current === null;
+    results.hidden = query === "";
+    scroller.hidden = query !== "";
+    if (query === "") return;
+    const room = here.checked && store.current !== null ? store.current : null;
+    let hits: SearchHit[];
+    try {
+      hits = await api.search(query, room, 50);
+    } catch (e) {
+      if (n === searching) fill(results, h("li", { class: "muted static" }, errorText(e)));
+      return;
+    }
+    if (n !== searching) return;
+    fill(results, hits.length === 0 ? h("li", { class: "muted static", id: "search-none" }, "No messages found") : hits.map((hit) =>
+      h("li", {}, h("button", { type: "button", class: "search-hit", "data-room": hit.room, "data-request": hit.request_id,
+        onclick: () => void open(hit.room, { request: hit.request_id, position: hit.position }) },
+      h("span", { class: "room-top" }, h("span", { class: "room-name" }, hit.room_name), h("span", { class: "when" }, dayLabel(hit.at_ms))),
+      h("span", { class: "snippet" }, h("span", { class: "sender" }, `${hit.sender}: `),
+        hit.snippet.map((p) => (p.hit ? h("mark", {}, p.text) : p.text)))))));
+  };
+  searchBox.addEventListener("input", () => {
+    window.clearTimeout(debounce);
+    debounce = window.setTimeout(() => void runSearch(), 120);
+  });
+  searchBox.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") {
+      searchBox.value = "";
+      void runSearch();
+    }
+  });
+  here.addEventListener("change", () => void runSearch());
 
   // What the pane says with no chat open follows the list (which loads after this screen).
   const hint = h("p", { id: "empty-hint" });
@@ -146,12 +191,14 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
         h("button", { class: "icon", id: "contacts-button", "aria-label": "Contacts and my QR code", title: "Contacts", type: "button", onclick: () => contactsDialog(open) }, icon("qr")),
         h("button", { class: "icon", id: "new-chat-button", "aria-label": "New chat", title: "New chat", type: "button", onclick: () => newChatDialog(open) }, icon("edit")),
         h("button", { class: "icon", id: "settings-button", "aria-label": "Settings", title: "Settings", type: "button", onclick: () => settingsDialog(signedOut) }, icon("settings")))),
-    bannerEl, pending, scroller);
+    h("div", { class: "search-bar", role: "search" }, searchBox, hereLabel),
+    bannerEl, pending, scroller, results);
   const back = h("button", { class: "back icon", type: "button", "aria-label": "Back to chats", onclick: closeChat }, icon("back"));
   const screen = h("div", { class: "home" }, side, h("main", { class: "main" }, back, main));
 
   const off = store.on(() => {
     renderList();
+    hereLabel.hidden = store.current === null;
     showHint();
     if (store.current !== null && !store.room(store.current) && chat) closeChat();
   });

@@ -320,6 +320,136 @@ describe("chats", () => {
   });
 });
 
+describe("what people do with messages", () => {
+  const bubble = (seq) => `#timeline article.msg[data-seq="${seq}"]`;
+  const menu = async (page, seq) => {
+    await page.hover(bubble(seq));
+    await page.click(`${bubble(seq)} .msg-actions`);
+    await page.waitForSelector("#message-menu");
+  };
+
+  it("replies to a message, quoting it, and jumps to it from the quote", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(1));
+    await menu(page, 1);
+    await page.click("#menu-reply");
+    assert.match(await page.textContent("#composer-context"), /Replying to bob: Dinner tomorrow\?/);
+    await page.fill("#composer", "Yes!");
+    await page.press("#composer", "Enter");
+    await page.waitForSelector("#timeline article.mine.pending .quote");
+    assert.deepEqual(await calls(page, "reply"), [{ room: 1, to: "r1-1-16", text: "Yes!" }]);
+    assert.deepEqual(await calls(page, "send_text"), []);
+    assert.equal(await page.isHidden("#composer-context"), true);
+    assert.match(await page.textContent("#timeline article.pending .quote"), /bobDinner tomorrow\?/);
+    await page.click("#timeline article.pending .quote");
+    await page.waitForSelector(`${bubble(1)}.flash`);
+    // Escape cancels a reply: the next message is a plain one.
+    await menu(page, 3);
+    await page.click("#menu-reply");
+    await page.press("#composer", "Escape");
+    assert.equal(await page.isHidden("#composer-context"), true);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("edits my message, shown as edited; only mine offer Edit and Delete for everyone", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(2));
+    await menu(page, 3);
+    assert.equal(await page.$("#menu-edit"), null, "bob's message");
+    assert.equal(await page.$("#menu-delete-everyone"), null);
+    await page.click("#timeline"); // closes the menu
+    await page.waitForSelector("#message-menu", { state: "detached" });
+    await menu(page, 2);
+    await page.click("#menu-edit");
+    assert.equal(await page.inputValue("#composer"), "Sounds good");
+    await page.fill("#composer", "Sounds great");
+    await page.press("#composer", "Enter");
+    await page.waitForSelector(`${bubble(2)} .edited`);
+    assert.deepEqual(await calls(page, "edit_message"), [{ room: 1, to: "r1-2-11", text: "Sounds great" }]);
+    assert.equal(await page.textContent(`${bubble(2)} .text`), "Sounds great");
+    await page.close();
+  });
+
+  it("reacts and takes a reaction back, from the menu and from the count", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(`${bubble(3)} .reaction`);
+    assert.equal(await page.textContent(`${bubble(3)} .reaction`), "🎉 1");
+    await menu(page, 3);
+    await page.click('#message-menu .quick-reactions button:has-text("👍")');
+    await page.waitForFunction(() => document.querySelectorAll('#timeline article.msg[data-seq="3"] .reaction').length === 2);
+    assert.equal(await page.getAttribute(`${bubble(3)} .reaction.mine`, "aria-pressed"), "true");
+    // Joining bob's 🎉 by its count, then taking mine back.
+    await page.click(`${bubble(3)} .reaction:has-text("🎉")`);
+    await page.waitForFunction(() => document.querySelector('#timeline article.msg[data-seq="3"] .reaction')?.textContent === "🎉 2");
+    await page.click(`${bubble(3)} .reaction:has-text("👍")`);
+    await page.waitForFunction(() => document.querySelectorAll('#timeline article.msg[data-seq="3"] .reaction').length === 1);
+    assert.deepEqual((await calls(page, "react")).map((c) => [c.emoji, c.on]), [["👍", true], ["🎉", true], ["👍", false]]);
+    await page.close();
+  });
+
+  it("deletes my message for everyone after asking again, and anyone's for me", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(2));
+    await menu(page, 2);
+    await page.click("#menu-delete-everyone");
+    // Asked once more in place; only the second press deletes.
+    assert.match(await page.textContent("#menu-delete-everyone"), /Press again/);
+    assert.deepEqual(await calls(page, "delete_message"), []);
+    await page.click("#menu-delete-everyone");
+    await page.waitForSelector(`${bubble(2)}.deleted`);
+    assert.equal(await page.textContent(`${bubble(2)} .text`), "Message deleted");
+    await menu(page, 4);
+    await page.click("#menu-delete-me");
+    await page.waitForSelector(bubble(4), { state: "detached" });
+    assert.deepEqual(await calls(page, "delete_message"), [
+      { room: 1, to: "r1-2-11", forEveryone: true },
+      { room: 1, to: "r1-4-39", forEveryone: false },
+    ]);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+});
+
+describe("search", () => {
+  it("finds messages in every chat with the words marked, and opens the chat at one", async () => {
+    const page = await open("signed-in");
+    await page.waitForSelector("#room-list button.room");
+    await page.fill("#search", "SEE 6");
+    await page.waitForSelector("#search-results .search-hit");
+    assert.equal(await page.isHidden("#room-list"), true);
+    const hits = await page.$$eval("#search-results .search-hit", (els) => els.map((e) => [e.querySelector(".room-name")?.textContent, [...e.querySelectorAll("mark")].map((m) => m.textContent)]));
+    assert.deepEqual(hits, [["bob", ["See", "6"]]]);
+    assert.deepEqual((await calls(page, "search")).at(-1), { query: "SEE 6", room: null, limit: 50 });
+    await page.click("#search-results .search-hit");
+    await page.waitForSelector('#timeline article.msg[data-seq="3"].flash');
+    // Nothing found, said; Escape brings the chat list back.
+    await page.fill("#search", "zebra");
+    await page.waitForSelector("#search-none");
+    await page.press("#search", "Escape");
+    await page.waitForSelector("#room-list button.room");
+    assert.equal(await page.isHidden("#search-results"), true);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("searches only the open chat when asked", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="2"]');
+    await page.waitForSelector("#timeline article.msg");
+    await page.fill("#search", "s");
+    await page.waitForSelector("#search-results .search-hit");
+    await page.check("#search-here");
+    await page.waitForFunction(() => [...document.querySelectorAll("#search-results .search-hit")].every((e) => e.getAttribute("data-room") === "2"));
+    assert.deepEqual((await calls(page, "search")).at(-1), { query: "s", room: 2, limit: 50 });
+    await page.close();
+  });
+});
+
 describe("calls", () => {
   it("rings, accepts, shows the timer and a clear busy ending", async () => {
     const page = await open("signed-in");

@@ -4,7 +4,7 @@
 
 import { mockIPC } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
-import type { Device, Message, OutboxEntry, RoomSummary, Startup, Trust } from "../../src/bindings";
+import type { Device, Message, OutboxEntry, RoomSummary, SearchHit, Startup, Trust } from "../../src/bindings";
 
 declare global {
   interface Window {
@@ -28,6 +28,7 @@ function message(room: number, seq: number | null, sender: string, text: string,
   return {
     room, seq, request_id: `r${room}-${seq ?? "p"}-${text.length}`, sender, at_ms: at, text, notice: null, state,
     position: seq === null ? 2 ** 52 : seq << 20, image: null, file: null, video: null, call: null,
+    reply_to: null, edited: false, deleted: false, reactions: [],
   };
 }
 
@@ -48,7 +49,7 @@ export function install(scenario: string) {
   const messages: Record<number, Message[]> = {
     1: [
       message(1, 4, "bob", "Menu: https://example.org/menu?day=fri.", today(30_000), "sent"),
-      message(1, 3, "bob", "See you at 6?", today(60_000), "sent"),
+      { ...message(1, 3, "bob", "See you at 6?", today(60_000), "sent"), reactions: [{ emoji: "🎉", users: ["bob"], mine: false }] },
       message(1, 2, "ann", "Sounds good", yesterdayNoon + 3_600_000, "read"),
       message(1, 1, "bob", "Dinner tomorrow?", yesterdayNoon, "sent"),
     ],
@@ -129,6 +130,52 @@ export function install(scenario: string) {
         list.unshift(message(Number(a.room), null, "ann", String(a.text), Date.now(), "pending"));
         void emit("core", [{ kind: "timeline_changed", room: Number(a.room) }]);
         return null;
+      }
+      case "reply": {
+        const list = messages[Number(a.room)];
+        const to = list.find((m) => m.request_id === a.to)!;
+        list.unshift({ ...message(Number(a.room), null, "ann", String(a.text), Date.now(), "pending"),
+          reply_to: { request_id: to.request_id, seq: to.seq, position: to.position, sender: to.sender, text: to.text } });
+        void emit("core", [{ kind: "timeline_changed", room: Number(a.room) }]);
+        return null;
+      }
+      case "edit_message":
+      case "delete_message":
+      case "react": {
+        const list = messages[Number(a.room)];
+        const i = list.findIndex((m) => m.request_id === a.to);
+        const m = list[i];
+        if (cmd === "edit_message") Object.assign(m, { text: String(a.text), edited: true });
+        if (cmd === "delete_message" && a.forEveryone) Object.assign(m, { text: "message deleted", deleted: true, reactions: [] });
+        if (cmd === "delete_message" && !a.forEveryone) list.splice(i, 1);
+        if (cmd === "react") {
+          const emoji = String(a.emoji);
+          const r = m.reactions.find((x) => x.emoji === emoji) ?? { emoji, users: [], mine: false };
+          r.users = r.users.filter((u) => u !== "ann").concat(a.on ? ["ann"] : []);
+          r.mine = Boolean(a.on);
+          // In order of first use, as the core keeps them.
+          const at = m.reactions.findIndex((x) => x.emoji === emoji);
+          if (at < 0 && r.users.length > 0) m.reactions.push(r);
+          else if (at >= 0 && r.users.length > 0) m.reactions[at] = r;
+          else if (at >= 0) m.reactions.splice(at, 1);
+        }
+        void emit("core", [{ kind: "timeline_changed", room: Number(a.room) }]);
+        return null;
+      }
+      case "search": {
+        // Every word as a prefix of a word of the text, case ignored; newest first.
+        const words = String(a.query).toLowerCase().split(/\W+/u).filter(Boolean);
+        const hits: SearchHit[] = [];
+        for (const r of rooms) {
+          if (a.room !== null && a.room !== undefined && Number(a.room) !== r.room) continue;
+          for (const m of messages[r.room] ?? []) {
+            const tokens = m.text.toLowerCase().split(/\W+/u);
+            if (m.deleted || words.length === 0 || !words.every((w) => tokens.some((t) => t.startsWith(w)))) continue;
+            const snippet = m.text.split(/(\W+)/u).filter(Boolean).map((t) => ({ text: t, hit: words.some((w) => t.toLowerCase().startsWith(w)) }));
+            hits.push({ room: r.room, room_name: r.name, seq: m.seq, position: m.position, request_id: m.request_id, sender: m.sender, at_ms: m.at_ms, snippet });
+          }
+        }
+        return hits.sort((x, y) => y.at_ms - x.at_ms).slice(0, Number(a.limit));
       }
       case "retry": {
         outbox.splice(0, outbox.length);

@@ -5,6 +5,7 @@ import type { Message } from "../../src/bindings";
 const msg = (at: number): Message => ({
   room: 1, seq: 1, request_id: "r", sender: "a", at_ms: at, text: "t", notice: null, state: "sent",
   position: 1, image: null, file: null, video: null, call: null,
+  reply_to: null, edited: false, deleted: false, reactions: [],
 });
 
 describe("ticks", () => {
