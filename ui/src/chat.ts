@@ -83,6 +83,11 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       groups.map((g) => h("section", { class: "day", "aria-label": dayLabel(g.at) },
         h("h3", { class: "day-label" }, h("span", {}, dayLabel(g.at))),
         g.messages.map((m) => bubble(m, m.sender === me)))));
+    // A menu open on a message stays open as the timeline redraws (a message arriving).
+    const open = messages.find((m) => m.request_id === menuFor);
+    const at = open ? list.querySelector<HTMLElement>(`[data-request="${CSS.escape(open.request_id)}"] .msg-actions`) : null;
+    if (open && at) openMenu(open, open.sender === me, at, false);
+    else menuFor = null;
     if (nearBottom) list.scrollTop = list.scrollHeight;
   };
 
@@ -145,9 +150,14 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   const actionsButton = (m: Message, mine: boolean): HTMLElement =>
     h("button", { type: "button", class: "icon msg-actions", "aria-label": "Message actions", title: "More", "aria-haspopup": "menu",
       onclick: (ev: globalThis.Event) => { ev.stopPropagation(); openMenu(m, mine, ev.currentTarget as HTMLElement); } }, "⋯");
-  const closeMenu = () => document.querySelector("#message-menu")?.remove();
-  const openMenu = (m: Message, mine: boolean, at: HTMLElement) => {
+  let menuFor: string | null = null;
+  const closeMenu = () => {
+    menuFor = null;
+    document.querySelector("#message-menu")?.remove();
+  };
+  const openMenu = (m: Message, mine: boolean, at: HTMLElement, focus = true) => {
     closeMenu();
+    menuFor = m.request_id;
     const item = (id: string, label: string, f: () => void, cls = "") =>
       h("button", { type: "button", role: "menuitem", id, class: cls, onclick: () => { closeMenu(); f(); } }, label);
     const sent = m.seq !== null || mine;
@@ -173,7 +183,7 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
         } }, "Delete for everyone") : null,
       item("menu-delete-me", "Delete for me", () => void act(() => api.deleteMessage(room.room, m.request_id, false)), "danger"));
     at.closest(".msg")?.append(menu);
-    (menu.querySelector("button") as HTMLElement | null)?.focus();
+    if (focus) (menu.querySelector("button") as HTMLElement | null)?.focus();
   };
   const onOutside = (ev: MouseEvent) => {
     if (!(ev.target as Element | null)?.closest("#message-menu")) closeMenu();

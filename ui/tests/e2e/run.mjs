@@ -309,6 +309,56 @@ try {
   assert.ok(coloured > 20, `emoji drawn in colour (${coloured} coloured pixels)`);
   console.log("ok - emoji in colour");
 
+  // What people do with messages, from each message's menu: Bob reacts and replies; Ann
+  // edits hers, deletes one for everyone (asked again in place) and finds one by search.
+  // The menu is opened and pressed inside the page (the timeline re-renders as sync events
+  // arrive, and a WebDriver click on a bubble just replaced is lost).
+  const press = (b, words, item) => b.execute((w, it) => {
+    const bubble = [...document.querySelectorAll("#timeline article.msg")].find((a) => a.querySelector(".text")?.textContent.includes(w));
+    if (!bubble) return false;
+    if (!bubble.querySelector("#message-menu")) bubble.querySelector(".msg-actions")?.click();
+    const target = bubble.querySelector(it);
+    target?.click();
+    return target !== null;
+  }, words, item);
+  const fromMenu = (b, words, item) => until(`${item} on "${words}"`, () => press(b, words, item));
+  const timelineHas = (b, f) => b.execute(f);
+  await fromMenu(bob, "Dinner at 7", ".quick-reactions button");
+  await until("ann sees bob's reaction", () => timelineHas(ann, () => [...document.querySelectorAll("#timeline .reaction")].some((r) => r.textContent === "👍 1")));
+  await fromMenu(ann, "Dinner at 7", "#menu-edit");
+  await send(ann, "Hi Bob! Dinner at 8?");
+  await until("bob sees the edit", () => timelineHas(bob, () => {
+    const t = document.querySelector("#timeline").textContent;
+    return t.includes("Dinner at 8?") && !t.includes("Dinner at 7?") && document.querySelectorAll("#timeline .edited").length === 1;
+  }));
+  await fromMenu(bob, "Dinner at 8", "#menu-reply");
+  await send(bob, "8 works for me");
+  await until("ann sees the reply's quote", () => timelineHas(ann, () => [...document.querySelectorAll("#timeline .quote")].some((q) => q.textContent.includes("Dinner at 8"))));
+  await send(ann, "oops, wrong chat");
+  await until("bob sees the slip", () => timelineHas(bob, () => document.querySelector("#timeline").textContent.includes("oops, wrong chat")));
+  // Pressed until it is gone: the second press deletes, unless a re-render closed the menu
+  // in between (then it is asked again).
+  await until("ann deletes it for everyone", async () => {
+    const gone = await timelineHas(ann, () => !document.querySelector("#timeline").textContent.includes("oops"));
+    if (!gone) await press(ann, "oops, wrong chat", "#menu-delete-everyone");
+    return gone;
+  }, 30_000);
+  for (const [who, b] of [["ann", ann], ["bob", bob]]) {
+    await until(`deleted for ${who}`, () => timelineHas(b, () => {
+      const t = document.querySelector("#timeline").textContent;
+      return !t.includes("oops") && t.includes("Message deleted");
+    }));
+  }
+  await (await ann.$("#search")).setValue("dinner");
+  await until("ann finds it by search", () => ann.execute(() => document.querySelector("#search-results")?.textContent.includes("Dinner at 8") ?? false));
+  await ann.execute(() => {
+    const box = document.querySelector("#search");
+    box.value = "";
+    box.dispatchEvent(new Event("input"));
+  });
+  await until("the chat list back", () => ann.execute(() => document.querySelector("#search-results")?.hidden ?? false));
+  console.log("ok - reacted, edited, replied, deleted for everyone, found by search");
+
   // A photo: Bob sees its thumbnail.
   await pickFile(ann, "#attach-input", PHOTO);
   await until("the photo sent", async () => (await ann.$$("#timeline article.mine img.photo")).length === 1 && (await lastMineState(ann)) !== "pending", 60_000);
