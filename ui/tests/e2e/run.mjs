@@ -427,7 +427,8 @@ try {
   await until("two devices in ann's settings", async () => (await ann.$$("#device-list li")).length === 2);
   await ann.keys("Escape");
   await openRoom(laptop, `bob${suffix}`);
-  await until("the linked device shows the chat from before", async () => (await text(laptop, "#timeline")).includes("Hi Bob! Dinner at 7?"), 30_000);
+  // As it shows now: edited (the archive carries a message's last edit).
+  await until("the linked device shows the chat from before", async () => (await text(laptop, "#timeline")).includes("Hi Bob! Dinner at 8?"), 30_000);
   await send(bob, "Hello to Ann's new laptop");
   await until("the linked device reads bob's message", async () => (await text(laptop, "#timeline")).includes("Hello to Ann's new laptop"), 30_000);
   await shot(laptop, "linked");
