@@ -848,8 +848,7 @@ fn fill(
             .prepare_cached("SELECT sender, request_id, position, at_ms FROM events WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         tx.prepare_cached("DELETE FROM events WHERE id = ?1")?.execute([id])?;
-        if let Ok(request) = <[u8; 16]>::try_from(request) {
-            let request = tidings_proto::RequestId(request);
+        if let Some(request) = crate::stamp::request_id(&request) {
             crate::relations::take(tx, room, sender, &request, position, at_ms, relation)?;
         }
         return Ok(Filled::PassedOver(id));

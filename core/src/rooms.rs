@@ -349,8 +349,7 @@ impl<'a> Room<'a> {
             })
             .await?;
         found
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .map(tidings_proto::RequestId)
+            .and_then(|b| crate::stamp::request_id(&b))
             .ok_or_else(|| Error::NoSuchMessage(format!("#{seq}")))
     }
 

@@ -363,7 +363,7 @@ impl RoomSendQueue<'_> {
                     // A deletion for everyone also has the server drop the message.
                     let redacts = match &relation {
                         Some(Relation { to, kind: RelationKind::Delete }) => {
-                            <[u8; 16]>::try_from(to.as_bytes()).ok().map(RequestId)
+                            crate::stamp::request_id(to.as_bytes())
                         }
                         _ => None,
                     };

@@ -18,7 +18,12 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The request id stored as `bytes`, if they are one (16 bytes).
+pub(crate) fn request_id(bytes: &[u8]) -> Option<RequestId> {
+    <[u8; 16]>::try_from(bytes).ok().map(RequestId)
+}
+
 /// A stored request id as text (empty if the bytes are not one).
 pub(crate) fn request_string(bytes: &[u8]) -> String {
-    <[u8; 16]>::try_from(bytes).map(|b| RequestId(b).to_string()).unwrap_or_default()
+    request_id(bytes).map(|r| r.to_string()).unwrap_or_default()
 }
