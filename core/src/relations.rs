@@ -139,10 +139,26 @@ pub(crate) fn confirm_mine(
     position: i64,
     at_ms: i64,
 ) -> Result<bool, Error> {
-    Ok(tx
+    let mine = tx
         .prepare_cached("UPDATE relations SET position = ?2, at_ms = ?3 WHERE request_id = ?1")?
         .execute(params![&request.0[..], position, at_ms])?
-        > 0)
+        > 0;
+    if mine {
+        // No longer needed to recognise it (see [`remember_mine`]).
+        tx.prepare_cached("DELETE FROM quiet_messages WHERE request_id = ?1")?
+            .execute([&request.0[..]])?;
+    }
+    Ok(mine)
+}
+
+/// Remembers my relation `request`, queued from this device, as one to pass over when the
+/// log brings it back: if its message is erased meanwhile (deleted by its sender, or expired),
+/// its row goes with it, and this device — which cannot open its own messages — would
+/// otherwise not know it for one of its own relations.
+pub(crate) fn remember_mine(tx: &Connection, request: &RequestId) -> Result<(), Error> {
+    tx.prepare_cached("INSERT OR IGNORE INTO quiet_messages (request_id) VALUES (?1)")?
+        .execute([&request.0[..]])?;
+    Ok(())
 }
 
 /// Message `request` (sent by `sender`) was just stored in `room`: a deletion by its sender
@@ -169,7 +185,7 @@ pub(crate) fn arrived(
 /// content becomes an empty message (a stub), its edits and reactions go. Its attachments'
 /// keys went with the content, so their cached copies (sealed with those keys) can no longer
 /// be opened; they are first out of the cache.
-fn erase(tx: &Connection, room: RoomKey, to: &[u8], sender: i64) -> Result<(), Error> {
+pub(crate) fn erase(tx: &Connection, room: RoomKey, to: &[u8], sender: i64) -> Result<(), Error> {
     let Some(content) = tx
         .prepare_cached(
             "SELECT content FROM events
@@ -351,62 +367,12 @@ mod tests {
     //! The rules, through apply on a real store: who may edit or delete, log order, a
     //! deletion before its message, reactions toggled, and what refuses.
 
-    use rusqlite::Connection;
-    use tidings_proto::{bounded::List, DeviceId, RequestId, RoomEvent, RoomId, Seq, UserId};
+    use tidings_proto::RequestId;
 
     use super::*;
-    use crate::apply::{event, Applied};
-
-    const ME: i64 = 1;
-    const ALICE: i64 = 2;
-    const BOB: i64 = 3;
-
-    struct Room {
-        _dir: tempfile::TempDir,
-        c: Connection,
-        seq: Seq,
-    }
+    use crate::testing::{LogRoom as Room, ALICE, BOB, ME};
 
     impl Room {
-        fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let c = crate::store::open(&dir.path().join("t.db"), None).unwrap();
-            c.execute("INSERT INTO rooms (id, server_id, kind) VALUES (1, 10, 'group')", [])
-                .unwrap();
-            for (id, name) in [(ME, "me"), (ALICE, "alice"), (BOB, "bob")] {
-                c.execute("INSERT INTO users (id, username) VALUES (?1, ?2)", params![id, name])
-                    .unwrap();
-            }
-            Self { _dir: dir, c, seq: 0 }
-        }
-
-        /// Applies the next event of the log: `body` from `sender`; its request id.
-        fn log(&mut self, sender: i64, body: MessageBody) -> RequestId {
-            let request = crate::stamp::new_request_id();
-            self.log_as(sender, request, body);
-            request
-        }
-
-        fn log_as(&mut self, sender: i64, request: RequestId, body: MessageBody) {
-            self.seq += 1;
-            let body = Body::new(codec::encode(&body).unwrap()).unwrap();
-            let e = RoomEvent {
-                room: RoomId(10),
-                seq: self.seq,
-                sender: UserId(sender),
-                device: DeviceId(1),
-                request,
-                at_ms: self.seq as i64 * 1000,
-                content: EventContent::Message { body, attachments: List::empty() },
-            };
-            assert_eq!(event(&self.c, 1, ME, &e).unwrap(), Applied::Applied);
-        }
-
-        fn relate(&mut self, sender: i64, to: RequestId, kind: RelationKind) -> RequestId {
-            let relates = Some(Relation { to: MessageRef::new(to.0.to_vec()).unwrap(), kind });
-            self.log(sender, MessageBody { relates, ..MessageBody::text("") })
-        }
-
         /// (text shown, deleted) of message `r`.
         fn shown(&self, r: RequestId) -> (String, bool) {
             let (content, deleted): (Vec<u8>, bool) = self
