@@ -537,8 +537,33 @@ fn event_in(
             .query_row([&e.request.0[..]], |r| r.get(0))?
     };
     let message = matches!(content, EventContent::Message { .. }) && security.is_none();
+    let body = match content {
+        EventContent::Message { body, .. } if message && !redacted => decode_body(body.as_bytes()),
+        _ => None,
+    };
+    // A disappearing message expires after its own timer; a setting sets the room's.
+    let mut expired = false;
+    if let Some(body) = &body {
+        if let Some(seconds) = body.disappearing {
+            crate::disappearing::expiry::set(tx, room, seconds)?;
+        }
+        if let Some(seconds) = body.expires_in {
+            expired = crate::disappearing::expiry::start(tx, event_id, e.at_ms, seconds)?;
+        }
+    }
+    let mentions_me = e.sender.0 != me
+        && !expired
+        && body
+            .as_ref()
+            .is_some_and(|b| b.mentions.iter().take(crate::body::MAX_MENTIONS).any(|u| *u == me));
+    if mentions_me {
+        tx.prepare_cached("UPDATE events SET mentions_me = 1 WHERE id = ?1")?
+            .execute([event_id])?;
+    }
     if redacted {
         tx.prepare_cached("UPDATE events SET deleted = 1 WHERE id = ?1")?.execute([event_id])?;
+    } else if expired {
+        // Erased on arrival: nothing of it is indexed or shown.
     } else if message && updated == 0 {
         // Searchable as it shows: an edit, or a deletion for everyone, may have come first.
         let edited = crate::relations::last_edit(tx, &e.request.0)?;
@@ -547,11 +572,12 @@ fn event_in(
         }
         crate::relations::arrived(tx, room, &e.request, e.sender.0)?;
     }
-    let counts = e.sender.0 != me && message;
-    let shown = message || matches!(content, EventContent::Call(_));
+    let counts = e.sender.0 != me && message && !expired;
+    let shown = (message || matches!(content, EventContent::Call(_))) && !expired;
     tx.prepare_cached(
         "UPDATE rooms SET synced_seq = ?2,
              unread = unread + CASE WHEN ?3 AND ?2 > read_seq THEN 1 ELSE 0 END,
+             unread_mentions = unread_mentions + CASE WHEN ?10 AND ?2 > read_seq THEN 1 ELSE 0 END,
              last_event_id = CASE WHEN ?5 THEN ?4 ELSE last_event_id END,
              last_preview = CASE WHEN ?5 THEN ?7 ELSE last_preview END,
              last_sender = CASE WHEN ?5 THEN ?8 ELSE last_sender END,
@@ -573,7 +599,8 @@ fn event_in(
             false => describe(content),
         }),
         e.sender.0,
-        &e.request.0[..]
+        &e.request.0[..],
+        mentions_me
     ])?;
     if e.sender.0 == me {
         // The outbox item for this request, if it was this device's, is done.

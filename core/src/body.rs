@@ -49,7 +49,26 @@ pub struct MessageBody {
     /// (crate::relations). Shows nothing itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relates: Option<Relation>,
+    /// Forwarded from another chat: its content (and its attachment's key, so the file is
+    /// not uploaded again) copied into a message of this room.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    /// A disappearing message: every device erases it this many seconds after it was sent
+    /// (crate::disappearing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u32>,
+    /// Sets the room's disappearing-message timer for what is sent after it, in seconds
+    /// (`Some(0)`: off). Shown as a notice (crate::disappearing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappearing: Option<u32>,
+    /// The members the text mentions (`@username`), by user id: they are told even in a
+    /// muted room. At most [`MAX_MENTIONS`] count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<i64>,
 }
+
+/// Most mentions a message carries that count.
+pub const MAX_MENTIONS: usize = 32;
 
 impl MessageBody {
     /// A text message.
@@ -65,6 +84,10 @@ impl MessageBody {
             verified: None,
             reply_to: None,
             relates: None,
+            forwarded: false,
+            expires_in: None,
+            disappearing: None,
+            mentions: Vec::new(),
         }
     }
 
@@ -143,6 +166,7 @@ pub fn decode_body(body: &[u8]) -> Option<MessageBody> {
 /// placeholder, a photo without a caption as "Photo".
 pub fn body_text(body: &[u8]) -> String {
     match decode_body(body) {
+        Some(MessageBody { disappearing: Some(s), .. }) => timer_text((s > 0).then_some(s)),
         Some(b) if !b.text.is_empty() => b.text,
         Some(MessageBody { video: Some(_), .. }) => "Video".into(),
         Some(MessageBody { file: Some(f), .. }) => f.name,
@@ -150,6 +174,19 @@ pub fn body_text(body: &[u8]) -> String {
         Some(b) => b.text,
         None => "(message this version cannot show)".into(),
     }
+}
+
+/// What a disappearing-message setting says, for scripts and previews: "disappearing
+/// messages: 1 day", or "…: off".
+pub fn timer_text(seconds: Option<u32>) -> String {
+    let Some(seconds) = seconds else { return "disappearing messages: off".into() };
+    let units = [(7 * 86_400, "week"), (86_400, "day"), (3_600, "hour"), (60, "minute")];
+    let (n, unit) = units
+        .iter()
+        .find(|(size, _)| seconds % size == 0)
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, *unit));
+    let plural = if n == 1 { "" } else { "s" };
+    format!("disappearing messages: {n} {unit}{plural}")
 }
 
 /// A short text for a timeline item.

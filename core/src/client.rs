@@ -113,6 +113,13 @@ impl Client {
         };
         crate::media::at_rest::seal_leftovers(&mut conn, dir)?;
         crate::search::index::backfill(&mut conn)?;
+        // Disappearing messages that expired while the app was closed go before anything
+        // reads them.
+        {
+            let tx = conn.transaction()?;
+            crate::disappearing::expiry::sweep(&tx, now_ms())?;
+            tx.commit()?;
+        }
         let db = Arc::new(Mutex::new(conn));
         private(&path, 0o600)?;
         let checkpoints =

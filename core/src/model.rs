@@ -53,6 +53,14 @@ pub struct RoomSummary {
     /// A request: who (not a contact) put me in this room. Accept, decline or block; a
     /// reply accepts.
     pub request_from: Option<String>,
+    /// What I was writing here and did not send (crate::drafts).
+    pub draft: Option<String>,
+    /// The disappearing-message timer, in seconds, when it is on (crate::disappearing).
+    pub disappearing_s: Option<u32>,
+    /// Muted: only messages that mention me notify.
+    pub muted: bool,
+    /// Unread messages that mention me.
+    pub unread_mentions: u64,
 }
 
 /// One timeline item.
@@ -95,6 +103,12 @@ pub struct Message {
     pub deleted: bool,
     /// Reactions, by emoji in order of first use.
     pub reactions: Vec<Reaction>,
+    /// Forwarded from another chat.
+    pub forwarded: bool,
+    /// A disappearing message: when every device erases it (Unix ms).
+    pub expires_ms: Option<i64>,
+    /// It mentions me.
+    pub mentions_me: bool,
 }
 
 /// The message a reply quotes: enough to show it and to jump to it.
@@ -186,6 +200,11 @@ pub enum Notice {
     Renamed {
         /// The new name.
         name: String,
+    },
+    /// The sender set the disappearing-message timer (crate::disappearing).
+    Disappearing {
+        /// Seconds after sending that messages disappear; `None`: turned off.
+        seconds: Option<u32>,
     },
     /// What the server logged from the sender failed a check of who is in the room's
     /// encryption, and this device refused it; or news of the sender's identity key (it

@@ -66,9 +66,11 @@ impl Rooms<'_> {
                         END,
                         CASE WHEN r.request_from IS NOT NULL THEN
                             coalesce((SELECT username FROM users WHERE id = r.request_from), '?')
-                        END
+                        END,
+                        d.text, r.disappearing_s, r.muted, r.unread_mentions
                  FROM rooms r
                  LEFT JOIN outbox o ON o.request_id = r.last_request_id
+                 LEFT JOIN drafts d ON d.room_id = r.id
                  ORDER BY r.last_activity_ms DESC, r.id DESC",
                 )?;
                 let rows = st.query_map([me], |r| {
@@ -105,6 +107,10 @@ impl Rooms<'_> {
                         request_from: r
                             .get::<_, Option<String>>(16)?
                             .map(crate::model::neutral_name),
+                        draft: r.get(17)?,
+                        disappearing_s: r.get::<_, Option<u32>>(18)?.filter(|s| *s > 0),
+                        muted: r.get(19)?,
+                        unread_mentions: r.get::<_, i64>(20)? as u64,
                     })
                 })?;
                 let mut rooms: Vec<RoomSummary> = rows.collect::<Result<_, _>>()?;
@@ -183,6 +189,16 @@ pub struct Room<'a> {
 }
 
 impl<'a> Room<'a> {
+    /// Its local id.
+    pub(crate) fn key(&self) -> RoomKey {
+        self.room
+    }
+
+    /// The client it belongs to.
+    pub(crate) fn client(&self) -> &'a Client {
+        self.client
+    }
+
     /// Its messages.
     pub fn timeline(&self) -> Timeline<'a> {
         Timeline { client: self.client, room: self.room }
@@ -302,7 +318,8 @@ impl<'a> Room<'a> {
         self.client
             .db(move |c| {
                 c.execute(
-                    "UPDATE rooms SET read_seq = synced_seq, unread = 0 WHERE id = ?1",
+                    "UPDATE rooms SET read_seq = synced_seq, unread = 0, unread_mentions = 0
+                     WHERE id = ?1",
                     [room],
                 )?;
                 Ok(())
@@ -310,6 +327,43 @@ impl<'a> Room<'a> {
             .await?;
         self.client.emit([crate::model::Event::RoomsChanged]);
         self.client.outbox_ready.notify_one();
+        Ok(())
+    }
+
+    /// The first message from someone else after my read marker — where the "unread"
+    /// divider goes and where "jump to first unread" goes — as its timeline position; `None`
+    /// when all is read. Ask before [`Self::mark_read`] moves the marker.
+    pub async fn first_unread(&self) -> Result<Option<i64>, Error> {
+        let room = self.room;
+        self.client
+            .db(move |c| {
+                let me = stored(c)?.map_or(0, |a| a.user_id);
+                Ok(c.prepare_cached(
+                    "SELECT e.position FROM events e JOIN rooms r ON r.id = e.room_id
+                     WHERE e.room_id = ?1 AND e.seq > r.read_seq AND e.sender != ?2
+                         AND e.is_message = 1 AND e.hidden = 0
+                     ORDER BY e.seq LIMIT 1",
+                )?
+                .query_row(params![room, me], |r| r.get(0))
+                .optional()?)
+            })
+            .await
+    }
+
+    /// Mutes the room (or unmutes it): a muted room notifies only of messages that mention
+    /// me. Local to this device.
+    pub async fn set_muted(&self, muted: bool) -> Result<(), Error> {
+        let room = self.room;
+        let changed = self
+            .client
+            .db(move |c| {
+                Ok(c.execute("UPDATE rooms SET muted = ?2 WHERE id = ?1", params![room, muted])?)
+            })
+            .await?;
+        if changed == 0 {
+            return Err(Error::NoSuchRoom(room));
+        }
+        self.client.emit([crate::model::Event::RoomsChanged]);
         Ok(())
     }
 

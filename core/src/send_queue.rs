@@ -222,6 +222,21 @@ impl SendQueue<'_> {
                 if let Some(Echo::Relation(relation)) = &echo {
                     crate::relations::check_mine(&tx, room, me, relation)?;
                 }
+                // In a room with disappearing messages on, a message carries the timer.
+                let mut operation = operation;
+                let mut echo = echo;
+                if let Request::Send { body, .. } = &mut operation {
+                    if let Some(stamped) =
+                        crate::disappearing::expiry::stamp(&tx, room, body.as_bytes())?
+                    {
+                        if let Some(Echo::Event(EventContent::Message { body: echoed, .. })) =
+                            &mut echo
+                        {
+                            *echoed = stamped.clone();
+                        }
+                        *body = stamped;
+                    }
+                }
                 queue_operation(&tx, room, &operation, upload.as_deref(), now)?;
                 match echo {
                     Some(Echo::Event(echo)) => write_echo(&tx, room, &request, me, now, &echo)?,
@@ -229,6 +244,7 @@ impl SendQueue<'_> {
                         // After everything logged, in the order queued.
                         let position = PENDING_POSITION + tx.last_insert_rowid();
                         crate::relations::take(&tx, room, me, &request, position, now, &relation)?;
+                        crate::relations::remember_mine(&tx, &request)?;
                     }
                     None => {}
                 }
@@ -277,7 +293,7 @@ pub struct RoomSendQueue<'a> {
 impl RoomSendQueue<'_> {
     /// Sends a text message: saved at once as pending, delivered by sync.
     pub async fn send_text(&self, text: &str) -> Result<RequestId, Error> {
-        self.send(MessageBody::text(text), None).await
+        self.send(MessageBody::text(text), None, Vec::new()).await
     }
 
     /// Sends a photo with an optional caption. The photo is prepared first
@@ -288,7 +304,7 @@ impl RoomSendQueue<'_> {
     pub async fn send_image(&self, path: &Path, caption: &str) -> Result<RequestId, Error> {
         self.client.require_account().await?;
         let (body, file) = crate::attachments::photo(self.client.dir(), path, caption).await?;
-        self.send(body, Some(file)).await
+        self.send(body, Some(file), Vec::new()).await
     }
 
     /// Sends any file (at most [`crate::attachments::MAX_FILE_BYTES`]) as an attachment,
@@ -297,13 +313,13 @@ impl RoomSendQueue<'_> {
     pub async fn send_file(&self, path: &Path) -> Result<RequestId, Error> {
         self.client.require_account().await?;
         let (body, file) = crate::attachments::file(self.client.dir(), path).await?;
-        self.send(body, Some(file)).await
+        self.send(body, Some(file), Vec::new()).await
     }
 
     /// Sends a text message replying to message `to` (its request id), which it quotes.
     pub async fn reply(&self, to: RequestId, text: &str) -> Result<RequestId, Error> {
         let body = MessageBody { reply_to: Some(message_ref(to)), ..MessageBody::text(text) };
-        self.send(body, None).await
+        self.send(body, None, Vec::new()).await
     }
 
     /// Replaces the text (a photo's caption) of my message `to`: shown as edited on every
@@ -328,17 +344,46 @@ impl RoomSendQueue<'_> {
         self.relate(to, RelationKind::Unreact { emoji: crate::relations::emoji(emoji)? }).await
     }
 
+    /// Forwards message `message` of room `from` here: its text as it shows now (edited) and
+    /// its photo or file — the same uploaded copy, whose key travels sealed for this room's
+    /// members, so nothing is uploaded again — marked as forwarded. A message still uploading
+    /// its file cannot be forwarded yet ([`Error::Invalid`]).
+    pub async fn forward(&self, from: RoomKey, message: RequestId) -> Result<RequestId, Error> {
+        let (body, attachments) = self.client.db(move |c| forwarded(c, from, &message)).await?;
+        self.send(body, None, attachments).await
+    }
+
+    /// Sets the room's disappearing-message timer to `seconds` (`0`: off) for what is sent
+    /// after it, on every member's devices ([`crate::disappearing`]).
+    pub async fn set_disappearing(&self, seconds: u32) -> Result<RequestId, Error> {
+        let seconds = crate::disappearing::timer(seconds)?;
+        let body = MessageBody { disappearing: Some(seconds), ..MessageBody::text("") };
+        self.send(body, None, Vec::new()).await
+    }
+
     /// Queues relation `kind` of message `to`, applied here at once.
     async fn relate(&self, to: RequestId, kind: RelationKind) -> Result<RequestId, Error> {
         let relates = Some(Relation { to: message_ref(to), kind });
-        self.send(MessageBody { relates, ..MessageBody::text("") }, None).await
+        self.send(MessageBody { relates, ..MessageBody::text("") }, None, Vec::new()).await
     }
 
     /// Queues a message with its local echo (for a relation, its effect on the message it is
     /// about). `upload` is the file (relative to the profile) the queue uploads first as the
     /// message's attachment; it is deleted if queueing fails.
-    async fn send(&self, body: MessageBody, upload: Option<String>) -> Result<RequestId, Error> {
+    async fn send(
+        &self,
+        body: MessageBody,
+        upload: Option<String>,
+        attachments: Vec<MediaId>,
+    ) -> Result<RequestId, Error> {
         let relation = body.relates.clone();
+        let mut body = body;
+        // `@name`s of the room's members, resolved here (only a text with an `@` pays).
+        if body.relates.is_none() && body.text.contains('@') {
+            let (room, text) = (self.room, body.text.clone());
+            body.mentions =
+                self.client.db(move |c| crate::mentions::resolve(c, room, &text)).await?;
+        }
         let queued = async {
             let body = codec::encode(&body).map_err(|e| Error::Internal(e.to_string()))?;
             // It is sealed for the room's group at flush: the sealed message must still fit
@@ -355,7 +400,7 @@ impl RoomSendQueue<'_> {
                 .send_queue()
                 .enqueue(target, upload.clone(), move |request, room| {
                     let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
-                        List::empty();
+                        List::new(attachments).unwrap_or_else(|_| List::empty());
                     let echo = EventContent::Message {
                         body: body.clone(),
                         attachments: attachments.clone(),
@@ -385,6 +430,46 @@ impl RoomSendQueue<'_> {
             (Err(e), None) => Err(e),
         }
     }
+}
+
+/// The body and attachments of a forward of message `request` of room `from`.
+fn forwarded(
+    c: &Connection,
+    from: RoomKey,
+    request: &RequestId,
+) -> Result<(MessageBody, Vec<MediaId>), Error> {
+    let missing = || Error::NoSuchMessage(request.to_string());
+    let content: Vec<u8> = c
+        .prepare_cached(
+            "SELECT content FROM events
+             WHERE request_id = ?1 AND room_id = ?2 AND is_message = 1 AND deleted = 0
+                 AND hidden = 0 AND (expires_ms IS NULL OR expires_ms > ?3)",
+        )?
+        .query_row(params![&request.0[..], from, now_ms()], |r| r.get(0))
+        .optional()?
+        .ok_or_else(missing)?;
+    let Ok(EventContent::Message { body, attachments }) = codec::decode::<EventContent>(&content)
+    else {
+        return Err(missing());
+    };
+    let original = crate::apply::decode_body(body.as_bytes()).ok_or_else(missing)?;
+    if original.relates.is_some() || original.disappearing.is_some() {
+        return Err(missing());
+    }
+    let has_file = original.image.is_some() || original.file.is_some();
+    if has_file && attachments.is_empty() {
+        return Err(Error::Invalid("its file is still being sent: forward it once it is".into()));
+    }
+    let text = crate::relations::last_edit(c, &request.0)?.unwrap_or(original.text);
+    let body = MessageBody {
+        image: original.image,
+        file: original.file,
+        video: original.video,
+        sealed: original.sealed,
+        forwarded: true,
+        ..MessageBody::text(text)
+    };
+    Ok((body, attachments.iter().copied().collect()))
 }
 
 /// How a body names message `to`.
@@ -496,6 +581,17 @@ fn write_echo(
     )?;
     if let Some(text) = crate::search::index::searchable(echo) {
         crate::search::index::put(tx, id, &text)?;
+    }
+    if let EventContent::Message { body, .. } = echo {
+        match crate::apply::decode_body(body.as_bytes()) {
+            Some(MessageBody { expires_in: Some(seconds), .. }) => {
+                crate::disappearing::expiry::start(tx, id, now, seconds)?;
+            }
+            Some(MessageBody { disappearing: Some(seconds), .. }) => {
+                crate::disappearing::expiry::set(tx, room, seconds)?;
+            }
+            _ => {}
+        }
     }
     if let EventContent::Renamed { name } = echo {
         tx.execute("UPDATE rooms SET name = ?2 WHERE id = ?1", params![room, name.as_str()])?;

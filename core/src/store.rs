@@ -55,6 +55,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0016_media_at_rest", include_str!("../../migrations/0016_media_at_rest.sql")),
     ("0017_relations", include_str!("../../migrations/0017_relations.sql")),
     ("0018_search", include_str!("../../migrations/0018_search.sql")),
+    ("0019_search_prefixes", include_str!("../../migrations/0019_search_prefixes.sql")),
+    ("0020_disappearing", include_str!("../../migrations/0020_disappearing.sql")),
+    ("0021_drafts", include_str!("../../migrations/0021_drafts.sql")),
+    ("0022_mentions", include_str!("../../migrations/0022_mentions.sql")),
 ];
 
 /// The schema version this build writes.

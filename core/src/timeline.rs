@@ -45,27 +45,34 @@ impl Timeline<'_> {
                 let mut st = c.prepare_cached(
                     "SELECT e.seq, e.request_id, e.sender, e.content, e.position,
                         coalesce(u.username, '?'), e.at_ms, o.state, e.security, e.deleted,
-                        EXISTS (SELECT 1 FROM relations r WHERE r.target = e.request_id)
+                        EXISTS (SELECT 1 FROM relations r WHERE r.target = e.request_id),
+                        e.expires_ms, e.mentions_me
                  FROM events e LEFT JOIN users u ON u.id = e.sender
                  LEFT JOIN outbox o ON o.request_id = e.request_id
                  WHERE e.room_id = ?1 AND e.position < ?2 AND e.hidden = 0
+                     AND (e.expires_ms IS NULL OR e.expires_ms > ?4)
                  ORDER BY e.position DESC LIMIT ?3",
                 )?;
-                let rows =
-                    st.query_map(params![room, before.unwrap_or(i64::MAX), limit as i64], |r| {
-                        Ok((
-                            r.get::<_, Option<i64>>(0)?,
-                            r.get::<_, Vec<u8>>(1)?,
-                            r.get::<_, Vec<u8>>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, String>(5)?,
-                            r.get::<_, i64>(6)?,
-                            r.get::<_, Option<String>>(7)?,
-                            r.get::<_, Option<String>>(8)?,
-                            r.get::<_, bool>(9)?,
-                            r.get::<_, bool>(10)?,
-                        ))
-                    })?;
+                // An expired message never shows, even before it is erased
+                // (crate::disappearing).
+                let now = crate::stamp::now_ms();
+                let before = before.unwrap_or(i64::MAX);
+                let rows = st.query_map(params![room, before, limit as i64, now], |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, Option<String>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, bool>(9)?,
+                        r.get::<_, bool>(10)?,
+                        r.get::<_, Option<i64>>(11)?,
+                        r.get::<_, bool>(12)?,
+                    ))
+                })?;
                 let me = crate::account::my_id(c).unwrap_or(0);
                 let mut out = Vec::new();
                 for row in rows {
@@ -80,6 +87,8 @@ impl Timeline<'_> {
                         security,
                         deleted,
                         related,
+                        expires_ms,
+                        mentions_me,
                     ) = row?;
                     let seq = seq.map(|s| s as Seq);
                     let mut shown = match security.as_deref().and_then(SecurityIssue::from_name) {
@@ -124,6 +133,9 @@ impl Timeline<'_> {
                         edited,
                         deleted,
                         reactions,
+                        forwarded: shown.forwarded && !deleted,
+                        expires_ms,
+                        mentions_me,
                     });
                 }
                 Ok(out)
@@ -164,6 +176,7 @@ struct Shown {
     file: Option<FileView>,
     video: Option<VideoView>,
     call: Option<CallView>,
+    forwarded: bool,
 }
 
 /// A refused event: a security notice, whatever it carried.
@@ -192,6 +205,7 @@ fn security_notice(issue: SecurityIssue, sender: &str) -> Shown {
         file: None,
         video: None,
         call: None,
+        forwarded: false,
     }
 }
 
@@ -204,6 +218,7 @@ fn view(content: &[u8]) -> Shown {
         file: None,
         video: None,
         call: None,
+        forwarded: false,
     };
     let Ok(content) = codec::decode::<EventContent>(content) else {
         return none("(event this version cannot show)".into());
@@ -238,8 +253,14 @@ fn view(content: &[u8]) -> Shown {
         }
     };
     let Some(body) = crate::apply::decode_body(body.as_bytes()) else { return none(text) };
+    if let Some(seconds) = body.disappearing {
+        let seconds = (seconds > 0).then_some(seconds);
+        let text = crate::body::timer_text(seconds);
+        return Shown { notice: Some(Notice::Disappearing { seconds }), ..none(text) };
+    }
     let media = attachments.iter().next().map(|m| m.0);
     Shown {
+        forwarded: body.forwarded,
         text,
         reply_to: body.reply_to,
         notice: None,
