@@ -7,8 +7,10 @@
 //!
 //! Byte 0: who sends it (bit 0 set: Alice, else Bob) and whether the rest is the body as it
 //! is (bit 1) or the pieces of one (then byte 1 picks the kind — edit, delete, react,
-//! unreact, reply — byte 2 the message it names: Alice's, Bob's or one not here, and the rest
-//! is its text or emoji). Each input is applied in a transaction that is rolled back, so
+//! unreact, reply, a disappearing-message setting, a disappearing message with mentions, a
+//! forward — byte 2 the message it names: Alice's, Bob's or one not here, and the rest is its
+//! text, emoji or number). A disappearing message sent in 1970 arrives expired: it must
+//! never show. Each input is applied in a transaction that is rolled back, so
 //! every input meets the same two messages.
 #![no_main]
 
@@ -84,7 +86,15 @@ fn body(data: &[u8]) -> Option<Vec<u8>> {
     };
     let to = MessageRef::new(to.0.to_vec()).expect("16 bytes");
     let words = String::from_utf8_lossy(rest).into_owned();
-    let body = match kind % 5 {
+    let number = |b: &[u8]| u32::from_le_bytes([0, 1, 2, 3].map(|i| b.get(i).copied().unwrap_or(0)));
+    let body = match kind % 8 {
+        5 => MessageBody { disappearing: Some(number(rest)), ..MessageBody::text("") },
+        6 => MessageBody {
+            expires_in: Some(number(rest)),
+            mentions: rest.iter().map(|b| i64::from(*b % 5)).collect(),
+            ..MessageBody::text(words)
+        },
+        7 => MessageBody { forwarded: true, reply_to: Some(to), ..MessageBody::text(words) },
         0 => MessageBody {
             relates: Some(Relation { to, kind: RelationKind::Edit { text: words } }),
             ..MessageBody::text("")
@@ -115,6 +125,15 @@ fuzz_target!(init: write_seeds(), |data: &[u8]| {
     let tx = conn.unchecked_transaction().expect("begin");
     let e = event(3, sender, RequestId([0x33; 16]), body);
     apply::event(&tx, 1, ME, &e).expect("applying a body never fails");
+    let shown_expired: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM events
+                            WHERE request_id = ?1 AND hidden = 0 AND expires_ms IS NOT NULL)",
+            [&e.request.0[..]],
+            |r| r.get(0),
+        )
+        .expect("events");
+    assert!(!shown_expired, "a message that expired long ago is shown");
 
     let (content, deleted): (Vec<u8>, bool) = tx
         .query_row("SELECT content, deleted FROM events WHERE request_id = ?1", [&ALICES.0[..]], |r| {
@@ -157,7 +176,7 @@ fn write_seeds() {
     let dir = std::path::Path::new(&root).join("message_body");
     std::fs::create_dir_all(&dir).expect("seed directory");
     for sender in [0u8, 1] {
-        for kind in 0u8..5 {
+        for kind in 0u8..8 {
             for which in 0u8..3 {
                 let words: &[u8] = if kind == 2 || kind == 3 { "👍".as_bytes() } else { b"new words" };
                 let mut seed = vec![sender, kind, which];

@@ -3,7 +3,8 @@
 //! Real [`Machine`]s over real profile databases (SQLite files, opened, crashed and reopened
 //! as the app does), driven like the connection loop drives them, talking through a simulated
 //! network to a model of the server's room log. One seeded RNG decides everything: what users
-//! do (send, read, leave a room on one device while the other device keeps sending to it),
+//! do (send; edit, delete for everyone or react to a message, crate::relations; read; leave a
+//! room on one device while the other device keeps sending to it),
 //! when frames move, and the faults — links cut with frames in flight, half-open links that
 //! swallow frames until a reply times out or a ping goes unanswered, devices killed (memory
 //! gone, the database as last committed) and time jumping past retries. Then the network
@@ -13,7 +14,9 @@
 //!   was sent to a room its user had left); none lost, none twice;
 //! - every device holds exactly its rooms' logs, in the server's order, with no echo left
 //!   but the failed ones;
-//! - a message's tick never moves backwards on its sender's device.
+//! - a message's tick never moves backwards on its sender's device;
+//! - every device of a member shows each message the same: its last edit, its reactions,
+//!   erased where its sender deleted it.
 //!
 //! The server here is a model that follows docs/protocol.md (a gap-free seq per room, one
 //! answer per (device, request id), watermarks that only rise, pushes to the user's other
@@ -408,6 +411,8 @@ struct World {
     model: Model,
     devices: Vec<Device>,
     sent: Vec<Sent>,
+    /// Edits, deletions and reactions sent (`text`: what they did, for messages).
+    related: Vec<Sent>,
     left: bool,
 }
 
@@ -469,6 +474,7 @@ impl World {
             model,
             devices,
             sent: Vec::new(),
+            related: Vec::new(),
             left: false,
         }
     }
@@ -661,7 +667,7 @@ impl World {
         }
         let room = rooms[self.rng.random_range(0..rooms.len())];
         let client = self.devices[d].client.clone();
-        match self.rng.random_range(0..10) {
+        match self.rng.random_range(0..12) {
             0..=6 => {
                 let text = format!("m{}-{}", self.devices[d].id, self.sent.len());
                 match self.rt.block_on(client.room(room).send_queue().send_text(&text)) {
@@ -673,6 +679,7 @@ impl World {
                 }
             }
             7..=8 => self.rt.block_on(client.room(room).mark_read()).map_err(|e| e.to_string())?,
+            9..=10 => self.relate(d, room)?,
             _ if d == LEAVER && !self.left => {
                 let local = self.local_room(d, LEFT_ROOM);
                 if let Some(local) = local {
@@ -683,6 +690,49 @@ impl World {
             _ => {}
         }
         Ok(d)
+    }
+
+    /// Device `d` edits or deletes one of its user's messages in `room`, or reacts to (or
+    /// takes back a reaction to) someone's — also one still pending.
+    fn relate(&mut self, d: usize, room: RoomKey) -> Check {
+        let me = self.devices[d].user;
+        let client = self.devices[d].client.clone();
+        let messages: Vec<(Vec<u8>, i64)> = client
+            .db_blocking(move |c| {
+                let mut st = c.prepare(
+                    "SELECT request_id, sender FROM events
+                     WHERE room_id = ?1 AND is_message = 1 AND deleted = 0 ORDER BY position",
+                )?;
+                let rows = st.query_map([room], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .map_err(|e| e.to_string())?;
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let (to, sender) = &messages[self.rng.random_range(0..messages.len())];
+        let to = crate::stamp::request_id(to).ok_or("a request id")?;
+        let queue = client.room(room).send_queue();
+        let n = self.related.len();
+        let (done, what) = match self.rng.random_range(0..4) {
+            0 if *sender == me => {
+                (self.rt.block_on(queue.delete_for_everyone(to)), "delete".into())
+            }
+            1 | 2 if *sender == me => {
+                let text = format!("e{}-{n}", self.devices[d].id);
+                (self.rt.block_on(queue.edit(to, &text)), text)
+            }
+            0 => (self.rt.block_on(queue.unreact(to, "👍")), "unreact".into()),
+            _ => (self.rt.block_on(queue.react(to, "👍")), "react".into()),
+        };
+        match done {
+            Ok(rid) => {
+                self.related.push(Sent { device: d, request_id: rid.to_string(), text: what })
+            }
+            Err(crate::Error::NotAMember(_)) => {}
+            Err(e) => return Err(format!("{what} failed: {e}")),
+        }
+        Ok(())
     }
 
     fn local_room(&self, d: usize, server: i64) -> Option<i64> {
@@ -811,7 +861,7 @@ impl World {
                 }
             }
         }
-        for s in &self.sent {
+        for s in self.sent.iter().chain(&self.related) {
             let client = self.devices[s.device].client.clone();
             let outbox =
                 self.rt.block_on(client.send_queue().items()).map_err(|e| e.to_string())?;
@@ -835,8 +885,35 @@ impl World {
                 None => ensure!(count == 1, "{} is on the server {count} times", s.text),
             }
         }
+        // Relations are messages of the log that the timeline shows with their message.
+        let relations: std::collections::HashSet<String> =
+            self.related.iter().map(|r| r.request_id.clone()).collect();
         // Every device of a member reads every message as it was written: sealed for the
-        // room's group at flush, opened on the other devices, kept as written on the sender's.
+        // room's group at flush, opened on the other devices, kept as written on the sender's
+        // — unless its sender deleted it for everyone (then erased everywhere).
+        // (Where a device's user is still a member: a deletion sent after leaving fails, and
+        // only its own device erased the message.)
+        let mut deleted = std::collections::HashSet::new();
+        for dev in &self.devices {
+            let erased: Vec<(i64, String)> = dev
+                .client
+                .db_blocking(|c| {
+                    let mut st = c.prepare(
+                        "SELECT r.server_id, e.request_id FROM events e
+                         JOIN rooms r ON r.id = e.room_id WHERE e.deleted = 1",
+                    )?;
+                    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+                    Ok(rows
+                        .map(|r| r.map(|(room, id)| (room, request_string(&id))))
+                        .collect::<Result<_, _>>()?)
+                })
+                .map_err(|e| e.to_string())?;
+            for (room, request) in erased {
+                if self.model.rooms[room as usize - 1].members.contains_key(&dev.user) {
+                    deleted.insert(request);
+                }
+            }
+        }
         for dev in &self.devices {
             let texts: HashMap<String, String> = dev
                 .client
@@ -866,6 +943,9 @@ impl World {
                     .rooms
                     .iter()
                     .find(|r| r.log.iter().any(|e| e.request.to_string() == s.request_id));
+                if deleted.contains(&s.request_id) {
+                    continue;
+                }
                 if room.is_some_and(|r| r.members.contains_key(&dev.user)) {
                     let text = texts.get(&s.request_id);
                     ensure!(
@@ -904,12 +984,22 @@ impl World {
                     .log
                     .iter()
                     .filter(|e| !matches!(e.content, EventContent::Mls { .. }))
+                    .filter(|e| !relations.contains(&e.request.to_string()))
                     .map(|e| (e.seq, e.request.to_string()))
                     .collect();
                 if r.members.contains_key(&user) {
+                    let extra: Vec<String> = local
+                        .iter()
+                        .filter(|l| !expected.contains(l))
+                        .map(|(seq, id)| {
+                            let what = self.related.iter().find(|s| &s.request_id == id);
+                            let what = what.map(|s| (self.devices[s.device].id, s.text.as_str()));
+                            format!("#{seq} {what:?}")
+                        })
+                        .collect();
                     ensure!(
                         local == expected,
-                        "device {} has room {server_id} as {:?}, the server {:?}",
+                        "device {} has room {server_id} as {:?}, the server {:?} ({extra:?})",
                         self.devices[d].id,
                         seqs(&local),
                         seqs(&expected)
@@ -955,6 +1045,80 @@ impl World {
                 self.devices[d].id
             );
             self.check_ticks(d, None, 100_000)?;
+        }
+        self.check_relations(&deleted)
+    }
+
+    /// Every device of a current member shows each message alike: the same last edit and
+    /// reactions; a deleted one erased everywhere (only by its sender).
+    fn check_relations(&self, deleted: &std::collections::HashSet<String>) -> Check {
+        type Shown = (bool, Option<String>, Vec<(String, Vec<String>)>);
+        let mut first: HashMap<String, (i64, Shown)> = HashMap::new();
+        for dev in &self.devices {
+            let me = dev.user;
+            let shown: Vec<(i64, String, i64, Shown)> = dev
+                .client
+                .db_blocking(move |c| {
+                    let mut st = c.prepare(
+                        "SELECT e.room_id, r.server_id, e.request_id, e.deleted, e.sender
+                         FROM events e JOIN rooms r ON r.id = e.room_id
+                         WHERE e.is_message = 1 AND e.seq IS NOT NULL",
+                    )?;
+                    let rows = st.query_map([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get::<_, Vec<u8>>(2)?, r.get(3)?, r.get(4)?))
+                    })?;
+                    let mut out = Vec::new();
+                    for row in rows {
+                        let (room, server, request, erased, sender): (i64, i64, _, bool, i64) =
+                            row?;
+                        let edit = crate::relations::last_edit(c, &request)?;
+                        let reactions = crate::relations::reactions(c, room, &request, me)?
+                            .into_iter()
+                            .map(|r| (r.emoji, r.users))
+                            .collect();
+                        out.push((
+                            server,
+                            request_string(&request),
+                            sender,
+                            (erased, edit, reactions),
+                        ));
+                    }
+                    Ok(out)
+                })
+                .map_err(|e| e.to_string())?;
+            for (server, request, sender, view) in shown {
+                let room = &self.model.rooms[server as usize - 1];
+                if !room.members.contains_key(&dev.user) {
+                    continue;
+                }
+                if view.0 {
+                    let by_sender = self
+                        .related
+                        .iter()
+                        .any(|r| r.text == "delete" && self.devices[r.device].user == sender);
+                    ensure!(
+                        by_sender,
+                        "device {} erased {request}, never deleted by its sender",
+                        dev.id
+                    );
+                }
+                ensure!(
+                    view.0 == deleted.contains(&request),
+                    "device {} shows {request} {}",
+                    dev.id,
+                    if view.0 { "erased" } else { "not erased" }
+                );
+                match first.get(&request) {
+                    None => {
+                        first.insert(request, (dev.id, view));
+                    }
+                    Some((other, seen)) => ensure!(
+                        seen == &view,
+                        "device {} shows {request} as {view:?}, device {other} as {seen:?}",
+                        dev.id
+                    ),
+                }
+            }
         }
         Ok(())
     }
