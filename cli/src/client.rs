@@ -237,6 +237,45 @@ pub async fn reply(
     Ok(())
 }
 
+/// `forward`: queued like a send, also offline.
+pub async fn forward(
+    client: &Client,
+    out: Output,
+    room: &str,
+    seq: u64,
+    to_room: &str,
+) -> Result<(), Failure> {
+    let message = client.room(parse_room(room)?).message_at(seq).await?;
+    let to = client.room(parse_room(to_room)?);
+    queued(out, to.send_queue().forward(parse_room(room)?, message).await?);
+    Ok(())
+}
+
+/// `disappearing`: `off` or seconds.
+pub async fn disappearing(
+    client: &Client,
+    out: Output,
+    room: &str,
+    seconds: &str,
+) -> Result<(), Failure> {
+    let seconds = match seconds {
+        "off" => 0,
+        n => n.parse::<u32>().map_err(|_| Failure {
+            code: EXIT_USAGE,
+            message: format!("{n:?} is not a number of seconds or \"off\""),
+        })?,
+    };
+    let room = client.room(parse_room(room)?);
+    queued(out, room.send_queue().set_disappearing(seconds).await?);
+    Ok(())
+}
+
+/// `mute`.
+pub async fn mute(client: &Client, room: &str, muted: bool) -> Result<(), Failure> {
+    client.room(parse_room(room)?).set_muted(muted).await?;
+    Ok(())
+}
+
 /// What `edit`, `delete`, `react` and `unreact` do to a message.
 pub enum Relate<'a> {
     /// `edit`.
@@ -393,7 +432,9 @@ pub async fn rooms(client: &Client, out: Output) -> Result<(), Failure> {
     for r in client.rooms().list().await? {
         out.line(
             json!({"room": r.room.to_string(), "name": r.name, "unread": r.unread,
-                   "last_seq": r.last_seq, "member": r.member, "request_from": r.request_from}),
+                   "last_seq": r.last_seq, "member": r.member, "request_from": r.request_from,
+                   "disappearing_s": r.disappearing_s, "muted": r.muted,
+                   "unread_mentions": r.unread_mentions, "draft": r.draft}),
             || format!("{}\t{}\t{} unread", r.room, r.name, r.unread),
         );
     }
@@ -415,7 +456,9 @@ pub async fn messages(
             json!({"room": m.room.to_string(), "seq": m.seq, "request_id": m.request_id,
                    "sender": m.sender, "text": m.text, "state": m.state, "image": m.image,
                    "file": m.file, "video": m.video, "call": m.call, "reply_to": m.reply_to,
-                   "edited": m.edited, "deleted": m.deleted, "reactions": m.reactions}),
+                   "edited": m.edited, "deleted": m.deleted, "reactions": m.reactions,
+                   "forwarded": m.forwarded, "expires_ms": m.expires_ms,
+                   "mentions_me": m.mentions_me, "notice": m.notice}),
             || format!("{}: {} [{:?}]", m.sender, m.text, m.state),
         );
     }
@@ -537,5 +580,7 @@ pub async fn listen(client: &Client, out: Output) -> Result<(), Failure> {
     tokio::select! {
         _ = printer => Ok(()),
         e = sync::run(client) => Err(e.into()),
+        // Disappearing messages go when they expire.
+        Err(e) = client.expire() => Err(e.into()),
     }
 }

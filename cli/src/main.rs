@@ -190,8 +190,34 @@ enum Command {
         /// The emoji.
         emoji: String,
     },
-    /// Search my messages on this device (works offline): messages with every word (each as
-    /// a prefix, case and accents ignored), newest first, with the matching words marked.
+    /// Forward message SEQ of ROOM to room TO_ROOM (a photo or file is not uploaded again).
+    Forward {
+        /// Room id of the message.
+        room: String,
+        /// The message's seq.
+        seq: u64,
+        /// Room id to forward it to.
+        to_room: String,
+    },
+    /// Set a room's disappearing-message timer: messages sent after it are erased on every
+    /// device SECONDS after they were sent; `off` turns it off.
+    Disappearing {
+        /// Room id.
+        room: String,
+        /// Seconds (at most four weeks), or `off`.
+        seconds: String,
+    },
+    /// Mute a room (only messages that mention me notify), or unmute it with --off.
+    Mute {
+        /// Room id.
+        room: String,
+        /// Unmute.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Search my messages on this device (works offline): messages with every word (the
+    /// last one as a prefix; case and accents ignored), newest first, with the matching words
+    /// marked.
     Search {
         /// The words.
         query: String,
@@ -611,6 +637,13 @@ fn main() -> ExitCode {
             Command::Unreact { room, seq, emoji } => {
                 client::relate(&c, out, &room, seq, client::Relate::Unreact(&emoji)).await
             }
+            Command::Forward { room, seq, to_room } => {
+                client::forward(&c, out, &room, seq, &to_room).await
+            }
+            Command::Disappearing { room, seconds } => {
+                client::disappearing(&c, out, &room, &seconds).await
+            }
+            Command::Mute { room, off } => client::mute(&c, &room, !off).await,
             Command::Search { query, room, limit } => {
                 client::search(&c, out, &query, room.as_deref(), limit).await
             }

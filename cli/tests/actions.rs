@@ -26,6 +26,15 @@ fn seq_of(msgs: &[Value], text: &str) -> u64 {
     msgs.iter().find(|m| m["text"] == text).and_then(|m| m["seq"].as_u64()).unwrap()
 }
 
+/// Syncs every device twice over, so that what each sent reaches all the others.
+fn sync(dir: &Path, devices: &[&str]) {
+    for _ in 0..2 {
+        for d in devices {
+            ok(&dir.join(d), &["sync"]);
+        }
+    }
+}
+
 fn room_of(profile: &Path) -> String {
     ok(profile, &["rooms"])[0]["room"].as_str().unwrap().to_owned()
 }
@@ -45,13 +54,7 @@ fn replies_edits_deletions_and_reactions_show_on_every_device_also_when_made_off
         assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
     }
     let devices = ["alice", "bob", "alice2", "bob2"];
-    let sync_all = || {
-        for _ in 0..2 {
-            for d in devices {
-                ok(&p(d), &["sync"]);
-            }
-        }
-    };
+    let sync_all = || sync(dir.path(), &devices);
     // Bob has alice as a contact: her room is no request to him.
     let code = ok(&p("alice"), &["contact-code"])[0]["uri"].as_str().unwrap().to_owned();
     ok(&p("bob"), &["add-contact", &code]);
@@ -167,7 +170,7 @@ fn replies_edits_deletions_and_reactions_show_on_every_device_also_when_made_off
     }
 
     // Search, offline, on every device: the text as it shows now — edited, not deleted, not
-    // hidden for me — by word prefixes, case and accents ignored.
+    // hidden for me — by words, the last a prefix, case and accents ignored.
     ok(&p("bob"), &["send", &bob_room, "Rendez-vous au Café Привет at six"]);
     sync_all();
     let found = |d: &str, query: &str| -> Vec<String> {
@@ -192,4 +195,119 @@ fn replies_edits_deletions_and_reactions_show_on_every_device_also_when_made_off
         (Some("bob"), Some(bob_room.as_str()))
     );
     assert!(ok(&p("bob"), &["search", "six", "--room", "999"]).is_empty());
+}
+
+/// The room named `name` on a profile.
+fn room_named(profile: &Path, name: &str) -> String {
+    let rooms = ok(profile, &["rooms"]);
+    let room = rooms.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no {name}"));
+    room["room"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn forwards_disappearing_messages_and_mentions_reach_every_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"));
+    let p = |name: &str| -> PathBuf { dir.path().join(name) };
+    for (profile, name, cmd) in
+        [("alice", "alice", "signup"), ("bob", "bob", "signup"), ("bob2", "bob", "login")]
+    {
+        let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
+        assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
+    }
+    let devices = ["alice", "bob", "bob2"];
+    let sync_all = || sync(dir.path(), &devices);
+    let code = ok(&p("alice"), &["contact-code"])[0]["uri"].as_str().unwrap().to_owned();
+    ok(&p("bob"), &["add-contact", &code]);
+    for name in ["photos", "plans"] {
+        ok(&p("alice"), &["create-room", "--name", name, "--member", "bob"]);
+    }
+    let photo = tidings_testkit::test_images().unwrap().join("iphone6_8mp.jpg");
+    let photos = room_named(&p("alice"), "photos");
+    ok(&p("alice"), &["send", &photos, "--image", photo.to_str().unwrap(), "--caption", "the bay"]);
+    ok(&p("alice"), &["send", &photos, "a tpyo"]);
+    sync_all();
+    let in_photos = ok(&p("alice"), &["messages", &photos]);
+    let (bay, typo) = (seq_of(&in_photos, "the bay"), seq_of(&in_photos, "a tpyo"));
+    ok(&p("alice"), &["edit", &photos, &typo.to_string(), "no typo"]);
+
+    // Forward: bob forwards the photo and the edited text into "plans" — the same upload,
+    // its key sealed for that room; the text as it shows now.
+    let (bob_photos, bob_plans) = (room_named(&p("bob"), "photos"), room_named(&p("bob"), "plans"));
+    sync_all();
+    ok(&p("bob"), &["forward", &bob_photos, &bay.to_string(), &bob_plans]);
+    ok(&p("bob"), &["forward", &bob_photos, &typo.to_string(), &bob_plans]);
+    // Not a message here: refused.
+    assert_eq!(exec(&p("bob"), &["forward", &bob_photos, "999", &bob_plans], "").0, 2);
+    sync_all();
+    let original = by_seq(&ok(&p("bob2"), &["messages", &room_named(&p("bob2"), "photos")]), bay);
+    for d in devices {
+        let plans = room_named(&p(d), "plans");
+        let msgs = ok(&p(d), &["messages", &plans]);
+        let fwd = msgs.iter().find(|m| m["text"] == "the bay").unwrap_or_else(|| panic!("{d}"));
+        assert_eq!((fwd["forwarded"].as_bool(), fwd["sender"].as_str()), (Some(true), Some("bob")));
+        assert_eq!(fwd["image"]["media"], original["image"]["media"], "{d}: not uploaded again");
+        let text = msgs.iter().find(|m| m["text"] == "no typo").unwrap_or_else(|| panic!("{d}"));
+        assert_eq!(text["forwarded"], true, "{d}");
+        // The forwarded photo opens with the key that came with the forward.
+        let out = dir.path().join(format!("{d}.jpg"));
+        let seq = fwd["seq"].as_u64().unwrap().to_string();
+        ok(&p(d), &["fetch-media", &plans, &seq, "--out", out.to_str().unwrap()]);
+        assert!(std::fs::metadata(&out).unwrap().len() > 100_000, "{d}");
+    }
+
+    // Disappearing messages: alice turns them on in "plans"; what is sent after carries
+    // the timer and goes on every device when it expires; an edit after that does nothing.
+    let plans = room_named(&p("alice"), "plans");
+    ok(&p("alice"), &["disappearing", &plans, "20"]);
+    ok(&p("alice"), &["send", &plans, "poof"]);
+    assert_eq!(exec(&p("alice"), &["disappearing", &plans, "soon"], "").0, 2);
+    sync_all();
+    let mut expires = 0;
+    for d in devices {
+        let rooms = ok(&p(d), &["rooms"]);
+        let room = rooms.iter().find(|r| r["name"] == "plans").unwrap();
+        assert_eq!(room["disappearing_s"], 20, "{d}");
+        let msgs = ok(&p(d), &["messages", &room_named(&p(d), "plans")]);
+        let notice = msgs.iter().find(|m| m["notice"]["kind"] == "disappearing").unwrap();
+        assert_eq!(
+            (notice["sender"].as_str(), notice["notice"]["seconds"].as_u64()),
+            (Some("alice"), Some(20))
+        );
+        let poof = msgs.iter().find(|m| m["text"] == "poof").unwrap_or_else(|| panic!("{d}"));
+        expires = expires.max(poof["expires_ms"].as_i64().unwrap());
+        // What was there before the timer stays.
+        assert_eq!(
+            msgs.iter().find(|m| m["text"] == "the bay").unwrap()["expires_ms"],
+            Value::Null
+        );
+    }
+    let poof_seq = seq_of(&ok(&p("alice"), &["messages", &plans]), "poof");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let wait = (expires - now.as_millis() as i64).max(0) as u64 + 300;
+    std::thread::sleep(std::time::Duration::from_millis(wait));
+    for d in devices {
+        let msgs = ok(&p(d), &["messages", &room_named(&p(d), "plans")]);
+        assert!(!msgs.iter().any(|m| m["text"] == "poof"), "{d}: expired");
+        assert!(msgs.iter().any(|m| m["text"] == "the bay"), "{d}");
+    }
+    assert_eq!(exec(&p("alice"), &["edit", &plans, &poof_seq.to_string(), "back"], "").0, 2);
+    ok(&p("alice"), &["disappearing", &plans, "off"]);
+    ok(&p("alice"), &["send", &plans, "stays"]);
+
+    // Mentions: bob mentions alice in a room she muted; her room list counts it.
+    ok(&p("alice"), &["mute", &plans]);
+    ok(&p("bob"), &["send", &room_named(&p("bob"), "plans"), "@alice are you in?"]);
+    sync_all();
+    let rooms = ok(&p("alice"), &["rooms"]);
+    let room = rooms.iter().find(|r| r["name"] == "plans").unwrap();
+    assert_eq!((room["muted"].as_bool(), room["unread_mentions"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(room["disappearing_s"], Value::Null, "turned off");
+    let msgs = ok(&p("alice"), &["messages", &plans]);
+    let mention = msgs.iter().find(|m| m["text"] == "@alice are you in?").unwrap();
+    assert_eq!(mention["mentions_me"], true);
+    assert_eq!(msgs.iter().find(|m| m["text"] == "stays").unwrap()["expires_ms"], Value::Null);
+    ok(&p("alice"), &["read", &plans]);
+    let rooms = ok(&p("alice"), &["rooms"]);
+    assert_eq!(rooms.iter().find(|r| r["name"] == "plans").unwrap()["unread_mentions"], 0);
 }
