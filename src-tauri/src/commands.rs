@@ -316,8 +316,61 @@ pub async fn react(
     Ok(())
 }
 
-/// Messages on this device matching `query` (every word as a prefix), newest first, in
-/// `room` or all rooms.
+/// Forwards message `message` of room `from` into room `room`.
+#[tauri::command]
+pub async fn forward(
+    app: State<'_, App>,
+    room: RoomKey,
+    from: RoomKey,
+    message: String,
+) -> Result<()> {
+    app.client.room(room).send_queue().forward(from, message_id(&message)?).await?;
+    Ok(())
+}
+
+/// Sets a room's disappearing-message timer (`0`: off).
+#[tauri::command]
+pub async fn set_disappearing(app: State<'_, App>, room: RoomKey, seconds: u32) -> Result<()> {
+    app.client.room(room).send_queue().set_disappearing(seconds).await?;
+    Ok(())
+}
+
+/// Keeps what I am writing in a room (empty: no draft).
+#[tauri::command]
+pub async fn set_draft(app: State<'_, App>, room: RoomKey, text: String) -> Result<()> {
+    Ok(app.client.room(room).set_draft(&text).await?)
+}
+
+/// A room's draft.
+#[tauri::command]
+pub async fn draft(app: State<'_, App>, room: RoomKey) -> Result<Option<String>> {
+    Ok(app.client.room(room).draft().await?)
+}
+
+/// Where a room's first unread message is (its timeline position), before it is marked read.
+#[tauri::command]
+pub async fn first_unread(app: State<'_, App>, room: RoomKey) -> Result<Option<i64>> {
+    Ok(app.client.room(room).first_unread().await?)
+}
+
+/// Mutes or unmutes a room.
+#[tauri::command]
+pub async fn set_room_muted(app: State<'_, App>, room: RoomKey, muted: bool) -> Result<()> {
+    Ok(app.client.room(room).set_muted(muted).await?)
+}
+
+/// A message's versions, oldest first: as sent, then each edit (text, Unix ms).
+#[tauri::command]
+pub async fn message_versions(
+    app: State<'_, App>,
+    room: RoomKey,
+    message: String,
+) -> Result<Vec<(String, i64)>> {
+    Ok(app.client.room(room).timeline().versions(message_id(&message)?).await?)
+}
+
+/// Messages on this device matching `query` (every word, the last one as a prefix), newest
+/// first, in `room` or all rooms.
 #[tauri::command]
 pub async fn search(
     app: State<'_, App>,

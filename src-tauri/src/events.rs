@@ -131,14 +131,18 @@ impl Notifier {
         }
         self.announced.insert(room, m.position);
         // Only what arrived while the app runs, and not what was read meanwhile elsewhere.
-        if !show
-            || m.at_ms < self.since_ms
-            || self.room(room, rooms).await.map_or(0, |r| r.unread) == 0
-        {
+        let summary = self.room(room, rooms).await;
+        if !show || m.at_ms < self.since_ms || summary.as_ref().map_or(0, |r| r.unread) == 0 {
             return;
         }
+        // A muted room tells only of what mentions me.
+        if summary.is_some_and(|r| r.muted) && !m.mentions_me {
+            return;
+        }
+        let title =
+            if m.mentions_me { format!("{} mentioned you", m.sender) } else { m.sender.clone() };
         let body = if m.image.is_some() { "Photo".to_owned() } else { m.text };
-        self.show(&m.sender, &body);
+        self.show(&title, &body);
     }
 
     /// A room's summary, from the batch's room list (read on first use).

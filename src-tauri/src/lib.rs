@@ -197,6 +197,13 @@ pub fn run() {
                 _lock: lock,
             };
             events::forward(app.handle().clone(), client.clone(), connection);
+            // Disappearing messages go when they expire, online or not.
+            let expiring = client.clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = expiring.expire().await {
+                    tracing::warn!(error = %e, "Disappearing messages stopped being erased.");
+                }
+            });
             #[cfg(desktop)]
             events::tray(app.handle())?;
             let handle = app.handle().clone();
@@ -225,6 +232,13 @@ pub fn run() {
             commands::delete_message,
             commands::react,
             commands::search,
+            commands::forward,
+            commands::set_disappearing,
+            commands::set_draft,
+            commands::draft,
+            commands::first_unread,
+            commands::set_room_muted,
+            commands::message_versions,
             commands::send_attachment,
             commands::thumbnail,
             commands::full_image,

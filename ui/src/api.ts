@@ -63,6 +63,19 @@ export const api = {
     invoke<void>("delete_message", { room, to, forEveryone }),
   react: (room: number, to: string, emoji: string, on: boolean) => invoke<void>("react", { room, to, emoji, on }),
   search: (query: string, room: number | null, limit: number) => invoke<SearchHit[]>("search", { query, room, limit }),
+  /** Sends a copy of message `message` (a request id) of room `from` to room `room`. */
+  forward: (room: number, from: number, message: string) => invoke<void>("forward", { room, from, message }),
+  /** Sets the room's disappearing-message timer (0: off). */
+  setDisappearing: (room: number, seconds: number) => invoke<void>("set_disappearing", { room, seconds }),
+  /** Keeps what I am writing in a room (empty: no draft). */
+  setDraft: (room: number, text: string) => invoke<void>("set_draft", { room, text }),
+  draft: (room: number) => invoke<string | null>("draft", { room }),
+  /** The timeline position of the room's first unread message from others (ask before `markRead`). */
+  firstUnread: (room: number) => invoke<number | null>("first_unread", { room }),
+  /** Mutes a room (only mentions of me notify) or unmutes it. */
+  setRoomMuted: (room: number, muted: boolean) => invoke<void>("set_room_muted", { room, muted }),
+  /** A message's versions, oldest first: as sent, then each edit (text, Unix ms). */
+  messageVersions: (room: number, message: string) => invoke<[string, number][]>("message_versions", { room, message }),
   sendAttachment: async (room: number, file: File) =>
     invoke<void>("send_attachment", new Uint8Array(await file.arrayBuffer()), {
       headers: { room: String(room), name: encodeURIComponent(file.name || "file") },
@@ -116,6 +129,7 @@ export const api = {
   acceptCall: () => invoke<void>("accept_call"),
   declineCall: () => invoke<void>("decline_call"),
   hangUp: () => invoke<void>("hang_up"),
+  /** Mutes my microphone in the call. */
   setMuted: (muted: boolean) => invoke<void>("set_muted", { muted }),
 };
 

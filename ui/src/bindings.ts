@@ -50,7 +50,23 @@ typing: Array<string>,
  * A request: who (not a contact) put me in this room. Accept, decline or block; a
  * reply accepts.
  */
-request_from: string | null, };
+request_from: string | null, 
+/**
+ * What I was writing here and did not send (crate::drafts).
+ */
+draft: string | null, 
+/**
+ * The disappearing-message timer, in seconds, when it is on (crate::disappearing).
+ */
+disappearing_s: number | null, 
+/**
+ * Muted: only messages that mention me notify.
+ */
+muted: boolean, 
+/**
+ * Unread messages that mention me.
+ */
+unread_mentions: number, };
 
 export type Message = { 
 /**
@@ -122,7 +138,19 @@ deleted: boolean,
 /**
  * Reactions, by emoji in order of first use.
  */
-reactions: Array<Reaction>, };
+reactions: Array<Reaction>, 
+/**
+ * Forwarded from another chat.
+ */
+forwarded: boolean, 
+/**
+ * A disappearing message: when every device erases it (Unix ms).
+ */
+expires_ms: number | null, 
+/**
+ * It mentions me.
+ */
+mentions_me: boolean, };
 
 export type Quote = { 
 /**
@@ -307,7 +335,11 @@ user: string, } | { "kind": "accepted" } | { "kind": "left" } | { "kind": "remov
 /**
  * The new name.
  */
-name: string, } | { "kind": "security", 
+name: string, } | { "kind": "disappearing", 
+/**
+ * Seconds after sending that messages disappear; `None`: turned off.
+ */
+seconds: number | null, } | { "kind": "security", 
 /**
  * Which check.
  */

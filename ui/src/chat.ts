@@ -1,14 +1,14 @@
 // One chat: messages grouped by day with ticks, typing, photos (placeholder → thumbnail →
-// full), older pages on scroll, the composer (text, picker, drag and drop), the call
-// button in direct chats, and the banner while a member's changed security code holds
-// sending.
+// full), older pages on scroll, the composer (text, picker, drag and drop) and its draft,
+// the unread divider, the call button in direct chats, the chat menu (mute, disappearing
+// messages), and the banner while a member's changed security code holds sending.
 
 import { api, errorText, isAppError } from "./api";
 import type { Event, Message, RoomSummary } from "./bindings";
 import { fill, h } from "./dom";
-import { bytes, callRecord, caption, clock, dayLabel, groupByDay, linkParts, noticeText, tick } from "./format";
+import { bytes, callRecord, caption, clock, dayLabel, groupByDay, linkParts, mentionParts, noticeText, tick, TIMER_CHOICES, timerLabel } from "./format";
 import { fullUrl, placeholder, thumbnailUrl } from "./media";
-import { readByDialog, roomDialog, securityCodeDialog } from "./dialogs";
+import { forwardDialog, readByDialog, roomDialog, securityCodeDialog, versionsDialog } from "./dialogs";
 import { icon } from "./icons";
 import { store } from "./store";
 
@@ -22,23 +22,77 @@ function short(text: string): string {
 }
 const TYPING_REFRESH_MS = 3000;
 const TYPING_IDLE_MS = 4000;
+/** A draft is kept this long after the last keystroke (and at once when the chat closes). */
+const DRAFT_SAVE_MS = 400;
+
+/**
+ * Arrow keys, Home and End move through a menu's items; Escape closes it (`close` puts the
+ * focus back on the button that opened it).
+ */
+function menuKeys(menu: HTMLElement, close: () => void): void {
+  menu.addEventListener("keydown", (ev) => {
+    const items = [...menu.querySelectorAll<HTMLElement>('[role^="menuitem"]')];
+    const at = items.indexOf(document.activeElement as HTMLElement);
+    const go = (i: number) => {
+      ev.preventDefault();
+      items[(i + items.length) % items.length]?.focus();
+    };
+    switch (ev.key) {
+      case "Escape":
+        ev.preventDefault();
+        ev.stopPropagation();
+        close();
+        break;
+      case "ArrowDown":
+        go(at + 1);
+        break;
+      case "ArrowUp":
+        go(at < 0 ? -1 : at - 1);
+        break;
+      case "Home":
+        go(0);
+        break;
+      case "End":
+        go(items.length - 1);
+        break;
+    }
+  });
+}
 
 /** Builds the chat pane for `room`; returns it and a disposer. */
 export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLElement; dispose: () => void; jump: (request: string, position: number | null) => Promise<void> } {
   let messages: Message[] = []; // oldest first
   let exhausted = false;
-  let loadingOlder = false;
+  // Where the first unread message was when the chat opened (its timeline position): the
+  // "Unread messages" divider goes above it, and stays there while the chat is open.
+  let unreadAt: number | null = null;
+  // Asked before the chat is marked read (loadNewest marks it after the first page).
+  const firstUnread = api.firstUnread(room.room).catch(() => null);
 
   const title = h("h2", { id: "chat-title" }, room.name);
+  const timer = h("span", { class: "chat-timer", id: "chat-timer", title: "Disappearing messages", hidden: true });
   const sub = h("p", { class: "chat-sub", id: "chat-typing", "aria-live": "polite" });
   const callBtn = room.direct
     ? h("button", { class: "icon", id: "call-button", "aria-label": `Call ${room.name}`, title: "Call", type: "button", hidden: room.request_from !== null }, icon("phone"))
     : null;
+  const settingsBtn = h("button", { class: "icon", id: "chat-menu-button", "aria-label": "Chat settings", title: "Mute, disappearing messages", type: "button",
+    "aria-haspopup": "menu", "aria-expanded": "false", "aria-controls": "chat-menu" }, icon("sliders"));
   const info = h("button", { class: "icon", "aria-label": "Chat details", title: "Details", type: "button", id: "room-info-button" }, icon("more"));
   const header = h("header", { class: "chat-header" },
-    h("div", { class: "chat-title" }, title, sub), h("div", { class: "row" }, callBtn, info));
+    h("div", { class: "chat-title" }, h("div", { class: "chat-title-row" }, title, timer), sub), h("div", { class: "row" }, callBtn, settingsBtn, info));
+  // The disappearing-message timer, beside the name while it is on.
+  const showTimer = (r: RoomSummary) => {
+    const s = r.disappearing_s ?? 0;
+    timer.hidden = s <= 0;
+    timer.textContent = s > 0 ? `⏱ ${timerLabel(s)}` : "";
+    if (s > 0) timer.setAttribute("aria-label", `Messages disappear after ${timerLabel(s)}`);
+    else timer.removeAttribute("aria-label");
+  };
+  showTimer(room);
 
   const list = h("div", { class: "timeline", id: "timeline", role: "log", "aria-label": `Messages with ${room.name}`, tabindex: 0 });
+  const jumpUnread = h("button", { type: "button", class: "jump-unread", id: "jump-unread", hidden: true }, "↑ Jump to first unread");
+  const timeline = h("div", { class: "timeline-wrap" }, list, jumpUnread);
   const sentinel = h("div", { class: "sentinel", "aria-hidden": "true" });
   const error = h("p", { class: "composer-error", role: "alert", id: "composer-error" });
   const text = h("textarea", { id: "composer", rows: 1, placeholder: "Message", "aria-label": `Message ${room.name}`, maxlength: 16000 });
@@ -54,7 +108,17 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     contextText,
     h("button", { type: "button", class: "icon", id: "composer-context-cancel", "aria-label": "Cancel", title: "Cancel", onclick: () => setContext(null, null) }, icon("close")));
   const setContext = (reply: Message | null, edit: Message | null) => {
-    if (editing && !edit) text.value = ""; // leaving an edit drops its text
+    if (edit && !editing) {
+      // An edit borrows the composer: the draft is kept and set aside meanwhile.
+      saveDraft();
+      aside = text.value;
+    }
+    if (editing && !edit) {
+      // Leaving an edit drops its text and brings the draft back.
+      text.value = aside;
+      aside = "";
+      fit();
+    }
     replying = reply;
     editing = edit;
     context.hidden = reply === null && edit === null;
@@ -62,27 +126,37 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     if (edit) {
       fill(contextText, h("strong", {}, "Editing"), `: ${short(edit.text)}`);
       text.value = edit.text;
+      fit();
     }
     text.focus();
   };
   const drop = h("div", { class: "drop-hint", hidden: true }, "Drop to send");
   const request = requestBar(room, error, onLeft);
   const held = heldBar(error, () => void checkHeld());
-  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, held.el, list, error, request, context, composer, drop);
+  const pane = h("section", { class: "chat", "aria-labelledby": "chat-title" }, header, held.el, timeline, error, request, context, composer, drop);
   if (!room.member) {
     composer.hidden = true;
     error.textContent = "You are no longer a member of this chat.";
   }
 
   // Rendering --------------------------------------------------------------------------
+  // Whether the pages loaded reach back to the first unread message.
+  const unreadLoaded = () => unreadAt !== null && messages.length > 0 && (exhausted || messages[0].position <= unreadAt);
   const render = () => {
     const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
     const me = store.session?.username;
     const groups = groupByDay(messages);
+    // The divider goes above the first unread message (or what follows it, were it gone).
+    const from = unreadAt;
+    const dividerAbove = from !== null && unreadLoaded() ? messages.find((m) => m.position >= from)?.request_id : undefined;
     fill(list, sentinel, exhausted ? h("p", { class: "muted center small" }, "This is the beginning of the chat") : null,
       groups.map((g) => h("section", { class: "day", "aria-label": dayLabel(g.at) },
         h("h3", { class: "day-label" }, h("span", {}, dayLabel(g.at))),
-        g.messages.map((m) => bubble(m, m.sender === me)))));
+        g.messages.flatMap((m) => [
+          m.request_id === dividerAbove ? h("div", { class: "unread-divider", id: "unread-divider", role: "separator", tabindex: -1 }, h("span", {}, "Unread messages")) : null,
+          bubble(m, m.sender === me),
+        ]))));
+    jumpUnread.hidden = unreadAt === null || unreadLoaded();
     // A menu open on a message stays open as the timeline redraws (a message arriving).
     const open = messages.find((m) => m.request_id === menuFor);
     const at = open ? list.querySelector<HTMLElement>(`[data-request="${CSS.escape(open.request_id)}"] .msg-actions`) : null;
@@ -96,8 +170,8 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       return h("div", { class: "event call-record", "data-seq": m.seq ?? "" }, icon("phone"), " ", callRecord(m.call, store.session?.user_id ?? 0), ` · ${clock(m.at_ms)}`);
     }
     if (m.notice) {
-      const security = m.notice.kind === "security" ? ` security ${m.notice.issue}` : "";
-      return h("div", { class: `event${security}` }, noticeText(m.notice, m.sender));
+      const kind = m.notice.kind === "security" ? ` security ${m.notice.issue}` : m.notice.kind === "disappearing" ? " disappearing" : "";
+      return h("div", { class: `event${kind}`, "data-request": m.request_id }, noticeText(m.notice, m.sender, store.session?.username));
     }
     if (m.deleted) {
       return h("article", { class: `msg ${mine ? "mine" : "theirs"} deleted`, "data-seq": m.seq ?? "", "data-request": m.request_id },
@@ -109,17 +183,23 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       ? h("button", { class: t.cls, "aria-label": t.label, title: t.label, type: "button", "data-state": m.state, disabled: room.direct || m.seq === null,
           onclick: () => m.seq !== null && void readByDialog(room.room, m.seq, m.at_ms) }, t.symbol)
       : null;
-    return h("article", { class: `msg ${mine ? "mine" : "theirs"} ${m.state}`, "data-seq": m.seq ?? "", "data-request": m.request_id },
+    return h("article", { class: `msg ${mine ? "mine" : "theirs"} ${m.state}${m.mentions_me ? " mentions-me" : ""}`, "data-seq": m.seq ?? "", "data-request": m.request_id },
       !mine && !room.direct ? h("div", { class: "sender" }, m.sender) : null,
+      m.forwarded ? h("div", { class: "forwarded" }, icon("forward"), "Forwarded") : null,
       m.reply_to ? quote(m.reply_to) : null,
       m.image ? photo(m) : null,
       m.file && !m.image ? h("div", { class: "file" }, icon("file"), " ", h("span", {}, m.file.name), h("span", { class: "muted small" }, ` ${bytes(Number(m.file.size))}`)) : null,
-      caption(m) !== null ? h("p", { class: "text" }, richText(caption(m)!)) : null,
+      caption(m) !== null ? h("p", { class: "text" }, richText(caption(m)!, store.session?.username)) : null,
       m.reactions.length > 0 ? h("div", { class: "reactions" }, m.reactions.map((r) =>
         h("button", { type: "button", class: `reaction${r.mine ? " mine" : ""}`, "aria-pressed": String(r.mine), title: r.users.join(", "),
           "aria-label": `${r.emoji} ${r.users.length}, ${r.users.join(", ")}`, onclick: () => void act(() => api.react(room.room, m.request_id, r.emoji, !r.mine)) },
         `${r.emoji} ${r.users.length}`))) : null,
-      h("div", { class: "meta" }, m.edited ? h("span", { class: "edited" }, "edited") : null,
+      h("div", { class: "meta" },
+        m.expires_ms !== null ? h("span", { class: "expires", role: "img", title: `Disappears ${new Date(m.expires_ms).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })}`,
+          "aria-label": "Disappearing message" }, "⏱") : null,
+        // The edited mark opens the message's versions.
+        m.edited ? h("button", { type: "button", class: "edited", title: "Show edit history", "aria-label": "Edited: show edit history",
+          onclick: () => void versionsDialog(room.room, m.request_id) }, "edited") : null,
         h("time", { datetime: new Date(m.at_ms).toISOString() }, clock(m.at_ms)), ticks, actionsButton(m, mine)),
       m.state === "failed" ? h("div", { class: "failed-note" }, "Not sent. ", h("button", { type: "button", class: "link", onclick: () => retryMessage(m) }, "Retry")) : null,
     );
@@ -137,16 +217,26 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   const quote = (q: NonNullable<Message["reply_to"]>): HTMLElement =>
     h("button", { type: "button", class: "quote", "data-to": q.request_id, disabled: q.position === null, onclick: () => void jumpTo(q.request_id, q.position) },
       h("strong", {}, q.sender ?? ""), h("span", {}, q.text === null ? "Message not available" : short(q.text)));
-  // Scrolls to a message, loading older pages until it is there.
-  const jumpTo = async (request: string, position: number | null) => {
-    const find = () => list.querySelector<HTMLElement>(`[data-request="${CSS.escape(request)}"]`);
+  // Loads older pages until `find` finds what is at `position` (or the chat's beginning),
+  // then scrolls it into view.
+  const reveal = async (find: () => HTMLElement | null, position: number | null): Promise<HTMLElement | null> => {
     while (!find() && !exhausted && position !== null && messages.length > 0 && messages[0].position > position) await loadOlder();
     const el = find();
+    el?.scrollIntoView({ block: "center" });
+    return el;
+  };
+  // Scrolls to a message, loading older pages until it is there.
+  const jumpTo = async (request: string, position: number | null) => {
+    const el = await reveal(() => list.querySelector<HTMLElement>(`[data-request="${CSS.escape(request)}"]`), position);
     if (!el) return;
-    el.scrollIntoView({ block: "center" });
     el.classList.add("flash");
     window.setTimeout(() => el.classList.remove("flash"), 1500);
   };
+  // The first unread message, when it is above the pages loaded.
+  jumpUnread.addEventListener("click", async () => {
+    const divider = await reveal(() => list.querySelector<HTMLElement>("#unread-divider"), unreadAt);
+    divider?.focus({ preventScroll: true });
+  });
   const actionsButton = (m: Message, mine: boolean): HTMLElement =>
     h("button", { type: "button", class: "icon msg-actions", "aria-label": "Message actions", title: "More", "aria-haspopup": "menu",
       onclick: (ev: globalThis.Event) => { ev.stopPropagation(); openMenu(m, mine, ev.currentTarget as HTMLElement); } }, "⋯");
@@ -157,6 +247,7 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   };
   const openMenu = (m: Message, mine: boolean, at: HTMLElement, focus = true) => {
     closeMenu();
+    if (focus) closeChatMenu();
     menuFor = m.request_id;
     const item = (id: string, label: string, f: () => void, cls = "") =>
       h("button", { type: "button", role: "menuitem", id, class: cls, onclick: () => { closeMenu(); f(); } }, label);
@@ -167,6 +258,7 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
         return h("button", { type: "button", role: "menuitemcheckbox", "aria-checked": String(on), class: on ? "mine" : "", onclick: () => { closeMenu(); void act(() => api.react(room.room, m.request_id, e, !on)); } }, e);
       })),
       m.deleted || !sent ? null : item("menu-reply", "Reply", () => setContext(m, null)),
+      m.deleted || !sent ? null : item("menu-forward", "Forward", () => forwardDialog(room.room, m.request_id)),
       mine && !m.deleted ? item("menu-edit", "Edit", () => setContext(null, m)) : null,
       mine && !m.deleted ? h("button", { type: "button", role: "menuitem", id: "menu-delete-everyone", class: "danger",
         // Asked in place (a second press), not with window.confirm, which some web views
@@ -182,12 +274,60 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
           void act(() => api.deleteMessage(room.room, m.request_id, true));
         } }, "Delete for everyone") : null,
       item("menu-delete-me", "Delete for me", () => void act(() => api.deleteMessage(room.room, m.request_id, false)), "danger"));
+    menuKeys(menu, () => {
+      closeMenu();
+      list.querySelector<HTMLElement>(`[data-request="${CSS.escape(m.request_id)}"] .msg-actions`)?.focus();
+    });
     at.closest(".msg")?.append(menu);
     if (focus) (menu.querySelector("button") as HTMLElement | null)?.focus();
   };
   const onOutside = (ev: MouseEvent) => {
-    if (!(ev.target as Element | null)?.closest("#message-menu")) closeMenu();
+    const target = ev.target as Element | null;
+    if (!target?.closest("#message-menu")) closeMenu();
+    if (!target?.closest("#chat-menu")) closeChatMenu();
   };
+
+  // The chat menu: mute, and the disappearing-message timer ----------------------------
+  let chatMenu: HTMLElement | null = null;
+  const closeChatMenu = (focusBack = false) => {
+    chatMenu?.remove();
+    chatMenu = null;
+    settingsBtn.setAttribute("aria-expanded", "false");
+    if (focusBack) settingsBtn.focus();
+  };
+  const openChatMenu = (focusId: string | null, focus = true) => {
+    closeChatMenu();
+    const r = store.room(room.room) ?? room;
+    const current = r.disappearing_s ?? 0;
+    // A timer set elsewhere (another device, the CLI) is listed too, checked.
+    const choices = TIMER_CHOICES.includes(current) ? TIMER_CHOICES : [...TIMER_CHOICES, current].sort((a, b) => a - b);
+    const choose = (seconds: number) => {
+      closeChatMenu(true);
+      if (seconds !== current) void act(() => api.setDisappearing(room.room, seconds));
+    };
+    const menu = h("div", { class: "chat-menu", id: "chat-menu", role: "menu", "aria-label": "Chat settings" },
+      h("button", { type: "button", role: "menuitem", id: "chat-menu-mute", onclick: () => {
+        closeChatMenu(true);
+        void act(() => api.setRoomMuted(room.room, !r.muted));
+      } }, r.muted ? "Unmute" : "Mute"),
+      h("div", { class: "menu-heading", id: "chat-menu-timer-label" }, "Disappearing messages"),
+      h("div", { role: "group", "aria-labelledby": "chat-menu-timer-label" }, choices.map((seconds) =>
+        h("button", { type: "button", role: "menuitemradio", id: `chat-timer-${seconds}`, "aria-checked": String(seconds === current),
+          onclick: () => choose(seconds) }, timerLabel(seconds)))));
+    menuKeys(menu, () => closeChatMenu(true));
+    header.append(menu);
+    chatMenu = menu;
+    settingsBtn.setAttribute("aria-expanded", "true");
+    if (!focus) return;
+    const first = (focusId ? menu.querySelector<HTMLElement>(`#${CSS.escape(focusId)}`) : null) ?? menu.querySelector<HTMLElement>('[aria-checked="true"]') ?? menu.querySelector<HTMLElement>("button");
+    first?.focus();
+  };
+  settingsBtn.addEventListener("click", (ev) => {
+    ev.stopPropagation();
+    closeMenu();
+    if (chatMenu) closeChatMenu();
+    else openChatMenu("chat-menu-mute");
+  });
   document.addEventListener("click", onOutside);
 
   const photo = (m: Message): HTMLElement => {
@@ -225,24 +365,30 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     const oldest = page.length > 0 ? page[0].position : Infinity;
     messages = [...messages.filter((m) => m.position < oldest && !fresh.has(m.request_id)), ...page];
     if (first && page.length < PAGE) exhausted = true;
-    render();
-    // Opening a chat reads it; what arrives later is read only while someone looks.
-    void markRead(first);
+    const opening = first;
     first = false;
+    if (opening) unreadAt = await firstUnread;
+    render();
+    // Opening a chat shows where its unread messages start.
+    if (opening) list.querySelector("#unread-divider")?.scrollIntoView({ block: "center" });
+    // Opening a chat reads it; what arrives later is read only while someone looks.
+    void markRead(opening);
   };
-  const loadOlder = async () => {
-    if (loadingOlder || exhausted || messages.length === 0) return;
-    loadingOlder = true;
-    try {
+  // One older page at a time: a second caller waits for the page being loaded.
+  let older: Promise<void> | null = null;
+  const loadOlder = (): Promise<void> => {
+    if (exhausted || messages.length === 0) return Promise.resolve();
+    older ??= (async () => {
       const page = await api.messages(room.room, messages[0].position, PAGE);
       if (page.length < PAGE) exhausted = true;
       const before = list.scrollHeight - list.scrollTop;
       messages = [...page.reverse(), ...messages];
       render();
       list.scrollTop = list.scrollHeight - before; // keep the reader's place
-    } finally {
-      loadingOlder = false;
-    }
+    })().finally(() => {
+      older = null;
+    });
+    return older;
   };
   const observer = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting)) void loadOlder();
@@ -250,12 +396,17 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
   observer.observe(sentinel);
 
   const markRead = async (opened = false) => {
+    await firstUnread; // the first unread is asked for before anything is marked read
     const r = store.room(room.room);
     const looking = document.visibilityState === "visible" && (opened || document.hasFocus());
     if (r && r.unread > 0 && looking) await api.markRead(room.room).catch(() => undefined);
   };
 
   // Typing -------------------------------------------------------------------------------
+  function fit() {
+    text.style.height = "auto";
+    if (text.value) text.style.height = `${Math.min(text.scrollHeight, 160)}px`;
+  }
   let typingSent = 0;
   let idle: number | undefined;
   const stopTyping = () => {
@@ -266,8 +417,8 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     }
   };
   text.addEventListener("input", () => {
-    text.style.height = "auto";
-    text.style.height = `${Math.min(text.scrollHeight, 160)}px`;
+    fit();
+    if (!editing) scheduleDraft();
     const now = Date.now();
     if (text.value && now - typingSent > TYPING_REFRESH_MS) {
       typingSent = now;
@@ -281,13 +432,47 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     sub.textContent = who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…` : `${who.join(", ")} are typing…`;
   };
 
+  // Drafts: what is typed here is kept for the room (shown in the chat list, put back when
+  // the chat opens again), a moment after the last keystroke and when the chat closes.
+  // While an edit borrows the composer, the draft is the text set aside.
+  let aside = "";
+  let savedDraft = room.draft ?? "";
+  let draftTimer: number | undefined;
+  function saveDraft() {
+    window.clearTimeout(draftTimer);
+    draftTimer = undefined;
+    const value = editing ? aside : text.value;
+    if (value === savedDraft) return;
+    savedDraft = value;
+    void api.setDraft(room.room, value).catch(() => undefined);
+  }
+  const scheduleDraft = () => {
+    window.clearTimeout(draftTimer);
+    draftTimer = window.setTimeout(saveDraft, DRAFT_SAVE_MS);
+  };
+  // Sent: the draft goes (or becomes what was typed since).
+  const sentDraft = () => {
+    window.clearTimeout(draftTimer);
+    draftTimer = undefined;
+    savedDraft = text.value;
+    void api.setDraft(room.room, text.value).catch(() => undefined);
+  };
+  void api.draft(room.room).then((d) => {
+    savedDraft = d ?? "";
+    if (d && text.value === "" && !editing && !replying && draftTimer === undefined) {
+      text.value = d;
+      fit();
+      text.setSelectionRange(d.length, d.length);
+    }
+  }, () => undefined);
+
   // Sending ------------------------------------------------------------------------------
   const submit = async () => {
     const value = text.value;
     if (!value.trim()) return;
     error.textContent = "";
     text.value = "";
-    text.style.height = "auto";
+    fit();
     stopTyping();
     const [reply, edit] = [replying, editing];
     try {
@@ -295,8 +480,11 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       else if (reply) await api.reply(room.room, reply.request_id, value);
       else await api.sendText(room.room, value);
       if (reply || edit) setContext(null, null);
+      if (!edit) sentDraft();
     } catch (e) {
       text.value = value;
+      fit();
+      if (!edit) scheduleDraft();
       error.textContent = errorText(e);
       if (isAppError(e) && e.code === "key_changed") void checkHeld();
     }
@@ -373,6 +561,12 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
     const fresh = store.room(room.room);
     if (fresh) {
       title.textContent = fresh.name;
+      showTimer(fresh);
+      // An open chat menu shows the new state (mute, timer), focus kept.
+      if (chatMenu) {
+        const inside = chatMenu.contains(document.activeElement);
+        openChatMenu(inside ? document.activeElement?.id ?? null : null, inside);
+      }
       composer.hidden = !fresh.member;
       request.hidden = fresh.request_from === null || !fresh.member;
       if (callBtn) callBtn.hidden = fresh.request_from !== null;
@@ -396,6 +590,8 @@ export function chatPane(room: RoomSummary, onLeft: () => void): { el: HTMLEleme
       await jumpTo(request, position);
     },
     dispose: () => {
+      // Switching chats keeps what was typed.
+      if (draftTimer !== undefined) saveDraft();
       off();
       observer.disconnect();
       stopTyping();
@@ -467,11 +663,14 @@ function heldBar(error: HTMLElement, changed: () => void): { el: HTMLElement; sh
 }
 
 /**
- * Message text with its web addresses as links. A click opens the system browser through
- * the core's `open_link` (never the web view, never before a click).
+ * Message text with its web addresses as links and its `@name` mentions marked (mine
+ * more). A click on a link opens the system browser through the core's `open_link`
+ * (never the web view, never before a click). Text goes in as text nodes only.
  */
-function richText(text: string): (string | HTMLElement)[] {
-  return linkParts(text).map((p) => "text" in p ? p.text : h("a", {
+function richText(text: string, me?: string): (string | HTMLElement)[] {
+  const mine = me?.toLowerCase();
+  return linkParts(text).flatMap((p) => "text" in p ? mentionParts(p.text).map((q) => "text" in q ? q.text
+    : h("span", { class: q.name === mine ? "mention me" : "mention" }, q.mention)) : h("a", {
     href: p.link, class: "link", rel: "noopener noreferrer",
     onclick: (ev: globalThis.Event) => {
       ev.preventDefault();

@@ -3,7 +3,7 @@
 import { api, errorText, isAppError } from "./api";
 import type { RoomSummary, Trust } from "./bindings";
 import { fill, h } from "./dom";
-import { bytes, clock, linkExpiry, outboxKind, stuckReason, trustBadge } from "./format";
+import { bytes, clock, dayLabel, hue, initials, linkExpiry, outboxKind, stuckReason, trustBadge } from "./format";
 import { icon } from "./icons";
 import { scanner, showSvg } from "./scanner";
 import { store } from "./store";
@@ -465,5 +465,71 @@ export async function readByDialog(room: number, seq: number, at: number): Promi
       h("span", { class: r.read ? "tick read" : r.delivered ? "tick delivered" : "tick sent" }, r.read ? "Read" : r.delivered ? "Delivered" : "Not yet delivered"))));
   } catch (e) {
     fill(list, h("li", {}, errorText(e)));
+  }
+}
+
+/** How many chats the forward dialog lists at once (the filter finds the others). */
+const FORWARD_SHOWN = 50;
+
+/** Forwarding a message: pick the chat to send a copy to (by name; the box filters). */
+export function forwardDialog(from: number, message: string): void {
+  const filter = h("input", { type: "search", id: "forward-filter", placeholder: "Search chats", "aria-label": "Search chats", autocomplete: "off", maxlength: 64 });
+  const list = h("ul", { class: "forward-list", id: "forward-list", "aria-label": "Chats" });
+  const err = h("p", { class: "form-error", role: "alert", id: "forward-error" });
+  let busy = false;
+  const choices = () => {
+    const q = filter.value.trim().toLowerCase();
+    return store.rooms.filter((r) => r.member && r.name.toLowerCase().includes(q));
+  };
+  const pick = async (r: RoomSummary) => {
+    if (busy) return;
+    busy = true;
+    err.textContent = "";
+    try {
+      await api.forward(r.room, from, message);
+      done.close();
+    } catch (e) {
+      err.textContent = errorText(e);
+    } finally {
+      busy = false;
+    }
+  };
+  const render = () => {
+    const rooms = choices();
+    fill(list,
+      rooms.length === 0 ? h("li", { class: "muted", id: "forward-none" }, "No chats found") : rooms.slice(0, FORWARD_SHOWN).map((r) => {
+        const avatar = h("span", { class: "avatar small", "aria-hidden": "true" }, r.direct ? initials(r.name) : icon("group"));
+        avatar.style.background = `hsl(${hue(r.name)} 55% 45%)`;
+        return h("li", {}, h("button", { type: "button", class: "forward-target", "data-room": r.room, onclick: () => void pick(r) },
+          avatar, h("span", { class: "room-name" }, r.name)));
+      }),
+      rooms.length > FORWARD_SHOWN ? h("li", { class: "muted small" }, `${rooms.length - FORWARD_SHOWN} more — type a name to find them`) : null);
+  };
+  filter.addEventListener("input", render);
+  // Enter picks the first chat listed.
+  filter.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter") return;
+    ev.preventDefault();
+    const first = choices()[0];
+    if (first) void pick(first);
+  });
+  const done = modal("Forward to…", h("div", { class: "stack" }, filter, list, err), "forward");
+  render();
+  filter.focus();
+}
+
+/** A message's edit history: each version's text and when, oldest (as sent) first. */
+export async function versionsDialog(room: number, message: string): Promise<void> {
+  const list = h("ol", { class: "versions", id: "versions-list", "aria-label": "Versions, oldest first" }, h("li", { class: "muted" }, "Loading…"));
+  modal("Edit history", h("div", {}, list), "versions");
+  try {
+    const versions = await api.messageVersions(room, message);
+    fill(list, versions.map(([text, at], i) => h("li", { class: "version" },
+      h("div", { class: "version-head" },
+        h("strong", {}, i === 0 ? "Sent" : "Edited"),
+        h("time", { datetime: new Date(at).toISOString() }, `${dayLabel(at)}, ${clock(at)}`)),
+      h("p", { class: "version-text" }, text))));
+  } catch (e) {
+    fill(list, h("li", { class: "form-error" }, errorText(e)));
   }
 }

@@ -258,8 +258,9 @@ export function placeholderSize(width: number, height: number): { w: number; h: 
   return { w, h: Math.min(64, Math.max(1, Math.round(w * ratio))) };
 }
 
-/** A membership or naming event as a line: "alice created the room", "bob joined". */
-export function noticeText(notice: Notice, sender: string): string {
+/** A membership or naming event as a line: "alice created the room", "bob joined". `me`
+ * (my username) words my own setting of the disappearing-message timer as "You …". */
+export function noticeText(notice: Notice, sender: string, me?: string): string {
   switch (notice.kind) {
     case "created":
       return `${sender} created the room`;
@@ -277,6 +278,12 @@ export function noticeText(notice: Notice, sender: string): string {
       return `${sender} renamed the room to ${notice.name}`;
     case "security":
       return securityText(notice.issue, sender);
+    case "disappearing": {
+      const who = me !== undefined && sender === me ? "You" : sender;
+      return notice.seconds === null || notice.seconds <= 0
+        ? `${who} turned off disappearing messages`
+        : `${who} set messages to disappear after ${timerLabel(notice.seconds)}`;
+    }
     default:
       return `${sender} changed the room`;
   }
@@ -343,4 +350,45 @@ export function stuckReason(reason: ServerErrorCode | null): string {
     default:
       return "the server refused it";
   }
+}
+
+/** The disappearing-message timers the chat menu offers, in seconds (0: off). */
+export const TIMER_CHOICES = [0, 30, 300, 3600, 86_400, 604_800];
+
+/** A disappearing-message timer in words: "30 seconds", "1 day", "2 weeks"; "Off" for 0. */
+export function timerLabel(seconds: number): string {
+  if (seconds <= 0) return "Off";
+  const units: [number, string][] = [[604_800, "week"], [86_400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
+  for (const [size, word] of units) {
+    if (seconds % size === 0) {
+      const n = seconds / size;
+      return `${n} ${word}${n === 1 ? "" : "s"}`;
+    }
+  }
+  return `${seconds} seconds`;
+}
+
+/** A piece of message text: plain, or a mention (`@name`, as written). */
+export type MentionPart = { text: string } | { mention: string; name: string };
+
+/**
+ * Splits text into plain parts and `@name` mentions, as the core finds them
+ * (core/src/mentions.rs): an `@` that starts a word, then letters, digits, `_`, `.` and `-`,
+ * without a final `.` or `-` (a sentence may end right after a name). `name` is lower-cased.
+ */
+export function mentionParts(text: string): MentionPart[] {
+  const parts: MentionPart[] = [];
+  let last = 0;
+  for (const m of text.matchAll(/@([A-Za-z0-9_.-]+)/g)) {
+    const at = m.index ?? 0;
+    const before = [...text.slice(Math.max(0, at - 2), at)].at(-1) ?? "";
+    const name = m[1].replace(/[.-]+$/, "");
+    // An address (ann@example.org) is not a mention.
+    if (name === "" || /[\p{Alphabetic}\p{N}]/u.test(before)) continue;
+    if (at > last) parts.push({ text: text.slice(last, at) });
+    parts.push({ mention: `@${name}`, name: name.toLowerCase() });
+    last = at + 1 + name.length;
+  }
+  if (last < text.length) parts.push({ text: text.slice(last) });
+  return parts;
 }

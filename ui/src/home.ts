@@ -1,5 +1,5 @@
-// The main screen: the chat list (name, last message, unread badge, my last tick, typing,
-// a connection banner) beside the open chat.
+// The main screen: the chat list (name, last message or draft, unread and mention badges,
+// muted, my last tick, typing, a connection banner) beside the open chat.
 //
 // The list is windowed: only the rows in view (and a few around them) are in the DOM, so a
 // profile of 1,000 rooms costs what 20 do (WebKit keeps a painted backing store for the
@@ -50,7 +50,7 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
     if (at) void chat.jump(at.request, at.position);
   };
 
-  // Search: every word as a prefix, in all chats or only the open one, newest first. The
+  // Search: every word (the last one as a prefix), in all chats or only the open one, newest first. The
   // results replace the chat list while there is a query; picking one opens its chat at it.
   const searchBox = h("input", { type: "search", id: "search", placeholder: "Search messages", "aria-label": "Search messages", maxlength: 256, autocomplete: "off" });
   const here = h("input", { type: "checkbox", id: "search-here" });
@@ -105,9 +105,14 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
 
   const item = (r: RoomSummary, index: number) => {
     const t = r.my_last_state ? tick(r.my_last_state) : null;
-    const last = r.typing.length > 0 ? h("span", { class: "typing" }, `${r.typing[0]} is typing…`) : h("span", { class: "preview" }, r.last_message ?? "");
+    // What I was writing shows instead of the last message, except in the open chat.
+    const draft = r.draft !== null && r.draft.trim() !== "" && r.room !== store.current ? r.draft : null;
+    const last = r.typing.length > 0 ? h("span", { class: "typing" }, `${r.typing[0]} is typing…`)
+      : draft !== null ? h("span", { class: "preview draft" }, h("span", { class: "draft-label" }, "Draft:"), " ", draft)
+      : h("span", { class: "preview" }, r.last_message ?? "");
     const when = r.last_activity_ms > 0 ? (dayLabel(r.last_activity_ms) === "Today" ? clock(r.last_activity_ms) : dayLabel(r.last_activity_ms)) : "";
-    const label = `${r.name}${r.request_from !== null && r.member ? ", chat request" : ""}${r.unread > 0 ? `, ${r.unread} unread` : ""}`;
+    const label = `${r.name}${r.request_from !== null && r.member ? ", chat request" : ""}${r.unread > 0 ? `, ${r.unread} unread` : ""}`
+      + `${r.unread_mentions > 0 ? ", mentioned" : ""}${r.muted ? ", muted" : ""}${draft !== null ? ", draft" : ""}`;
     const li = h("li", { "aria-setsize": store.rooms.length, "aria-posinset": index + 1 }, h("button", {
       type: "button", class: `room${r.room === store.current ? " active" : ""}${r.member ? "" : " gone"}`,
       "data-room": r.room, "data-index": index, "aria-label": label, "aria-current": r.room === store.current ? "true" : null,
@@ -115,12 +120,15 @@ export function homeScreen(signedOut: () => void): { el: HTMLElement; dispose: (
     },
       h("span", { class: "avatar", "aria-hidden": "true" }, r.direct ? initials(r.name) : icon("group")),
       h("span", { class: "room-text" },
-        h("span", { class: "room-top" }, h("span", { class: "room-name" }, r.name), h("span", { class: "when" }, when)),
+        h("span", { class: "room-top" }, h("span", { class: "room-name" }, r.name),
+          r.muted ? h("span", { class: "muted-icon", title: "Muted", "aria-hidden": "true" }, icon("bell-off")) : null,
+          h("span", { class: "when" }, when)),
         h("span", { class: "room-bottom" },
           t ? h("span", { class: t.cls, "aria-label": t.label, "data-state": r.my_last_state ?? "" }, t.symbol) : null,
           r.request_from !== null && r.member ? h("span", { class: "request-tag" }, "Request") : null,
           last,
-          r.unread > 0 ? h("span", { class: "badge", "aria-hidden": "true" }, r.unread > 99 ? "99+" : String(r.unread)) : null))));
+          r.unread_mentions > 0 ? h("span", { class: "badge mention", "aria-hidden": "true", title: "You were mentioned" }, "@") : null,
+          r.unread > 0 ? h("span", { class: `badge${r.muted ? " quiet" : ""}`, "aria-hidden": "true" }, r.unread > 99 ? "99+" : String(r.unread)) : null))));
     li.style.top = `${index * ROW}px`;
     li.style.height = `${ROW}px`;
     (li.querySelector(".avatar") as HTMLElement).style.background = `hsl(${hue(r.name)} 55% 45%)`;

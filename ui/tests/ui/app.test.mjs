@@ -180,7 +180,7 @@ describe("chats", () => {
     const page = await open("no-chats");
     await page.waitForFunction(() => /No chats yet/.test(document.querySelector(".empty p")?.textContent ?? ""));
     // Someone writes: the list gets a chat, and the pane stops saying there are none.
-    await page.evaluate(() => window.__rooms.push({ room: 9, server_id: 90, name: "carol", unread: 1, last_seq: 1, last_message: "Hi!", my_last_state: null, member: true, direct: true, last_activity_ms: Date.now(), typing: [], request_from: null }));
+    await page.evaluate(() => window.__rooms.push({ room: 9, server_id: 90, name: "carol", unread: 1, last_seq: 1, last_message: "Hi!", my_last_state: null, member: true, direct: true, last_activity_ms: Date.now(), typing: [], request_from: null, draft: null, disappearing_s: null, muted: false, unread_mentions: 0 }));
     await emit(page, "core", [{ kind: "rooms_changed" }]);
     await page.waitForSelector('button.room[data-room="9"]');
     await page.waitForFunction(() => document.querySelector(".empty p")?.textContent === "Pick a chat.");
@@ -410,6 +410,254 @@ describe("what people do with messages", () => {
       { room: 1, to: "r1-2-11", forEveryone: true },
       { room: 1, to: "r1-4-39", forEveryone: false },
     ]);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+});
+
+describe("forwarding, timers, drafts, unread, mentions and edit history", () => {
+  const bubble = (seq) => `#timeline article.msg[data-seq="${seq}"]`;
+  const menu = async (page, seq) => {
+    await page.hover(bubble(seq));
+    await page.click(`${bubble(seq)} .msg-actions`);
+    await page.waitForSelector("#message-menu");
+  };
+  const focused = (page) => page.evaluate(() => document.activeElement?.id ?? "");
+
+  it("forwards a message to a chat picked by name, where it shows as forwarded", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(3));
+    await menu(page, 3);
+    await page.click("#menu-forward");
+    await page.waitForSelector("#forward[open]");
+    assert.equal(await focused(page), "forward-filter");
+    assert.deepEqual(await page.$$eval("#forward-list .forward-target .room-name", (els) => els.map((e) => e.textContent)), ["bob", "Climbing club"]);
+    await page.click('#forward-list .forward-target[data-room="2"]');
+    await page.waitForSelector("#forward", { state: "detached" });
+    assert.deepEqual(await calls(page, "forward"), [{ room: 2, from: 1, message: "r1-3-13" }]);
+    // Only the copy says so.
+    assert.equal(await page.$("#timeline .forwarded"), null);
+    await page.click('button.room[data-room="2"]');
+    await page.waitForSelector("#timeline article.mine .forwarded");
+    assert.equal(await page.textContent("#timeline article.msg:has(.forwarded) .forwarded"), "Forwarded");
+    assert.equal(await page.textContent("#timeline article.msg:has(.forwarded) .text"), "See you at 6?");
+    assert.equal(await page.$$eval("#timeline .forwarded", (els) => els.length), 1);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("forwards with the keyboard alone, and offers no Forward for a deleted message", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(4));
+    await page.focus(`${bubble(4)} .msg-actions`);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#message-menu");
+    // bob's message: the reactions, Reply, Forward, Delete for me.
+    await page.keyboard.press("End");
+    assert.equal(await focused(page), "menu-delete-me");
+    await page.keyboard.press("ArrowUp");
+    assert.equal(await focused(page), "menu-forward");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#forward[open]");
+    await page.keyboard.type("clim");
+    assert.deepEqual(await page.$$eval("#forward-list .forward-target", (els) => els.map((e) => e.dataset.room)), ["2"]);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#forward", { state: "detached" });
+    assert.deepEqual(await calls(page, "forward"), [{ room: 2, from: 1, message: "r1-4-39" }]);
+    // Escape closes a message menu and puts the focus back on its button.
+    await page.focus(`${bubble(3)} .msg-actions`);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#message-menu");
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("#message-menu", { state: "detached" });
+    assert.equal(await page.evaluate(() => document.activeElement?.closest("article")?.dataset.seq), "3");
+    // Deleted for everyone: nothing left to forward.
+    await menu(page, 2);
+    await page.click("#menu-delete-everyone");
+    await page.click("#menu-delete-everyone");
+    await page.waitForSelector(`${bubble(2)}.deleted`);
+    await menu(page, 2);
+    assert.equal(await page.$("#menu-forward"), null);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("sets the disappearing-message timer from the chat menu, shown in the header and as a notice", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(4));
+    assert.equal(await page.isHidden("#chat-timer"), true);
+    await page.click("#chat-menu-button");
+    await page.waitForSelector("#chat-menu");
+    assert.equal(await page.getAttribute("#chat-menu-button", "aria-expanded"), "true");
+    assert.deepEqual(await page.$$eval("#chat-menu [role=menuitemradio]", (els) => els.map((e) => [e.textContent, e.getAttribute("aria-checked")])),
+      [["Off", "true"], ["30 seconds", "false"], ["5 minutes", "false"], ["1 hour", "false"], ["1 day", "false"], ["1 week", "false"]]);
+    await page.click("#chat-timer-86400");
+    await page.waitForSelector("#chat-menu", { state: "detached" });
+    assert.deepEqual(await calls(page, "set_disappearing"), [{ room: 1, seconds: 86400 }]);
+    await page.waitForSelector("#chat-timer:not([hidden])");
+    assert.equal(await page.textContent("#chat-timer"), "⏱ 1 day");
+    assert.equal(await page.getAttribute("#chat-timer", "aria-label"), "Messages disappear after 1 day");
+    await page.waitForSelector("#timeline .event.disappearing");
+    assert.equal(await page.textContent("#timeline .event.disappearing"), "You set messages to disappear after 1 day");
+    // What I send now disappears, and says so.
+    await page.fill("#composer", "Gone tomorrow");
+    await page.press("#composer", "Enter");
+    await page.waitForSelector("#timeline article.mine.pending .expires");
+    assert.equal(await page.getAttribute("#timeline article.mine.pending .expires", "aria-label"), "Disappearing message");
+    // Off, with the keyboard; Escape closes the menu where the focus was.
+    await page.focus("#chat-menu-button");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#chat-menu");
+    assert.equal(await focused(page), "chat-menu-mute");
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("#chat-menu", { state: "detached" });
+    assert.equal(await focused(page), "chat-menu-button");
+    await page.keyboard.press("Enter");
+    await page.keyboard.press("ArrowDown");
+    assert.equal(await focused(page), "chat-timer-0");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#chat-timer", { state: "hidden" });
+    assert.deepEqual((await calls(page, "set_disappearing")).at(-1), { room: 1, seconds: 0 });
+    await page.waitForFunction(() => [...document.querySelectorAll("#timeline .event.disappearing")].length === 2);
+    assert.equal(await page.textContent("#timeline .event.disappearing >> nth=-1"), "You turned off disappearing messages");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("keeps what I type as the chat's draft, shows it in the list, puts it back, and clears it once sent", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(4));
+    assert.deepEqual(await calls(page, "draft"), [{ room: 1 }]);
+    await page.locator("#composer").pressSequentially("Half a tho");
+    await page.waitForFunction(() => window.__calls.some((c) => c.cmd === "set_draft"));
+    assert.deepEqual(await calls(page, "set_draft"), [{ room: 1, text: "Half a tho" }], "once, after typing stops");
+    // An edit borrows the composer; cancelling it brings the draft back.
+    await menu(page, 2);
+    await page.click("#menu-edit");
+    assert.equal(await page.inputValue("#composer"), "Sounds good");
+    await page.press("#composer", "Escape");
+    assert.equal(await page.inputValue("#composer"), "Half a tho");
+    // Switching chats at once keeps the rest.
+    await page.locator("#composer").pressSequentially("ught");
+    await page.click('button.room[data-room="2"]');
+    await page.waitForSelector('button.room[data-room="1"] .preview.draft');
+    assert.deepEqual(await calls(page, "set_draft"), [{ room: 1, text: "Half a tho" }, { room: 1, text: "Half a thought" }]);
+    assert.equal(await page.textContent('button.room[data-room="1"] .preview.draft'), "Draft: Half a thought");
+    assert.equal(await page.textContent('button.room[data-room="1"] .draft-label'), "Draft:");
+    assert.equal(await page.inputValue("#composer"), "", "the other chat has none");
+    // Back: the draft is in the composer (and not in the list while the chat is open).
+    await page.click('button.room[data-room="1"]');
+    await page.waitForFunction(() => document.querySelector("#composer")?.value === "Half a thought");
+    assert.equal(await page.$('button.room[data-room="1"] .preview.draft'), null);
+    // Sent: the draft is cleared.
+    await page.press("#composer", "Enter");
+    await page.waitForFunction(() => window.__calls.filter((c) => c.cmd === "set_draft").length === 3);
+    assert.deepEqual((await calls(page, "set_draft")).at(-1), { room: 1, text: "" });
+    assert.deepEqual((await calls(page, "send_text")).at(-1), { room: 1, text: "Half a thought" });
+    await page.click('button.room[data-room="2"]');
+    await page.waitForSelector('button.room[data-room="1"] .preview:not(.draft)');
+    assert.equal(await page.textContent('button.room[data-room="1"] .preview'), "See you at 6?");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("marks where the unread messages start, asked before the chat is read", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector("#unread-divider");
+    assert.equal(await page.textContent("#unread-divider"), "Unread messages");
+    assert.equal(await page.evaluate(() => document.querySelector("#unread-divider")?.nextElementSibling?.getAttribute("data-seq")), "3");
+    assert.deepEqual(await calls(page, "first_unread"), [{ room: 1 }]);
+    await page.waitForFunction(() => window.__calls.some((c) => c.cmd === "mark_read"));
+    assert.deepEqual(await page.evaluate(() => window.__calls.map((c) => c.cmd).filter((c) => c === "first_unread" || c === "mark_read")), ["first_unread", "mark_read"]);
+    assert.equal(await page.isHidden("#jump-unread"), true);
+    // Read now: opened again, there is no divider.
+    await page.click('button.room[data-room="2"]');
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(4));
+    await page.waitForFunction(() => window.__calls.filter((c) => c.cmd === "first_unread").length === 3);
+    assert.equal(await page.$("#unread-divider"), null);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("jumps to the first unread message when it is further back than the pages loaded", async () => {
+    const page = await open("long");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector("#jump-unread:not([hidden])");
+    assert.equal(await page.textContent("#jump-unread"), "↑ Jump to first unread");
+    assert.equal(await page.$("#unread-divider"), null);
+    assert.equal(await page.$(bubble(41)), null);
+    await page.click("#jump-unread");
+    await page.waitForSelector("#unread-divider");
+    assert.equal(await page.evaluate(() => document.querySelector("#unread-divider")?.nextElementSibling?.getAttribute("data-seq")), "41");
+    assert.ok((await calls(page, "messages")).some((c) => c.before !== null), "older pages were loaded");
+    await page.waitForSelector("#jump-unread", { state: "hidden" });
+    assert.equal(await focused(page), "unread-divider");
+    const inView = await page.evaluate(() => {
+      const d = document.querySelector("#unread-divider").getBoundingClientRect();
+      const t = document.querySelector("#timeline").getBoundingClientRect();
+      return d.top >= t.top && d.bottom <= t.bottom;
+    });
+    assert.ok(inView, "the divider is in view");
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("marks mentions, mine most; lists a muted chat's @ badge; mutes and unmutes from the chat menu", async () => {
+    const page = await open("mention");
+    await page.waitForSelector('button.room[data-room="2"] .badge.mention');
+    assert.equal(await page.textContent('button.room[data-room="2"] .badge.mention'), "@");
+    assert.notEqual(await page.$('button.room[data-room="2"] .muted-icon'), null);
+    assert.notEqual(await page.$('button.room[data-room="2"] .badge.quiet'), null, "a muted chat's count is quieter");
+    assert.equal(await page.getAttribute('button.room[data-room="2"]', "aria-label"), "Climbing club, 1 unread, mentioned, muted");
+    assert.equal(await page.$('button.room[data-room="1"] .muted-icon'), null);
+    await page.click('button.room[data-room="2"]');
+    await page.waitForSelector("#timeline article.mentions-me");
+    assert.deepEqual(await page.$$eval("#timeline .mention", (els) => els.map((e) => [e.textContent, e.className])),
+      [["@ann", "mention me"], ["@dave", "mention"]]);
+    // The text goes in as text: markup in it is shown, not run.
+    assert.equal(await page.textContent("#timeline article.mentions-me .text"), "@ann can you bring the rope? <img src=x onerror=alert(1)> cc @dave.");
+    assert.equal(await page.$("#timeline img"), null);
+    // Read: the @ badge goes.
+    await page.waitForSelector('button.room[data-room="2"] .badge.mention', { state: "detached" });
+    await page.click("#chat-menu-button");
+    assert.equal(await page.textContent("#chat-menu-mute"), "Unmute");
+    await page.click("#chat-menu-mute");
+    await page.waitForSelector('button.room[data-room="2"] .muted-icon', { state: "detached" });
+    await page.click("#chat-menu-button");
+    assert.equal(await page.textContent("#chat-menu-mute"), "Mute");
+    await page.click("#chat-menu-mute");
+    await page.waitForSelector('button.room[data-room="2"] .muted-icon');
+    assert.deepEqual(await calls(page, "set_room_muted"), [{ room: 2, muted: false }, { room: 2, muted: true }]);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it("shows an edited message's versions from its edited mark", async () => {
+    const page = await open("signed-in");
+    await page.click('button.room[data-room="1"]');
+    await page.waitForSelector(bubble(2));
+    assert.equal(await page.$(`${bubble(2)} .edited`), null);
+    await menu(page, 2);
+    await page.click("#menu-edit");
+    await page.fill("#composer", "Sounds great");
+    await page.press("#composer", "Enter");
+    await page.waitForSelector(`${bubble(2)} .edited`);
+    await page.focus(`${bubble(2)} .edited`);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#versions-list .version");
+    assert.deepEqual(await calls(page, "message_versions"), [{ room: 1, message: "r1-2-11" }]);
+    assert.deepEqual(await page.$$eval("#versions-list .version", (els) => els.map((e) => [e.querySelector("strong")?.textContent, e.querySelector(".version-text")?.textContent])),
+      [["Sent", "Sounds good"], ["Edited", "Sounds great"]]);
+    assert.match(await page.textContent("#versions-list .version >> nth=0 >> time"), /^Yesterday, \d/);
+    assert.match(await page.textContent("#versions-list .version >> nth=1 >> time"), /^Today, \d/);
+    await page.keyboard.press("Escape");
+    await page.waitForSelector("#versions", { state: "detached" });
     assert.deepEqual(page.errors, []);
     await page.close();
   });

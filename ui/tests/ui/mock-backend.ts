@@ -28,7 +28,15 @@ function message(room: number, seq: number | null, sender: string, text: string,
   return {
     room, seq, request_id: `r${room}-${seq ?? "p"}-${text.length}`, sender, at_ms: at, text, notice: null, state,
     position: seq === null ? 2 ** 52 : seq << 20, image: null, file: null, video: null, call: null,
-    reply_to: null, edited: false, deleted: false, reactions: [],
+    reply_to: null, edited: false, deleted: false, reactions: [], forwarded: false, expires_ms: null, mentions_me: false,
+  };
+}
+
+/** A room in the chat list, with what most rooms have. */
+function summary(room: number, name: string, fields: Partial<RoomSummary>): RoomSummary {
+  return {
+    room, server_id: room * 10, name, unread: 0, last_seq: 0, last_message: null, my_last_state: null, member: true, direct: true,
+    last_activity_ms: now, typing: [], request_from: null, draft: null, disappearing_s: null, muted: false, unread_mentions: 0, ...fields,
   };
 }
 
@@ -37,14 +45,14 @@ export function install(scenario: string) {
   window.__emit = (event, payload) => emit(event, payload);
   const session = { server: "http://127.0.0.1:7878", username: "ann", user_id: 1, device_id: 11, encrypted: false, pin: null };
   const rooms: RoomSummary[] = [
-    { room: 1, server_id: 10, name: "bob", unread: 2, last_seq: 3, last_message: "See you at 6?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 60_000, typing: [], request_from: null },
-    { room: 2, server_id: 20, name: "Climbing club", unread: 0, last_seq: 2, last_message: "Photo", my_last_state: "delivered", member: true, direct: false, last_activity_ms: now - 2 * DAY, typing: [], request_from: null },
+    summary(1, "bob", { unread: 2, last_seq: 3, last_message: "See you at 6?", last_activity_ms: now - 60_000 }),
+    summary(2, "Climbing club", { last_seq: 2, last_message: "Photo", my_last_state: "delivered", direct: false, last_activity_ms: now - 2 * DAY }),
   ];
   // A new profile: no chats until the test adds one (as a message from someone would).
   if (scenario === "no-chats") rooms.splice(0, rooms.length);
   window.__rooms = rooms;
   if (scenario === "request") {
-    rooms.unshift({ room: 3, server_id: 30, name: "mallory", unread: 1, last_seq: 2, last_message: "Hi, remember me?", my_last_state: null, member: true, direct: true, last_activity_ms: now - 1_000, typing: [], request_from: "mallory" });
+    rooms.unshift(summary(3, "mallory", { unread: 1, last_seq: 2, last_message: "Hi, remember me?", last_activity_ms: now - 1_000, request_from: "mallory" }));
   }
   const messages: Record<number, Message[]> = {
     1: [
@@ -56,6 +64,29 @@ export function install(scenario: string) {
     2: [message(2, 2, "ann", "Who's in for Saturday?", now - 2 * DAY, "delivered"), message(2, 1, "cy", "Hi all", now - 3 * DAY, "sent")],
     3: [message(3, 2, "mallory", "Hi, remember me?", now - 1_000, "sent")],
   };
+  // A long chat with bob: 120 messages, the last 80 unread — the first unread is two pages
+  // back (the UI loads 50 at a time).
+  if (scenario === "long") {
+    messages[1] = Array.from({ length: 120 }, (_, i) => message(1, 120 - i, "bob", `Message number ${120 - i}`, today((i + 1) * 1_000), "sent"));
+    Object.assign(rooms[0], { unread: 80, last_seq: 120, last_message: "Message number 120" });
+  }
+  // The climbing club is muted, and cy mentions me there (and someone else, and writes markup).
+  if (scenario === "mention") {
+    messages[2].unshift({ ...message(2, 3, "cy", "@ann can you bring the rope? <img src=x onerror=alert(1)> cc @dave.", today(5_000), "sent"), mentions_me: true });
+    Object.assign(rooms[1], { unread: 1, unread_mentions: 1, muted: true, last_seq: 3, last_message: "@ann can you bring the rope?", last_activity_ms: today(5_000) });
+  }
+  // Messages made here (sent, forwarded, timer notices) get request ids of their own.
+  let made = 0;
+  const mine = (room: number, text: string): Message => {
+    const r = rooms.find((x) => x.room === room);
+    const timer = r?.disappearing_s ?? 0;
+    return { ...message(room, null, "ann", text, Date.now(), "pending"), request_id: `r${room}-new${++made}`, expires_ms: timer > 0 ? Date.now() + timer * 1000 : null };
+  };
+  const changed = (room: number) => void emit("core", [{ kind: "timeline_changed", room }, { kind: "rooms_changed" }]);
+  // Edits keep every version (message_versions), oldest first.
+  const versions: Record<string, [string, number][]> = {};
+  // Drafts, by room (also in the room list).
+  const drafts: Record<number, string> = {};
   // Verified contacts: how far I trust each one. In "held", bob's verified code changed:
   // the chat has the notice, and sending there is held until I accept it.
   const trust: Record<string, Trust> = { bob: scenario === "held" ? "changed" : "unverified", dana: "unverified" };
@@ -127,14 +158,69 @@ export function install(scenario: string) {
           throw { code: "key_changed", message: "bob's security code changed — accept it or verify again to send", reason: null };
         }
         const list = messages[Number(a.room)];
-        list.unshift(message(Number(a.room), null, "ann", String(a.text), Date.now(), "pending"));
+        list.unshift(mine(Number(a.room), String(a.text)));
         void emit("core", [{ kind: "timeline_changed", room: Number(a.room) }]);
         return null;
+      }
+      case "forward": {
+        const from = messages[Number(a.from)]?.find((m) => m.request_id === a.message && !m.deleted && !m.notice);
+        if (!from) throw { code: "no_such_message", message: "no such message", reason: null };
+        const to = Number(a.room);
+        messages[to].unshift({ ...mine(to, from.text), forwarded: true, image: from.image, file: from.file, video: from.video });
+        const r = rooms.find((x) => x.room === to)!;
+        Object.assign(r, { last_message: from.text, my_last_state: "pending", last_activity_ms: Date.now() });
+        changed(to);
+        return null;
+      }
+      case "set_disappearing": {
+        const room = Number(a.room);
+        const seconds = Number(a.seconds);
+        rooms.find((x) => x.room === room)!.disappearing_s = seconds > 0 ? seconds : null;
+        messages[room].unshift({ ...mine(room, ""), expires_ms: null, notice: { kind: "disappearing", seconds: seconds > 0 ? seconds : null } });
+        changed(room);
+        return null;
+      }
+      case "set_draft": {
+        const room = Number(a.room);
+        const text = String(a.text).trim() === "" ? null : String(a.text);
+        if ((drafts[room] ?? null) === text) return null;
+        if (text === null) delete drafts[room];
+        else drafts[room] = text;
+        rooms.find((x) => x.room === room)!.draft = text;
+        void emit("core", [{ kind: "rooms_changed" }]);
+        return null;
+      }
+      case "draft":
+        return drafts[Number(a.room)] ?? null;
+      case "first_unread": {
+        // The oldest of the room's `unread` newest messages from others.
+        const r = rooms.find((x) => x.room === Number(a.room));
+        if (!r || r.unread === 0) return null;
+        const theirs = (messages[r.room] ?? []).filter((m) => m.sender !== "ann" && m.notice === null && m.seq !== null);
+        return (theirs[r.unread - 1] ?? theirs.at(-1))?.position ?? null;
+      }
+      case "mark_read": {
+        const r = rooms.find((x) => x.room === Number(a.room));
+        if (r && (r.unread > 0 || r.unread_mentions > 0)) {
+          Object.assign(r, { unread: 0, unread_mentions: 0 });
+          void emit("core", [{ kind: "rooms_changed" }]);
+        }
+        return null;
+      }
+      case "set_room_muted": {
+        rooms.find((x) => x.room === Number(a.room))!.muted = Boolean(a.muted);
+        void emit("core", [{ kind: "rooms_changed" }]);
+        return null;
+      }
+      case "message_versions": {
+        const m = messages[Number(a.room)]?.find((x) => x.request_id === a.message);
+        if (!m) throw { code: "no_such_message", message: "no such message", reason: null };
+        return versions[m.request_id] ?? [[m.text, m.at_ms]];
       }
       case "reply": {
         const list = messages[Number(a.room)];
         const to = list.find((m) => m.request_id === a.to)!;
-        list.unshift({ ...message(Number(a.room), null, "ann", String(a.text), Date.now(), "pending"),
+        list.unshift({ ...mine(Number(a.room), String(a.text)),
           reply_to: { request_id: to.request_id, seq: to.seq, position: to.position, sender: to.sender, text: to.text } });
         void emit("core", [{ kind: "timeline_changed", room: Number(a.room) }]);
         return null;
@@ -145,7 +231,11 @@ export function install(scenario: string) {
         const list = messages[Number(a.room)];
         const i = list.findIndex((m) => m.request_id === a.to);
         const m = list[i];
-        if (cmd === "edit_message") Object.assign(m, { text: String(a.text), edited: true });
+        if (cmd === "edit_message") {
+          versions[m.request_id] ??= [[m.text, m.at_ms]];
+          versions[m.request_id].push([String(a.text), Date.now()]);
+          Object.assign(m, { text: String(a.text), edited: true });
+        }
         if (cmd === "delete_message" && a.forEveryone) Object.assign(m, { text: "message deleted", deleted: true, reactions: [] });
         if (cmd === "delete_message" && !a.forEveryone) list.splice(i, 1);
         if (cmd === "react") {

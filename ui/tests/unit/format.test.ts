@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkExpiry, linkParts, noticeText, placeholderSize, stuckReason, tick, trustBadge } from "../../src/format";
+import { banner, bytes, callRecord, caption, callStatus, dayLabel, duration, endReason, groupByDay, initials, linkExpiry, linkParts, mentionParts, noticeText, placeholderSize, stuckReason, tick, timerLabel, TIMER_CHOICES, trustBadge } from "../../src/format";
 import type { Message } from "../../src/bindings";
 
 const msg = (at: number): Message => ({
   room: 1, seq: 1, request_id: "r", sender: "a", at_ms: at, text: "t", notice: null, state: "sent",
   position: 1, image: null, file: null, video: null, call: null,
-  reply_to: null, edited: false, deleted: false, reactions: [],
+  reply_to: null, edited: false, deleted: false, reactions: [], forwarded: false, expires_ms: null, mentions_me: false,
 });
 
 describe("ticks", () => {
@@ -159,5 +159,36 @@ describe("link code expiry", () => {
     expect(linkExpiry(now + 1, now)).toBe("Works once, for 1 more second.");
     expect(linkExpiry(now, now)).toBe("This code has expired. Show a new one.");
     expect(linkExpiry(now - 5_000, now)).toBe("This code has expired. Show a new one.");
+  });
+});
+
+describe("disappearing messages", () => {
+  it("word the timer", () => {
+    expect(TIMER_CHOICES.map(timerLabel)).toEqual(["Off", "30 seconds", "5 minutes", "1 hour", "1 day", "1 week"]);
+    expect(timerLabel(90)).toBe("90 seconds");
+    expect(timerLabel(2 * 86_400)).toBe("2 days");
+    expect(timerLabel(28 * 86_400)).toBe("4 weeks");
+    expect(timerLabel(1)).toBe("1 second");
+  });
+  it("word the notice, mine as You", () => {
+    expect(noticeText({ kind: "disappearing", seconds: 86_400 }, "ann", "bob")).toBe("ann set messages to disappear after 1 day");
+    expect(noticeText({ kind: "disappearing", seconds: null }, "ann", "bob")).toBe("ann turned off disappearing messages");
+    expect(noticeText({ kind: "disappearing", seconds: 300 }, "ann", "ann")).toBe("You set messages to disappear after 5 minutes");
+    expect(noticeText({ kind: "disappearing", seconds: null }, "ann", "ann")).toBe("You turned off disappearing messages");
+  });
+});
+
+describe("mentions", () => {
+  it("are an @ that starts a word, then a username, as the core finds them", () => {
+    expect(mentionParts("hi @Ann and @bob.smith, see @ann.")).toEqual([
+      { text: "hi " }, { mention: "@Ann", name: "ann" }, { text: " and " }, { mention: "@bob.smith", name: "bob.smith" },
+      { text: ", see " }, { mention: "@ann", name: "ann" }, { text: "." },
+    ]);
+    expect(mentionParts("mail ann@example.org")).toEqual([{ text: "mail ann@example.org" }]);
+    expect(mentionParts("@ @@ @-")).toEqual([{ text: "@ @@ @-" }]);
+    expect(mentionParts("(@zoe)")).toEqual([{ text: "(" }, { mention: "@zoe", name: "zoe" }, { text: ")" }]);
+    expect(mentionParts("é@zoe")).toEqual([{ text: "é@zoe" }]);
+    expect(mentionParts("@@zoe")).toEqual([{ text: "@" }, { mention: "@zoe", name: "zoe" }]);
+    expect(mentionParts("no mentions")).toEqual([{ text: "no mentions" }]);
   });
 });
