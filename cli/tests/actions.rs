@@ -44,15 +44,16 @@ fn replies_edits_deletions_and_reactions_show_on_every_device_also_when_made_off
     let dir = tempfile::tempdir().unwrap();
     let server = serve(&dir.path().join("server"));
     let p = |name: &str| -> PathBuf { dir.path().join(name) };
-    for (profile, name, cmd) in [
-        ("alice", "alice", "signup"),
-        ("bob", "bob", "signup"),
-        ("alice2", "alice", "login"),
-        ("bob2", "bob", "login"),
-    ] {
-        let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
-        assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
-    }
+    common::sign_in_all(
+        dir.path(),
+        &server.url,
+        &[
+            ("alice", "alice", "signup"),
+            ("bob", "bob", "signup"),
+            ("alice2", "alice", "login"),
+            ("bob2", "bob", "login"),
+        ],
+    );
     let devices = ["alice", "bob", "alice2", "bob2"];
     let sync_all = || sync(dir.path(), &devices);
     // Bob has alice as a contact: her room is no request to him.
@@ -209,12 +210,11 @@ fn forwards_disappearing_messages_and_mentions_reach_every_device() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(&dir.path().join("server"));
     let p = |name: &str| -> PathBuf { dir.path().join(name) };
-    for (profile, name, cmd) in
-        [("alice", "alice", "signup"), ("bob", "bob", "signup"), ("bob2", "bob", "login")]
-    {
-        let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
-        assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
-    }
+    common::sign_in_all(
+        dir.path(),
+        &server.url,
+        &[("alice", "alice", "signup"), ("bob", "bob", "signup"), ("bob2", "bob", "login")],
+    );
     let devices = ["alice", "bob", "bob2"];
     let sync_all = || sync(dir.path(), &devices);
     let code = ok(&p("alice"), &["contact-code"])[0]["uri"].as_str().unwrap().to_owned();

@@ -89,15 +89,16 @@ fn membership_commands_listen_and_a_second_device_of_the_same_account() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(&dir.path().join("server"));
     let p = |name: &str| dir.path().join(name);
-    for (profile, name, cmd) in [
-        ("alice", "alice", "signup"),
-        ("bob", "bob", "signup"),
-        ("carol", "carol", "signup"),
-        ("alice2", "alice", "login"),
-    ] {
-        let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
-        assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
-    }
+    common::sign_in_all(
+        dir.path(),
+        &server.url,
+        &[
+            ("alice", "alice", "signup"),
+            ("bob", "bob", "signup"),
+            ("carol", "carol", "signup"),
+            ("alice2", "alice", "login"),
+        ],
+    );
     // Carol has alice as a contact: alice's invitation is no request to her.
     let code = ok(&p("alice"), &["contact-code"])[0]["uri"].as_str().unwrap().to_owned();
     ok(&p("carol"), &["add-contact", &code]);
@@ -180,12 +181,11 @@ fn reading_on_one_device_clears_unread_on_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(&dir.path().join("server"));
     let p = |name: &str| dir.path().join(name);
-    for (profile, name, cmd) in
-        [("alice", "alice", "signup"), ("bob", "bob", "signup"), ("alice2", "alice", "login")]
-    {
-        let args = [cmd, "--server", &server.url, "--username", name, "--password-stdin"];
-        assert_eq!(exec(&p(profile), &args, "correct horse battery\n").0, 0, "{profile}");
-    }
+    common::sign_in_all(
+        dir.path(),
+        &server.url,
+        &[("alice", "alice", "signup"), ("bob", "bob", "signup"), ("alice2", "alice", "login")],
+    );
     let room = ok(&p("bob"), &["create-room", "--member", "alice"])[0]["room"]
         .as_str()
         .unwrap()

@@ -567,7 +567,8 @@ fn event_in(
     } else if message && updated == 0 {
         // Searchable as it shows: an edit, or a deletion for everyone, may have come first.
         let edited = crate::relations::last_edit(tx, &e.request.0)?;
-        if let Some(text) = edited.or_else(|| crate::search::index::searchable(content)) {
+        if let Some(text) = edited.or_else(|| body.as_ref().and_then(crate::search::index::text_of))
+        {
             crate::search::index::put(tx, event_id, &text)?;
         }
         crate::relations::arrived(tx, room, &e.request, e.sender.0)?;

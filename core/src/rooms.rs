@@ -188,6 +188,24 @@ pub struct Room<'a> {
     room: RoomKey,
 }
 
+/// See [`Room::first_unread`]: what shows at `now` (an expired message does not).
+fn first_unread(
+    c: &rusqlite::Connection,
+    room: RoomKey,
+    me: i64,
+    now: i64,
+) -> Result<Option<i64>, Error> {
+    Ok(c.prepare_cached(
+        "SELECT e.position FROM events e JOIN rooms r ON r.id = e.room_id
+         WHERE e.room_id = ?1 AND e.seq > r.read_seq AND e.sender != ?2
+             AND e.is_message = 1 AND e.hidden = 0
+             AND (e.expires_ms IS NULL OR e.expires_ms > ?3)
+         ORDER BY e.seq LIMIT 1",
+    )?
+    .query_row(params![room, me, now], |r| r.get(0))
+    .optional()?)
+}
+
 impl<'a> Room<'a> {
     /// Its local id.
     pub(crate) fn key(&self) -> RoomKey {
@@ -338,14 +356,7 @@ impl<'a> Room<'a> {
         self.client
             .db(move |c| {
                 let me = stored(c)?.map_or(0, |a| a.user_id);
-                Ok(c.prepare_cached(
-                    "SELECT e.position FROM events e JOIN rooms r ON r.id = e.room_id
-                     WHERE e.room_id = ?1 AND e.seq > r.read_seq AND e.sender != ?2
-                         AND e.is_message = 1 AND e.hidden = 0
-                     ORDER BY e.seq LIMIT 1",
-                )?
-                .query_row(params![room, me], |r| r.get(0))
-                .optional()?)
+                first_unread(c, room, me, crate::stamp::now_ms())
             })
             .await
     }
@@ -442,5 +453,35 @@ impl<'a> Room<'a> {
     pub async fn typing(&self, active: bool) -> Result<(), Error> {
         let server = self.server_id().await?.ok_or(Error::NoSuchRoom(self.room))?;
         crate::sync::notify(self.client, Request::Typing { room: RoomId(server), active }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::body::MessageBody;
+    use crate::testing::{LogRoom, ALICE, BOB, ME};
+
+    /// Where the unread divider goes: the first message from someone else after my read
+    /// marker, not mine, not one that expired.
+    #[test]
+    fn the_first_unread_is_the_oldest_shown_message_of_others_after_the_marker() {
+        let mut room = LogRoom::new();
+        let now = crate::stamp::now_ms();
+        room.at_ms = Some(now);
+        room.log(ALICE, MessageBody::text("read already"));
+        room.c.execute("UPDATE rooms SET read_seq = 1", []).unwrap();
+        assert_eq!(super::first_unread(&room.c, 1, ME, now).unwrap(), None, "all read");
+        room.log(ME, MessageBody::text("mine"));
+        let expiring = MessageBody { expires_in: Some(60), ..MessageBody::text("soon gone") };
+        room.log(BOB, expiring);
+        room.log(ALICE, MessageBody::text("still here"));
+        let position = |seq: i64| -> i64 {
+            room.c
+                .query_row("SELECT position FROM events WHERE seq = ?1", [seq], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(super::first_unread(&room.c, 1, ME, now).unwrap(), Some(position(3)));
+        let later = now + 61_000;
+        assert_eq!(super::first_unread(&room.c, 1, ME, later).unwrap(), Some(position(4)));
     }
 }

@@ -198,7 +198,7 @@ impl SendQueue<'_> {
                 };
                 let request = new_request_id();
                 let target = RoomId(server.unwrap_or(0));
-                let (operation, echo) = make(request, target);
+                let (mut operation, mut echo) = make(request, target);
                 // Nothing written to someone whose verified key changed, until I accept it
                 // (crate::verification); quiet messages (a proof) are not queued here.
                 if matches!(operation, Request::Send { .. }) {
@@ -223,8 +223,6 @@ impl SendQueue<'_> {
                     crate::relations::check_mine(&tx, room, me, relation)?;
                 }
                 // In a room with disappearing messages on, a message carries the timer.
-                let mut operation = operation;
-                let mut echo = echo;
                 if let Request::Send { body, .. } = &mut operation {
                     if let Some(stamped) =
                         crate::disappearing::expiry::stamp(&tx, room, body.as_bytes())?
@@ -400,7 +398,7 @@ impl RoomSendQueue<'_> {
                 .send_queue()
                 .enqueue(target, upload.clone(), move |request, room| {
                     let attachments: List<MediaId, { tidings_proto::limits::MAX_ATTACHMENTS }> =
-                        List::new(attachments).unwrap_or_else(|_| List::empty());
+                        List::new(attachments).expect("a stored message's attachments fit");
                     let echo = EventContent::Message {
                         body: body.clone(),
                         attachments: attachments.clone(),
@@ -579,19 +577,22 @@ fn write_echo(
         "UPDATE events SET position = ?2 WHERE id = ?1",
         params![id, PENDING_POSITION + id],
     )?;
-    if let Some(text) = crate::search::index::searchable(echo) {
+    // The body, decoded once: what search finds, and a disappearing message or setting.
+    let body = match echo {
+        EventContent::Message { body, .. } => crate::apply::decode_body(body.as_bytes()),
+        _ => None,
+    };
+    if let Some(text) = body.as_ref().and_then(crate::search::index::text_of) {
         crate::search::index::put(tx, id, &text)?;
     }
-    if let EventContent::Message { body, .. } = echo {
-        match crate::apply::decode_body(body.as_bytes()) {
-            Some(MessageBody { expires_in: Some(seconds), .. }) => {
-                crate::disappearing::expiry::start(tx, id, now, seconds)?;
-            }
-            Some(MessageBody { disappearing: Some(seconds), .. }) => {
-                crate::disappearing::expiry::set(tx, room, seconds)?;
-            }
-            _ => {}
+    match body {
+        Some(MessageBody { expires_in: Some(seconds), .. }) => {
+            crate::disappearing::expiry::start(tx, id, now, seconds)?;
         }
+        Some(MessageBody { disappearing: Some(seconds), .. }) => {
+            crate::disappearing::expiry::set(tx, room, seconds)?;
+        }
+        _ => {}
     }
     if let EventContent::Renamed { name } = echo {
         tx.execute("UPDATE rooms SET name = ?2 WHERE id = ?1", params![room, name.as_str()])?;

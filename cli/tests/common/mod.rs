@@ -123,6 +123,15 @@ pub fn ok(profile: &Path, args: &[&str]) -> Vec<Value> {
     ok_stdin(profile, args, "")
 }
 
+/// Signs each `(profile, username, "signup" | "login")` of `dir` in to the server at `url`,
+/// with the tests' password; a failure fails the test.
+pub fn sign_in_all(dir: &Path, url: &str, who: &[(&str, &str, &str)]) {
+    for (profile, name, cmd) in who {
+        let args = [*cmd, "--server", url, "--username", name, "--password-stdin"];
+        assert_eq!(exec(&dir.join(profile), &args, "correct horse battery\n").0, 0, "{profile}");
+    }
+}
+
 /// A TCP proxy to `target` (`host:port`) forwarding at most `bytes_per_sec` each way on each
 /// connection, like a slow uplink; returns its `host:port`. It runs until the test ends.
 pub fn throttled_proxy(target: &str, bytes_per_sec: usize) -> String {

@@ -5,17 +5,26 @@
 use rusqlite::{params, Connection};
 use tidings_proto::{codec, EventContent};
 
-use crate::{body::decode_body, Error};
+use crate::{
+    body::{decode_body, MessageBody},
+    Error,
+};
 
 /// The text of stored message content that search finds: its text and its file's name.
 pub(crate) fn searchable(content: &EventContent) -> Option<String> {
     let EventContent::Message { body, .. } = content else { return None };
-    let body = decode_body(body.as_bytes())?;
-    if body.relates.is_some() || body.name.is_some() || body.verified.is_some() {
+    text_of(&decode_body(body.as_bytes())?)
+}
+
+/// [`searchable`] for a body already decoded; `None` for one that shows no text of its own
+/// (a relation, a naming, a proof, a timer setting).
+pub(crate) fn text_of(body: &MessageBody) -> Option<String> {
+    let quiet = body.relates.is_some() || body.name.is_some() || body.verified.is_some();
+    if quiet || body.disappearing.is_some() {
         return None;
     }
-    let mut text = body.text;
-    if let Some(file) = body.file {
+    let mut text = body.text.clone();
+    if let Some(file) = &body.file {
         if !text.is_empty() {
             text.push('\n');
         }
